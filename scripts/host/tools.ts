@@ -1,0 +1,119 @@
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { type Options as ExecaOptions, execa } from 'execa';
+import { EnvironmentError } from '../errors.ts';
+import table from './tools.json' with { type: 'json' };
+
+export interface HostTool {
+  name: string;
+  debianPackage: string;
+  versionArgs: string[] | null;
+  purpose: string;
+  required: boolean;
+}
+
+export interface HostFile {
+  path: string;
+  debianPackage: string;
+  purpose: string;
+  required: boolean;
+}
+
+export const hostTools: readonly HostTool[] = table.tools;
+export const hostFiles: readonly HostFile[] = table.files;
+
+export const FRAMEWORK_RES = '/usr/share/android-framework-res/framework-res.apk';
+
+const located = new Map<string, string | null>();
+
+/** Absolute path of a command on PATH, or null. */
+export function which(name: string): string | null {
+  if (located.has(name)) return located.get(name)!;
+  let found: string | null = null;
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      found = p;
+      break;
+    } catch {
+      /* not here */
+    }
+  }
+  located.set(name, found);
+  return found;
+}
+
+export function installHint(pkgs: string[]): string {
+  return `install it with: sudo apt-get update && sudo apt-get install -y ${[...new Set(pkgs)].join(' ')} (or run \`npm start\`, which installs host tools as root)`;
+}
+
+/** Path of a host tool, or an EnvironmentError naming the Debian package that provides it. */
+export function requireTool(name: string): string {
+  const p = which(name);
+  if (p) return p;
+  const t = hostTools.find((x) => x.name === name);
+  throw new EnvironmentError(`host tool not found: ${name}`, {
+    code: 'TOOL_MISSING',
+    context: { tool: name, debianPackage: t?.debianPackage },
+    hint: installHint([t?.debianPackage ?? name]),
+  });
+}
+
+export function requireFile(path: string): string {
+  if (existsSync(path)) return path;
+  const f = hostFiles.find((x) => x.path === path);
+  throw new EnvironmentError(`host file not found: ${path}`, {
+    code: 'FILE_MISSING',
+    context: { path, debianPackage: f?.debianPackage },
+    hint: installHint([f?.debianPackage ?? 'the package providing it']),
+  });
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/**
+ * Runs a host tool. Non-zero exit becomes an EnvironmentError carrying the command line and
+ * the tool's stderr, unless `reject: false`.
+ */
+export async function runTool(
+  name: string,
+  args: readonly string[],
+  opts: ExecaOptions & { reject?: boolean } = {},
+): Promise<RunResult> {
+  const bin = requireTool(name);
+  const r = await execa(bin, args, { reject: false, stripFinalNewline: true, ...opts, encoding: 'utf8' });
+  const res: RunResult = {
+    stdout: String(r.stdout ?? ''),
+    stderr: String(r.stderr ?? ''),
+    exitCode: r.exitCode ?? -1,
+  };
+  if (opts.reject !== false && res.exitCode !== 0) {
+    throw new EnvironmentError(
+      `${name} failed (exit ${res.exitCode}): ${lastLines(res.stderr || res.stdout)}`,
+      {
+        code: 'TOOL_FAILED',
+        context: { tool: name, args, exitCode: res.exitCode, stderr: res.stderr.slice(-4000) },
+      },
+    );
+  }
+  return res;
+}
+
+function lastLines(s: string, n = 6): string {
+  return s.trim().split('\n').slice(-n).join('\n');
+}
+
+/** First line that looks like a version for a tool, or null when the tool has no version flag. */
+export async function toolVersion(t: HostTool): Promise<string | null> {
+  if (!t.versionArgs) return null;
+  const r = await execa(t.name, t.versionArgs, { reject: false, timeout: 20_000, all: true });
+  const out = String(r.all ?? '');
+  const line = out.split('\n').find((l) => /\d+\.\d+/.test(l)) ?? out.split('\n')[0] ?? '';
+  return line.trim() || null;
+}

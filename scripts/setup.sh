@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# First of the two commands (`npm start` runs this): installs missing host tools from Debian
+# packages (as root; otherwise prints the exact command), then the npm dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=$(node -e '
+  const fs = require("node:fs");
+  const { execFileSync } = require("node:child_process");
+  const t = JSON.parse(fs.readFileSync("scripts/host/tools.json", "utf8"));
+  const has = (c) => { try { execFileSync("sh", ["-c", `command -v "${c}"`], { stdio: "ignore" }); return true; } catch { return false; } };
+  const pk = new Set();
+  for (const x of t.tools) if (!has(x.name)) pk.add(x.debianPackage);
+  for (const f of t.files) if (!fs.existsSync(f.path)) pk.add(f.debianPackage);
+  process.stdout.write([...pk].join(" "));
+')
+
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian packages: $missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing
+  else
+    echo "setup: missing host tools. Run as root:" >&2
+    echo "  apt-get update && apt-get install -y --no-install-recommends $missing" >&2
+    exit 3
+  fi
+else
+  echo "setup: all host tools present"
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
