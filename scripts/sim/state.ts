@@ -8,8 +8,12 @@
  *   current `mode` ("adb" | "bootloader" | "fastbootd" | "recovery" | "sideload" | "off"), adb
  *   authorisation (`adbAuthorized` RSA key fingerprints; with `adbAuthRequired` and an empty list the
  *   device shows as "unauthorized"), the partition table (`partitions[name] = { size, logical,
- *   slotted }`, sizes in bytes; for logical partitions `size` is the size allotted inside super),
- *   `superPartition` when the device uses dynamic partitions, per-slot `slotSuccessful` /
+ *   slotted }`, sizes in bytes). Physical A/B partitions are one entry with `slotted: true`
+ *   ("boot" → boot_a.img, boot_b.img). Logical partitions are keyed by their full name in super's
+ *   metadata, slot suffix included ("system_a", "system_b", each `logical: true, slotted: false`),
+ *   because each slot has its own size there; `partitionPath("system", "a")` still finds
+ *   partitions/system_a.img, so callers can use (base name, slot) for both kinds.
+ *   Also `superPartition` when the device uses dynamic partitions, per-slot `slotSuccessful` /
  *   `slotUnbootable`, `snapshotUpdateStatus`, and optional `faults` for the fastboot server.
  * - `DIR/partitions/<name>_<slot>.img` for slotted partitions, `DIR/partitions/<name>.img` otherwise,
  *   logical ones included (they are kept as plain files; their layout is recorded in device.json).
@@ -60,6 +64,8 @@ export interface DeviceJson {
   slotCount: 2 | 0;
   currentSlot: Slot | null;
   unlocked: boolean;
+  /** `flashing unlock` is refused when false (OEM unlocking disabled in settings). Absent: allowed. */
+  unlockAbility?: boolean;
   secure: boolean;
   versionBootloader: string;
   versionBaseband?: string;
@@ -136,7 +142,11 @@ export class SimState {
     await mkdir(join(abs, 'partitions'), { recursive: true });
     const partitions: Record<string, PartitionInfo> = {};
     for (const p of profile.partitions) {
-      partitions[p.name] = { size: p.size, logical: p.logical, slotted: profile.ab && p.slotted };
+      if (p.logical && profile.ab && p.slotted) {
+        // As in super's metadata: one entry per slot, so each slot has its own size.
+        for (const s of ['a', 'b'])
+          partitions[`${p.name}_${s}`] = { size: p.size, logical: true, slotted: false };
+      } else partitions[p.name] = { size: p.size, logical: p.logical, slotted: profile.ab && p.slotted };
     }
     const info: DeviceJson = {
       serial: profile.serial,
@@ -205,6 +215,9 @@ export class SimState {
   /** Path of a partition's image. `slot` is required for slotted partitions on A/B devices. */
   partitionPath(name: string, slot?: Slot | null): string {
     const p = this.cur.partitions[name];
+    // Logical partitions are keyed by their full name in super ("system_a"): accept ("system", "a").
+    if (!p && slot && this.cur.partitions[`${name}_${slot}`])
+      return join(this.dir, 'partitions', `${name}_${slot}.img`);
     if (p?.slotted) {
       if (!slot)
         throw new InputError(`partition ${name} is slotted: a slot is needed`, { context: { name } });
@@ -231,6 +244,8 @@ export class SimState {
   resolvePartition(arg: string): { name: string; slot: Slot | null } | undefined {
     const parts = this.cur.partitions;
     if (parts[arg]) return { name: arg, slot: parts[arg].slotted ? this.cur.currentSlot : null };
+    const cur = this.cur.currentSlot;
+    if (cur && parts[`${arg}_${cur}`]?.logical) return { name: `${arg}_${cur}`, slot: null };
     const m = /^(.+)_(a|b)$/.exec(arg);
     if (m && parts[m[1]]?.slotted) return { name: m[1], slot: m[2] as Slot };
     return undefined;
