@@ -1,6 +1,15 @@
 import type { Command } from 'commander';
 import { registerDoctor } from './doctor.ts';
+import { registerInit } from './init.ts';
 import { registerInspect } from './inspect.ts';
+import { registerSchemas } from './schemas.ts';
+import { registerValidate } from './validate.ts';
 
 /** Every `omie` command, one line each. Each file parses arguments, calls a library module, and prints. */
-export const commands: Array<(program: Command) => void> = [registerDoctor, registerInspect];
+export const commands: Array<(program: Command) => void> = [
+  registerDoctor,
+  registerValidate,
+  registerInit,
+  registerSchemas,
+  registerInspect,
+];

@@ -1,0 +1,38 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { modelSchemas } from './schemas.ts';
+
+/** Extra schemas owned by other modules (conformance spec, reports, audit) register here. */
+export const extraSchemas: Array<{ json: string; schema: z.ZodType }> = [];
+
+export function allSchemas(): Array<{ json: string; schema: z.ZodType }> {
+  return [...Object.values(modelSchemas), ...extraSchemas];
+}
+
+/** JSON Schema text for a zod schema (input side: what a user writes in YAML). */
+export function jsonSchemaText(schema: z.ZodType, file: string): string {
+  const js = z.toJSONSchema(schema, {
+    io: 'input',
+    unrepresentable: 'any',
+    target: 'draft-2020-12',
+  }) as Record<string, unknown>;
+  return `${JSON.stringify({ $id: `https://omie.example/${file}`, ...js }, null, 2)}\n`;
+}
+
+export interface SchemaStatus {
+  file: string;
+  upToDate: boolean;
+}
+
+/** Compares (and with write=true, rewrites) every generated schema file under root. */
+export async function syncSchemas(root: string, write: boolean): Promise<SchemaStatus[]> {
+  const out: SchemaStatus[] = [];
+  for (const { json, schema } of allSchemas()) {
+    const want = jsonSchemaText(schema, json);
+    const have = await readFile(join(root, json), 'utf8').catch(() => '');
+    if (write && have !== want) await writeFile(join(root, json), want);
+    out.push({ file: json, upToDate: have === want });
+  }
+  return out;
+}
