@@ -1,0 +1,302 @@
+import { createHash } from 'node:crypto';
+import { type FileHandle, open } from 'node:fs/promises';
+import { Decompress as ZstdDecompress } from 'fzstd';
+import Bunzip from 'seek-bzip';
+import xz from 'xz-decompress';
+import { FormatError, VerificationError } from '../../errors.ts';
+import { type PayloadOperation, type PayloadPartition, SPARSE_HOLE } from './reader.ts';
+
+/**
+ * Rebuilds one partition image from the full-payload operations in the manifest. Runs inside a
+ * worker thread (extract.worker.ts) but has no thread-specific code, so tests and small jobs can
+ * call it directly. Memory is bounded by one operation's data (AOSP full payloads cut partitions
+ * into 2 MiB chunks; MAX_OPERATION_DATA stops forged lengths).
+ */
+
+export interface PartitionJob {
+  /** File holding the payload (payload.bin or the OTA zip). */
+  file: string;
+  /** Absolute offset of the blobs in `file`. */
+  blobsOffset: number;
+  blockSize: number;
+  partition: PayloadPartition;
+  outPath: string;
+  /** Check data_sha256_hash of every operation and the final new_partition_info hash (default true). */
+  verify?: boolean;
+}
+
+export interface PartitionResult {
+  name: string;
+  path: string;
+  size: number;
+  sha256: string;
+  /** Whether the final hash was compared with new_partition_info.hash (false when absent). */
+  verified: boolean;
+  operations: number;
+}
+
+const MAX_OPERATION_DATA = 512 * 1024 * 1024;
+const IO_CHUNK = 1024 * 1024;
+
+/** Error for operation failures, naming partition, operation index and type. */
+function opError(
+  job: PartitionJob,
+  op: PayloadOperation,
+  reason: string,
+  d: { expected?: unknown; found?: unknown } = {},
+) {
+  return new FormatError({
+    format: 'payload',
+    reason: `partition ${job.partition.name} operation ${op.index} (${op.type}): ${reason}`,
+    field: `partitions(${job.partition.name}).operations[${op.index}]`,
+    file: job.file,
+    ...d,
+  });
+}
+
+/**
+ * Writes a linear byte stream across an operation's dst_extents. Output beyond the extents is
+ * an error (a decompression bomb or a corrupt manifest); short output is zero-padded, as
+ * update_engine pads the last block.
+ */
+class ExtentWriter {
+  private extent = 0;
+  private inExtent = 0;
+  written = 0;
+  readonly total: number;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly op: PayloadOperation,
+    private readonly blockSize: number,
+    private readonly job: PartitionJob,
+  ) {
+    this.total = op.dstExtents.reduce((a, e) => a + e.numBlocks * blockSize, 0);
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < data.length) {
+      const e = this.op.dstExtents[this.extent];
+      if (!e)
+        throw opError(this.job, this.op, 'data is larger than its destination extents', {
+          expected: `${this.total} bytes`,
+          found: `more than ${this.total}`,
+        });
+      const room = e.numBlocks * this.blockSize - this.inExtent;
+      const n = Math.min(room, data.length - off);
+      if (e.startBlock !== SPARSE_HOLE) {
+        const pos = e.startBlock * this.blockSize + this.inExtent;
+        let done = 0;
+        while (done < n) {
+          const { bytesWritten } = await this.fh.write(data, off + done, n - done, pos + done);
+          done += bytesWritten;
+        }
+      }
+      off += n;
+      this.inExtent += n;
+      this.written += n;
+      if (this.inExtent === e.numBlocks * this.blockSize) {
+        this.extent++;
+        this.inExtent = 0;
+      }
+    }
+  }
+
+  async padWithZeros(): Promise<void> {
+    const zeros = Buffer.alloc(Math.min(IO_CHUNK, this.total - this.written));
+    while (this.written < this.total)
+      await this.write(zeros.subarray(0, Math.min(zeros.length, this.total - this.written)));
+  }
+}
+
+async function readData(fh: FileHandle, pos: number, len: number, job: PartitionJob, op: PayloadOperation) {
+  const buf = Buffer.alloc(len);
+  let got = 0;
+  while (got < len) {
+    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
+    if (bytesRead === 0)
+      throw opError(job, op, 'payload truncated', { expected: `${len} bytes`, found: got });
+    got += bytesRead;
+  }
+  return buf;
+}
+
+async function decompressXz(data: Buffer, w: ExtentWriter, job: PartitionJob, op: PayloadOperation) {
+  const reader = new xz.XzReadableStream(new Blob([data]).stream()).getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      await w.write(value);
+    }
+  } catch (e) {
+    if (e instanceof FormatError) throw e;
+    throw opError(job, op, `xz data is corrupt: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+async function decompressZstd(data: Buffer, w: ExtentWriter, job: PartitionJob, op: PayloadOperation) {
+  const chunks: Uint8Array[] = [];
+  let pending = 0;
+  let overflow = false;
+  const d = new ZstdDecompress((chunk) => {
+    pending += chunk.length;
+    if (w.written + pending > w.total) overflow = true;
+    else chunks.push(chunk);
+  });
+  try {
+    // Feed in slices so output is flushed to disk as it comes rather than held whole.
+    for (let off = 0; off < data.length; off += IO_CHUNK) {
+      d.push(data.subarray(off, off + IO_CHUNK), off + IO_CHUNK >= data.length);
+      if (overflow) break;
+      for (const c of chunks.splice(0)) await w.write(c);
+      pending = 0;
+    }
+    if (data.length === 0) d.push(new Uint8Array(0), true);
+  } catch (e) {
+    throw opError(job, op, `zstd data is corrupt: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (overflow)
+    throw opError(job, op, 'data is larger than its destination extents', { expected: `${w.total} bytes` });
+  for (const c of chunks.splice(0)) await w.write(c);
+}
+
+function decompressBzip2(data: Buffer, w: ExtentWriter, job: PartitionJob, op: PayloadOperation): Buffer {
+  // seek-bzip decodes a whole buffer; bound its output to the destination size.
+  const out = Buffer.alloc(w.total);
+  let pos = 0;
+  const sink = {
+    writeByte(b: number) {
+      if (pos >= out.length) throw new Error('overflow');
+      out[pos++] = b;
+    },
+    write(buf: Uint8Array, off: number, len: number) {
+      for (let i = 0; i < len; i++) this.writeByte(buf[off + i]);
+      return len;
+    },
+    flush() {},
+  };
+  try {
+    Bunzip.decode(data, sink, true);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (msg === 'overflow')
+      throw opError(job, op, 'data is larger than its destination extents', { expected: `${w.total} bytes` });
+    throw opError(job, op, `bzip2 data is corrupt: ${msg}`);
+  }
+  return out.subarray(0, pos);
+}
+
+function checkExtents(job: PartitionJob, op: PayloadOperation): void {
+  const blocks = Math.ceil(job.partition.size / job.blockSize);
+  for (const [i, e] of op.dstExtents.entries()) {
+    if (e.startBlock !== SPARSE_HOLE && e.startBlock + e.numBlocks > blocks)
+      throw opError(job, op, `dst_extents[${i}] is outside the partition`, {
+        expected: `blocks < ${blocks}`,
+        found: `${e.startBlock}+${e.numBlocks}`,
+      });
+  }
+}
+
+/** Applies every operation of one partition into `job.outPath` and verifies it. */
+export async function applyPartition(
+  job: PartitionJob,
+  onBytes: (done: number, total: number) => void = () => {},
+): Promise<PartitionResult> {
+  const verify = job.verify !== false;
+  const { partition: part } = job;
+  const src = await open(job.file, 'r');
+  const out = await open(job.outPath, 'w+');
+  try {
+    // A fresh, truncated file reads as zeros: ZERO and DISCARD need no writes and stay sparse.
+    await out.truncate(part.size);
+    const total =
+      part.operations.reduce((a, o) => a + o.dstExtents.reduce((b, e) => b + e.numBlocks, 0), 0) *
+      job.blockSize;
+    let done = 0;
+    for (const op of part.operations) {
+      checkExtents(job, op);
+      const w = new ExtentWriter(out, op, job.blockSize, job);
+      if (op.type === 'ZERO' || op.type === 'DISCARD') {
+        // nothing to write (see above)
+      } else if (op.type.startsWith('REPLACE')) {
+        if (op.dataLength > MAX_OPERATION_DATA)
+          throw opError(job, op, 'data_length too large', {
+            expected: `<= ${MAX_OPERATION_DATA}`,
+            found: op.dataLength,
+          });
+        const data = await readData(src, job.blobsOffset + op.dataOffset, op.dataLength, job, op);
+        if (verify && op.dataSha256) {
+          const found = createHash('sha256').update(data).digest('hex');
+          if (found !== op.dataSha256)
+            throw new VerificationError(
+              'payload',
+              `partition ${part.name} operation ${op.index} (${op.type}): data sha256 mismatch (expected ${op.dataSha256}, found ${found})`,
+              {
+                code: 'PAYLOAD_OPERATION_HASH_MISMATCH',
+                context: {
+                  file: job.file,
+                  partition: part.name,
+                  operation: op.index,
+                  type: op.type,
+                  expected: op.dataSha256,
+                  found,
+                },
+              },
+            );
+        }
+        if (op.type === 'REPLACE') await w.write(data);
+        else if (op.type === 'REPLACE_BZ') await w.write(decompressBzip2(data, w, job, op));
+        else if (op.type === 'REPLACE_XZ') await decompressXz(data, w, job, op);
+        else if (op.type === 'REPLACE_ZSTD') await decompressZstd(data, w, job, op);
+        else throw opError(job, op, 'unknown operation type');
+        await w.padWithZeros();
+      } else {
+        throw opError(job, op, 'not a full-payload operation: a full OTA is required');
+      }
+      done += w.total;
+      onBytes(done, total);
+    }
+    await out.truncate(part.size);
+    const sha256 = await hashFile(out, part.size);
+    if (verify && part.sha256 && sha256 !== part.sha256)
+      throw new VerificationError(
+        'payload',
+        `partition ${part.name}: final sha256 mismatch (expected ${part.sha256}, found ${sha256})`,
+        {
+          code: 'PAYLOAD_PARTITION_HASH_MISMATCH',
+          context: {
+            file: job.file,
+            partition: part.name,
+            expected: part.sha256,
+            found: sha256,
+            size: part.size,
+          },
+        },
+      );
+    return {
+      name: part.name,
+      path: job.outPath,
+      size: part.size,
+      sha256,
+      verified: verify && part.sha256 !== undefined,
+      operations: part.operations.length,
+    };
+  } finally {
+    await out.close();
+    await src.close();
+  }
+}
+
+async function hashFile(fh: FileHandle, size: number): Promise<string> {
+  const h = createHash('sha256');
+  const buf = Buffer.alloc(Math.min(4 * IO_CHUNK, Math.max(1, size)));
+  for (let pos = 0; pos < size; ) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos);
+    if (bytesRead === 0) break;
+    h.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  return h.digest('hex');
+}

@@ -1,0 +1,160 @@
+import { mkdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import {
+  type ErrorContext,
+  type ExitCode,
+  FormatError,
+  type FormatErrorDetails,
+  InputError,
+  OmieError,
+  VerificationError,
+} from '../../errors.ts';
+import type { ProgressFn } from '../../progress.ts';
+import { applyPartition, type PartitionJob, type PartitionResult } from './apply.ts';
+import { assertFullPayload, type Payload, readPayload } from './reader.ts';
+
+export type { PartitionResult } from './apply.ts';
+
+export interface ExtractOptions {
+  /** Partition names to extract (default: all). Unknown names are an InputError. */
+  partitions?: string[];
+  /** Verify operation data hashes and final partition hashes (default true). */
+  verify?: boolean;
+  /** Parallel workers (default: available cores, at most the number of partitions). */
+  concurrency?: number;
+  /** Run in this thread instead of worker threads (small payloads, debugging). */
+  inProcess?: boolean;
+  onProgress?: ProgressFn;
+}
+
+/**
+ * Extracts partitions of a full A/B OTA (payload.bin or OTA zip) into `outDir/<name>.img`.
+ * Each partition is rebuilt in its own worker thread, writing operation output at its
+ * dst_extents offsets; every operation's data hash and every partition's final hash is checked.
+ * Delta payloads throw DeltaPayloadError ("a full OTA is required").
+ */
+export async function extractPayload(
+  path: string,
+  outDir: string,
+  opts: ExtractOptions = {},
+): Promise<PartitionResult[]> {
+  const payload = await readPayload(path);
+  return extractPartitions(payload, outDir, opts);
+}
+
+/** Same as extractPayload for an already-read payload. */
+export async function extractPartitions(
+  payload: Payload,
+  outDir: string,
+  opts: ExtractOptions = {},
+): Promise<PartitionResult[]> {
+  const all = payload.manifest.partitions;
+  const wanted = opts.partitions ?? all.map((p) => p.name);
+  for (const n of wanted)
+    if (!all.some((p) => p.name === n))
+      throw new InputError(`payload has no partition ${JSON.stringify(n)}`, {
+        code: 'PAYLOAD_NO_SUCH_PARTITION',
+        context: { file: payload.location.file, partition: n, available: all.map((p) => p.name) },
+      });
+  const parts = all.filter((p) => wanted.includes(p.name));
+  assertFullPayload({ ...payload, manifest: { ...payload.manifest, partitions: parts } });
+  await mkdir(outDir, { recursive: true });
+  const jobs: PartitionJob[] = parts.map((partition) => ({
+    file: payload.location.file,
+    blobsOffset: payload.blobsOffset,
+    blockSize: payload.manifest.blockSize,
+    partition,
+    outPath: join(outDir, `${partition.name}.img`),
+    verify: opts.verify,
+  }));
+  const progress = opts.onProgress;
+  const run = (job: PartitionJob) => {
+    const report = progress
+      ? (done: number, total: number) =>
+          progress({ stage: `extract ${job.partition.name}`, done, total, unit: 'bytes' })
+      : undefined;
+    return opts.inProcess ? applyPartition(job, report) : applyInWorker(job, report);
+  };
+  const limit = Math.max(1, Math.min(opts.concurrency ?? availableParallelism(), jobs.length));
+  const results: PartitionResult[] = new Array(jobs.length);
+  let next = 0;
+  let failed: unknown;
+  const lanes = Array.from({ length: limit }, async () => {
+    while (next < jobs.length && failed === undefined) {
+      const i = next++;
+      try {
+        results[i] = await run(jobs[i]);
+      } catch (e) {
+        failed ??= e;
+      }
+    }
+  });
+  await Promise.all(lanes);
+  if (failed !== undefined) throw failed;
+  return results;
+}
+
+// Workers load TypeScript through tsx's API (resolved by absolute URL, so any cwd works): the
+// `--import tsx` flag alone does not reach a worker's entry module on Node 20.
+const TSX_API = import.meta.resolve('tsx/esm/api');
+const WORKER = new URL('./extract.worker.ts', import.meta.url).href;
+const BOOT = `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(WORKER)}); })`;
+
+function applyInWorker(
+  job: PartitionJob,
+  onBytes?: (done: number, total: number) => void,
+): Promise<PartitionResult> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(BOOT, { eval: true, workerData: job });
+    let settled = false;
+    w.on(
+      'message',
+      (m: { kind: string; done?: number; total?: number; result?: PartitionResult; error?: WireError }) => {
+        if (m.kind === 'progress') onBytes?.(m.done!, m.total!);
+        else if (m.kind === 'done') {
+          settled = true;
+          resolve(m.result!);
+        } else if (m.kind === 'error') {
+          settled = true;
+          reject(revive(m.error!));
+        }
+      },
+    );
+    w.on('error', (e) => {
+      settled = true;
+      reject(e);
+    });
+    w.on('exit', (code) => {
+      if (!settled)
+        reject(
+          new OmieError(`extract worker for ${job.partition.name} exited with code ${code}`, {
+            code: 'WORKER_EXIT',
+            context: { partition: job.partition.name },
+          }),
+        );
+    });
+  });
+}
+
+interface WireError {
+  name: string;
+  message: string;
+  code: string;
+  exitCode: ExitCode;
+  context: ErrorContext;
+}
+
+/** Rebuilds the typed error a worker threw (classes do not cross thread boundaries). */
+function revive(e: WireError): OmieError {
+  if (e.name === 'FormatError')
+    return new FormatError(e.context as unknown as FormatErrorDetails, { code: e.code });
+  if (e.name === 'VerificationError') {
+    const scheme = String(e.context.scheme);
+    const { scheme: _s, ...context } = e.context;
+    return new VerificationError(scheme, e.message.slice(scheme.length + 2), { code: e.code, context });
+  }
+  if (e.name === 'InputError') return new InputError(e.message, { code: e.code, context: e.context });
+  return new OmieError(e.message, { code: e.code, exitCode: e.exitCode, context: e.context });
+}

@@ -1,0 +1,298 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { type FileHandle, open, rm, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { execa } from 'execa';
+import yazl from 'yazl';
+import { InputError } from '../../errors.ts';
+import { requireTool } from '../../host/tools.ts';
+import { ManifestMessage, SignaturesMessage } from './proto.ts';
+import { PAYLOAD_HEADER_SIZE, PAYLOAD_MAGIC, PAYLOAD_MAJOR_VERSION } from './reader.ts';
+
+/**
+ * Builds small full A/B OTA payloads (payload.bin) and OTA zips, the way AOSP's
+ * delta_generator does for a full payload: each partition cut into chunks, one operation per
+ * chunk, data blobs stored in operation order after the metadata. Meant for tests and for
+ * providing "a base given as a full OTA"; compression uses the host xz/bzip2/zstd tools.
+ *
+ *   await writePayload('payload.bin', { partitions: [{ name: 'boot', imagePath: 'boot.img', ops: 'mixed' }] });
+ *   await writeOtaZip('ota.zip', 'payload.bin');
+ */
+
+/**
+ * How data chunks are encoded. All-zero chunks become ZERO operations in every mode except
+ * 'replace'; 'mixed' cycles REPLACE, REPLACE_BZ, REPLACE_XZ, REPLACE_ZSTD, alternates ZERO and
+ * DISCARD for zero chunks, splits destinations over two extents and stores operations in reverse
+ * block order (so readers must honour dst_extents rather than assume sequential output).
+ */
+export type PayloadOpsMode = 'replace' | 'bz' | 'xz' | 'zstd' | 'mixed';
+
+export interface PayloadPartitionInput {
+  name: string;
+  /** Raw partition image; its size must be a multiple of the block size. */
+  imagePath: string;
+  ops?: PayloadOpsMode;
+}
+
+export interface WritePayloadOptions {
+  partitions: PayloadPartitionInput[];
+  /** Default 4096. */
+  blockSize?: number;
+  /** Bytes per operation (multiple of blockSize); AOSP full payloads use 2 MiB. Default 2 MiB. */
+  chunkSize?: number;
+  /** Opaque signature blobs stored as Signatures messages (this writer does not sign). */
+  metadataSignatures?: Buffer[];
+  payloadSignatures?: Buffer[];
+  maxTimestamp?: number;
+  securityPatchLevel?: string;
+  dynamicPartitions?: { groups: { name: string; size?: number; partitionNames: string[] }[] };
+}
+
+export interface WrittenPayload {
+  path: string;
+  size: number;
+  manifestSize: number;
+  partitions: { name: string; size: number; sha256: string; operations: number }[];
+}
+
+type OpType = 'REPLACE' | 'REPLACE_BZ' | 'REPLACE_XZ' | 'REPLACE_ZSTD' | 'ZERO' | 'DISCARD';
+
+const DATA_TYPES: OpType[] = ['REPLACE', 'REPLACE_BZ', 'REPLACE_XZ', 'REPLACE_ZSTD'];
+const MODE_TYPE: Record<Exclude<PayloadOpsMode, 'mixed'>, OpType> = {
+  replace: 'REPLACE',
+  bz: 'REPLACE_BZ',
+  xz: 'REPLACE_XZ',
+  zstd: 'REPLACE_ZSTD',
+};
+
+/** Compresses with the host tool exactly as update_engine expects (xz: crc32 check only). */
+async function compress(type: OpType, data: Buffer): Promise<Buffer> {
+  const run = async (tool: string, args: string[]) => {
+    const r = await execa(requireTool(tool), args, {
+      input: data,
+      encoding: 'buffer',
+      stripFinalNewline: false,
+    });
+    return Buffer.from(r.stdout as Uint8Array);
+  };
+  if (type === 'REPLACE_BZ') return run('bzip2', ['-z', '-c', '-9']);
+  if (type === 'REPLACE_XZ') return run('xz', ['-z', '-c', '--check=crc32', '-T1', '-6']);
+  if (type === 'REPLACE_ZSTD') return run('zstd', ['-z', '-c', '-q', '-3']);
+  return data;
+}
+
+interface OpRecord {
+  type: OpType;
+  dataOffset?: number;
+  dataLength?: number;
+  dstExtents: { startBlock: number; numBlocks: number }[];
+  dataSha256Hash?: Buffer;
+}
+
+/** Writes a full payload.bin for the given partition images. */
+export async function writePayload(out: string, opts: WritePayloadOptions): Promise<WrittenPayload> {
+  const blockSize = opts.blockSize ?? 4096;
+  const chunkSize = opts.chunkSize ?? 2 * 1024 * 1024;
+  if (chunkSize % blockSize !== 0 || chunkSize <= 0)
+    throw new InputError('chunkSize must be a positive multiple of blockSize', {
+      context: { chunkSize, blockSize },
+    });
+  const blobsPath = `${out}.blobs.tmp`;
+  const blobs = await open(blobsPath, 'w');
+  let blobsLen = 0;
+  const partitions: object[] = [];
+  const summary: WrittenPayload['partitions'] = [];
+  try {
+    for (const input of opts.partitions) {
+      const size = (await stat(input.imagePath)).size;
+      if (size % blockSize !== 0)
+        throw new InputError(
+          `${input.imagePath}: size ${size} is not a multiple of the block size ${blockSize}`,
+          {
+            code: 'PAYLOAD_IMAGE_UNALIGNED',
+            context: { file: input.imagePath, size, blockSize },
+          },
+        );
+      const mode = input.ops ?? 'replace';
+      const ops: { rec: OpRecord; data?: Buffer }[] = [];
+      const whole = createHash('sha256');
+      const img = await open(input.imagePath, 'r');
+      try {
+        let i = 0;
+        for (let pos = 0; pos < size; pos += chunkSize, i++) {
+          const chunk = await readChunk(img, pos, Math.min(chunkSize, size - pos));
+          whole.update(chunk);
+          const startBlock = pos / blockSize;
+          const numBlocks = chunk.length / blockSize;
+          const zero = chunk.every((b) => b === 0);
+          let type: OpType;
+          if (mode === 'mixed')
+            type = zero ? (i % 2 ? 'DISCARD' : 'ZERO') : DATA_TYPES[i % DATA_TYPES.length];
+          else type = zero && mode !== 'replace' ? 'ZERO' : MODE_TYPE[mode];
+          const dstExtents =
+            mode === 'mixed' && numBlocks >= 2
+              ? [
+                  { startBlock, numBlocks: 1 },
+                  { startBlock: startBlock + 1, numBlocks: numBlocks - 1 },
+                ]
+              : [{ startBlock, numBlocks }];
+          const data = type === 'ZERO' || type === 'DISCARD' ? undefined : await compress(type, chunk);
+          ops.push({ rec: { type, dstExtents }, data });
+        }
+      } finally {
+        await img.close();
+      }
+      if (mode === 'mixed') ops.reverse();
+      // Blobs are stored in operation order, as update_engine requires.
+      for (const op of ops) {
+        if (!op.data) continue;
+        op.rec.dataOffset = blobsLen;
+        op.rec.dataLength = op.data.length;
+        op.rec.dataSha256Hash = createHash('sha256').update(op.data).digest();
+        await writeAll(blobs, op.data, blobsLen);
+        blobsLen += op.data.length;
+      }
+      const sha256 = whole.digest();
+      partitions.push({
+        partitionName: input.name,
+        newPartitionInfo: { size, hash: sha256 },
+        operations: ops.map((o) => o.rec),
+      });
+      summary.push({ name: input.name, size, sha256: sha256.toString('hex'), operations: ops.length });
+    }
+  } finally {
+    await blobs.close();
+  }
+  try {
+    const payloadSig = opts.payloadSignatures?.length ? encodeSignatures(opts.payloadSignatures) : undefined;
+    const manifest: Record<string, unknown> = {
+      blockSize,
+      minorVersion: 0,
+      partitions,
+      maxTimestamp: opts.maxTimestamp,
+      securityPatchLevel: opts.securityPatchLevel,
+      dynamicPartitionMetadata: opts.dynamicPartitions,
+    };
+    if (payloadSig) {
+      manifest.signaturesOffset = blobsLen;
+      manifest.signaturesSize = payloadSig.length;
+    }
+    const r = await writeRawPayload(out, manifest, blobsPath, {
+      metadataSignature: opts.metadataSignatures?.length
+        ? encodeSignatures(opts.metadataSignatures)
+        : undefined,
+      trailer: payloadSig,
+    });
+    return { path: out, size: r.size, manifestSize: r.manifestSize, partitions: summary };
+  } finally {
+    await rm(blobsPath, { force: true });
+  }
+}
+
+export function encodeSignatures(blobs: Buffer[]): Buffer {
+  return Buffer.from(
+    SignaturesMessage.encode(
+      SignaturesMessage.fromObject({
+        signatures: blobs.map((data) => ({ data, unpaddedSignatureSize: data.length })),
+      }),
+    ).finish(),
+  );
+}
+
+/**
+ * Low-level: writes header + encoded `manifest` (protobufjs plain object in camelCase, e.g. a
+ * delta manifest for tests) + metadata signature + the blobs file + trailer. No validation.
+ */
+export async function writeRawPayload(
+  out: string,
+  manifest: Record<string, unknown>,
+  blobsPath: string | undefined,
+  opts: { metadataSignature?: Buffer; trailer?: Buffer; majorVersion?: number } = {},
+): Promise<{ size: number; manifestSize: number }> {
+  const m = Buffer.from(ManifestMessage.encode(ManifestMessage.fromObject(manifest)).finish());
+  const header = Buffer.alloc(PAYLOAD_HEADER_SIZE);
+  header.write(PAYLOAD_MAGIC, 0, 'latin1');
+  header.writeBigUInt64BE(BigInt(opts.majorVersion ?? PAYLOAD_MAJOR_VERSION), 4);
+  header.writeBigUInt64BE(BigInt(m.length), 12);
+  header.writeUInt32BE(opts.metadataSignature?.length ?? 0, 20);
+  const ws = createWriteStream(out);
+  await new Promise<void>((res, rej) => {
+    ws.write(Buffer.concat([header, m, opts.metadataSignature ?? Buffer.alloc(0)]), (e) =>
+      e ? rej(e) : res(),
+    );
+  });
+  if (blobsPath) await pipeline(createReadStream(blobsPath), ws, { end: false });
+  await new Promise<void>((res, rej) =>
+    ws.end(opts.trailer ?? Buffer.alloc(0), (e?: Error | null) => (e ? rej(e) : res())),
+  );
+  return { size: (await stat(out)).size, manifestSize: m.length };
+}
+
+async function readChunk(fh: FileHandle, pos: number, len: number): Promise<Buffer> {
+  const buf = Buffer.alloc(len);
+  let got = 0;
+  while (got < len) {
+    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
+    if (bytesRead === 0) throw new InputError('image shrank while reading', { context: { pos } });
+    got += bytesRead;
+  }
+  return buf;
+}
+
+async function writeAll(fh: FileHandle, data: Buffer, pos: number): Promise<void> {
+  let done = 0;
+  while (done < data.length)
+    done += (await fh.write(data, done, data.length - done, pos + done)).bytesWritten;
+}
+
+/**
+ * payload_properties.txt as ota_from_target_files writes it: base64 SHA-256 and size of the whole
+ * payload and of its metadata (header + manifest, without the metadata signature).
+ */
+export async function payloadProperties(payloadPath: string): Promise<string> {
+  const fh = await open(payloadPath, 'r');
+  try {
+    const header = await readChunk(fh, 0, PAYLOAD_HEADER_SIZE);
+    const metadataSize = PAYLOAD_HEADER_SIZE + Number(header.readBigUInt64BE(12));
+    const metadata = await readChunk(fh, 0, metadataSize);
+    const fileHash = createHash('sha256');
+    await pipeline(createReadStream(payloadPath), fileHash);
+    const size = (await fh.stat()).size;
+    return [
+      `FILE_HASH=${fileHash.digest('base64')}`,
+      `FILE_SIZE=${size}`,
+      `METADATA_HASH=${createHash('sha256').update(metadata).digest('base64')}`,
+      `METADATA_SIZE=${metadataSize}`,
+      '',
+    ].join('\n');
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Wraps a payload.bin into an A/B OTA zip: payload.bin STORED (update_engine streams it by
+ * offset), payload_properties.txt, and META-INF/com/android/metadata (`ota-type=AB` plus `metadata`).
+ */
+export async function writeOtaZip(
+  out: string,
+  payloadPath: string,
+  opts: { metadata?: Record<string, string> } = {},
+): Promise<void> {
+  const zip = new yazl.ZipFile();
+  const meta = { 'ota-type': 'AB', ...opts.metadata };
+  zip.addBuffer(
+    Buffer.from(
+      Object.entries(meta)
+        .map(([k, v]) => `${k}=${v}\n`)
+        .join(''),
+    ),
+    'META-INF/com/android/metadata',
+  );
+  zip.addFile(payloadPath, 'payload.bin', { compress: false });
+  zip.addBuffer(Buffer.from(await payloadProperties(payloadPath)), 'payload_properties.txt', {
+    compress: false,
+  });
+  zip.end();
+  await pipeline(zip.outputStream, createWriteStream(out));
+}
