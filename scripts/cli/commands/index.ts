@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { registerDoctor } from './doctor.ts';
 import { registerInit } from './init.ts';
 import { registerInspect } from './inspect.ts';
+import { registerKeys } from './keys.ts';
+import { registerSampleApps } from './sample-apps.ts';
 import { registerSchemas } from './schemas.ts';
 import { registerValidate } from './validate.ts';
 
@@ -11,5 +13,7 @@ export const commands: Array<(program: Command) => void> = [
   registerValidate,
   registerInit,
   registerSchemas,
+  registerKeys,
+  registerSampleApps,
   registerInspect,
 ];

@@ -1,0 +1,29 @@
+import type { Command } from 'commander';
+import { certSha256, initKeys } from '../../keys/store.ts';
+import { globalOpts } from '../main.ts';
+import { makeOutput } from '../output.ts';
+
+export function registerKeys(program: Command): void {
+  const keys = program
+    .command('keys')
+    .description('manage signing keys (kept outside the repo in $OMIE_HOME/keys, default ~/.omie)');
+  keys
+    .command('init')
+    .description(
+      'create (or show, if it exists) a named key set: an APK signing key and an AVB RSA key, files 0600',
+    )
+    .argument('<name>', 'key set name, referenced from products as { name: <name> }')
+    .option('--avb-bits <n>', 'AVB RSA key size: 2048, 4096 or 8192', '4096')
+    .action(async (name: string, o: { avbBits: string }, cmd: Command) => {
+      const out = makeOutput(globalOpts(cmd).json);
+      const k = await initKeys(name, { avbBits: Number(o.avbBits) });
+      const apkCertSha256 = await certSha256(k.apk.certPem);
+      out.result({ name: k.name, dir: k.dir, apkCert: k.apk.certPem, apkCertSha256, avbKey: k.avbPem }, (v) =>
+        [
+          `key set ${v.name} in ${v.dir}`,
+          `  APK certificate SHA-256: ${v.apkCertSha256}`,
+          `  AVB key: ${v.avbKey}`,
+        ].join('\n'),
+      );
+    });
+}

@@ -1,0 +1,36 @@
+import { readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { findRepoRoot } from '../../model/index.ts';
+import { generateSampleApps } from '../../sample/apps.ts';
+import { globalOpts } from '../main.ts';
+import { makeOutput, table } from '../output.ts';
+import { makeProgress } from '../progress.ts';
+
+export function registerSampleApps(program: Command): void {
+  program
+    .command('sample-apps')
+    .description(
+      'generate the Omie sample apps (real APKs: aapt + smali + apksigner) declared `generated: true` in prebuilt-apps/',
+    )
+    .argument('[names...]', 'app folders (default: every generated app)')
+    .addHelpText(
+      'after',
+      '\nThe signing key is created on first run in $OMIE_HOME/keys/omie-sample-apps (default ~/.omie), never in the repo.',
+    )
+    .action(async (names: string[], _o, cmd: Command) => {
+      const { json } = globalOpts(cmd);
+      const out = makeOutput(json);
+      const root = findRepoRoot(process.cwd());
+      const all = names.length ? names : readdirSync(join(root, 'prebuilt-apps')).sort();
+      const progress = makeProgress(json);
+      const apps = await generateSampleApps(resolve(root), all, progress);
+      progress.stop();
+      out.result(apps, (a) =>
+        table(
+          a.map((x) => [x.name, x.package, x.sha256.slice(0, 16)]),
+          ['app', 'package', 'sha256'],
+        ),
+      );
+    });
+}
