@@ -1,0 +1,266 @@
+import { createHash, getHashes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { FormatError, InputError } from '../../errors.ts';
+import type { ProgressFn } from '../../progress.ts';
+import { hashBlocks } from './hashtree.worker.mjs';
+import { roundUp } from './vbmeta.ts';
+
+/**
+ * dm-verity hash tree exactly as avbtool builds it (calc_hash_level_offsets +
+ * generate_hash_tree): every level hashes `salt || block` per block, digests are padded with
+ * zeros to the next power of two, each level is padded to a whole block, and levels are stored
+ * top-down (the root-most level first, the data-block level last). The root digest is the salted
+ * hash of the single top block. Level 0 (which reads the whole image) is spread across worker
+ * threads; the tree itself (~1/128 of the image for sha256/4 KiB) is kept in memory.
+ */
+
+export interface HashtreeOptions {
+  /** Bytes of the image covered by the tree (avbtool: the image rounded up to blockSize). */
+  imageSize: number;
+  /** Data block size = hash block size (avbtool uses one value for both). */
+  blockSize: number;
+  /** 'sha1' | 'sha256' | 'sha512' … (node:crypto names, as avbtool's hashlib names). */
+  hashAlgorithm: string;
+  salt: Buffer;
+  /** Worker threads for level 0; default: available cores, 1 for small images. */
+  workers?: number;
+  onProgress?: ProgressFn;
+}
+
+export interface Hashtree {
+  rootDigest: Buffer;
+  tree: Buffer;
+  levelOffsets: number[];
+  treeSize: number;
+  digestSize: number;
+  digestPadding: number;
+}
+
+export function calcHashLevelOffsets(
+  imageSize: number,
+  blockSize: number,
+  digestSize: number,
+): { levelOffsets: number[]; treeSize: number; levelSizes: number[] } {
+  const levelSizes: number[] = [];
+  let treeSize = 0;
+  let size = imageSize;
+  while (size > blockSize) {
+    const numBlocks = Math.ceil(size / blockSize);
+    const levelSize = roundUp(numBlocks * digestSize, blockSize);
+    levelSizes.push(levelSize);
+    treeSize += levelSize;
+    size = levelSize;
+  }
+  const levelOffsets = levelSizes.map((_, n) => levelSizes.slice(n + 1).reduce((a, b) => a + b, 0));
+  return { levelOffsets, treeSize, levelSizes };
+}
+
+export function roundToPow2(n: number): number {
+  return 2 ** Math.ceil(Math.log2(n));
+}
+
+/** Digest size and zero padding per tree entry for a hash algorithm, validating it exists. */
+export function hashtreeDigestLayout(hashAlgorithm: string): { digestSize: number; digestPadding: number } {
+  const alg = hashAlgorithm.toLowerCase();
+  if (!getHashes().includes(alg))
+    throw new InputError(`hash algorithm ${JSON.stringify(hashAlgorithm)} is not available`, {
+      code: 'AVB_UNKNOWN_HASH',
+      context: { hashAlgorithm },
+    });
+  const digestSize = createHash(alg).digest().length;
+  return { digestSize, digestPadding: roundToPow2(digestSize) - digestSize };
+}
+
+const PARALLEL_MIN_BYTES = 64 * 1024 * 1024;
+
+/** Builds the tree for the first `imageSize` bytes of `path`. */
+export async function generateHashtree(path: string, o: HashtreeOptions): Promise<Hashtree> {
+  const alg = o.hashAlgorithm.toLowerCase();
+  const { digestSize, digestPadding } = hashtreeDigestLayout(alg);
+  const { blockSize, imageSize, salt } = o;
+  if (
+    !Number.isInteger(blockSize) ||
+    blockSize < 512 ||
+    blockSize > 1 << 20 ||
+    (blockSize & (blockSize - 1)) !== 0
+  )
+    throw new InputError(
+      `hashtree block size must be a power of two between 512 and 1 MiB, not ${blockSize}`,
+      {
+        code: 'AVB_BAD_BLOCK_SIZE',
+      },
+    );
+  if (imageSize < blockSize)
+    throw new FormatError({
+      format: 'avb-hashtree',
+      reason: 'image is smaller than one block',
+      field: 'image_size',
+      expected: `>= ${blockSize}`,
+      found: imageSize,
+      file: path,
+    });
+  const slot = digestSize + digestPadding;
+  const { levelOffsets, treeSize } = calcHashLevelOffsets(imageSize, blockSize, slot);
+  const stage = `hashtree ${path}`;
+
+  // avbtool: a single-block image has an empty tree and the root is that block's hash.
+  if (imageSize === blockSize) {
+    const one = new Uint8Array(slot);
+    await runHash(path, o, alg, 0, 1, slot, one, 0);
+    return {
+      rootDigest: Buffer.from(one.subarray(0, digestSize)),
+      tree: Buffer.alloc(0),
+      levelOffsets,
+      treeSize,
+      digestSize,
+      digestPadding,
+    };
+  }
+
+  const shared = new SharedArrayBuffer(treeSize);
+  const tree = Buffer.from(shared);
+  const numBlocks = Math.ceil(imageSize / blockSize);
+  const workers = Math.max(
+    1,
+    Math.min(
+      o.workers ?? (imageSize >= PARALLEL_MIN_BYTES ? availableParallelism() : 1),
+      Math.ceil(numBlocks / 256),
+    ),
+  );
+  let done = 0;
+  const tick = (n: number) => {
+    done += n;
+    o.onProgress?.({ stage, done, total: imageSize, unit: 'bytes' });
+  };
+  if (workers === 1) {
+    await runHash(path, o, alg, 0, numBlocks, slot, new Uint8Array(shared), levelOffsets[0], tick);
+  } else {
+    const per = Math.ceil(numBlocks / workers);
+    const jobs: Promise<void>[] = [];
+    for (let w = 0; w < workers; w++) {
+      const startBlock = w * per;
+      const endBlock = Math.min(numBlocks, startBlock + per);
+      if (startBlock >= endBlock) break;
+      jobs.push(
+        runWorker(
+          path,
+          {
+            path,
+            imageSize,
+            blockSize,
+            hashAlgorithm: alg,
+            salt: Uint8Array.from(salt),
+            startBlock,
+            endBlock,
+            slot,
+            outOffset: levelOffsets[0] + startBlock * slot,
+            shared,
+          },
+          tick,
+        ),
+      );
+    }
+    await Promise.all(jobs);
+  }
+
+  // Upper levels: small (level 0 / (blockSize/slot)), hashed in this thread from the tree itself.
+  let level = 0;
+  let srcSize = roundUp(numBlocks * slot, blockSize);
+  while (srcSize > blockSize) {
+    const src = levelOffsets[level];
+    const dst = levelOffsets[level + 1];
+    const n = srcSize / blockSize;
+    const base = createHash(alg).update(salt);
+    for (let i = 0; i < n; i++) {
+      const d = base
+        .copy()
+        .update(tree.subarray(src + i * blockSize, src + (i + 1) * blockSize))
+        .digest();
+      d.copy(tree, dst + i * slot);
+    }
+    level++;
+    srcSize = roundUp(n * slot, blockSize);
+  }
+  const top = levelOffsets[level];
+  const rootDigest = createHash(alg)
+    .update(salt)
+    .update(tree.subarray(top, top + blockSize))
+    .digest();
+  return { rootDigest, tree, levelOffsets, treeSize, digestSize, digestPadding };
+}
+
+function shortRead(path: string, e: { message: string; offset?: number }): FormatError {
+  return new FormatError({ format: 'avb-hashtree', reason: e.message, offset: e.offset, file: path });
+}
+
+async function runHash(
+  path: string,
+  o: HashtreeOptions,
+  alg: string,
+  startBlock: number,
+  endBlock: number,
+  slot: number,
+  out: Uint8Array,
+  outOffset: number,
+  onBytes?: (n: number) => void,
+): Promise<void> {
+  try {
+    await hashBlocks({
+      path,
+      imageSize: o.imageSize,
+      blockSize: o.blockSize,
+      hashAlgorithm: alg,
+      salt: o.salt,
+      startBlock,
+      endBlock,
+      slot,
+      out,
+      outOffset,
+      onBytes,
+    });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'SHORT_READ') throw shortRead(path, e as Error);
+    throw e;
+  }
+}
+
+function runWorker(path: string, job: Record<string, unknown>, tick: (n: number) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL('./hashtree.worker.mjs', import.meta.url), {
+      workerData: { avbHashtreeJob: job },
+      // Plain JS worker: no TypeScript loader needed, whatever the parent runs under.
+      execArgv: [],
+    });
+    let settled = false;
+    w.on(
+      'message',
+      (m: { type: string; bytes?: number; message?: string; code?: string; offset?: number }) => {
+        if (m.bytes) tick(m.bytes);
+        if (m.type === 'done') {
+          settled = true;
+          resolve();
+          void w.terminate();
+        } else if (m.type === 'error') {
+          settled = true;
+          reject(
+            m.code === 'SHORT_READ'
+              ? shortRead(path, { message: m.message ?? '', offset: m.offset })
+              : new InputError(`hashing ${path} failed: ${m.message}`, {
+                  code: m.code ?? 'HASHTREE_FAILED',
+                  context: { file: path },
+                }),
+          );
+          void w.terminate();
+        }
+      },
+    );
+    w.on('error', (e) => {
+      if (!settled) reject(e);
+      settled = true;
+    });
+    w.on('exit', (code) => {
+      if (!settled) reject(new Error(`hashtree worker exited with code ${code}`));
+    });
+  });
+}

@@ -1,0 +1,13 @@
+export function hashBlocks(job: {
+  path: string;
+  imageSize: number;
+  blockSize: number;
+  hashAlgorithm: string;
+  salt: Uint8Array;
+  startBlock: number;
+  endBlock: number;
+  slot: number;
+  out: Uint8Array;
+  outOffset: number;
+  onBytes?: (n: number) => void;
+}): Promise<void>;
