@@ -1,0 +1,144 @@
+/**
+ * The virtual Omie device: one state directory served over adb (TCP) and fastboot (TCP) at once.
+ * Both listeners are always up; each one only talks while the device is in a mode where that
+ * protocol exists (adb: adb/recovery/sideload; fastboot: bootloader/fastbootd), like a real
+ * device that reboots between Android, recovery, the bootloader and fastbootd.
+ */
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { EnvironmentError } from '../errors.ts';
+import type { DeviceProfile } from '../model/index.ts';
+import { type AdbServerHandle, startAdbServer } from './adb-server.ts';
+import { defaultSimProfile, type SimProfile, SimState } from './state.ts';
+
+export interface StartSimOptions {
+  stateDir: string;
+  /** 0 (default): any free port. */
+  adbPort?: number;
+  fastbootPort?: number;
+  host?: string;
+  /** Used only when the state directory does not exist yet. */
+  profile?: SimProfile;
+  /** Extra system properties (ro.product.model, …) for a device with no flashed system yet. */
+  props?: Record<string, string>;
+  /** Overrides applied to an existing or new state (e.g. --locked, --auth require). */
+  overrides?: { unlocked?: boolean; adbAuthRequired?: boolean; serial?: string };
+  log?: (line: string) => void;
+}
+
+export interface SimHandle {
+  serial: string;
+  adbPort: number;
+  fastbootPort: number;
+  stateDir: string;
+  state: SimState;
+  close(): Promise<void>;
+}
+
+interface FastbootServerModule {
+  startFastbootServer(o: {
+    state: SimState;
+    port: number;
+    host?: string;
+    log?: (line: string) => void;
+  }): Promise<{ port: number; close(): Promise<void> | void }>;
+}
+
+export async function startSim(opts: StartSimOptions): Promise<SimHandle> {
+  const dir = resolve(opts.stateDir);
+  const state = SimState.exists(dir)
+    ? await SimState.open(dir)
+    : await SimState.create(dir, opts.profile ?? defaultSimProfile());
+  const o = opts.overrides ?? {};
+  if (
+    o.unlocked !== undefined ||
+    o.adbAuthRequired !== undefined ||
+    o.serial !== undefined ||
+    state.info.mode === 'off'
+  )
+    await state.update((d) => {
+      if (o.unlocked !== undefined) d.unlocked = o.unlocked;
+      if (o.adbAuthRequired !== undefined) d.adbAuthRequired = o.adbAuthRequired;
+      if (o.serial !== undefined) d.serial = o.serial;
+      if (d.mode === 'off') d.mode = 'adb'; // powering on
+    });
+  if (opts.props) await writeFile(join(dir, 'sim-props.json'), `${JSON.stringify(opts.props, null, 2)}\n`);
+
+  const host = opts.host ?? '127.0.0.1';
+  const adb: AdbServerHandle = await startAdbServer({ state, port: opts.adbPort ?? 0, host, log: opts.log });
+  let fastboot: { port: number; close(): Promise<void> | void };
+  try {
+    fastboot = await startFastboot(state, opts.fastbootPort ?? 0, host, opts.log);
+  } catch (e) {
+    await adb.close();
+    throw e;
+  }
+  return {
+    serial: state.info.serial,
+    adbPort: adb.port,
+    fastbootPort: fastboot.port,
+    stateDir: dir,
+    state,
+    async close() {
+      await Promise.all([adb.close(), fastboot.close()]);
+    },
+  };
+}
+
+async function startFastboot(state: SimState, port: number, host: string, log?: (line: string) => void) {
+  // The fastboot server is a sibling module; loaded by path so the sim still starts for adb-only
+  // work in a checkout that lacks it.
+  const file = join(import.meta.dirname, 'fastboot-server.ts');
+  if (!existsSync(file))
+    throw new EnvironmentError('the sim fastboot server (scripts/sim/fastboot-server.ts) is missing', {
+      code: 'SIM_FASTBOOT_MISSING',
+    });
+  const mod = (await import(file)) as FastbootServerModule;
+  return mod.startFastbootServer({ state, port, host, log });
+}
+
+const UNSLOTTED = new Set(['userdata', 'metadata', 'misc', 'persist', 'frp', 'cache', 'super']);
+
+/** A sim profile from a device.yaml profile (scripts/model). */
+export function simProfileFromDevice(
+  device: DeviceProfile,
+  opts: { serial?: string; product?: string } = {},
+): SimProfile {
+  const superSize = device.super?.blockDevices.reduce((a, b) => a + Number(b.size), 0);
+  return {
+    serial: opts.serial ?? 'OMIESIM0001',
+    product: opts.product ?? device.fastboot.products[0],
+    ab: device.ab,
+    partitions: [
+      ...device.partitions.map((p) => ({
+        name: p.name,
+        size: Number(p.size),
+        logical: p.location === 'super',
+        slotted: device.ab && !UNSLOTTED.has(p.name),
+      })),
+      ...(device.ab && !device.partitions.some((p) => p.name === 'misc')
+        ? [{ name: 'misc', size: 1024 * 1024, logical: false, slotted: false }]
+        : []),
+    ],
+    ...(superSize ? { superSize } : {}),
+    ...(device.fastboot.maxDownloadSize ? { maxDownloadSize: Number(device.fastboot.maxDownloadSize) } : {}),
+    ...(device.fastboot.bootloaderVersions[0]
+      ? { versionBootloader: device.fastboot.bootloaderVersions[0] }
+      : {}),
+  };
+}
+
+/** Properties a device profile implies (model name, manufacturer) for a sim with nothing flashed yet. */
+export function simPropsFromDevice(device: DeviceProfile): Record<string, string> {
+  return {
+    'ro.product.model': device.name,
+    'ro.product.manufacturer': device.vendor,
+    'ro.product.brand': device.vendor,
+    'ro.product.device': device.codename,
+    'ro.product.name': device.fastboot.products[0],
+  };
+}
+
+export type { SimProfile };
+export { defaultSimProfile, SimState };

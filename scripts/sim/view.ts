@@ -1,0 +1,414 @@
+/**
+ * What the virtual device "sees" when it runs: the filesystems of the current slot's flashed
+ * partitions (system, system_ext, product, vendor, odm), its writable /data, the system properties
+ * (build.prop files layered over the device profile's defaults and the boot-time ro.boot.* values)
+ * and the installed packages (APKs found on those partitions).
+ *
+ * Partition images are read offline: ext4 with `debugfs -R 'rdump / DIR'`, erofs with
+ * `fsck.erofs --extract=DIR`, into `STATE/.cache/fs/<partition>_<slot>/<identity>` where identity
+ * is a hash of the image file's inode, size, mtime and first MiB (commitPartition renames a new
+ * file in, so a new flash always gets a new identity). A partition with no recognisable filesystem
+ * (fresh zero-filled sim) is absent, and the device falls back to the profile's defaults.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { runTool } from '../host/tools.ts';
+import type { DeviceJson, Slot } from './state.ts';
+
+/** What the view needs from SimState. */
+export interface ViewState {
+  readonly dir: string;
+  readonly info: DeviceJson;
+  partitionPath(name: string, slot?: Slot | null): string;
+}
+
+export interface PackageEntry {
+  name: string;
+  /** Device path of the APK, e.g. /system/app/Foo/Foo.apk. */
+  path: string;
+  /** On a read-only partition (pm list packages -s) rather than /data (-3). */
+  system: boolean;
+}
+
+export type ResolvedPath =
+  | { kind: 'host'; hostPath: string; writable: boolean }
+  | { kind: 'virtual-dir'; entries: string[] };
+
+/** Partitions mounted at /<name>, in property-loading order (later build.prop files override earlier ones). */
+const MOUNTED = ['system', 'system_ext', 'vendor', 'odm', 'product'] as const;
+
+const PROP_FILES = [
+  '/system/etc/prop.default',
+  '/system/build.prop',
+  '/system_ext/etc/build.prop',
+  '/system_ext/build.prop',
+  '/vendor/default.prop',
+  '/vendor/build.prop',
+  '/odm/etc/build.prop',
+  '/product/etc/build.prop',
+  '/product/build.prop',
+];
+
+/** Where APKs live: dir and how deep below it the .apk sits (app/Foo/Foo.apk = 2). */
+const APK_DIRS: Array<[string, number]> = [
+  ['/system/framework', 1],
+  ['/system/app', 2],
+  ['/system/priv-app', 2],
+  ['/system/overlay', 2],
+  ['/system_ext/app', 2],
+  ['/system_ext/priv-app', 2],
+  ['/system_ext/overlay', 2],
+  ['/product/app', 2],
+  ['/product/priv-app', 2],
+  ['/product/overlay', 2],
+  ['/vendor/app', 2],
+  ['/vendor/overlay', 2],
+  ['/odm/app', 2],
+];
+
+const DEFAULT_PACKAGES: PackageEntry[] = [
+  { name: 'android', path: '/system/framework/framework-res.apk', system: true },
+  { name: 'com.android.shell', path: '/system/priv-app/Shell/Shell.apk', system: true },
+  { name: 'com.android.settings', path: '/system/priv-app/Settings/Settings.apk', system: true },
+  { name: 'com.android.systemui', path: '/system_ext/priv-app/SystemUI/SystemUI.apk', system: true },
+];
+
+export type SettingsNamespace = 'global' | 'secure' | 'system';
+
+export class DeviceView {
+  private readonly state: ViewState;
+  private readonly extracting = new Map<string, Promise<string | null>>();
+  private readonly apkNames = new Map<string, string | null>();
+
+  constructor(state: ViewState) {
+    this.state = state;
+  }
+
+  /** Host directory backing the device's /data (writable; /sdcard is /data/media/0). */
+  get dataDir(): string {
+    return join(this.state.dir, 'data');
+  }
+
+  /** Extracted root of a mounted partition of the current slot, or null when it holds no filesystem. */
+  async partitionRoot(name: string): Promise<string | null> {
+    const info = this.state.info;
+    // Physical A/B partitions are one slotted entry; logical ones are keyed per slot ("system_a").
+    const p = info.partitions[name];
+    const perSlot = info.currentSlot ? info.partitions[`${name}_${info.currentSlot}`] : undefined;
+    if (!p && !perSlot) return null;
+    const slot = p?.slotted || (!p && perSlot) ? info.currentSlot : null;
+    let img: string;
+    try {
+      img = this.state.partitionPath(name, slot);
+    } catch {
+      return null;
+    }
+    let st: Awaited<ReturnType<typeof stat>>;
+    try {
+      st = await stat(img);
+    } catch {
+      return null;
+    }
+    const head = await readHead(img, 1024 * 1024);
+    const fs = detectFs(head);
+    if (!fs) return null;
+    const identity = createHash('sha256')
+      .update(`${st.ino}:${st.size}:${st.mtimeMs}:`)
+      .update(head)
+      .digest('hex')
+      .slice(0, 24);
+    const base = join(this.state.dir, '.cache', 'fs', `${name}${slot ? `_${slot}` : ''}`);
+    const out = join(base, identity);
+    let job = this.extracting.get(out);
+    if (!job) {
+      job = extract(fs, img, base, out);
+      this.extracting.set(out, job);
+      job.catch(() => this.extracting.delete(out));
+    }
+    return job;
+  }
+
+  /** Host directory for each mount point that has content. */
+  private async mounts(): Promise<Map<string, string>> {
+    const m = new Map<string, string>();
+    const sysImg = await this.partitionRoot('system');
+    if (sysImg) {
+      // System-as-root images keep /system inside the image root.
+      const inner = join(sysImg, 'system');
+      const sysRoot = existsSync(join(inner, 'build.prop')) ? inner : sysImg;
+      m.set('system', sysRoot);
+      for (const name of MOUNTED.slice(1)) {
+        const own = await this.partitionRoot(name);
+        if (own) m.set(name, own);
+        else if (existsSync(join(sysRoot, name))) m.set(name, join(sysRoot, name));
+      }
+    } else {
+      for (const name of MOUNTED.slice(1)) {
+        const own = await this.partitionRoot(name);
+        if (own) m.set(name, own);
+      }
+    }
+    return m;
+  }
+
+  /** True when the current slot carries a system image the device can "boot". */
+  async hasSystem(): Promise<boolean> {
+    return (await this.partitionRoot('system')) !== null;
+  }
+
+  /**
+   * Maps a device path to the host. /data, /sdcard and /storage/emulated/0 are writable; partition
+   * mounts are read-only; "/" is a virtual listing. Null when the path is outside every mount.
+   */
+  async resolve(devicePath: string): Promise<ResolvedPath | null> {
+    const norm = posix.normalize(`/${devicePath}`).replace(/\/+$/, '') || '/';
+    const parts = norm.split('/').filter(Boolean);
+    const mounts = await this.mounts();
+    if (parts.length === 0)
+      return { kind: 'virtual-dir', entries: [...mounts.keys(), 'data', 'sdcard', 'storage'].sort() };
+    const [top, ...rest] = parts;
+    if (top === 'data') return { kind: 'host', hostPath: join(this.dataDir, ...rest), writable: true };
+    if (top === 'sdcard')
+      return { kind: 'host', hostPath: join(this.dataDir, 'media', '0', ...rest), writable: true };
+    if (top === 'storage') {
+      if (rest.length === 0) return { kind: 'virtual-dir', entries: ['emulated', 'self'] };
+      if (rest[0] === 'emulated' && rest.length === 1) return { kind: 'virtual-dir', entries: ['0'] };
+      if (rest[0] === 'emulated' && rest[1] === '0')
+        return { kind: 'host', hostPath: join(this.dataDir, 'media', '0', ...rest.slice(2)), writable: true };
+      return null;
+    }
+    const root = mounts.get(top);
+    if (!root) return null;
+    return { kind: 'host', hostPath: join(root, ...rest), writable: false };
+  }
+
+  /** Reads a small device file (build.prop, …); null when absent. */
+  async readFile(devicePath: string): Promise<Buffer | null> {
+    const r = await this.resolve(devicePath);
+    if (r?.kind !== 'host') return null;
+    try {
+      return await readFile(r.hostPath);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Every system property: profile defaults, then the flashed build.prop files, then boot values. */
+  async props(): Promise<Map<string, string>> {
+    const info = this.state.info;
+    const props = new Map<string, string>(Object.entries(await this.profileProps()));
+    for (const f of PROP_FILES) {
+      const text = await this.readFile(f);
+      if (text) for (const [k, v] of parseBuildProp(text.toString('utf8'))) props.set(k, v);
+    }
+    const locked = !info.unlocked;
+    const boot: Record<string, string> = {
+      'ro.serialno': info.serial,
+      'ro.boot.serialno': info.serial,
+      'ro.bootloader': info.versionBootloader,
+      'ro.boot.bootloader': info.versionBootloader,
+      'ro.boot.flash.locked': locked ? '1' : '0',
+      'ro.boot.verifiedbootstate': locked ? 'green' : 'orange',
+      'ro.boot.vbmeta.device_state': locked ? 'locked' : 'unlocked',
+      'ro.boot.dynamic_partitions': info.superPartition ? 'true' : 'false',
+      'sys.boot_completed': '1',
+      'init.svc.adbd': 'running',
+    };
+    if (info.slotCount === 2 && info.currentSlot) boot['ro.boot.slot_suffix'] = `_${info.currentSlot}`;
+    if (info.mode === 'recovery' || info.mode === 'sideload') boot['ro.bootmode'] = 'recovery';
+    for (const [k, v] of Object.entries(boot)) props.set(k, v);
+    return new Map([...props.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  /** Defaults from the device profile (STATE/sim-props.json, written by `omie sim`) and device.json. */
+  private async profileProps(): Promise<Record<string, string>> {
+    const info = this.state.info;
+    const base: Record<string, string> = {
+      'ro.product.name': info.product,
+      'ro.product.device': info.product,
+      'ro.product.model': info.product,
+      'ro.product.brand': 'omie',
+      'ro.product.manufacturer': 'Omie',
+      'ro.hardware': info.product,
+      'ro.build.type': 'user',
+      'ro.build.tags': 'release-keys',
+      'ro.build.version.sdk': '34',
+      'ro.build.version.release': '14',
+      'ro.secure': '1',
+      'ro.debuggable': '0',
+      'ro.adb.secure': info.adbAuthRequired ? '1' : '0',
+      'ro.build.ab_update': info.slotCount === 2 ? 'true' : 'false',
+      'ro.virtual_ab.enabled': 'false',
+      'persist.sys.usb.config': 'adb',
+      'sys.usb.state': 'adb',
+    };
+    try {
+      const extra = JSON.parse(await readFile(join(this.state.dir, 'sim-props.json'), 'utf8')) as Record<
+        string,
+        unknown
+      >;
+      for (const [k, v] of Object.entries(extra)) if (typeof v === 'string') base[k] = v;
+    } catch {
+      /* no profile extras */
+    }
+    return base;
+  }
+
+  /** Installed packages: APKs on the current slot's partitions and under /data/app. */
+  async packages(): Promise<PackageEntry[]> {
+    const out: PackageEntry[] = [];
+    const seen = new Set<string>();
+    const add = (e: PackageEntry) => {
+      if (seen.has(e.name)) return;
+      seen.add(e.name);
+      out.push(e);
+    };
+    if (!(await this.hasSystem())) for (const p of DEFAULT_PACKAGES) add(p);
+    else {
+      for (const [dir, depth] of APK_DIRS)
+        for (const apk of await this.findApks(dir, depth)) {
+          const name = await this.apkPackage(apk.hostPath);
+          if (name) add({ name, path: apk.devicePath, system: true });
+        }
+    }
+    for (const apk of await this.findApks('/data/app', 2)) {
+      const name = await this.apkPackage(apk.hostPath);
+      if (name) add({ name, path: apk.devicePath, system: false });
+    }
+    return out;
+  }
+
+  private async findApks(
+    deviceDir: string,
+    depth: number,
+  ): Promise<Array<{ devicePath: string; hostPath: string }>> {
+    const r = await this.resolve(deviceDir);
+    if (r?.kind !== 'host') return [];
+    const found: Array<{ devicePath: string; hostPath: string }> = [];
+    const walk = async (host: string, dev: string, level: number) => {
+      let entries: import('node:fs').Dirent[];
+      try {
+        entries = await readdir(host, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      entries.sort((a, b) => (a.name < b.name ? -1 : 1));
+      for (const e of entries) {
+        if (level === depth && e.isFile() && e.name.endsWith('.apk'))
+          found.push({ devicePath: `${dev}/${e.name}`, hostPath: join(host, e.name) });
+        else if (level < depth && e.isDirectory())
+          await walk(join(host, e.name), `${dev}/${e.name}`, level + 1);
+      }
+    };
+    await walk(r.hostPath, deviceDir, 1);
+    return found;
+  }
+
+  /** Package name from an APK's manifest (null when it is not a readable APK). */
+  private async apkPackage(hostPath: string): Promise<string | null> {
+    let key: string;
+    try {
+      const st = await stat(hostPath);
+      key = `${hostPath}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return null;
+    }
+    if (this.apkNames.has(key)) return this.apkNames.get(key) ?? null;
+    // Stopgap until scripts/formats/apk/manifest.ts lands: aapt is the oracle the kit trusts anyway.
+    const r = await runTool('aapt', ['dump', 'badging', hostPath], { reject: false }).catch(() => null);
+    const m = r ? /^package: name='([^']+)'/m.exec(r.stdout) : null;
+    const name = m ? m[1] : null;
+    this.apkNames.set(key, name);
+    return name;
+  }
+
+  /** `settings get` store (STATE/settings.json), with the values a provisioned device has. */
+  async settings(): Promise<Record<SettingsNamespace, Record<string, string>>> {
+    const defaults: Record<SettingsNamespace, Record<string, string>> = {
+      global: { adb_enabled: '1', device_provisioned: '1', development_settings_enabled: '1' },
+      secure: {
+        user_setup_complete: '1',
+        android_id: createHash('sha256').update(this.state.info.serial).digest('hex').slice(0, 16),
+      },
+      system: {},
+    };
+    try {
+      const saved = JSON.parse(await readFile(join(this.state.dir, 'settings.json'), 'utf8')) as Partial<
+        Record<SettingsNamespace, Record<string, string>>
+      >;
+      for (const ns of ['global', 'secure', 'system'] as const) Object.assign(defaults[ns], saved[ns] ?? {});
+    } catch {
+      /* none saved */
+    }
+    return defaults;
+  }
+
+  async putSetting(ns: SettingsNamespace, key: string, value: string | null): Promise<void> {
+    const file = join(this.state.dir, 'settings.json');
+    let saved: Partial<Record<SettingsNamespace, Record<string, string | null>>> = {};
+    try {
+      saved = JSON.parse(await readFile(file, 'utf8'));
+    } catch {
+      /* first write */
+    }
+    saved[ns] = { ...(saved[ns] ?? {}) };
+    if (value === null) delete saved[ns][key];
+    else saved[ns][key] = value;
+    await writeFile(file, `${JSON.stringify(saved, null, 2)}\n`);
+  }
+}
+
+export function parseBuildProp(text: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#') || line.startsWith('import ')) continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    out.push([line.slice(0, eq).trim(), line.slice(eq + 1).trim()]);
+  }
+  return out;
+}
+
+async function readHead(path: string, n: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(buf, 0, n, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** ext4 superblock magic 0xEF53 at 1024+0x38; erofs superblock magic 0xE0F5E1E2 at 1024. */
+export function detectFs(head: Buffer): 'ext4' | 'erofs' | null {
+  if (head.length >= 1024 + 0x3a && head.readUInt16LE(1024 + 0x38) === 0xef53) return 'ext4';
+  if (head.length >= 1028 && head.readUInt32LE(1024) === 0xe0f5e1e2) return 'erofs';
+  return null;
+}
+
+async function extract(fs: 'ext4' | 'erofs', img: string, base: string, out: string): Promise<string | null> {
+  if (existsSync(join(out, 'done'))) return join(out, 'root');
+  await mkdir(base, { recursive: true });
+  // Older extractions of this partition are stale: the image was reflashed.
+  for (const old of await readdir(base))
+    if (join(base, old) !== out) await rm(join(base, old), { recursive: true, force: true });
+  const tmp = `${out}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  const root = join(tmp, 'root');
+  await mkdir(root, { recursive: true });
+  if (fs === 'ext4') {
+    const r = await runTool('debugfs', ['-R', `rdump / ${root}`, img], { reject: false });
+    if (r.exitCode !== 0) return null;
+  } else {
+    const r = await runTool('fsck.erofs', ['--force', `--extract=${root}`, img], { reject: false });
+    if (r.exitCode !== 0) return null;
+  }
+  await writeFile(join(tmp, 'done'), '');
+  await rm(out, { recursive: true, force: true });
+  await rename(tmp, out);
+  return join(out, 'root');
+}
