@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerBench } from './bench.ts';
 import { registerDoctor } from './doctor.ts';
 import { registerInit } from './init.ts';
 import { registerInspect } from './inspect.ts';
@@ -16,4 +17,5 @@ export const commands: Array<(program: Command) => void> = [
   registerKeys,
   registerSampleApps,
   registerInspect,
+  registerBench,
 ];

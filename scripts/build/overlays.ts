@@ -1,0 +1,123 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type SigningKey, signApk } from '../apkgen/index.ts';
+import { InputError } from '../errors.ts';
+import { runTool } from '../host/tools.ts';
+import type { ProductYaml, ResolvedOverlay } from '../model/index.ts';
+
+/**
+ * Runtime resource overlays (RROs): compiled with aapt against the base's own framework-res, so
+ * resource IDs match the framework the device runs, then signed with the partner's key.
+ */
+
+const xmlEscape = (s: string) =>
+  s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '\\"')
+    .replace(/'/g, "\\'");
+
+/** Fills {{endpoints.x}} / {{identity.x}} from the product; null becomes "" and a list expands into items. */
+export function fillTemplate(value: string, product: ProductYaml): string[] {
+  const m = /^\{\{\s*([a-zA-Z]+)\.([a-zA-Z]+)\s*\}\}$/.exec(value);
+  const lookup = (section: string, key: string): unknown => {
+    const s = (product as unknown as Record<string, Record<string, unknown> | undefined>)[section];
+    if (!s)
+      throw new InputError(`overlay template {{${section}.${key}}}: the product has no ${section}:`, {
+        code: 'OVERLAY_TEMPLATE',
+        context: { section, key },
+      });
+    if (!(key in s))
+      throw new InputError(`overlay template {{${section}.${key}}}: no such field`, {
+        code: 'OVERLAY_TEMPLATE',
+        context: { section, key },
+      });
+    return s[key];
+  };
+  if (m) {
+    const v = lookup(m[1], m[2]);
+    if (v === null || v === undefined) return [''];
+    return Array.isArray(v) ? v.map(String) : [String(v)];
+  }
+  return [
+    value.replace(/\{\{\s*([a-zA-Z]+)\.([a-zA-Z]+)\s*\}\}/g, (_all, a: string, b: string) =>
+      String(lookup(a, b) ?? ''),
+    ),
+  ];
+}
+
+export function overlayValuesXml(o: ResolvedOverlay, product: ProductYaml): string {
+  const lines = ['<?xml version="1.0" encoding="utf-8"?>', '<resources>'];
+  for (const v of o.values) {
+    if (v.type === 'string-array') {
+      const items = (Array.isArray(v.value) ? v.value : [String(v.value)])
+        .flatMap((x) => fillTemplate(x, product))
+        .filter((x) => x !== '');
+      lines.push(
+        `  <string-array name="${v.name}">`,
+        ...items.map((i) => `    <item>${xmlEscape(i)}</item>`),
+        '  </string-array>',
+      );
+    } else if (v.type === 'string') {
+      lines.push(
+        `  <string name="${v.name}">${xmlEscape(fillTemplate(String(v.value), product)[0])}</string>`,
+      );
+    } else if (v.type === 'bool') {
+      lines.push(`  <bool name="${v.name}">${v.value === true || v.value === 'true'}</bool>`);
+    } else {
+      lines.push(`  <integer name="${v.name}">${Number(v.value)}</integer>`);
+    }
+  }
+  lines.push('</resources>', '');
+  return lines.join('\n');
+}
+
+export function overlayManifestXml(o: ResolvedOverlay): string {
+  return [
+    '<?xml version="1.0" encoding="utf-8"?>',
+    `<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="${o.package}" android:versionCode="1" android:versionName="1.0">`,
+    `  <overlay android:targetPackage="${o.target}" android:isStatic="true" android:priority="${o.priority}" />`,
+    '  <application android:hasCode="false" />',
+    '</manifest>',
+    '',
+  ].join('\n');
+}
+
+/** Compiles and signs one overlay APK at outPath. */
+export async function buildOverlay(
+  o: ResolvedOverlay,
+  product: ProductYaml,
+  frameworkRes: string,
+  key: SigningKey,
+  outPath: string,
+): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'omie-rro-'));
+  try {
+    await mkdir(join(work, 'res/values'), { recursive: true });
+    await writeFile(join(work, 'AndroidManifest.xml'), overlayManifestXml(o));
+    await writeFile(join(work, 'res/values/values.xml'), overlayValuesXml(o, product));
+    const unsigned = join(work, 'unsigned.apk');
+    await runTool('aapt', [
+      'package',
+      '-f',
+      '-M',
+      join(work, 'AndroidManifest.xml'),
+      '-S',
+      join(work, 'res'),
+      '-I',
+      frameworkRes,
+      '-F',
+      unsigned,
+    ]);
+    const aligned = join(work, 'aligned.apk');
+    await runTool('zipalign', ['-f', '4', unsigned, aligned]);
+    await signApk(aligned, outPath, { key, v1: true, v2: true, v3: false, minSdk: 29 });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Where an overlay goes on its partition (Android scans <partition>/overlay/). */
+export const overlayPath = (o: ResolvedOverlay) => `overlay/${o.name}/${o.name}.apk`;

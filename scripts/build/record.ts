@@ -1,0 +1,87 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import pkg from '../../package.json' with { type: 'json' };
+
+/** SHA-256 of a file, streamed (images are large). */
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+export interface FileDigest {
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+export async function digestFile(path: string, label = path): Promise<FileDigest> {
+  return { path: label, sha256: await sha256File(path), size: (await stat(path)).size };
+}
+
+/** Build time: SOURCE_DATE_EPOCH when set (reproducible builds), else a fixed epoch of the release. */
+export function sourceDateEpoch(): number {
+  const v = process.env.SOURCE_DATE_EPOCH;
+  if (v && /^\d+$/.test(v)) return Number(v);
+  return 1_700_000_000;
+}
+
+export interface BundledApp {
+  partition: string;
+  path: string;
+  package: string;
+  versionName?: string;
+  versionCode?: number;
+  sha256: string;
+  signerSha256: string[];
+  source: 'base' | 'product' | 'overlay';
+}
+
+/** CycloneDX 1.5 SBOM of every APK in the image. */
+export function makeSbom(opts: {
+  product: string;
+  version: string;
+  apps: BundledApp[];
+}): Record<string, unknown> {
+  const epoch = sourceDateEpoch();
+  const seed = createHash('sha256')
+    .update(JSON.stringify([opts.product, opts.version, opts.apps.map((a) => a.sha256)]))
+    .digest('hex');
+  // A deterministic v4-shaped UUID: same image, same serial number.
+  const uuid = `${seed.slice(0, 8)}-${seed.slice(8, 12)}-4${seed.slice(13, 16)}-a${seed.slice(17, 20)}-${seed.slice(20, 32)}`;
+  const sorted = [...opts.apps].sort((a, b) =>
+    `${a.partition}/${a.path}`.localeCompare(`${b.partition}/${b.path}`),
+  );
+  return {
+    bomFormat: 'CycloneDX',
+    specVersion: '1.5',
+    serialNumber: `urn:uuid:${uuid}`,
+    version: 1,
+    metadata: {
+      timestamp: new Date(epoch * 1000).toISOString(),
+      tools: { components: [{ type: 'application', name: 'omie-kit', version: pkg.version }] },
+      component: {
+        type: 'operating-system',
+        'bom-ref': `omie:${opts.product}`,
+        name: opts.product,
+        version: opts.version,
+      },
+    },
+    components: sorted.map((a) => ({
+      type: 'application',
+      'bom-ref': `${a.partition}:/${a.path}`,
+      name: a.package,
+      version: a.versionName ?? String(a.versionCode ?? ''),
+      purl: `pkg:generic/${encodeURIComponent(a.package)}@${encodeURIComponent(a.versionName ?? String(a.versionCode ?? '0'))}`,
+      hashes: [{ alg: 'SHA-256', content: a.sha256 }],
+      properties: [
+        { name: 'omie:partition', value: a.partition },
+        { name: 'omie:path', value: a.path },
+        { name: 'omie:source', value: a.source },
+        { name: 'android:versionCode', value: String(a.versionCode ?? '') },
+        ...a.signerSha256.map((s) => ({ name: 'android:signer:sha256', value: s })),
+      ],
+    })),
+  };
+}

@@ -1,0 +1,66 @@
+import { mkdirSync, readdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { BenchFn, BenchResult } from '../../bench/types.ts';
+import { InputError } from '../../errors.ts';
+import { globalOpts } from '../main.ts';
+import { makeOutput, table } from '../output.ts';
+
+const BENCH_DIR = resolve(import.meta.dirname, '../../bench');
+
+/** Bench modules: every scripts/bench/<area>.ts exporting `bench`. */
+function areas(): string[] {
+  return readdirSync(BENCH_DIR)
+    .filter((f) => f.endsWith('.ts') && f !== 'types.ts' && !f.endsWith('.worker.ts'))
+    .map((f) => f.slice(0, -3))
+    .sort();
+}
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description(
+      'benchmarks: our tools side by side with the reference tools in the same run, printed as ratios',
+    )
+    .option('--only <areas>', `comma-separated areas (${areas().join(', ')})`)
+    .option('--size-mib <n>', 'image size for image benchmarks', '1024')
+    .option('--work-dir <dir>', 'scratch folder (needs a few GiB)', '.omie/bench')
+    .addHelpText(
+      'after',
+      '\nTimes are machine-dependent; the ratios (measured in the same run) are what to compare against the goals.',
+    )
+    .action(async (o: { only?: string; sizeMib: string; workDir: string }, cmd: Command) => {
+      const out = makeOutput(globalOpts(cmd).json);
+      const wanted = o.only ? o.only.split(',').map((s) => s.trim()) : areas();
+      const unknown = wanted.filter((w) => !areas().includes(w));
+      if (unknown.length)
+        throw new InputError(`unknown bench area(s): ${unknown.join(', ')}`, {
+          code: 'USAGE',
+          context: { known: areas() },
+        });
+      const results: Array<BenchResult & { area: string }> = [];
+      for (const area of wanted) {
+        const workDir = resolve(o.workDir, area);
+        mkdirSync(workDir, { recursive: true });
+        const mod = (await import(resolve(BENCH_DIR, `${area}.ts`))) as { bench: BenchFn };
+        out.info(`== ${area}`);
+        const log = (line: string) => (out.json ? process.stderr.write(`${line}\n`) : out.info(`   ${line}`));
+        for (const r of await mod.bench({ sizeMiB: Number(o.sizeMib), workDir, log }))
+          results.push({ area, ...r });
+      }
+      out.result(results, (rs) =>
+        table(
+          rs.map((r) => [
+            r.area,
+            r.name,
+            r.ours.toFixed(3),
+            `${r.reference.toFixed(3)} (${r.referenceName})`,
+            r.ratio.toFixed(2),
+            r.goal,
+            r.notes ?? '',
+          ]),
+          ['area', 'benchmark', 'ours', 'reference', 'ratio', 'goal', 'notes'],
+        ),
+      );
+    });
+}
