@@ -1,6 +1,8 @@
 import { mkdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
   type ErrorContext,
@@ -98,7 +100,9 @@ export async function extractPartitions(
 
 // Workers load TypeScript through tsx's API (resolved by absolute URL, so any cwd works): the
 // `--import tsx` flag alone does not reach a worker's entry module on Node 20.
-const TSX_API = import.meta.resolve('tsx/esm/api');
+const TSX_API = pathToFileURL(
+  join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist/esm/api/index.mjs'),
+).href;
 const WORKER = new URL('./extract.worker.ts', import.meta.url).href;
 const BOOT = `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(WORKER)}); })`;
 

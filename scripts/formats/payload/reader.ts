@@ -352,12 +352,34 @@ export async function readPayloadAt(loc: PayloadLocation): Promise<Payload> {
         found: loc.size,
       });
     const header = await readExact(fh, PAYLOAD_HEADER_SIZE, loc.offset, loc, 'header');
-    return parsePayloadMetadata(header, loc, (len, pos, field) =>
+    return await parsePayloadMetadata(header, loc, (len, pos, field) =>
       readExact(fh, len, loc.offset + pos, loc, field),
     );
   } finally {
     await fh.close();
   }
+}
+
+/** Parses payload metadata from an in-memory payload (tests, fuzzing, small payloads). */
+export async function parsePayloadBuffer(buf: Buffer, file = '<buffer>'): Promise<Payload> {
+  const loc: PayloadLocation = { file, offset: 0, size: buf.length, container: 'payload' };
+  if (buf.length < PAYLOAD_HEADER_SIZE)
+    throw fail(loc, 'truncated', {
+      field: 'header',
+      offset: 0,
+      expected: `>= ${PAYLOAD_HEADER_SIZE} bytes`,
+      found: buf.length,
+    });
+  return parsePayloadMetadata(buf.subarray(0, PAYLOAD_HEADER_SIZE), loc, async (len, pos, field) => {
+    if (pos + len > buf.length)
+      throw fail(loc, 'truncated', {
+        field,
+        offset: pos,
+        expected: `${len} bytes`,
+        found: Math.max(0, buf.length - pos),
+      });
+    return buf.subarray(pos, pos + len);
+  });
 }
 
 type ReadAt = (length: number, payloadPos: number, field: string) => Promise<Buffer>;
