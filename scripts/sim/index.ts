@@ -4,13 +4,12 @@
  * protocol exists (adb: adb/recovery/sideload; fastboot: bootloader/fastbootd), like a real
  * device that reboots between Android, recovery, the bootloader and fastbootd.
  */
-import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { EnvironmentError } from '../errors.ts';
 import type { DeviceProfile } from '../model/index.ts';
 import { type AdbServerHandle, startAdbServer } from './adb-server.ts';
-import { defaultSimProfile, type SimProfile, SimState } from './state.ts';
+import { type FastbootServer, startFastbootServer } from './fastboot-server.ts';
+import { defaultSimProfile, type SimFaults, type SimProfile, SimState } from './state.ts';
 
 export interface StartSimOptions {
   stateDir: string;
@@ -24,6 +23,8 @@ export interface StartSimOptions {
   props?: Record<string, string>;
   /** Overrides applied to an existing or new state (e.g. --locked, --auth require). */
   overrides?: { unlocked?: boolean; adbAuthRequired?: boolean; serial?: string };
+  /** Fault injection for the fastboot link (tests). */
+  faults?: SimFaults;
   log?: (line: string) => void;
 }
 
@@ -33,16 +34,9 @@ export interface SimHandle {
   fastbootPort: number;
   stateDir: string;
   state: SimState;
+  /** The fastboot server (setFaults for tests). */
+  fastboot: FastbootServer;
   close(): Promise<void>;
-}
-
-interface FastbootServerModule {
-  startFastbootServer(o: {
-    state: SimState;
-    port: number;
-    host?: string;
-    log?: (line: string) => void;
-  }): Promise<{ port: number; close(): Promise<void> | void }>;
 }
 
 export async function startSim(opts: StartSimOptions): Promise<SimHandle> {
@@ -67,9 +61,15 @@ export async function startSim(opts: StartSimOptions): Promise<SimHandle> {
 
   const host = opts.host ?? '127.0.0.1';
   const adb: AdbServerHandle = await startAdbServer({ state, port: opts.adbPort ?? 0, host, log: opts.log });
-  let fastboot: { port: number; close(): Promise<void> | void };
+  let fastboot: FastbootServer;
   try {
-    fastboot = await startFastboot(state, opts.fastbootPort ?? 0, host, opts.log);
+    fastboot = await startFastbootServer({
+      state,
+      port: opts.fastbootPort ?? 0,
+      host,
+      faults: opts.faults,
+      onCommand: opts.log ? (cmd, mode) => opts.log?.(`fastboot(${mode}): ${cmd}`) : undefined,
+    });
   } catch (e) {
     await adb.close();
     throw e;
@@ -80,22 +80,11 @@ export async function startSim(opts: StartSimOptions): Promise<SimHandle> {
     fastbootPort: fastboot.port,
     stateDir: dir,
     state,
+    fastboot,
     async close() {
       await Promise.all([adb.close(), fastboot.close()]);
     },
   };
-}
-
-async function startFastboot(state: SimState, port: number, host: string, log?: (line: string) => void) {
-  // The fastboot server is a sibling module; loaded by path so the sim still starts for adb-only
-  // work in a checkout that lacks it.
-  const file = join(import.meta.dirname, 'fastboot-server.ts');
-  if (!existsSync(file))
-    throw new EnvironmentError('the sim fastboot server (scripts/sim/fastboot-server.ts) is missing', {
-      code: 'SIM_FASTBOOT_MISSING',
-    });
-  const mod = (await import(file)) as FastbootServerModule;
-  return mod.startFastbootServer({ state, port, host, log });
 }
 
 const UNSLOTTED = new Set(['userdata', 'metadata', 'misc', 'persist', 'frp', 'cache', 'super']);

@@ -6,6 +6,7 @@ import { registerInspect } from './inspect.ts';
 import { registerKeys } from './keys.ts';
 import { registerSampleApps } from './sample-apps.ts';
 import { registerSchemas } from './schemas.ts';
+import { registerSim } from './sim.ts';
 import { registerValidate } from './validate.ts';
 
 /** Every `omie` command, one line each. Each file parses arguments, calls a library module, and prints. */
@@ -18,4 +19,5 @@ export const commands: Array<(program: Command) => void> = [
   registerSampleApps,
   registerInspect,
   registerBench,
+  registerSim,
 ];
