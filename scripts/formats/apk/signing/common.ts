@@ -1,0 +1,359 @@
+/**
+ * What the APK signature schemes share (apksig ApkSigningBlockUtils, SignatureAlgorithm,
+ * ContentDigestAlgorithm): algorithm ids, the 1 MiB chunked content digest over the three zip
+ * sections, length-prefixed structures and certificate facts as `apksigner --print-certs` shows them.
+ */
+import {
+  constants,
+  createHash,
+  createPublicKey,
+  verify as cryptoVerify,
+  type KeyObject,
+  X509Certificate,
+} from 'node:crypto';
+import { FormatError, VerificationError } from '../../../errors.ts';
+import { BinaryReader } from '../../binary.ts';
+import type { ZipArchive } from '../zip.ts';
+
+export type ContentDigest = 'CHUNKED_SHA256' | 'CHUNKED_SHA512' | 'VERITY_CHUNKED_SHA256';
+
+export interface SignatureAlgorithm {
+  id: number;
+  name: string;
+  keyType: 'RSA' | 'EC' | 'DSA';
+  hash: 'sha256' | 'sha512';
+  pss?: { saltLength: number };
+  digest: ContentDigest;
+}
+
+/** apksig SignatureAlgorithm ids. */
+export const SIGNATURE_ALGORITHMS: Record<number, SignatureAlgorithm> = {
+  257: {
+    id: 0x0101,
+    name: 'RSA_PSS_WITH_SHA256',
+    keyType: 'RSA',
+    hash: 'sha256',
+    pss: { saltLength: 32 },
+    digest: 'CHUNKED_SHA256',
+  },
+  258: {
+    id: 0x0102,
+    name: 'RSA_PSS_WITH_SHA512',
+    keyType: 'RSA',
+    hash: 'sha512',
+    pss: { saltLength: 64 },
+    digest: 'CHUNKED_SHA512',
+  },
+  259: {
+    id: 0x0103,
+    name: 'RSA_PKCS1_V1_5_WITH_SHA256',
+    keyType: 'RSA',
+    hash: 'sha256',
+    digest: 'CHUNKED_SHA256',
+  },
+  260: {
+    id: 0x0104,
+    name: 'RSA_PKCS1_V1_5_WITH_SHA512',
+    keyType: 'RSA',
+    hash: 'sha512',
+    digest: 'CHUNKED_SHA512',
+  },
+  513: { id: 0x0201, name: 'ECDSA_WITH_SHA256', keyType: 'EC', hash: 'sha256', digest: 'CHUNKED_SHA256' },
+  514: { id: 0x0202, name: 'ECDSA_WITH_SHA512', keyType: 'EC', hash: 'sha512', digest: 'CHUNKED_SHA512' },
+  769: { id: 0x0301, name: 'DSA_WITH_SHA256', keyType: 'DSA', hash: 'sha256', digest: 'CHUNKED_SHA256' },
+  1057: {
+    id: 0x0421,
+    name: 'VERITY_RSA_PKCS1_V1_5_WITH_SHA256',
+    keyType: 'RSA',
+    hash: 'sha256',
+    digest: 'VERITY_CHUNKED_SHA256',
+  },
+  1059: {
+    id: 0x0423,
+    name: 'VERITY_ECDSA_WITH_SHA256',
+    keyType: 'EC',
+    hash: 'sha256',
+    digest: 'VERITY_CHUNKED_SHA256',
+  },
+  1061: {
+    id: 0x0425,
+    name: 'VERITY_DSA_WITH_SHA256',
+    keyType: 'DSA',
+    hash: 'sha256',
+    digest: 'VERITY_CHUNKED_SHA256',
+  },
+};
+
+/** apksig's preference among content digests: SHA-512 > verity > SHA-256. */
+const DIGEST_RANK: Record<ContentDigest, number> = {
+  CHUNKED_SHA256: 0,
+  VERITY_CHUNKED_SHA256: 1,
+  CHUNKED_SHA512: 2,
+};
+
+export function betterAlgorithm(a: SignatureAlgorithm, b: SignatureAlgorithm): SignatureAlgorithm {
+  return DIGEST_RANK[b.digest] > DIGEST_RANK[a.digest] ? b : a;
+}
+
+/** Certificate facts, digests over the DER encoding exactly as apksigner prints them. */
+export interface CertificateInfo {
+  /** RFC 2253 order as Java prints it, e.g. "CN=Android, OU=Android, O=Android, C=US". */
+  subject: string;
+  issuer: string;
+  serialNumber: string;
+  notBefore: string;
+  notAfter: string;
+  sha256: string;
+  sha1: string;
+  md5: string;
+  keyAlgorithm: 'RSA' | 'EC' | 'DSA' | string;
+  keySize: number | null;
+  publicKeySha256: string;
+}
+
+function dn(s: string): string {
+  return s.split('\n').filter(Boolean).reverse().join(', ');
+}
+
+export interface ParsedCertificate {
+  der: Buffer;
+  info: CertificateInfo;
+  publicKey: KeyObject;
+  /** SubjectPublicKeyInfo DER, compared against v2/v3 signer public keys. */
+  spki: Buffer;
+}
+
+export function parseCertificate(der: Buffer, scheme: string, what: string): ParsedCertificate {
+  let x: X509Certificate;
+  try {
+    x = new X509Certificate(der);
+  } catch (e) {
+    throw new VerificationError(scheme, `malformed certificate (${what}): ${(e as Error).message}`, {
+      code: 'APK_CERT_MALFORMED',
+      context: { what },
+    });
+  }
+  const publicKey = x.publicKey;
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const d = publicKey.asymmetricKeyDetails ?? {};
+  const kt = publicKey.asymmetricKeyType;
+  const keySize =
+    kt === 'rsa' || kt === 'rsa-pss' || kt === 'dsa'
+      ? (d.modulusLength ?? null)
+      : kt === 'ec'
+        ? (({ prime256v1: 256, secp384r1: 384, secp521r1: 521 } as Record<string, number>)[
+            d.namedCurve ?? ''
+          ] ?? null)
+        : null;
+  return {
+    der,
+    publicKey,
+    spki,
+    info: {
+      subject: dn(x.subject),
+      issuer: dn(x.issuer),
+      serialNumber: x.serialNumber.toLowerCase(),
+      notBefore: new Date(x.validFrom).toISOString(),
+      notAfter: new Date(x.validTo).toISOString(),
+      sha256: createHash('sha256').update(der).digest('hex'),
+      sha1: createHash('sha1').update(der).digest('hex'),
+      md5: createHash('md5').update(der).digest('hex'),
+      keyAlgorithm:
+        kt === 'rsa' || kt === 'rsa-pss' ? 'RSA' : kt === 'ec' ? 'EC' : kt === 'dsa' ? 'DSA' : String(kt),
+      keySize,
+      publicKeySha256: createHash('sha256').update(spki).digest('hex'),
+    },
+  };
+}
+
+export function publicKeyFromSpki(spki: Buffer, scheme: string): KeyObject {
+  try {
+    return createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new VerificationError(scheme, `malformed public key: ${(e as Error).message}`, {
+      code: 'APK_KEY_MALFORMED',
+    });
+  }
+}
+
+/** Verifies `sig` over `data` with an apksig signature algorithm; false on mismatch. */
+export function verifySignature(alg: SignatureAlgorithm, key: KeyObject, data: Buffer, sig: Buffer): boolean {
+  try {
+    if (alg.pss)
+      return cryptoVerify(
+        alg.hash,
+        data,
+        { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.pss.saltLength },
+        sig,
+      );
+    return cryptoVerify(alg.hash, data, key, sig);
+  } catch {
+    return false;
+  }
+}
+
+/** Reader for apksig's little-endian length-prefixed structures; errors name the scheme. */
+export class LpReader {
+  readonly r: BinaryReader;
+  constructor(buf: Buffer, scheme: string, baseOffset = 0) {
+    this.r = new BinaryReader(buf, `apk-${scheme}`, baseOffset);
+  }
+  get remaining(): number {
+    return this.r.remaining;
+  }
+  u32(field: string): number {
+    return this.r.u32le(field);
+  }
+  /** u32 length then that many bytes. */
+  prefixed(field: string): Buffer {
+    const at = this.r.pos;
+    const n = this.r.u32le(`${field} length`);
+    if (n > this.r.remaining)
+      this.r.fail('length-prefixed field exceeds its container', {
+        field,
+        at,
+        expected: `<= ${this.r.remaining}`,
+        found: n,
+      });
+    return this.r.bytes(n, field);
+  }
+  /** A sequence of length-prefixed items filling a length-prefixed buffer. */
+  static sequence(buf: Buffer, scheme: string, field: string): Buffer[] {
+    const r = new LpReader(buf, scheme);
+    const out: Buffer[] = [];
+    while (r.remaining > 0) out.push(r.prefixed(field));
+    return out;
+  }
+}
+
+/** The three regions v2+ signatures cover, with the EOCD's CD offset pointing at the signing block. */
+export interface SignedRegions {
+  beforeBlockEnd: number;
+  centralDirectoryOffset: number;
+  centralDirectorySize: number;
+  /** EOCD bytes with the central directory offset field patched. */
+  eocd: Buffer;
+}
+
+export async function signedRegions(zip: ZipArchive, signingBlockOffset: number): Promise<SignedRegions> {
+  const l = zip.layout;
+  const eocd = Buffer.from(await zip.source.read(l.eocdOffset, l.eocdSize));
+  eocd.writeUInt32LE(signingBlockOffset, 16);
+  return {
+    beforeBlockEnd: signingBlockOffset,
+    centralDirectoryOffset: l.centralDirectoryOffset,
+    centralDirectorySize: l.centralDirectorySize,
+    eocd,
+  };
+}
+
+const CHUNK = 1024 * 1024;
+
+/**
+ * apksig "chunked" content digests, streamed from the file 1 MiB at a time: each chunk digest
+ * is H(0xa5 || u32le len || chunk), the top digest H(0x5a || u32le chunkCount || chunk digests).
+ * Several algorithms are computed in one pass.
+ */
+export async function chunkedDigests(
+  zip: ZipArchive,
+  regions: SignedRegions,
+  algorithms: ReadonlyArray<'sha256' | 'sha512'>,
+): Promise<Map<string, Buffer>> {
+  const chunkDigests = new Map<string, Buffer[]>(algorithms.map((a) => [a, []]));
+  const prefix = Buffer.alloc(5);
+  prefix[0] = 0xa5;
+  const add = (chunk: Buffer) => {
+    prefix.writeUInt32LE(chunk.length, 1);
+    for (const a of algorithms)
+      chunkDigests.get(a)!.push(createHash(a).update(prefix).update(chunk).digest());
+  };
+  const section = async (start: number, len: number) => {
+    for (let p = 0; p < len; p += CHUNK) add(await zip.source.read(start + p, Math.min(CHUNK, len - p)));
+  };
+  await section(0, regions.beforeBlockEnd);
+  await section(regions.centralDirectoryOffset, regions.centralDirectorySize);
+  for (let p = 0; p < regions.eocd.length; p += CHUNK) add(regions.eocd.subarray(p, p + CHUNK));
+  const out = new Map<string, Buffer>();
+  for (const a of algorithms) {
+    const list = chunkDigests.get(a)!;
+    const head = Buffer.alloc(5);
+    head[0] = 0x5a;
+    head.writeUInt32LE(list.length, 1);
+    const h = createHash(a).update(head);
+    for (const d of list) h.update(d);
+    out.set(a, h.digest());
+  }
+  return out;
+}
+
+/**
+ * fs-verity style digest (apksig VerityTreeBuilder) used by the VERITY_* algorithms: a SHA-256
+ * Merkle tree over 4 KiB blocks of the same three regions (no salt, zero padded), and the result
+ * is root hash || u64le(total length of the regions).
+ */
+export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Promise<Buffer> {
+  const BLOCK = 4096;
+  const leaves: Buffer[] = [];
+  let carry = Buffer.alloc(0);
+  let total = 0;
+  const feed = (b: Buffer) => {
+    total += b.length;
+    let buf = carry.length ? Buffer.concat([carry, b]) : b;
+    let p = 0;
+    for (; p + BLOCK <= buf.length; p += BLOCK)
+      leaves.push(
+        createHash('sha256')
+          .update(buf.subarray(p, p + BLOCK))
+          .digest(),
+      );
+    carry = Buffer.from(buf.subarray(p));
+    buf = Buffer.alloc(0);
+  };
+  const section = async (start: number, len: number) => {
+    for (let p = 0; p < len; p += CHUNK) feed(await zip.source.read(start + p, Math.min(CHUNK, len - p)));
+  };
+  await section(0, regions.beforeBlockEnd);
+  await section(regions.centralDirectoryOffset, regions.centralDirectorySize);
+  feed(regions.eocd);
+  if (carry.length)
+    leaves.push(
+      createHash('sha256')
+        .update(Buffer.concat([carry, Buffer.alloc(BLOCK - carry.length)]))
+        .digest(),
+    );
+  // Levels of hashes over 4 KiB blocks until one block holds the level; the root is the hash of that block.
+  let level = Buffer.concat(leaves);
+  const pad = (b: Buffer) =>
+    b.length % BLOCK || b.length === 0 ? Buffer.concat([b, Buffer.alloc(BLOCK - (b.length % BLOCK))]) : b;
+  while (level.length > BLOCK) {
+    const padded = pad(level);
+    const next: Buffer[] = [];
+    for (let p = 0; p < padded.length; p += BLOCK)
+      next.push(
+        createHash('sha256')
+          .update(padded.subarray(p, p + BLOCK))
+          .digest(),
+      );
+    level = Buffer.concat(next);
+  }
+  const root = createHash('sha256').update(pad(level)).digest();
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(total));
+  return Buffer.concat([root, len]);
+}
+
+export function hex(b: Buffer): string {
+  return b.toString('hex');
+}
+
+/** Turns a parse failure inside a scheme's block into that scheme's VerificationError. */
+export function schemeFormatError(scheme: string, e: unknown): never {
+  if (e instanceof VerificationError) throw e;
+  if (e instanceof FormatError)
+    throw new VerificationError(scheme, `malformed signature data: ${e.message}`, {
+      code: 'APK_SIG_MALFORMED',
+      context: { ...e.context },
+      cause: e,
+    });
+  throw e;
+}

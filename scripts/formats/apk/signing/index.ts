@@ -1,0 +1,200 @@
+/**
+ * APK signature verification across schemes, with apksigner's verdict rules: every scheme present
+ * must verify; v1 is required when the APK supports SDKs below 24; the signers of all schemes must
+ * agree (v2/v1 may be signed by the oldest key of a v3 rotation lineage).
+ */
+import { OmieError, VerificationError } from '../../../errors.ts';
+import type { ZipArchive } from '../zip.ts';
+import { BlockId, findSigningBlock } from './block.ts';
+import type { CertificateInfo } from './common.ts';
+import { verifyV1 } from './v1.ts';
+import { type SchemeSigner, verifyV2 } from './v2.ts';
+import { type LineageNode, verifyV3 } from './v3.ts';
+
+export type { CertificateInfo } from './common.ts';
+export type { SchemeSigner } from './v2.ts';
+export type { LineageNode } from './v3.ts';
+
+export type SchemeName = 'v1' | 'v2' | 'v3' | 'v3.1';
+
+export interface SchemeError {
+  code: string;
+  message: string;
+  context: Record<string, unknown>;
+}
+
+export interface SchemeReport {
+  scheme: SchemeName;
+  /** The APK carries a signature of this scheme. */
+  present: boolean;
+  /** Present and verified. */
+  verified: boolean;
+  signers: SchemeSigner[];
+  /** Why verification failed (present && !verified). */
+  error: SchemeError | null;
+}
+
+export interface SignatureReport {
+  /** apksigner's overall verdict ("Verifies"). */
+  verified: boolean;
+  schemes: Record<SchemeName, SchemeReport>;
+  /** Certificates apksigner prints for --print-certs: the v3 signer(s) if any, else v2, else v1. */
+  signers: CertificateInfo[];
+  /** v3 proof-of-rotation lineage, oldest first. */
+  lineage: LineageNode[] | null;
+  /** v3.0 attribute: SDK from which the v3.1 signer applies. */
+  rotationMinSdk: number | null;
+  /** Other IDs in the APK Signing Block (hex), e.g. source stamps, padding. */
+  otherBlockIds: string[];
+  /** Reasons for a negative verdict beyond per-scheme errors. */
+  problems: string[];
+}
+
+function empty(scheme: SchemeName): SchemeReport {
+  return { scheme, present: false, verified: false, signers: [], error: null };
+}
+
+function asSchemeError(e: unknown): SchemeError {
+  if (e instanceof OmieError) return { code: e.code, message: e.message, context: e.context };
+  return { code: 'INTERNAL', message: String((e as Error)?.message ?? e), context: {} };
+}
+
+export interface VerifyOptions {
+  /** The APK's minSdkVersion (decides whether v1 is required). */
+  minSdk: number;
+}
+
+/** Verifies all schemes; never throws for a bad signature (see `assertVerified`). */
+export async function verifyApkSignatures(zip: ZipArchive, opts: VerifyOptions): Promise<SignatureReport> {
+  const schemes: Record<SchemeName, SchemeReport> = {
+    v1: empty('v1'),
+    v2: empty('v2'),
+    v3: empty('v3'),
+    'v3.1': empty('v3.1'),
+  };
+  const problems: string[] = [];
+  let lineage: LineageNode[] | null = null;
+  let rotationMinSdk: number | null = null;
+  let otherBlockIds: string[] = [];
+  const certsOf: Partial<Record<SchemeName, string[]>> = {};
+
+  let block: Awaited<ReturnType<typeof findSigningBlock>> = null;
+  try {
+    block = await findSigningBlock(zip);
+  } catch (e) {
+    const err = asSchemeError(e);
+    for (const s of ['v2', 'v3'] as const) schemes[s] = { ...empty(s), present: true, error: err };
+    problems.push(`APK Signing Block is malformed: ${err.message}`);
+  }
+  if (block) {
+    const known = new Set<number>([BlockId.V2, BlockId.V3, BlockId.V31]);
+    otherBlockIds = block.pairs.filter((p) => !known.has(p.id)).map((p) => `0x${p.id.toString(16)}`);
+    const b = block;
+    const run = async (s: 'v2' | 'v3' | 'v3.1', id: number, f: () => Promise<void>) => {
+      if (!b.pairs.some((p) => p.id === id)) return;
+      schemes[s].present = true;
+      try {
+        await f();
+        schemes[s].verified = true;
+      } catch (e) {
+        schemes[s].error = asSchemeError(e);
+      }
+    };
+    await run('v2', BlockId.V2, async () => {
+      const r = (await verifyV2(zip, b))!;
+      schemes.v2.signers = r.map((x) => x.signer);
+      certsOf.v2 = r.map((x) => x.signer.certificates[0]!.sha256);
+    });
+    await run('v3', BlockId.V3, async () => {
+      const r = (await verifyV3(zip, b))!;
+      schemes.v3.signers = r.signers.map((x) => x.signer);
+      certsOf.v3 = r.signers.map((x) => x.signer.certificates[0]!.sha256);
+      lineage = r.lineage;
+      rotationMinSdk = r.rotationMinSdk;
+    });
+    await run('v3.1', BlockId.V31, async () => {
+      const r = (await verifyV3(zip, b, true))!;
+      schemes['v3.1'].signers = r.signers.map((x) => x.signer);
+      certsOf['v3.1'] = r.signers.map((x) => x.signer.certificates[0]!.sha256);
+      if (r.lineage) lineage = r.lineage;
+    });
+  }
+  try {
+    const r = await verifyV1(zip);
+    if (r) {
+      schemes.v1.present = true;
+      schemes.v1.verified = true;
+      schemes.v1.signers = r.signers.map((s) => ({
+        certificates: s.certificates,
+        algorithm: `${s.digestAlgorithm} (${s.signatureAlgorithmOid})`,
+        algorithms: [s.signatureAlgorithmOid],
+        attributeIds: [],
+      }));
+      certsOf.v1 = r.signers.map((s) => s.certificates[0]!.sha256);
+      for (const n of r.apkSignedSchemes) {
+        const s = n === 2 ? 'v2' : n === 3 ? 'v3' : null;
+        if (s && !schemes[s].present) {
+          schemes.v1.verified = false;
+          schemes.v1.error = {
+            code: 'APK_SIG_STRIPPED',
+            message: `v1: .SF declares APK Signature Scheme v${n}, but the APK has no v${n} signature (stripped)`,
+            context: { scheme: 'v1', declared: n },
+          };
+        }
+      }
+    }
+  } catch (e) {
+    schemes.v1.present = true;
+    schemes.v1.error = asSchemeError(e);
+  }
+
+  const present = (Object.values(schemes) as SchemeReport[]).filter((s) => s.present);
+  if (!present.length) problems.push('no signatures: the APK is not signed');
+  for (const s of present) if (!s.verified) problems.push(`${s.scheme} signature does not verify`);
+  if (opts.minSdk < 24 && !schemes.v1.present && present.length)
+    problems.push(`minSdkVersion ${opts.minSdk} < 24 requires a v1 (JAR) signature, which is missing`);
+  // Signers must agree across schemes; with rotation, older schemes carry the lineage's first key.
+  const lineageCerts = new Set((lineage as LineageNode[] | null)?.map((n) => n.certificate.sha256) ?? []);
+  const sameSet = (a: string[] = [], b: string[] = []) =>
+    a.length === b.length && a.every((x) => b.includes(x));
+  if (certsOf.v1 && certsOf.v2 && !sameSet(certsOf.v1, certsOf.v2)) problems.push('v1 and v2 signers differ');
+  const newest = certsOf.v3;
+  for (const older of [certsOf.v2, certsOf.v1]) {
+    if (!newest || !older) continue;
+    if (!sameSet(newest, older) && !older.every((c) => lineageCerts.has(c)))
+      problems.push(
+        "v3 signer differs from the older schemes' signer and is not linked by a rotation lineage",
+      );
+  }
+  const effective = schemes.v3.verified
+    ? schemes.v3.signers
+    : schemes.v2.verified
+      ? schemes.v2.signers
+      : schemes.v1.verified
+        ? schemes.v1.signers
+        : [];
+  return {
+    verified: problems.length === 0,
+    schemes,
+    signers: effective.map((s) => s.certificates[0]!),
+    lineage,
+    rotationMinSdk,
+    otherBlockIds,
+    problems,
+  };
+}
+
+/** Throws the first scheme's VerificationError (or a summary one) when the report is negative. */
+export function assertVerified(report: SignatureReport, file?: string): void {
+  if (report.verified) return;
+  const failed = (Object.values(report.schemes) as SchemeReport[]).find((s) => s.present && !s.verified);
+  if (failed?.error)
+    throw new VerificationError(failed.scheme, failed.error.message.replace(/^v[0-9.]+: /, ''), {
+      code: failed.error.code,
+      context: { ...failed.error.context, file },
+    });
+  throw new VerificationError('apk', report.problems.join('; '), {
+    code: 'APK_SIG_NOT_VERIFIED',
+    context: { file },
+  });
+}

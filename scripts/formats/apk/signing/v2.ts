@@ -1,0 +1,259 @@
+/**
+ * APK Signature Scheme v2 (apksig V2SchemeVerifier), and the signer-block verification v3 and
+ * v3.1 reuse: each signer's signature over its signed data, the certificate/public-key match, the
+ * digest list matching the signature list, and the 1 MiB chunked content digest of the whole APK
+ * (entries, central directory, EOCD) against the signed digest.
+ */
+import { VerificationError } from '../../../errors.ts';
+import type { ZipArchive } from '../zip.ts';
+import { BlockId, type SigningBlock } from './block.ts';
+import {
+  betterAlgorithm,
+  type CertificateInfo,
+  type ContentDigest,
+  chunkedDigests,
+  hex,
+  LpReader,
+  type ParsedCertificate,
+  parseCertificate,
+  publicKeyFromSpki,
+  SIGNATURE_ALGORITHMS,
+  type SignatureAlgorithm,
+  schemeFormatError,
+  signedRegions,
+  verifySignature,
+  verityDigest,
+} from './common.ts';
+
+export type BlockScheme = 'v2' | 'v3' | 'v3.1';
+
+export interface SchemeSigner {
+  /** The signer's certificate chain as stored; the first is the signing certificate. */
+  certificates: CertificateInfo[];
+  /** Name of the signature algorithm verified (apksig's strongest present). */
+  algorithm: string;
+  /** Every signature algorithm present. */
+  algorithms: string[];
+  /** v3/v3.1: platform SDK range this signer applies to. */
+  minSdk?: number;
+  maxSdk?: number;
+  /** Additional attributes by id (hex) → value length; interpreted ones are surfaced elsewhere. */
+  attributeIds: string[];
+}
+
+export interface RawSigner {
+  index: number;
+  signedData: Buffer;
+  minSdk?: number;
+  maxSdk?: number;
+  signatures: Array<{ alg: number; sig: Buffer }>;
+  publicKey: Buffer;
+  digests: Array<{ alg: number; digest: Buffer }>;
+  certs: Buffer[];
+  sdMinSdk?: number;
+  sdMaxSdk?: number;
+  attributes: Array<{ id: number; value: Buffer }>;
+}
+
+/** Splits a v2/v3 block value into signers (format only; no verification). */
+export function parseSigners(value: Buffer, scheme: BlockScheme): RawSigner[] {
+  const withSdk = scheme !== 'v2';
+  const out: RawSigner[] = [];
+  const top = new LpReader(value, scheme);
+  const signersBuf = top.prefixed('signers');
+  for (const [index, sb] of LpReader.sequence(signersBuf, scheme, 'signer').entries()) {
+    const r = new LpReader(sb, scheme);
+    const signedData = r.prefixed('signed data');
+    const minSdk = withSdk ? r.u32('min sdk') : undefined;
+    const maxSdk = withSdk ? r.u32('max sdk') : undefined;
+    const signatures = LpReader.sequence(r.prefixed('signatures'), scheme, 'signature').map((s) => {
+      const sr = new LpReader(s, scheme);
+      return { alg: sr.u32('signature algorithm'), sig: sr.prefixed('signature') };
+    });
+    const publicKey = r.prefixed('public key');
+    const sd = new LpReader(signedData, scheme);
+    const digests = LpReader.sequence(sd.prefixed('digests'), scheme, 'digest').map((d) => {
+      const dr = new LpReader(d, scheme);
+      return { alg: dr.u32('digest algorithm'), digest: dr.prefixed('digest') };
+    });
+    const certs = LpReader.sequence(sd.prefixed('certificates'), scheme, 'certificate');
+    const sdMinSdk = withSdk ? sd.u32('signed min sdk') : undefined;
+    const sdMaxSdk = withSdk ? sd.u32('signed max sdk') : undefined;
+    const attributes = LpReader.sequence(sd.prefixed('additional attributes'), scheme, 'attribute').map(
+      (a) => {
+        const ar = new LpReader(a, scheme);
+        const id = ar.u32('attribute id');
+        return { id, value: a.subarray(4) };
+      },
+    );
+    out.push({
+      index,
+      signedData,
+      minSdk,
+      maxSdk,
+      signatures,
+      publicKey,
+      digests,
+      certs,
+      sdMinSdk,
+      sdMaxSdk,
+      attributes,
+    });
+  }
+  return out;
+}
+
+export interface VerifiedSigner {
+  raw: RawSigner;
+  signer: SchemeSigner;
+  certificates: ParsedCertificate[];
+}
+
+const HASH_OF: Record<ContentDigest, 'sha256' | 'sha512' | 'verity'> = {
+  CHUNKED_SHA256: 'sha256',
+  CHUNKED_SHA512: 'sha512',
+  VERITY_CHUNKED_SHA256: 'verity',
+};
+
+/**
+ * Verifies every signer of one v2/v3/v3.1 block value and the APK content digests. Throws a
+ * VerificationError naming the scheme, the signer and what mismatched.
+ */
+export async function verifyBlockSigners(
+  zip: ZipArchive,
+  block: SigningBlock,
+  value: Buffer,
+  scheme: BlockScheme,
+): Promise<VerifiedSigner[]> {
+  let raws: RawSigner[];
+  try {
+    raws = parseSigners(value, scheme);
+  } catch (e) {
+    schemeFormatError(scheme, e);
+  }
+  if (raws.length === 0) throw new VerificationError(scheme, 'no signers', { code: 'APK_SIG_NO_SIGNERS' });
+  const results: VerifiedSigner[] = [];
+  const needed = new Map<ContentDigest, Array<{ signer: number; expected: Buffer }>>();
+  for (const s of raws) {
+    const who = `signer #${s.index + 1}`;
+    if (s.signatures.length === 0)
+      throw new VerificationError(scheme, `${who}: no signatures`, { code: 'APK_SIG_NO_SIGNATURES' });
+    let best: SignatureAlgorithm | null = null;
+    let bestSig: Buffer | null = null;
+    for (const { alg, sig } of s.signatures) {
+      const a = SIGNATURE_ALGORITHMS[alg];
+      if (!a) continue;
+      const b: SignatureAlgorithm = best ? betterAlgorithm(best, a) : a;
+      if (b !== best) {
+        best = b;
+        bestSig = sig;
+      }
+    }
+    if (!best || !bestSig)
+      throw new VerificationError(scheme, `${who}: no supported signature algorithm`, {
+        code: 'APK_SIG_NO_SUPPORTED_ALGORITHM',
+        context: { found: s.signatures.map((x) => `0x${x.alg.toString(16)}`) },
+      });
+    const key = publicKeyFromSpki(s.publicKey, scheme);
+    if (!verifySignature(best, key, s.signedData, bestSig))
+      throw new VerificationError(scheme, `${who}: ${best.name} signature over signed data does not verify`, {
+        code: 'APK_SIG_SIGNATURE_MISMATCH',
+        context: { signer: s.index + 1, algorithm: best.name },
+      });
+    if (s.certs.length === 0)
+      throw new VerificationError(scheme, `${who}: no certificates`, { code: 'APK_SIG_NO_CERTIFICATES' });
+    const certs = s.certs.map((c, i) => parseCertificate(c, scheme, `${who} certificate #${i + 1}`));
+    if (!certs[0]!.spki.equals(key.export({ type: 'spki', format: 'der' })))
+      throw new VerificationError(
+        scheme,
+        `${who}: public key mismatch between certificate and signature record`,
+        {
+          code: 'APK_SIG_PUBLIC_KEY_MISMATCH',
+          context: { signer: s.index + 1 },
+        },
+      );
+    const sigAlgs = s.signatures.map((x) => x.alg);
+    const digAlgs = s.digests.map((x) => x.alg);
+    if (sigAlgs.length !== digAlgs.length || sigAlgs.some((a, i) => a !== digAlgs[i]))
+      throw new VerificationError(
+        scheme,
+        `${who}: signature algorithms don't match between digests and signatures records`,
+        {
+          code: 'APK_SIG_DIGEST_ALGORITHMS_MISMATCH',
+          context: { signatures: sigAlgs, digests: digAlgs },
+        },
+      );
+    if (scheme !== 'v2' && (s.minSdk !== s.sdMinSdk || s.maxSdk !== s.sdMaxSdk))
+      throw new VerificationError(
+        scheme,
+        `${who}: SDK version range differs between signer and signed data`,
+        {
+          code: 'APK_SIG_SDK_RANGE_MISMATCH',
+          context: { signer: [s.minSdk, s.maxSdk], signedData: [s.sdMinSdk, s.sdMaxSdk] },
+        },
+      );
+    const expected = s.digests.find((d) => d.alg === best.id)!.digest;
+    const list = needed.get(best.digest) ?? [];
+    list.push({ signer: s.index + 1, expected });
+    needed.set(best.digest, list);
+    results.push({
+      raw: s,
+      certificates: certs,
+      signer: {
+        certificates: certs.map((c) => c.info),
+        algorithm: best.name,
+        algorithms: s.signatures.map((x) => SIGNATURE_ALGORITHMS[x.alg]?.name ?? `0x${x.alg.toString(16)}`),
+        ...(scheme !== 'v2' ? { minSdk: s.minSdk, maxSdk: s.maxSdk } : {}),
+        attributeIds: s.attributes.map((a) => `0x${a.id.toString(16)}`),
+      },
+    });
+  }
+  if (zip.layout.zip64)
+    throw new VerificationError(scheme, 'ZIP64 APKs cannot carry v2+ signatures', { code: 'APK_SIG_ZIP64' });
+  const regions = await signedRegions(zip, block.offset);
+  const hashes = [...needed.keys()]
+    .map((d) => HASH_OF[d])
+    .filter((h): h is 'sha256' | 'sha512' => h !== 'verity');
+  const computed = await chunkedDigests(zip, regions, hashes);
+  if (needed.has('VERITY_CHUNKED_SHA256')) computed.set('verity', await verityDigest(zip, regions));
+  for (const [alg, want] of needed) {
+    const got = computed.get(HASH_OF[alg])!;
+    for (const w of want)
+      if (!got.equals(w.expected))
+        throw new VerificationError(
+          scheme,
+          `signer #${w.signer}: APK content digest (${alg}) mismatch: the ZIP entries, central directory or EOCD changed after signing`,
+          {
+            code: 'APK_SIG_CONTENT_DIGEST_MISMATCH',
+            context: { signer: w.signer, algorithm: alg, expected: hex(w.expected), computed: hex(got) },
+          },
+        );
+  }
+  return results;
+}
+
+/** apksig V2 "stripping protection" attribute: the signer also signed with the scheme named in the value. */
+export const STRIPPING_PROTECTION_ATTR = 0xbeeff00d;
+
+export async function verifyV2(zip: ZipArchive, block: SigningBlock): Promise<VerifiedSigner[] | null> {
+  const pair = block.pairs.find((p) => p.id === BlockId.V2);
+  if (!pair) return null;
+  const signers = await verifyBlockSigners(zip, block, pair.value, 'v2');
+  const hasV3 = block.pairs.some((p) => p.id === BlockId.V3);
+  for (const s of signers)
+    for (const a of s.raw.attributes)
+      if (
+        a.id === STRIPPING_PROTECTION_ATTR &&
+        a.value.length >= 4 &&
+        a.value.readUInt32LE(0) === 3 &&
+        !hasV3
+      )
+        throw new VerificationError(
+          'v2',
+          'signer declares a v3 signature but the APK has no v3 block (v3 stripped)',
+          {
+            code: 'APK_SIG_V3_STRIPPED',
+          },
+        );
+  return signers;
+}
