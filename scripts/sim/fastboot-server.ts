@@ -6,8 +6,8 @@
  * - no download/flash/erase/set_active on a locked device (messages as fastbootd / Pixel bootloaders);
  * - logical partitions (inside super) only from fastbootd; the bootloader does not manage them;
  * - `download` larger than max-download-size is refused; sparse images are expanded on flash;
- * - partitions are written atomically (temp file + rename; sparse chunks are applied to a copy), so a
- *   dropped transfer never leaves a half-written partition.
+ * - nothing is written before a download is complete; raw images replace the partition atomically
+ *   (the download file is renamed over it); sparse images are fully validated, then applied in place.
  *
  * Accepts connections only while the device is in "bootloader" or "fastbootd" mode; reboot commands
  * answer OKAY, close the connection, and switch the mode after a short "boot" delay.
@@ -18,8 +18,7 @@
  * Extension beyond the AOSP README: `fetch:<partition>[:offset[:size]]` (as fastbootd's debug-build
  * fetch) works here on every partition, so clients can read back what they wrote.
  */
-import { constants as fsConstants } from 'node:fs';
-import { copyFile, type FileHandle, open, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, rm, stat } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { expandSparse, parseSparseHeader } from '../device/fastboot/sparse.ts';
 import { frameHeader, SocketReader, socketWrite } from '../device/fastboot/tcp.ts';
@@ -459,10 +458,11 @@ class Session {
         throw new Fail(`Invalid sparse image: ${(e as Error).message}`);
       }
       if (sparse) {
-        // Apply the chunks to a copy, then swap it in: atomic even across split sparse pieces.
-        tmp = this.st.tempPath('flash');
-        await copyFile(dest, tmp, fsConstants.COPYFILE_FICLONE);
-        const out = await open(tmp, 'r+');
+        // Every chunk header is validated before the first byte is written (expandSparse), and the
+        // data is already complete on the device, so a dropped link cannot leave a half-written piece.
+        // Pieces of a split image are applied in place, as real devices do: copying the whole
+        // partition per piece to rename it in would cost a full partition write for every piece.
+        const out = await open(dest, 'r+');
         try {
           await expandSparse(src, dl.size, out, part.size, arg);
         } catch (e) {
@@ -482,7 +482,7 @@ class Session {
         tmp = dl.path;
         this.download = undefined;
       }
-      await this.st.commitPartition(r.name, r.slot, tmp);
+      if (tmp) await this.st.commitPartition(r.name, r.slot, tmp);
       tmp = undefined;
     } finally {
       await src.close().catch(() => {});

@@ -1,0 +1,333 @@
+/**
+ * A fastboot client over any {@link FastbootTransport} (TCP or USB), doing what the AOSP `fastboot`
+ * host tool does for each operation:
+ *
+ * - `flash`: resolve the slot suffix (has-slot / current-slot) unless one is given; for logical
+ *   partitions in fastbootd, `resize-logical-partition` to the image's size first; images larger
+ *   than max-download-size (or sparse images larger than it) are re-sparsed into pieces exactly as
+ *   libsparse's sparse_file_resparse, each piece sent with download + flash.
+ * - downloads stream from the file (never loaded whole) with progress.
+ */
+import { open } from 'node:fs/promises';
+import { InputError } from '../../errors.ts';
+import type { ProgressFn } from '../../progress.ts';
+import {
+  type CommandOptions,
+  FastbootFailError,
+  FastbootProtocol,
+  type FastbootTransport,
+  TransportError,
+} from './protocol.ts';
+import {
+  importLayout,
+  parseSparseHeader,
+  SPARSE_HEADER_SIZE,
+  sparseLength,
+  splitLayout,
+  writeSparse,
+} from './sparse.ts';
+import { TcpTransport } from './tcp.ts';
+
+export interface FastbootClientOptions {
+  /** Per-command timeout (ms) between device packets. Default 30 s; flash/erase get 5 min. */
+  timeoutMs?: number;
+  /** INFO lines from the device ("(bootloader) …"). */
+  onInfo?: (line: string) => void;
+}
+
+export interface FlashOptions {
+  onProgress?: ProgressFn;
+  /** Send the partition name as is (no slot suffix resolution). */
+  exactName?: boolean;
+  /** Upper bound for one download; default: the device's max-download-size. */
+  sparseLimit?: number;
+}
+
+export type RebootTarget = 'system' | 'bootloader' | 'fastboot' | 'recovery';
+
+/** Bytes per download frame: big enough to amortise per-frame costs, small enough to keep memory low. */
+const SEND_CHUNK = 1 << 20;
+
+export class FastbootClient {
+  readonly protocol: FastbootProtocol;
+  private maxDownload?: number;
+
+  constructor(
+    readonly transport: FastbootTransport,
+    private readonly opts: FastbootClientOptions = {},
+  ) {
+    this.protocol = new FastbootProtocol(transport);
+  }
+
+  /** Connects to "tcp:host:port" (or "host:port"). */
+  static async connectTcp(address: string, opts: FastbootClientOptions & { connectTimeoutMs?: number } = {}) {
+    return new FastbootClient(
+      await TcpTransport.connect(address, { timeoutMs: opts.connectTimeoutMs }),
+      opts,
+    );
+  }
+
+  /** Opens "tcp:host:port" over TCP, anything else as a USB serial number (USB needs the `usb` package). */
+  static async open(target: string, opts: FastbootClientOptions & { connectTimeoutMs?: number } = {}) {
+    if (target.startsWith('tcp:')) return FastbootClient.connectTcp(target, opts);
+    const { listUsbFastbootDevices } = await import('./usb.ts');
+    const dev = (await listUsbFastbootDevices()).find((d) => d.serial === target);
+    if (!dev)
+      throw new TransportError(`no fastboot device with serial ${target} on USB`, {
+        context: { serial: target },
+      });
+    return new FastbootClient(await dev.open(), opts);
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  private cmdOpts(timeoutMs?: number): CommandOptions {
+    return { timeoutMs: timeoutMs ?? this.opts.timeoutMs, onInfo: this.opts.onInfo };
+  }
+
+  /** Raw command; resolves with the OKAY payload. */
+  async command(cmd: string, timeoutMs?: number): Promise<string> {
+    return (await this.protocol.command(cmd, this.cmdOpts(timeoutMs))).value;
+  }
+
+  async getvar(name: string): Promise<string> {
+    return this.command(`getvar:${name}`);
+  }
+
+  /** getvar but undefined instead of FAIL (unknown variable). */
+  async tryGetvar(name: string): Promise<string | undefined> {
+    try {
+      return await this.getvar(name);
+    } catch (e) {
+      if (e instanceof FastbootFailError) return undefined;
+      throw e;
+    }
+  }
+
+  /** `getvar all`: the INFO lines "name:value" (or "name:arg:value") as a map keyed by "name" / "name:arg". */
+  async getvarAll(): Promise<Record<string, string>> {
+    const r = await this.protocol.command('getvar:all', this.cmdOpts());
+    const out: Record<string, string> = {};
+    for (const line of r.info) {
+      const i = line.lastIndexOf(':');
+      if (i <= 0) continue;
+      out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+    }
+    return out;
+  }
+
+  async maxDownloadSize(): Promise<number> {
+    if (this.maxDownload === undefined) {
+      const v = await this.tryGetvar('max-download-size');
+      const n = v ? Number(v.startsWith('0x') || v.startsWith('0X') ? BigInt(v) : BigInt(`0x${v}`)) : 0;
+      // As the real client: unknown max-download-size means "no sparse limit"; keep a sane cap.
+      this.maxDownload = n > 0 ? Math.min(n, 0xffffffff) : 512 << 20;
+    }
+    return this.maxDownload;
+  }
+
+  async isUserspace(): Promise<boolean> {
+    return (await this.tryGetvar('is-userspace')) === 'yes';
+  }
+
+  async isLogical(partition: string): Promise<boolean> {
+    return (await this.tryGetvar(`is-logical:${partition}`)) === 'yes';
+  }
+
+  /** partition-size in bytes, undefined if the device does not know the partition. */
+  async partitionSize(partition: string): Promise<number | undefined> {
+    const v = await this.tryGetvar(`partition-size:${partition}`);
+    if (!v) return undefined;
+    try {
+      return Number(BigInt(v.startsWith('0x') || v.startsWith('0X') ? v : `0x${v}`));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** "boot" → "boot_a" when the device says has-slot:boot = yes; names with a suffix stay as they are. */
+  async resolveSlot(partition: string, slot?: 'a' | 'b'): Promise<string> {
+    if (/_[ab]$/.test(partition)) return partition;
+    if ((await this.tryGetvar(`has-slot:${partition}`)) !== 'yes') return partition;
+    const s = slot ?? (await this.getvar('current-slot')).replace(/^_/, '');
+    return `${partition}_${s}`;
+  }
+
+  /** Downloads `size` bytes of `path` starting at `offset`. */
+  async downloadFile(
+    path: string,
+    opts: { onBytes?: (n: number) => void; offset?: number; size?: number } = {},
+  ) {
+    const fh = await open(path, 'r');
+    try {
+      const size = opts.size ?? (await fh.stat()).size - (opts.offset ?? 0);
+      const max = await this.maxDownloadSize();
+      if (size > max)
+        throw new InputError(
+          `${path} (${size} bytes) is larger than the device's max-download-size (${max})`,
+          {
+            code: 'FASTBOOT_TOO_LARGE',
+          },
+        );
+      await this.protocol.download(
+        size,
+        async (send) => {
+          let done = 0;
+          const base = opts.offset ?? 0;
+          while (done < size) {
+            const n = Math.min(SEND_CHUNK, size - done);
+            const b = Buffer.allocUnsafe(n);
+            const { bytesRead } = await fh.read(b, 0, n, base + done);
+            if (bytesRead !== n)
+              throw new InputError(`${path} shrank while sending`, { code: 'FASTBOOT_SOURCE' });
+            await send([b]);
+            done += n;
+          }
+        },
+        { ...this.cmdOpts(), onBytes: opts.onBytes },
+      );
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Downloads an in-memory buffer (small things: metadata images, test data). */
+  async downloadBuffer(data: Buffer): Promise<void> {
+    await this.protocol.download(data.length, (send) => send([data]), this.cmdOpts());
+  }
+
+  /**
+   * Flashes `imagePath` to `partition` as the real client does; returns the device-side name used
+   * (with slot suffix).
+   */
+  async flash(partition: string, imagePath: string, opts: FlashOptions = {}): Promise<string> {
+    const name = opts.exactName ? partition : await this.resolveSlot(partition);
+    const fh = await open(imagePath, 'r');
+    try {
+      const fileSize = (await fh.stat()).size;
+      const head = Buffer.alloc(SPARSE_HEADER_SIZE);
+      await fh.read(head, 0, SPARSE_HEADER_SIZE, 0);
+      const sparseHdr = parseSparseHeader(
+        head.subarray(0, Math.min(fileSize, SPARSE_HEADER_SIZE)),
+        imagePath,
+      );
+      const imageSize = sparseHdr ? sparseHdr.totalBlocks * sparseHdr.blockSize : fileSize;
+      if (await this.isLogical(name)) await this.command(`resize-logical-partition:${name}:${imageSize}`);
+      const limit = Math.min(opts.sparseLimit ?? Number.POSITIVE_INFINITY, await this.maxDownloadSize());
+      const stage = `flash ${name}`;
+      const progress = opts.onProgress;
+      if (fileSize <= limit) {
+        progress?.({ stage, done: 0, total: fileSize, unit: 'bytes' });
+        await this.downloadFile(imagePath, {
+          onBytes: (n) => progress?.({ stage, done: n, total: fileSize, unit: 'bytes' }),
+        });
+        await this.command(`flash:${name}`, 300_000);
+        return name;
+      }
+      // Too big for one download: re-sparse into pieces (libsparse's algorithm, as the real client).
+      const layout = await importLayout(fh, fileSize, imagePath);
+      const pieces = splitLayout(layout, limit);
+      const total = pieces.reduce((a, p) => a + sparseLength(p), 0);
+      let base = 0;
+      progress?.({ stage, done: 0, total, unit: 'bytes' });
+      for (const piece of pieces) {
+        const len = sparseLength(piece);
+        await this.protocol.download(
+          len,
+          async (send) => {
+            let parts: Buffer[] = [];
+            let partsLen = 0;
+            await writeSparse(piece, fh, async (b) => {
+              parts.push(b);
+              partsLen += b.length;
+              if (partsLen >= SEND_CHUNK) {
+                const p = parts;
+                parts = [];
+                partsLen = 0;
+                await send(p);
+              }
+            });
+            if (partsLen) await send(parts);
+          },
+          { ...this.cmdOpts(), onBytes: (n) => progress?.({ stage, done: base + n, total, unit: 'bytes' }) },
+        );
+        await this.command(`flash:${name}`, 300_000);
+        base += len;
+      }
+      return name;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async erase(partition: string): Promise<void> {
+    await this.command(`erase:${await this.resolveSlot(partition)}`, 300_000);
+  }
+
+  async setActive(slot: 'a' | 'b'): Promise<void> {
+    await this.command(`set_active:${slot}`);
+  }
+
+  /**
+   * Reboots; the device closes the connection afterwards, so this client is closed too.
+   * "fastboot" → fastbootd, "system" → Android.
+   */
+  async reboot(target: RebootTarget = 'system'): Promise<void> {
+    const cmd = {
+      system: 'reboot',
+      bootloader: 'reboot-bootloader',
+      fastboot: 'reboot-fastboot',
+      recovery: 'reboot-recovery',
+    }[target];
+    await this.command(cmd);
+    await this.close();
+  }
+
+  async flashingLock(): Promise<void> {
+    await this.command('flashing lock', 120_000);
+  }
+
+  async flashingUnlock(): Promise<void> {
+    await this.command('flashing unlock', 120_000);
+  }
+
+  async createLogicalPartition(name: string, size: number): Promise<void> {
+    await this.command(`create-logical-partition:${name}:${size}`);
+  }
+
+  async deleteLogicalPartition(name: string): Promise<void> {
+    await this.command(`delete-logical-partition:${name}`);
+  }
+
+  async resizeLogicalPartition(name: string, size: number): Promise<void> {
+    await this.command(`resize-logical-partition:${name}:${size}`);
+  }
+
+  /** Downloads an lpmake image (super_empty.img) and applies it: `update-super:<super>[:wipe]`. */
+  async updateSuper(imagePath: string, opts: { superName?: string; wipe?: boolean } = {}): Promise<void> {
+    const superName = opts.superName ?? (await this.tryGetvar('super-partition-name')) ?? 'super';
+    await this.downloadFile(imagePath);
+    await this.command(`update-super:${superName}${opts.wipe ? ':wipe' : ''}`, 120_000);
+  }
+
+  /** snapshot-update status (no argument), cancel, or merge. */
+  async snapshotUpdate(action?: 'cancel' | 'merge'): Promise<string> {
+    const r = await this.protocol.command(
+      action ? `snapshot-update:${action}` : 'snapshot-update',
+      this.cmdOpts(),
+    );
+    return action ? r.value : (r.info[0] ?? r.value);
+  }
+
+  /** Reads back partition bytes with `fetch:` (fastbootd debug builds; the Omie sim). */
+  async fetch(
+    partition: string,
+    offset: number,
+    size: number,
+    sink: (b: Buffer) => void | Promise<void>,
+  ): Promise<number> {
+    return this.protocol.readData(`fetch:${partition}:${offset}:${size}`, sink, this.cmdOpts(300_000));
+  }
+}
