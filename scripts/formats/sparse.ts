@@ -610,7 +610,7 @@ export interface RawToSparseOptions {
    * Write all-zero blocks as DONT_CARE instead of FILL 0 (img2simg writes FILL 0). Smaller and
    * faster to flash, but the device then keeps whatever those blocks held before.
    */
-  zeroAsDontCare?: boolean;
+  zeroAsDontCare?: boolean | ((rawOffset: number) => boolean);
   onProgress?: ProgressFn;
 }
 
@@ -645,7 +645,8 @@ export async function rawToSparse(
     const bufs = [Buffer.allocUnsafeSlow(bufSize), Buffer.allocUnsafeSlow(bufSize)];
     const views = bufs.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2));
     const maxRunBlocks = Math.floor(MAX_CHUNK_BYTES / bs);
-    const zeroSkip = opts.zeroAsDontCare === true;
+    const zeroOpt = opts.zeroAsDontCare;
+    const zeroSkip = typeof zeroOpt === 'function' ? zeroOpt : () => zeroOpt === true;
 
     let outPos = SPARSE_HEADER_SIZE;
     let chunks = 0;
@@ -721,7 +722,7 @@ export async function rawToSparse(
         const off = b * bs;
         const partial = off + bs > n;
         const v = partial ? -1 : classify(buf, u32, off, bs);
-        const kind = v === -1 ? 1 : v === 0 && zeroSkip ? 3 : 2;
+        const kind = v === -1 ? 1 : v === 0 && zeroSkip(filePos + off) ? 3 : 2;
         if (kind === runKind && (kind !== 2 || v === runValue) && runBlocks < maxRunBlocks) {
           runBlocks++;
         } else {

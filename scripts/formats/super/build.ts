@@ -1,0 +1,359 @@
+import { open, rm } from 'node:fs/promises';
+import { InputError } from '../../errors.ts';
+import type { ProgressFn } from '../../progress.ts';
+import { openImage, rawToSparse } from '../sparse.ts';
+import {
+  backupGeometryOffset,
+  backupMetadataOffset,
+  LP_HEADER_FLAG_VIRTUAL_AB_DEVICE,
+  LP_METADATA_VERSION_FOR_EXPANDED_HEADER,
+  LP_PARTITION_ATTR_READONLY,
+  LP_SECTOR_SIZE,
+  LP_TARGET_TYPE_LINEAR,
+  type LpBlockDevice,
+  type LpExtent,
+  type LpGeometry,
+  type LpGroup,
+  type LpMetadata,
+  type LpPartition,
+  parseMetadata,
+  primaryGeometryOffset,
+  primaryMetadataOffset,
+  serializeGeometry,
+  serializeMetadata,
+  totalMetadataSize,
+} from './format.ts';
+
+/**
+ * Builds super.img / super_empty.img the way lpmake (liblp MetadataBuilder + ImageBuilder) lays
+ * them out: the first logical sector is the metadata region rounded up to the alignment (1 MiB
+ * by default), each partition takes the next aligned free sectors, sizes are rounded up to the
+ * logical block size (4096), a "default" group of unlimited size is always group 0, and every
+ * metadata copy (all slots, primary and backup) holds the same metadata.
+ */
+
+export interface SuperBlockDeviceSpec {
+  /** GPT partition name; the first device is the one holding metadata (usually "super"). */
+  name: string;
+  size: number;
+  /** Default 1 MiB (lpmake's default). */
+  alignment?: number;
+  alignmentOffset?: number;
+}
+
+export interface SuperPartitionSpec {
+  name: string;
+  group: string;
+  /** Raw or sparse image to place in the partition. */
+  imagePath?: string;
+  /** Partition size in bytes (default: the image's expanded size, or 0). Rounded up to the block size. */
+  size?: number;
+  readonly?: boolean;
+}
+
+export interface SuperLayout {
+  blockDevices: SuperBlockDeviceSpec[];
+  groups: Array<{ name: string; maxSize: number }>;
+  partitions: SuperPartitionSpec[];
+  /** 1 non-A/B, 2 A/B, 3 Virtual A/B (lpmake --metadata-slots). */
+  metadataSlots: number;
+  /** Bytes reserved per metadata copy (lpmake --metadata-size, e.g. 65536). */
+  metadataMaxSize: number;
+  /** Sets LP_HEADER_FLAG_VIRTUAL_AB_DEVICE (needs the v10.2 header). */
+  virtualAB?: boolean;
+  /** Logical block size (default 4096). */
+  blockSize?: number;
+}
+
+/** Metadata plus where each partition's image goes, without writing anything. */
+export interface SuperPlan {
+  geometry: LpGeometry;
+  metadata: LpMetadata;
+  /** Serialised metadata (one copy, unpadded). */
+  metadataBlob: Buffer;
+  placements: Array<{
+    name: string;
+    imagePath?: string;
+    imageSize: number;
+    extents: Array<{ offset: number; size: number }>;
+  }>;
+}
+
+const DEFAULT_ALIGNMENT = 1024 * 1024;
+
+function alignUp(v: number, a: number): number {
+  return a > 0 ? Math.ceil(v / a) * a : v;
+}
+
+function bad(message: string, context: Record<string, unknown> = {}): never {
+  throw new InputError(`super layout: ${message}`, { code: 'SUPER_LAYOUT', context });
+}
+
+/**
+ * Computes LP metadata for a layout (MetadataBuilder::Init + AddGroup + AddPartition +
+ * ResizePartition + Export). Image sizes are read from the files (sparse images by their
+ * expanded size).
+ */
+export async function planSuper(layout: SuperLayout, opts: { sizesOnly?: boolean } = {}): Promise<SuperPlan> {
+  const bs = layout.blockSize ?? 4096;
+  if (bs <= 0 || bs % LP_SECTOR_SIZE !== 0) bad(`block size ${bs} must be a multiple of 512`);
+  if (!Number.isInteger(layout.metadataSlots) || layout.metadataSlots < 1 || layout.metadataSlots > 64)
+    bad(`metadataSlots ${layout.metadataSlots} must be 1..64`);
+  const maxSize = alignUp(layout.metadataMaxSize, LP_SECTOR_SIZE);
+  if (!Number.isInteger(maxSize) || maxSize < 256 || maxSize > 0xffffffff)
+    bad(`metadataMaxSize ${layout.metadataMaxSize} out of range`);
+  if (layout.blockDevices.length === 0) bad('at least one block device (super) is required');
+
+  const devices: LpBlockDevice[] = layout.blockDevices.map((d, i) => {
+    const alignment = d.alignment ?? DEFAULT_ALIGNMENT;
+    if (alignment % LP_SECTOR_SIZE !== 0 && alignment !== 0)
+      bad(`block device ${d.name}: alignment must be a multiple of 512`);
+    // Every device keeps its first sector untouched; super also skips the metadata region.
+    const start = i === 0 ? totalMetadataSize(maxSize, layout.metadataSlots) : LP_SECTOR_SIZE;
+    const first = alignUp(start, alignment || bs);
+    if (d.size < first + bs)
+      bad(`block device ${d.name} (${d.size} bytes) too small: needs >= ${first + bs}`, { device: d.name });
+    if (d.size % bs !== 0)
+      bad(`block device ${d.name} size ${d.size} is not a multiple of the block size ${bs}`);
+    return {
+      firstLogicalSector: first / LP_SECTOR_SIZE,
+      alignment,
+      alignmentOffset: d.alignmentOffset ?? 0,
+      size: d.size,
+      partitionName: d.name,
+      flags: 0,
+    };
+  });
+
+  const groups: LpGroup[] = [{ name: 'default', flags: 0, maximumSize: 0 }];
+  for (const g of layout.groups) {
+    if (g.name === 'default') {
+      if (g.maxSize !== 0) bad('group "default" must have maxSize 0');
+      continue;
+    }
+    if (groups.some((x) => x.name === g.name)) bad(`duplicate group ${g.name}`);
+    groups.push({ name: g.name, flags: 0, maximumSize: g.maxSize });
+  }
+
+  // Free space cursor per device, in bytes, aligned as liblp's AlignSector does.
+  const cursor = devices.map((d) => d.firstLogicalSector * LP_SECTOR_SIZE);
+  const alignFor = (d: LpBlockDevice, byteOff: number) => {
+    const a = d.alignment || bs;
+    // alignment_offset: sectors with (offset - alignment_offset) % alignment === 0.
+    return alignUp(byteOff - d.alignmentOffset, a) + d.alignmentOffset;
+  };
+  const partitions: LpPartition[] = [];
+  const extents: LpExtent[] = [];
+  const placements: SuperPlan['placements'] = [];
+  const groupUse = new Map<string, number>();
+  const names = new Set<string>();
+  for (const p of layout.partitions) {
+    if (names.has(p.name)) bad(`duplicate partition ${p.name}`);
+    names.add(p.name);
+    const gi = groups.findIndex((g) => g.name === p.group);
+    if (gi < 0) bad(`partition ${p.name}: unknown group ${p.group}`, { partition: p.name, group: p.group });
+    let imageSize = 0;
+    if (p.imagePath && !opts.sizesOnly) {
+      const img = await openImage(p.imagePath);
+      imageSize = img.size;
+      await img.close();
+    }
+    const size = alignUp(p.size ?? imageSize, bs);
+    if (imageSize > size)
+      bad(`partition ${p.name}: image (${imageSize} bytes) larger than the partition (${size})`, {
+        partition: p.name,
+      });
+    const used = (groupUse.get(p.group) ?? 0) + size;
+    const gmax = groups[gi].maximumSize;
+    if (gmax > 0 && used > gmax)
+      bad(`group ${p.group} exceeds its maximum size ${gmax} with partition ${p.name} (${used} bytes)`, {
+        group: p.group,
+      });
+    groupUse.set(p.group, used);
+    const first = extents.length;
+    const ext: Array<{ offset: number; size: number }> = [];
+    let left = size;
+    for (let d = 0; d < devices.length && left > 0; d++) {
+      const start = alignFor(devices[d], cursor[d]);
+      const avail = Math.floor((devices[d].size - start) / bs) * bs;
+      if (avail <= 0) continue;
+      const n = Math.min(left, avail);
+      extents.push({
+        numSectors: n / LP_SECTOR_SIZE,
+        targetType: LP_TARGET_TYPE_LINEAR,
+        targetData: start / LP_SECTOR_SIZE,
+        targetSource: d,
+      });
+      if (d === 0) ext.push({ offset: start, size: n });
+      else if (p.imagePath)
+        bad(
+          `partition ${p.name} spills onto block device ${devices[d].partitionName}: writing multi-device super images is not supported`,
+        );
+      cursor[d] = start + n;
+      left -= n;
+    }
+    if (left > 0)
+      bad(`not enough space in super for partition ${p.name} (${size} bytes)`, { partition: p.name });
+    partitions.push({
+      name: p.name,
+      attributes: p.readonly ? LP_PARTITION_ATTR_READONLY : 0,
+      firstExtentIndex: first,
+      numExtents: extents.length - first,
+      groupIndex: gi,
+    });
+    placements.push({ name: p.name, imagePath: p.imagePath, imageSize, extents: ext });
+  }
+  const minor = layout.virtualAB ? LP_METADATA_VERSION_FOR_EXPANDED_HEADER : 0;
+  const flags = layout.virtualAB ? LP_HEADER_FLAG_VIRTUAL_AB_DEVICE : 0;
+  const blob = serializeMetadata({
+    header: { minorVersion: minor, flags },
+    partitions,
+    extents,
+    groups,
+    blockDevices: devices,
+  });
+  if (blob.length > maxSize) bad(`metadata (${blob.length} bytes) does not fit metadataMaxSize ${maxSize}`);
+  const geometry: LpGeometry = {
+    structSize: 52,
+    metadataMaxSize: maxSize,
+    metadataSlotCount: layout.metadataSlots,
+    logicalBlockSize: bs,
+  };
+  // Round-trip through the parser so what we return is exactly what readers see.
+  const metadata = parseMetadata(blob, geometry);
+  return { geometry, metadata, metadataBlob: blob, placements };
+}
+
+export interface SuperBuildResult {
+  path: string;
+  sparse: boolean;
+  size: number;
+  plan: SuperPlan;
+}
+
+/**
+ * Writes a full super image (block device 0): geometry twice, every metadata copy, and each
+ * partition image streamed to its extents. `sparse: true` writes an Android sparse image
+ * where space outside partitions is DONT_CARE (as `lpmake --sparse`).
+ */
+export async function buildSuper(
+  layout: SuperLayout,
+  outPath: string,
+  opts: { sparse?: boolean; onProgress?: ProgressFn } = {},
+): Promise<SuperBuildResult> {
+  const plan = await planSuper(layout);
+  const rawPath = opts.sparse ? `${outPath}.raw-tmp` : outPath;
+  const size = layout.blockDevices[0].size;
+  const out = await open(rawPath, 'w');
+  try {
+    await out.truncate(size);
+    const geo = serializeGeometry(plan.geometry);
+    await out.write(geo, 0, geo.length, primaryGeometryOffset());
+    await out.write(geo, 0, geo.length, backupGeometryOffset());
+    const meta = Buffer.alloc(plan.geometry.metadataMaxSize);
+    plan.metadataBlob.copy(meta);
+    for (let s = 0; s < plan.geometry.metadataSlotCount; s++) {
+      await out.write(meta, 0, meta.length, primaryMetadataOffset(plan.geometry, s));
+      await out.write(meta, 0, meta.length, backupMetadataOffset(plan.geometry, s));
+    }
+    const total = plan.placements.reduce((a, p) => a + p.imageSize, 0);
+    let done = 0;
+    const buf = Buffer.allocUnsafeSlow(8 * 1024 * 1024);
+    for (const p of plan.placements) {
+      if (!p.imagePath) continue;
+      const img = await openImage(p.imagePath);
+      try {
+        let src = 0;
+        for (const e of p.extents) {
+          for (let o = 0; o < e.size && src < img.size; ) {
+            const n = Math.min(buf.length, e.size - o, img.size - src);
+            const got = await img.read(buf.subarray(0, n), src);
+            if (got < n) bad(`image ${p.imagePath} shrank while reading`);
+            let w = 0;
+            while (w < n) w += (await out.write(buf, w, n - w, e.offset + o + w)).bytesWritten;
+            o += n;
+            src += n;
+            done += n;
+            opts.onProgress?.({ stage: 'build super', done, total, unit: 'bytes' });
+          }
+        }
+      } finally {
+        await img.close();
+      }
+    }
+  } finally {
+    await out.close();
+  }
+  if (!opts.sparse) return { path: outPath, sparse: false, size, plan };
+  // Inside partitions zeros stay FILL (the filesystem may rely on them); elsewhere DONT_CARE.
+  const ranges = plan.placements.flatMap((p) => p.extents).sort((a, b) => a.offset - b.offset);
+  const metaEnd = backupMetadataOffset(plan.geometry, plan.geometry.metadataSlotCount);
+  const inside = (off: number) =>
+    off < metaEnd
+      ? off >= primaryGeometryOffset()
+      : ranges.some((r) => off >= r.offset && off < r.offset + r.size);
+  try {
+    const r = await rawToSparse(rawPath, outPath, {
+      blockSize: plan.geometry.logicalBlockSize,
+      zeroAsDontCare: (o) => !inside(o),
+    });
+    return { path: outPath, sparse: true, size: r.size, plan };
+  } finally {
+    await rm(rawPath, { force: true });
+  }
+}
+
+/**
+ * Writes super_empty.img (lpmake without images): one geometry block then one metadata copy.
+ * fastbootd's `update-super` reads it to recreate the partition table; partitions are sized 0
+ * unless `keepSizes` (as the Android build does), and images are ignored.
+ */
+export async function buildSuperEmpty(
+  layout: SuperLayout,
+  outPath: string,
+  opts: { keepSizes?: boolean } = {},
+): Promise<{ path: string; size: number; plan: SuperPlan }> {
+  const plan = await planSuper(
+    {
+      ...layout,
+      partitions: layout.partitions.map((p) => ({
+        ...p,
+        imagePath: undefined,
+        size: opts.keepSizes ? p.size : 0,
+      })),
+    },
+    { sizesOnly: true },
+  );
+  const blob = Buffer.concat([serializeGeometry(plan.geometry), plan.metadataBlob]);
+  const out = await open(outPath, 'w');
+  try {
+    await out.write(blob, 0, blob.length, 0);
+    await out.truncate(blob.length);
+  } finally {
+    await out.close();
+  }
+  return { path: outPath, size: blob.length, plan };
+}
+
+/**
+ * Expands a slot-less layout for A/B the way the Android build feeds lpmake: every group G
+ * becomes G_a and G_b with the same maximum size, every partition P becomes P_a (with its
+ * image and size) in G_a and an empty P_b in G_b.
+ */
+export function expandAbLayout(layout: SuperLayout): SuperLayout {
+  return {
+    ...layout,
+    groups: ['_a', '_b'].flatMap((s) =>
+      layout.groups.map((g) => ({ name: `${g.name}${s}`, maxSize: g.maxSize })),
+    ),
+    partitions: [
+      ...layout.partitions.map((p) => ({ ...p, name: `${p.name}_a`, group: `${p.group}_a` })),
+      ...layout.partitions.map((p) => ({
+        name: `${p.name}_b`,
+        group: `${p.group}_b`,
+        size: 0,
+        readonly: p.readonly,
+      })),
+    ],
+  };
+}

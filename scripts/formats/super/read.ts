@@ -1,0 +1,299 @@
+import { open } from 'node:fs/promises';
+import { FormatError, InputError } from '../../errors.ts';
+import type { ProgressFn } from '../../progress.ts';
+import { type ImageReader, openImage } from '../sparse.ts';
+import {
+  backupGeometryOffset,
+  backupMetadataOffset,
+  LP_HEADER_FLAG_VIRTUAL_AB_DEVICE,
+  LP_METADATA_GEOMETRY_MAGIC,
+  LP_METADATA_GEOMETRY_SIZE,
+  LP_PARTITION_ATTR_READONLY,
+  LP_SECTOR_SIZE,
+  LP_TARGET_TYPE_LINEAR,
+  LP_TARGET_TYPE_ZERO,
+  type LpBlockDevice,
+  type LpGeometry,
+  type LpGroup,
+  type LpMetadata,
+  parseGeometry,
+  parseMetadata,
+  primaryGeometryOffset,
+  primaryMetadataOffset,
+} from './format.ts';
+
+/** Where each copy of a metadata slot stands. */
+export interface SuperSlot {
+  slot: number;
+  /** 'ok' or the reason the primary copy was rejected. */
+  primary: string;
+  /** 'ok' or the reason the backup copy was rejected ('absent' in super_empty.img). */
+  backup: string;
+  /** The copy liblp would use (primary first, then backup), if any is valid. */
+  metadata?: LpMetadata;
+}
+
+export interface SuperExtentInfo {
+  /** Byte offset in the block device (LINEAR) — in this image when blockDevice is 0. */
+  offset: number;
+  size: number;
+  type: 'linear' | 'zero';
+  blockDevice: number;
+}
+
+export interface SuperPartitionInfo {
+  name: string;
+  group: string;
+  attributes: number;
+  readonly: boolean;
+  /** Bytes (sum of extents). */
+  size: number;
+  extents: SuperExtentInfo[];
+}
+
+export interface SuperInfo {
+  path: string;
+  /** 'super': a whole super partition image; 'super_empty': lpmake's metadata-only image. */
+  layout: 'super' | 'super_empty';
+  /** Read through Android sparse without expanding it. */
+  sparse: boolean;
+  /** Expanded size of the image file. */
+  size: number;
+  geometry: LpGeometry;
+  /** Which geometry copy was valid first ('primary' at 4096, 'backup' at 8192). */
+  geometrySource: 'primary' | 'backup';
+  /** Why the primary geometry was rejected, when the backup was used. */
+  geometryError?: string;
+  slots: SuperSlot[];
+  /** Metadata of the slot asked for (default 0). */
+  metadata: LpMetadata;
+  slot: number;
+  virtualAB: boolean;
+  groups: LpGroup[];
+  blockDevices: LpBlockDevice[];
+  partitions: SuperPartitionInfo[];
+}
+
+async function readAt(img: ImageReader, pos: number, len: number): Promise<Buffer> {
+  const b = Buffer.alloc(len);
+  const n = await img.read(b, pos);
+  return b.subarray(0, n);
+}
+
+function why(e: unknown): string {
+  if (e instanceof FormatError) return e.message;
+  throw e;
+}
+
+/** Reads geometry (primary, else backup) and every metadata slot (primary, else backup). */
+export async function readSuperFrom(img: ImageReader, opts: { slot?: number } = {}): Promise<SuperInfo> {
+  const file = img.path;
+  const head = await readAt(img, 0, 4);
+  const emptyLayout = head.length === 4 && head.readUInt32LE(0) === LP_METADATA_GEOMETRY_MAGIC;
+  let geometry: LpGeometry;
+  let geometrySource: 'primary' | 'backup' = 'primary';
+  let geometryError: string | undefined;
+  const slots: SuperSlot[] = [];
+  if (emptyLayout) {
+    geometry = parseGeometry(await readAt(img, 0, LP_METADATA_GEOMETRY_SIZE), 0, file);
+    const m = parseMetadata(
+      await readAt(img, LP_METADATA_GEOMETRY_SIZE, geometry.metadataMaxSize),
+      geometry,
+      LP_METADATA_GEOMETRY_SIZE,
+      file,
+    );
+    // super_empty.img carries one copy, used for every slot.
+    for (let s = 0; s < geometry.metadataSlotCount; s++)
+      slots.push({ slot: s, primary: 'ok', backup: 'absent', metadata: m });
+  } else {
+    try {
+      geometry = parseGeometry(
+        await readAt(img, primaryGeometryOffset(), LP_METADATA_GEOMETRY_SIZE),
+        primaryGeometryOffset(),
+        file,
+      );
+    } catch (e) {
+      geometryError = why(e);
+      try {
+        geometry = parseGeometry(
+          await readAt(img, backupGeometryOffset(), LP_METADATA_GEOMETRY_SIZE),
+          backupGeometryOffset(),
+          file,
+        );
+        geometrySource = 'backup';
+      } catch (e2) {
+        throw new FormatError({
+          format: 'lp-metadata',
+          reason: `no valid geometry (primary: ${geometryError}; backup: ${why(e2)})`,
+          field: 'geometry',
+          offset: primaryGeometryOffset(),
+          file,
+        });
+      }
+    }
+    const end = backupMetadataOffset(geometry, geometry.metadataSlotCount);
+    if (end > img.size)
+      throw new FormatError({
+        format: 'lp-metadata',
+        reason: 'image smaller than its metadata region',
+        field: 'geometry.metadata_max_size',
+        offset: primaryGeometryOffset() + 40,
+        expected: `>= ${end} bytes`,
+        found: img.size,
+        file,
+      });
+    for (let s = 0; s < geometry.metadataSlotCount; s++) {
+      const slot: SuperSlot = { slot: s, primary: 'ok', backup: 'ok' };
+      for (const which of ['primary', 'backup'] as const) {
+        const off =
+          which === 'primary' ? primaryMetadataOffset(geometry, s) : backupMetadataOffset(geometry, s);
+        try {
+          const m = parseMetadata(await readAt(img, off, geometry.metadataMaxSize), geometry, off, file);
+          slot.metadata ??= m;
+        } catch (e) {
+          slot[which] = why(e);
+        }
+      }
+      slots.push(slot);
+    }
+  }
+  const slotNo = opts.slot ?? 0;
+  if (slotNo < 0 || slotNo >= slots.length)
+    throw new InputError(`metadata slot ${slotNo} does not exist (slots: ${slots.length})`, {
+      code: 'SUPER_SLOT',
+      context: { file, slot: slotNo },
+    });
+  const chosen = slots[slotNo];
+  if (!chosen.metadata)
+    throw new FormatError({
+      format: 'lp-metadata',
+      reason: `slot ${slotNo}: no valid metadata copy (primary: ${chosen.primary}; backup: ${chosen.backup})`,
+      field: 'metadata',
+      offset: primaryMetadataOffset(geometry, slotNo),
+      file,
+    });
+  const m = chosen.metadata;
+  const partitions = m.partitions.map((p) => {
+    const extents = m.extents.slice(p.firstExtentIndex, p.firstExtentIndex + p.numExtents).map(
+      (e): SuperExtentInfo => ({
+        offset: e.targetType === LP_TARGET_TYPE_LINEAR ? e.targetData * LP_SECTOR_SIZE : 0,
+        size: e.numSectors * LP_SECTOR_SIZE,
+        type: e.targetType === LP_TARGET_TYPE_ZERO ? 'zero' : 'linear',
+        blockDevice: e.targetSource,
+      }),
+    );
+    return {
+      name: p.name,
+      group: m.groups[p.groupIndex].name,
+      attributes: p.attributes,
+      readonly: (p.attributes & LP_PARTITION_ATTR_READONLY) !== 0,
+      size: extents.reduce((a, e) => a + e.size, 0),
+      extents,
+    };
+  });
+  return {
+    path: file,
+    layout: emptyLayout ? 'super_empty' : 'super',
+    sparse: img.sparse,
+    size: img.size,
+    geometry,
+    geometrySource,
+    geometryError,
+    slots,
+    metadata: m,
+    slot: slotNo,
+    virtualAB: (m.header.flags & LP_HEADER_FLAG_VIRTUAL_AB_DEVICE) !== 0,
+    groups: m.groups,
+    blockDevices: m.blockDevices,
+    partitions,
+  };
+}
+
+/**
+ * Parses a super image — raw, Android-sparse (read in place, never expanded to disk) or
+ * lpmake's super_empty.img — validating both geometry copies and every metadata slot.
+ */
+export async function readSuper(path: string, opts: { slot?: number } = {}): Promise<SuperInfo> {
+  const img = await openImage(path);
+  try {
+    return await readSuperFrom(img, opts);
+  } finally {
+    await img.close();
+  }
+}
+
+/** True when these bytes (from offset 0) look like a super image or super_empty.img. */
+export function looksLikeSuper(head: Buffer): boolean {
+  const at = (o: number) => head.length >= o + 4 && head.readUInt32LE(o) === LP_METADATA_GEOMETRY_MAGIC;
+  return at(0) || at(primaryGeometryOffset()) || at(backupGeometryOffset());
+}
+
+/**
+ * Copies logical partition `name` out of a super image (raw or sparse) into `outPath`,
+ * streaming extent by extent in 8 MiB buffers. All-zero buffers become holes.
+ */
+export async function extractPartition(
+  superPath: string,
+  name: string,
+  outPath: string,
+  opts: { slot?: number; onProgress?: ProgressFn } = {},
+): Promise<{ size: number }> {
+  const img = await openImage(superPath);
+  try {
+    const info = await readSuperFrom(img, opts);
+    const p = info.partitions.find((x) => x.name === name);
+    if (!p)
+      throw new InputError(`no logical partition named ${name} in ${superPath}`, {
+        code: 'SUPER_NO_PARTITION',
+        context: { file: superPath, name, available: info.partitions.map((x) => x.name) },
+      });
+    if (info.layout === 'super_empty' && p.size > 0)
+      throw new InputError(`${superPath} is a super_empty.img: it holds metadata only, no partition data`, {
+        code: 'SUPER_EMPTY',
+        context: { file: superPath },
+      });
+    const out = await open(outPath, 'w');
+    try {
+      const buf = Buffer.allocUnsafeSlow(8 * 1024 * 1024);
+      const zero = Buffer.alloc(buf.length);
+      let outPos = 0;
+      for (const e of p.extents) {
+        if (e.type === 'linear' && e.blockDevice !== 0)
+          throw new InputError(
+            `partition ${name} has an extent on block device ${info.blockDevices[e.blockDevice]?.partitionName ?? e.blockDevice}, which is not in this image`,
+            { code: 'SUPER_OTHER_DEVICE', context: { file: superPath, name } },
+          );
+        if (e.type === 'linear' && e.offset + e.size > img.size)
+          throw new FormatError({
+            format: 'lp-metadata',
+            reason: `partition ${name}: extent runs past the end of the image`,
+            field: 'extent.target_data',
+            expected: `<= ${img.size}`,
+            found: e.offset + e.size,
+            file: superPath,
+          });
+        for (let o = 0; o < e.size; ) {
+          const n = Math.min(buf.length, e.size - o);
+          if (e.type === 'linear') {
+            const chunk = buf.subarray(0, n);
+            const got = await img.read(chunk, e.offset + o);
+            if (got < n) chunk.fill(0, got);
+            if (!chunk.equals(zero.subarray(0, n))) {
+              let w = 0;
+              while (w < n) w += (await out.write(chunk, w, n - w, outPos + w)).bytesWritten;
+            }
+          }
+          o += n;
+          outPos += n;
+          opts.onProgress?.({ stage: `extract ${name}`, done: outPos, total: p.size, unit: 'bytes' });
+        }
+      }
+      await out.truncate(outPos);
+      return { size: outPos };
+    } finally {
+      await out.close();
+    }
+  } finally {
+    await img.close();
+  }
+}
