@@ -105,8 +105,12 @@ export async function startAdbServer(opts: AdbServerOptions): Promise<AdbServerH
       new AdbConnection(socket, opts.state, view, log, () => dropAll());
     })();
   });
+  // A rebooting device: pending packets go out (FIN after flush), then the link is gone.
   const dropAll = () => {
-    for (const s of sockets) s.destroy();
+    for (const s of sockets) {
+      s.end();
+      setTimeout(() => s.destroy(), 200).unref();
+    }
   };
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
@@ -119,7 +123,7 @@ export async function startAdbServer(opts: AdbServerOptions): Promise<AdbServerH
     dropConnections: dropAll,
     close: () =>
       new Promise<void>((res) => {
-        dropAll();
+        for (const s of sockets) s.destroy();
         server.close(() => res());
       }),
   };
@@ -362,8 +366,9 @@ class AdbConnection {
     return { view: this.view, reboot: (target) => this.reboot(target) };
   }
 
-  private async rebootService(_s: AdbStream, target: string): Promise<void> {
+  private async rebootService(s: AdbStream, target: string): Promise<void> {
     await this.reboot(target);
+    s.close();
   }
 
   /** Moves the device to its next mode and drops every connection shortly after (the device reboots). */
@@ -380,8 +385,9 @@ class AdbConnection {
     await this.state.update((d) => {
       d.mode = next;
     });
-    // Let the OKAY and CLSE reach the host first, as adbd does before the kernel reboots.
-    setTimeout(() => this.dropAll(), 100);
+    // The service's CLSE goes out first (dropAll ends sockets after flushing), as adbd acknowledges
+    // the request before the kernel reboots.
+    setImmediate(() => this.dropAll());
   }
 }
 
