@@ -1,0 +1,279 @@
+/** Section 4: The owner's personal cloud. */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { apkWhere, type CheckContext, stringList } from '../context.ts';
+import {
+  type CheckFamily,
+  type CheckOutcome,
+  type Evidence,
+  fail,
+  notApplicable,
+  pass,
+  verdict,
+} from '../types.ts';
+import type { ApkFacts, ApkRef } from '../view.ts';
+import { privilegedPermissionSet } from './apps.ts';
+
+/** Manifest meta-data naming an app's Omie role when no product is given. */
+export const ROLE_META = 'org.omie.role';
+
+type App = { ref: ApkRef; facts: ApkFacts };
+
+/** Apps that are the personal cloud: by the product's role or by manifest meta-data. */
+export async function personalClouds(ctx: CheckContext): Promise<App[]> {
+  const declared = new Set(
+    (ctx.product?.apps ?? []).filter((a) => a.role === 'personal-cloud').map((a) => a.package),
+  );
+  return (await ctx.facts.readableApps()).filter(
+    (a) => declared.has(a.facts.package) || a.facts.appMetaData[ROLE_META] === 'personal-cloud',
+  );
+}
+
+function distinctPackages(apps: App[]): string[] {
+  return [...new Set(apps.map((a) => a.facts.package))];
+}
+
+async function exactlyOne(ctx: CheckContext): Promise<CheckOutcome> {
+  const clouds = await personalClouds(ctx);
+  const pkgs = distinctPackages(clouds);
+  const ev: Evidence[] = clouds.map((a) => ({
+    ...apkWhere(a.ref),
+    package: a.facts.package,
+    detail: 'personal-cloud app',
+  }));
+  const declared = (ctx.product?.apps ?? []).filter((a) => a.role === 'personal-cloud');
+  if (pkgs.length !== 1) return fail(`${pkgs.length} personal-cloud apps found, exactly one is required`, ev);
+  if (ctx.product && !declared.some((d) => d.package === pkgs[0]))
+    return fail(`the personal cloud on the image (${pkgs[0]}) is not the one the product declares`, [
+      ...ev,
+      { detail: `product declares ${declared.map((d) => d.package).join(', ') || 'none'}` },
+    ]);
+  return pass(`one personal cloud: ${pkgs[0]}`, ev);
+}
+
+async function single(ctx: CheckContext): Promise<App | CheckOutcome> {
+  const clouds = await personalClouds(ctx);
+  const pkgs = distinctPackages(clouds);
+  if (pkgs.length === 0) return fail('no personal-cloud app on the image (see 4.1/C-0-1)');
+  if (pkgs.length > 1) return fail(`${pkgs.length} personal-cloud apps (see 4.1/C-0-1)`);
+  return clouds[0];
+}
+
+function isOutcome(x: App | CheckOutcome): x is CheckOutcome {
+  return 'status' in x;
+}
+
+async function privilegedAndAllowlisted(ctx: CheckContext): Promise<CheckOutcome> {
+  const c = await single(ctx);
+  if (isOutcome(c)) return c;
+  const ev: Evidence[] = [];
+  const where = { ...apkWhere(c.ref), package: c.facts.package };
+  if (!c.ref.path.startsWith('priv-app/')) ev.push({ ...where, detail: 'not installed under priv-app/' });
+  const privileged = await privilegedPermissionSet(ctx);
+  const declared = ctx.product?.apps.find((a) => a.package === c.facts.package)?.privilegedPermissions ?? [];
+  const needed = new Set([...c.facts.usesPermissions.filter((p) => privileged.has(p)), ...declared]);
+  const list = (await ctx.facts.privappAllowlists()).get(c.ref.partition)?.get(c.facts.package);
+  if (!list) ev.push({ ...where, detail: `no privapp-permissions entry on ${c.ref.partition}` });
+  else
+    for (const p of needed)
+      if (!list.grant.has(p))
+        ev.push({
+          ...where,
+          file: list.files[0],
+          value: p,
+          detail: 'privileged permission not granted by the allowlist',
+        });
+  return verdict(
+    ev,
+    `${c.facts.package} is privileged and its ${needed.size} privileged permission(s) are allowlisted`,
+    (k) => `${k} problem(s) with the personal cloud's privileges`,
+  );
+}
+
+/** `pkg/.Cls` → pkg. */
+const pkgOf = (service: string) => service.split('/')[0].trim();
+
+async function transportServices(
+  ctx: CheckContext,
+): Promise<Array<{ partition: string; file: string; service: string; line: number }>> {
+  const out: Array<{ partition: string; file: string; service: string; line: number }> = [];
+  for (const x of await ctx.facts.configXmls()) {
+    for (const el of x.elements) {
+      if (el.name === 'backup-transport-whitelisted-service' && el.attrs.service)
+        out.push({ partition: x.partition, file: x.file, service: el.attrs.service, line: el.line });
+    }
+  }
+  return out;
+}
+
+async function defaultTransportAndAccounts(ctx: CheckContext): Promise<CheckOutcome> {
+  const c = await single(ctx);
+  if (isOutcome(c)) return c;
+  const pkg = c.facts.package;
+  const ev: Evidence[] = [];
+  const ok: Evidence[] = [];
+  const transports = await transportServices(ctx);
+  const mine = transports.filter((t) => pkgOf(t.service) === pkg);
+  if (mine.length)
+    ok.push({
+      partition: mine[0].partition,
+      file: mine[0].file,
+      value: mine[0].service,
+      detail: 'allowlisted backup transport',
+    });
+  else
+    ev.push({
+      package: pkg,
+      detail: 'no sysconfig backup-transport-whitelisted-service names the personal cloud',
+    });
+
+  const setting = await ctx.view.settings('secure', 'backup_transport');
+  if (setting !== undefined && setting !== null && setting !== 'null') {
+    (pkgOf(setting) === pkg ? ok : ev).push({ value: setting, detail: 'settings secure backup_transport' });
+  } else {
+    const def = await ctx.facts.effectiveResource('def_backup_transport');
+    const v = def ? (Array.isArray(def.value) ? def.value[0] : def.value) : undefined;
+    if (!def || !v)
+      ev.push({
+        package: pkg,
+        detail: 'no SettingsProvider overlay sets def_backup_transport to the personal cloud',
+      });
+    else
+      (pkgOf(v) === pkg ? ok : ev).push({
+        ...apkWhere(def.source),
+        value: v,
+        detail: 'def_backup_transport',
+      });
+  }
+  const auth = c.facts.components.find(
+    (x) => x.type === 'service' && x.actions.includes('android.accounts.AccountAuthenticator'),
+  );
+  if (auth)
+    ok.push({ ...apkWhere(c.ref), package: pkg, value: auth.name, detail: 'account authenticator service' });
+  else
+    ev.push({
+      ...apkWhere(c.ref),
+      package: pkg,
+      detail: 'declares no service for android.accounts.AccountAuthenticator',
+    });
+  return ev.length
+    ? fail(
+        `${ev.length} problem(s): the personal cloud must be the default backup transport and an account provider`,
+        ev,
+      )
+    : pass(`${pkg} is the default backup transport and an account provider`, ok);
+}
+
+async function noOtherTransport(ctx: CheckContext): Promise<CheckOutcome> {
+  const clouds = distinctPackages(await personalClouds(ctx));
+  const allowed = new Set([...clouds, ...stringList(ctx.params.allowedTransports)]);
+  const ev: Evidence[] = [];
+  for (const t of await transportServices(ctx)) {
+    if (!allowed.has(pkgOf(t.service)))
+      ev.push({
+        partition: t.partition,
+        file: t.file,
+        package: pkgOf(t.service),
+        value: t.service,
+        detail: `line ${t.line}: another backup transport is allowlisted`,
+      });
+  }
+  if (ctx.view.shell) {
+    const out = await ctx.view.shell('bmgr list transports 2>/dev/null').catch(() => '');
+    for (const line of out.split('\n')) {
+      const s = line.replace(/^\s*\*?\s*/, '').trim();
+      if (s.includes('/') && !allowed.has(pkgOf(s)))
+        ev.push({ package: pkgOf(s), value: s, detail: 'bmgr list transports' });
+    }
+  }
+  return verdict(
+    ev,
+    'no backup transport other than the personal cloud',
+    (k) => `${k} other backup transport(s)`,
+  );
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+async function declaredAndPinned(ctx: CheckContext): Promise<CheckOutcome> {
+  const apps = await ctx.facts.readableApps();
+  const ev: Evidence[] = [];
+  const ok: Evidence[] = [];
+  if (ctx.product) {
+    for (const d of ctx.product.apps.filter((a) => a.role !== 'system')) {
+      const found = apps.filter((a) => a.facts.package === d.package);
+      if (!found.length) {
+        ev.push({
+          package: d.package,
+          partition: d.partition,
+          detail: `declared ${d.role} app (${d.name}) is missing`,
+        });
+        continue;
+      }
+      for (const a of found) {
+        const where = { ...apkWhere(a.ref), package: d.package };
+        if (a.ref.partition !== d.partition)
+          ev.push({ ...where, detail: `on ${a.ref.partition}, declared on ${d.partition}` });
+        if (!d.signerSha256.length)
+          ev.push({ ...where, detail: 'its app.yaml pin could not be resolved (named key missing)' });
+        else if (!a.facts.signing.signerSha256.some((s) => d.signerSha256.includes(s)))
+          ev.push({
+            ...where,
+            value: a.facts.signing.signerSha256.join(', '),
+            detail: `signer is not the pinned ${d.signerSha256.join(', ')}`,
+          });
+        if (d.apkSha256) {
+          const got = await sha256File(a.ref.localPath);
+          if (got !== d.apkSha256)
+            ev.push({ ...where, value: got, detail: `APK SHA-256 is not the pinned ${d.apkSha256}` });
+        }
+        ok.push({ ...where, detail: `declared as ${d.role} (${d.name})` });
+      }
+    }
+    const declared = new Set(ctx.product.apps.map((a) => a.package));
+    for (const a of apps) {
+      const role = a.facts.appMetaData[ROLE_META];
+      if ((role === 'customer-app' || role === 'personal-cloud') && !declared.has(a.facts.package))
+        ev.push({
+          ...apkWhere(a.ref),
+          package: a.facts.package,
+          detail: `declares itself a ${role} but the product does not list it`,
+        });
+    }
+    return ev.length
+      ? fail(`${ev.length} customer-side app problem(s)`, ev)
+      : pass('every customer-side app is present, declared and pinned', ok);
+  }
+  const pins = ctx.facts.data.repoPins;
+  const roleApps = apps.filter((a) =>
+    ['customer-app', 'personal-cloud'].includes(a.facts.appMetaData[ROLE_META] ?? ''),
+  );
+  if (!roleApps.length) return notApplicable('no product given and no APK declares an Omie role');
+  for (const a of roleApps) {
+    const pin = pins.get(a.facts.package);
+    const where = { ...apkWhere(a.ref), package: a.facts.package };
+    if (!pin) ev.push({ ...where, detail: 'not declared in prebuilt-apps/' });
+    else if (!a.facts.signing.signerSha256.some((s) => pin.includes(s)))
+      ev.push({
+        ...where,
+        value: a.facts.signing.signerSha256.join(', '),
+        detail: 'signer is not the one pinned in prebuilt-apps/',
+      });
+    else ok.push({ ...where, detail: 'pinned in prebuilt-apps/' });
+  }
+  return ev.length
+    ? fail(`${ev.length} customer-side app(s) not declared or not pinned`, ev)
+    : pass('every customer-side app is declared and pinned', ok);
+}
+
+export const personalCloudChecks: CheckFamily = {
+  '4.1/C-0-1': exactlyOne,
+  '4.1/C-0-2': privilegedAndAllowlisted,
+  '4.1/C-0-3': defaultTransportAndAccounts,
+  '4.1/C-0-4': noOtherTransport,
+  '4.2/C-0-1': declaredAndPinned,
+};

@@ -1,0 +1,328 @@
+/** Section 6: Security (build properties, su, SELinux, AVB, verified boot state). */
+import type { CheckContext } from '../context.ts';
+import { stringList } from '../context.ts';
+import {
+  type CheckFamily,
+  type CheckOutcome,
+  type Evidence,
+  fail,
+  notApplicable,
+  pass,
+  verdict,
+} from '../types.ts';
+import type { VbmetaFacts } from '../view.ts';
+
+async function propEquals(ctx: CheckContext): Promise<CheckOutcome> {
+  const prop = String(ctx.params.prop);
+  const expected = String(ctx.params.expected);
+  const props = await ctx.facts.props();
+  const v = props[prop];
+  if (v === undefined) {
+    // ro.debuggable defaults to 0 when unset; only trust that on a user build.
+    if (prop === 'ro.debuggable' && props['ro.build.type'] === 'user')
+      return pass(`${prop} is unset (0) on a user build`, [{ prop, detail: 'unset' }]);
+    return fail(`${prop} is not set (expected ${expected})`, [{ prop, detail: 'not set in any build.prop' }]);
+  }
+  return v === expected
+    ? pass(`${prop}=${v}`, [{ prop, value: v, detail: 'as required' }])
+    : fail(`${prop}=${v}, expected ${expected}`, [{ prop, value: v, detail: `expected ${expected}` }]);
+}
+
+async function noSu(ctx: CheckContext): Promise<CheckOutcome> {
+  const ev: Evidence[] = [];
+  if (ctx.view.kind === 'device' && ctx.view.shell) {
+    const out = await ctx.view.shell(
+      'for f in /system/bin/su /system/xbin/su /system_ext/bin/su /product/bin/su /vendor/bin/su /vendor/xbin/su /odm/bin/su /sbin/su /debug_ramdisk/su; do [ -e $f ] && echo $f; done; command -v su',
+    );
+    for (const f of out
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean))
+      ev.push({ file: f, detail: 'su binary present' });
+    return verdict(
+      [...new Map(ev.map((e) => [e.file, e])).values()],
+      'no su binary',
+      (k) => `${k} su binar(ies)`,
+    );
+  }
+  for (const partition of await ctx.facts.partitions()) {
+    const stack = [''];
+    while (stack.length) {
+      const dir = stack.pop() as string;
+      for (const e of await ctx.view.listFiles(partition, dir)) {
+        if (e.type === 'dir') stack.push(e.path);
+        else if (e.name === 'su') ev.push({ partition, file: e.path, detail: `su ${e.type} present` });
+      }
+    }
+  }
+  return verdict(ev, 'no su binary on any partition', (k) => `${k} su binar(ies) found`);
+}
+
+async function selinuxEnforcing(ctx: CheckContext): Promise<CheckOutcome> {
+  const ev: Evidence[] = [];
+  const ok: Evidence[] = [];
+  const cmdline = await ctx.view.kernelCmdline();
+  if (cmdline !== null) {
+    for (const tok of cmdline.split(/\s+/)) {
+      if (
+        /^androidboot\.selinux=permissive$/.test(tok) ||
+        /^enforcing=0$/.test(tok) ||
+        /^selinux=0$/.test(tok)
+      )
+        ev.push({ value: tok, detail: 'kernel command line makes SELinux permissive' });
+    }
+    if (!ev.length) ok.push({ value: cmdline.slice(0, 300), detail: 'kernel command line' });
+  }
+  const props = await ctx.facts.props();
+  if (props['ro.boot.selinux'] === 'permissive')
+    ev.push({ prop: 'ro.boot.selinux', value: 'permissive', detail: 'bootloader asked for permissive' });
+  if (ctx.view.kind === 'device' && ctx.view.shell) {
+    const mode = (await ctx.view.shell('getenforce')).trim();
+    (mode === 'Enforcing' ? ok : ev).push({ value: mode, detail: 'getenforce' });
+  } else if (cmdline === null) {
+    return pass(
+      'no kernel command line on the image sets SELinux permissive (no boot image or cmdline descriptor found)',
+      [],
+    );
+  }
+  return verdict(ev, 'SELinux is not permissive', (k) => `${k} sign(s) of permissive SELinux`, ok);
+}
+
+async function vbmetaOrFail(ctx: CheckContext): Promise<VbmetaFacts[] | CheckOutcome> {
+  const v = await ctx.view.vbmeta();
+  if (v === null || v.length === 0) {
+    if (ctx.view.kind === 'device')
+      return notApplicable('vbmeta structures are not readable over adb; see the device checks of 6.4');
+    return fail('the image has no vbmeta: nothing is verified at boot', [
+      { detail: 'no vbmeta.img / vbmeta_*.img / AVB footer found' },
+    ]);
+  }
+  return v;
+}
+
+const isOutcome = (x: unknown): x is CheckOutcome => typeof x === 'object' && x !== null && 'status' in x;
+
+async function vbmetaSigned(ctx: CheckContext): Promise<CheckOutcome> {
+  if (ctx.view.kind === 'device') {
+    const props = await ctx.facts.props();
+    const v = props['ro.boot.vbmeta.avb_version'];
+    const d = props['ro.boot.vbmeta.digest'];
+    return v && d
+      ? pass('the bootloader verified a signed vbmeta', [
+          { prop: 'ro.boot.vbmeta.digest', value: d, detail: `AVB ${v}` },
+        ])
+      : fail('the bootloader reported no vbmeta verification', [
+          { prop: 'ro.boot.vbmeta.avb_version', value: v ?? '', detail: 'unset: boot did not use AVB' },
+        ]);
+  }
+  const vb = await vbmetaOrFail(ctx);
+  if (isOutcome(vb)) return vb;
+  const ev: Evidence[] = [];
+  const ok: Evidence[] = [];
+  for (const v of vb) {
+    if (v.algorithm === 'NONE')
+      ev.push({ partition: v.partition, value: v.algorithm, detail: 'vbmeta is not signed' });
+    else if (!v.signatureValid)
+      ev.push({
+        partition: v.partition,
+        value: v.algorithm,
+        detail: `signature does not verify${v.verifyError ? `: ${v.verifyError}` : ''}`,
+      });
+    else
+      ok.push({
+        partition: v.partition,
+        value: v.algorithm,
+        detail: `signed, key SHA-256 ${v.publicKeySha256 ?? '?'}`,
+      });
+  }
+  return verdict(
+    ev,
+    `${vb.length} vbmeta structure(s) signed and verified`,
+    (k) => `${k} vbmeta problem(s)`,
+    ok,
+  );
+}
+
+async function vbmetaNotTestKey(ctx: CheckContext): Promise<CheckOutcome> {
+  const known = ctx.facts.data.knownSigners;
+  const testName = (d?: string) =>
+    d ? (known.get(d)?.kind.includes('test') ? known.get(d)?.name : undefined) : undefined;
+  if (ctx.view.kind === 'device') {
+    const d = (await ctx.facts.props())['ro.boot.vbmeta.public_key_digest'];
+    if (!d) return notApplicable('the device does not expose ro.boot.vbmeta.public_key_digest');
+    const n = testName(d.toLowerCase());
+    return n
+      ? fail(`vbmeta is signed with ${n}`, [
+          { prop: 'ro.boot.vbmeta.public_key_digest', value: d, detail: n },
+        ])
+      : pass('vbmeta key is not a public test key', [
+          { prop: 'ro.boot.vbmeta.public_key_digest', value: d, detail: 'not a known test key' },
+        ]);
+  }
+  const vb = await vbmetaOrFail(ctx);
+  if (isOutcome(vb)) return vb;
+  const ev: Evidence[] = [];
+  for (const v of vb) {
+    const n = v.publicTestKeyName ?? testName(v.publicKeySha256);
+    if (n)
+      ev.push({
+        partition: v.partition,
+        value: v.publicKeySha256,
+        detail: `signed with the public test key ${n}`,
+      });
+    for (const d of v.descriptors) {
+      const cn = d.kind === 'chain' ? (d.publicTestKeyName ?? testName(d.publicKeySha256)) : undefined;
+      if (cn)
+        ev.push({
+          partition: v.partition,
+          value: d.publicKeySha256,
+          detail: `chain descriptor for ${d.partition} trusts the public test key ${cn}`,
+        });
+    }
+  }
+  return verdict(ev, 'no vbmeta is signed with a public test key', (k) => `${k} public test key use(s)`);
+}
+
+async function descriptorsCover(ctx: CheckContext): Promise<CheckOutcome> {
+  const vb = await vbmetaOrFail(ctx);
+  if (isOutcome(vb)) return vb;
+  const all = await ctx.view.allPartitions();
+  const covered = new Map<string, string>();
+  for (const v of vb)
+    for (const d of v.descriptors)
+      if (d.partition && (d.kind === 'hash' || d.kind === 'hashtree' || d.kind === 'chain'))
+        covered.set(d.partition, d.kind);
+  const chainedParts = new Set(vb.map((v) => v.partition));
+  const want = new Map<string, string>();
+  for (const p of stringList(ctx.params.hashtreePartitions)) if (all.includes(p)) want.set(p, 'hashtree');
+  for (const p of stringList(ctx.params.hashPartitions)) if (all.includes(p)) want.set(p, 'hash');
+  for (const f of ctx.product?.avb?.footers ?? []) want.set(f.partition, f.type);
+  const ev: Evidence[] = [];
+  const ok: Evidence[] = [];
+  for (const [p, kind] of want) {
+    const got = covered.get(p);
+    // A partition with its own vbmeta (chained) is covered by the chain descriptor and its footer's descriptors.
+    if (got === kind || (got === 'chain' && chainedParts.has(p)))
+      ok.push({ partition: p, detail: `${got} descriptor` });
+    else if (got === 'chain') ok.push({ partition: p, detail: 'chained vbmeta' });
+    else
+      ev.push({
+        partition: p,
+        value: got ?? 'none',
+        detail: `needs a ${kind} descriptor, has ${got ?? 'none'}`,
+      });
+  }
+  return verdict(
+    ev,
+    `${ok.length} verified partition(s) covered`,
+    (k) => `${k} partition(s) not covered by verified boot`,
+    ok,
+  );
+}
+
+async function rollbackAndFlags(ctx: CheckContext): Promise<CheckOutcome> {
+  if (ctx.view.kind === 'device') {
+    const props = await ctx.facts.props();
+    const mode = props['ro.boot.veritymode'];
+    if (mode && mode !== 'enforcing' && mode !== 'eio')
+      return fail(`dm-verity is ${mode}`, [
+        { prop: 'ro.boot.veritymode', value: mode, detail: 'verification disabled' },
+      ]);
+    return pass(
+      'dm-verity is enforcing',
+      mode ? [{ prop: 'ro.boot.veritymode', value: mode, detail: 'verity mode' }] : [],
+    );
+  }
+  const vb = await vbmetaOrFail(ctx);
+  if (isOutcome(vb)) return vb;
+  const top = vb.find((v) => v.partition === 'vbmeta') ?? vb[0];
+  const ev: Evidence[] = [];
+  for (const v of vb) {
+    if (v.flags & 1)
+      ev.push({ partition: v.partition, value: String(v.flags), detail: 'flag HASHTREE_DISABLED set' });
+    if (v.flags & 2)
+      ev.push({ partition: v.partition, value: String(v.flags), detail: 'flag VERIFICATION_DISABLED set' });
+  }
+  const want = ctx.product?.avb?.rollbackIndex;
+  if (want !== undefined) {
+    if (top.rollbackIndex !== want)
+      ev.push({
+        partition: top.partition,
+        value: String(top.rollbackIndex),
+        detail: `rollback index is not the product's ${want}`,
+      });
+  } else if (top.rollbackIndex <= 0) {
+    ev.push({
+      partition: top.partition,
+      value: String(top.rollbackIndex),
+      detail: 'rollback index is 0: older signed images can be flashed back',
+    });
+  }
+  return verdict(
+    ev,
+    `rollback index ${top.rollbackIndex}, verification enabled`,
+    (k) => `${k} rollback/flag problem(s)`,
+    [{ partition: top.partition, value: String(top.rollbackIndex), detail: 'rollback index' }],
+  );
+}
+
+async function verifiedBootState(ctx: CheckContext): Promise<CheckOutcome> {
+  if (ctx.view.kind !== 'device') return notApplicable('a property of a booted device');
+  const props = await ctx.facts.props();
+  const state = props['ro.boot.verifiedbootstate'];
+  const ev: Evidence = {
+    prop: 'ro.boot.verifiedbootstate',
+    value: state ?? '',
+    detail: 'verified boot state',
+  };
+  if (state === 'green') return pass('verified boot state is green', [ev]);
+  if (state === 'yellow') {
+    const digest = props['ro.boot.vbmeta.public_key_digest']?.toLowerCase();
+    const want = ctx.product?.avb?.publicKeySha256;
+    if (digest && want && digest === want)
+      return pass("yellow with the product's partner key", [
+        ev,
+        { prop: 'ro.boot.vbmeta.public_key_digest', value: digest, detail: 'matches the product key' },
+      ]);
+    return fail("yellow, but the key is not shown to be the product's partner key", [
+      ev,
+      {
+        prop: 'ro.boot.vbmeta.public_key_digest',
+        value: digest ?? '',
+        detail: want ? `expected ${want}` : 'no product key to compare with (pass --product)',
+      },
+    ]);
+  }
+  return fail(`verified boot state is ${state ?? 'unknown'}`, [ev]);
+}
+
+async function bootloaderLocked(ctx: CheckContext): Promise<CheckOutcome> {
+  if (ctx.view.kind !== 'device') return notApplicable('a property of a booted device');
+  const props = await ctx.facts.props();
+  const locked = props['ro.boot.flash.locked'];
+  const state = props['ro.boot.vbmeta.device_state'];
+  const ev: Evidence[] = [
+    { prop: 'ro.boot.flash.locked', value: locked ?? '', detail: 'flash lock' },
+    { prop: 'ro.boot.vbmeta.device_state', value: state ?? '', detail: 'device state' },
+  ];
+  return locked === '1' && state === 'locked'
+    ? pass('bootloader locked', ev)
+    : fail('bootloader is not locked', ev);
+}
+
+export const securityChecks: CheckFamily = {
+  '6.1/C-0-1': propEquals,
+  '6.1/C-0-2': propEquals,
+  '6.1/C-0-3': propEquals,
+  '6.1/C-0-4': propEquals,
+  '6.1/C-0-5': propEquals,
+  '6.1/C-0-6': propEquals,
+  '6.2/C-0-1': noSu,
+  '6.2/C-0-2': selinuxEnforcing,
+  '6.3/C-0-1': vbmetaSigned,
+  '6.3/C-0-2': vbmetaNotTestKey,
+  '6.3/C-0-3': descriptorsCover,
+  '6.3/C-0-4': rollbackAndFlags,
+  '6.4/C-1-1': verifiedBootState,
+  '6.4/C-1-2': bootloaderLocked,
+};

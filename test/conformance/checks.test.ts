@@ -1,0 +1,214 @@
+import { resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { allChecks, checkFamilies } from '../../scripts/conformance/checks/index.ts';
+import type { SpecData } from '../../scripts/conformance/context.ts';
+import { runChecks } from '../../scripts/conformance/engine.ts';
+import { memoryView } from '../../scripts/conformance/memory-view.ts';
+import { loadSpec, type Spec } from '../../scripts/conformance/spec.ts';
+import { loadSpecData } from '../../scripts/conformance/spec-data.ts';
+import { ROOT } from '../helpers.ts';
+import { cleanFixture, type Fixture, violations } from './fixtures.ts';
+
+let spec: Spec;
+let data: SpecData;
+
+beforeAll(async () => {
+  spec = await loadSpec(resolve(ROOT, 'spec'));
+  data = await loadSpecData(spec.dir);
+});
+
+async function run(f: Fixture, profile: 'image' | 'device', only?: string[], withProduct = true) {
+  return runChecks(spec, memoryView(f.sys), {
+    profile,
+    product: withProduct ? f.product : undefined,
+    data,
+    only,
+    now: new Date('2026-06-01T00:00:00Z'),
+  });
+}
+
+describe('spec ↔ checks', () => {
+  it('every requirement has an implemented check and every check a requirement', () => {
+    const reqIds = spec.requirements.map((r) => r.id).sort();
+    const checkIds = Object.keys(allChecks).sort();
+    expect(reqIds.filter((id) => !checkIds.includes(id))).toEqual([]);
+    expect(checkIds.filter((id) => !reqIds.includes(id))).toEqual([]);
+  });
+
+  it('check families do not define the same ID twice', () => {
+    const all = Object.values(checkFamilies).flatMap((f) => Object.keys(f));
+    expect(new Set(all).size).toBe(all.length);
+  });
+
+  it('every requirement has a violation fixture', () => {
+    expect(spec.requirements.map((r) => r.id).filter((id) => !violations[id])).toEqual([]);
+  });
+
+  it('covers the six families of the issue', () => {
+    expect(spec.sections.map((s) => s.title)).toEqual([
+      'No Google dependency',
+      'No tracking',
+      "The owner's personal cloud",
+      'Apps',
+      'Security',
+      'Identity',
+    ]);
+  });
+});
+
+describe('clean Omie', () => {
+  it('passes every image requirement', async () => {
+    const r = await run(cleanFixture('image'), 'image');
+    const bad = r.results.filter((x) => x.status !== 'pass' && x.status !== 'not-applicable');
+    expect(bad.map((b) => `${b.id}: ${b.message} ${JSON.stringify(b.evidence)}`)).toEqual([]);
+    expect(r.summary.conforms).toBe(true);
+    // Device-only requirements do not apply to an image.
+    expect(r.results.filter((x) => x.status === 'not-applicable').map((x) => x.id)).toEqual([
+      '6.4/C-1-1',
+      '6.4/C-1-2',
+    ]);
+  });
+
+  it('passes every device requirement', async () => {
+    const r = await run(cleanFixture('device'), 'device');
+    const bad = r.results.filter((x) => x.status !== 'pass' && x.status !== 'not-applicable');
+    expect(bad.map((b) => `${b.id}: ${b.message} ${JSON.stringify(b.evidence)}`)).toEqual([]);
+    expect(r.results.find((x) => x.id === '6.4/C-1-1')?.status).toBe('pass');
+  });
+});
+
+describe('each requirement fails on a system that violates it', () => {
+  for (const [id, v] of Object.entries(violations)) {
+    it(`${id}: ${v.what}`, async () => {
+      const profile = v.profile ?? 'image';
+      const f = cleanFixture(profile);
+      const before = await run(f, profile, [id]);
+      expect(before.results[0].status, before.results[0].message).toBe('pass');
+      v.apply(f);
+      const after = await run(f, profile, [id]);
+      const res = after.results[0];
+      expect(res.status, res.message).toBe('fail');
+      expect(res.evidence.length).toBeGreaterThan(0);
+      expect(after.summary.conforms).toBe(res.level !== 'MUST');
+    });
+  }
+});
+
+describe('details', () => {
+  it('a captive portal left at the NetworkStack default fails', async () => {
+    const f = cleanFixture();
+    f.sys.apks = f.sys.apks.filter((a) => a.path !== 'overlay/OmieNetworkStackOverlay.apk');
+    const r = await run(f, 'image', ['2.4/C-0-1']);
+    expect(r.results[0].status).toBe('fail');
+    expect(r.results[0].evidence.some((e) => e.detail.includes('built-in Google default'))).toBe(true);
+  });
+
+  it('device settings naming Google fail the captive-portal check', async () => {
+    const f = cleanFixture('device');
+    f.sys.settings!['global/captive_portal_https_url'] = 'https://connectivitycheck.gstatic.com/generate_204';
+    const r = await run(f, 'device', ['2.4/C-0-1']);
+    expect(r.results[0].status).toBe('fail');
+  });
+
+  it('identity is not applicable without a product', async () => {
+    const r = await run(cleanFixture(), 'image', ['7.1/C-0-1'], false);
+    expect(r.results[0].status).toBe('not-applicable');
+  });
+
+  it('customer apps without a product are checked against prebuilt-apps pins', async () => {
+    const f = cleanFixture();
+    const r1 = await runChecks(spec, memoryView(f.sys), {
+      profile: 'image',
+      data: {
+        ...data,
+        repoPins: new Map([
+          ['org.omie.personalcloud', ['bb'.repeat(32)]],
+          ['org.omie.mysuppliers', ['bb'.repeat(32)]],
+        ]),
+      },
+      only: ['4.2/C-0-1'],
+    });
+    expect(r1.results[0].status).toBe('pass');
+    const r2 = await runChecks(spec, memoryView(f.sys), { profile: 'image', data, only: ['4.2/C-0-1'] });
+    expect(r2.results[0].status).toBe('fail');
+  });
+
+  it('an unreadable APK is reported by 5.1/C-0-1, not a crash', async () => {
+    const f = cleanFixture();
+    f.sys.apks.push({
+      partition: 'system',
+      path: 'app/Broken/Broken.apk',
+      facts: new Error('zip: bad central directory'),
+    });
+    const r = await run(f, 'image');
+    expect(r.results.find((x) => x.id === '5.1/C-0-1')?.status).toBe('fail');
+    expect(r.results.every((x) => x.status !== 'error')).toBe(true);
+  });
+
+  it('a throwing check becomes an error result and fails conformance', async () => {
+    const f = cleanFixture();
+    const r = await runChecks(spec, memoryView(f.sys), {
+      profile: 'image',
+      data,
+      only: ['6.1/C-0-1'],
+      checks: {
+        '6.1/C-0-1': async () => {
+          throw new Error('boom');
+        },
+      },
+    });
+    expect(r.results[0].status).toBe('error');
+    expect(r.summary.conforms).toBe(false);
+  });
+});
+
+describe('waivers', () => {
+  it('a valid waiver turns a failure into waived and keeps conformance', async () => {
+    const f = cleanFixture();
+    violations['6.1/C-0-6'].apply(f);
+    const r = await runChecks(spec, memoryView(f.sys), {
+      profile: 'image',
+      product: f.product,
+      data,
+      now: new Date('2026-06-01T00:00:00Z'),
+      waivers: [
+        {
+          id: '6.1/C-0-6',
+          reason: 'release keys arrive with the partner HSM',
+          expires: '2026-06-01',
+          source: 'w.yaml',
+        },
+      ],
+    });
+    const res = r.results.find((x) => x.id === '6.1/C-0-6');
+    expect(res?.status).toBe('waived');
+    expect(res?.waiver?.expired).toBe(false);
+    expect(r.summary.conforms).toBe(true);
+  });
+
+  it('an expired waiver fails, with evidence that it expired', async () => {
+    const f = cleanFixture();
+    violations['6.1/C-0-6'].apply(f);
+    const r = await runChecks(spec, memoryView(f.sys), {
+      profile: 'image',
+      product: f.product,
+      data,
+      now: new Date('2026-06-02T00:00:00Z'),
+      waivers: [{ id: '6.1/C-0-6', reason: 'temporary', expires: '2026-06-01', source: 'w.yaml' }],
+    });
+    const res = r.results.find((x) => x.id === '6.1/C-0-6');
+    expect(res?.status).toBe('fail');
+    expect(res?.evidence.some((e) => e.detail.includes('waiver expired on 2026-06-01'))).toBe(true);
+    expect(r.summary.conforms).toBe(false);
+  });
+
+  it('a waiver for an unknown requirement is an input error', async () => {
+    await expect(
+      runChecks(spec, memoryView(cleanFixture().sys), {
+        profile: 'image',
+        data,
+        waivers: [{ id: '9.9/C-0-1', reason: 'x', expires: '2030-01-01', source: 'w.yaml' }],
+      }),
+    ).rejects.toMatchObject({ code: 'WAIVER_UNKNOWN_ID', exitCode: 2 });
+  });
+});
