@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
 import { registerDoctor } from './doctor.ts';
+import { registerFlash } from './flash.ts';
 import { registerInit } from './init.ts';
 import { registerInspect } from './inspect.ts';
 import { registerKeys } from './keys.ts';
@@ -8,6 +9,7 @@ import { registerSampleApps } from './sample-apps.ts';
 import { registerSchemas } from './schemas.ts';
 import { registerSim } from './sim.ts';
 import { registerValidate } from './validate.ts';
+import { registerVerifyAttestation } from './verify-attestation.ts';
 
 /** Every `omie` command, one line each. Each file parses arguments, calls a library module, and prints. */
 export const commands: Array<(program: Command) => void> = [
@@ -19,5 +21,7 @@ export const commands: Array<(program: Command) => void> = [
   registerSampleApps,
   registerInspect,
   registerBench,
+  registerVerifyAttestation,
   registerSim,
+  registerFlash,
 ];
