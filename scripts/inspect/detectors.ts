@@ -1,5 +1,11 @@
+import { apkDetector } from './apk.ts';
 import { avbFooterDetector } from './avb-footer.ts';
 import type { Detector } from './detect.ts';
+import { erofsDetector } from './erofs.ts';
+import { ext4Detector } from './ext4.ts';
+import { factoryZipDetector } from './factory-zip.ts';
+import { sparseDetector } from './sparse.ts';
+import { superDetector } from './super.ts';
 import { vbmetaDetector } from './vbmeta.ts';
 
 /**
@@ -7,7 +13,13 @@ import { vbmetaDetector } from './vbmeta.ts';
  * each; the `inspect` command only walks this list.
  */
 export const detectors: Detector[] = [
+  apkDetector,
   vbmetaDetector,
   // before ext4/erofs: a filesystem image with an AVB footer is reported as avb-footer
   avbFooterDetector,
+  superDetector, // raw, sparse-wrapped or super_empty; before sparse
+  sparseDetector,
+  factoryZipDetector, // only zips with android-info.txt / image-*.zip / *.img, never APK or OTA
+  ext4Detector,
+  erofsDetector,
 ];
