@@ -14,7 +14,7 @@ export const DIR = workDir('avb');
 
 /** Runs the reference avbtool; returns stdout, throws with stderr on failure. */
 export async function avbtool(args: string[], cwd = DIR): Promise<string> {
-  const r = await execa('python3', [AVBTOOL, ...args], { cwd, reject: false });
+  const r = await execa('python3', [AVBTOOL, ...args], { cwd, reject: false, stripFinalNewline: false });
   if (r.exitCode !== 0) throw new Error(`avbtool ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}`);
   return String(r.stdout);
 }

@@ -1,0 +1,453 @@
+import { copyFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { VerificationError } from '../../scripts/errors.ts';
+import {
+  type AvbAlgorithmName,
+  addHashFooter,
+  addHashtreeFooter,
+  formatAvbInfo,
+  infoImage,
+  makeVbmetaImage,
+  readAvbImage,
+  readAvbPublicKey,
+  verifyImage,
+  verifyVbmeta,
+} from '../../scripts/formats/avb/index.ts';
+import { avbtool, avbtoolStatus, DIR, HAVE_AVBTOOL, makeImage, testKey } from './fixtures.ts';
+
+const D = join(DIR, 'sign');
+let k2048: string;
+let k4096: string;
+let k2048b: string;
+
+beforeAll(async () => {
+  await mkdir(join(D, 'ref'), { recursive: true });
+  [k2048, k4096, k2048b] = await Promise.all([testKey(2048), testKey(4096), testKey(2048, 'key2048-other')]);
+});
+
+async function sameInfo(path: string): Promise<void> {
+  const ours = formatAvbInfo(await infoImage(path));
+  if (!HAVE_AVBTOOL) return;
+  const ref = await avbtool(['info_image', '--image', path]);
+  // Field by field: same lines, in order.
+  expect(ours.split('\n')).toEqual(ref.split('\n'));
+}
+
+async function expectVerifyError(p: Promise<unknown>, code: string): Promise<void> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(VerificationError);
+  expect((e as VerificationError).scheme).toBe('avb');
+  expect((e as VerificationError).code).toBe(code);
+}
+
+async function flip(path: string, offset: number): Promise<void> {
+  const fh = await open(path, 'r+');
+  const b = Buffer.alloc(1);
+  await fh.read(b, 0, 1, offset);
+  b[0] ^= 0x40;
+  await fh.write(b, 0, 1, offset);
+  await fh.close();
+}
+
+describe('make_vbmeta_image per algorithm', () => {
+  const algs: Array<[AvbAlgorithmName, () => string | undefined]> = [
+    ['NONE', () => undefined],
+    ['SHA256_RSA2048', () => k2048],
+    ['SHA512_RSA2048', () => k2048],
+    ['SHA256_RSA4096', () => k4096],
+    ['SHA512_RSA4096', () => k4096],
+  ];
+  for (const [alg, key] of algs) {
+    it(`${alg}: bytes equal avbtool's, info matches, signature verifies`, async () => {
+      const ours = join(D, `vbmeta-${alg}.img`);
+      const ref = join(D, 'ref', `vbmeta-${alg}.img`);
+      const res = await makeVbmetaImage(ours, {
+        algorithm: alg,
+        key: key(),
+        rollbackIndex: 1700000000,
+        rollbackIndexLocation: 3,
+        flags: 2,
+        props: [
+          ['com.omie.build', 'eng "quoted" it\'s'],
+          ['x', ''],
+        ],
+        kernelCmdlines: ['androidboot.omie=1', 'quiet'],
+        paddingSize: 4096,
+      });
+      expect(res.header.requiredLibavbVersionMinor).toBe(2);
+      const v = verifyVbmeta((await readAvbImage(ours)).vbmeta);
+      expect(v.algorithm).toBe(alg);
+      expect(v.signed).toBe(alg !== 'NONE');
+      if (key()) expect(v.publicKey.equals(readAvbPublicKey(key()!))).toBe(true);
+      await sameInfo(ours);
+      if (!HAVE_AVBTOOL) return;
+      const args = ['make_vbmeta_image', '--output', ref, '--algorithm', alg];
+      if (key()) args.push('--key', key()!);
+      args.push('--rollback_index', '1700000000', '--rollback_index_location', '3', '--flags', '2');
+      args.push('--prop', 'com.omie.build:eng "quoted" it\'s', '--prop', 'x:');
+      args.push(
+        '--kernel_cmdline',
+        'androidboot.omie=1',
+        '--kernel_cmdline',
+        'quiet',
+        '--padding_size',
+        '4096',
+      );
+      await avbtool(args);
+      expect((await readFile(ours)).equals(await readFile(ref))).toBe(true);
+      await avbtool(['verify_image', '--image', ours]);
+    });
+  }
+});
+
+describe('footers, chaining and verification', () => {
+  const chain = join(D, 'chain');
+  const refChain = join(D, 'chain-ref');
+  const SALT_BOOT = 'a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0';
+
+  beforeAll(async () => {
+    await mkdir(chain, { recursive: true });
+    await mkdir(refChain, { recursive: true });
+    for (const dir of [chain, refChain]) {
+      await makeImage(join(dir, 'boot.img'), 300_001, 11);
+      await makeImage(join(dir, 'system.img'), 2 * 1024 * 1024, 12);
+    }
+    await writeFile(join(chain, 'boot.avbpubkey'), readAvbPublicKey(k2048));
+    await copyFile(join(chain, 'boot.avbpubkey'), join(refChain, 'boot.avbpubkey'));
+    // Ours
+    await addHashFooter(join(chain, 'boot.img'), {
+      partitionName: 'boot',
+      partitionSize: 1024 * 1024,
+      salt: SALT_BOOT,
+      algorithm: 'SHA256_RSA2048',
+      key: k2048,
+      rollbackIndex: 7,
+      props: { 'com.android.build.boot.os_version': '14' },
+    });
+    await addHashtreeFooter(join(chain, 'system.img'), {
+      partitionName: 'system',
+      hashAlgorithm: 'sha256',
+      salt: '5a17',
+      props: { 'com.android.build.system.fingerprint': 'omie/tablet:14/1/eng' },
+    });
+    await makeVbmetaImage(join(chain, 'vbmeta.img'), {
+      algorithm: 'SHA256_RSA4096',
+      key: k4096,
+      rollbackIndex: 2,
+      includeDescriptorsFromImages: [join(chain, 'system.img')],
+      chainPartitions: [
+        { partitionName: 'boot', rollbackIndexLocation: 1, publicKeyPath: join(chain, 'boot.avbpubkey') },
+      ],
+      props: { 'com.omie.vbmeta': 'yes' },
+    });
+    if (!HAVE_AVBTOOL) return;
+    const at = (f: string) => join(refChain, f);
+    await avbtool([
+      'add_hash_footer',
+      '--image',
+      at('boot.img'),
+      '--partition_name',
+      'boot',
+      '--partition_size',
+      String(1024 * 1024),
+      '--salt',
+      SALT_BOOT,
+      '--algorithm',
+      'SHA256_RSA2048',
+      '--key',
+      k2048,
+      '--rollback_index',
+      '7',
+      '--prop',
+      'com.android.build.boot.os_version:14',
+    ]);
+    await avbtool([
+      'add_hashtree_footer',
+      '--image',
+      at('system.img'),
+      '--partition_name',
+      'system',
+      '--hash_algorithm',
+      'sha256',
+      '--salt',
+      '5a17',
+      '--do_not_generate_fec',
+      '--prop',
+      'com.android.build.system.fingerprint:omie/tablet:14/1/eng',
+    ]);
+    await avbtool([
+      'make_vbmeta_image',
+      '--output',
+      at('vbmeta.img'),
+      '--algorithm',
+      'SHA256_RSA4096',
+      '--key',
+      k4096,
+      '--rollback_index',
+      '2',
+      '--include_descriptors_from_image',
+      at('system.img'),
+      '--chain_partition',
+      `boot:1:${at('boot.avbpubkey')}`,
+      '--prop',
+      'com.omie.vbmeta:yes',
+    ]);
+  });
+
+  it('every image is byte-identical to avbtool output and info_image matches ours', async () => {
+    for (const f of ['boot.img', 'system.img', 'vbmeta.img']) {
+      await sameInfo(join(chain, f));
+      if (HAVE_AVBTOOL)
+        expect((await readFile(join(chain, f))).equals(await readFile(join(refChain, f)))).toBe(true);
+    }
+  });
+
+  it('our verifyImage follows the chain and checks hash + hashtree contents', async () => {
+    const r = await verifyImage(join(chain, 'vbmeta.img'), { expectedPublicKey: k4096 });
+    expect(r.algorithm).toBe('SHA256_RSA4096');
+    expect(r.descriptors.map((d) => [d.kind, d.partitionName, d.result])).toEqual([
+      ['chain_partition', 'boot', 'chained'],
+      ['hashtree', 'system', 'verified'],
+    ]);
+    expect(r.chained).toHaveLength(1);
+    expect(r.chained[0].descriptors).toEqual([
+      expect.objectContaining({ kind: 'hash', partitionName: 'boot', result: 'verified' }),
+    ]);
+    // also with an explicit expectation, like avbtool --expected_chain_partition
+    await verifyImage(join(chain, 'vbmeta.img'), {
+      followChainPartitions: false,
+      expectedChainPartitions: [
+        { partitionName: 'boot', rollbackIndexLocation: 1, publicKey: readAvbPublicKey(k2048) },
+      ],
+    });
+  });
+
+  it('avbtool verify_image accepts our chained setup', async () => {
+    if (!HAVE_AVBTOOL) return;
+    const out = await avbtool([
+      'verify_image',
+      '--image',
+      join(chain, 'vbmeta.img'),
+      '--follow_chain_partitions',
+    ]);
+    expect(out).toContain('system: Successfully verified sha256 hashtree');
+    expect(out).toContain('boot: Successfully verified sha256 hash');
+    await avbtool([
+      'verify_image',
+      '--image',
+      join(chain, 'vbmeta.img'),
+      '--key',
+      k4096,
+      '--expected_chain_partition',
+      `boot:1:${join(chain, 'boot.avbpubkey')}`,
+    ]);
+  });
+
+  async function tampered(name: string): Promise<string> {
+    const dir = join(D, `tamper-${name}`);
+    await mkdir(dir, { recursive: true });
+    for (const f of ['boot.img', 'system.img', 'vbmeta.img']) await copyFile(join(chain, f), join(dir, f));
+    return dir;
+  }
+
+  it('a flipped byte in the system data → AVB_HASHTREE_ROOT_MISMATCH (avbtool fails too)', async () => {
+    const dir = await tampered('system-data');
+    await flip(join(dir, 'system.img'), 4096 * 5 + 17);
+    await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_HASHTREE_ROOT_MISMATCH');
+    if (HAVE_AVBTOOL)
+      expect(
+        await avbtoolStatus([
+          'verify_image',
+          '--image',
+          join(dir, 'vbmeta.img'),
+          '--follow_chain_partitions',
+        ]),
+      ).not.toBe(0);
+  });
+
+  it('a flipped byte in the stored hashtree → AVB_HASHTREE_DATA_MISMATCH', async () => {
+    const dir = await tampered('system-tree');
+    await flip(join(dir, 'system.img'), 2 * 1024 * 1024 + 100);
+    await expectVerifyError(verifyImage(join(dir, 'system.img')), 'AVB_HASHTREE_DATA_MISMATCH');
+    if (HAVE_AVBTOOL)
+      expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'system.img')])).not.toBe(0);
+  });
+
+  it('a flipped byte in the boot data → AVB_HASH_DESCRIPTOR_MISMATCH', async () => {
+    const dir = await tampered('boot-data');
+    await flip(join(dir, 'boot.img'), 1234);
+    await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_HASH_DESCRIPTOR_MISMATCH');
+    await expectVerifyError(verifyImage(join(dir, 'boot.img')), 'AVB_HASH_DESCRIPTOR_MISMATCH');
+    if (HAVE_AVBTOOL)
+      expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'boot.img')])).not.toBe(0);
+  });
+
+  it('a flipped byte in the vbmeta auxiliary block → AVB_HASH_MISMATCH; in the signature → AVB_SIGNATURE_INVALID', async () => {
+    const dir = await tampered('vbmeta');
+    const img = await readAvbImage(join(dir, 'vbmeta.img'));
+    const h = img.vbmeta.header;
+    const auxStart = 256 + h.authenticationDataBlockSize;
+    await flip(join(dir, 'vbmeta.img'), auxStart + h.descriptorsSize - 20); // inside the last property
+    await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_HASH_MISMATCH');
+    if (HAVE_AVBTOOL)
+      expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'vbmeta.img')])).not.toBe(0);
+    await flip(join(dir, 'vbmeta.img'), auxStart + h.descriptorsSize - 20); // undo
+    await verifyImage(join(dir, 'vbmeta.img'));
+    await flip(join(dir, 'vbmeta.img'), 256 + h.signatureOffset + 100);
+    await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_SIGNATURE_INVALID');
+    if (HAVE_AVBTOOL)
+      expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'vbmeta.img')])).not.toBe(0);
+  });
+
+  it('wrong expected key → AVB_PUBLIC_KEY_MISMATCH; chained image signed by another key → AVB_CHAIN_KEY_MISMATCH', async () => {
+    await expectVerifyError(
+      verifyImage(join(chain, 'vbmeta.img'), { expectedPublicKey: k2048 }),
+      'AVB_PUBLIC_KEY_MISMATCH',
+    );
+    const dir = await tampered('chain-key');
+    await addHashFooter(join(dir, 'boot.img'), {
+      partitionName: 'boot',
+      partitionSize: 1024 * 1024,
+      algorithm: 'SHA256_RSA2048',
+      key: k2048b,
+    });
+    await verifyImage(join(dir, 'boot.img')); // valid on its own…
+    await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_CHAIN_KEY_MISMATCH'); // …but not for the chain
+    await expectVerifyError(
+      verifyImage(join(dir, 'vbmeta.img'), {
+        followChainPartitions: false,
+        expectedChainPartitions: [
+          { partitionName: 'boot', rollbackIndexLocation: 2, publicKey: readAvbPublicKey(k2048) },
+        ],
+      }),
+      'AVB_CHAIN_MISMATCH',
+    );
+  });
+
+  it('re-running add_hash_footer replaces the footer (idempotent like avbtool)', async () => {
+    const dir = await tampered('rerun');
+    const p = join(dir, 'boot.img');
+    const before = await readFile(p);
+    await addHashFooter(p, {
+      partitionName: 'boot',
+      partitionSize: 1024 * 1024,
+      salt: SALT_BOOT,
+      algorithm: 'SHA256_RSA2048',
+      key: k2048,
+      rollbackIndex: 7,
+      props: { 'com.android.build.boot.os_version': '14' },
+    });
+    expect((await readFile(p)).equals(before)).toBe(true);
+  });
+});
+
+describe('images made by avbtool', () => {
+  it('parses avbtool make_vbmeta_image / add_hash_footer / add_hashtree_footer outputs with every option', async () => {
+    if (!HAVE_AVBTOOL) return;
+    const dir = join(D, 'from-avbtool');
+    await mkdir(dir, { recursive: true });
+    const at = (f: string) => join(dir, f);
+    await writeFile(at('pkmd.bin'), Buffer.from('public key metadata \x00\x01\x02'));
+    await writeFile(at('blob.bin'), Buffer.from([0, 1, 2, 0x27, 0x22, 0x5c, 0xff, 10, 13, 9]));
+    await writeFile(at('big.bin'), Buffer.alloc(300, 0x41));
+    await writeFile(at('k.avbpubkey'), readAvbPublicKey(k2048));
+    await makeImage(at('boot.img'), 123_457, 21);
+    await makeImage(at('vendor.img'), 1024 * 1024, 22);
+    await avbtool([
+      'add_hash_footer',
+      '--image',
+      at('boot.img'),
+      '--partition_name',
+      'boot',
+      '--dynamic_partition_size',
+      '--use_persistent_digest',
+      '--do_not_use_ab',
+      '--hash_algorithm',
+      'sha512',
+      '--algorithm',
+      'SHA512_RSA4096',
+      '--key',
+      k4096,
+    ]);
+    await avbtool([
+      'add_hashtree_footer',
+      '--image',
+      at('vendor.img'),
+      '--partition_name',
+      'vendor',
+      '--partition_size',
+      String(4 * 1024 * 1024),
+      '--do_not_generate_fec',
+      '--check_at_most_once',
+      '--setup_as_rootfs_from_kernel',
+      '--hash_algorithm',
+      'sha1',
+    ]);
+    await avbtool([
+      'make_vbmeta_image',
+      '--output',
+      at('vbmeta.img'),
+      '--algorithm',
+      'SHA256_RSA2048',
+      '--key',
+      k2048,
+      '--public_key_metadata',
+      at('pkmd.bin'),
+      '--prop_from_file',
+      `blob:${at('blob.bin')}`,
+      '--prop_from_file',
+      `big:${at('big.bin')}`,
+      '--set_hashtree_disabled_flag',
+      '--append_to_release_string',
+      'omie',
+      '--include_descriptors_from_image',
+      at('boot.img'),
+      '--include_descriptors_from_image',
+      at('vendor.img'),
+      '--chain_partition_do_not_use_ab',
+      `vbmeta_system:2:${at('k.avbpubkey')}`,
+      '--rollback_index_location',
+      '1',
+      '--padding_size',
+      '1000',
+    ]);
+    for (const f of ['boot.img', 'vendor.img', 'vbmeta.img']) await sameInfo(at(f));
+    const vb = await readAvbImage(at('vbmeta.img'));
+    expect(vb.vbmeta.publicKeyMetadata.toString('latin1')).toBe('public key metadata \x00\x01\x02');
+    expect(vb.vbmeta.header.requiredLibavbVersionMinor).toBe(3);
+    // Verification of avbtool's images (vbmeta_system is not present: verify the footers directly).
+    await verifyImage(at('vendor.img'));
+    const boot = await verifyImage(at('boot.img'));
+    expect(boot.descriptors[0].result).toBe('persistent-digest-not-checked');
+    expect(verifyVbmeta(vb.vbmeta).algorithm).toBe('SHA256_RSA2048');
+
+    // Our builder reproduces the same vbmeta from the same inputs.
+    await makeVbmetaImage(at('ours-vbmeta.img'), {
+      algorithm: 'SHA256_RSA2048',
+      key: k2048,
+      publicKeyMetadata: await readFile(at('pkmd.bin')),
+      props: [
+        ['blob', await readFile(at('blob.bin'))],
+        ['big', await readFile(at('big.bin'))],
+      ],
+      setHashtreeDisabledFlag: true,
+      appendToReleaseString: 'omie',
+      includeDescriptorsFromImages: [at('boot.img'), at('vendor.img')],
+      chainPartitions: [
+        {
+          partitionName: 'vbmeta_system',
+          rollbackIndexLocation: 2,
+          publicKeyPath: at('k.avbpubkey'),
+          doNotUseAb: true,
+        },
+      ],
+      rollbackIndexLocation: 1,
+      paddingSize: 1000,
+    });
+    expect((await readFile(at('ours-vbmeta.img'))).equals(await readFile(at('vbmeta.img')))).toBe(true);
+  });
+});
