@@ -334,8 +334,11 @@ export async function applyExt4Edits(
   if (info.features.includes('shared_blocks')) {
     // Android dedupes identical blocks (mke2fs -E android_sparse + e2fsdroid -s); debugfs cannot
     // write such an image safely until every inode owns its blocks again. Unsharing needs room.
-    await growBy(image, info, Math.ceil(info.blockCount * 0.5));
-    await runTool('e2fsck', ['-fy', '-E', 'unshare_blocks', image], { reject: false }).then((r) => {
+    await growBy(image, info, Math.ceil(info.blockCount * 0.5), epoch);
+    await runTool('e2fsck', ['-fy', '-E', 'unshare_blocks', image], {
+      reject: false,
+      env: timeEnv(epoch),
+    }).then((r) => {
       if (r.exitCode > 1)
         throw new EnvironmentError(`e2fsck -E unshare_blocks failed on ${image} (exit ${r.exitCode})`, {
           code: 'EXT4_UNSHARE',
@@ -349,7 +352,7 @@ export async function applyExt4Edits(
     const slack = 256;
     if (need.blocks + slack > info.freeBlocks || need.inodes + 16 > info.freeInodes) {
       const extra = Math.max(need.blocks + slack - info.freeBlocks, 0) + Math.ceil(info.blockCount * 0.05);
-      await growBy(image, info, extra);
+      await growBy(image, info, extra, epoch);
       info = await ext4Info(image);
     }
   }
@@ -364,7 +367,7 @@ export async function applyExt4Edits(
     await cmds.cleanup();
   }
   opts.onProgress?.({ stage: 'ext4 edit', done: edits.length, total: edits.length, unit: 'items' });
-  if (opts.shrink) await shrinkExt4(image);
+  if (opts.shrink) await shrinkExt4(image, epoch);
   if (opts.check !== false) await checkExt4(image);
 }
 
@@ -384,16 +387,22 @@ async function blocksNeeded(edits: FsEdit[], bs: number): Promise<{ blocks: numb
   return { blocks, inodes };
 }
 
-async function growBy(image: string, info: Ext4Info, extraBlocks: number): Promise<void> {
+async function growBy(image: string, info: Ext4Info, extraBlocks: number, epoch: number): Promise<void> {
   const newCount = info.blockCount + extraBlocks;
   await truncate(image, newCount * info.blockSize);
-  await runTool('resize2fs', ['-f', image, String(newCount)]);
+  await runTool('resize2fs', ['-f', image, String(newCount)], { env: timeEnv(epoch) });
+}
+
+/** e2fsprogs stamp superblock times with "now" unless told otherwise: pin them for reproducible images. */
+function timeEnv(epoch: number): Record<string, string> {
+  return { E2FSPROGS_FAKE_TIME: String(epoch), E2FSCK_TIME: String(epoch), SOURCE_DATE_EPOCH: String(epoch) };
 }
 
 /** Shrinks the filesystem to its minimum (resize2fs -M) and truncates the file to match. */
-export async function shrinkExt4(image: string): Promise<void> {
-  await runTool('e2fsck', ['-fy', image], { reject: false });
-  await runTool('resize2fs', ['-f', '-M', image]);
+export async function shrinkExt4(image: string, epoch = defaultEpoch()): Promise<void> {
+  const env = timeEnv(epoch);
+  await runTool('e2fsck', ['-fy', image], { reject: false, env });
+  await runTool('resize2fs', ['-f', '-M', image], { env });
   const info = await ext4Info(image);
   await truncate(image, info.blockCount * info.blockSize);
 }
@@ -564,7 +573,7 @@ export async function createExt4(srcDir: string, image: string, opts: CreateExt4
     size = Math.ceil((bytes * 1.15 + 16 * 1024 * 1024) / (1024 * 1024)) * 1024 * 1024;
   }
   await rm(image, { force: true });
-  const env = { E2FSPROGS_FAKE_TIME: String(epoch), SOURCE_DATE_EPOCH: String(epoch) };
+  const env = timeEnv(epoch);
   await runTool(
     'mke2fs',
     [
@@ -626,7 +635,7 @@ export async function createExt4(srcDir: string, image: string, opts: CreateExt4
   } finally {
     await cmds.cleanup();
   }
-  if (opts.shrink) await shrinkExt4(image);
+  if (opts.shrink) await shrinkExt4(image, epoch);
   await checkExt4(image);
 }
 
