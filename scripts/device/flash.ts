@@ -1,0 +1,644 @@
+/**
+ * Safe flashing of a build (a `fastboot update`-style directory or zip: android-info.txt plus
+ * <partition>.img files, optional super_empty.img) onto one or more devices.
+ *
+ * Order of operations, per device:
+ *  1. reach fastboot (reboot from adb when needed) and check identity: product must satisfy
+ *     android-info's `require board=`/`require product=`, the bootloader version its
+ *     `require version-bootloader=`, and the bootloader must be unlocked — all before any write;
+ *  2. flash physical partitions to the target (by default the INACTIVE) slot;
+ *  3. reboot to fastbootd for logical partitions: update-super with super_empty.img (merge, never
+ *     wipe: the active slot's partitions stay), create/resize, flash;
+ *  4. verify every write: partition-size, and a byte-for-byte read-back with `fetch:` where the
+ *     device supports it;
+ *  5. only then set_active to the target slot; optional wipe (erase userdata, metadata) and lock;
+ *  6. reboot and wait for adb.
+ * A dropped connection is retried at the partition level (reconnect, re-send that partition);
+ * since only the inactive slot is written before set_active, the device always keeps a bootable
+ * slot, and a re-run completes an interrupted flash.
+ */
+import { mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import yauzl from 'yauzl';
+import { EnvironmentError, InputError, OmieError, VerificationError } from '../errors.ts';
+import type { ProgressFn } from '../progress.ts';
+import { FastbootClient } from './fastboot/client.ts';
+import { FastbootFailError, TransportError } from './fastboot/protocol.ts';
+import { importLayout } from './fastboot/sparse.ts';
+
+// ---- build input ------------------------------------------------------------------------------
+
+/** android-info.txt: `require <var>=<v1>|<v2>`, `reject <var>=…`, `require-for-product:<p> <var>=…`. */
+export interface AndroidInfo {
+  requirements: Array<{ variable: string; values: string[]; reject: boolean; forProduct?: string }>;
+}
+
+export function parseAndroidInfo(text: string, file = 'android-info.txt'): AndroidInfo {
+  const requirements: AndroidInfo['requirements'] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) return;
+    const m = /^(require|reject|require-for-product:(\S+))\s+([A-Za-z0-9_.-]+)\s*=\s*(.*)$/.exec(line);
+    if (!m)
+      throw new InputError(`${file}:${i + 1}: cannot parse ${JSON.stringify(line)}`, {
+        code: 'ANDROID_INFO',
+        hint: 'lines look like "require board=omie_tablet" or "require version-bootloader=1.0|1.1"',
+      });
+    requirements.push({
+      variable: m[3] === 'board' ? 'product' : m[3],
+      values: m[4].split('|').map((v) => v.trim()),
+      reject: m[1] === 'reject',
+      forProduct: m[2],
+    });
+  });
+  if (!requirements.some((r) => r.variable === 'product' && !r.reject && !r.forProduct))
+    throw new InputError(`${file} has no "require board=" (or product=) line`, {
+      code: 'ANDROID_INFO',
+      hint: 'without it nothing stops this build from being flashed onto another device',
+    });
+  return { requirements };
+}
+
+export interface BuildInput {
+  /** Where the images are (the directory, or a temp dir the zip was extracted to). */
+  dir: string;
+  info: AndroidInfo;
+  /** partition name → image path (super_empty.img excluded). */
+  images: Map<string, string>;
+  superEmpty?: string;
+  close(): Promise<void>;
+}
+
+/** Opens a build output directory or a fastboot zip (flat: android-info.txt + *.img). */
+export async function openBuild(path: string): Promise<BuildInput> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) throw new InputError(`no such build: ${path}`, { code: 'FLASH_INPUT' });
+  let dir = path;
+  let cleanup = async () => {};
+  if (st.isFile()) {
+    dir = await mkdtemp(join(tmpdir(), 'omie-flash-'));
+    cleanup = () => rm(dir, { recursive: true, force: true });
+    try {
+      await extractZip(path, dir);
+    } catch (e) {
+      await cleanup();
+      if (e instanceof OmieError) throw e;
+      throw new InputError(`${path} is not a readable fastboot zip: ${(e as Error).message}`, {
+        code: 'FLASH_INPUT',
+        cause: e,
+      });
+    }
+  }
+  const infoPath = join(dir, 'android-info.txt');
+  const text = await readFile(infoPath, 'utf8').catch(() => undefined);
+  if (text === undefined) {
+    await cleanup();
+    throw new InputError(`${path} has no android-info.txt`, {
+      code: 'FLASH_INPUT',
+      hint: 'a flashable build holds android-info.txt (require board=…) next to its images',
+    });
+  }
+  const info = parseAndroidInfo(text, infoPath);
+  const images = new Map<string, string>();
+  let superEmpty: string | undefined;
+  for (const f of (await readdir(dir)).sort()) {
+    if (!f.endsWith('.img')) continue;
+    if (f === 'super_empty.img') superEmpty = join(dir, f);
+    else if (f !== 'super.img') images.set(f.slice(0, -4), join(dir, f));
+  }
+  if (images.size === 0) {
+    await cleanup();
+    throw new InputError(`${path} has no partition images (*.img)`, { code: 'FLASH_INPUT' });
+  }
+  return { dir, info, images, superEmpty, close: cleanup };
+}
+
+function extractZip(zipPath: string, dest: string): Promise<void> {
+  return new Promise((res, rej) => {
+    yauzl.open(zipPath, { lazyEntries: true, autoClose: true }, (err, zip) => {
+      if (err || !zip) return rej(err);
+      zip.on('error', rej);
+      zip.on('end', () => res());
+      zip.on('entry', (entry: yauzl.Entry) => {
+        const name = entry.fileName;
+        // Flat zips only; never write outside dest.
+        if (name.endsWith('/') || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
+          zip.readEntry();
+          return;
+        }
+        zip.openReadStream(entry, async (e2, rs) => {
+          if (e2 || !rs) return rej(e2);
+          try {
+            const fh = await open(join(dest, basename(name)), 'w');
+            const ws = fh.createWriteStream();
+            rs.pipe(ws);
+            await new Promise<void>((ok, ko) => {
+              ws.on('finish', () => ok());
+              ws.on('error', ko);
+              rs.on('error', ko);
+            });
+            zip.readEntry();
+          } catch (e) {
+            rej(e);
+          }
+        });
+      });
+      zip.readEntry();
+    });
+  });
+}
+
+// ---- plan -------------------------------------------------------------------------------------
+
+/** Partitions only the bootloader can write (fastbootd refuses them). */
+const BOOTLOADER_ONLY = new Set(['bootloader', 'radio', 'modem', 'abl', 'xbl', 'tz']);
+/** Names that are logical on dynamic-partition devices when neither super_empty nor the device says. */
+const USUALLY_LOGICAL = new Set([
+  'system',
+  'system_ext',
+  'product',
+  'vendor',
+  'odm',
+  'vendor_dlkm',
+  'odm_dlkm',
+  'system_dlkm',
+]);
+
+export interface FlashTarget {
+  /** Fastboot address: "tcp:host:port" or a USB serial. */
+  fastboot: string;
+  /** adb serial or "host:port", used to reboot to the bootloader when the device runs Android. */
+  adb?: string;
+  /** Label for progress and reports (default: the fastboot address). */
+  label?: string;
+}
+
+export interface FlashOptions {
+  /** "inactive" (default), or a fixed slot. */
+  slot?: 'inactive' | 'a' | 'b';
+  wipe?: boolean;
+  lock?: boolean;
+  dryRun?: boolean;
+  /** Transfer retries per partition after a dropped connection (default 3). */
+  retries?: number;
+  /** How long to wait for the device to come back after a reboot (ms, default 60 s). */
+  rebootTimeoutMs?: number;
+  /** Skip waiting for adb after the final reboot. */
+  noWaitAdb?: boolean;
+  onProgress?: ProgressFn;
+  /** Human log lines ("flash boot_b (ok)"). */
+  log?: (line: string) => void;
+  /** Runs after the device is back in Android (e.g. `omie check --device`). */
+  afterFlash?: (serial: string) => Promise<void>;
+}
+
+export interface FlashStep {
+  /** The equivalent fastboot/adb command line, e.g. "fastboot flash boot_b boot.img". */
+  command: string;
+  why?: string;
+}
+
+export interface FlashReport {
+  target: string;
+  product?: string;
+  slot: string | null;
+  previousSlot: string | null;
+  steps: FlashStep[];
+  flashed: Array<{ partition: string; bytes: number; verified: 'read-back' | 'size' }>;
+  dryRun: boolean;
+}
+
+/** Sleeps. */
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Imports the adb helper's module lazily (it is optional for TCP-only fastboot use). */
+async function adbModule(): Promise<Record<string, unknown>> {
+  const path = './adb.ts';
+  try {
+    return (await import(path)) as Record<string, unknown>;
+  } catch (e) {
+    throw new EnvironmentError('the adb device layer (scripts/device/adb.ts) is not available', {
+      code: 'ADB_UNAVAILABLE',
+      cause: e,
+    });
+  }
+}
+
+async function rebootFromAdb(adb: string, target: 'bootloader'): Promise<void> {
+  const mod = await adbModule();
+  const fn = mod.rebootTo as ((serial: string, t: string) => Promise<void>) | undefined;
+  if (typeof fn !== 'function')
+    throw new EnvironmentError('scripts/device/adb.ts has no rebootTo()', { code: 'ADB_UNAVAILABLE' });
+  await fn(adb, target);
+}
+
+async function waitForAdb(adb: string, timeoutMs: number): Promise<boolean> {
+  const mod = await adbModule().catch(() => undefined);
+  const fn = (mod?.waitForDevice ?? mod?.waitFor) as
+    | ((serial: string, opts?: { timeoutMs?: number }) => Promise<unknown>)
+    | undefined;
+  if (typeof fn !== 'function') return false;
+  await fn(adb, { timeoutMs });
+  return true;
+}
+
+/** Flashes one build onto several devices in parallel; one report per target (errors rethrown after all finish). */
+export async function flashDevices(
+  build: BuildInput,
+  targets: FlashTarget[],
+  opts: FlashOptions = {},
+): Promise<FlashReport[]> {
+  const results = await Promise.allSettled(targets.map((t) => flashDevice(build, t, opts)));
+  const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
+  if (failed && targets.length === 1) throw failed.reason;
+  if (failed) {
+    const errs = results.map((r, i) =>
+      r.status === 'rejected'
+        ? `${targets[i].label ?? targets[i].fastboot}: ${(r.reason as Error).message}`
+        : undefined,
+    );
+    throw new OmieError(`flash failed on ${errs.filter(Boolean).length} of ${targets.length} devices`, {
+      code: (failed.reason as OmieError).code ?? 'FLASH_FAILED',
+      exitCode: (failed.reason as OmieError).exitCode ?? 3,
+      context: { errors: errs.filter(Boolean) },
+    });
+  }
+  return results.map((r) => (r as PromiseFulfilledResult<FlashReport>).value);
+}
+
+/** Flashes `build` onto one device. */
+export async function flashDevice(
+  build: BuildInput,
+  target: FlashTarget,
+  opts: FlashOptions = {},
+): Promise<FlashReport> {
+  return new FlashSession(build, target, opts).run();
+}
+
+class FlashSession {
+  private client?: FastbootClient;
+  private readonly report: FlashReport;
+  private readonly label: string;
+  private readonly retries: number;
+  private readonly rebootTimeout: number;
+
+  constructor(
+    private readonly build: BuildInput,
+    private readonly target: FlashTarget,
+    private readonly opts: FlashOptions,
+  ) {
+    this.label = target.label ?? target.fastboot;
+    this.retries = opts.retries ?? 3;
+    this.rebootTimeout = opts.rebootTimeoutMs ?? 60_000;
+    this.report = {
+      target: this.label,
+      slot: null,
+      previousSlot: null,
+      steps: [],
+      flashed: [],
+      dryRun: !!opts.dryRun,
+    };
+  }
+
+  private log(line: string) {
+    this.opts.log?.(`${this.label}: ${line}`);
+  }
+
+  private step(command: string, why?: string) {
+    this.report.steps.push({ command: `fastboot -s ${this.target.fastboot} ${command}`, why });
+  }
+
+  /** Connects, retrying until the device answers (it may be rebooting). */
+  private async connect(timeoutMs = this.rebootTimeout): Promise<FastbootClient> {
+    const until = Date.now() + timeoutMs;
+    let last: unknown;
+    for (;;) {
+      try {
+        const c = await FastbootClient.open(this.target.fastboot, { connectTimeoutMs: 3000 });
+        await c.getvar('product');
+        this.client = c;
+        return c;
+      } catch (e) {
+        last = e;
+        // Only a link that is not there yet is worth waiting for; anything else is final.
+        if (!(e instanceof TransportError)) throw e;
+        if (Date.now() > until)
+          throw new EnvironmentError(`${this.label}: no fastboot device answered within ${timeoutMs} ms`, {
+            code: 'FLASH_NO_DEVICE',
+            context: { target: this.target.fastboot, last: (last as Error)?.message },
+            hint: 'is the device in the bootloader? pass --adb SERIAL so omie can reboot it there',
+          });
+        await delay(250);
+      }
+    }
+  }
+
+  private async reconnect(): Promise<FastbootClient> {
+    await this.client?.close().catch(() => {});
+    this.client = undefined;
+    return this.connect();
+  }
+
+  private async rebootTo(t: 'bootloader' | 'fastboot'): Promise<FastbootClient> {
+    const c = this.client ?? (await this.connect());
+    this.step(t === 'fastboot' ? 'reboot fastboot' : 'reboot bootloader');
+    if (this.opts.dryRun) return c;
+    this.log(`rebooting to ${t === 'fastboot' ? 'fastbootd' : 'the bootloader'}`);
+    await c.reboot(t);
+    this.client = undefined;
+    await delay(100);
+    const next = await this.connect();
+    const userspace = await next.isUserspace();
+    if (userspace !== (t === 'fastboot'))
+      throw new EnvironmentError(
+        `${this.label}: asked for ${t}, device came back ${userspace ? 'in fastbootd' : 'in the bootloader'}`,
+        {
+          code: 'FLASH_MODE',
+        },
+      );
+    return next;
+  }
+
+  async run(): Promise<FlashReport> {
+    try {
+      return await this.runInner();
+    } finally {
+      await this.client?.close().catch(() => {});
+    }
+  }
+
+  private async reachFastboot(): Promise<FastbootClient> {
+    try {
+      return await this.connect(this.target.adb ? 3000 : this.rebootTimeout);
+    } catch (e) {
+      if (!this.target.adb || e instanceof FastbootFailError) throw e;
+    }
+    this.report.steps.push({
+      command: `adb -s ${this.target.adb} reboot bootloader`,
+      why: 'device is running Android',
+    });
+    if (this.opts.dryRun)
+      throw new EnvironmentError(`${this.label}: --dry-run needs the device in fastboot to plan against it`, {
+        code: 'FLASH_DRY_RUN_ADB',
+        hint: 'reboot it to the bootloader first (adb reboot bootloader)',
+      });
+    this.log('rebooting from Android to the bootloader');
+    await rebootFromAdb(this.target.adb, 'bootloader');
+    return this.connect();
+  }
+
+  private async runInner(): Promise<FlashReport> {
+    const dry = !!this.opts.dryRun;
+    let c = await this.reachFastboot();
+
+    // 1. identity and lock state, before anything is written.
+    const vars: Record<string, string | undefined> = {};
+    const get = async (v: string) => {
+      if (!(v in vars)) vars[v] = await c.tryGetvar(v);
+      return vars[v];
+    };
+    const product = await get('product');
+    this.report.product = product;
+    this.step('getvar product', 'identity check against android-info.txt');
+    for (const r of this.build.info.requirements) {
+      if (r.forProduct && r.forProduct !== product) continue;
+      const have = await get(r.variable);
+      if (r.variable !== 'product') this.step(`getvar ${r.variable}`, 'android-info.txt requirement');
+      const match =
+        have !== undefined &&
+        r.values.some((v) => v === have || (v.endsWith('*') && have.startsWith(v.slice(0, -1))));
+      if (match === r.reject)
+        throw new InputError(
+          `${this.label}: device ${r.variable} is ${JSON.stringify(have ?? '(unknown)')}, build ${r.reject ? 'rejects' : 'requires'} ${r.values.join(' or ')}`,
+          {
+            code: r.variable === 'product' ? 'FLASH_WRONG_PRODUCT' : 'FLASH_REQUIREMENT',
+            context: { variable: r.variable, device: have, required: r.values, reject: r.reject },
+            hint:
+              r.variable === 'product'
+                ? 'this build is for another device: nothing was written'
+                : 'nothing was written',
+          },
+        );
+    }
+    const unlocked = await get('unlocked');
+    this.step('getvar unlocked', 'flashing needs an unlocked bootloader');
+    if (unlocked === 'no')
+      throw new EnvironmentError(
+        `${this.label}: the bootloader is locked; flashing is refused by the device`,
+        {
+          code: 'FLASH_LOCKED',
+          hint: 'unlock it first (fastboot flashing unlock — this wipes user data); nothing was written',
+        },
+      );
+
+    // 2. slots.
+    const slotCount = Number(await get('slot-count')) || 0;
+    const current = slotCount >= 2 ? ((await get('current-slot')) ?? 'a').replace(/^_/, '') : null;
+    this.report.previousSlot = current;
+    let slot: 'a' | 'b' | null = null;
+    if (current) {
+      const want = this.opts.slot ?? 'inactive';
+      slot = want === 'inactive' ? (current === 'a' ? 'b' : 'a') : want;
+      this.step('getvar current-slot', `currently ${current}; writing slot ${slot}`);
+    }
+    this.report.slot = slot;
+
+    // 3. classify images: logical if super_empty lists them, or the device says so.
+    const superNames = this.build.superEmpty ? await superEmptyNames(this.build.superEmpty) : undefined;
+    const physical: string[] = [];
+    const logical: string[] = [];
+    for (const name of this.build.images.keys()) {
+      const slotted = slot ? `${name}_${slot}` : name;
+      let isLogical: boolean;
+      if (superNames) isLogical = superNames.has(slotted) || superNames.has(name);
+      else {
+        const v = await c.tryGetvar(`is-logical:${slotted}`);
+        isLogical = v === undefined ? USUALLY_LOGICAL.has(name) : v === 'yes';
+      }
+      (isLogical ? logical : physical).push(name);
+    }
+
+    // 4. physical partitions (bootloader, or fastbootd unless bootloader-only ones are present).
+    if (physical.length && (await c.isUserspace()) && physical.some((p) => BOOTLOADER_ONLY.has(p)))
+      c = await this.rebootTo('bootloader');
+    for (const name of physical) await this.flashOne(name, slot, false);
+
+    // 5. logical partitions from fastbootd.
+    if (logical.length) {
+      c = this.client ?? (await this.connect());
+      if (!(await c.isUserspace()) || dry) c = await this.rebootTo('fastboot');
+      if (this.build.superEmpty) {
+        this.step(
+          `update-super super ${basename(this.build.superEmpty)}`,
+          'merge the partition table (no wipe: the active slot stays)',
+        );
+        if (!dry)
+          await this.withRetry('update-super', (cl) => cl.updateSuper(this.build.superEmpty as string));
+      }
+      for (const name of logical) await this.flashOne(name, slot, true);
+    }
+
+    // 6. switch slot only after every write is verified.
+    if (slot) {
+      this.step(`set_active ${slot}`, 'every write verified');
+      if (!dry) await this.withRetry('set_active', (cl) => cl.setActive(slot));
+    }
+    if (this.opts.wipe)
+      for (const p of ['userdata', 'metadata']) {
+        this.step(`erase ${p}`, '--wipe');
+        if (!dry) await this.withRetry(`erase ${p}`, (cl) => cl.erase(p));
+      }
+    if (this.opts.lock) {
+      c = this.client ?? (await this.connect());
+      if ((await c.isUserspace()) || dry) c = await this.rebootTo('bootloader');
+      this.step('flashing lock', '--lock');
+      if (!dry) await c.flashingLock();
+    }
+    this.step('reboot');
+    if (!dry) {
+      c = this.client ?? (await this.connect());
+      await c.reboot('system');
+      this.client = undefined;
+      if (this.target.adb && !this.opts.noWaitAdb) {
+        this.log('waiting for Android (adb)');
+        await waitForAdb(this.target.adb, this.rebootTimeout);
+      }
+      if (this.opts.afterFlash) await this.opts.afterFlash(this.target.adb ?? this.target.fastboot);
+    }
+    return this.report;
+  }
+
+  /** Runs `fn` with the live client; on a dropped link, reconnects and retries. */
+  private async withRetry<T>(what: string, fn: (c: FastbootClient) => Promise<T>): Promise<T> {
+    let attempt = 0;
+    for (;;) {
+      const c = this.client ?? (await this.connect());
+      try {
+        return await fn(c);
+      } catch (e) {
+        if (!(e instanceof TransportError) || attempt >= this.retries) throw e;
+        attempt++;
+        this.log(`${what}: ${e.message}; reconnecting (retry ${attempt}/${this.retries})`);
+        await delay(200 * attempt);
+        await this.reconnect();
+      }
+    }
+  }
+
+  private async flashOne(name: string, slot: 'a' | 'b' | null, logical: boolean): Promise<void> {
+    const path = this.build.images.get(name) as string;
+    const c0 = this.client ?? (await this.connect());
+    const hasSlot = slot !== null && (logical || (await c0.tryGetvar(`has-slot:${name}`)) === 'yes');
+    const part = hasSlot ? `${name}_${slot}` : name;
+    if (slot && !hasSlot) this.log(`${name} has no slots: writing it in place`);
+    this.step(`flash ${part} ${basename(path)}`, logical ? 'logical partition (fastbootd)' : undefined);
+    if (this.opts.dryRun) return;
+    const stage = `${this.label} ${part}`;
+    if (logical && (await c0.tryGetvar(`partition-size:${part}`)) === undefined) {
+      this.step(`create-logical-partition ${part} 0`);
+      await this.withRetry(`create ${part}`, (cl) => cl.createLogicalPartition(part, 0));
+    }
+    await this.withRetry(`flash ${part}`, (cl) =>
+      cl.flash(part, path, {
+        exactName: true,
+        onProgress: this.opts.onProgress && ((e) => this.opts.onProgress?.({ ...e, stage })),
+      }),
+    );
+    const how = await this.withRetry(`verify ${part}`, (cl) => verifyPartition(cl, part, path));
+    this.report.flashed.push({ partition: part, bytes: (await stat(path)).size, verified: how });
+    this.log(`${part}: written and verified (${how})`);
+  }
+}
+
+/** Names of partitions listed in a super_empty.img (lpmake metadata). */
+async function superEmptyNames(path: string): Promise<Set<string>> {
+  const buf = await readFile(path);
+  const names = new Set<string>();
+  const headerAt = 4096 + 2 * 4096;
+  if (
+    buf.length < headerAt + 128 ||
+    buf.readUInt32LE(4096) !== 0x616c4467 ||
+    buf.readUInt32LE(headerAt) !== 0x414c5030
+  )
+    throw new InputError(`${path} is not an lpmake super_empty image`, { code: 'FLASH_INPUT' });
+  const headerSize = buf.readUInt32LE(headerAt + 8);
+  const off = buf.readUInt32LE(headerAt + 80);
+  const count = buf.readUInt32LE(headerAt + 84);
+  const size = buf.readUInt32LE(headerAt + 88);
+  const tables = headerAt + headerSize;
+  if (size < 52 || tables + off + count * size > buf.length)
+    throw new InputError(`${path}: partition table out of range`, { code: 'FLASH_INPUT' });
+  for (let i = 0; i < count; i++) {
+    const at = tables + off + i * size;
+    names.add(
+      buf
+        .subarray(at, at + 36)
+        .toString('latin1')
+        .replace(/\0.*$/s, ''),
+    );
+  }
+  return names;
+}
+
+/**
+ * Verifies a write. Always: partition-size covers the image. Where the device implements `fetch:`
+ * (fastbootd on debug builds, the Omie sim): reads the written ranges back and compares them byte
+ * for byte with the image's DATA and FILL blocks (DONT_CARE ranges are not compared).
+ */
+export async function verifyPartition(
+  c: FastbootClient,
+  part: string,
+  imagePath: string,
+): Promise<'read-back' | 'size'> {
+  const fh = await open(imagePath, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const layout = await importLayout(fh, size, imagePath);
+    const psize = await c.partitionSize(part);
+    if (psize !== undefined && psize < layout.len)
+      throw new VerificationError(
+        'flash',
+        `${part} is ${psize} bytes, smaller than the image (${layout.len})`,
+      );
+    if ((await c.tryGetvar('max-fetch-size')) === undefined) return 'size';
+    const maxFetch = Math.max(1 << 20, Math.min(await c.maxDownloadSize(), 64 << 20));
+    const bs = layout.blockSize;
+    const expect = Buffer.allocUnsafe(1 << 20);
+    const pattern = Buffer.allocUnsafe((1 << 20) + 4);
+    for (const bb of layout.blocks) {
+      if (bb.kind === 'fill')
+        for (let k = 0; k + 4 <= pattern.length; k += 4) pattern.writeUInt32LE(bb.value, k);
+      for (let done = 0; done < bb.len; done += maxFetch) {
+        const len = Math.min(maxFetch, bb.len - done);
+        const at = bb.block * bs + done;
+        let pos = 0;
+        await c.fetch(part, at, len, async (got) => {
+          for (let o = 0; o < got.length; ) {
+            const n = Math.min(expect.length, got.length - o);
+            let ref = expect;
+            let refAt = 0;
+            if (bb.kind === 'data') await fh.read(expect, 0, n, bb.offset + done + pos + o);
+            else {
+              ref = pattern;
+              refAt = (done + pos + o) % 4;
+            }
+            if (got.compare(ref, refAt, refAt + n, o, o + n) !== 0)
+              throw new VerificationError(
+                'flash',
+                `${part} differs from ${basename(imagePath)} near offset ${at + pos + o}`,
+                {
+                  context: { partition: part, offset: at + pos + o },
+                },
+              );
+            o += n;
+          }
+          pos += got.length;
+        });
+      }
+    }
+    return 'read-back';
+  } finally {
+    await fh.close();
+  }
+}
