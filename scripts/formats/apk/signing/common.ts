@@ -124,15 +124,18 @@ export interface ParsedCertificate {
 }
 
 export function parseCertificate(der: Buffer, scheme: string, what: string): ParsedCertificate {
-  let x: X509Certificate;
   try {
-    x = new X509Certificate(der);
+    return parseCertificateUnchecked(der);
   } catch (e) {
-    throw new VerificationError(scheme, `malformed certificate (${what}): ${(e as Error).message}`, {
+    throw new VerificationError(scheme, `malformed certificate (${what}): ${(e as Error).message ?? e}`, {
       code: 'APK_CERT_MALFORMED',
       context: { what },
     });
   }
+}
+
+function parseCertificateUnchecked(der: Buffer): ParsedCertificate {
+  const x = new X509Certificate(der);
   const publicKey = x.publicKey;
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const d = publicKey.asymmetricKeyDetails ?? {};

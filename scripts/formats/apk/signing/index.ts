@@ -27,8 +27,14 @@ export interface SchemeReport {
   scheme: SchemeName;
   /** The APK carries a signature of this scheme. */
   present: boolean;
-  /** Present and verified. */
+  /** Present and verified (we verify every scheme present, even one the platform would skip). */
   verified: boolean;
+  /**
+   * Whether apksigner/the platform consults this scheme for the APK's SDK range (apksig
+   * ApkVerifier): v1 only when minSdk < 24 or no v2/v3 signature exists; v2 only when minSdk < 28
+   * or no v3 signature exists. A failure in a scheme that is not consulted does not fail the verdict.
+   */
+  considered: boolean;
   signers: SchemeSigner[];
   /** Why verification failed (present && !verified). */
   error: SchemeError | null;
@@ -51,7 +57,7 @@ export interface SignatureReport {
 }
 
 function empty(scheme: SchemeName): SchemeReport {
-  return { scheme, present: false, verified: false, signers: [], error: null };
+  return { scheme, present: false, verified: false, considered: false, signers: [], error: null };
 }
 
 function asSchemeError(e: unknown): SchemeError {
@@ -148,15 +154,24 @@ export async function verifyApkSignatures(zip: ZipArchive, opts: VerifyOptions):
     schemes.v1.error = asSchemeError(e);
   }
 
+  const hasV2 = schemes.v2.present;
+  const hasV3 = schemes.v3.present || schemes['v3.1'].present;
+  schemes.v1.considered = schemes.v1.present && (opts.minSdk < 24 || (!hasV2 && !hasV3));
+  schemes.v2.considered = hasV2 && (opts.minSdk < 28 || !hasV3);
+  schemes.v3.considered = schemes.v3.present;
+  schemes['v3.1'].considered = schemes['v3.1'].present;
   const present = (Object.values(schemes) as SchemeReport[]).filter((s) => s.present);
   if (!present.length) problems.push('no signatures: the APK is not signed');
-  for (const s of present) if (!s.verified) problems.push(`${s.scheme} signature does not verify`);
+  for (const s of present)
+    if (s.considered && !s.verified) problems.push(`${s.scheme} signature does not verify`);
   if (opts.minSdk < 24 && !schemes.v1.present && present.length)
     problems.push(`minSdkVersion ${opts.minSdk} < 24 requires a v1 (JAR) signature, which is missing`);
   // Signers must agree across schemes; with rotation, older schemes carry the lineage's first key.
   const lineageCerts = new Set((lineage as LineageNode[] | null)?.map((n) => n.certificate.sha256) ?? []);
   const sameSet = (a: string[] = [], b: string[] = []) =>
     a.length === b.length && a.every((x) => b.includes(x));
+  if (!schemes.v1.considered) delete certsOf.v1;
+  if (!schemes.v2.considered) delete certsOf.v2;
   if (certsOf.v1 && certsOf.v2 && !sameSet(certsOf.v1, certsOf.v2)) problems.push('v1 and v2 signers differ');
   const newest = certsOf.v3;
   for (const older of [certsOf.v2, certsOf.v1]) {
@@ -168,9 +183,9 @@ export async function verifyApkSignatures(zip: ZipArchive, opts: VerifyOptions):
   }
   const effective = schemes.v3.verified
     ? schemes.v3.signers
-    : schemes.v2.verified
+    : schemes.v2.verified && schemes.v2.considered
       ? schemes.v2.signers
-      : schemes.v1.verified
+      : schemes.v1.verified && schemes.v1.considered
         ? schemes.v1.signers
         : [];
   return {
@@ -187,7 +202,7 @@ export async function verifyApkSignatures(zip: ZipArchive, opts: VerifyOptions):
 /** Throws the first scheme's VerificationError (or a summary one) when the report is negative. */
 export function assertVerified(report: SignatureReport, file?: string): void {
   if (report.verified) return;
-  const failed = (Object.values(report.schemes) as SchemeReport[]).find((s) => s.present && !s.verified);
+  const failed = (Object.values(report.schemes) as SchemeReport[]).find((s) => s.considered && !s.verified);
   if (failed?.error)
     throw new VerificationError(failed.scheme, failed.error.message.replace(/^v[0-9.]+: /, ''), {
       code: failed.error.code,

@@ -1,0 +1,227 @@
+/**
+ * Our APK reader against the real tools on APKs built by aapt + smali + apksigner:
+ * manifest facts == `aapt dump badging`, signatures == `apksigner verify --print-certs -v`,
+ * DEX class lists == `baksmali list classes`.
+ */
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseDexClasses } from '../../scripts/formats/apk/dex.ts';
+import { inspectApk } from '../../scripts/formats/apk/inspect.ts';
+import { ZipArchive } from '../../scripts/formats/apk/zip.ts';
+import { runTool, which } from '../../scripts/host/tools.ts';
+import { workDir } from '../helpers.ts';
+import { ensureFixtures, FIXTURES, TRACKER_CLASSES } from './fixtures.ts';
+
+let paths: Record<string, string>;
+beforeAll(async () => {
+  paths = await ensureFixtures();
+}, 240_000);
+
+interface Badging {
+  package: string;
+  versionCode: number;
+  versionName: string;
+  sdk: number;
+  target: number;
+  label: string | null;
+  permissions: Array<{ name: string; maxSdkVersion: number | null }>;
+  debuggable: boolean;
+  testOnly: boolean;
+  compileSdk: number | null;
+}
+
+export function parseBadging(out: string): Badging {
+  const pkg =
+    /^package: name='([^']*)' versionCode='(\d+)' versionName='([^']*)'(?:.*compileSdkVersion='(\d+)')?/m.exec(
+      out,
+    )!;
+  return {
+    package: pkg[1]!,
+    versionCode: Number(pkg[2]),
+    versionName: pkg[3]!,
+    compileSdk: pkg[4] ? Number(pkg[4]) : null,
+    sdk: Number(/^sdkVersion:'(\d+)'/m.exec(out)?.[1] ?? 1),
+    target: Number(/^targetSdkVersion:'(\d+)'/m.exec(out)?.[1] ?? 0),
+    label: /^application-label:'([^']*)'/m.exec(out)?.[1] ?? null,
+    // aapt also prints permissions it implies (READ_ from WRITE_EXTERNAL_STORAGE); those are not in the manifest.
+    permissions: [...out.matchAll(/^uses-permission: name='([^']*)'(?: maxSdkVersion='(\d+)')?/gm)]
+      .map((m) => ({ name: m[1]!, maxSdkVersion: m[2] ? Number(m[2]) : null }))
+      .filter(
+        (p) => !new RegExp(`^uses-implied-permission: name='${p.name.replace(/\./g, '\\.')}'`, 'm').test(out),
+      ),
+    debuggable: /^application-debuggable$/m.test(out),
+    testOnly: /^testOnly='-1'$/m.test(out),
+  };
+}
+
+export interface ApksignerResult {
+  verifies: boolean;
+  schemes: Record<'v1' | 'v2' | 'v3', boolean>;
+  signers: Array<{ sha256: string; sha1: string; dn: string }>;
+}
+
+export async function apksignerVerify(file: string): Promise<ApksignerResult> {
+  const r = await runTool('apksigner', ['verify', '--print-certs', '-v', file], { reject: false });
+  const out = r.stdout;
+  const scheme = (n: number) => new RegExp(`^Verified using v${n} scheme[^:]*: true$`, 'm').test(out);
+  const signers: ApksignerResult['signers'] = [];
+  for (const m of out.matchAll(/^Signer #(\d+) certificate DN: (.*)$/gm)) {
+    const i = m[1];
+    signers.push({
+      dn: m[2]!,
+      sha256: new RegExp(`^Signer #${i} certificate SHA-256 digest: ([0-9a-f]+)$`, 'm').exec(out)![1]!,
+      sha1: new RegExp(`^Signer #${i} certificate SHA-1 digest: ([0-9a-f]+)$`, 'm').exec(out)![1]!,
+    });
+  }
+  return {
+    verifies: r.exitCode === 0 && /^Verifies$/m.test(out),
+    schemes: { v1: scheme(1), v2: scheme(2), v3: scheme(3) },
+    signers,
+  };
+}
+
+describe('APK fixtures vs aapt dump badging', () => {
+  for (const f of FIXTURES) {
+    it(`${f.name}: identity, SDKs, permissions, label, flags`, async () => {
+      const b = parseBadging((await runTool('aapt', ['dump', 'badging', paths[f.name]!])).stdout);
+      const r = await inspectApk(paths[f.name]!);
+      expect(r.identity.package).toBe(b.package);
+      expect(r.identity.versionCode).toBe(b.versionCode);
+      expect(r.identity.versionName).toBe(b.versionName);
+      expect(r.identity.label).toBe(b.label);
+      expect(r.sdk.min).toBe(b.sdk);
+      expect(r.sdk.target).toBe(b.target);
+      expect(r.sdk.compile).toBe(b.compileSdk);
+      expect(r.permissions.requested.map((p) => ({ name: p.name, maxSdkVersion: p.maxSdkVersion }))).toEqual(
+        b.permissions,
+      );
+      expect(r.application.debuggable).toBe(b.debuggable);
+      expect(r.application.testOnly).toBe(b.testOnly);
+    }, 30_000);
+  }
+});
+
+describe('APK fixtures vs apksigner verify --print-certs -v', () => {
+  for (const f of FIXTURES) {
+    it(`${f.name}: verdict, per-scheme results, signer digests`, async () => {
+      const want = await apksignerVerify(paths[f.name]!);
+      const r = await inspectApk(paths[f.name]!);
+      expect(r.signatures.verified).toBe(want.verifies);
+      // apksigner reports a scheme as verified only when it consults it for the APK's SDK range.
+      for (const s of ['v1', 'v2', 'v3'] as const) {
+        const sc = r.signatures.schemes[s];
+        expect(sc.verified && sc.considered, s).toBe(want.schemes[s]);
+      }
+      expect(r.signatures.signers.map((s) => ({ sha256: s.sha256, sha1: s.sha1, dn: s.subject }))).toEqual(
+        want.signers,
+      );
+    }, 30_000);
+  }
+
+  it('v3 rotation: lineage old → new, older schemes signed by the old key', async () => {
+    const r = await inspectApk(paths.rotation!);
+    const old = await inspectApk(paths['v1-only']!);
+    expect(r.signatures.lineage?.map((n) => n.certificate.sha256)).toEqual([
+      old.signatures.signers[0]!.sha256,
+      r.signatures.signers[0]!.sha256,
+    ]);
+    expect(r.signatures.schemes.v2.signers[0]!.certificates[0]!.sha256).toBe(
+      old.signatures.signers[0]!.sha256,
+    );
+    expect(r.signatures.schemes.v3.signers[0]!.algorithm).toBe('ECDSA_WITH_SHA256');
+  });
+
+  it('an APK signed with the fixture key is not named as a known signer; EC keys report EC', async () => {
+    const r = await inspectApk(paths['ec-v123']!);
+    expect(r.signatures.signers[0]!.known).toBeNull();
+    expect(r.signatures.signers[0]!.keyAlgorithm).toBe('EC');
+    expect(r.signatures.signers[0]!.keySize).toBe(256);
+  });
+});
+
+describe('DEX scan', () => {
+  it.skipIf(!which('baksmali'))(
+    'class lists equal baksmali list classes, for every dex of a multidex APK',
+    async () => {
+      const z = await ZipArchive.openFile(paths['trackers-multidex']!);
+      const dexes = z.entries.filter((e) => /^classes\d*\.dex$/.test(e.name));
+      expect(dexes.length).toBe(3);
+      const dir = workDir('apk');
+      for (const e of dexes) {
+        const buf = await z.read(e);
+        const file = join(dir, `oracle-${e.name}`);
+        writeFileSync(file, buf);
+        const want = (await runTool('baksmali', ['list', 'classes', file])).stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((d) => d.slice(1, -1).replace(/\//g, '.'));
+        expect(parseDexClasses(buf).classes.sort()).toEqual(want.sort());
+      }
+      await z.close();
+    },
+    60_000,
+  );
+
+  it('finds the tracker SDKs whose classes were compiled in, and none in a clean APK', async () => {
+    const r = await inspectApk(paths['trackers-multidex']!);
+    const ids = r.trackers.map((t) => t.id).sort();
+    expect(ids).toEqual(
+      [
+        'appsflyer',
+        'facebook-ads',
+        'google-crashlytics',
+        'google-firebase-analytics',
+        'onesignal',
+        'sentry',
+      ].sort(),
+    );
+    expect(r.dex.classCount).toBe(1 + 4 + TRACKER_CLASSES.length);
+    expect(r.trackers.find((t) => t.id === 'google-firebase-analytics')!.classCount).toBe(2);
+    const clean = await inspectApk(paths.v123!);
+    expect(clean.trackers).toEqual([]);
+  });
+});
+
+describe('manifest model', () => {
+  it('components, exported rules, intent filters, meta-data, uses-library, declared permissions', async () => {
+    const r = await inspectApk(paths.v123!);
+    const byName = Object.fromEntries(r.components.map((c) => [c.name, c]));
+    expect(byName['org.omie.v123.MainActivity']!.exported).toBe(true);
+    expect(byName['org.omie.v123.MainActivity']!.intentFilters[1]!.data).toEqual([
+      { scheme: 'omie', host: 'open' },
+    ]);
+    expect(byName['org.omie.v123.SyncService']!.permission).toBe('org.omie.fixture.permission.PRIVATE');
+    // No explicit android:exported but an intent filter: exported (pre-Android 12 rule).
+    expect(byName['org.omie.v123.BootReceiver']!.exported).toBe(true);
+    expect(byName['org.omie.v123.BootReceiver']!.exportedExplicit).toBeNull();
+    expect(byName['org.omie.v123.Files']!.authorities).toBe('org.omie.fixture.files');
+    expect(r.metaData).toEqual([{ name: 'org.omie.flavor', value: 'test', resource: null }]);
+    expect(r.usesLibraries).toEqual([{ name: 'org.apache.http.legacy', required: false }]);
+    expect(r.permissions.declared).toEqual([
+      { name: 'org.omie.fixture.permission.PRIVATE', protectionLevel: 'signature', group: null },
+    ]);
+    expect(r.permissions.dangerous).toEqual([
+      'android.permission.CAMERA',
+      'android.permission.WRITE_EXTERNAL_STORAGE',
+    ]);
+    expect(r.permissions.signatureOrPrivileged).toEqual([
+      'android.permission.INSTALL_PACKAGES',
+      'org.omie.fixture.permission.PRIVATE',
+    ]);
+  });
+
+  it('application flags and sharedUserId', async () => {
+    const d = await inspectApk(paths.debuggable!);
+    expect(d.application).toMatchObject({
+      debuggable: true,
+      allowBackup: false,
+      usesCleartextTraffic: true,
+      testOnly: false,
+    });
+    const t = await inspectApk(paths['test-only']!);
+    expect(t.application).toMatchObject({ testOnly: true, persistent: true, debuggable: false });
+    expect(t.identity.sharedUserId).toBe('org.omie.shared');
+  });
+});
