@@ -11,7 +11,7 @@ import {
   readBootImage,
   readBootImageSection,
 } from '../../scripts/formats/bootimg.ts';
-import { mutate, prng, workDir } from '../helpers.ts';
+import { mutate, omie, prng, workDir } from '../helpers.ts';
 
 const W = workDir('bootimg');
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -484,5 +484,41 @@ describe('errors and fuzz', () => {
     }
     expect(ok).toBeGreaterThan(0);
     expect(Date.now() - t0).toBeLessThan(30_000);
+  });
+});
+
+describe('omie inspect', () => {
+  it('detects boot and vendor_boot images and prints --json summaries', async () => {
+    const img = join(W, 'inspect-boot.img');
+    await mkbootimg([
+      ...['--kernel', kernel, '--ramdisk', ramdisk, '--cmdline', 'console=ttyS0 quiet'],
+      ...[
+        '--os_version',
+        '14.0.0',
+        '--os_patch_level',
+        '2024-10',
+        '--header_version',
+        '2',
+        '--dtb',
+        dtb,
+        '-o',
+        img,
+      ],
+    ]);
+    const r = await omie(['--json', 'inspect', img]);
+    expect(r.exitCode).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.kind).toBe('boot-image');
+    expect(j.result).toMatchObject({
+      kind: 'boot',
+      headerVersion: 2,
+      osVersion: '14.0.0',
+      osPatchLevel: '2024-10',
+      cmdline: 'console=ttyS0 quiet',
+      kernelSize: files.kernel.length,
+      idMatches: true,
+    });
+    const h = await omie(['inspect', img]);
+    expect(h.stdout).toMatch(/OS version:\s+14\.0\.0, patch level 2024-10/);
   });
 });

@@ -21,7 +21,7 @@ import {
   writePayload,
   writeRawPayload,
 } from '../../scripts/formats/payload/writer.ts';
-import { mutate, prng, workDir } from '../helpers.ts';
+import { mutate, omie, prng, workDir } from '../helpers.ts';
 
 const W = workDir('payload');
 const BS = 4096;
@@ -407,5 +407,29 @@ describe('fuzz', () => {
         if (!(e instanceof OmieError)) throw new Error(`case ${i}: ${String((e as Error)?.stack ?? e)}`);
       }
     }
+  });
+});
+
+describe('omie inspect', () => {
+  it('detects payload.bin and OTA zip by content and prints --json summaries', async () => {
+    const p = await build('inspect', 'mixed', { securityPatchLevel: '2025-02-05' });
+    const zip = join(W, 'inspect-ota.zip');
+    await writeOtaZip(zip, p, { metadata: { 'pre-device': 'omie_tab', 'post-build': 'omie/tab/1:user' } });
+    const a = await omie(['--json', 'inspect', p]);
+    expect(a.exitCode).toBe(0);
+    const ja = JSON.parse(a.stdout);
+    expect(ja.kind).toBe('payload');
+    expect(ja.result.partitions.map((x: { name: string }) => x.name)).toEqual(['system', 'boot']);
+    expect(ja.result.securityPatchLevel).toBe('2025-02-05');
+    const b = await omie(['--json', 'inspect', zip]);
+    expect(b.exitCode).toBe(0);
+    const jb = JSON.parse(b.stdout);
+    expect(jb.kind).toBe('ota-zip');
+    expect(jb.result.otaMetadata).toMatchObject({ 'ota-type': 'AB', 'pre-device': 'omie_tab' });
+    expect(jb.result.partitions[0].sha256).toBe(sha(bufA));
+    const h = await omie(['inspect', zip]);
+    expect(h.stdout).toMatch(/ota-zip/);
+    expect(h.stdout).toMatch(/Device:\s+omie_tab/);
+    expect(h.stdout).toMatch(/system\s+192\.0 KiB|system\s+196608 B/);
   });
 });

@@ -58,6 +58,8 @@ export interface PayloadLocation {
   container: 'payload' | 'ota-zip';
   /** payload_properties.txt of the OTA zip (FILE_HASH, FILE_SIZE, METADATA_HASH, METADATA_SIZE …). */
   properties?: Record<string, string>;
+  /** META-INF/com/android/metadata of the OTA zip (ota-type, pre-device, post-build, post-timestamp …). */
+  otaMetadata?: Record<string, string>;
 }
 
 export interface PayloadExtent {
@@ -230,10 +232,12 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
   try {
     let payload: yauzl.Entry | undefined;
     let props: yauzl.Entry | undefined;
+    let meta: yauzl.Entry | undefined;
     await new Promise<void>((res, rej) => {
       zip.on('entry', (e: yauzl.Entry) => {
         if (e.fileName === 'payload.bin') payload = e;
         else if (e.fileName === 'payload_properties.txt') props = e;
+        else if (e.fileName === 'META-INF/com/android/metadata') meta = e;
         zip.readEntry();
       });
       zip.on('end', () => res());
@@ -290,7 +294,15 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
       await fh.close();
     }
     const properties = props ? await readProperties(zip, props, path) : undefined;
-    return { file: path, offset: dataOffset, size: payload.compressedSize, container: 'ota-zip', properties };
+    const otaMetadata = meta ? await readProperties(zip, meta, path) : undefined;
+    return {
+      file: path,
+      offset: dataOffset,
+      size: payload.compressedSize,
+      container: 'ota-zip',
+      properties,
+      otaMetadata,
+    };
   } finally {
     zip.close();
   }
@@ -301,19 +313,16 @@ async function readProperties(
   e: yauzl.Entry,
   path: string,
 ): Promise<Record<string, string>> {
-  checkBound(
-    'ota-zip',
-    'payload_properties.txt size',
-    e.uncompressedSize,
-    MAX_PROPERTIES_SIZE,
-    undefined,
-    path,
-  );
+  checkBound('ota-zip', `${e.fileName} size`, e.uncompressedSize, MAX_PROPERTIES_SIZE, undefined, path);
   const text = await new Promise<string>((res, rej) =>
     zip.openReadStream(e, (err, s) => {
       if (err || !s) return rej(zipError(path, err));
       const parts: Buffer[] = [];
-      s.on('data', (c: Buffer) => parts.push(c));
+      let n = 0;
+      s.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n <= MAX_PROPERTIES_SIZE) parts.push(c);
+      });
       s.on('end', () => res(Buffer.concat(parts).toString('utf8')));
       s.on('error', (er) => rej(zipError(path, er)));
     }),
@@ -701,6 +710,7 @@ export interface PayloadListing {
   metadataSignatures: number;
   payloadSignatures: number;
   properties?: Record<string, string>;
+  otaMetadata?: Record<string, string>;
 }
 
 export async function listPayload(path: string): Promise<PayloadListing> {
@@ -735,5 +745,6 @@ export async function listPayload(path: string): Promise<PayloadListing> {
     metadataSignatures: p.metadataSignatures.length,
     payloadSignatures: p.payloadSignatures.length,
     properties: p.location.properties,
+    otaMetadata: p.location.otaMetadata,
   };
 }
