@@ -238,7 +238,8 @@ async function readSparseFrom(
   opts: ReadSparseOptions,
 ): Promise<SparseHeader> {
   const verifyCrc = opts.verifyCrc ?? true;
-  const bufSize = Math.max(4096, opts.bufferSize ?? IO_SIZE);
+  // Never more than the file needs: small images (and fuzzing) should not pay for 8 MiB.
+  const bufSize = Math.max(4096, Math.min(opts.bufferSize ?? IO_SIZE, fileSize));
   const buf = Buffer.allocUnsafeSlow(bufSize);
   // Window [winStart, winStart + winLen) of the file is in buf.
   let winStart = 0;
