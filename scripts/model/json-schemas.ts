@@ -1,13 +1,19 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { statementSchema } from '../attest/statement.ts';
+import { auditReportSchema } from '../audit/schema.ts';
+import { conformanceSchemas } from '../conformance/spec-schema.ts';
 import { modelSchemas } from './schemas.ts';
 
-/** Extra schemas owned by other modules (conformance spec, reports, audit) register here. */
-export const extraSchemas: Array<{ json: string; schema: z.ZodType }> = [];
-
+/** Every JSON Schema the kit publishes in spec/schemas/, with the zod schema it comes from. */
 export function allSchemas(): Array<{ json: string; schema: z.ZodType }> {
-  return [...Object.values(modelSchemas), ...extraSchemas];
+  return [
+    ...Object.values(modelSchemas),
+    ...conformanceSchemas,
+    { json: 'spec/schemas/audit.schema.json', schema: auditReportSchema },
+    { json: 'spec/schemas/attestation-statement.schema.json', schema: statementSchema },
+  ];
 }
 
 /** JSON Schema text for a zod schema (input side: what a user writes in YAML). */

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerAudit } from './audit.ts';
 import { registerBench } from './bench.ts';
 import { registerDoctor } from './doctor.ts';
 import { registerFlash } from './flash.ts';
@@ -22,6 +23,7 @@ export const commands: Array<(program: Command) => void> = [
   registerInspect,
   registerBench,
   registerVerifyAttestation,
+  registerAudit,
   registerSim,
   registerFlash,
 ];
