@@ -53,7 +53,7 @@ function handmade(opts: {
   head.writeUInt32LE(bs, 12);
   head.writeUInt32LE(opts.totalBlocks ?? opts.chunks.reduce((a, c) => a + c.blocks, 0), 16);
   head.writeUInt32LE(opts.chunks.length, 20);
-  const parts = [head];
+  const parts: Buffer[] = [head];
   for (const c of opts.chunks) {
     const h = Buffer.alloc(ch);
     const payload = c.payload ?? Buffer.alloc(0);
@@ -184,14 +184,22 @@ describe('sparse → raw', () => {
 
   it('gives typed errors with offset and field for broken headers and chunks', async () => {
     const { sparse } = richSample();
+    const u32At = (at: number, v: number) => (b: Buffer) => {
+      b.writeUInt32LE(v, at);
+      return b;
+    };
+    const u16At = (at: number, v: number) => (b: Buffer) => {
+      b.writeUInt16LE(v, at);
+      return b;
+    };
     const cases: Array<[string, (b: Buffer) => Buffer, string]> = [
-      ['magic', (b) => (b.writeUInt32LE(0, 0), b), 'magic'],
-      ['major', (b) => (b.writeUInt16LE(2, 4), b), 'major_version'],
-      ['block size', (b) => (b.writeUInt32LE(1022, 12), b), 'blk_sz'],
-      ['chunk type', (b) => (b.writeUInt16LE(0xcaff, 32), b), 'chunk_type'],
-      ['raw total_sz', (b) => (b.writeUInt32LE(100, 32 + 8), b), 'total_sz'],
-      ['past total_blks', (b) => (b.writeUInt32LE(3, 16), b), 'chunk_sz'],
-      ['too few blocks', (b) => (b.writeUInt32LE(100, 16), b), 'total_blks'],
+      ['magic', u32At(0, 0), 'magic'],
+      ['major', u16At(4, 2), 'major_version'],
+      ['block size', u32At(12, 1022), 'blk_sz'],
+      ['chunk type', u16At(32, 0xcaff), 'chunk_type'],
+      ['raw total_sz', u32At(32 + 8, 100), 'total_sz'],
+      ['past total_blks', u32At(16, 3), 'chunk_sz'],
+      ['too few blocks', u32At(16, 100), 'total_blks'],
       ['truncated', (b) => b.subarray(0, 100), 'chunk 0 data'],
     ];
     for (const [name, f, field] of cases) {
