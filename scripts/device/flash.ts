@@ -329,7 +329,7 @@ class FlashSession {
             context: { target: this.target.fastboot, last: (last as Error)?.message },
             hint: 'is the device in the bootloader? pass --adb SERIAL so omie can reboot it there',
           });
-        await delay(250);
+        await delay(100);
       }
     }
   }

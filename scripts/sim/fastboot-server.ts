@@ -42,12 +42,15 @@ export interface FastbootServer {
   close(): Promise<void>;
   /** Replaces the option-level faults (undefined: use device.json's). */
   setFaults(f: SimFaults | undefined): void;
+  /** Replaces the command listener (tests record what clients send). */
+  onCommand(fn: ((cmd: string, mode: DeviceMode) => void) | undefined): void;
 }
 
 const FASTBOOT_MODES: DeviceMode[] = ['bootloader', 'fastbootd'];
 
 export async function startFastbootServer(opts: FastbootServerOptions): Promise<FastbootServer> {
   let optFaults = opts.faults;
+  const sessionOpts: FastbootServerOptions = { ...opts };
   /** Connections a drop/reset fault has hit, to honour `faults.times`. */
   let faultHits = 0;
   const sockets = new Set<Socket>();
@@ -58,7 +61,7 @@ export async function startFastbootServer(opts: FastbootServerOptions): Promise<
     sock.setNoDelay(true);
     const faults = optFaults ?? opts.state.info.faults;
     const useFault = faults && (faults.times === undefined || faultHits < faults.times);
-    new Session(sock, opts, useFault ? faults : undefined, () => {
+    new Session(sock, sessionOpts, useFault ? faults : undefined, () => {
       faultHits++;
     })
       .run()
@@ -73,6 +76,9 @@ export async function startFastbootServer(opts: FastbootServerOptions): Promise<
   const port = typeof addr === 'object' && addr ? addr.port : (opts.port ?? 0);
   return {
     port,
+    onCommand(fn) {
+      sessionOpts.onCommand = fn;
+    },
     setFaults(f) {
       optFaults = f;
       faultHits = 0;
@@ -149,7 +155,11 @@ class Session {
     try {
       await this.st.reload();
       this.mode = this.d.mode;
-      if (!FASTBOOT_MODES.includes(this.mode)) return; // not in fastboot: nobody listens
+      if (!FASTBOOT_MODES.includes(this.mode)) {
+        // Not in fastboot: like a closed port, refuse at once (RST) so clients fail fast.
+        this.sock.resetAndDestroy();
+        return;
+      }
       const hs = await this.reader.read(4);
       if (hs.subarray(0, 2).toString('latin1') !== 'FB' || !/^\d\d$/.test(hs.subarray(2).toString('latin1')))
         return;

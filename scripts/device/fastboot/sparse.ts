@@ -306,6 +306,7 @@ export async function writeSparse(
     c.writeUInt32LE(total, 8);
     return c;
   };
+  const window = new ReadWindow(src, Math.max(bufSize, 4 << 20));
   last = 0;
   for (const bb of layout.blocks) {
     if (bb.block > last) await write(chunkHeader(CHUNK_DONT_CARE, bb.block - last, CHUNK_HEADER_SIZE));
@@ -320,11 +321,7 @@ export async function writeSparse(
       let done = 0;
       while (done < bb.len) {
         const n = Math.min(bufSize, bb.len - done);
-        // A fresh buffer per write: the sink may keep a reference until it is flushed.
-        const buf = Buffer.allocUnsafe(n);
-        const { bytesRead } = await src.read(buf, 0, n, bb.offset + done);
-        if (bytesRead !== n) throw fmtErr('source file shrank while sending', { offset: bb.offset + done });
-        await write(buf);
+        await write(await window.get(bb.offset + done, n));
         done += n;
       }
       const pad = nblocks * bs - bb.len;
@@ -333,6 +330,38 @@ export async function writeSparse(
     last = bb.block + nblocks;
   }
   if (tail > 0) await write(chunkHeader(CHUNK_DONT_CARE, divRoundUp(tail, bs), CHUNK_HEADER_SIZE));
+}
+
+/**
+ * Sequential reads through a large window: images with many short DATA runs would otherwise cost
+ * one small read per run. Returned buffers are fresh (the sink may hold them until flushed).
+ */
+class ReadWindow {
+  private buf = Buffer.alloc(0);
+  private at = 0;
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly size: number,
+  ) {}
+
+  async get(offset: number, n: number): Promise<Buffer> {
+    if (n > this.size) return this.direct(offset, n);
+    if (offset < this.at || offset + n > this.at + this.buf.length) {
+      const b = Buffer.allocUnsafe(this.size);
+      const { bytesRead } = await this.fh.read(b, 0, this.size, offset);
+      this.buf = b.subarray(0, bytesRead);
+      this.at = offset;
+      if (bytesRead < n) throw fmtErr('source file shrank while sending', { offset: offset + bytesRead });
+    }
+    return Buffer.from(this.buf.subarray(offset - this.at, offset - this.at + n));
+  }
+
+  private async direct(offset: number, n: number): Promise<Buffer> {
+    const b = Buffer.allocUnsafe(n);
+    const { bytesRead } = await this.fh.read(b, 0, n, offset);
+    if (bytesRead !== n) throw fmtErr('source file shrank while sending', { offset: offset + bytesRead });
+    return b;
+  }
 }
 
 /**

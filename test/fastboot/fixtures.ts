@@ -1,0 +1,113 @@
+/** Shared fixtures for the fastboot suites: a small virtual device and small images. */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { type FastbootServer, startFastbootServer } from '../../scripts/sim/fastboot-server.ts';
+import { type DeviceMode, defaultSimProfile, type SimProfile, SimState } from '../../scripts/sim/state.ts';
+import { prng, workDir } from '../helpers.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export const smallProfile = (o: Partial<SimProfile> = {}): SimProfile =>
+  defaultSimProfile({
+    partitions: [
+      { name: 'boot', size: 4 * MiB, logical: false, slotted: true },
+      { name: 'vbmeta', size: 64 * KiB, logical: false, slotted: true },
+      { name: 'misc', size: 64 * KiB, logical: false, slotted: false },
+      { name: 'metadata', size: 1 * MiB, logical: false, slotted: false },
+      { name: 'userdata', size: 32 * MiB, logical: false, slotted: false },
+      { name: 'system', size: 4 * MiB, logical: true, slotted: true },
+      { name: 'vendor', size: 2 * MiB, logical: true, slotted: true },
+    ],
+    superSize: 64 * MiB,
+    maxDownloadSize: 8 * MiB,
+    ...o,
+  });
+
+export interface Sim {
+  dir: string;
+  state: SimState;
+  server: FastbootServer;
+  port: number;
+  addr: string;
+  setMode(m: DeviceMode): Promise<void>;
+  close(): Promise<void>;
+}
+
+let counter = 0;
+export async function makeSim(
+  name: string,
+  opts: { profile?: Partial<SimProfile>; mode?: DeviceMode } = {},
+): Promise<Sim> {
+  const dir = join(workDir('fastboot'), `${name}-${process.pid}-${counter++}`);
+  await rm(dir, { recursive: true, force: true });
+  const state = await SimState.create(dir, smallProfile(opts.profile));
+  await state.update((d) => {
+    d.mode = opts.mode ?? 'bootloader';
+  });
+  const server = await startFastbootServer({ state, port: 0, rebootDelayMs: 20 });
+  return {
+    dir,
+    state,
+    server,
+    port: server.port,
+    addr: `tcp:127.0.0.1:${server.port}`,
+    setMode: (m) =>
+      state.update((d) => {
+        d.mode = m;
+      }),
+    close: async () => {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Bytes of random data mixed with zero and 0xAB-filled 4 KiB blocks, so sparse chunks of every kind appear. */
+export function mixedImage(size: number, seed: number): Buffer {
+  const r = prng(seed);
+  const b = Buffer.alloc(size);
+  for (let o = 0; o < size; o += 4096) {
+    const k = r();
+    const end = Math.min(size, o + 4096);
+    if (k < 0.5) randomBytes(end - o).copy(b, o);
+    else if (k < 0.7) b.fill(0xab, o, end);
+  }
+  return b;
+}
+
+export async function writeFileIn(dir: string, name: string, data: Buffer): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const p = join(dir, name);
+  await writeFile(p, data);
+  return p;
+}
+
+export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Hash of every partition image of a sim, by file name. */
+export async function partitionHashes(sim: Sim): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const pdir = join(sim.dir, 'partitions');
+  for (const f of (await readdir(pdir)).sort())
+    if (f.endsWith('.img')) out[f] = sha256(await readFile(join(pdir, f)));
+  return out;
+}
+
+export const HAVE_FASTBOOT = await execa('fastboot', ['--version'], { reject: false }).then(
+  (r) => r.exitCode === 0,
+  () => false,
+);
+export const HAVE_IMG2SIMG = existsSync('/usr/bin/img2simg');
+
+/** Runs Debian's real fastboot against the sim. */
+export function realFastboot(sim: Sim, args: string[], timeout = 60_000) {
+  return execa('fastboot', ['-s', sim.addr, ...args], {
+    reject: false,
+    timeout,
+    env: { ANDROID_PRODUCT_OUT: '' },
+  });
+}
