@@ -46,7 +46,7 @@ export async function runChecks(spec: Spec, view: SystemView, opts: EngineOption
   const results: RequirementResult[] = [];
   const reqs = spec.requirements.filter((r) => !opts.only || opts.only.includes(r.id));
   for (const [i, req] of reqs.entries()) {
-    opts.onProgress?.({ stage: `check ${req.id}`, done: i, total: reqs.length, unit: 'items' });
+    opts.onProgress?.({ stage: 'check requirements', done: i, total: reqs.length, unit: 'items' });
     const t0 = performance.now();
     let outcome: CheckOutcome;
     const fn = checks[req.id];
@@ -100,7 +100,7 @@ export async function runChecks(spec: Spec, view: SystemView, opts: EngineOption
     );
     results.push(result);
   }
-  opts.onProgress?.({ stage: 'check', done: reqs.length, total: reqs.length, unit: 'items' });
+  opts.onProgress?.({ stage: 'check requirements', done: reqs.length, total: reqs.length, unit: 'items' });
   return {
     reportVersion: 1,
     tool: { name: 'omie', version: pkg.version },

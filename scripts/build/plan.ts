@@ -1,0 +1,891 @@
+/**
+ * The build plan: what `omie build` will do to each partition of a base, as plain JSON-serialisable
+ * data (printed by `--dry-run`, stored in the build record) — APK directories to remove (decided
+ * by the package name read from each APK's manifest, or by its signer certificate, never by folder
+ * names), Google permission/sysconfig/default-permission/preferred-apps XMLs and libraries to
+ * remove, references to removed packages to cut from the XMLs that stay, files to add (the
+ * product's apps with their privapp allowlists and default-permission XMLs, plus any extra files
+ * such as overlays) with mode/owner/SELinux label, and property edits.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InputError, VerificationError } from '../errors.ts';
+import { parseArsc } from '../formats/apk/arsc.ts';
+import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
+import { type ApkManifest, parseManifest } from '../formats/apk/manifest.ts';
+import { verifyApkSignatures } from '../formats/apk/signing/index.ts';
+import { ZipArchive } from '../formats/apk/zip.ts';
+import { FileContexts } from '../fs/selinux.ts';
+import type { FsEntry, FsReader } from '../fs/types.ts';
+import { certSha256, openKeys } from '../keys/store.ts';
+import type { ResolvedApp, ResolvedProduct } from '../model/index.ts';
+import type { ProgressFn } from '../progress.ts';
+import {
+  type BuildIdentity,
+  buildDescription,
+  buildFingerprint,
+  getProp,
+  type PropEdit,
+  parseProps,
+  propPatternMatches,
+} from './props.ts';
+import { declaredLibraries, removePackageReferences, type XmlReference, xmlAttr } from './xml-edits.ts';
+
+/**
+ * Packages Omie removes by default (exact names or `*` globs): Google Mobile Services and Google
+ * apps. Anything signed by Google's release certificate is removed too (see googleSigners).
+ */
+export const DEFAULT_GOOGLE_PACKAGES: readonly string[] = [
+  'com.google.android.gms',
+  'com.google.android.gms.*',
+  'com.google.android.gsf',
+  'com.google.android.gsf.*',
+  'com.android.vending',
+  'com.google.android.googlequicksearchbox',
+  'com.google.android.setupwizard*',
+  'com.google.android.webview',
+  'com.google.android.trichromelibrary*',
+  'com.android.chrome',
+  'com.google.android.syncadapters.*',
+  'com.google.android.backuptransport',
+  'com.google.android.backup',
+  'com.google.android.feedback',
+  'com.google.android.partnersetup',
+  'com.google.android.onetimeinitializer',
+  'com.google.android.configupdater',
+  'com.google.android.apps.*',
+  'com.google.android.youtube*',
+  'com.google.android.gm',
+  'com.google.android.calendar',
+  'com.google.android.contacts',
+  'com.google.android.dialer',
+  'com.google.android.inputmethod.*',
+  'com.google.android.tts',
+  'com.google.android.marvin.talkback',
+  'com.google.android.music',
+  'com.google.android.videos',
+  'com.google.android.keep',
+  'com.google.android.play.games',
+  'com.google.android.as',
+  'com.google.android.as.oss',
+  'com.google.android.projection.gearhead',
+  'com.google.android.gsf.login',
+  'com.google.android.ims',
+  'com.google.android.soundpicker',
+  'com.google.android.printservice.recommendation',
+  'com.google.android.apps.restore',
+  'com.google.ar.core',
+  'com.google.ar.lens',
+];
+
+/** Props removed with the default Google set. */
+export const DEFAULT_GOOGLE_PROPS: readonly string[] = [
+  'ro.com.google.*',
+  'ro.setupwizard.*',
+  'ro.opa.*',
+  'ro.error.receiver.system.apps',
+];
+
+/** Props forced on every Omie image (a release build that cannot be debugged into). */
+export const ENFORCED_PROPS: Readonly<Record<string, string>> = {
+  'ro.build.type': 'user',
+  'ro.debuggable': '0',
+  'ro.secure': '1',
+  'ro.adb.secure': '1',
+  'ro.control_privapp_permissions': 'enforce',
+};
+
+/** Directories whose XMLs configure packages (frameworks/base SystemConfig + default-permissions). */
+const CONFIG_DIRS = ['etc/permissions', 'etc/sysconfig', 'etc/default-permissions', 'etc/preferred-apps'];
+
+export type PartitionName = 'system' | 'system_ext' | 'product' | 'vendor' | 'odm';
+
+export interface PartitionInput {
+  name: PartitionName;
+  fs: FsReader;
+}
+
+export interface ApkIdentity {
+  package: string;
+  versionCode: number;
+  versionName: string | null;
+  /** Signer certificate SHA-256 digests (v3 → v2 → v1 as apksigner reports them). */
+  signers: string[];
+  /** Whether the signatures verify. */
+  verified: boolean;
+}
+
+export interface PlannedApk {
+  path: string;
+  package: string;
+  versionName: string | null;
+  signers: string[];
+  action: 'remove' | 'keep';
+  reason: string;
+}
+
+export interface PlannedRemoval {
+  path: string;
+  kind: 'apk-dir' | 'apk' | 'xml' | 'library' | 'file';
+  reason: string;
+  package?: string;
+}
+
+export interface PlannedAddition {
+  path: string;
+  kind: 'dir' | 'file';
+  /** Host file to copy (APKs, overlays). */
+  source?: string;
+  /** Inline content (generated XMLs). */
+  content?: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** SELinux label from the partition's own file_contexts (null: none matched). */
+  label: string | null;
+  package?: string;
+  sha256?: string;
+  reason: string;
+}
+
+export interface PlannedXmlEdit {
+  path: string;
+  /** Packages whose references are cut (the apply step recomputes the text from these). */
+  packages: string[];
+  removed: XmlReference[];
+}
+
+export interface PlannedPropFile {
+  path: string;
+  edits: PropEdit[];
+}
+
+export interface PartitionPlan {
+  partition: PartitionName;
+  fs: 'ext4' | 'erofs';
+  /** Where the partition is mounted on the device ("/" for a system-as-root system image). */
+  mountPoint: string;
+  /** Path of the partition's content inside the image ("/system" for system-as-root, else ""). */
+  prefix: string;
+  apks: PlannedApk[];
+  removals: PlannedRemoval[];
+  xmlEdits: PlannedXmlEdit[];
+  additions: PlannedAddition[];
+  props: PlannedPropFile[];
+}
+
+export interface Plan {
+  schema: 'omie.plan/1';
+  product: { name: string; version: string };
+  partitions: PartitionPlan[];
+  removedPackages: string[];
+  keptPackages: string[];
+  addedPackages: string[];
+}
+
+/** An extra file to place (e.g. a compiled overlay): the plan fills in label and parent dirs. */
+export interface ExtraFile {
+  partition: PartitionName;
+  /** Path relative to the partition root, e.g. "overlay/OmieBranding.apk". */
+  path: string;
+  source?: string;
+  content?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  package?: string;
+  reason: string;
+}
+
+export interface PlanOptions {
+  /** Extra signer digests to treat as Google's (the sample base's stand-in key, tests). */
+  googleSigners?: string[];
+  /** Reads an APK's identity; default: manifest + signatures via scripts/formats/apk. */
+  identify?: (apkHostPath: string) => Promise<ApkIdentity>;
+  /** Files to add besides the product's apps (overlays…). */
+  extraFiles?: ExtraFile[];
+  /** Check each product app's APK against its pinned sha256 and signer (default true). */
+  verifyApps?: boolean;
+  onProgress?: ProgressFn;
+}
+
+/** Reads package identity and signer digests from an APK file. */
+export async function readApkIdentity(path: string): Promise<ApkIdentity> {
+  const zip = await ZipArchive.openFile(path);
+  try {
+    const m = zip.entry('AndroidManifest.xml');
+    if (!m)
+      throw new InputError(`${path}: APK has no AndroidManifest.xml`, {
+        code: 'APK_NO_MANIFEST',
+        context: { file: path },
+      });
+    const arscEntry = zip.entry('resources.arsc');
+    let manifest: ApkManifest;
+    try {
+      manifest = parseManifest(
+        await zip.read(m),
+        arscEntry ? parseArsc(await zip.read(arscEntry), path) : null,
+        path,
+      );
+    } catch {
+      // Resource resolution is only for labels: identity does not need it.
+      manifest = parseManifest(await zip.read(m), null, path);
+    }
+    const sig = await verifyApkSignatures(zip, { minSdk: manifest.minSdkVersion });
+    return {
+      package: manifest.package,
+      versionCode: manifest.versionCode,
+      versionName: manifest.versionName,
+      signers: sig.signers.map((s) => s.sha256.toLowerCase()),
+      verified: sig.verified,
+    };
+  } finally {
+    await zip.close();
+  }
+}
+
+/** The default set of Google signer digests (spec/known-signers.yaml entries of Google) plus extras. */
+export function googleSignerSet(extra: string[] = []): Set<string> {
+  const known = defaultKnownSigners()
+    .signers.filter((s) => s.id.startsWith('google') || s.aliases?.includes('google'))
+    .map((s) => s.sha256);
+  return new Set([...known, ...extra].map((s) => s.toLowerCase()));
+}
+
+/** Package matcher for exact names and `*` globs. */
+export function packageMatcher(patterns: readonly string[]): (pkg: string) => boolean {
+  const exact = new Set(patterns.filter((p) => !p.includes('*')));
+  const globs = patterns
+    .filter((p) => p.includes('*'))
+    .map(
+      (p) =>
+        new RegExp(
+          `^${p
+            .split('*')
+            .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+            .join('.*')}$`,
+        ),
+    );
+  return (pkg) => exact.has(pkg) || globs.some((g) => g.test(pkg));
+}
+
+interface PartCtx {
+  input: PartitionInput;
+  entries: FsEntry[];
+  byPath: Map<string, FsEntry>;
+  prefix: string;
+  mountPoint: string;
+  contexts: FileContexts | null;
+  plan: PartitionPlan;
+}
+
+const OWN_CONTEXTS: Record<PartitionName, string> = {
+  system: 'etc/selinux/plat_file_contexts',
+  system_ext: 'etc/selinux/system_ext_file_contexts',
+  product: 'etc/selinux/product_file_contexts',
+  vendor: 'etc/selinux/vendor_file_contexts',
+  odm: 'etc/selinux/odm_file_contexts',
+};
+
+/** Computes the plan for a product over the opened partitions of its base. */
+export async function makePlan(
+  parts: PartitionInput[],
+  product: ResolvedProduct,
+  opts: PlanOptions = {},
+): Promise<Plan> {
+  const p = product.product;
+  const identify = opts.identify ?? readApkIdentity;
+  const googleSigners = googleSignerSet(opts.googleSigners);
+  const removals = p.removals ?? { defaults: true, packages: [], patterns: [], keep: [] };
+  const isListed = packageMatcher([
+    ...(removals.defaults ? DEFAULT_GOOGLE_PACKAGES : []),
+    ...removals.packages,
+    ...removals.patterns,
+  ]);
+  const keep = new Set(removals.keep);
+
+  // Open every partition: listing, layout, file_contexts.
+  const ctxs: PartCtx[] = [];
+  for (const input of parts) {
+    const entries = await input.fs.list();
+    const byPath = new Map(entries.map((e) => [e.path, e]));
+    const sar = input.name === 'system' && byPath.has('/system/build.prop');
+    const prefix = sar ? '/system' : '';
+    const mountPoint = sar ? '/' : `/${input.name}`;
+    ctxs.push({
+      input,
+      entries,
+      byPath,
+      prefix,
+      mountPoint,
+      contexts: null,
+      plan: {
+        partition: input.name,
+        fs: input.fs.kind,
+        mountPoint,
+        prefix,
+        apks: [],
+        removals: [],
+        xmlEdits: [],
+        additions: [],
+        props: [],
+      },
+    });
+  }
+  const sysCtx = ctxs.find((c) => c.input.name === 'system');
+  const plat = sysCtx ? await readContexts(sysCtx, OWN_CONTEXTS.system) : null;
+  for (const c of ctxs) {
+    const own = c.input.name === 'system' ? null : await readContexts(c, OWN_CONTEXTS[c.input.name]);
+    const list = [plat, own].filter((x): x is FileContexts => !!x);
+    c.contexts = list.length ? FileContexts.concat(...list) : null;
+  }
+
+  // 1. APKs, identified by manifest and signer.
+  const tmp = await mkdtemp(join(tmpdir(), 'omie-plan-'));
+  const removedPkgs = new Set<string>();
+  const keptPkgs = new Set<string>();
+  try {
+    let n = 0;
+    const allApks = ctxs.flatMap((c) =>
+      c.entries
+        .filter(
+          (e) => e.type === 'file' && e.path.endsWith('.apk') && !e.path.startsWith(`${c.prefix}/framework/`),
+        )
+        .map((e) => ({ c, e })),
+    );
+    for (const { c, e } of allApks) {
+      const host = join(tmp, `apk${n++}.apk`);
+      await c.input.fs.copyOut(e.path, host);
+      const id = await identify(host).catch((err: unknown) => {
+        throw new InputError(
+          `${c.input.name}:${e.path}: cannot read the APK's identity: ${(err as Error).message}`,
+          {
+            code: 'PLAN_APK_UNREADABLE',
+            context: { partition: c.input.name, path: e.path },
+            cause: err,
+          },
+        );
+      });
+      await rm(host, { force: true });
+      let action: 'remove' | 'keep' = 'keep';
+      let reason = 'not a Google package';
+      if (keep.has(id.package)) reason = 'kept by product removals.keep';
+      else if (isListed(id.package)) {
+        action = 'remove';
+        reason =
+          removals.defaults && packageMatcher(DEFAULT_GOOGLE_PACKAGES)(id.package)
+            ? 'default Google package set'
+            : 'product removals';
+      } else if (id.signers.some((s) => googleSigners.has(s))) {
+        action = 'remove';
+        reason = "signed with Google's release certificate";
+      }
+      c.plan.apks.push({
+        path: e.path,
+        package: id.package,
+        versionName: id.versionName,
+        signers: id.signers,
+        action,
+        reason,
+      });
+      (action === 'remove' ? removedPkgs : keptPkgs).add(id.package);
+      if (action === 'remove') {
+        const dir = e.path.slice(0, e.path.lastIndexOf('/'));
+        const isAppDir = new RegExp(`^${escapeRe(c.prefix)}/(priv-app|app)/[^/]+$`).test(dir);
+        // An app folder holds one APK (plus oat/, lib/): remove the folder, unless others APKs share it.
+        const siblings = c.entries.filter(
+          (x) => x.path.startsWith(`${dir}/`) && x.path.endsWith('.apk') && x.path !== e.path,
+        );
+        if (isAppDir && siblings.length === 0)
+          c.plan.removals.push({
+            path: dir,
+            kind: 'apk-dir',
+            reason: `${id.package}: ${reason}`,
+            package: id.package,
+          });
+        else
+          c.plan.removals.push({
+            path: e.path,
+            kind: 'apk',
+            reason: `${id.package}: ${reason}`,
+            package: id.package,
+          });
+      }
+      opts.onProgress?.({ stage: 'plan apks', done: n, total: allApks.length, unit: 'items' });
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  for (const pkg of removedPkgs) keptPkgs.delete(pkg);
+  const isRemoved = (pkg: string) => removedPkgs.has(pkg) || (isListed(pkg) && !keep.has(pkg));
+
+  // 2. Google libraries and configuration XMLs; references to removed packages in the others.
+  for (const c of ctxs) {
+    for (const e of c.entries) {
+      if (e.type !== 'file') continue;
+      const rel = e.path.slice(c.prefix.length + 1);
+      if (/^framework\/(.*\/)?com\.google\.[^/]*$/.test(rel)) {
+        c.plan.removals.push({ path: e.path, kind: 'library', reason: 'Google shared library' });
+        continue;
+      }
+      if (!CONFIG_DIRS.some((d) => rel.startsWith(`${d}/`)) || !rel.endsWith('.xml')) continue;
+      const name = rel.slice(rel.lastIndexOf('/') + 1);
+      const text = (await c.input.fs.readFile(e.path)).toString('utf8');
+      const libs = declaredLibraries(text, e.path);
+      if (/google|gms/i.test(name) || libs.some((l) => l.startsWith('com.google.'))) {
+        c.plan.removals.push({
+          path: e.path,
+          kind: 'xml',
+          reason: libs.length ? `declares Google library ${libs.join(', ')}` : 'Google configuration XML',
+        });
+        continue;
+      }
+      const r = removePackageReferences(text, isRemoved, e.path);
+      if (r.removed.length === 0) continue;
+      if (r.remainingChildren === 0)
+        c.plan.removals.push({ path: e.path, kind: 'xml', reason: 'only referenced removed packages' });
+      else
+        c.plan.xmlEdits.push({
+          path: e.path,
+          packages: [...new Set(r.removed.map((x) => x.package))].sort(),
+          removed: r.removed,
+        });
+    }
+  }
+
+  // 3. The product's apps, with allowlists.
+  const personalClouds = product.apps.filter((a) => a.role === 'personal-cloud');
+  if (product.apps.length && personalClouds.length !== 1)
+    throw new InputError(
+      `product ${p.name} must name exactly one personal-cloud app, found ${personalClouds.length}`,
+      {
+        code: 'PLAN_PERSONAL_CLOUD',
+        context: { apps: personalClouds.map((a) => a.name) },
+        hint: 'set role: personal-cloud on exactly one prebuilt app',
+      },
+    );
+  const added: string[] = [];
+  for (const app of product.apps) {
+    const c = ctxs.find((x) => x.input.name === app.partition);
+    if (!c)
+      throw new InputError(
+        `app ${app.name} goes on partition ${app.partition}, which the base does not have`,
+        {
+          code: 'PLAN_NO_PARTITION',
+          context: { app: app.name, partition: app.partition, have: ctxs.map((x) => x.input.name) },
+          hint: `set partition: to one of ${ctxs.map((x) => x.input.name).join(', ')} in prebuilt-apps/${app.name}/app.yaml`,
+        },
+      );
+    const sha256 = await verifyApp(app, opts.verifyApps !== false ? identify : null);
+    const dir = `${c.prefix}/${app.privileged ? 'priv-app' : 'app'}/${app.name}`;
+    if (c.byPath.has(dir) && !c.plan.removals.some((r) => r.path === dir))
+      c.plan.removals.push({
+        path: dir,
+        kind: 'file',
+        reason: `replaced by ${app.name}`,
+        package: app.package,
+      });
+    addFile(c, {
+      path: `${dir}/${app.name}.apk`,
+      kind: 'file',
+      source: app.apkPath,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      package: app.package,
+      sha256,
+      reason: `app ${app.name}`,
+    });
+    if (app.privileged)
+      addFile(c, {
+        path: `${c.prefix}/etc/permissions/privapp-permissions-${app.package}.xml`,
+        kind: 'file',
+        content: privappXml(app),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        package: app.package,
+        reason: `privileged permission allowlist of ${app.name}`,
+      });
+    if (app.defaultPermissions.length)
+      addFile(c, {
+        path: `${c.prefix}/etc/default-permissions/default-permissions-${app.package}.xml`,
+        kind: 'file',
+        content: defaultPermissionsXml(app),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        package: app.package,
+        reason: `default-granted permissions of ${app.name}`,
+      });
+    if (app.role === 'personal-cloud')
+      addFile(c, {
+        path: `${c.prefix}/etc/sysconfig/omie-personal-cloud.xml`,
+        kind: 'file',
+        content: personalCloudXml(app),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        package: app.package,
+        reason: `${app.name} is the backup transport and default sync provider`,
+      });
+    added.push(app.package);
+  }
+  for (const x of opts.extraFiles ?? []) {
+    const c = ctxs.find((y) => y.input.name === x.partition);
+    if (!c)
+      throw new InputError(`extra file ${x.path}: no partition ${x.partition} in the base`, {
+        code: 'PLAN_NO_PARTITION',
+      });
+    addFile(c, {
+      path: `${c.prefix}/${x.path.replace(/^\/+/, '')}`,
+      kind: 'file',
+      source: x.source,
+      content: x.content,
+      mode: x.mode ?? 0o644,
+      uid: x.uid ?? 0,
+      gid: x.gid ?? 0,
+      package: x.package,
+      reason: x.reason,
+    });
+    if (x.package) added.push(x.package);
+  }
+
+  // 4. Properties.
+  await planProps(ctxs, product, isRemoved, removals.defaults);
+
+  for (const c of ctxs) {
+    c.plan.removals.sort((a, b) => (a.path < b.path ? -1 : 1));
+    c.plan.additions.sort((a, b) => (a.path < b.path ? -1 : 1));
+  }
+  return {
+    schema: 'omie.plan/1',
+    product: { name: p.name, version: p.version },
+    partitions: ctxs.map((c) => c.plan),
+    removedPackages: [...removedPkgs].sort(),
+    keptPackages: [...keptPkgs].sort(),
+    addedPackages: [...new Set(added)].sort(),
+  };
+}
+
+async function readContexts(c: PartCtx, rel: string): Promise<FileContexts | null> {
+  const path = `${c.prefix}/${rel}`;
+  if (!c.byPath.has(path)) return null;
+  return FileContexts.parse((await c.input.fs.readFile(path)).toString('utf8'), `${c.input.name}:${path}`);
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Adds a file and any missing parent directories, labelling each from the partition's file_contexts. */
+function addFile(c: PartCtx, a: Omit<PlannedAddition, 'label'>): void {
+  const parts = a.path.split('/').filter(Boolean);
+  for (let i = 1; i < parts.length; i++) {
+    const dir = `/${parts.slice(0, i).join('/')}`;
+    const existing = c.byPath.get(dir);
+    const removed = c.plan.removals.some((r) => r.path === dir || dir.startsWith(`${r.path}/`));
+    if ((existing && !removed) || c.plan.additions.some((x) => x.path === dir)) continue;
+    c.plan.additions.push({
+      path: dir,
+      kind: 'dir',
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      label: labelFor(c, dir, 'dir'),
+      reason: `parent of ${a.path}`,
+    });
+  }
+  const i = c.plan.additions.findIndex((x) => x.path === a.path);
+  const full: PlannedAddition = { ...a, label: labelFor(c, a.path, 'file') };
+  if (i >= 0) c.plan.additions[i] = full;
+  else c.plan.additions.push(full);
+  if (
+    c.byPath.has(a.path) &&
+    !c.plan.removals.some((r) => r.path === a.path || a.path.startsWith(`${r.path}/`))
+  )
+    c.plan.removals.push({ path: a.path, kind: 'file', reason: `replaced (${a.reason})` });
+}
+
+/** Label for an image path: its device path looked up in file_contexts, else its parent's label. */
+function labelFor(c: PartCtx, path: string, type: 'file' | 'dir'): string | null {
+  const device = c.mountPoint === '/' ? path : `${c.mountPoint}${path}`;
+  const l = c.contexts?.lookup(device, type);
+  if (l) return l;
+  for (let p = path.slice(0, path.lastIndexOf('/')) || '/'; ; p = p.slice(0, p.lastIndexOf('/')) || '/') {
+    const e = c.byPath.get(p);
+    if (e?.label) return e.label;
+    if (p === '/') return null;
+  }
+}
+
+async function verifyApp(
+  app: ResolvedApp,
+  identify: ((p: string) => Promise<ApkIdentity>) | null,
+): Promise<string> {
+  const bytes = await readFile(app.apkPath).catch(() => {
+    throw new InputError(`APK of ${app.name} not found: ${app.apkPath}`, {
+      code: 'APP_APK_MISSING',
+      context: { app: app.name, file: app.apkPath },
+      hint: 'generated: true apps are built by `omie sample-apps`',
+    });
+  });
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (!identify) return sha256;
+  const pinned =
+    'sha256' in app.apk
+      ? app.apk.sha256
+      : await readFile(`${app.apkPath}.sha256`, 'utf8').then(
+          (s) => s.trim(),
+          () => null,
+        );
+  if (pinned && pinned.toLowerCase() !== sha256)
+    throw new VerificationError(
+      'apk-pin',
+      `${app.name}: APK sha256 ${sha256} does not match the pinned ${pinned}`,
+      {
+        context: { app: app.name, file: app.apkPath, expected: pinned, found: sha256 },
+        hint: 'regenerate the APK or update the pin in app.yaml',
+      },
+    );
+  const id = await identify(app.apkPath);
+  if (id.package !== app.package)
+    throw new VerificationError(
+      'apk-identity',
+      `${app.name}: APK package ${id.package} is not the declared ${app.package}`,
+      {
+        context: { app: app.name, expected: app.package, found: id.package },
+      },
+    );
+  const expected =
+    'sha256' in app.signer
+      ? app.signer.sha256.map((s) => s.toLowerCase())
+      : [await certSha256(openKeys(app.signer.key).apk.certPem)];
+  if (!id.verified || !id.signers.some((s) => expected.includes(s)))
+    throw new VerificationError(
+      'apk-signer',
+      `${app.name}: APK signer ${id.signers.join(', ') || 'none'} is not the pinned ${expected.join(', ')}`,
+      {
+        context: { app: app.name, expected, found: id.signers, verified: id.verified },
+      },
+    );
+  return sha256;
+}
+
+const XML_HEAD = (what: string) =>
+  `<?xml version="1.0" encoding="utf-8"?>\n<!-- Generated by Omie Kit: ${what} -->\n`;
+
+export function privappXml(app: Pick<ResolvedApp, 'package' | 'name' | 'privilegedPermissions'>): string {
+  const perms = [...app.privilegedPermissions].sort();
+  return `${XML_HEAD(`prebuilt-apps/${app.name}/app.yaml`)}<permissions>
+    <privapp-permissions package="${xmlAttr(app.package)}">
+${perms.map((p) => `        <permission name="${xmlAttr(p)}"/>\n`).join('')}    </privapp-permissions>
+</permissions>
+`;
+}
+
+export function defaultPermissionsXml(
+  app: Pick<ResolvedApp, 'package' | 'name' | 'defaultPermissions'>,
+): string {
+  const perms = [...app.defaultPermissions].sort();
+  return `${XML_HEAD(`prebuilt-apps/${app.name}/app.yaml`)}<exceptions>
+    <exception package="${xmlAttr(app.package)}">
+${perms.map((p) => `        <permission name="${xmlAttr(p)}" fixed="false"/>\n`).join('')}    </exception>
+</exceptions>
+`;
+}
+
+function personalCloudXml(app: ResolvedApp): string {
+  return `${XML_HEAD(`personal cloud ${app.name}`)}<config>
+    <backup-transport-whitelisted-service service="${xmlAttr(app.package)}/.BackupTransportService" />
+    <allow-in-power-save package="${xmlAttr(app.package)}" />
+    <system-user-whitelisted-app package="${xmlAttr(app.package)}" />
+</config>
+`;
+}
+
+/** Property files per partition, relative to its prefix, in the order init loads them. */
+const PROP_FILES = ['etc/prop.default', 'build.prop', 'etc/build.prop', 'default.prop'];
+
+async function planProps(
+  ctxs: PartCtx[],
+  product: ResolvedProduct,
+  isRemoved: (pkg: string) => boolean,
+  defaults: boolean,
+): Promise<void> {
+  const p = product.product;
+  const id: BuildIdentity = p.identity;
+  const removePatterns = [...(defaults ? DEFAULT_GOOGLE_PROPS : []), ...p.properties.remove];
+  const sets: Record<string, string> = {
+    ...p.properties.set,
+    'ro.omie.version': p.version,
+    ...ENFORCED_PROPS,
+  };
+  const files: Array<{ c: PartCtx; path: string; text: string }> = [];
+  for (const c of ctxs)
+    for (const rel of PROP_FILES) {
+      const path = `${c.prefix}/${rel}`;
+      if (c.byPath.get(path)?.type === 'file')
+        files.push({ c, path, text: (await c.input.fs.readFile(path)).toString('utf8') });
+    }
+  const main =
+    files.find((f) => f.c.input.name === 'system' && f.path.endsWith('/build.prop')) ??
+    files.find((f) => f.path.endsWith('/build.prop'));
+  const sysText = main?.text ?? '';
+  const fallback = {
+    release:
+      getProp(sysText, 'ro.build.version.release') ??
+      getProp(sysText, 'ro.system.build.version.release') ??
+      '0',
+    buildId: getProp(sysText, 'ro.build.id') ?? getProp(sysText, 'ro.system.build.id') ?? 'UNKNOWN',
+    incremental:
+      getProp(sysText, 'ro.build.version.incremental') ??
+      getProp(sysText, 'ro.system.build.version.incremental') ??
+      '0',
+  };
+  const present = new Set<string>();
+  const byFile = new Map<string, PropEdit[]>();
+  for (const f of files) {
+    for (const e of parseProps(f.text)) present.add(e.key);
+    byFile.set(
+      `${f.c.input.name}:${f.path}`,
+      propEditsFor(f.text, f.c.input.name, id, removePatterns, sets, isRemoved, fallback),
+    );
+  }
+  if (main) {
+    const edits = byFile.get(`${main.c.input.name}:${main.path}`)!;
+    for (const [k, v] of Object.entries(sets))
+      if (!present.has(k))
+        edits.push({
+          op: 'set',
+          key: k,
+          value: v,
+          reason: ENFORCED_PROPS[k] !== undefined ? 'enforced on Omie images' : 'product properties',
+        });
+  }
+  for (const f of files) {
+    const edits = byFile.get(`${f.c.input.name}:${f.path}`)!;
+    if (edits.length) f.c.plan.props.push({ path: f.path, edits });
+  }
+}
+
+/**
+ * Property edits for one file. `part` is the partition name used in namespaced keys
+ * (ro.product.<part>.brand, ro.<part>.build.fingerprint).
+ */
+export function propEditsFor(
+  text: string,
+  part: PartitionName,
+  id: BuildIdentity,
+  removePatterns: readonly string[],
+  sets: Readonly<Record<string, string>>,
+  isRemovedPackage: (pkg: string) => boolean,
+  fallback: { release: string; buildId: string; incremental: string },
+): PropEdit[] {
+  const props = parseProps(text);
+  const edits: PropEdit[] = [];
+  const keys = [...new Set(props.map((x) => x.key))];
+  const value = (k: string) => getProp(text, k);
+  for (const k of keys) {
+    const pat = removePatterns.find((r) => propPatternMatches(r, k));
+    if (pat) edits.push({ op: 'remove', key: k, reason: `matches ${pat}` });
+    else if (isRemovedPackage(value(k) ?? ''))
+      edits.push({ op: 'remove', key: k, reason: `names removed package ${value(k)}` });
+  }
+  const removedKeys = new Set(edits.map((e) => e.key));
+  const set = (k: string, v: string, reason: string) => {
+    if (removedKeys.has(k)) return;
+    const prev = edits.findIndex((e) => e.op === 'set' && e.key === k);
+    if (prev >= 0) edits[prev] = { op: 'set', key: k, value: v, reason };
+    else if (value(k) !== v) edits.push({ op: 'set', key: k, value: v, reason });
+  };
+  const ns = ['', `${part}.`];
+  const release =
+    value(`ro.${part}.build.version.release`) ?? value('ro.build.version.release') ?? fallback.release;
+  const buildId = value(`ro.${part}.build.id`) ?? value('ro.build.id') ?? fallback.buildId;
+  const incremental =
+    value(`ro.${part}.build.version.incremental`) ??
+    value('ro.build.version.incremental') ??
+    fallback.incremental;
+  const fp = buildFingerprint(id, release, buildId, incremental);
+  for (const field of ['brand', 'manufacturer', 'model', 'device', 'name'] as const)
+    for (const n of ns)
+      if (keys.includes(`ro.product.${n}${field}`))
+        set(`ro.product.${n}${field}`, id[field], 'product identity');
+  for (const n of ns) {
+    if (keys.includes(`ro.${n}build.fingerprint`))
+      set(`ro.${n}build.fingerprint`, fp, 'fingerprint of the Omie build');
+    if (keys.includes(`ro.${n}build.tags`)) set(`ro.${n}build.tags`, 'release-keys', 'release build');
+    if (keys.includes(`ro.${n}build.type`)) set(`ro.${n}build.type`, 'user', 'release build');
+  }
+  if (keys.includes('ro.build.description'))
+    set(
+      'ro.build.description',
+      buildDescription(id, release, buildId, incremental),
+      'description of the Omie build',
+    );
+  if (keys.includes('ro.build.display.id'))
+    set(
+      'ro.build.display.id',
+      buildDescription(id, release, buildId, incremental),
+      'description of the Omie build',
+    );
+  if (keys.includes('ro.build.flavor')) set('ro.build.flavor', `${id.name}-user`, 'release build');
+  if (keys.includes('ro.build.product')) set('ro.build.product', id.device, 'product identity');
+  for (const [k, v] of Object.entries(sets))
+    if (keys.includes(k))
+      set(k, v, ENFORCED_PROPS[k] !== undefined ? 'enforced on Omie images' : 'product properties');
+  return edits;
+}
+
+/** A readable table of the plan (what `omie build --dry-run` prints). */
+export function renderPlan(plan: Plan): string {
+  const out: string[] = [`Plan for ${plan.product.name} ${plan.product.version}`];
+  const pad = (s: string, n: number) => `${s.length >= n ? s : s + ' '.repeat(n - s.length)} `;
+  const mode = (m: number) => `0${m.toString(8)}`;
+  for (const p of plan.partitions) {
+    out.push('', `== ${p.partition} (${p.fs}, mounted at ${p.mountPoint}) ==`);
+    if (p.apks.length) {
+      out.push('APKs:');
+      for (const a of p.apks)
+        out.push(`  ${pad(a.action.toUpperCase(), 7)}${pad(a.package, 44)}${pad(a.path, 60)}${a.reason}`);
+    }
+    if (p.removals.length) {
+      out.push('Remove:');
+      for (const r of p.removals) out.push(`  - ${pad(r.kind, 8)}${pad(r.path, 72)}${r.reason}`);
+    }
+    if (p.xmlEdits.length) {
+      out.push('Edit XML:');
+      for (const x of p.xmlEdits) {
+        out.push(`  ~ ${x.path}`);
+        for (const r of x.removed)
+          out.push(`      line ${r.line}: drop <${r.tag} ${r.attribute}="${r.value}">`);
+      }
+    }
+    if (p.additions.length) {
+      out.push('Add:');
+      for (const a of p.additions)
+        out.push(
+          `  + ${pad(a.kind, 5)}${pad(a.path, 72)}${mode(a.mode)} ${a.uid}:${a.gid} ${a.label ?? '(no label)'}`,
+        );
+    }
+    if (p.props.length) {
+      out.push('Properties:');
+      for (const f of p.props) {
+        out.push(`  ${f.path}`);
+        for (const e of f.edits)
+          out.push(
+            e.op === 'set'
+              ? `      set    ${e.key}=${e.value}   (${e.reason})`
+              : `      remove ${e.key}   (${e.reason})`,
+          );
+      }
+    }
+  }
+  out.push('', `Removed packages (${plan.removedPackages.length}): ${plan.removedPackages.join(', ')}`);
+  out.push(`Kept packages (${plan.keptPackages.length}): ${plan.keptPackages.join(', ')}`);
+  out.push(`Added packages (${plan.addedPackages.length}): ${plan.addedPackages.join(', ')}`);
+  return out.join('\n');
+}
