@@ -1,0 +1,375 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FormatError, InputError, OmieError } from '../../scripts/errors.ts';
+import {
+  buildSuper,
+  buildSuperEmpty,
+  expandAbLayout,
+  extractPartition,
+  LP_METADATA_GEOMETRY_MAGIC,
+  LP_METADATA_HEADER_MAGIC,
+  parseGeometry,
+  parseMetadata,
+  readSuper,
+  type SuperLayout,
+} from '../../scripts/formats/super/index.ts';
+import { mutate, omie, prng, workDir } from '../helpers.ts';
+import { randomBytes, sha256File } from '../sparse/fixtures.ts';
+
+const dir = workDir('super');
+const MiB = 1024 * 1024;
+let systemImg: string; // ext4, raw
+let systemSparse: string; // same, img2simg'd
+let vendorImg: string; // random data
+let productImg: string; // erofs
+
+function layout(over: Partial<SuperLayout> = {}): SuperLayout {
+  return {
+    blockDevices: [{ name: 'super', size: 64 * MiB }],
+    groups: [{ name: 'omie_dynamic_partitions', maxSize: 40 * MiB }],
+    partitions: [
+      { name: 'system', group: 'omie_dynamic_partitions', imagePath: systemSparse, readonly: true },
+      { name: 'vendor', group: 'omie_dynamic_partitions', imagePath: vendorImg, readonly: true },
+      { name: 'product', group: 'omie_dynamic_partitions', imagePath: productImg, readonly: true },
+    ],
+    metadataSlots: 3,
+    metadataMaxSize: 65536,
+    virtualAB: true,
+    ...over,
+  };
+}
+
+beforeAll(async () => {
+  const src = join(dir, 'src');
+  await execa('mkdir', ['-p', src]);
+  for (let i = 0; i < 5; i++) writeFileSync(join(src, `f${i}`), randomBytes(40 + i, 50_000 * (i + 1)));
+  systemImg = join(dir, 'system.img');
+  await execa('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '4096', '-d', src, systemImg, '8M']);
+  systemSparse = join(dir, 'system.simg');
+  await execa('img2simg', [systemImg, systemSparse]);
+  vendorImg = join(dir, 'vendor.img');
+  writeFileSync(vendorImg, randomBytes(9, 3 * MiB + 4096 * 3));
+  productImg = join(dir, 'product.img');
+  await execa('mkfs.erofs', ['--quiet', '-T', '1700000000', productImg, src]);
+});
+
+async function readAt(path: string, pos: number, len: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(len);
+    await fh.read(b, 0, len, pos);
+    return b;
+  } finally {
+    await fh.close();
+  }
+}
+
+describe('buildSuper → readSuper → extractPartition', () => {
+  it('round-trips A/B partition images byte for byte (raw super, sparse input image)', async () => {
+    const out = join(dir, 'super.img');
+    const ab = expandAbLayout(layout());
+    await buildSuper(ab, out);
+    expect((await stat(out)).size).toBe(64 * MiB);
+    const info = await readSuper(out);
+    expect(info.layout).toBe('super');
+    expect(info.virtualAB).toBe(true);
+    expect(info.partitions.map((p) => p.name)).toEqual([
+      'system_a',
+      'vendor_a',
+      'product_a',
+      'system_b',
+      'vendor_b',
+      'product_b',
+    ]);
+    expect(
+      info.partitions
+        .filter((p) => p.name.endsWith('_b'))
+        .every((p) => p.size === 0 && p.extents.length === 0),
+    ).toBe(true);
+    expect(info.groups.map((g) => g.name)).toEqual([
+      'default',
+      'omie_dynamic_partitions_a',
+      'omie_dynamic_partitions_b',
+    ]);
+    for (const [name, img] of [
+      ['system_a', systemImg],
+      ['vendor_a', vendorImg],
+      ['product_a', productImg],
+    ]) {
+      const x = join(dir, `${name}.out`);
+      await extractPartition(out, name, x);
+      expect(await sha256File(x), name).toBe(await sha256File(img));
+    }
+  });
+
+  it('writes a sparse super that simg2img expands to the raw one, and reads it in place', async () => {
+    const rawOut = join(dir, 'super.img');
+    const sparseOut = join(dir, 'super.simg');
+    const ab = expandAbLayout(layout());
+    await buildSuper(ab, sparseOut, { sparse: true });
+    expect((await stat(sparseOut)).size).toBeLessThan(32 * MiB);
+    const back = join(dir, 'super.simg.raw');
+    await execa('simg2img', [sparseOut, back]);
+    expect(await sha256File(back)).toBe(await sha256File(rawOut));
+    const info = await readSuper(sparseOut);
+    expect(info.sparse).toBe(true);
+    const x = join(dir, 'system_a.from-sparse');
+    await extractPartition(sparseOut, 'system_a', x);
+    expect(await sha256File(x)).toBe(await sha256File(systemImg));
+  });
+
+  it('lays out like lpmake: 1 MiB-aligned first sector and extents, sizes in 4096-byte blocks', async () => {
+    const info = await readSuper(join(dir, 'super.img'));
+    const dev = info.blockDevices[0];
+    // 4096 reserved + 2 geometries + 2 x 3 slots x 64 KiB = 405504 bytes -> next MiB.
+    expect(dev.firstLogicalSector).toBe(2048);
+    expect(dev.alignment).toBe(MiB);
+    expect(dev.size).toBe(64 * MiB);
+    const starts = info.partitions.flatMap((p) => p.extents.map((e) => e.offset));
+    expect(starts[0]).toBe(MiB);
+    for (const s of starts) expect(s % MiB).toBe(0);
+    const vendor = info.partitions.find((p) => p.name === 'vendor_a')!;
+    expect(vendor.size).toBe((await stat(vendorImg)).size);
+    expect(vendor.readonly).toBe(true);
+    // extents never overlap
+    const ext = info.partitions.flatMap((p) => p.extents).sort((a, b) => a.offset - b.offset);
+    for (let i = 1; i < ext.length; i++)
+      expect(ext[i].offset).toBeGreaterThanOrEqual(ext[i - 1].offset + ext[i - 1].size);
+  });
+
+  it('has the AOSP metadata_format.h field layout, both geometry copies and every slot copy valid', async () => {
+    const path = join(dir, 'super.img');
+    const geo = await readAt(path, 4096, 4096);
+    const geoBackup = await readAt(path, 8192, 4096);
+    expect(geo.equals(geoBackup)).toBe(true);
+    // LpMetadataGeometry: magic@0 struct_size@4 checksum@8 metadata_max_size@40 slot_count@44 logical_block_size@48
+    expect(geo.readUInt32LE(0)).toBe(0x616c4467);
+    expect(geo.readUInt32LE(4)).toBe(52);
+    expect(geo.readUInt32LE(40)).toBe(65536);
+    expect(geo.readUInt32LE(44)).toBe(3);
+    expect(geo.readUInt32LE(48)).toBe(4096);
+    const g0 = Buffer.from(geo.subarray(0, 52));
+    g0.fill(0, 8, 40);
+    expect(createHash('sha256').update(g0).digest().equals(geo.subarray(8, 40))).toBe(true);
+    expect(geo.subarray(52).every((b) => b === 0)).toBe(true);
+    // 6 metadata copies: primary slots at 12288 + i*64K, backups after them; all identical here.
+    const copies: Buffer[] = [];
+    for (let i = 0; i < 6; i++) copies.push(await readAt(path, 12288 + i * 65536, 65536));
+    for (const c of copies) expect(c.equals(copies[0])).toBe(true);
+    const h = copies[0];
+    // LpMetadataHeader v10.2: magic@0 major@4 minor@6 header_size@8 header_checksum@12 tables_size@44
+    // tables_checksum@48 partitions@80 extents@92 groups@104 block_devices@116 flags@128 reserved[124]@132
+    expect(h.readUInt32LE(0)).toBe(0x414c5030);
+    expect(h.readUInt16LE(4)).toBe(10);
+    expect(h.readUInt16LE(6)).toBe(2);
+    expect(h.readUInt32LE(8)).toBe(256);
+    expect(h.readUInt32LE(128)).toBe(1); // LP_HEADER_FLAG_VIRTUAL_AB_DEVICE
+    const tablesSize = h.readUInt32LE(44);
+    const tables = h.subarray(256, 256 + tablesSize);
+    expect(createHash('sha256').update(tables).digest().equals(h.subarray(48, 80))).toBe(true);
+    const hh = Buffer.from(h.subarray(0, 256));
+    hh.fill(0, 12, 44);
+    expect(createHash('sha256').update(hh).digest().equals(h.subarray(12, 44))).toBe(true);
+    const desc = (at: number) => [h.readUInt32LE(at), h.readUInt32LE(at + 4), h.readUInt32LE(at + 8)];
+    expect(desc(80)).toEqual([0, 6, 52]); // LpMetadataPartition: 52 bytes
+    expect(desc(92)).toEqual([6 * 52, 3, 24]); // LpMetadataExtent: 24 bytes
+    expect(desc(104)).toEqual([6 * 52 + 3 * 24, 3, 48]); // LpMetadataPartitionGroup: 48 bytes
+    expect(desc(116)).toEqual([6 * 52 + 3 * 24 + 3 * 48, 1, 64]); // LpMetadataBlockDevice: 64 bytes
+    // partition 0: name[36] attributes@36 first_extent_index@40 num_extents@44 group_index@48
+    expect(tables.toString('latin1', 0, 8)).toBe('system_a');
+    expect(tables.readUInt32LE(36)).toBe(1);
+    expect(tables.readUInt32LE(44)).toBe(1);
+    expect(tables.readUInt32LE(48)).toBe(1);
+    // extent 0: num_sectors@0 target_type@8 target_data@12 target_source@20
+    const e0 = 6 * 52;
+    expect(Number(tables.readBigUInt64LE(e0 + 12))).toBe(2048);
+    expect(tables.readUInt32LE(e0 + 8)).toBe(0);
+    // block device: first_logical_sector@0 alignment@8 alignment_offset@12 size@16 partition_name@24 flags@60
+    const b0 = 6 * 52 + 3 * 24 + 3 * 48;
+    expect(Number(tables.readBigUInt64LE(b0))).toBe(2048);
+    expect(tables.readUInt32LE(b0 + 8)).toBe(MiB);
+    expect(Number(tables.readBigUInt64LE(b0 + 16))).toBe(64 * MiB);
+    expect(tables.toString('latin1', b0 + 24, b0 + 29)).toBe('super');
+    const info = await readSuper(path);
+    expect(info.slots.map((s) => [s.primary, s.backup])).toEqual([
+      ['ok', 'ok'],
+      ['ok', 'ok'],
+      ['ok', 'ok'],
+    ]);
+  });
+
+  it('writes a v10.0 header (128 bytes, no flags) without virtual A/B', async () => {
+    const out = join(dir, 'super-v0.img');
+    await buildSuper(layout({ virtualAB: false, metadataSlots: 2 }), out);
+    const h = await readAt(out, 12288, 256);
+    expect(h.readUInt16LE(6)).toBe(0);
+    expect(h.readUInt32LE(8)).toBe(128);
+    const info = await readSuper(out, { slot: 1 });
+    expect(info.metadata.header.headerSize).toBe(128);
+    expect(info.virtualAB).toBe(false);
+    expect(info.slot).toBe(1);
+  });
+});
+
+describe('backups and corruption', () => {
+  async function corruptCopy(from: string, to: string, at: number): Promise<void> {
+    const b = readFileSync(from);
+    b[at] ^= 0xff;
+    writeFileSync(to, b);
+  }
+
+  it('falls back to the backup geometry when the primary is corrupt, and fails typed when both are', async () => {
+    const p = join(dir, 'bad-geo.img');
+    await corruptCopy(join(dir, 'super-v0.img'), p, 4096 + 44);
+    const info = await readSuper(p);
+    expect(info.geometrySource).toBe('backup');
+    expect(info.geometryError).toMatch(/checksum/);
+    const b = readFileSync(p);
+    b[8192 + 44] ^= 0xff;
+    writeFileSync(p, b);
+    const err = await readSuper(p).catch((e) => e);
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err.field).toBe('geometry');
+  });
+
+  it('uses the backup metadata copy of a slot whose primary is corrupt', async () => {
+    const p = join(dir, 'bad-meta.img');
+    await corruptCopy(join(dir, 'super-v0.img'), p, 12288 + 300); // inside slot 0 tables
+    const info = await readSuper(p);
+    expect(info.slots[0].primary).toMatch(/tables checksum/);
+    expect(info.slots[0].backup).toBe('ok');
+    expect(info.partitions.map((x) => x.name)).toEqual(['system', 'vendor', 'product']);
+    const x = join(dir, 'vendor.from-backup');
+    await extractPartition(p, 'vendor', x);
+    expect(await sha256File(x)).toBe(await sha256File(vendorImg));
+  });
+
+  it('rejects with typed errors naming the field', async () => {
+    const base = readFileSync(join(dir, 'super-v0.img')).subarray(0, 2 * MiB);
+    const geo = parseGeometry(base.subarray(4096), 4096);
+    const meta = base.subarray(12288, 12288 + 65536);
+    const cases: Array<[number, number, string]> = [
+      [0, 0x00, 'header.magic'],
+      [4, 0x0b, 'header.version'],
+      [12, 0x01, 'header.header_checksum'],
+    ];
+    for (const [at, v, field] of cases) {
+      const m = Buffer.from(meta);
+      m[at] = v;
+      const err = (() => {
+        try {
+          parseMetadata(m, geo, 12288);
+        } catch (e) {
+          return e as FormatError;
+        }
+      })();
+      expect(err, field).toBeInstanceOf(FormatError);
+      expect(err!.field).toBe(field);
+      expect(err!.offset).toBe(12288 + at);
+    }
+  });
+});
+
+describe('super_empty.img and layout errors', () => {
+  it('writes geometry + one metadata copy with zero-size partitions, as lpmake does for fastbootd', async () => {
+    const out = join(dir, 'super_empty.img');
+    const r = await buildSuperEmpty(expandAbLayout(layout()), out);
+    const b = readFileSync(out);
+    expect(b.length).toBe(r.size);
+    expect(b.readUInt32LE(0)).toBe(LP_METADATA_GEOMETRY_MAGIC);
+    expect(b.readUInt32LE(4096)).toBe(LP_METADATA_HEADER_MAGIC);
+    const info = await readSuper(out);
+    expect(info.layout).toBe('super_empty');
+    expect(info.partitions.every((p) => p.size === 0)).toBe(true);
+    expect(info.groups.find((g) => g.name === 'omie_dynamic_partitions_a')?.maximumSize).toBe(40 * MiB);
+    expect(info.blockDevices[0].size).toBe(64 * MiB);
+  });
+
+  it('refuses layouts that do not fit', async () => {
+    await expect(
+      buildSuper(layout({ groups: [{ name: 'omie_dynamic_partitions', maxSize: MiB }] }), join(dir, 'x.img')),
+    ).rejects.toBeInstanceOf(InputError);
+    await expect(
+      buildSuper(layout({ blockDevices: [{ name: 'super', size: 8 * MiB }] }), join(dir, 'x.img')),
+    ).rejects.toThrow(/not enough space/);
+    await expect(buildSuper(layout({ metadataMaxSize: 512 }), join(dir, 'x.img'))).rejects.toThrow(
+      /metadataMaxSize/,
+    );
+    await expect(
+      buildSuper(layout({ partitions: [{ name: 'system', group: 'nope', size: 4096 }] }), join(dir, 'x.img')),
+    ).rejects.toThrow(/unknown group/);
+  });
+});
+
+describe('fuzz', () => {
+  it('only typed errors for thousands of mutated super_empty images', async () => {
+    const base = readFileSync(join(dir, 'super_empty.img'));
+    const r = prng(77);
+    const p = join(dir, 'fuzz.img');
+    let rejected = 0;
+    const started = Date.now();
+    for (let i = 0; i < 2000; i++) {
+      // Mutate only the interesting part (geometry struct and metadata) most of the time.
+      const m =
+        r() < 0.5
+          ? Buffer.concat([mutate(base.subarray(0, 64), r), base.subarray(64)])
+          : Buffer.concat([base.subarray(0, 4096), mutate(base.subarray(4096), r)]);
+      writeFileSync(p, m);
+      try {
+        await readSuper(p);
+      } catch (e) {
+        rejected++;
+        if (!(e instanceof OmieError)) throw new Error(`case ${i}: untyped ${String(e)}`);
+      }
+    }
+    expect(rejected).toBeGreaterThan(1000);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  });
+
+  it('parseMetadata with recomputed checksums still only throws typed errors', () => {
+    // Mutations behind valid checksums exercise the table cross-checks, not just the SHA-256.
+    const base = readFileSync(join(dir, 'super_empty.img'));
+    const geo = parseGeometry(base);
+    const r = prng(99);
+    let rejected = 0;
+    for (let i = 0; i < 3000; i++) {
+      const m = Buffer.from(base.subarray(4096));
+      const hsize = m.readUInt32LE(8) === 256 ? 256 : 128;
+      for (let k = 0; k < 3; k++) {
+        const at = 80 + Math.floor(r() * (m.length - 80));
+        if (at >= 128 && at < hsize) continue;
+        m[at] = r() < 0.3 ? 0xff : Math.floor(r() * 256);
+      }
+      const tsize = Math.min(m.readUInt32LE(44), m.length - hsize);
+      createHash('sha256')
+        .update(m.subarray(hsize, hsize + tsize))
+        .digest()
+        .copy(m, 48);
+      m.fill(0, 12, 44);
+      createHash('sha256').update(m.subarray(0, hsize)).digest().copy(m, 12);
+      try {
+        parseMetadata(m, geo);
+      } catch (e) {
+        rejected++;
+        if (!(e instanceof OmieError)) throw new Error(`case ${i}: untyped ${String(e)}`);
+      }
+    }
+    expect(rejected).toBeGreaterThan(300);
+  });
+});
+
+describe('omie inspect', () => {
+  it('reports super, sparse super and super_empty as kind super', async () => {
+    for (const f of ['super.img', 'super.simg', 'super_empty.img']) {
+      const r = await omie(['inspect', '--json', join(dir, f)]);
+      expect(r.exitCode, f).toBe(0);
+      const j = JSON.parse(r.stdout);
+      expect(j.kind, f).toBe('super');
+      expect(j.result.partitions.length).toBe(6);
+    }
+  });
+});
