@@ -13,74 +13,12 @@ import { ZipArchive } from '../../scripts/formats/apk/zip.ts';
 import { runTool, which } from '../../scripts/host/tools.ts';
 import { workDir } from '../helpers.ts';
 import { ensureFixtures, FIXTURES, TRACKER_CLASSES } from './fixtures.ts';
+import { apksignerVerify, parseBadging } from './oracles.ts';
 
 let paths: Record<string, string>;
 beforeAll(async () => {
   paths = await ensureFixtures();
 }, 240_000);
-
-interface Badging {
-  package: string;
-  versionCode: number;
-  versionName: string;
-  sdk: number;
-  target: number;
-  label: string | null;
-  permissions: Array<{ name: string; maxSdkVersion: number | null }>;
-  debuggable: boolean;
-  testOnly: boolean;
-  compileSdk: number | null;
-}
-
-export function parseBadging(out: string): Badging {
-  const pkg =
-    /^package: name='([^']*)' versionCode='(\d+)' versionName='([^']*)'(?:.*compileSdkVersion='(\d+)')?/m.exec(
-      out,
-    )!;
-  return {
-    package: pkg[1]!,
-    versionCode: Number(pkg[2]),
-    versionName: pkg[3]!,
-    compileSdk: pkg[4] ? Number(pkg[4]) : null,
-    sdk: Number(/^sdkVersion:'(\d+)'/m.exec(out)?.[1] ?? 1),
-    target: Number(/^targetSdkVersion:'(\d+)'/m.exec(out)?.[1] ?? 0),
-    label: /^application-label:'([^']*)'/m.exec(out)?.[1] ?? null,
-    // aapt also prints permissions it implies (READ_ from WRITE_EXTERNAL_STORAGE); those are not in the manifest.
-    permissions: [...out.matchAll(/^uses-permission: name='([^']*)'(?: maxSdkVersion='(\d+)')?/gm)]
-      .map((m) => ({ name: m[1]!, maxSdkVersion: m[2] ? Number(m[2]) : null }))
-      .filter(
-        (p) => !new RegExp(`^uses-implied-permission: name='${p.name.replace(/\./g, '\\.')}'`, 'm').test(out),
-      ),
-    debuggable: /^application-debuggable$/m.test(out),
-    testOnly: /^testOnly='-1'$/m.test(out),
-  };
-}
-
-export interface ApksignerResult {
-  verifies: boolean;
-  schemes: Record<'v1' | 'v2' | 'v3', boolean>;
-  signers: Array<{ sha256: string; sha1: string; dn: string }>;
-}
-
-export async function apksignerVerify(file: string): Promise<ApksignerResult> {
-  const r = await runTool('apksigner', ['verify', '--print-certs', '-v', file], { reject: false });
-  const out = r.stdout;
-  const scheme = (n: number) => new RegExp(`^Verified using v${n} scheme[^:]*: true$`, 'm').test(out);
-  const signers: ApksignerResult['signers'] = [];
-  for (const m of out.matchAll(/^Signer #(\d+) certificate DN: (.*)$/gm)) {
-    const i = m[1];
-    signers.push({
-      dn: m[2]!,
-      sha256: new RegExp(`^Signer #${i} certificate SHA-256 digest: ([0-9a-f]+)$`, 'm').exec(out)![1]!,
-      sha1: new RegExp(`^Signer #${i} certificate SHA-1 digest: ([0-9a-f]+)$`, 'm').exec(out)![1]!,
-    });
-  }
-  return {
-    verifies: r.exitCode === 0 && /^Verifies$/m.test(out),
-    schemes: { v1: scheme(1), v2: scheme(2), v3: scheme(3) },
-    signers,
-  };
-}
 
 describe('APK fixtures vs aapt dump badging', () => {
   for (const f of FIXTURES) {
