@@ -204,6 +204,13 @@ export function tokenize(line: string): Token[] {
       i += redir[0].length;
       continue;
     }
+    if (c === '&') {
+      // Background jobs run in the foreground here: same output, same order.
+      out.push({ op: ';' });
+      i++;
+      continue;
+    }
+    if (c === '<') throw new Error('syntax error: input redirection is not supported');
     // A word: concatenation of quoted and unquoted parts.
     let w = '';
     while (i < n && !' \t\n;|&><'.includes(line[i])) {
