@@ -230,9 +230,14 @@ async function openNested(path: string, outer: OpenZip, e: yauzl.Entry): Promise
   }
   const tmp = await mkdtemp(join(tmpdir(), 'omie-factory-'));
   const file = join(tmp, basename(e.fileName));
-  await pipeline(await entryStream(outer.zip, e, path), createWriteStream(file));
-  const z = await openZip(file);
-  return { ...z, tmp };
+  try {
+    await pipeline(await entryStream(outer.zip, e, path), createWriteStream(file));
+    const z = await openZip(file);
+    return { ...z, tmp };
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err instanceof FormatError ? err : zipErr(label, err);
+  }
 }
 
 function entryStream(zip: yauzl.ZipFile, e: yauzl.Entry, path: string): Promise<Readable> {
@@ -252,7 +257,11 @@ async function readText(zip: yauzl.ZipFile, e: yauzl.Entry, path: string): Promi
       file: path,
     });
   const chunks: Buffer[] = [];
-  for await (const c of await entryStream(zip, e, path)) chunks.push(c as Buffer);
+  try {
+    for await (const c of await entryStream(zip, e, path)) chunks.push(c as Buffer);
+  } catch (err) {
+    throw err instanceof FormatError ? err : zipErr(`${path}!${e.fileName}`, err);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -416,6 +425,11 @@ export async function writeFastbootZip(
     entries.push(n);
   }
   z.end();
-  await pipeline(z.outputStream, createWriteStream(outPath));
+  await pipeline(z.outputStream, createWriteStream(outPath)).catch((err: NodeJS.ErrnoException) => {
+    throw new InputError(`cannot write ${outPath}: ${err.message}`, {
+      code: err.code ?? 'ZIP_WRITE',
+      context: { file: outPath, path: err.path },
+    });
+  });
   return { path: outPath, entries };
 }

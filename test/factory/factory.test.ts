@@ -1,0 +1,286 @@
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { execa } from 'execa';
+import { beforeAll, describe, expect, it } from 'vitest';
+import yazl from 'yazl';
+import { FormatError, OmieError } from '../../scripts/errors.ts';
+import {
+  extractFactoryImage,
+  formatAndroidInfo,
+  parseAndroidInfo,
+  readFactoryZip,
+  writeFastbootZip,
+} from '../../scripts/formats/factory-zip.ts';
+import { parseErofs, parseExt4 } from '../../scripts/formats/fsdetect.ts';
+import { sniff } from '../../scripts/inspect/detect.ts';
+import { factoryZipDetector } from '../../scripts/inspect/factory-zip.ts';
+import { mutate, omie, prng, workDir } from '../helpers.ts';
+import { randomBytes } from '../sparse/fixtures.ts';
+
+const dir = workDir('factory');
+const ANDROID_INFO = formatAndroidInfo({
+  board: ['omie10', 'omie10pro'],
+  bootloaderVersion: 'obl-1.2.3',
+  basebandVersion: 'g5123b-1',
+  extra: [{ name: 'version-bootloader', values: ['obl-9'], forProduct: 'omie10pro' }],
+});
+let bootImg: string;
+let systemImg: string;
+let erofsImg: string;
+
+async function zipOf(
+  out: string,
+  entries: Array<{ name: string; data?: Buffer; file?: string; compress?: boolean }>,
+) {
+  const z = new yazl.ZipFile();
+  for (const e of entries) {
+    const o = { mtime: new Date(2010, 0, 1), compress: e.compress ?? true };
+    if (e.file) z.addFile(e.file, e.name, o);
+    else z.addBuffer(e.data ?? Buffer.alloc(0), e.name, o);
+  }
+  z.end();
+  await pipeline(z.outputStream, createWriteStream(out));
+}
+
+beforeAll(async () => {
+  bootImg = join(dir, 'boot.img');
+  writeFileSync(bootImg, randomBytes(1, 300_000));
+  const src = join(dir, 'src');
+  await execa('mkdir', ['-p', src]);
+  writeFileSync(join(src, 'hello.txt'), 'hello');
+  systemImg = join(dir, 'system.img');
+  await execa('mke2fs', ['-q', '-F', '-t', 'ext4', '-L', 'system', '-b', '4096', '-d', src, systemImg, '4M']);
+  erofsImg = join(dir, 'product.img');
+  await execa('mkfs.erofs', [
+    '--quiet',
+    '-T',
+    '1234567890',
+    '-U',
+    '01234567-89ab-cdef-0123-456789abcdef',
+    erofsImg,
+    src,
+  ]);
+});
+
+describe('android-info.txt', () => {
+  it('parses require/reject/require-for-product lines as fastboot does', () => {
+    const a = parseAndroidInfo(
+      'require board=alpha|beta\nrequire version-bootloader = 1.0 | 1.1\n\n  require-for-product:beta version-baseband=b2\nreject partition-exists=vendor_dlkm\nrequire version-baseband=r1\n',
+    );
+    expect(a.boards).toEqual(['alpha', 'beta']);
+    expect(a.bootloaderVersions).toEqual(['1.0', '1.1']);
+    expect(a.basebandVersions).toEqual(['r1']);
+    expect(a.requirements.find((r) => r.forProduct)).toMatchObject({
+      forProduct: 'beta',
+      name: 'version-baseband',
+      values: ['b2'],
+    });
+    expect(a.requirements.find((r) => r.reject)).toMatchObject({
+      name: 'partition-exists',
+      values: ['vendor_dlkm'],
+    });
+    expect(a.requirements[0].name).toBe('product'); // "board" is fastboot's alias of product
+  });
+
+  it('rejects a line fastboot cannot parse, naming it', () => {
+    const err = (() => {
+      try {
+        parseAndroidInfo('require board=a\nthis is not valid\n');
+      } catch (e) {
+        return e as FormatError;
+      }
+    })();
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err!.message).toMatch(/line 2/);
+  });
+
+  it('formats what it parses', () => {
+    const a = parseAndroidInfo(ANDROID_INFO);
+    expect(a.boards).toEqual(['omie10', 'omie10pro']);
+    expect(a.bootloaderVersions).toEqual(['obl-1.2.3']);
+    expect(a.basebandVersions).toEqual(['g5123b-1']);
+    expect(a.requirements.at(-1)).toMatchObject({ forProduct: 'omie10pro', values: ['obl-9'] });
+  });
+});
+
+describe('fastboot zip', () => {
+  it('is deterministic, valid for unzip, and lists/extracts its images', async () => {
+    const a = join(dir, 'update-a.zip');
+    const b = join(dir, 'update-b.zip');
+    const spec = {
+      androidInfo: ANDROID_INFO,
+      images: [
+        { name: 'boot', path: bootImg },
+        { name: 'system.img', path: systemImg },
+      ],
+    };
+    await writeFastbootZip(a, spec);
+    await new Promise((r) => setTimeout(r, 1100)); // a different wall clock must not matter
+    await writeFastbootZip(b, spec);
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    const t = await execa('unzip', ['-t', a]);
+    expect(t.stdout).toMatch(/No errors detected/);
+    const l = await execa('unzip', ['-Z1', a]);
+    expect(l.stdout.trim().split('\n')).toEqual(['android-info.txt', 'boot.img', 'system.img']);
+    const info = await readFactoryZip(a);
+    expect(info.kind).toBe('fastboot');
+    expect(info.androidInfo?.boards).toEqual(['omie10', 'omie10pro']);
+    expect(info.images.map((i) => [i.partition, i.entry, i.size])).toEqual([
+      ['boot', 'boot.img', 300_000],
+      ['system', 'system.img', readFileSync(systemImg).length],
+    ]);
+    const x = join(dir, 'boot.out');
+    await extractFactoryImage(a, 'boot.img', x);
+    expect(readFileSync(x).equals(readFileSync(bootImg))).toBe(true);
+  });
+
+  it('refuses an invalid android-info.txt and duplicate image names', async () => {
+    await expect(
+      writeFastbootZip(join(dir, 'x.zip'), { androidInfo: 'garbage line', images: [] }),
+    ).rejects.toBeInstanceOf(FormatError);
+    await expect(
+      writeFastbootZip(join(dir, 'x.zip'), {
+        androidInfo: ANDROID_INFO,
+        images: [
+          { name: 'boot', path: bootImg },
+          { name: 'boot.img', path: bootImg },
+        ],
+      }),
+    ).rejects.toBeInstanceOf(OmieError);
+  });
+});
+
+describe('Pixel-style factory zip (nested image-*.zip)', () => {
+  for (const stored of [true, false]) {
+    it(`lists and extracts images of a ${stored ? 'stored' : 'deflated'} nested zip`, async () => {
+      const inner = join(dir, `image-omie10-ab1.${stored}.zip`);
+      await writeFastbootZip(inner, {
+        androidInfo: ANDROID_INFO,
+        images: [
+          { name: 'boot', path: bootImg },
+          { name: 'system', path: systemImg },
+        ],
+      });
+      const outer = join(dir, `omie10-ab1-factory.${stored}.zip`);
+      await zipOf(outer, [
+        { name: 'omie10-ab1/bootloader-omie10-obl-1.2.3.img', data: randomBytes(2, 5000) },
+        { name: 'omie10-ab1/radio-omie10-g5123b-1.img', data: randomBytes(3, 7000) },
+        { name: 'omie10-ab1/flash-all.sh', data: Buffer.from('#!/bin/sh\n') },
+        { name: 'omie10-ab1/image-omie10-ab1.zip', file: inner, compress: !stored },
+      ]);
+      const info = await readFactoryZip(outer);
+      expect(info.kind).toBe('factory');
+      expect(info.nestedZips).toEqual(['omie10-ab1/image-omie10-ab1.zip']);
+      expect(info.androidInfoEntry).toBe('omie10-ab1/image-omie10-ab1.zip!android-info.txt');
+      expect(info.androidInfo?.bootloaderVersions).toEqual(['obl-1.2.3']);
+      expect(info.images.map((i) => i.partition)).toEqual(['bootloader', 'radio', 'boot', 'system']);
+      expect(info.others).toEqual(['omie10-ab1/flash-all.sh']);
+      const x = join(dir, `system.nested.${stored}`);
+      await extractFactoryImage(outer, 'omie10-ab1/image-omie10-ab1.zip!system.img', x);
+      expect(readFileSync(x).equals(readFileSync(systemImg))).toBe(true);
+      const y = join(dir, `radio.${stored}`);
+      await extractFactoryImage(outer, 'omie10-ab1/radio-omie10-g5123b-1.img', y);
+      expect(readFileSync(y).equals(randomBytes(3, 7000))).toBe(true);
+    });
+  }
+
+  it('the detector matches factory/fastboot zips only, never APKs or OTA zips', async () => {
+    const apk = join(dir, 'app.apk');
+    await zipOf(apk, [
+      { name: 'AndroidManifest.xml', data: Buffer.from([3, 0, 8, 0]) },
+      { name: 'res/raw/x.img', data: Buffer.alloc(10) },
+    ]);
+    const ota = join(dir, 'ota.zip');
+    await zipOf(ota, [
+      { name: 'payload.bin', data: Buffer.from('CrAU'), compress: false },
+      { name: 'payload_properties.txt', data: Buffer.from('FILE_HASH=x\n') },
+      { name: 'META-INF/com/android/metadata', data: Buffer.from('ota-type=AB\n') },
+    ]);
+    const plain = join(dir, 'plain.zip');
+    await zipOf(plain, [{ name: 'readme.txt', data: Buffer.from('hi') }]);
+    expect(await factoryZipDetector.detect(await sniff(apk))).toBe(false);
+    expect(await factoryZipDetector.detect(await sniff(ota))).toBe(false);
+    expect(await factoryZipDetector.detect(await sniff(plain))).toBe(false);
+    expect(await factoryZipDetector.detect(await sniff(join(dir, 'update-a.zip')))).toBe(true);
+    expect(await factoryZipDetector.detect(await sniff(join(dir, 'omie10-ab1-factory.true.zip')))).toBe(true);
+    const r = await omie(['inspect', '--json', join(dir, 'omie10-ab1-factory.false.zip')]);
+    expect(r.exitCode).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.kind).toBe('factory-zip');
+    expect(j.result.images.length).toBe(4);
+  });
+});
+
+describe('filesystem detection', () => {
+  it('ext4 superblock fields agree with dumpe2fs -h', async () => {
+    const info = parseExt4(readFileSync(systemImg).subarray(0, 4096));
+    const { stdout } = await execa('dumpe2fs', ['-h', systemImg]);
+    const field = (k: string) => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(stdout)?.[1].trim();
+    expect(info.blockSize).toBe(Number(field('Block size')));
+    expect(info.blocksCount).toBe(Number(field('Block count')));
+    expect(info.freeBlocks).toBe(Number(field('Free blocks')));
+    expect(info.inodesCount).toBe(Number(field('Inode count')));
+    expect(info.inodeSize).toBe(Number(field('Inode size')));
+    expect(info.volumeName).toBe(field('Filesystem volume name'));
+    expect(info.uuid).toBe(field('Filesystem UUID'));
+    expect(info.features.sort()).toEqual(field('Filesystem features')!.split(/\s+/).sort());
+  });
+
+  it('erofs superblock fields agree with dump.erofs', async () => {
+    const info = parseErofs(readFileSync(erofsImg).subarray(0, 4096));
+    const { stdout } = await execa('dump.erofs', [erofsImg]);
+    const field = (k: string) => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(stdout)?.[1].trim();
+    expect(info.blocks).toBe(Number(field('Filesystem blocks')));
+    expect(info.inodes).toBe(Number(field('Filesystem inode count')));
+    expect(info.uuid).toBe(field('Filesystem UUID'));
+    expect(info.buildTime).toBe(1234567890);
+    expect(info.features.sort()).toEqual(field('Filesystem features')!.split(/\s+/).sort());
+  });
+
+  it('inspect reports ext4 and erofs images', async () => {
+    for (const [f, kind] of [
+      [systemImg, 'ext4'],
+      [erofsImg, 'erofs'],
+    ]) {
+      const r = await omie(['inspect', '--json', f]);
+      expect(r.exitCode).toBe(0);
+      expect(JSON.parse(r.stdout).kind).toBe(kind);
+    }
+  });
+
+  it('bad superblocks are typed errors', () => {
+    const b = Buffer.from(readFileSync(systemImg).subarray(0, 4096));
+    b.writeUInt32LE(40, 1024 + 24);
+    expect(() => parseExt4(b)).toThrow(FormatError);
+    const e = Buffer.from(readFileSync(erofsImg).subarray(0, 4096));
+    e[1024 + 12] = 40;
+    expect(() => parseErofs(e)).toThrow(FormatError);
+  });
+});
+
+describe('fuzz', () => {
+  it('only typed errors for mutated zips and android-info.txt', async () => {
+    const base = readFileSync(join(dir, 'update-a.zip'));
+    const r = prng(4242);
+    const p = join(dir, 'fuzz.zip');
+    let rejected = 0;
+    const started = Date.now();
+    for (let i = 0; i < 1500; i++) {
+      writeFileSync(p, mutate(base, r));
+      try {
+        await readFactoryZip(p);
+      } catch (e) {
+        rejected++;
+        if (!(e instanceof OmieError)) throw new Error(`case ${i}: untyped ${String(e)}`);
+      }
+      try {
+        parseAndroidInfo(mutate(Buffer.from(ANDROID_INFO), r).toString('latin1'));
+      } catch (e) {
+        if (!(e instanceof OmieError)) throw new Error(`case ${i}: untyped ${String(e)}`);
+      }
+    }
+    expect(rejected).toBeGreaterThan(50);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  });
+});
