@@ -5,13 +5,20 @@
  */
 import type { Evidence, Report, RequirementResult } from '../spec-schema.ts';
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&${{ '&': 'amp', '<': 'lt', '>': 'gt', '"': 'quot', "'": '#39' }[c]};`);
+const esc = (s: string) =>
+  s.replace(/[&<>"']/g, (c) => `&${{ '&': 'amp', '<': 'lt', '>': 'gt', '"': 'quot', "'": '#39' }[c]};`);
 
 /** Anchor of a requirement: `2.1/C-0-1` → `req-2.1-C-0-1`. */
 export const anchor = (id: string) => `req-${id.replace(/[^A-Za-z0-9.-]/g, '-')}`;
 
 const ORDER: Record<string, number> = { fail: 0, error: 1, waived: 2, pass: 3, 'not-applicable': 4 };
-const LABEL: Record<string, string> = { pass: 'Pass', fail: 'Fail', error: 'Error', waived: 'Waived', 'not-applicable': 'N/A' };
+const LABEL: Record<string, string> = {
+  pass: 'Pass',
+  fail: 'Fail',
+  error: 'Error',
+  waived: 'Waived',
+  'not-applicable': 'N/A',
+};
 
 function evidenceRow(e: Evidence): string {
   const where = [e.partition, e.file].filter(Boolean).join('/');
@@ -23,7 +30,9 @@ function resultBlock(r: RequirementResult): string {
   const ev = r.evidence.length
     ? `<table class="evidence"><thead><tr><th>Where</th><th>Package</th><th>Property</th><th>Value</th><th>Detail</th></tr></thead><tbody>${r.evidence.slice(0, 200).map(evidenceRow).join('')}</tbody></table>${r.evidence.length > 200 ? `<p>${r.evidence.length - 200} more in report.json</p>` : ''}`
     : '';
-  const waiver = r.waiver ? `<p class="waiver">Waiver (${esc(r.waiver.source)}): ${esc(r.waiver.reason)} — expires ${esc(r.waiver.expires)}${r.waiver.expired ? ' <strong>(expired)</strong>' : ''}</p>` : '';
+  const waiver = r.waiver
+    ? `<p class="waiver">Waiver (${esc(r.waiver.source)}): ${esc(r.waiver.reason)} — expires ${esc(r.waiver.expires)}${r.waiver.expired ? ' <strong>(expired)</strong>' : ''}</p>`
+    : '';
   return `<section class="result ${r.status}" id="${anchor(r.id)}" data-id="${esc(r.id)}" data-status="${r.status}">
 <h3><span class="badge ${r.status}">${LABEL[r.status]}</span> <a href="#${anchor(r.id)}">${esc(r.id)}</a> <span class="level">${r.level}</span> ${esc(r.title)}</h3>
 <p class="message">${esc(r.message)}</p>${waiver}${ev}
@@ -33,13 +42,26 @@ function resultBlock(r: RequirementResult): string {
 
 export function htmlReport(report: Report): string {
   const s = report.summary;
-  const sorted = [...report.results].sort((a, b) => ORDER[a.status] - ORDER[b.status] || (a.level === b.level ? 0 : a.level === 'MUST' ? -1 : 1));
+  const sorted = [...report.results].sort(
+    (a, b) => ORDER[a.status] - ORDER[b.status] || (a.level === b.level ? 0 : a.level === 'MUST' ? -1 : 1),
+  );
   const verdict = s.conforms ? 'Conforms' : 'Does not conform';
-  const counts = ([['pass', s.pass], ['fail', s.fail], ['error', s.error], ['waived', s.waived], ['not-applicable', s.notApplicable]] as const)
+  const counts = (
+    [
+      ['pass', s.pass],
+      ['fail', s.fail],
+      ['error', s.error],
+      ['waived', s.waived],
+      ['not-applicable', s.notApplicable],
+    ] as const
+  )
     .map(([k, n]) => `<li class="count ${k}"><span class="n" data-status="${k}">${n}</span> ${LABEL[k]}</li>`)
     .join('');
   const index = sorted
-    .map((r) => `<tr class="${r.status}"><td><span class="badge ${r.status}">${LABEL[r.status]}</span></td><td><a href="#${anchor(r.id)}">${esc(r.id)}</a></td><td>${r.level}</td><td>${esc(r.title)}</td></tr>`)
+    .map(
+      (r) =>
+        `<tr class="${r.status}"><td><span class="badge ${r.status}">${LABEL[r.status]}</span></td><td><a href="#${anchor(r.id)}">${esc(r.id)}</a></td><td>${r.level}</td><td>${esc(r.title)}</td></tr>`,
+    )
     .join('');
   return `<!DOCTYPE html>
 <html lang="en">

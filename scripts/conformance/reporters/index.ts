@@ -20,9 +20,15 @@ export const REPORT_FILES: Record<ReportFormat, string> = {
 
 export function parseFormats(list: string): ReportFormat[] {
   const out: ReportFormat[] = [];
-  for (const f of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const f of list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     if (!(REPORT_FORMATS as readonly string[]).includes(f))
-      throw new InputError(`unknown report format ${JSON.stringify(f)}`, { code: 'CHECK_FORMAT', context: { expected: REPORT_FORMATS.join(', '), found: f } });
+      throw new InputError(`unknown report format ${JSON.stringify(f)}`, {
+        code: 'CHECK_FORMAT',
+        context: { expected: REPORT_FORMATS.join(', '), found: f },
+      });
     out.push(f as ReportFormat);
   }
   return out;
@@ -42,7 +48,11 @@ export function renderReport(report: Report, format: ReportFormat): string {
 }
 
 /** Writes each format into `dir`; returns format → path. */
-export async function writeReports(report: Report, dir: string, formats: readonly ReportFormat[]): Promise<Record<string, string>> {
+export async function writeReports(
+  report: Report,
+  dir: string,
+  formats: readonly ReportFormat[],
+): Promise<Record<string, string>> {
   await mkdir(dir, { recursive: true });
   const out: Record<string, string> = {};
   for (const f of formats) {
@@ -54,7 +64,10 @@ export async function writeReports(report: Report, dir: string, formats: readonl
 }
 
 /** Appends the Markdown summary to $GITHUB_STEP_SUMMARY when running on GitHub Actions. */
-export async function writeStepSummary(report: Report, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+export async function writeStepSummary(
+  report: Report,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string | undefined> {
   const file = env.GITHUB_STEP_SUMMARY;
   if (!file) return undefined;
   await appendFile(file, markdownSummary(report));

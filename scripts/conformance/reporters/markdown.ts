@@ -15,10 +15,13 @@ export function markdownSummary(report: Report): string {
     `| ${s.pass} | ${s.fail} | ${s.error} | ${s.waived} | ${s.notApplicable} |`,
     '',
   ];
-  const bad = report.results.filter((r) => r.status === 'fail' || r.status === 'error' || r.status === 'waived');
+  const bad = report.results.filter(
+    (r) => r.status === 'fail' || r.status === 'error' || r.status === 'waived',
+  );
   if (bad.length) {
     lines.push('| result | requirement | level | why |', '| --- | --- | --- | --- |');
-    for (const r of bad) lines.push(`| ${r.status} | **${r.id}** ${cell(r.title)} | ${r.level} | ${cell(r.message)} |`);
+    for (const r of bad)
+      lines.push(`| ${r.status} | **${r.id}** ${cell(r.title)} | ${r.level} | ${cell(r.message)} |`);
     lines.push('');
   }
   return `${lines.join('\n')}\n`;

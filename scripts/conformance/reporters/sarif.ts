@@ -17,7 +17,11 @@ function locations(r: RequirementResult) {
   const out: Array<Record<string, unknown>> = [];
   for (const e of r.evidence) {
     if (!e.partition && !e.file) continue;
-    const uri = [e.partition, e.file].filter(Boolean).join('/');
+    // A relative URI reference: each path segment percent-encoded (file names may hold spaces, <, &).
+    const uri = [e.partition, ...(e.file ?? '').split('/')]
+      .filter((s): s is string => Boolean(s))
+      .map((s) => encodeURIComponent(s))
+      .join('/');
     if (seen.has(uri)) continue;
     seen.add(uri);
     out.push({
@@ -35,7 +39,10 @@ export function sarifLog(report: Report): Record<string, unknown> {
     name: r.title.replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ? c.toUpperCase() : '')),
     shortDescription: { text: r.title },
     fullDescription: { text: `${r.title}. ${r.rationale}` },
-    help: { text: `${r.rationale}\n\nHow it is checked: ${r.howChecked}`, markdown: `**Why:** ${r.rationale}\n\n**How it is checked (${report.profile}):** ${r.howChecked}` },
+    help: {
+      text: `${r.rationale}\n\nHow it is checked: ${r.howChecked}`,
+      markdown: `**Why:** ${r.rationale}\n\n**How it is checked (${report.profile}):** ${r.howChecked}`,
+    },
     defaultConfiguration: { level: r.level === 'MUST' ? 'error' : 'warning' },
     properties: { level: r.level, section: r.section, tags: ['omie', 'conformance', `section-${r.section}`] },
   }));
@@ -43,7 +50,10 @@ export function sarifLog(report: Report): Record<string, unknown> {
   const results = report.results
     .filter((r) => r.status === 'fail' || r.status === 'error' || r.status === 'waived')
     .map((r) => {
-      const evidence = r.evidence.map((e) => e.detail).slice(0, 5).join('; ');
+      const evidence = r.evidence
+        .map((e) => e.detail)
+        .slice(0, 5)
+        .join('; ');
       const res: Record<string, unknown> = {
         ruleId: r.id,
         ruleIndex: index.get(r.id),
@@ -55,7 +65,13 @@ export function sarifLog(report: Report): Record<string, unknown> {
       const locs = locations(r);
       if (locs.length) res.locations = locs;
       if (r.status === 'waived' && r.waiver)
-        res.suppressions = [{ kind: 'external', status: 'accepted', justification: `${r.waiver.reason} (until ${r.waiver.expires}, ${r.waiver.source})` }];
+        res.suppressions = [
+          {
+            kind: 'external',
+            status: 'accepted',
+            justification: `${r.waiver.reason} (until ${r.waiver.expires}, ${r.waiver.source})`,
+          },
+        ];
       return res;
     });
   return {
