@@ -21,6 +21,9 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { buildApk, generateSigningKey, type SigningKey } from '../apkgen/index.ts';
+import { addHashtreeFooter, generateAvbKey, makeVbmetaImage } from '../formats/avb/index.ts';
+import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
+import { buildSuper, expandAbLayout } from '../formats/super/index.ts';
 import { buildErofs, type ErofsMetadata } from '../fs/erofs.ts';
 import { createExt4 } from '../fs/ext4.ts';
 import { capabilitiesXattr, type FsConfigRule, resolveFsConfig } from '../fs/fs-config.ts';
@@ -97,7 +100,14 @@ export interface SampleBaseApp extends SampleApp {
 
 export interface SampleBase {
   dir: string;
+  /** Raw partition images without AVB footers (the build adds its own). */
   images: { system: string; product: string; vendor: string };
+  /** vbmeta.img signed with the sample OEM AVB key. */
+  vbmeta: string;
+  /** Sparse super.img: A/B layout, system/product/vendor in slot a. */
+  superImg: string;
+  /** Fastboot-flashable zip (android-info.txt + vbmeta, system, product, vendor). */
+  factoryZip: string;
   /** Signer certificate SHA-256 per sample key. */
   signers: Record<SampleSigner, string>;
   /** Digests to treat as "Google's release certificate" when planning removals on this base. */
@@ -279,16 +289,105 @@ export async function generateSampleBase(opts: SampleBaseOptions): Promise<Sampl
     },
   );
   progress?.({ stage: 'sample images', done: 3, total: 3, unit: 'items' });
+
+  // --- packagings: vbmeta (OEM AVB key), super (A/B, sparse), fastboot/factory zip.
+  const vbmeta = join(outDir, 'vbmeta.img');
+  await makeSampleVbmeta(images, vbmeta, join(keysDir, 'oem-avb.pem'), work);
+  progress?.({ stage: 'sample packaging', done: 1, total: 3, unit: 'items' });
+  const superImg = join(outDir, 'super.img');
+  await buildSuper(
+    expandAbLayout({
+      blockDevices: [{ name: 'super', size: SAMPLE_SUPER_SIZE, alignment: 1024 * 1024 }],
+      groups: [{ name: 'google_dynamic_partitions', maxSize: SAMPLE_SUPER_SIZE / 2 - 4 * 1024 * 1024 }],
+      partitions: (['system', 'product', 'vendor'] as const).map((name) => ({
+        name,
+        group: 'google_dynamic_partitions',
+        imagePath: images[name],
+        readonly: true,
+      })),
+      metadataSlots: 3,
+      metadataMaxSize: 65536,
+    }),
+    superImg,
+    { sparse: true },
+  );
+  progress?.({ stage: 'sample packaging', done: 2, total: 3, unit: 'items' });
+  const factoryZip = join(outDir, 'factory.zip');
+  await writeFastbootZip(factoryZip, {
+    androidInfo: formatAndroidInfo({ board: 'omie_tablet' }),
+    images: [
+      { name: 'vbmeta', path: vbmeta },
+      { name: 'system', path: images.system },
+      { name: 'product', path: images.product },
+      { name: 'vendor', path: images.vendor },
+    ],
+  });
+  progress?.({ stage: 'sample packaging', done: 3, total: 3, unit: 'items' });
   await rm(work, { recursive: true, force: true });
 
   const googleSigners = [signers.google];
   const manifestPath = join(outDir, 'sample-base.json');
-  const result: SampleBase = { dir: outDir, images, signers, googleSigners, apps, manifestPath };
-  await writeFile(
+  const result: SampleBase = {
+    dir: outDir,
+    images,
+    vbmeta,
+    superImg,
+    factoryZip,
+    signers,
+    googleSigners,
+    apps,
     manifestPath,
-    `${JSON.stringify({ ...result, dir: undefined, manifestPath: undefined, images: { system: 'system.img', product: 'product.img', vendor: 'vendor.img' } }, null, 2)}\n`,
-  );
+  };
+  const rel = (p: string) => p.slice(outDir.length + 1);
+  const manifest = {
+    schema: 'omie.sample-base/1',
+    images: { system: rel(images.system), product: rel(images.product), vendor: rel(images.vendor) },
+    vbmeta: rel(vbmeta),
+    superImg: rel(superImg),
+    factoryZip: rel(factoryZip),
+    signers,
+    googleSigners,
+    apps,
+  };
+  await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
   return result;
+}
+
+/** Size of the sample super block device (the reference tablet's). */
+export const SAMPLE_SUPER_SIZE = 3 * 1024 * 1024 * 1024;
+
+/**
+ * vbmeta.img as the OEM would ship it: hashtree descriptors of system/product/vendor, signed with
+ * the OEM's AVB key (RSA-4096, made on first use). The descriptors are computed on footered
+ * copies so the plain images stay footer-free for editing.
+ */
+async function makeSampleVbmeta(
+  images: SampleBase['images'],
+  out: string,
+  keyPem: string,
+  work: string,
+): Promise<void> {
+  if (!existsSync(keyPem)) await generateAvbKey(keyPem, 4096);
+  const copies: string[] = [];
+  for (const name of ['system', 'product', 'vendor'] as const) {
+    const copy = join(work, `${name}.avb.img`);
+    await copyFile(images[name], copy);
+    await addHashtreeFooter(copy, {
+      partitionName: name,
+      hashAlgorithm: 'sha256',
+      salt: createHash('sha256').update(`omie-sample-salt:${name}`).digest('hex'),
+      algorithm: 'NONE',
+    });
+    copies.push(copy);
+  }
+  await makeVbmetaImage(out, {
+    algorithm: 'SHA256_RSA4096',
+    key: keyPem,
+    rollbackIndex: 0,
+    includeDescriptorsFromImages: copies,
+    paddingSize: 4096,
+  });
+  for (const c of copies) await rm(c, { force: true });
 }
 
 /** Builds an APK, or copies it from the cache when the same spec was built with the same key. */
