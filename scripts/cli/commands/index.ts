@@ -7,6 +7,7 @@ import { registerInit } from './init.ts';
 import { registerInspect } from './inspect.ts';
 import { registerKeys } from './keys.ts';
 import { registerSampleApps } from './sample-apps.ts';
+import { registerSampleBase } from './sample-base.ts';
 import { registerSchemas } from './schemas.ts';
 import { registerSim } from './sim.ts';
 import { registerValidate } from './validate.ts';
@@ -20,6 +21,7 @@ export const commands: Array<(program: Command) => void> = [
   registerSchemas,
   registerKeys,
   registerSampleApps,
+  registerSampleBase,
   registerInspect,
   registerBench,
   registerVerifyAttestation,
