@@ -4,7 +4,9 @@ import { Decompress as ZstdDecompress } from 'fzstd';
 import Bunzip from 'seek-bzip';
 import xz from 'xz-decompress';
 import { FormatError, VerificationError } from '../../errors.ts';
-import { type PayloadOperation, type PayloadPartition, SPARSE_HOLE } from './reader.ts';
+import { generateHashtree } from '../avb/hashtree.ts';
+import { encodeFec, fecSize } from './fec.ts';
+import { type PayloadExtent, type PayloadOperation, type PayloadPartition, SPARSE_HOLE } from './reader.ts';
 
 /**
  * Rebuilds one partition image from the full-payload operations in the manifest. Runs inside a
@@ -23,6 +25,11 @@ export interface PartitionJob {
   outPath: string;
   /** Check data_sha256_hash of every operation and the final new_partition_info hash (default true). */
   verify?: boolean;
+  /**
+   * Recompute the dm-verity hash tree and FEC the manifest asks the device to compute (default
+   * true). Without it those blocks stay zero and the final hash of such partitions mismatches.
+   */
+  regenerateVerity?: boolean;
 }
 
 export interface PartitionResult {
@@ -259,6 +266,7 @@ export async function applyPartition(
       onBytes(done, total);
     }
     await out.truncate(part.size);
+    if (job.regenerateVerity !== false) await regenerateVerity(job, out);
     const sha256 = await hashFile(out, part.size);
     if (verify && part.sha256 && sha256 !== part.sha256)
       throw new VerificationError(
@@ -286,6 +294,86 @@ export async function applyPartition(
   } finally {
     await out.close();
     await src.close();
+  }
+}
+
+const extentBytes = (e: PayloadExtent | undefined, bs: number) =>
+  e && e.startBlock !== SPARSE_HOLE ? { offset: e.startBlock * bs, size: e.numBlocks * bs } : undefined;
+
+/** What update_engine's VerityWriterAndroid does after the last operation: hash tree, then FEC. */
+async function regenerateVerity(job: PartitionJob, out: FileHandle): Promise<void> {
+  const part = job.partition;
+  const bs = job.blockSize;
+  const fail = (reason: string, d: { field: string; expected?: unknown; found?: unknown }) =>
+    new FormatError({
+      format: 'payload',
+      reason: `partition ${part.name}: ${reason}`,
+      file: job.file,
+      ...d,
+      field: `partitions(${part.name}).${d.field}`,
+    });
+  const tree = extentBytes(part.hashTreeExtent, bs);
+  if (tree && tree.size > 0) {
+    const data = extentBytes(part.hashTreeDataExtent, bs);
+    if (data?.offset !== 0)
+      throw fail('hash tree data must start at block 0', {
+        field: 'hash_tree_data_extent',
+        found: part.hashTreeDataExtent,
+      });
+    if (tree.offset + tree.size > part.size || data.size > part.size)
+      throw fail('hash tree extents are outside the partition', {
+        field: 'hash_tree_extent',
+        expected: `<= ${part.size}`,
+      });
+    let built: Awaited<ReturnType<typeof generateHashtree>>;
+    try {
+      built = await generateHashtree(job.outPath, {
+        imageSize: data.size,
+        blockSize: bs,
+        hashAlgorithm: part.hashTreeAlgorithm ?? 'sha1',
+        salt: Buffer.from(part.hashTreeSalt ?? '', 'hex'),
+        workers: 1,
+      });
+    } catch (e) {
+      if (e instanceof FormatError) throw e;
+      throw fail(`cannot compute hash tree: ${e instanceof Error ? e.message : String(e)}`, {
+        field: 'hash_tree_algorithm',
+        found: part.hashTreeAlgorithm,
+      });
+    }
+    if (built.tree.length !== tree.size)
+      throw fail('hash tree size does not match hash_tree_extent', {
+        field: 'hash_tree_extent',
+        expected: built.tree.length,
+        found: tree.size,
+      });
+    let done = 0;
+    while (done < built.tree.length)
+      done += (await out.write(built.tree, done, built.tree.length - done, tree.offset + done)).bytesWritten;
+  }
+  const fec = extentBytes(part.fecExtent, bs);
+  if (fec && fec.size > 0) {
+    const data = extentBytes(part.fecDataExtent, bs);
+    const roots = part.fecRoots ?? 2;
+    if (!data || data.offset + data.size > part.size || fec.offset + fec.size > part.size)
+      throw fail('FEC extents are outside the partition', {
+        field: 'fec_extent',
+        expected: `<= ${part.size}`,
+      });
+    if (roots < 1 || roots >= 255 || fecSize(data.size, roots, bs) !== fec.size)
+      throw fail('FEC size does not match its data and roots', {
+        field: 'fec_extent',
+        expected: roots >= 1 && roots < 255 ? fecSize(data.size, roots, bs) : 'fec_roots in 1..254',
+        found: { size: fec.size, roots },
+      });
+    await encodeFec(out, {
+      dataOffset: data.offset,
+      dataSize: data.size,
+      fecOffset: fec.offset,
+      fecSize: fec.size,
+      roots,
+      blockSize: bs,
+    });
   }
 }
 

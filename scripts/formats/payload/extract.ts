@@ -26,6 +26,8 @@ export interface ExtractOptions {
   verify?: boolean;
   /** Parallel workers (default: available cores, at most the number of partitions). */
   concurrency?: number;
+  /** Recompute dm-verity hash tree and FEC where the manifest says the device would (default true). */
+  regenerateVerity?: boolean;
   /** Run in this thread instead of worker threads (small payloads, debugging). */
   inProcess?: boolean;
   onProgress?: ProgressFn;
@@ -70,6 +72,7 @@ export async function extractPartitions(
     partition,
     outPath: join(outDir, `${partition.name}.img`),
     verify: opts.verify,
+    regenerateVerity: opts.regenerateVerity,
   }));
   const progress = opts.onProgress;
   const run = (job: PartitionJob) => {

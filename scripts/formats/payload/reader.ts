@@ -96,9 +96,15 @@ export interface PayloadPartition {
   filesystemType?: string;
   runPostinstall: boolean;
   postinstallPath?: string;
+  /**
+   * dm-verity data the device computes after writing the partition (minor version 6+): full
+   * payloads leave the hash tree and FEC blocks out of their operations.
+   */
   hashTreeAlgorithm?: string;
+  hashTreeSalt?: string;
   hashTreeDataExtent?: PayloadExtent;
   hashTreeExtent?: PayloadExtent;
+  fecDataExtent?: PayloadExtent;
   fecExtent?: PayloadExtent;
   fecRoots?: number;
 }
@@ -593,8 +599,10 @@ function normalizeManifest(m: Obj, loc: PayloadLocation, blobsSize: number): Pay
       runPostinstall: Boolean(p.runPostinstall),
       postinstallPath: (p.postinstallPath as string) || undefined,
       hashTreeAlgorithm: (p.hashTreeAlgorithm as string) || undefined,
+      hashTreeSalt: hex(p.hashTreeSalt),
       hashTreeDataExtent: extent(p.hashTreeDataExtent as Obj | undefined, `${where}.hash_tree_data_extent`),
       hashTreeExtent: extent(p.hashTreeExtent as Obj | undefined, `${where}.hash_tree_extent`),
+      fecDataExtent: extent(p.fecDataExtent as Obj | undefined, `${where}.fec_data_extent`),
       fecExtent: extent(p.fecExtent as Obj | undefined, `${where}.fec_extent`),
       fecRoots: p.fecRoots as number | undefined,
     };

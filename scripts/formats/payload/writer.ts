@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import yazl from 'yazl';
 import { InputError } from '../../errors.ts';
 import { requireTool } from '../../host/tools.ts';
+import { readAvbImage } from '../avb/image.ts';
 import { ManifestMessage, SignaturesMessage } from './proto.ts';
 import { PAYLOAD_HEADER_SIZE, PAYLOAD_MAGIC, PAYLOAD_MAJOR_VERSION } from './reader.ts';
 
@@ -32,6 +33,12 @@ export interface PayloadPartitionInput {
   /** Raw partition image; its size must be a multiple of the block size. */
   imagePath: string;
   ops?: PayloadOpsMode;
+  /**
+   * 'auto' (default), like delta_generator: when the image has an AVB footer with a hashtree
+   * descriptor, its hash tree and FEC blocks are left out of the operations and described by
+   * hash_tree_* / fec_* fields for the device to recompute. 'none' writes every block.
+   */
+  verity?: 'auto' | 'none';
 }
 
 export interface WritePayloadOptions {
@@ -115,30 +122,32 @@ export async function writePayload(out: string, opts: WritePayloadOptions): Prom
         );
       const mode = input.ops ?? 'replace';
       const ops: { rec: OpRecord; data?: Buffer }[] = [];
+      const verity = input.verity === 'none' ? undefined : await verityConfig(input.imagePath, blockSize);
       const whole = createHash('sha256');
+      await pipeline(createReadStream(input.imagePath), whole);
       const img = await open(input.imagePath, 'r');
       try {
         let i = 0;
-        for (let pos = 0; pos < size; pos += chunkSize, i++) {
-          const chunk = await readChunk(img, pos, Math.min(chunkSize, size - pos));
-          whole.update(chunk);
-          const startBlock = pos / blockSize;
-          const numBlocks = chunk.length / blockSize;
-          const zero = chunk.every((b) => b === 0);
-          let type: OpType;
-          if (mode === 'mixed')
-            type = zero ? (i % 2 ? 'DISCARD' : 'ZERO') : DATA_TYPES[i % DATA_TYPES.length];
-          else type = zero && mode !== 'replace' ? 'ZERO' : MODE_TYPE[mode];
-          const dstExtents =
-            mode === 'mixed' && numBlocks >= 2
-              ? [
-                  { startBlock, numBlocks: 1 },
-                  { startBlock: startBlock + 1, numBlocks: numBlocks - 1 },
-                ]
-              : [{ startBlock, numBlocks }];
-          const data = type === 'ZERO' || type === 'DISCARD' ? undefined : await compress(type, chunk);
-          ops.push({ rec: { type, dstExtents }, data });
-        }
+        for (const [from, to] of coveredRanges(size, verity?.skip ?? []))
+          for (let pos = from; pos < to; pos += chunkSize, i++) {
+            const chunk = await readChunk(img, pos, Math.min(chunkSize, to - pos));
+            const startBlock = pos / blockSize;
+            const numBlocks = chunk.length / blockSize;
+            const zero = chunk.every((b) => b === 0);
+            let type: OpType;
+            if (mode === 'mixed')
+              type = zero ? (i % 2 ? 'DISCARD' : 'ZERO') : DATA_TYPES[i % DATA_TYPES.length];
+            else type = zero && mode !== 'replace' ? 'ZERO' : MODE_TYPE[mode];
+            const dstExtents =
+              mode === 'mixed' && numBlocks >= 2
+                ? [
+                    { startBlock, numBlocks: 1 },
+                    { startBlock: startBlock + 1, numBlocks: numBlocks - 1 },
+                  ]
+                : [{ startBlock, numBlocks }];
+            const data = type === 'ZERO' || type === 'DISCARD' ? undefined : await compress(type, chunk);
+            ops.push({ rec: { type, dstExtents }, data });
+          }
       } finally {
         await img.close();
       }
@@ -157,6 +166,7 @@ export async function writePayload(out: string, opts: WritePayloadOptions): Prom
         partitionName: input.name,
         newPartitionInfo: { size, hash: sha256 },
         operations: ops.map((o) => o.rec),
+        ...verity?.fields,
       });
       summary.push({ name: input.name, size, sha256: sha256.toString('hex'), operations: ops.length });
     }
@@ -226,6 +236,60 @@ export async function writeRawPayload(
     ws.end(opts.trailer ?? Buffer.alloc(0), (e?: Error | null) => (e ? rej(e) : res())),
   );
   return { size: (await stat(out)).size, manifestSize: m.length };
+}
+
+type Ext = { startBlock: number; numBlocks: number };
+
+/**
+ * The verity layout payload_generator derives from an image's AVB hashtree descriptor
+ * (payload_generation_config.cc): tree over [0, image_size), FEC over [0, fec_offset).
+ */
+async function verityConfig(
+  imagePath: string,
+  blockSize: number,
+): Promise<{ fields: Record<string, unknown>; skip: [number, number][] } | undefined> {
+  let img: Awaited<ReturnType<typeof readAvbImage>>;
+  try {
+    img = await readAvbImage(imagePath);
+  } catch {
+    return undefined; // no AVB footer: nothing for the device to recompute
+  }
+  const d = img.footer ? img.vbmeta.descriptors.find((x) => x.kind === 'hashtree') : undefined;
+  if (d?.kind !== 'hashtree' || d.treeSize === 0) return undefined;
+  const ext = (offset: number, len: number): Ext => ({
+    startBlock: offset / blockSize,
+    numBlocks: Math.ceil(len / blockSize),
+  });
+  if (d.hashBlockSize !== blockSize || d.dataBlockSize !== blockSize || d.treeOffset % blockSize !== 0)
+    return undefined;
+  const fields: Record<string, unknown> = {
+    hashTreeDataExtent: ext(0, d.imageSize),
+    hashTreeExtent: ext(d.treeOffset, d.treeSize),
+    hashTreeAlgorithm: d.hashAlgorithm,
+    hashTreeSalt: d.salt,
+  };
+  const skip: [number, number][] = [[d.treeOffset, d.treeOffset + d.treeSize]];
+  if (d.fecSize > 0) {
+    fields.fecDataExtent = ext(0, d.fecOffset);
+    fields.fecExtent = ext(d.fecOffset, d.fecSize);
+    fields.fecRoots = d.fecNumRoots;
+    skip.push([d.fecOffset, d.fecOffset + roundUp(d.fecSize, blockSize)]);
+  }
+  return { fields, skip };
+}
+
+const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
+
+/** [0, size) minus the skipped byte ranges, as sorted half-open ranges. */
+function coveredRanges(size: number, skip: [number, number][]): [number, number][] {
+  const out: [number, number][] = [];
+  let at = 0;
+  for (const [a, b] of [...skip].sort((x, y) => x[0] - y[0])) {
+    if (a > at) out.push([at, Math.min(a, size)]);
+    at = Math.max(at, b);
+  }
+  if (at < size) out.push([at, size]);
+  return out;
 }
 
 async function readChunk(fh: FileHandle, pos: number, len: number): Promise<Buffer> {
