@@ -1,0 +1,365 @@
+/**
+ * adb for the kit: a client of the adb server (Debian's `adb`, started on demand) through
+ * `@devicefarmer/adbkit`, plus the two services adbkit lacks:
+ *
+ * - `shell,v2,raw:<cmd>` (shell protocol v2, AOSP shell_protocol.h) so that a command's exit status
+ *   and stderr come back separately; devices without the shell_v2 feature fall back to v1 with an
+ *   echoed `<<omie-exit:$?>>` marker;
+ * - `reboot:<target>` (bootloader, fastboot, recovery, sideload), since adbkit's reboot() has none.
+ */
+
+import type { EventEmitter } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import adbkit, {
+  type Adb as AdbClass,
+  type Client,
+  type Device,
+  type DeviceClient,
+} from '@devicefarmer/adbkit';
+import { EnvironmentError, InputError, OmieError } from '../errors.ts';
+import { requireTool } from '../host/tools.ts';
+
+/** adbkit is CommonJS: under ESM its default import is the exports object, which carries `Adb`. */
+const Adb: typeof AdbClass =
+  (adbkit as unknown as { Adb?: typeof AdbClass }).Adb ?? (adbkit as unknown as typeof AdbClass);
+
+/** The part of adbkit's Connection (not exported by its index) that raw services use. */
+interface AdbkitConnection {
+  write(data: Buffer): unknown;
+  end(): unknown;
+  parser: {
+    readAscii(n: number): unknown;
+    readBytes(n: number): unknown;
+    readAll(): unknown;
+    readError(): unknown;
+  };
+}
+
+export type AdbDeviceState =
+  | 'device'
+  | 'unauthorized'
+  | 'offline'
+  | 'recovery'
+  | 'sideload'
+  | 'rescue'
+  | 'bootloader'
+  | 'authorizing'
+  | 'connecting'
+  | 'no permissions'
+  | 'host'
+  | string;
+
+export interface AdbDevice {
+  serial: string;
+  state: AdbDeviceState;
+}
+
+export interface ShellResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export type RebootTarget = 'system' | 'bootloader' | 'fastboot' | 'recovery' | 'sideload';
+
+export interface AdbOptions {
+  /** adb server port (default: $ANDROID_ADB_SERVER_PORT or 5037). */
+  port?: number;
+  host?: string;
+  /** Per-request timeout in ms (default 30 s). */
+  timeoutMs?: number;
+}
+
+export class AdbError extends EnvironmentError {
+  constructor(
+    message: string,
+    opts: { serial?: string; cause?: unknown; hint?: string; code?: string } = {},
+  ) {
+    super(message, {
+      code: opts.code ?? 'ADB',
+      context: { serial: opts.serial },
+      hint: opts.hint,
+      cause: opts.cause,
+    });
+  }
+}
+
+/** The adb layer: one adbkit client to one adb server. */
+export class AdbHost {
+  readonly client: Client;
+  private readonly timeoutMs: number;
+  private readonly features = new Map<string, Set<string>>();
+
+  constructor(opts: AdbOptions = {}) {
+    const envPort = Number(process.env.ANDROID_ADB_SERVER_PORT);
+    this.client = Adb.createClient({
+      host: opts.host ?? '127.0.0.1',
+      port: opts.port ?? (Number.isInteger(envPort) && envPort > 0 ? envPort : 5037),
+      bin: requireTool('adb'),
+    });
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  private device(serial: string): DeviceClient {
+    return this.client.getDevice(serial);
+  }
+
+  /** Awaits an adbkit (Bluebird) promise with a timeout, turning failures into AdbError. */
+  private async wrap<T>(what: string, serial: string | undefined, p: unknown): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        Promise.resolve(p as T),
+        new Promise<never>((_, rej) => {
+          timer = setTimeout(
+            () =>
+              rej(
+                new AdbError(`adb ${what} timed out after ${this.timeoutMs} ms`, {
+                  serial,
+                  code: 'ADB_TIMEOUT',
+                }),
+              ),
+            this.timeoutMs,
+          );
+        }),
+      ]);
+    } catch (e) {
+      if (e instanceof OmieError) throw e;
+      const msg = (e as Error).message ?? String(e);
+      throw new AdbError(`adb ${what} failed${serial ? ` on ${serial}` : ''}: ${msg}`, {
+        serial,
+        cause: e,
+        code: /unauthorized/i.test(msg)
+          ? 'ADB_UNAUTHORIZED'
+          : /not found/i.test(msg)
+            ? 'ADB_NO_DEVICE'
+            : 'ADB',
+        hint: /unauthorized/i.test(msg)
+          ? 'accept the "Allow USB debugging?" prompt on the device (this computer\'s key is ~/.android/adbkey.pub)'
+          : undefined,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** `adb connect host:port` for TCP devices (the virtual device, network adb). */
+  async connect(host: string, port = 5555): Promise<string> {
+    return this.wrap<string>('connect', `${host}:${port}`, this.client.connect(host, port));
+  }
+
+  async disconnect(host: string, port = 5555): Promise<void> {
+    await this.wrap<unknown>('disconnect', `${host}:${port}`, this.client.disconnect(host, port));
+  }
+
+  /** Every device the adb server knows, in every state (device, unauthorized, recovery, sideload, …). */
+  async devices(): Promise<AdbDevice[]> {
+    const list = await this.wrap<Device[]>('devices', undefined, this.client.listDevices());
+    return list.map((d) => ({ serial: d.id, state: d.type }));
+  }
+
+  /** Calls `onChange` with the full device list on every change until the returned stop() is called. */
+  async track(onChange: (devices: AdbDevice[]) => void): Promise<() => void> {
+    const tracker = await this.wrap<EventEmitter & { end(): void }>(
+      'track-devices',
+      undefined,
+      this.client.trackDevices(),
+    );
+    tracker.on('changeSet', () => {
+      Promise.resolve(this.client.listDevices() as unknown as Promise<Device[]>)
+        .then((l) => onChange(l.map((d) => ({ serial: d.id, state: d.type }))))
+        .catch(() => {});
+    });
+    tracker.on('error', () => {});
+    return () => tracker.end();
+  }
+
+  async state(serial: string): Promise<AdbDeviceState | null> {
+    return (await this.devices()).find((d) => d.serial === serial)?.state ?? null;
+  }
+
+  /** Waits until `serial` is listed in `state` (polling the adb server). */
+  async waitForDevice(serial: string, state: AdbDeviceState = 'device', timeoutMs = 60_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    let last: AdbDeviceState | null = null;
+    while (Date.now() < end) {
+      last = await this.state(serial).catch(() => null);
+      if (last === state) return;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    throw new AdbError(
+      `${serial} did not reach adb state "${state}" within ${timeoutMs} ms (last: ${last ?? 'absent'})`,
+      {
+        serial,
+        code: 'ADB_WAIT_TIMEOUT',
+      },
+    );
+  }
+
+  /** The device's adb features (from its CNXN banner, via the server). */
+  async deviceFeatures(serial: string): Promise<Set<string>> {
+    const cached = this.features.get(serial);
+    if (cached) return cached;
+    const out = await this.hostRequest(`host-serial:${serial}:features`, serial);
+    const set = new Set(out.split(',').filter(Boolean));
+    this.features.set(serial, set);
+    return set;
+  }
+
+  /** A host service that answers OKAY + hex4 length + payload. */
+  private async hostRequest(service: string, serial?: string): Promise<string> {
+    const conn = await this.wrap<AdbkitConnection>('connection', serial, this.client.connection());
+    try {
+      conn.write(encodeRequest(service));
+      const reply = await this.wrap<string>(service, serial, conn.parser.readAscii(4));
+      if (reply !== 'OKAY') await this.wrap(service, serial, conn.parser.readError());
+      const len = Number.parseInt(await this.wrap<string>(service, serial, conn.parser.readAscii(4)), 16);
+      return (await this.wrap<Buffer>(service, serial, conn.parser.readBytes(len))).toString('utf8');
+    } finally {
+      conn.end();
+    }
+  }
+
+  /** Opens a device service (after host:transport) and returns everything it writes until it closes. */
+  private async deviceService(serial: string, service: string): Promise<Buffer> {
+    const conn = await this.wrap<AdbkitConnection>('transport', serial, this.device(serial).transport());
+    try {
+      conn.write(encodeRequest(service));
+      const reply = await this.wrap<string>(service, serial, conn.parser.readAscii(4));
+      if (reply !== 'OKAY') await this.wrap(service, serial, conn.parser.readError());
+      return await this.wrap<Buffer>(service, serial, conn.parser.readAll());
+    } finally {
+      conn.end();
+    }
+  }
+
+  /** Runs a shell command; exit status via shell v2 (or an echoed marker on v1-only devices). */
+  async shell(serial: string, command: string): Promise<ShellResult> {
+    const features = await this.deviceFeatures(serial).catch(() => new Set<string>());
+    if (features.has('shell_v2'))
+      return decodeShellV2(await this.deviceService(serial, `shell,v2,raw:${command}`));
+    const raw = (await this.deviceService(serial, `shell:${command}; echo "<<omie-exit:$?>>"`)).toString(
+      'utf8',
+    );
+    const m = /<<omie-exit:(\d+)>>\r?\n?$/.exec(raw);
+    return { stdout: m ? raw.slice(0, m.index) : raw, stderr: '', exitCode: m ? Number(m[1]) : -1 };
+  }
+
+  /** All system properties (`getprop`), parsed from its `[key]: [value]` lines. */
+  async getprops(serial: string): Promise<Record<string, string>> {
+    const r = await this.shell(serial, 'getprop');
+    if (r.exitCode !== 0) throw new AdbError(`getprop failed on ${serial}: ${r.stderr.trim()}`, { serial });
+    return parseGetprop(r.stdout);
+  }
+
+  async getprop(serial: string, name: string): Promise<string> {
+    return (await this.shell(serial, `getprop ${shellQuote(name)}`)).stdout.trim();
+  }
+
+  /** Installed packages with their APK paths (`pm list packages -f`). */
+  async listPackages(
+    serial: string,
+    opts: { system?: boolean; thirdParty?: boolean } = {},
+  ): Promise<Array<{ name: string; path: string }>> {
+    const flags = ['-f', opts.system ? '-s' : '', opts.thirdParty ? '-3' : ''].filter(Boolean).join(' ');
+    const r = await this.shell(serial, `pm list packages ${flags}`);
+    if (r.exitCode !== 0)
+      throw new AdbError(`pm list packages failed on ${serial}: ${r.stderr.trim()}`, { serial });
+    return parsePmList(r.stdout);
+  }
+
+  /** Copies a device file to `localPath`. */
+  async pull(serial: string, remotePath: string, localPath: string): Promise<void> {
+    const transfer = await this.wrap<NodeJS.ReadableStream>(
+      'pull',
+      serial,
+      this.device(serial).pull(remotePath),
+    );
+    await this.wrap<void>('pull', serial, pipeline(transfer, createWriteStream(localPath)));
+  }
+
+  /** Copies `localPath` to the device (mode 0644 unless given). */
+  async push(serial: string, localPath: string, remotePath: string, mode = 0o644): Promise<void> {
+    const transfer = await this.wrap<EventEmitter>(
+      'push',
+      serial,
+      this.device(serial).push(createReadStream(localPath), remotePath, mode),
+    );
+    await this.wrap<void>(
+      'push',
+      serial,
+      new Promise<void>((res, rej) => {
+        transfer.on('end', () => res());
+        transfer.on('error', rej);
+      }),
+    );
+  }
+
+  /** Reboots into Android, the bootloader, fastbootd, recovery or sideload (`reboot:<target>`). */
+  async rebootTo(serial: string, target: RebootTarget): Promise<void> {
+    const allowed: RebootTarget[] = ['system', 'bootloader', 'fastboot', 'recovery', 'sideload'];
+    if (!allowed.includes(target))
+      throw new InputError(`unknown reboot target ${JSON.stringify(target)}`, { context: { allowed } });
+    try {
+      await this.deviceService(serial, `reboot:${target === 'system' ? '' : target}`);
+    } catch (e) {
+      // The device may drop the link before the stream closes cleanly: that is the reboot happening.
+      if (!(e instanceof AdbError) || /unauthorized|not found/i.test(e.message)) throw e;
+    }
+    this.features.delete(serial);
+  }
+
+  /** Stops the adb server this client talks to. */
+  async killServer(): Promise<void> {
+    await this.client.kill().catch(() => {});
+  }
+}
+
+function encodeRequest(service: string): Buffer {
+  const body = Buffer.from(service, 'utf8');
+  return Buffer.concat([Buffer.from(body.length.toString(16).padStart(4, '0'), 'ascii'), body]);
+}
+
+/** Decodes a shell protocol v2 stream: [u8 id][u32 LE length][data]…; id 1 stdout, 2 stderr, 3 exit. */
+export function decodeShellV2(buf: Buffer): ShellResult {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let exitCode = -1;
+  let off = 0;
+  while (off + 5 <= buf.length) {
+    const id = buf[off];
+    const len = buf.readUInt32LE(off + 1);
+    if (off + 5 + len > buf.length) break;
+    const data = buf.subarray(off + 5, off + 5 + len);
+    if (id === 1) out.push(data);
+    else if (id === 2) err.push(data);
+    else if (id === 3 && len >= 1) exitCode = data[0];
+    off += 5 + len;
+  }
+  return {
+    stdout: Buffer.concat(out).toString('utf8'),
+    stderr: Buffer.concat(err).toString('utf8'),
+    exitCode,
+  };
+}
+
+export function parseGetprop(text: string): Record<string, string> {
+  const props: Record<string, string> = {};
+  for (const m of text.matchAll(/^\[([^\]]*)\]: \[([\s\S]*?)\]\r?$/gm)) props[m[1]] = m[2];
+  return props;
+}
+
+export function parsePmList(text: string): Array<{ name: string; path: string }> {
+  const out: Array<{ name: string; path: string }> = [];
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^package:(.*)=([^=]+)$/.exec(line.trim());
+    if (m) out.push({ path: m[1], name: m[2] });
+    else if (/^package:[^=]+$/.test(line.trim())) out.push({ path: '', name: line.trim().slice(8) });
+  }
+  return out;
+}
+
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
