@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerAudit } from './audit.ts';
 import { registerBench } from './bench.ts';
 import { registerDoctor } from './doctor.ts';
+import { registerExtractOta } from './extract-ota.ts';
 import { registerFlash } from './flash.ts';
 import { registerInit } from './init.ts';
 import { registerInspect } from './inspect.ts';
@@ -23,6 +24,7 @@ export const commands: Array<(program: Command) => void> = [
   registerSampleApps,
   registerSampleBase,
   registerInspect,
+  registerExtractOta,
   registerBench,
   registerVerifyAttestation,
   registerAudit,
