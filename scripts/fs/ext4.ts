@@ -345,6 +345,10 @@ export async function applyExt4Edits(
           context: { image, stdout: r.stdout.slice(-2000) },
         });
     });
+    // e2fsck leaves the feature flag set when it found nothing to unshare; every block now has
+    // one owner, so clear it (debugfs would otherwise free blocks it believes may be shared).
+    const r = await debugfs(image, ['feature -shared_blocks'], { write: true, epoch });
+    assertNoErrors(image, r, 'clearing shared_blocks');
     info = await ext4Info(image);
   }
   if (opts.grow !== false) {

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { OmieError } from '../../scripts/errors.ts';
+import { FileContexts, parseFileContexts } from '../../scripts/fs/selinux.ts';
+import { platFileContexts } from '../../scripts/sample/base-content.ts';
+import { mutate, prng } from '../helpers.ts';
+
+describe('file_contexts', () => {
+  const plat = FileContexts.parse(platFileContexts());
+
+  it('looks up labels like libselinux: anchored regexes, last match wins, exact paths last', () => {
+    const cases: Array<[string, string | null, Parameters<FileContexts['lookup']>[1]?]> = [
+      ['/', 'u:object_r:rootfs:s0'],
+      ['/system', 'u:object_r:system_file:s0'],
+      ['/system/app/Foo/Foo.apk', 'u:object_r:system_file:s0'],
+      ['/system/lib64/libc.so', 'u:object_r:system_lib_file:s0'],
+      ['/system/lib/libc.so', 'u:object_r:system_lib_file:s0'],
+      ['/system/bin/logd', 'u:object_r:logd_exec:s0'],
+      ['/system/bin/linker64', 'u:object_r:system_linker_exec:s0'],
+      ['/system/bin/run-as', 'u:object_r:runas_exec:s0', 'file'],
+      // `--` restricts to regular files: a directory of that name falls back to system_file.
+      ['/system/bin/run-as', 'u:object_r:system_file:s0', 'dir'],
+      ['/system/etc/selinux/plat_file_contexts', 'u:object_r:file_contexts_file:s0'],
+      ['/system/usr/share/zoneinfo/tzdata', 'u:object_r:system_zoneinfo_file:s0'],
+      ['/vendor/etc/gps.conf', 'u:object_r:vendor_configs_file:s0'],
+      ['/vendor/app/Cam/Cam.apk', 'u:object_r:vendor_app_file:s0'],
+      ['/system/vendor/app/Cam/Cam.apk', 'u:object_r:vendor_app_file:s0'],
+      ['/product/priv-app/X/X.apk', 'u:object_r:system_file:s0'],
+      ['/product/overlay/X.apk', 'u:object_r:vendor_overlay_file:s0'],
+      ['/data/app/x', 'u:object_r:apk_data_file:s0'],
+      ['/data/vendor/x', null], // <<none>>
+      ['/lost+found', 'u:object_r:rootfs:s0'],
+      ['/build.prop', 'u:object_r:rootfs:s0'],
+      ['/buildXprop', null], // the dot is escaped: no match, and no catch-all for / children
+      ['/systemx', null], // anchored: /system(/.*)? does not match /systemx
+    ];
+    for (const [path, label, type] of cases) expect([path, plat.lookup(path, type)]).toEqual([path, label]);
+  });
+
+  it('moves exact-path specs after regex specs (an earlier exact line still beats a later regex)', () => {
+    const fc = FileContexts.parse('/a/b u:object_r:exact:s0\n/a(/.*)? u:object_r:re:s0\n');
+    expect(fc.lookup('/a/b')).toBe('u:object_r:exact:s0');
+    expect(fc.lookup('/a/c')).toBe('u:object_r:re:s0');
+  });
+
+  it('concatenates files: later files override earlier matches', () => {
+    const vendor = FileContexts.parse('/(vendor|system/vendor)/etc/gps\\.conf u:object_r:gps_conf:s0\n');
+    expect(FileContexts.concat(plat, vendor).lookup('/vendor/etc/gps.conf')).toBe('u:object_r:gps_conf:s0');
+  });
+
+  it('rejects malformed lines with their line number', () => {
+    expect(() => parseFileContexts('/a u:object_r:x:s0\n/b -q u:object_r:y:s0\n')).toThrow(/line 2/);
+    expect(() => parseFileContexts('/a b c d\n')).toThrow(/file_contexts/);
+    expect(() => FileContexts.parse('/a(  u:object_r:x:s0\n')).toThrow(/invalid regular expression/);
+  });
+
+  it('fuzz: mutated file_contexts only ever throw OmieError', () => {
+    const base = Buffer.from(platFileContexts());
+    const rnd = prng(6);
+    for (let i = 0; i < 2000; i++) {
+      const text = mutate(base, rnd).toString('latin1');
+      try {
+        FileContexts.parse(text).lookup('/system/bin/logd', 'file');
+      } catch (e) {
+        expect(e).toBeInstanceOf(OmieError);
+      }
+    }
+  });
+});
