@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerAudit } from './audit.ts';
 import { registerBench } from './bench.ts';
+import { registerDevices } from './devices.ts';
 import { registerDoctor } from './doctor.ts';
 import { registerExtractOta } from './extract-ota.ts';
 import { registerFlash } from './flash.ts';
@@ -29,5 +30,6 @@ export const commands: Array<(program: Command) => void> = [
   registerVerifyAttestation,
   registerAudit,
   registerSim,
+  registerDevices,
   registerFlash,
 ];
