@@ -4,13 +4,16 @@
  * readers must agree with aapt on it.
  */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { generateSigningKey } from '../../scripts/apkgen/index.ts';
 import { parseArsc } from '../../scripts/formats/apk/arsc.ts';
 import { parseAxml, type XmlElement } from '../../scripts/formats/apk/axml.ts';
 import { inspectApk } from '../../scripts/formats/apk/inspect.ts';
 import { ZipArchive } from '../../scripts/formats/apk/zip.ts';
 import { FRAMEWORK_RES, runTool } from '../../scripts/host/tools.ts';
-import { parseBadging } from './oracles.ts';
+import { workDir } from '../helpers.ts';
+import { apksignerVerify, parseBadging } from './oracles.ts';
 
 const have = existsSync(FRAMEWORK_RES);
 
@@ -79,4 +82,34 @@ describe.skipIf(!have)('framework-res.apk (third-party realism)', () => {
     expect(mismatches).toBe(0);
     expect(t.entry(0x0104000a)?.name).toBe('android:string/ok');
   }, 120_000);
+
+  it('signed with apksigner (v1+v2+v3, 7600 entries, 45 MB): same verdict and signer as apksigner verify', async () => {
+    const dir = join(workDir('apk'), 'framework-signed');
+    const key = await generateSigningKey(join(dir, 'keys'), 'fw');
+    const signed = join(dir, 'framework-res-signed.apk');
+    if (!existsSync(signed))
+      await runTool('apksigner', [
+        'sign',
+        '--key',
+        key.keyPk8,
+        '--cert',
+        key.certPem,
+        '--v3-signing-enabled',
+        'true',
+        '--min-sdk-version',
+        '21',
+        '--out',
+        signed,
+        FRAMEWORK_RES,
+      ]);
+    const want = await apksignerVerify(signed);
+    const r = await inspectApk(signed);
+    expect(want.verifies).toBe(true);
+    expect(r.signatures.verified).toBe(true);
+    for (const s of ['v1', 'v2', 'v3'] as const) {
+      expect(r.signatures.schemes[s].verified, s).toBe(true);
+      expect(r.signatures.schemes[s].considered && r.signatures.schemes[s].verified, s).toBe(want.schemes[s]);
+    }
+    expect(r.signatures.signers.map((s) => s.sha256)).toEqual(want.signers.map((s) => s.sha256));
+  }, 180_000);
 });

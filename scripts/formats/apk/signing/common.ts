@@ -262,6 +262,23 @@ export async function chunkedDigests(
   regions: SignedRegions,
   algorithms: ReadonlyArray<'sha256' | 'sha512'>,
 ): Promise<Map<string, Buffer>> {
+  // v2, v3 and v3.1 digest the same bytes: compute each algorithm once per archive.
+  let cache = digestCache.get(zip);
+  if (!cache) digestCache.set(zip, (cache = new Map()));
+  const key = (a: string) => `${a}@${regions.beforeBlockEnd}`;
+  const missing = algorithms.filter((a) => !cache.has(key(a)));
+  if (missing.length)
+    for (const [a, d] of await computeChunkedDigests(zip, regions, missing)) cache.set(key(a), d);
+  return new Map(algorithms.map((a) => [a, cache.get(key(a))!]));
+}
+
+const digestCache = new WeakMap<ZipArchive, Map<string, Buffer>>();
+
+async function computeChunkedDigests(
+  zip: ZipArchive,
+  regions: SignedRegions,
+  algorithms: ReadonlyArray<'sha256' | 'sha512'>,
+): Promise<Map<string, Buffer>> {
   const chunkDigests = new Map<string, Buffer[]>(algorithms.map((a) => [a, []]));
   const prefix = Buffer.alloc(5);
   prefix[0] = 0xa5;

@@ -241,9 +241,15 @@ function verifyPkcs7(
   return { cert, chain, hash, sigOid: si.signatureAlgorithm.algorithmId };
 }
 
+/** Entries up to this size are inflated in one call; larger ones are streamed in 1 MiB chunks. */
+const WHOLE_ENTRY_LIMIT = 8 * 1024 * 1024;
+
 async function digestEntry(zip: ZipArchive, e: ZipEntry, hashes: string[]): Promise<Map<string, string>> {
   const hs = hashes.map((h) => [h, createHash(h)] as const);
-  for await (const chunk of zip.stream(e)) for (const [, h] of hs) h.update(chunk);
+  if (e.uncompressedSize <= WHOLE_ENTRY_LIMIT) {
+    const data = await zip.read(e, WHOLE_ENTRY_LIMIT, { verifyCrc: false });
+    for (const [, h] of hs) h.update(data);
+  } else for await (const chunk of zip.stream(e)) for (const [, h] of hs) h.update(chunk);
   return new Map(hs.map(([n, h]) => [n, h.digest('base64')]));
 }
 
