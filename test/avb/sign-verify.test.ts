@@ -1,5 +1,6 @@
 import { copyFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { VerificationError } from '../../scripts/errors.ts';
 import {
@@ -14,6 +15,7 @@ import {
   verifyImage,
   verifyVbmeta,
 } from '../../scripts/formats/avb/index.ts';
+import { which } from '../../scripts/host/tools.ts';
 import { avbtool, avbtoolStatus, DIR, HAVE_AVBTOOL, makeImage, testKey } from './fixtures.ts';
 
 const D = join(DIR, 'sign');
@@ -326,6 +328,24 @@ describe('footers, chaining and verification', () => {
       }),
       'AVB_CHAIN_MISMATCH',
     );
+  });
+
+  it('reads and verifies Android sparse images with a footer (img2simg output)', async () => {
+    if (!which('img2simg')) return;
+    const dir = join(D, 'sparse');
+    await mkdir(dir, { recursive: true });
+    await execa('img2simg', [join(chain, 'system.img'), join(dir, 'system.img')]);
+    await execa('img2simg', [join(chain, 'boot.img'), join(dir, 'boot.img')]);
+    const info = await infoImage(join(dir, 'system.img'));
+    expect(info.sparse).toBe(true);
+    expect(formatAvbInfo(info)).toContain('Minimum libavb version:   1.0 (Sparse)');
+    await sameInfo(join(dir, 'system.img'));
+    const r = await verifyImage(join(dir, 'system.img'));
+    expect(r.descriptors[0]).toMatchObject({ kind: 'hashtree', result: 'verified' });
+    await verifyImage(join(dir, 'boot.img'));
+    await expect(addHashFooter(join(dir, 'boot.img'), { partitionName: 'boot' })).rejects.toMatchObject({
+      code: 'AVB_SPARSE_UNSUPPORTED',
+    });
   });
 
   it('re-running add_hash_footer replaces the footer (idempotent like avbtool)', async () => {

@@ -25,6 +25,8 @@ export interface HashtreeOptions {
   salt: Buffer;
   /** Worker threads for level 0; default: available cores, 1 for small images. */
   workers?: number;
+  /** Read through this (e.g. an Android sparse image reader) instead of the file; single-threaded. */
+  read?: (buf: Buffer, position: number) => Promise<number>;
   onProgress?: ProgressFn;
 }
 
@@ -124,7 +126,7 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
   const workers = Math.max(
     1,
     Math.min(
-      o.workers ?? (imageSize >= PARALLEL_MIN_BYTES ? availableParallelism() : 1),
+      o.read ? 1 : (o.workers ?? (imageSize >= PARALLEL_MIN_BYTES ? availableParallelism() : 1)),
       Math.ceil(numBlocks / 256),
     ),
   );
@@ -218,6 +220,7 @@ async function runHash(
       out,
       outOffset,
       onBytes,
+      read: o.read,
     });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'SHORT_READ') throw shortRead(path, e as Error);

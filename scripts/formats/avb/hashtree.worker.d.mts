@@ -10,4 +10,6 @@ export function hashBlocks(job: {
   out: Uint8Array;
   outOffset: number;
   onBytes?: (n: number) => void;
+  /** Reads image bytes at a position (e.g. through a sparse reader) instead of opening `path`. */
+  read?: (buf: Buffer, position: number) => Promise<number>;
 }): Promise<void>;

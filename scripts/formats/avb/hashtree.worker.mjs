@@ -14,14 +14,16 @@ const CHUNK = 2 * 1024 * 1024;
  * double-buffered so disk I/O overlaps hashing.
  * @param {{ path: string, imageSize: number, blockSize: number, hashAlgorithm: string, salt: Uint8Array,
  *   startBlock: number, endBlock: number, slot: number, out: Uint8Array, outOffset: number,
- *   onBytes?: (n: number) => void }} job
+ *   onBytes?: (n: number) => void, read?: (buf: Buffer, position: number) => Promise<number> }} job
  * @returns {Promise<void>}
  */
 export async function hashBlocks(job) {
   const { path, imageSize, blockSize, hashAlgorithm, startBlock, endBlock, slot, out, outOffset } = job;
   const base = createHash(hashAlgorithm).update(job.salt);
   const blocksPerChunk = Math.max(1, Math.floor(CHUNK / blockSize));
-  const fh = await open(path, 'r');
+  // `read(buf, position)` lets the main thread hash a sparse image through its reader.
+  const fh = job.read ? null : await open(path, 'r');
+  const readAt = job.read ?? ((b, pos) => fh.read(b, 0, b.length, pos).then((r) => r.bytesRead));
   try {
     const bufs = [Buffer.alloc(blocksPerChunk * blockSize), Buffer.alloc(blocksPerChunk * blockSize)];
     const readChunk = async (buf, firstBlock) => {
@@ -30,7 +32,7 @@ export async function hashBlocks(job) {
       const want = Math.min(nBlocks * blockSize, imageSize - pos);
       let got = 0;
       while (got < want) {
-        const { bytesRead } = await fh.read(buf, got, want - got, pos + got);
+        const bytesRead = await readAt(buf.subarray(got, want), pos + got);
         if (bytesRead === 0) break;
         got += bytesRead;
       }
@@ -64,7 +66,7 @@ export async function hashBlocks(job) {
       which = 1 - which;
     }
   } finally {
-    await fh.close();
+    await fh?.close();
   }
 }
 

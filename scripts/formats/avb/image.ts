@@ -1,6 +1,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError, InputError } from '../../errors.ts';
-import { type AvbFooter, readFooter } from './footer.ts';
+import { type ImageReader, openImage as openRawOrSparse } from '../sparse.ts';
+import { type AvbFooter, FOOTER_SIZE, hasFooterMagic, parseFooter } from './footer.ts';
 import {
   type ParsedVbmeta,
   parseVbmeta,
@@ -12,8 +13,10 @@ import {
 /** A vbmeta image or a partition image with an AVB footer, as avbtool's _parse_image sees it. */
 export interface AvbImage {
   path: string;
-  /** File size in bytes. */
+  /** Size in bytes (expanded size for an Android sparse image, like avbtool's ImageHandler). */
   size: number;
+  /** The file is an Android sparse image (read through libsparse semantics). */
+  sparse: boolean;
   /** Present when the image ends with an "AVBf" footer. */
   footer?: AvbFooter;
   /** Where the vbmeta blob starts (0 for vbmeta images). */
@@ -32,37 +35,59 @@ export async function openImage(path: string, flags = 'r'): Promise<FileHandle> 
   });
 }
 
-export async function readAt(fh: FileHandle, pos: number, len: number): Promise<Buffer> {
-  const b = Buffer.alloc(len);
-  let got = 0;
-  while (got < len) {
-    const { bytesRead } = await fh.read(b, got, len - got, pos + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return got === len ? b : b.subarray(0, got);
+/** Opens a raw or Android sparse image for random access to its (expanded) bytes. */
+export function openReader(path: string): Promise<ImageReader> {
+  return openRawOrSparse(path);
 }
 
-/** Reads footer (if any) and the vbmeta blob of an image, with every size bounds-checked. */
-export async function readAvbImage(path: string): Promise<AvbImage> {
+export async function readAt(fh: FileHandle | ImageReader, pos: number, len: number): Promise<Buffer> {
+  const b = Buffer.alloc(len);
+  let got = 0;
+  if ('sparse' in fh) {
+    got = await fh.read(b, pos);
+  } else {
+    while (got < len) {
+      const { bytesRead } = await fh.read(b, got, len - got, pos + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+  }
+  return got === len ? b : b.subarray(0, Math.max(0, got));
+}
+
+/** Throws when `path` is an Android sparse image (writers here handle raw images only). */
+export async function refuseSparse(path: string, what: string): Promise<void> {
   const fh = await openImage(path);
   try {
-    const size = (await fh.stat()).size;
     const head = await readAt(fh, 0, 4);
     if (head.length === 4 && head.readUInt32LE(0) === SPARSE_MAGIC)
       throw new FormatError(
         {
-          format: 'vbmeta',
-          reason: 'Android sparse image: convert it to a raw image first',
+          format: 'avb',
+          reason: `${what} needs a raw image; this is an Android sparse image (convert it with simg2img first)`,
           field: 'magic',
           offset: 0,
           file: path,
         },
         { code: 'AVB_SPARSE_UNSUPPORTED' },
       );
-    const footer = await readFooter(fh, size, path);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Reads footer (if any) and the vbmeta blob of a raw or sparse image, every size bounds-checked. */
+export async function readAvbImage(path: string): Promise<AvbImage> {
+  const r = await openReader(path);
+  try {
+    const size = r.size;
+    let footer: AvbFooter | undefined;
+    if (size >= FOOTER_SIZE) {
+      const last = await readAt(r, size - FOOTER_SIZE, FOOTER_SIZE);
+      if (hasFooterMagic(last)) footer = parseFooter(last, { file: path, imageSize: size });
+    }
     const vbmetaOffset = footer ? footer.vbmetaOffset : 0;
-    const hb = await readAt(fh, vbmetaOffset, VBMETA_HEADER_SIZE);
+    const hb = await readAt(r, vbmetaOffset, VBMETA_HEADER_SIZE);
     if (hb.length < VBMETA_HEADER_SIZE)
       throw new FormatError({
         format: 'vbmeta',
@@ -85,15 +110,16 @@ export async function readAvbImage(path: string): Promise<AvbImage> {
         found: total,
         file: path,
       });
-    const blob = await readAt(fh, vbmetaOffset, total);
+    const blob = await readAt(r, vbmetaOffset, total);
     return {
       path,
       size,
+      sparse: r.sparse,
       footer,
       vbmetaOffset,
       vbmeta: parseVbmeta(blob, { file: path, baseOffset: vbmetaOffset }),
     };
   } finally {
-    await fh.close();
+    await r.close();
   }
 }

@@ -12,7 +12,7 @@ import {
 } from './algorithms.ts';
 import { encodeFooter, FOOTER_SIZE, readFooter } from './footer.ts';
 import { calcHashLevelOffsets, generateHashtree, hashtreeDigestLayout } from './hashtree.ts';
-import { openImage, readAvbImage } from './image.ts';
+import { openImage, readAvbImage, refuseSparse } from './image.ts';
 import { avbPublicKeyFromBytes, encodeAvbPublicKey } from './keys.ts';
 import {
   AVB_VERSION_MAJOR,
@@ -390,6 +390,7 @@ export async function addHashFooter(image: string, o: AddHashFooterOptions): Pro
   if (o.chainPartitions?.some((c) => c.doNotUseAb)) minor = 3;
   const maxMetadata = MAX_VBMETA_SIZE + MAX_FOOTER_SIZE;
   const dynamic = !o.partitionSize;
+  await refuseSparse(image, 'add_hash_footer');
   if (!dynamic && o.partitionSize! < maxMetadata)
     failFooter(
       'add_hash_footer',
@@ -453,6 +454,7 @@ export async function addHashtreeFooter(image: string, o: AddHashtreeFooterOptio
         code: 'AVB_FEC_UNSUPPORTED',
       },
     );
+  await refuseSparse(image, 'add_hashtree_footer');
   const hashAlgorithm = o.hashAlgorithm ?? 'sha1';
   const blockSize = o.blockSize ?? 4096;
   const partitionSize = o.partitionSize ?? 0;

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { FormatError, VerificationError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
 import { type AvbAlgorithmName, algorithmByType, avbDigest, verifySignature } from './algorithms.ts';
 import { generateHashtree } from './hashtree.ts';
-import { openImage, readAt, readAvbImage } from './image.ts';
+import { openReader, readAt, readAvbImage } from './image.ts';
 import { avbPublicKeySha1, avbPublicKeySha256, publicTestKeyName, readAvbPublicKey } from './keys.ts';
 import type { AvbDescriptor, HashDescriptor, HashtreeDescriptor, ParsedVbmeta } from './vbmeta.ts';
 
@@ -130,7 +131,13 @@ export async function verifyImage(path: string, opts: VerifyImageOptions = {}): 
       ? readAvbPublicKey(opts.expectedPublicKey)
       : opts.expectedPublicKey;
   const v = verifyVbmeta(img.vbmeta, { expectedPublicKey: expected, file: path });
-  const resolve = opts.resolvePartition ?? ((name: string) => join(dirname(path), `${name}${extname(path)}`));
+  const sibling = opts.resolvePartition ?? ((name: string) => join(dirname(path), `${name}${extname(path)}`));
+  // avbtool opens <dir>/<partition><ext>; for an image with a footer whose file is named
+  // differently (boot-signed.img), the partition it describes is the image itself.
+  const resolve = (name: string) => {
+    const p = sibling(name);
+    return img.footer && !opts.resolvePartition && !existsSync(p) ? path : p;
+  };
   const follow = opts.followChainPartitions ?? true;
   const out: VerifyImageResult = { ...v, image: path, hasFooter: !!img.footer, descriptors: [], chained: [] };
   for (const d of img.vbmeta.descriptors) {
@@ -208,15 +215,16 @@ async function verifyHash(
     });
   }
   h.update(d.salt);
-  const fh = await openImage(file);
+  const r = await openReader(file);
   try {
     const buf = Buffer.alloc(4 * 1024 * 1024);
     let pos = 0;
     while (pos < d.imageSize) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, d.imageSize - pos), pos);
-      if (bytesRead === 0) break;
-      h.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
+      const want = Math.min(buf.length, d.imageSize - pos);
+      const n = await r.read(buf.subarray(0, want), pos);
+      if (n <= 0) break;
+      h.update(buf.subarray(0, n));
+      pos += n;
       opts.onProgress?.({ stage: `verify ${basename(file)}`, done: pos, total: d.imageSize, unit: 'bytes' });
     }
     if (pos < d.imageSize)
@@ -229,7 +237,7 @@ async function verifyHash(
         },
       );
   } finally {
-    await fh.close();
+    await r.close();
   }
   if (!d.digest.length) return { ...base, result: 'persistent-digest-not-checked' };
   const digest = h.digest();
@@ -262,38 +270,43 @@ async function verifyHashtree(
       expected: d.dataBlockSize,
       file,
     });
+  const r = await openReader(file);
   let ht: Awaited<ReturnType<typeof generateHashtree>>;
-  try {
-    ht = await generateHashtree(file, {
-      imageSize: d.imageSize,
-      blockSize: d.dataBlockSize,
-      hashAlgorithm: d.hashAlgorithm,
-      salt: d.salt,
-      onProgress: opts.onProgress,
-    });
-  } catch (e) {
-    if (e instanceof FormatError && e.format === 'avb-hashtree')
-      vfail(
-        'AVB_IMAGE_TRUNCATED',
-        `${file} is shorter than the hashtree descriptor for ${d.partitionName} says`,
-        { partition: d.partitionName, file },
-      );
-    throw e;
-  }
-  if (d.rootDigest.length && !ht.rootDigest.equals(d.rootDigest))
-    vfail(
-      'AVB_HASHTREE_ROOT_MISMATCH',
-      `hashtree root digest of ${file} does not match the descriptor for ${d.partitionName}`,
-      {
-        partition: d.partitionName,
-        file,
-        expected: d.rootDigest.toString('hex'),
-        found: ht.rootDigest.toString('hex'),
-      },
-    );
-  const fh = await openImage(file);
   let onDisk: Buffer;
   try {
+    try {
+      ht = await generateHashtree(file, {
+        imageSize: d.imageSize,
+        blockSize: d.dataBlockSize,
+        hashAlgorithm: d.hashAlgorithm,
+        salt: d.salt,
+        onProgress: opts.onProgress,
+        // Raw files are hashed by worker threads straight from disk; sparse ones via the reader.
+        read: r.sparse ? (b, p) => r.read(b, p) : undefined,
+      });
+    } catch (e) {
+      if (e instanceof FormatError && e.format === 'avb-hashtree')
+        vfail(
+          'AVB_IMAGE_TRUNCATED',
+          `${file} is shorter than the hashtree descriptor for ${d.partitionName} says`,
+          {
+            partition: d.partitionName,
+            file,
+          },
+        );
+      throw e;
+    }
+    if (d.rootDigest.length && !ht.rootDigest.equals(d.rootDigest))
+      vfail(
+        'AVB_HASHTREE_ROOT_MISMATCH',
+        `hashtree root digest of ${file} does not match the descriptor for ${d.partitionName}`,
+        {
+          partition: d.partitionName,
+          file,
+          expected: d.rootDigest.toString('hex'),
+          found: ht.rootDigest.toString('hex'),
+        },
+      );
     if (d.treeSize > ht.tree.length + 1024 * 1024)
       throw new FormatError({
         format: 'vbmeta-descriptor',
@@ -303,9 +316,9 @@ async function verifyHashtree(
         expected: ht.tree.length,
         file,
       });
-    onDisk = await readAt(fh, d.treeOffset, d.treeSize);
+    onDisk = await readAt(r, d.treeOffset, d.treeSize);
   } finally {
-    await fh.close();
+    await r.close();
   }
   const zeroed = d.treeSize === 0 || onDisk.subarray(0, 8).toString('latin1') === 'ZeRoHaSH';
   if (zeroed && opts.acceptZeroedHashtree) return { ...base, result: 'zeroed-hashtree-accepted' };
@@ -337,6 +350,8 @@ export interface AvbInfo {
   };
   /** "1.0", "1.2", … */
   minimumLibavbVersion: string;
+  /** Android sparse image (avbtool prints " (Sparse)" after the libavb version). */
+  sparse?: boolean;
   headerBlockSize: number;
   authenticationBlockSize: number;
   auxiliaryBlockSize: number;
@@ -361,6 +376,7 @@ export async function infoImage(path: string): Promise<AvbInfo> {
     image: path,
     footer: img.footer ? { ...img.footer, imageSize: img.size } : undefined,
     minimumLibavbVersion: `${h.requiredLibavbVersionMajor}.${h.requiredLibavbVersionMinor}`,
+    sparse: img.sparse,
     headerBlockSize: 256,
     authenticationBlockSize: h.authenticationDataBlockSize,
     auxiliaryBlockSize: h.auxiliaryDataBlockSize,
@@ -469,7 +485,7 @@ export function formatAvbInfo(i: AvbInfo): string {
     l.push(`VBMeta size:              ${i.footer.vbmetaSize} bytes`);
     l.push('--');
   }
-  l.push(`Minimum libavb version:   ${i.minimumLibavbVersion}`);
+  l.push(`Minimum libavb version:   ${i.minimumLibavbVersion}${i.sparse ? ' (Sparse)' : ''}`);
   l.push(`Header Block:             ${i.headerBlockSize} bytes`);
   l.push(`Authentication Block:     ${i.authenticationBlockSize} bytes`);
   l.push(`Auxiliary Block:          ${i.auxiliaryBlockSize} bytes`);
