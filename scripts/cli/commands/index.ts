@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerAudit } from './audit.ts';
 import { registerBench } from './bench.ts';
+import { registerCheck } from './check.ts';
 import { registerDevices } from './devices.ts';
 import { registerDoctor } from './doctor.ts';
 import { registerExtractOta } from './extract-ota.ts';
@@ -26,6 +27,7 @@ export const commands: Array<(program: Command) => void> = [
   registerSampleBase,
   registerInspect,
   registerExtractOta,
+  registerCheck,
   registerBench,
   registerVerifyAttestation,
   registerAudit,

@@ -1,0 +1,107 @@
+import type { Command } from 'commander';
+import { parseFormats, REPORT_FORMATS } from '../../conformance/reporters/index.ts';
+import { DEFAULT_SPEC_DIR, runCheckWithFiles } from '../../conformance/run.ts';
+import type { Report } from '../../conformance/spec-schema.ts';
+import { InputError } from '../../errors.ts';
+import { globalOpts } from '../main.ts';
+import { makeOutput, table } from '../output.ts';
+import { makeProgress } from '../progress.ts';
+
+interface CheckOpts {
+  device?: string;
+  spec?: string;
+  profile?: string;
+  product?: string;
+  waivers?: string;
+  reportDir?: string;
+  format: string;
+}
+
+function human(report: Report, files: Record<string, string>): string {
+  const s = report.summary;
+  const order: Record<string, number> = { fail: 0, error: 1, waived: 2, pass: 3, 'not-applicable': 4 };
+  const rows = [...report.results]
+    .sort((a, b) => order[a.status] - order[b.status])
+    .map((r) => [
+      r.status.toUpperCase(),
+      r.id,
+      r.level,
+      r.message.length > 90 ? `${r.message.slice(0, 87)}...` : r.message,
+    ]);
+  const lines = [
+    `${report.target.description} (profile ${report.profile}, spec ${report.spec.version})`,
+    table(rows, ['RESULT', 'ID', 'LEVEL', 'DETAIL']),
+    '',
+    `${s.pass} pass, ${s.fail} fail, ${s.error} error, ${s.waived} waived, ${s.notApplicable} not applicable`,
+    s.conforms
+      ? 'CONFORMS: every MUST requirement passed'
+      : `DOES NOT CONFORM: ${s.mustFailed} MUST requirement(s) failed`,
+  ];
+  for (const [f, p] of Object.entries(files)) lines.push(`${f}: ${p}`);
+  return lines.join('\n');
+}
+
+export function registerCheck(program: Command): void {
+  program
+    .command('check')
+    .description('check an image or a live device against the Omie conformance spec')
+    .argument('[image]', 'image folder (*.img), super.img, sparse image, or fastboot/factory zip')
+    .option('--device <serial>', 'check a live device over adb instead of an image')
+    .option('--spec <dir>', 'spec folder', DEFAULT_SPEC_DIR)
+    .option(
+      '--profile <profile>',
+      'image | device (default: device for --device, else the product spec profile, else image)',
+    )
+    .option(
+      '--product <product.yaml>',
+      'product to compare identity, apps, endpoints and AVB with (its waivers apply)',
+    )
+    .option('--waivers <file>', 'YAML/JSON file { waivers: [{ id, reason, expires: YYYY-MM-DD }] }')
+    .option('--report-dir <dir>', 'write reports to this folder')
+    .option(
+      '--format <list>',
+      `report formats, comma-separated: ${REPORT_FORMATS.join(',')}`,
+      REPORT_FORMATS.join(','),
+    )
+    .addHelpText(
+      'after',
+      `
+Results per requirement: pass, fail, waived, not-applicable, error (with evidence).
+Exit codes: 0 every MUST requirement passed (or was waived), 1 a MUST requirement failed
+or errored, 2 bad input (unreadable image, invalid spec/product/waivers), 3 environment.
+Reports: report.json (spec/schemas/report.schema.json), junit.xml, report.sarif (SARIF 2.1.0),
+report.html (self-contained). On GitHub Actions a summary is appended to $GITHUB_STEP_SUMMARY.
+With --json, prints the report.json document on stdout.
+
+Examples:
+  omie check out/omie-tablet/images --product device/omie/tablet/products/omie-tablet.yaml --report-dir out/check
+  omie check factory.zip --format html,junit --report-dir reports
+  omie check --device 0123456789ABCDEF --product device/omie/tablet/products/omie-tablet.yaml`,
+    )
+    .action(async (image: string | undefined, o: CheckOpts, cmd: Command) => {
+      const json = globalOpts(cmd).json;
+      const out = makeOutput(json);
+      if (o.profile && o.profile !== 'image' && o.profile !== 'device')
+        throw new InputError(`--profile must be image or device, not ${o.profile}`, { code: 'CHECK_USAGE' });
+      const formats = parseFormats(o.format);
+      const progress = makeProgress(json);
+      try {
+        const { report, files } = await runCheckWithFiles({
+          image,
+          device: o.device,
+          spec: o.spec,
+          profile: o.profile as 'image' | 'device' | undefined,
+          product: o.product,
+          waivers: o.waivers,
+          reportDir: o.reportDir,
+          formats,
+          onProgress: progress,
+        });
+        progress.stop();
+        out.result(report, (r) => human(r, files));
+        process.exitCode = report.summary.conforms ? 0 : 1;
+      } finally {
+        progress.stop();
+      }
+    });
+}

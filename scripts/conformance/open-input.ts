@@ -1,0 +1,131 @@
+/**
+ * Turns whatever a partner hands `omie check` into raw partition images: a folder of *.img
+ * (raw ones are read in place, sparse ones expanded), a super.img (logical partitions extracted,
+ * slot _a preferred), a single sparse/raw image, a fastboot/factory zip, or an A/B OTA zip.
+ * Only what must be converted is written to the work folder; nothing is loaded whole in memory.
+ */
+import { mkdir, open, readdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { InputError } from '../errors.ts';
+import { extractFactoryImage, readFactoryZip } from '../formats/factory-zip.ts';
+import { extractPayload } from '../formats/payload/extract.ts';
+import { isOtaZip } from '../formats/payload/reader.ts';
+import { isSparse, openImage, sparseToRaw } from '../formats/sparse.ts';
+import { extractPartition, looksLikeSuper, readSuper } from '../formats/super/index.ts';
+import type { ProgressFn } from '../progress.ts';
+
+export type InputKind = 'images' | 'super' | 'image' | 'fastboot-zip' | 'ota';
+
+export interface OpenedInput {
+  kind: InputKind;
+  /** Partition name (slot suffix dropped) → raw image path. */
+  images: Record<string, string>;
+}
+
+/** Enough of the head to see a sparse header and both LP geometry copies (offsets 4096, 8192). */
+const HEAD = 16 * 1024;
+
+async function head(path: string): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(HEAD);
+    const { bytesRead } = await fh.read(b, 0, HEAD, 0);
+    return b.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function addImage(
+  path: string,
+  name: string,
+  work: string,
+  images: Record<string, string>,
+  slot: 'a' | 'b',
+  onProgress?: ProgressFn,
+): Promise<void> {
+  const h = await head(path);
+  let isSuper = looksLikeSuper(h);
+  const sparse = isSparse(h);
+  if (!isSuper && sparse) {
+    const img = await openImage(path);
+    try {
+      const b = Buffer.alloc(HEAD);
+      await img.read(b, 0);
+      isSuper = looksLikeSuper(b);
+    } finally {
+      await img.close();
+    }
+  }
+  if (isSuper) {
+    const info = await readSuper(path);
+    const present = info.partitions.filter((p) => p.size > 0);
+    for (const p of present) {
+      const m = /^(.*)_([ab])$/.exec(p.name);
+      const plain = m ? m[1] : p.name;
+      if (m && m[2] !== slot && present.some((q) => q.name === `${plain}_${slot}`)) continue;
+      if (images[plain]) continue;
+      const dest = join(work, `${plain}.img`);
+      await extractPartition(path, p.name, dest, { onProgress });
+      images[plain] = dest;
+    }
+    return;
+  }
+  if (sparse) {
+    const dest = join(work, `${name}.img`);
+    await sparseToRaw(path, dest);
+    images[name] = dest;
+    return;
+  }
+  images[name] = path; // raw: read in place
+}
+
+const ZIP_MAGIC = Buffer.from('PK\x03\x04', 'latin1');
+
+export async function openInput(
+  input: string,
+  work: string,
+  opts: { slot?: 'a' | 'b'; onProgress?: ProgressFn } = {},
+): Promise<OpenedInput> {
+  const slot = opts.slot ?? 'a';
+  const st = await stat(input).catch(() => {
+    throw new InputError(`${input}: no such file or folder`, {
+      code: 'CHECK_INPUT_MISSING',
+      context: { input },
+    });
+  });
+  const images: Record<string, string> = {};
+  if (st.isDirectory()) {
+    const files = (await readdir(input)).filter((f) => f.endsWith('.img')).sort();
+    if (!files.length)
+      throw new InputError(`${input}: no *.img files`, { code: 'CHECK_INPUT_EMPTY', context: { input } });
+    // super.img last: a partition image given on its own wins over the one inside super.
+    files.sort((a, b) => Number(a === 'super.img') - Number(b === 'super.img'));
+    for (const f of files)
+      await addImage(join(input, f), basename(f, '.img'), work, images, slot, opts.onProgress);
+    return { kind: 'images', images };
+  }
+  const h = await head(input);
+  if (h.subarray(0, 4).equals(ZIP_MAGIC)) {
+    if (await isOtaZip(input)) {
+      for (const r of await extractPayload(input, work, { onProgress: opts.onProgress }))
+        images[r.name] = join(work, `${r.name}.img`);
+      return { kind: 'ota', images };
+    }
+    const info = await readFactoryZip(input);
+    for (const img of info.images) {
+      if (!/^[a-z0-9_]+$/.test(img.partition)) continue;
+      const dest = join(work, 'zip', `${img.partition}.img`);
+      await mkdir(join(work, 'zip'), { recursive: true });
+      await extractFactoryImage(input, img.entry, dest, { onProgress: opts.onProgress });
+      await addImage(dest, img.partition, work, images, slot, opts.onProgress);
+    }
+    return { kind: 'fastboot-zip', images };
+  }
+  const name = basename(input)
+    .replace(/\.img$/, '')
+    .replace(/_[ab]$/, '');
+  const before = Object.keys(images).length;
+  await addImage(input, name, work, images, slot, opts.onProgress);
+  return { kind: Object.keys(images).length - before > 1 || looksLikeSuper(h) ? 'super' : 'image', images };
+}
