@@ -23,8 +23,12 @@ export const CHUNK_DONT_CARE = 0xcac3;
 export const CHUNK_CRC32 = 0xcac4;
 
 const FORMAT = 'sparse';
-/** I/O buffer size: large sequential reads/writes amortise syscalls and JS overhead. */
-const IO_SIZE = 8 * 1024 * 1024;
+/**
+ * I/O buffer size: big enough to amortise syscalls and per-call JS overhead, small enough that
+ * the bytes the kernel copies in are still in CPU cache when classified and copied out again
+ * (8 MiB buffers measured ~2x the system time of 512 KiB ones on a 1 GiB image).
+ */
+const IO_SIZE = 512 * 1024;
 /** libsparse keeps backed-block lengths in 32 bits; chunk total_sz is a u32. */
 const MAX_CHUNK_BYTES = 0xffffffff - CHUNK_HEADER_SIZE;
 
@@ -209,7 +213,7 @@ export interface ReadSparseOptions {
    */
   verifyCrc?: boolean;
   onProgress?: ProgressFn;
-  /** Stop after this many bytes of input-buffer (for tests); default 8 MiB. */
+  /** Read buffer size in bytes (default 512 KiB; capped at the file size). */
   bufferSize?: number;
 }
 
@@ -238,7 +242,7 @@ async function readSparseFrom(
   opts: ReadSparseOptions,
 ): Promise<SparseHeader> {
   const verifyCrc = opts.verifyCrc ?? true;
-  // Never more than the file needs: small images (and fuzzing) should not pay for 8 MiB.
+  // Never more than the file needs: small images (and fuzzing) should not pay for a full buffer.
   const bufSize = Math.max(4096, Math.min(opts.bufferSize ?? IO_SIZE, fileSize));
   const buf = Buffer.allocUnsafeSlow(bufSize);
   // Window [winStart, winStart + winLen) of the file is in buf.
@@ -787,7 +791,7 @@ export interface SparsePiece {
   totalBlocks: number;
   /** Number of chunks in the piece. */
   chunks: number;
-  /** Serialises the piece, reading data from the source image, in buffers of up to 8 MiB. */
+  /** Serialises the piece, reading data from the source image, in buffers of up to 512 KiB. */
   stream(): AsyncGenerator<Buffer>;
   /** Writes the piece to a file. */
   writeTo(path: string): Promise<void>;

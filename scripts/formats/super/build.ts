@@ -258,7 +258,7 @@ export async function buildSuper(
     }
     const total = plan.placements.reduce((a, p) => a + p.imageSize, 0);
     let done = 0;
-    const buf = Buffer.allocUnsafeSlow(8 * 1024 * 1024);
+    const buf = Buffer.allocUnsafeSlow(1024 * 1024);
     for (const p of plan.placements) {
       if (!p.imagePath) continue;
       const img = await openImage(p.imagePath);

@@ -230,7 +230,7 @@ export function looksLikeSuper(head: Buffer): boolean {
 
 /**
  * Copies logical partition `name` out of a super image (raw or sparse) into `outPath`,
- * streaming extent by extent in 8 MiB buffers. All-zero buffers become holes.
+ * streaming extent by extent in 1 MiB buffers. All-zero buffers become holes.
  */
 export async function extractPartition(
   superPath: string,
@@ -254,7 +254,7 @@ export async function extractPartition(
       });
     const out = await open(outPath, 'w');
     try {
-      const buf = Buffer.allocUnsafeSlow(8 * 1024 * 1024);
+      const buf = Buffer.allocUnsafeSlow(1024 * 1024);
       const zero = Buffer.alloc(buf.length);
       let outPos = 0;
       for (const e of p.extents) {
