@@ -5,15 +5,21 @@
  * and the installed packages (APKs found on those partitions).
  *
  * Partition images are read offline: ext4 with `debugfs -R 'rdump / DIR'`, erofs with
- * `fsck.erofs --extract=DIR`, into `STATE/.cache/fs/<partition>_<slot>/<identity>` where identity
+ * `fsck.erofs --extract=DIR` (scripts/fs extractErofs), into `STATE/.cache/fs/<partition>_<slot>/<identity>` where identity
  * is a hash of the image file's inode, size, mtime and first MiB (commitPartition renames a new
  * file in, so a new flash always gets a new identity). A partition with no recognisable filesystem
  * (fresh zero-filled sim) is absent, and the device falls back to the profile's defaults.
+ * Package names come from each APK's binary AndroidManifest.xml (scripts/formats/apk).
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { OmieError } from '../errors.ts';
+import { parseManifest } from '../formats/apk/manifest.ts';
+import { ZipArchive } from '../formats/apk/zip.ts';
+import { extractErofs, isErofs } from '../fs/erofs.ts';
+import { isExt4 } from '../fs/ext4.ts';
 import { runTool } from '../host/tools.ts';
 import type { DeviceJson, Slot } from './state.ts';
 
@@ -316,10 +322,7 @@ export class DeviceView {
       return null;
     }
     if (this.apkNames.has(key)) return this.apkNames.get(key) ?? null;
-    // Stopgap until scripts/formats/apk/manifest.ts lands: aapt is the oracle the kit trusts anyway.
-    const r = await runTool('aapt', ['dump', 'badging', hostPath], { reject: false }).catch(() => null);
-    const m = r ? /^package: name='([^']+)'/m.exec(r.stdout) : null;
-    const name = m ? m[1] : null;
+    const name = await readApkPackage(hostPath);
     this.apkNames.set(key, name);
     return name;
   }
@@ -383,11 +386,28 @@ async function readHead(path: string, n: number): Promise<Buffer> {
   }
 }
 
-/** ext4 superblock magic 0xEF53 at 1024+0x38; erofs superblock magic 0xE0F5E1E2 at 1024. */
+/** ext4 or erofs by superblock magic (scripts/fs), or null for a blank / raw partition. */
 export function detectFs(head: Buffer): 'ext4' | 'erofs' | null {
-  if (head.length >= 1024 + 0x3a && head.readUInt16LE(1024 + 0x38) === 0xef53) return 'ext4';
-  if (head.length >= 1028 && head.readUInt32LE(1024) === 0xe0f5e1e2) return 'erofs';
+  if (isExt4(head)) return 'ext4';
+  if (isErofs(head)) return 'erofs';
   return null;
+}
+
+/** The package name from an APK's binary manifest; null when it is not a readable APK. */
+export async function readApkPackage(apkPath: string): Promise<string | null> {
+  let zip: ZipArchive | undefined;
+  try {
+    zip = await ZipArchive.openFile(apkPath);
+    const entry = zip.entry('AndroidManifest.xml');
+    if (!entry) return null;
+    return parseManifest(await zip.read(entry, 16 * 1024 * 1024), null, `${apkPath}!AndroidManifest.xml`)
+      .package;
+  } catch (e) {
+    if (e instanceof OmieError) return null; // not an APK: pm would not list it either
+    throw e;
+  } finally {
+    await zip?.close().catch(() => {});
+  }
 }
 
 async function extract(fs: 'ext4' | 'erofs', img: string, base: string, out: string): Promise<string | null> {
@@ -404,8 +424,11 @@ async function extract(fs: 'ext4' | 'erofs', img: string, base: string, out: str
     const r = await runTool('debugfs', ['-R', `rdump / ${root}`, img], { reject: false });
     if (r.exitCode !== 0) return null;
   } else {
-    const r = await runTool('fsck.erofs', ['--force', `--extract=${root}`, img], { reject: false });
-    if (r.exitCode !== 0) return null;
+    try {
+      await extractErofs(img, root);
+    } catch {
+      return null;
+    }
   }
   await writeFile(join(tmp, 'done'), '');
   await rm(out, { recursive: true, force: true });
