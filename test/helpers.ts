@@ -55,3 +55,77 @@ export function mutate(buf: Buffer, rnd: () => number): Buffer {
   }
   return b;
 }
+
+/**
+ * Runs `make` once per test run across vitest workers: the first caller creates `dir` under a
+ * lock folder; the others wait for its `.done` marker.
+ */
+export async function onceInDir(dir: string, make: () => Promise<void>, timeoutMs = 900_000): Promise<void> {
+  const { existsSync, mkdirSync, rmSync, writeFileSync } = await import('node:fs');
+  const done = `${dir}.done`;
+  const lock = `${dir}.lock`;
+  const t0 = Date.now();
+  for (;;) {
+    if (existsSync(done)) return;
+    try {
+      mkdirSync(lock, { recursive: false });
+    } catch {
+      if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${dir}`);
+      await new Promise((r) => setTimeout(r, 1000));
+      continue;
+    }
+    try {
+      if (!existsSync(done)) {
+        rmSync(dir, { recursive: true, force: true });
+        await make();
+        writeFileSync(done, new Date().toISOString());
+      }
+      return;
+    } finally {
+      rmSync(lock, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Environment for the sample product in tests: its own OMIE_HOME (keys) under test/.work. */
+export const SAMPLE_HOME = resolve(ROOT, 'test/.work/omie-home');
+
+/**
+ * A copy of the kit's device/, overlays/ and prebuilt-apps/ with the sample apps generated and
+ * the sample partner keys created in SAMPLE_HOME, plus the sample base. Made once per run.
+ */
+export async function sampleFixture(): Promise<{
+  tree: string;
+  product: string;
+  base: string;
+  home: string;
+}> {
+  const { cpSync, mkdirSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const tree = resolve(ROOT, 'test/.work/sample-tree');
+  const base = resolve(ROOT, 'test/.work/sample-base');
+  process.env.OMIE_HOME = SAMPLE_HOME;
+  await onceInDir(tree, async () => {
+    mkdirSync(tree, { recursive: true });
+    for (const d of ['device', 'overlays']) cpSync(join(ROOT, d), join(tree, d), { recursive: true });
+    cpSync(join(ROOT, 'prebuilt-apps'), join(tree, 'prebuilt-apps'), {
+      recursive: true,
+      filter: (s) => !/\.apk(\.sha256)?$/.test(s),
+    });
+    const { generateSampleApps } = await import('../scripts/sample/apps.ts');
+    const { initKeys } = await import('../scripts/keys/store.ts');
+    const { readdirSync } = await import('node:fs');
+    await generateSampleApps(tree, readdirSync(join(tree, 'prebuilt-apps')).sort());
+    await initKeys('omie-sample-partner');
+  });
+  await onceInDir(base, async () => {
+    const { generateSampleBase } = await import('../scripts/sample/base.ts');
+    await generateSampleBase({ outDir: base });
+  });
+  return {
+    tree,
+    product: join(tree, 'device/omie/tablet/products/omie-tablet.yaml'),
+    base,
+    home: SAMPLE_HOME,
+  };
+}

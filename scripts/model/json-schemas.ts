@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { statementSchema } from '../attest/statement.ts';
 import { auditReportSchema } from '../audit/schema.ts';
+import { personalCloudConfigSchema } from '../build/personal-cloud.ts';
 import { conformanceSchemas } from '../conformance/spec-schema.ts';
 import { modelSchemas } from './schemas.ts';
 
@@ -13,6 +14,7 @@ export function allSchemas(): Array<{ json: string; schema: z.ZodType }> {
     ...conformanceSchemas,
     { json: 'spec/schemas/audit.schema.json', schema: auditReportSchema },
     { json: 'spec/schemas/attestation-statement.schema.json', schema: statementSchema },
+    { json: 'spec/schemas/personal-cloud.schema.json', schema: personalCloudConfigSchema },
   ];
 }
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerAudit } from './audit.ts';
 import { registerBench } from './bench.ts';
+import { registerBuild } from './build.ts';
 import { registerCheck } from './check.ts';
 import { registerDevices } from './devices.ts';
 import { registerDoctor } from './doctor.ts';
@@ -27,6 +28,7 @@ export const commands: Array<(program: Command) => void> = [
   registerSampleBase,
   registerInspect,
   registerExtractOta,
+  registerBuild,
   registerCheck,
   registerBench,
   registerVerifyAttestation,

@@ -1,0 +1,559 @@
+import { createHash, createPrivateKey } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import pkg from '../../package.json' with { type: 'json' };
+import type { SigningKey } from '../apkgen/index.ts';
+import { runCheckWithFiles } from '../conformance/run.ts';
+import { EnvironmentError, ExitCode, InputError, OmieError } from '../errors.ts';
+import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
+import { encodeAvbPublicKey, isPublicTestKey, publicTestKeyName } from '../formats/avb/keys.ts';
+import { addHashFooter, addHashtreeFooter, makeVbmetaImage } from '../formats/avb/sign.ts';
+import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
+import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '../formats/super/index.ts';
+import { type FsReader, openFilesystem } from '../fs/index.ts';
+import { hostTools, toolVersion } from '../host/tools.ts';
+import { certSha256, resolveKeyRef } from '../keys/store.ts';
+import { type DeviceProfile, loadProduct, type ResolvedProduct } from '../model/index.ts';
+import type { ProgressFn } from '../progress.ts';
+import { applyPlan } from './apply.ts';
+import { GPS_CONF_PATHS, rewriteGpsConf } from './gps-conf.ts';
+import { type OpenedBase, openBase } from './open-base.ts';
+import { buildOverlay, overlayPath } from './overlays.ts';
+import { PERSONAL_CLOUD_CONFIG_PATH, personalCloudConfig } from './personal-cloud.ts';
+import {
+  type ExtraFile,
+  makePlan,
+  type PartitionInput,
+  type PartitionName,
+  type Plan,
+  readApkIdentity,
+} from './plan.ts';
+import {
+  type BundledApp,
+  digestFile,
+  type FileDigest,
+  makeSbom,
+  sha256File,
+  sourceDateEpoch,
+} from './record.ts';
+
+export interface BuildOptions {
+  /** Product YAML. */
+  product: string;
+  /** Base to remaster instead of the product's base.path. */
+  base?: string;
+  /** Output folder; written under a temporary name and renamed at the end. */
+  out: string;
+  dryRun?: boolean;
+  keepWork?: boolean;
+  /** Accept the public AOSP/AVB test keys (the image is then marked non-release). */
+  allowTestKeys?: boolean;
+  /** Package even when the conformance check fails. */
+  noCheck?: boolean;
+  onProgress?: ProgressFn;
+  log?: (line: string) => void;
+}
+
+export interface BuildResult {
+  dryRun: boolean;
+  plan: Plan;
+  outDir?: string;
+  files?: FileDigest[];
+  check?: { conforms: boolean; summary: Record<string, unknown>; reportDir: string } | { skipped: true };
+  release: boolean;
+}
+
+/** Partitions whose filesystem the build edits (others are passed through). */
+const EDITABLE: readonly PartitionName[] = ['system', 'system_ext', 'product', 'vendor', 'odm'];
+
+export class CheckFailedError extends OmieError {
+  constructor(message: string, context: Record<string, unknown>) {
+    super(message, {
+      code: 'BUILD_CHECK_FAILED',
+      exitCode: ExitCode.checkFailed,
+      context,
+      hint: 'fix the failing requirements (see the report), add a waiver with a reason and expiry, or pass --no-check to package anyway',
+    });
+  }
+}
+
+interface Keys {
+  avbPem: string;
+  apk: SigningKey;
+  release: boolean;
+}
+
+/** Resolves the product's keys and refuses the public test keys unless allowed. */
+async function resolveKeys(
+  p: ResolvedProduct,
+  allowTestKeys: boolean,
+  log: (l: string) => void,
+): Promise<Keys> {
+  const avbRef = resolveKeyRef(p.product.signing.avbKey, 'avb');
+  const apkRef = resolveKeyRef(p.product.signing.apkKey, 'apk');
+  const avbPem = avbRef.keys?.avbPem ?? (avbRef.file as string);
+  // A file reference for APK signing names an AOSP-style key prefix: <prefix>.pk8 + <prefix>.x509.pem.
+  const apk: SigningKey = apkRef.keys?.apk ?? {
+    name: basename(apkRef.file as string),
+    keyPk8: `${(apkRef.file as string).replace(/\.(pk8|x509\.pem)$/, '')}.pk8`,
+    certPem: `${(apkRef.file as string).replace(/\.(pk8|x509\.pem)$/, '')}.x509.pem`,
+    keyPem: '',
+  };
+  for (const f of [apk.keyPk8, apk.certPem]) {
+    if (!existsSync(f))
+      throw new InputError(`APK signing key file not found: ${f}`, {
+        code: 'KEY_MISSING',
+        context: { file: f },
+      });
+  }
+  let release = true;
+  const blob = encodeAvbPublicKey(createPrivateKey(await readFile(avbPem)));
+  if (isPublicTestKey(blob)) {
+    if (!allowTestKeys) {
+      throw new InputError(
+        `the AVB key ${avbPem} is the public ${publicTestKeyName(blob)}: anyone can sign images with it`,
+        {
+          code: 'TEST_KEY_REFUSED',
+          context: { key: avbPem },
+          hint: 'create a partner key with `omie keys init <name>` and reference it in signing.avbKey, or pass --allow-test-keys for a non-release image',
+        },
+      );
+    }
+    release = false;
+  }
+  const apkCert = await certSha256(apk.certPem);
+  const known = defaultKnownSigners().lookup(apkCert);
+  if (known?.kind === 'public-test-key') {
+    if (!allowTestKeys) {
+      throw new InputError(`the APK signing key ${apk.certPem} is the public ${known.name}`, {
+        code: 'TEST_KEY_REFUSED',
+        context: { key: apk.certPem, sha256: apkCert },
+        hint: 'use a partner key (`omie keys init <name>`), or --allow-test-keys for a non-release image',
+      });
+    }
+    release = false;
+  }
+  if (!release) log('warning: signing with public test keys; the image is marked non-release');
+  return { avbPem, apk, release };
+}
+
+/** Digest-derived salt: reproducible, yet different per product, version and partition. */
+function saltFor(p: ResolvedProduct, partition: string): string {
+  return createHash('sha256')
+    .update(`omie-salt:${p.product.name}:${p.product.version}:${partition}`)
+    .digest('hex');
+}
+
+/** A base made by `omie sample-base` says which stand-in key plays Google's release certificate. */
+async function sampleGoogleSigners(base: string): Promise<string[]> {
+  const manifest = join(
+    existsSync(base) && !base.endsWith('.zip') && !base.endsWith('.img') ? base : dirname(base),
+    'sample-base.json',
+  );
+  if (!existsSync(manifest)) return [];
+  const m = JSON.parse(await readFile(manifest, 'utf8')) as { googleSigners?: string[] };
+  return m.googleSigners ?? [];
+}
+
+async function frameworkRes(readers: Map<string, FsReader>, work: string): Promise<string> {
+  const system = readers.get('system');
+  for (const p of ['/system/framework/framework-res.apk', '/framework/framework-res.apk']) {
+    if (system && (await system.exists(p))) {
+      const dest = join(work, 'framework-res.apk');
+      await system.copyOut(p, dest);
+      return dest;
+    }
+  }
+  throw new InputError('the base has no system/framework/framework-res.apk to compile overlays against', {
+    code: 'BASE_NO_FRAMEWORK_RES',
+    hint: 'overlays must be compiled against the framework of the base they run on',
+  });
+}
+
+function superLayout(device: DeviceProfile, images: Record<string, string>): SuperLayout {
+  const s = device.super!;
+  const layout: SuperLayout = {
+    blockDevices: s.blockDevices.map((b) => ({ name: b.name, size: b.size, alignment: b.alignment })),
+    groups: s.groups.map((g) => ({ name: g.name, maxSize: g.maxSize })),
+    partitions: s.groups.flatMap((g) =>
+      g.partitions
+        .filter((name) => images[name])
+        .map((name) => ({ name, group: g.name, imagePath: images[name], readonly: true })),
+    ),
+    metadataSlots: s.metadataSlots,
+    metadataMaxSize: s.metadataMaxSize,
+  };
+  return device.ab ? expandAbLayout(layout) : layout;
+}
+
+/** Every APK in the final partitions, for the SBOM and the record. */
+async function bundledApps(images: Record<string, string>, plan: Plan, work: string): Promise<BundledApp[]> {
+  const added = new Map<string, 'product' | 'overlay'>();
+  for (const part of plan.partitions) {
+    for (const a of part.additions)
+      if (a.package && a.path.endsWith('.apk'))
+        added.set(`${part.partition}:${a.path}`, a.path.includes('/overlay/') ? 'overlay' : 'product');
+  }
+  const out: BundledApp[] = [];
+  for (const part of plan.partitions) {
+    const fs = await openFilesystem(images[part.partition]);
+    try {
+      for (const e of await fs.list()) {
+        if (e.type !== 'file' || !e.path.endsWith('.apk')) continue;
+        const tmp = join(work, 'sbom.apk');
+        await fs.copyOut(e.path, tmp);
+        const id = await readApkIdentity(tmp);
+        out.push({
+          partition: part.partition,
+          path: e.path.replace(/^\//, ''),
+          package: id.package,
+          versionName: id.versionName ?? undefined,
+          versionCode: id.versionCode,
+          sha256: await sha256File(tmp),
+          signerSha256: id.signers,
+          source: added.get(`${part.partition}:${e.path}`) ?? 'base',
+        });
+      }
+    } finally {
+      await fs.close();
+    }
+  }
+  return out;
+}
+
+/**
+ * The remaster: resolve → open base → plan → apply → repack → AVB-sign → package → check.
+ * Work happens in temporary folders beside the output; the output appears only when everything
+ * (including the conformance check) succeeded, so a failed or killed build leaves nothing half-written.
+ */
+export async function build(o: BuildOptions): Promise<BuildResult> {
+  const log = o.log ?? (() => {});
+  const stage = (name: string, done: number, total = 1) =>
+    o.onProgress?.({ stage: name, done, total, unit: 'items' });
+  const resolved = await loadProduct(o.product);
+  const p = resolved.product;
+  const device = resolved.device;
+  const basePath = o.base ?? (p.base?.path ? resolve(resolved.dir, p.base.path) : undefined);
+  if (!basePath) {
+    throw new InputError(`no base: ${resolved.file} has no base.path and --base was not given`, {
+      code: 'BUILD_NO_BASE',
+      hint: 'pass --base <factory zip | super.img | OTA | images folder>',
+    });
+  }
+  const keys = o.dryRun ? undefined : await resolveKeys(resolved, Boolean(o.allowTestKeys), log);
+
+  const outDir = resolve(o.out);
+  await mkdir(dirname(outDir), { recursive: true });
+  const tag = `${process.pid}-${Date.now()}`;
+  const work = join(dirname(outDir), `.${basename(outDir)}.work-${tag}`);
+  const staging = join(dirname(outDir), `.${basename(outDir)}.tmp-${tag}`);
+  const cleanup = () => {
+    rmSync(staging, { recursive: true, force: true });
+    if (!o.keepWork) rmSync(work, { recursive: true, force: true });
+  };
+  process.once('exit', cleanup);
+  const readers = new Map<string, FsReader>();
+  try {
+    await mkdir(work, { recursive: true });
+    stage('open base', 0);
+    if (p.base?.sha256 && !o.base) {
+      const got = await sha256File(basePath);
+      if (got !== p.base.sha256) {
+        throw new InputError(`base ${basePath} does not match the pinned sha256`, {
+          code: 'BASE_SHA256_MISMATCH',
+          context: { expected: p.base.sha256, found: got },
+        });
+      }
+    }
+    const base: OpenedBase = await openBase(basePath, work, { kind: p.base?.kind, onProgress: o.onProgress });
+    if (base.boards && !base.boards.some((b) => device.fastboot.products.includes(b))) {
+      log(
+        `warning: the base is for ${base.boards.join('|')}, the device profile for ${device.fastboot.products.join('|')}`,
+      );
+    }
+    stage('open base', 1);
+
+    const parts: PartitionInput[] = [];
+    for (const part of device.partitions) {
+      const img = base.images[part.name];
+      if (!img || part.fs === 'raw' || !EDITABLE.includes(part.name as PartitionName)) continue;
+      const fs = await openFilesystem(img);
+      readers.set(part.name, fs);
+      parts.push({ name: part.name as PartitionName, fs });
+    }
+    if (!readers.has('system')) {
+      throw new InputError(
+        `the base has no system image (found: ${Object.keys(base.images).join(', ') || 'nothing'})`,
+        { code: 'BASE_NO_SYSTEM' },
+      );
+    }
+
+    const extraFiles: ExtraFile[] = [];
+    if (keys) {
+      const fw = await frameworkRes(readers, work);
+      await mkdir(join(work, 'overlays'), { recursive: true });
+      for (const [i, ov] of resolved.overlays.entries()) {
+        stage('overlays', i, resolved.overlays.length);
+        const apk = join(work, 'overlays', `${ov.name}.apk`);
+        await buildOverlay(ov, p, fw, keys.apk, apk);
+        extraFiles.push({
+          partition: ov.partition,
+          path: overlayPath(ov),
+          source: apk,
+          package: ov.package,
+          reason: `overlay ${ov.name}: ${ov.description ?? ''}`.trim(),
+        });
+      }
+    }
+    if (p.endpoints) {
+      for (const g of GPS_CONF_PATHS) {
+        const fs = readers.get(g.partition);
+        const inImage =
+          fs &&
+          (g.partition === 'system' && (await fs.exists('/system/build.prop'))
+            ? `/system/${g.path}`
+            : `/${g.path}`);
+        if (!fs || !inImage || !(await fs.exists(inImage))) continue;
+        const text = rewriteGpsConf((await fs.readFile(inImage)).toString('utf8'), p.endpoints);
+        extraFiles.push({
+          partition: g.partition,
+          path: g.path,
+          content: text,
+          reason: 'GNSS time and assistance servers from the product endpoints',
+        });
+      }
+    }
+    const cloud = personalCloudConfig(resolved);
+    if (cloud) {
+      extraFiles.push({
+        partition: cloud.partition,
+        path: PERSONAL_CLOUD_CONFIG_PATH,
+        content: cloud.json,
+        reason: 'personal cloud sync options the owner picks from at setup',
+      });
+    }
+    const plan = await makePlan(parts, resolved, {
+      googleSigners: await sampleGoogleSigners(basePath),
+      extraFiles,
+      onProgress: o.onProgress,
+    });
+    for (const r of readers.values()) await r.close();
+    readers.clear();
+    if (o.dryRun) return { dryRun: true, plan, release: true };
+    if (!keys) throw new Error('unreachable: keys are resolved unless --dry-run');
+
+    const epoch = sourceDateEpoch();
+    await applyPlan(plan, base.images, { epoch, onProgress: o.onProgress });
+
+    // AVB: footers on the partitions the device verifies, then vbmeta signed with the partner key.
+    const footered: string[] = [];
+    for (const [i, f] of device.avb.footers.entries()) {
+      stage('avb footers', i, device.avb.footers.length);
+      const img = base.images[f.partition];
+      if (!img) continue;
+      const part = device.partitions.find((x) => x.name === f.partition)!;
+      const common = {
+        partitionName: f.partition,
+        hashAlgorithm: f.hashAlgorithm,
+        salt: saltFor(resolved, f.partition),
+        onProgress: o.onProgress,
+      };
+      if (f.type === 'hashtree')
+        await addHashtreeFooter(img, {
+          ...common,
+          partitionSize: part.location === 'physical' ? part.size : undefined,
+        });
+      else
+        await addHashFooter(img, {
+          ...common,
+          partitionSize: part.location === 'physical' ? part.size : undefined,
+        });
+      footered.push(img);
+    }
+    const chainedParts = new Set(device.avb.chained.flatMap((c) => c.partitions));
+    const chainImages: Array<{ name: string; path: string; location: number }> = [];
+    for (const c of device.avb.chained) {
+      const path = join(work, `${c.partition}.img`);
+      await makeVbmetaImage(path, {
+        algorithm: device.avb.algorithm,
+        key: keys.avbPem,
+        rollbackIndex: device.avb.rollbackIndex,
+        rollbackIndexLocation: c.rollbackIndexLocation,
+        includeDescriptorsFromImages: c.partitions.map((n) => base.images[n]).filter(Boolean),
+      });
+      chainImages.push({ name: c.partition, path, location: c.rollbackIndexLocation });
+    }
+    const vbmeta = join(work, 'vbmeta.img');
+    await makeVbmetaImage(vbmeta, {
+      algorithm: device.avb.algorithm,
+      key: keys.avbPem,
+      rollbackIndex: device.avb.rollbackIndex,
+      includeDescriptorsFromImages: device.avb.footers
+        .filter((f) => !chainedParts.has(f.partition) && base.images[f.partition])
+        .map((f) => base.images[f.partition]),
+      chainPartitions: chainImages.map((c) => ({
+        partitionName: c.name,
+        rollbackIndexLocation: c.location,
+        publicKeyPath: keys.avbPem,
+      })),
+      props: { 'com.omie.product': p.name, 'com.omie.version': p.version },
+    });
+    stage('avb footers', 1);
+
+    // Package into the staging folder.
+    await mkdir(staging, { recursive: true });
+    const physical = device.partitions.filter((x) => x.location === 'physical');
+    const logical = device.partitions.filter((x) => x.location === 'super');
+    const images: Array<{ name: string; path: string }> = [];
+    for (const part of physical) {
+      const src =
+        part.name === 'vbmeta'
+          ? vbmeta
+          : (chainImages.find((c) => c.name === part.name)?.path ?? base.images[part.name]);
+      if (!src || part.name === 'userdata') continue;
+      await copyFile(src, join(staging, `${part.name}.img`));
+      images.push({ name: part.name, path: join(staging, `${part.name}.img`) });
+    }
+    if (!images.some((i) => i.name === 'vbmeta')) {
+      await copyFile(vbmeta, join(staging, 'vbmeta.img'));
+      images.push({ name: 'vbmeta', path: join(staging, 'vbmeta.img') });
+    }
+    for (const part of logical) {
+      if (!base.images[part.name]) continue;
+      await copyFile(base.images[part.name], join(staging, `${part.name}.img`));
+      images.push({ name: part.name, path: join(staging, `${part.name}.img`) });
+    }
+    if (device.super) {
+      stage('super', 0);
+      const layout = superLayout(device, base.images);
+      await buildSuper(layout, join(staging, 'super.img'), { sparse: true, onProgress: o.onProgress });
+      await buildSuperEmpty(layout, join(staging, 'super_empty.img'));
+      images.push({ name: 'super_empty', path: join(staging, 'super_empty.img') });
+      stage('super', 1);
+    }
+    const androidInfo = formatAndroidInfo({
+      board: device.fastboot.products,
+      bootloaderVersion: device.fastboot.bootloaderVersions.length
+        ? device.fastboot.bootloaderVersions
+        : undefined,
+    });
+    await writeFile(join(staging, 'android-info.txt'), androidInfo);
+    const zipName = `${p.name}-${p.version}-fastboot.zip`;
+    await writeFastbootZip(join(staging, zipName), {
+      androidInfo,
+      images: images.filter((i) => i.name !== 'super'),
+    });
+
+    const apps = await bundledApps(base.images, plan, work);
+    await writeFile(
+      join(staging, 'sbom.cdx.json'),
+      `${JSON.stringify(makeSbom({ product: p.name, version: p.version, apps }), null, 2)}\n`,
+    );
+
+    let check: BuildResult['check'];
+    if (!o.noCheck) {
+      stage('check', 0);
+      const run = await runCheckWithFiles({
+        image: staging,
+        product: resolved,
+        reportDir: join(staging, 'check'),
+        now: new Date(epoch * 1000),
+        stepSummary: false,
+        workDir: join(work, 'check'),
+        onProgress: o.onProgress,
+      });
+      check = {
+        conforms: run.report.summary.conforms,
+        summary: run.report.summary,
+        reportDir: join(outDir, 'check'),
+      };
+      if (!run.report.summary.conforms) {
+        const failed = run.report.results.filter(
+          (r) => r.level === 'MUST' && (r.status === 'fail' || r.status === 'error'),
+        );
+        throw new CheckFailedError(
+          `the image fails ${failed.length} MUST requirement(s) of the Omie spec: ${failed.map((r) => r.id).join(', ')}`,
+          {
+            failed: failed.map((r) => ({ id: r.id, title: r.title, message: r.message })),
+          },
+        );
+      }
+      stage('check', 1);
+    } else check = { skipped: true };
+
+    const outputs: FileDigest[] = [];
+    for (const f of (await readdir(staging)).sort()) {
+      if (f === 'check') continue;
+      outputs.push(await digestFile(join(staging, f), f));
+    }
+    const inputs: FileDigest[] = [
+      await digestFile(resolved.file, 'product'),
+      await digestFile(device.file, 'device'),
+      { path: `base:${basePath}`, sha256: base.sha256, size: 0 },
+      ...(await Promise.all(resolved.apps.map((a) => digestFile(a.apkPath, `app:${a.name}`)))),
+      ...(await Promise.all(resolved.overlays.map((ov) => digestFile(ov.file, `overlay:${ov.name}`)))),
+    ];
+    const tools: Record<string, string | null> = {};
+    for (const t of hostTools.filter((x) =>
+      [
+        'mke2fs',
+        'debugfs',
+        'e2fsck',
+        'resize2fs',
+        'fsck.erofs',
+        'aapt',
+        'apksigner',
+        'openssl',
+        'java',
+      ].includes(x.name),
+    )) {
+      tools[t.name] = await toolVersion(t).catch(() => null);
+    }
+    const record = {
+      schema: 'omie.build-record/1',
+      tool: { name: 'omie-kit', version: pkg.version, node: process.version },
+      product: { name: p.name, version: p.version },
+      device: { vendor: device.vendor, codename: device.codename },
+      release: keys.release,
+      sourceDateEpoch: epoch,
+      base: { kind: base.kind, sha256: base.sha256 },
+      keys: {
+        avbPublicKeySha256: createHash('sha256')
+          .update(encodeAvbPublicKey(createPrivateKey(await readFile(keys.avbPem))))
+          .digest('hex'),
+        apkCertSha256: await certSha256(keys.apk.certPem),
+      },
+      personalCloud: cloud ? JSON.parse(cloud.json) : null,
+      inputs,
+      plan,
+      outputs,
+      toolVersions: tools,
+      check:
+        check && 'conforms' in check
+          ? { conforms: check.conforms, summary: check.summary }
+          : { skipped: true },
+    };
+    await writeFile(join(staging, 'build-record.json'), `${JSON.stringify(record, null, 2)}\n`);
+
+    // Publish: the old output is replaced only now that the new one is complete.
+    const old = `${outDir}.old-${tag}`;
+    if (existsSync(outDir)) await rename(outDir, old);
+    await rename(staging, outDir);
+    await rm(old, { recursive: true, force: true });
+    return { dryRun: false, plan, outDir, files: outputs, check, release: keys.release };
+  } catch (e) {
+    if (e instanceof OmieError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOSPC')
+      throw new EnvironmentError(`out of disk space while building ${p.name}`, {
+        code: 'ENOSPC',
+        context: { work },
+      });
+    throw e;
+  } finally {
+    for (const r of readers.values()) await r.close().catch(() => {});
+    process.removeListener('exit', cleanup);
+    cleanup();
+  }
+}
