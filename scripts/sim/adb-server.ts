@@ -902,8 +902,11 @@ async function sideloadService(s: AdbStream, size: number, block: number): Promi
     await fh.close();
   }
   await rename(`${file}.part`, file);
-  await s.write(Buffer.from('DONEDONE'));
+  // minadbd exits after the transfer and recovery takes over (with adbd in recovery mode).
   await conn.state.update((d) => {
     d.mode = 'recovery';
   });
+  await s.write(Buffer.from('DONEDONE'));
+  s.close();
+  setImmediate(() => conn.dropAll());
 }

@@ -87,6 +87,10 @@ export class DeviceView {
   private readonly state: ViewState;
   private readonly extracting = new Map<string, Promise<string | null>>();
   private readonly apkNames = new Map<string, string | null>();
+  private readonly identities = new Map<
+    string,
+    { statKey: string; fs: 'ext4' | 'erofs' | null; identity: string }
+  >();
 
   constructor(state: ViewState) {
     this.state = state;
@@ -117,14 +121,18 @@ export class DeviceView {
     } catch {
       return null;
     }
-    const head = await readHead(img, 1024 * 1024);
-    const fs = detectFs(head);
+    // Hashing the head costs a 1 MiB read: do it once per file version (inode, size, mtime).
+    const statKey = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    let known = this.identities.get(img);
+    if (!known || known.statKey !== statKey) {
+      const head = await readHead(img, 1024 * 1024);
+      const fs = detectFs(head);
+      const identity = createHash('sha256').update(`${statKey}:`).update(head).digest('hex').slice(0, 24);
+      known = { statKey, fs, identity };
+      this.identities.set(img, known);
+    }
+    const { fs, identity } = known;
     if (!fs) return null;
-    const identity = createHash('sha256')
-      .update(`${st.ino}:${st.size}:${st.mtimeMs}:`)
-      .update(head)
-      .digest('hex')
-      .slice(0, 24);
     const base = join(this.state.dir, '.cache', 'fs', `${name}${slot ? `_${slot}` : ''}`);
     const out = join(base, identity);
     let job = this.extracting.get(out);
