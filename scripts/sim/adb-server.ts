@@ -352,11 +352,19 @@ class AdbConnection {
     const shell = /^shell((?:,[^:]*)?):(.*)$/s.exec(service);
     if (shell) {
       const args = shell[1].split(',').filter(Boolean);
-      return (s) => shellService(s, args.includes('v2'), shell[2], this.shellContext());
+      // No command: an interactive shell (a prompt only with a pty, as mksh prints none otherwise).
+      const pty = args.includes('pty') || (!args.includes('raw') && !args.includes('v2'));
+      return (s) => shellService(s, args.includes('v2'), shell[2], this.shellContext(), pty);
     }
     if (service.startsWith('exec:'))
       return (s) => shellService(s, false, service.slice(5), this.shellContext());
     if (service === 'sync:') return (s) => syncService(s, this.view);
+    // A user build: adbd stays unprivileged, as on a locked-down production device.
+    if (service === 'root:')
+      return (s) => s.write(Buffer.from('adbd cannot run as root in production builds\n'));
+    if (service === 'unroot:') return (s) => s.write(Buffer.from('adbd not running as root\n'));
+    if (service.startsWith('remount:'))
+      return (s) => s.write(Buffer.from('remount is only supported on userdebug and eng builds\n'));
     const reboot = /^reboot:(.*)$/.exec(service);
     if (reboot) return (s) => this.rebootService(s, reboot[1]);
     return null;
@@ -554,7 +562,13 @@ function shellPacket(id: number, data: Buffer): Buffer {
   return Buffer.concat([h, data]);
 }
 
-async function shellService(s: AdbStream, v2: boolean, command: string, ctx: ShellContext): Promise<void> {
+async function shellService(
+  s: AdbStream,
+  v2: boolean,
+  command: string,
+  ctx: ShellContext,
+  pty = false,
+): Promise<void> {
   if (command.trim()) {
     const r = await runShell(command, ctx);
     if (v2) {
@@ -567,8 +581,9 @@ async function shellService(s: AdbStream, v2: boolean, command: string, ctx: She
     return;
   }
   // Interactive: one line at a time from stdin, until "exit" or stdin closes.
-  const prompt = Buffer.from(`${ctx.view ? 'omie' : 'sh'}:/ $ `);
-  const out = (id: number, b: Buffer) => (v2 ? s.write(shellPacket(id, b)) : s.write(b));
+  const prompt = Buffer.from(pty ? 'omie:/ $ ' : '');
+  const out = (id: number, b: Buffer) =>
+    b.length === 0 ? Promise.resolve() : v2 ? s.write(shellPacket(id, b)) : s.write(b);
   await out(SHELL_STDOUT, prompt);
   let pending = Buffer.alloc(0);
   let line = '';
@@ -595,14 +610,14 @@ async function shellService(s: AdbStream, v2: boolean, command: string, ctx: She
     while (nl >= 0) {
       const cmd = line.slice(0, nl);
       line = line.slice(nl + 1);
-      if (/^\s*exit\b/.test(cmd)) {
-        if (v2) await s.write(shellPacket(SHELL_EXIT, Buffer.from([status])));
-        return;
-      }
-      const r = await runShell(cmd, ctx);
+      const r = await runShell(cmd, ctx, Buffer.alloc(0), status);
       status = r.exitCode;
       if (r.stdout.length) await out(SHELL_STDOUT, r.stdout);
       if (r.stderr.length) await out(SHELL_STDERR, r.stderr);
+      if (r.exited) {
+        if (v2) await s.write(shellPacket(SHELL_EXIT, Buffer.from([status])));
+        return;
+      }
       await out(SHELL_STDOUT, prompt);
       nl = line.indexOf('\n');
     }

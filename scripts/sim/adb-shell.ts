@@ -17,6 +17,8 @@ export interface ShellResult {
   stdout: Buffer;
   stderr: Buffer;
   exitCode: number;
+  /** The line ran `exit`: an interactive shell ends here. */
+  exited?: boolean;
 }
 
 type Op = ';' | '&&' | '||' | '|';
@@ -50,10 +52,12 @@ export async function runShell(
   line: string,
   ctx: ShellContext,
   stdin: Buffer = Buffer.alloc(0),
+  /** `$?` before the first command (the previous line's status in an interactive shell). */
+  previousStatus = 0,
 ): Promise<ShellResult> {
   const stdout = new Out();
   const stderr = new Out();
-  let status = 0;
+  let status = previousStatus;
   let tokens: Token[];
   try {
     tokens = tokenize(line);
@@ -106,11 +110,15 @@ export async function runShell(
         }
         stderr.write(routed.err);
         if (routed.err2out.length) (last ? stdout : stderr).write(routed.err2out);
-        if (status === EXIT_REQUESTED) break;
+        if (status <= EXIT_REQUESTED) break;
       }
-      if (status === EXIT_REQUESTED) {
-        status = exitValue;
-        break;
+      if (status <= EXIT_REQUESTED) {
+        return {
+          stdout: stdout.buffer,
+          stderr: stderr.buffer,
+          exitCode: (EXIT_REQUESTED - status) & 0xff,
+          exited: true,
+        };
       }
     }
     pendingOp = op;
@@ -118,9 +126,9 @@ export async function runShell(
   return { stdout: stdout.buffer, stderr: stderr.buffer, exitCode: status & 0xff };
 }
 
+/** `exit N` is reported as EXIT_REQUESTED - N so that no shared state is needed. */
 const EXIT_REQUESTED = -1000;
 const STATUS_MARK = '\u0000?\u0000';
-let exitValue = 0;
 
 function syntaxError(stdout: Out, stderr: Out, msg: string): ShellResult {
   stderr.write(`sh: syntax error: ${msg}\n`);
@@ -263,10 +271,7 @@ const builtins: Record<string, Builtin> = {
   true: async () => 0,
   false: async () => 1,
   ':': async () => 0,
-  exit: async (argv) => {
-    exitValue = Number.parseInt(argv[1] ?? '0', 10) || 0;
-    return EXIT_REQUESTED;
-  },
+  exit: async (argv) => EXIT_REQUESTED - ((Number.parseInt(argv[1] ?? '0', 10) || 0) & 0xff),
   echo: async (argv, _in, o) => {
     let args = argv.slice(1);
     let newline = true;

@@ -85,6 +85,18 @@ describe('sim adbd with the real adb client', () => {
     expect((await sh('id')).stdout).toContain('uid=2000(shell)');
   });
 
+  it('runs an interactive shell fed from a pipe (no prompt without a pty) and reports `exit N`', async () => {
+    const r = await adb.run(
+      ['-s', serial, 'shell'],
+      20_000,
+      'getprop ro.serialno\nfalse\necho "last=$?"\nexit 4\necho never\n',
+    );
+    expect(r.stdout).toBe('SIMREAL01\nlast=1');
+    expect(r.exitCode).toBe(4);
+    const root = await adb.run(['-s', serial, 'root']);
+    expect(root.stdout).toContain('adbd cannot run as root in production builds');
+  });
+
   it('settings get/put round-trips and unknown keys read "null"', async () => {
     expect((await sh('settings get global adb_enabled')).stdout.trim()).toBe('1');
     expect((await sh('settings get secure no_such_key')).stdout.trim()).toBe('null');

@@ -23,7 +23,12 @@ export interface RealAdb {
   port: number;
   home: string;
   env: Record<string, string>;
-  run(args: string[], timeoutMs?: number): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  /** Runs `adb -P port ARGS`; `input` is fed to its stdin. */
+  run(
+    args: string[],
+    timeoutMs?: number,
+    input?: string,
+  ): Promise<{ stdout: string; stderr: string; exitCode: number }>;
   /** Polls `adb devices` until `serial` shows `state` (device, unauthorized, …). */
   waitState(serial: string, state: string, timeoutMs?: number): Promise<string>;
   stop(): Promise<void>;
@@ -40,13 +45,13 @@ export async function startRealAdb(dir: string): Promise<RealAdb> {
     ANDROID_ADB_SERVER_PORT: String(port),
     ADB_SERVER_SOCKET: `tcp:localhost:${port}`,
   };
-  const run = async (args: string[], timeoutMs = 20_000) => {
+  const run = async (args: string[], timeoutMs = 20_000, input?: string) => {
     const r = await execa('adb', ['-P', String(port), ...args], {
       env,
       extendEnv: false,
       reject: false,
       timeout: timeoutMs,
-      stdin: 'ignore',
+      ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
     });
     return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
   };
