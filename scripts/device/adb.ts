@@ -69,6 +69,8 @@ export interface AdbOptions {
   host?: string;
   /** Per-request timeout in ms (default 30 s). */
   timeoutMs?: number;
+  /** "v1" forces the legacy shell (status via an echoed marker, stderr merged into stdout). */
+  shellProtocol?: 'auto' | 'v1';
 }
 
 export class AdbError extends EnvironmentError {
@@ -89,6 +91,7 @@ export class AdbError extends EnvironmentError {
 export class AdbHost {
   readonly client: Client;
   private readonly timeoutMs: number;
+  private readonly shellProtocol: 'auto' | 'v1';
   private readonly features = new Map<string, Set<string>>();
 
   constructor(opts: AdbOptions = {}) {
@@ -99,6 +102,7 @@ export class AdbHost {
       bin: requireTool('adb'),
     });
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.shellProtocol = opts.shellProtocol ?? 'auto';
   }
 
   private device(serial: string): DeviceClient {
@@ -237,13 +241,18 @@ export class AdbHost {
   /** Runs a shell command; exit status via shell v2 (or an echoed marker on v1-only devices). */
   async shell(serial: string, command: string): Promise<ShellResult> {
     const features = await this.deviceFeatures(serial).catch(() => new Set<string>());
-    if (features.has('shell_v2'))
+    if (features.has('shell_v2') && this.shellProtocol !== 'v1')
       return decodeShellV2(await this.deviceService(serial, `shell,v2,raw:${command}`));
-    const raw = (await this.deviceService(serial, `shell:${command}; echo "<<omie-exit:$?>>"`)).toString(
-      'utf8',
-    );
-    const m = /<<omie-exit:(\d+)>>\r?\n?$/.exec(raw);
-    return { stdout: m ? raw.slice(0, m.index) : raw, stderr: '', exitCode: m ? Number(m[1]) : -1 };
+    // v1 has no status and merges stderr into stdout: run the command in a child shell (so that
+    // its `exit` does not skip the marker) and echo the status after it.
+    const raw = (
+      await this.deviceService(serial, `shell:sh -c ${shellQuote(command)}; echo "<<omie-exit:$?>>"`)
+    ).toString('utf8');
+    // The last marker is ours (stderr may still trail it on a v1 stream).
+    const at = raw.lastIndexOf('<<omie-exit:');
+    const m = at >= 0 ? /^<<omie-exit:(\d+)>>\r?\n?/.exec(raw.slice(at)) : null;
+    if (!m) return { stdout: raw, stderr: '', exitCode: -1 };
+    return { stdout: raw.slice(0, at) + raw.slice(at + m[0].length), stderr: '', exitCode: Number(m[1]) };
   }
 
   /** All system properties (`getprop`), parsed from its `[key]: [value]` lines. */

@@ -570,7 +570,7 @@ async function shellService(
   pty = false,
 ): Promise<void> {
   if (command.trim()) {
-    const r = await runShell(command, ctx);
+    const r = await runShell(command, ctx, Buffer.alloc(0), 0, { mergeStderr: !v2 });
     if (v2) {
       if (r.stdout.length) await s.write(shellPacket(SHELL_STDOUT, r.stdout));
       if (r.stderr.length) await s.write(shellPacket(SHELL_STDERR, r.stderr));

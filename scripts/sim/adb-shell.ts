@@ -54,9 +54,11 @@ export async function runShell(
   stdin: Buffer = Buffer.alloc(0),
   /** `$?` before the first command (the previous line's status in an interactive shell). */
   previousStatus = 0,
+  opts: { mergeStderr?: boolean } = {},
 ): Promise<ShellResult> {
   const stdout = new Out();
-  const stderr = new Out();
+  // Shell v1 has one stream: stderr goes where stdout goes, in order.
+  const stderr = opts.mergeStderr ? stdout : new Out();
   let status = previousStatus;
   let tokens: Token[];
   try {
@@ -115,7 +117,7 @@ export async function runShell(
       if (status <= EXIT_REQUESTED) {
         return {
           stdout: stdout.buffer,
-          stderr: stderr.buffer,
+          stderr: opts.mergeStderr ? Buffer.alloc(0) : stderr.buffer,
           exitCode: (EXIT_REQUESTED - status) & 0xff,
           exited: true,
         };
@@ -123,7 +125,11 @@ export async function runShell(
     }
     pendingOp = op;
   }
-  return { stdout: stdout.buffer, stderr: stderr.buffer, exitCode: status & 0xff };
+  return {
+    stdout: stdout.buffer,
+    stderr: opts.mergeStderr ? Buffer.alloc(0) : stderr.buffer,
+    exitCode: status & 0xff,
+  };
 }
 
 /** `exit N` is reported as EXIT_REQUESTED - N so that no shared state is needed. */
@@ -316,6 +322,16 @@ const builtins: Record<string, Builtin> = {
     }
     e.write(`Failed to set property '${argv[1]}' to '${argv[2]}'.\nSee dmesg for error reason.\n`);
     return 1;
+  },
+  sh: async (argv, stdin, o, e, ctx) => {
+    if (argv[1] !== '-c' || argv[2] === undefined) {
+      e.write('sh: only `sh -c COMMAND` is supported here\n');
+      return 2;
+    }
+    const r = await runShell(argv[2], ctx, stdin);
+    o.write(r.stdout);
+    e.write(r.stderr);
+    return r.exitCode;
   },
   pm: async (argv, _in, o, e, ctx) => pm(argv.slice(1), o, e, ctx),
   cmd: async (argv, _in, o, e, ctx) => {

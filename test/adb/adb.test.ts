@@ -59,6 +59,15 @@ describe('AdbHost (adbkit) against the virtual device', () => {
     expect((await host.shell(serial, 'getprop ro.serialno')).stdout.trim()).toBe(viaReal.stdout.trim());
   });
 
+  it('falls back to shell v1 with an echoed status marker', async () => {
+    const v1 = new AdbHost({ port: real.port, shellProtocol: 'v1' });
+    expect(await v1.shell(serial, 'exit 7')).toEqual({ stdout: '', stderr: '', exitCode: 7 });
+    expect(await v1.shell(serial, "echo 'a b'; false")).toEqual({ stdout: 'a b\n', stderr: '', exitCode: 1 });
+    const nf = await v1.shell(serial, 'nope');
+    expect(nf.exitCode).toBe(127);
+    expect(nf.stdout).toContain('nope: not found');
+  });
+
   it('getprops and listPackages parse the device output', async () => {
     const props = await host.getprops(serial);
     expect(props['ro.product.name']).toBe('omie_tablet');
