@@ -3,7 +3,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
-import type { SigningKey } from '../apkgen/index.ts';
+import { type SigningKey, signApk } from '../apkgen/index.ts';
 import { runCheckWithFiles } from '../conformance/run.ts';
 import { EnvironmentError, ExitCode, InputError, OmieError } from '../errors.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
@@ -145,15 +145,56 @@ function saltFor(p: ResolvedProduct, partition: string): string {
     .digest('hex');
 }
 
-/** A base made by `omie sample-base` says which stand-in key plays Google's release certificate. */
-async function sampleGoogleSigners(base: string): Promise<string[]> {
+/**
+ * A base made by `omie sample-base` names its stand-in keys: which one plays Google's release
+ * certificate and which one the public AOSP test key (real bases are matched by the real digests).
+ */
+async function sampleBaseSigners(base: string): Promise<{ google: string[]; testKeys: string[] }> {
   const manifest = join(
     existsSync(base) && !base.endsWith('.zip') && !base.endsWith('.img') ? base : dirname(base),
     'sample-base.json',
   );
-  if (!existsSync(manifest)) return [];
-  const m = JSON.parse(await readFile(manifest, 'utf8')) as { googleSigners?: string[] };
-  return m.googleSigners ?? [];
+  if (!existsSync(manifest)) return { google: [], testKeys: [] };
+  const m = JSON.parse(await readFile(manifest, 'utf8')) as {
+    googleSigners?: string[];
+    signers?: { testkey?: string };
+  };
+  return { google: m.googleSigners ?? [], testKeys: m.signers?.testkey ? [m.signers.testkey] : [] };
+}
+
+/**
+ * Kept APKs signed with a public test key get the partner's key instead (as AOSP's release
+ * signing does): anyone holds the test key, so anyone could ship an "update" of such an app.
+ */
+async function resignTestKeyApks(
+  plan: Plan,
+  readers: Map<string, FsReader>,
+  testKeys: Set<string>,
+  key: SigningKey,
+  work: string,
+): Promise<ExtraFile[]> {
+  const out: ExtraFile[] = [];
+  for (const part of plan.partitions) {
+    const fs = readers.get(part.partition);
+    if (!fs) continue;
+    for (const apk of part.apks) {
+      if (apk.action !== 'keep' || !apk.signers.some((s) => testKeys.has(s))) continue;
+      const dir = join(work, 'resign', part.partition);
+      await mkdir(dir, { recursive: true });
+      const original = join(dir, `${apk.package}.in.apk`);
+      const resigned = join(dir, `${apk.package}.apk`);
+      await fs.copyOut(apk.path, original);
+      await signApk(original, resigned, { key, v1: true, v2: true, v3: false });
+      out.push({
+        partition: part.partition,
+        path: apk.path.slice(part.prefix.length).replace(/^\//, ''),
+        source: resigned,
+        package: apk.package,
+        reason: `re-signed with the partner key: was signed with a public test key (${apk.signers.join(', ')})`,
+      });
+    }
+  }
+  return out;
 }
 
 async function frameworkRes(readers: Map<string, FsReader>, work: string): Promise<string> {
@@ -333,11 +374,20 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         reason: 'personal cloud sync options the owner picks from at setup',
       });
     }
-    const plan = await makePlan(parts, resolved, {
-      googleSigners: await sampleGoogleSigners(basePath),
-      extraFiles,
-      onProgress: o.onProgress,
-    });
+    const sample = await sampleBaseSigners(basePath);
+    const planOpts = { googleSigners: sample.google, extraFiles, onProgress: o.onProgress };
+    let plan = await makePlan(parts, resolved, planOpts);
+    if (keys) {
+      const testKeys = new Set([
+        ...defaultKnownSigners()
+          .signers.filter((k) => k.kind === 'public-test-key')
+          .map((k) => k.sha256),
+        ...sample.testKeys,
+      ]);
+      const resigned = await resignTestKeyApks(plan, readers, testKeys, keys.apk, work);
+      if (resigned.length)
+        plan = await makePlan(parts, resolved, { ...planOpts, extraFiles: [...extraFiles, ...resigned] });
+    }
     for (const r of readers.values()) await r.close();
     readers.clear();
     if (o.dryRun) return { dryRun: true, plan, release: true };

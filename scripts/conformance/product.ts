@@ -36,6 +36,11 @@ export interface ProductFacts {
     dnsServers?: string[];
   };
   apps: ProductApp[];
+  /**
+   * Signers the product vouches for besides its apps' pins: its own APK signing key (overlays,
+   * re-signed apps) and the base signers listed under `trust.baseSigners`, when readable.
+   */
+  partnerSignerSha256?: string[];
   avb?: {
     rollbackIndex: number;
     footers: Array<{ partition: string; type: 'hash' | 'hashtree' }>;
@@ -92,6 +97,10 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
           : [namedKeyCertSha256(a.signer.key)].filter((x): x is string => Boolean(x)),
       apkSha256: 'sha256' in a.apk ? a.apk.sha256.toLowerCase() : undefined,
     })),
+    partnerSignerSha256: [
+      partnerKeyCertSha256(p.signing.apkKey),
+      ...p.trust.baseSigners.map((b) => ('sha256' in b ? b.sha256 : certSha256(expandHome(b.cert)))),
+    ].filter((x): x is string => Boolean(x)),
     avb: r.device.avb
       ? {
           rollbackIndex: Number(r.device.avb.rollbackIndex ?? 0),
@@ -100,6 +109,18 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
       : undefined,
     waivers: p.waivers ?? [],
   };
+}
+
+/** Expands a leading $OMIE_HOME or ~ in a path from a product file. */
+export function expandHome(p: string): string {
+  return p.replace(/^\$OMIE_HOME(?=\/|$)/, omieHome()).replace(/^~(?=\/)/, homedir());
+}
+
+/** The product's APK signing key certificate: a named key set, or an AOSP-style <prefix>.x509.pem. */
+function partnerKeyCertSha256(ref: ResolvedProduct['product']['signing']['apkKey']): string | undefined {
+  if ('name' in ref) return namedKeyCertSha256(ref.name);
+  const file = 'file' in ref ? ref.file.replace(/^~(?=\/)/, homedir()) : process.env[ref.env];
+  return file ? certSha256(`${file.replace(/\.(pk8|x509\.pem)$/, '')}.x509.pem`) : undefined;
 }
 
 /**

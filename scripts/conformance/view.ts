@@ -162,6 +162,8 @@ export function parseProps(text: string): Record<string, string> {
  * the later it loads and the higher its precedence.
  */
 export const BUILD_PROP_ORDER: Array<{ partition: string; paths: string[] }> = [
+  // init loads /system/etc/prop.default (ro.secure, ro.adb.secure, ro.debuggable) before build.prop.
+  { partition: 'system', paths: ['system/etc/prop.default', 'etc/prop.default'] },
   { partition: 'system', paths: ['system/build.prop', 'build.prop'] },
   { partition: 'system_ext', paths: ['etc/build.prop', 'build.prop'] },
   { partition: 'vendor', paths: ['default.prop', 'build.prop'] },

@@ -202,6 +202,22 @@ export const productSchema = z
       })
       .default({ set: {}, remove: [] }),
     signing: z.strictObject({ avbKey: keyRef, apkKey: keyRef }),
+    trust: z
+      .strictObject({
+        baseSigners: z
+          .array(
+            z.union([
+              z.strictObject({ sha256, reason: z.string().min(1) }),
+              z.strictObject({
+                cert: z.string().min(1).describe('certificate file; a leading $OMIE_HOME or ~ is expanded'),
+                reason: z.string().min(1),
+              }),
+            ]),
+          )
+          .default([])
+          .describe("signers of base apps (e.g. the OEM's release key) the partner vouches for"),
+      })
+      .default({ baseSigners: [] }),
     spec: z
       .strictObject({ profile: z.enum(['image', 'device']).default('image'), path: z.string().optional() })
       .default({ profile: 'image' }),

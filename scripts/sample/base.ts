@@ -20,7 +20,7 @@ import { createCipheriv, createHash, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { buildApk, generateSigningKey, type SigningKey } from '../apkgen/index.ts';
+import { buildApk, generateSigningKey, type SigningKey, signApk } from '../apkgen/index.ts';
 import { addHashtreeFooter, generateAvbKey, makeVbmetaImage } from '../formats/avb/index.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
 import { buildSuper, expandAbLayout } from '../formats/super/index.ts';
@@ -215,7 +215,13 @@ export async function generateSampleBase(opts: SampleBaseOptions): Promise<Sampl
   await put(sys, '/system/etc/selinux/plat_file_contexts', platFileContexts());
   for (const f of systemXmls()) await put(sys, f.path, f.content);
   await mkdir(join(sys, 'system/framework'), { recursive: true });
-  await copyFile(fw, join(sys, 'system/framework/framework-res.apk'));
+  // A real base's framework-res is signed with its platform key (other platform apps share it).
+  await signApk(fw, join(sys, 'system/framework/framework-res.apk'), {
+    key: keys.platform,
+    v1: true,
+    v2: true,
+    v3: false,
+  });
   await put(sys, '/system/framework/com.google.android.maps.jar', fakeJar('com.google.android.maps'));
   await put(sys, '/system/framework/android.test.base.jar', fakeJar('android.test.base'));
   for (const b of ['init', 'logd', 'run-as', 'surfaceflinger', 'toybox', 'sh', 'app_process64', 'linker64'])

@@ -50,6 +50,7 @@ async function signersKnown(ctx: CheckContext): Promise<CheckOutcome> {
     if (anchors.has(a.facts.package)) for (const s of a.facts.signing.signerSha256) base.add(s);
   const pinned = new Set<string>();
   for (const a of ctx.product?.apps ?? []) for (const s of a.signerSha256) pinned.add(s);
+  for (const s of ctx.product?.partnerSignerSha256 ?? []) pinned.add(s);
   for (const pins of ctx.facts.data.repoPins.values()) for (const s of pins) pinned.add(s);
   const ev: Evidence[] = [];
   for (const a of apps) {
