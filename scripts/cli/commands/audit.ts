@@ -1,7 +1,5 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { auditHtml } from '../../audit/html.ts';
-import { auditApks } from '../../audit/index.ts';
 import { InputError } from '../../errors.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
@@ -28,6 +26,8 @@ export function registerAudit(program: Command): void {
         const json = globalOpts(cmd).json || o.format === 'json';
         if (!['text', 'json', 'html'].includes(o.format))
           throw new InputError(`--format must be text, json or html, not ${o.format}`, { code: 'USAGE' });
+        const { auditApks } = await import('../../audit/index.ts');
+        const { auditHtml } = await import('../../audit/html.ts');
         const report = await auditApks(apks, { personalCloudPackage: o.personalCloud });
         if (o.html) await writeFile(o.html, auditHtml(report));
         if (o.format === 'html' && !json) process.stdout.write(auditHtml(report));

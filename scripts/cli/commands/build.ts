@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { build } from '../../build/pipeline.ts';
-import { formatPlan } from '../../build/plan-view.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput, table } from '../output.ts';
 import { makeProgress } from '../progress.ts';
@@ -48,6 +46,8 @@ export function registerBuild(program: Command): void {
         const out = makeOutput(json);
         const progress = makeProgress(json);
         try {
+          const { build } = await import('../../build/pipeline.ts');
+          const { formatPlan } = await import('../../build/plan-view.ts');
           const r = await build({
             product,
             base: o.base,

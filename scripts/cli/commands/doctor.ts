@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ExitCode } from '../../errors.ts';
-import { type DoctorReport, runDoctor } from '../../host/doctor.ts';
+import type { DoctorReport } from '../../host/doctor.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput, table } from '../output.ts';
 
@@ -14,6 +14,7 @@ export function registerDoctor(program: Command): void {
     )
     .action(async (_opts, cmd: Command) => {
       const out = makeOutput(globalOpts(cmd).json);
+      const { runDoctor } = await import('../../host/doctor.ts');
       const report = await runDoctor();
       out.result(report, human);
       // Missing USB access does not stop builds or the virtual device, so it only warns.

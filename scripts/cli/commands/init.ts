@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { scaffold } from '../../model/scaffold.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
 
@@ -23,6 +22,7 @@ export function registerInit(program: Command): void {
     )
     .action(async (dir: string, o: Record<string, string>, cmd: Command) => {
       const out = makeOutput(globalOpts(cmd).json);
+      const { scaffold } = await import('../../model/scaffold.ts');
       const r = await scaffold(dir, {
         kitRoot: KIT_ROOT,
         vendor: o.vendor,

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
 import { InputError } from '../../errors.ts';
-import { detect } from '../../inspect/detect.ts';
-import { detectors } from '../../inspect/detectors.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
 
@@ -18,6 +16,8 @@ export function registerInspect(program: Command): void {
     )
     .action(async (file: string, _opts, cmd: Command) => {
       const out = makeOutput(globalOpts(cmd).json);
+      const { detect } = await import('../../inspect/detect.ts');
+      const { detectors } = await import('../../inspect/detectors.ts');
       const d = await detect(file, detectors);
       if (!d) {
         throw new InputError(`${file}: unrecognised artifact`, {

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { certSha256, initKeys } from '../../keys/store.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
 
@@ -16,6 +15,7 @@ export function registerKeys(program: Command): void {
     .option('--avb-bits <n>', 'AVB RSA key size: 2048, 4096 or 8192', '4096')
     .action(async (name: string, o: { avbBits: string }, cmd: Command) => {
       const out = makeOutput(globalOpts(cmd).json);
+      const { certSha256, initKeys } = await import('../../keys/store.ts');
       const k = await initKeys(name, { avbBits: Number(o.avbBits) });
       const apkCertSha256 = await certSha256(k.apk.certPem);
       out.result({ name: k.name, dir: k.dir, apkCert: k.apk.certPem, apkCertSha256, avbKey: k.avbPem }, (v) =>

@@ -1,8 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { findRepoRoot } from '../../model/index.ts';
-import { generateSampleApps } from '../../sample/apps.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput, table } from '../output.ts';
 import { makeProgress } from '../progress.ts';
@@ -21,6 +19,8 @@ export function registerSampleApps(program: Command): void {
     .action(async (names: string[], _o, cmd: Command) => {
       const { json } = globalOpts(cmd);
       const out = makeOutput(json);
+      const { findRepoRoot } = await import('../../model/index.ts');
+      const { generateSampleApps } = await import('../../sample/apps.ts');
       const root = findRepoRoot(process.cwd());
       const all = names.length ? names : readdirSync(join(root, 'prebuilt-apps')).sort();
       const progress = makeProgress(json);

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
 import { ExitCode } from '../../errors.ts';
-import { findRepoRoot } from '../../model/index.ts';
-import { syncSchemas } from '../../model/json-schemas.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
 
@@ -18,6 +16,8 @@ export function registerSchemas(program: Command): void {
     )
     .action(async (opts: { write?: boolean }, cmd: Command) => {
       const out = makeOutput(globalOpts(cmd).json);
+      const { syncSchemas } = await import('../../model/json-schemas.ts');
+      const { findRepoRoot } = await import('../../model/index.ts');
       const status = await syncSchemas(findRepoRoot(process.cwd()), Boolean(opts.write));
       out.result(status, (s) =>
         s.map((x) => `${x.upToDate ? 'ok   ' : opts.write ? 'wrote' : 'STALE'} ${x.file}`).join('\n'),

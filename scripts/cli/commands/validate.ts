@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { ExitCode, InputError } from '../../errors.ts';
-import { formatIssue, validateFile } from '../../model/index.ts';
 import type { ModelKind } from '../../model/schemas.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
@@ -25,6 +24,7 @@ export function registerValidate(program: Command): void {
           code: 'USAGE',
         });
       }
+      const { formatIssue, validateFile } = await import('../../model/index.ts');
       const results = [];
       for (const f of files)
         results.push({ file: f, ...(await validateFile(f, opts.kind as ModelKind | undefined)) });

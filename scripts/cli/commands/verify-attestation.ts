@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { verifyAttestation } from '../../attest/index.ts';
 import { ExitCode } from '../../errors.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
@@ -17,6 +16,7 @@ export function registerVerifyAttestation(program: Command): void {
     )
     .action(async (file: string, o: { image: string; trustedKey: string }, cmd: Command) => {
       const out = makeOutput(globalOpts(cmd).json);
+      const { verifyAttestation } = await import('../../attest/index.ts');
       const v = await verifyAttestation(file, o.image, o.trustedKey);
       out.result(
         {
