@@ -673,6 +673,17 @@ async function syncStat(view: DeviceView, path: string): Promise<StatLike | null
   if (!r) return null;
   if (r.kind === 'virtual-dir')
     return { mode: S_IFDIR | 0o755, size: 4096, mtimeS: 0, atimeS: 0, ctimeS: 0, dev: 0, ino: 1, nlink: 2 };
+  if (r.kind === 'virtual-file')
+    return {
+      mode: 0o100444,
+      size: r.content.length,
+      mtimeS: 0,
+      atimeS: 0,
+      ctimeS: 0,
+      dev: 0,
+      ino: 2,
+      nlink: 1,
+    };
   try {
     const st = await stat(r.hostPath);
     return {
@@ -768,7 +779,7 @@ async function syncList(s: AdbStream, view: DeviceView, path: string, v2: boolea
   const r = await view.resolve(path);
   let names: string[] = [];
   if (r?.kind === 'virtual-dir') names = r.entries;
-  else if (r) names = await readdir(r.hostPath).catch(() => []);
+  else if (r?.kind === 'host') names = await readdir(r.hostPath).catch(() => []);
   const base = path.endsWith('/') ? path : `${path}/`;
   const chunks: Buffer[] = [];
   for (const name of ['.', '..', ...names]) {
@@ -798,6 +809,10 @@ async function syncList(s: AdbStream, view: DeviceView, path: string, v2: boolea
 
 async function syncRecv(s: AdbStream, view: DeviceView, path: string): Promise<void> {
   const r = await view.resolve(path);
+  if (r?.kind === 'virtual-file') {
+    await s.write(Buffer.concat([syncHeader(ID.DATA, r.content.length), r.content, syncHeader(ID.DONE, 0)]));
+    return;
+  }
   if (r?.kind !== 'host') {
     await s.write(syncFail(r ? 'Is a directory' : 'No such file or directory'));
     return;

@@ -31,10 +31,6 @@ interface Redirect {
   to: string;
   append: boolean;
 }
-interface SimpleCommand {
-  argv: string[];
-  redirects: Redirect[];
-}
 type Token = { op: Op } | Word | { redirect: Omit<Redirect, 'to'> & { to?: string } };
 
 class Out {
@@ -59,86 +55,308 @@ export async function runShell(
   const stdout = new Out();
   // Shell v1 has one stream: stderr goes where stdout goes, in order.
   const stderr = opts.mergeStderr ? stdout : new Out();
-  let status = previousStatus;
-  let tokens: Token[];
+  let list: List;
   try {
-    tokens = tokenize(line);
+    list = new Parser(tokenize(line)).parseProgram();
   } catch (e) {
-    return { stdout: Buffer.alloc(0), stderr: Buffer.from(`sh: ${(e as Error).message}\n`), exitCode: 2 };
+    return {
+      stdout: Buffer.alloc(0),
+      stderr: Buffer.from(`/system/bin/sh: ${(e as Error).message}\n`),
+      exitCode: 2,
+    };
   }
-  // Split into and/or lists of pipelines.
-  let i = 0;
-  let pendingOp: Op | null = null;
-  while (i < tokens.length) {
-    const pipeline: SimpleCommand[] = [{ argv: [], redirects: [] }];
-    for (; i < tokens.length; i++) {
-      const t = tokens[i];
-      if ('op' in t) {
-        if (t.op === '|') {
-          pipeline.push({ argv: [], redirects: [] });
-          continue;
-        }
-        break;
-      }
-      const cur = pipeline[pipeline.length - 1];
-      if ('redirect' in t) {
-        let to = t.redirect.to;
-        if (to === undefined) {
-          const next = tokens[i + 1];
-          if (!next || !('text' in next)) return syntaxError(stdout, stderr, 'missing redirection target');
-          to = next.text;
-          i++;
-        }
-        cur.redirects.push({ fd: t.redirect.fd, append: t.redirect.append, to });
-      } else cur.argv.push(t.text);
-    }
-    const op = i < tokens.length ? (tokens[i] as { op: Op }).op : null;
-    i++;
-    const run = pendingOp === null || pendingOp === ';' || (pendingOp === '&&' ? status === 0 : status !== 0);
-    if (run && pipeline.some((c) => c.argv.length)) {
-      let input = stdin;
-      for (const [k, cmd] of pipeline.entries()) {
-        const last = k === pipeline.length - 1;
-        const o = new Out();
-        const e = new Out();
-        const argv = cmd.argv.map((a) => a.split(STATUS_MARK).join(String(status)));
-        status = await runSimple(argv, input, o, e, ctx);
-        const routed = await applyRedirects(cmd.redirects, o, e, ctx);
-        if (routed.exit !== undefined) status = routed.exit;
-        if (last) {
-          stdout.write(routed.out);
-        } else {
-          input = routed.out;
-        }
-        stderr.write(routed.err);
-        if (routed.err2out.length) (last ? stdout : stderr).write(routed.err2out);
-        if (status <= EXIT_REQUESTED) break;
-      }
-      if (status <= EXIT_REQUESTED) {
-        return {
-          stdout: stdout.buffer,
-          stderr: opts.mergeStderr ? Buffer.alloc(0) : stderr.buffer,
-          exitCode: (EXIT_REQUESTED - status) & 0xff,
-          exited: true,
-        };
-      }
-    }
-    pendingOp = op;
-  }
+  const env: Env = { vars: new Map(Object.entries(BASE_VARS)), status: previousStatus, steps: 0 };
+  const status = await execList(list, env, stdin, stdout, stderr, ctx);
+  const exited = status <= EXIT_REQUESTED;
   return {
     stdout: stdout.buffer,
     stderr: opts.mergeStderr ? Buffer.alloc(0) : stderr.buffer,
-    exitCode: status & 0xff,
+    exitCode: (exited ? EXIT_REQUESTED - status : status) & 0xff,
+    ...(exited ? { exited: true } : {}),
   };
 }
 
 /** `exit N` is reported as EXIT_REQUESTED - N so that no shared state is needed. */
 const EXIT_REQUESTED = -1000;
-const STATUS_MARK = '\u0000?\u0000';
+/** Upper bound on commands run per line, so a pathological line cannot spin forever. */
+const MAX_STEPS = 100_000;
+const BASE_VARS: Record<string, string> = {
+  HOME: '/',
+  PATH: '/system/bin:/system/xbin',
+  USER: 'shell',
+  SHELL: '/system/bin/sh',
+};
 
-function syntaxError(stdout: Out, stderr: Out, msg: string): ShellResult {
-  stderr.write(`sh: syntax error: ${msg}\n`);
-  return { stdout: stdout.buffer, stderr: stderr.buffer, exitCode: 2 };
+interface Env {
+  vars: Map<string, string>;
+  status: number;
+  steps: number;
+}
+
+type Command =
+  | { kind: 'simple'; words: string[]; redirects: Redirect[] }
+  | { kind: 'for'; name: string; words: string[]; body: List }
+  | { kind: 'if'; branches: Array<{ cond: List; body: List }>; otherwise: List | null };
+type Pipeline = Command[];
+interface AndOr {
+  first: Pipeline;
+  rest: Array<{ op: '&&' | '||'; pipeline: Pipeline }>;
+}
+type List = AndOr[];
+
+const RESERVED = new Set(['do', 'done', 'then', 'fi', 'else', 'elif', 'in']);
+
+/** Recursive-descent parser for the subset of sh grammar the device shell runs. */
+class Parser {
+  private i = 0;
+  constructor(private readonly t: Token[]) {}
+
+  parseProgram(): List {
+    const l = this.parseList(new Set());
+    if (this.i < this.t.length) throw new Error(`syntax error: unexpected '${describe(this.t[this.i])}'`);
+    return l;
+  }
+
+  private peekWord(): string | null {
+    const t = this.t[this.i];
+    return t && 'text' in t ? t.text : null;
+  }
+
+  private skipSeparators(): void {
+    while (this.i < this.t.length) {
+      const t = this.t[this.i];
+      if ('op' in t && t.op === ';') this.i++;
+      else break;
+    }
+  }
+
+  private expectWord(w: string): void {
+    this.skipSeparators();
+    if (this.peekWord() !== w) throw new Error(`syntax error: '${w}' expected`);
+    this.i++;
+  }
+
+  /** Commands until one of `stop` appears in command position (or the end). */
+  private parseList(stop: Set<string>): List {
+    const list: List = [];
+    for (;;) {
+      this.skipSeparators();
+      if (this.i >= this.t.length) break;
+      const w = this.peekWord();
+      if (w !== null && stop.has(w)) break;
+      list.push(this.parseAndOr(stop));
+      const t = this.t[this.i];
+      if (t && 'op' in t && t.op === ';') continue;
+      if (this.i < this.t.length && !(w !== null && stop.has(this.peekWord() ?? ''))) {
+        const nw = this.peekWord();
+        if (nw !== null && stop.has(nw)) break;
+        throw new Error(`syntax error: unexpected '${describe(this.t[this.i])}'`);
+      }
+    }
+    return list;
+  }
+
+  private parseAndOr(stop: Set<string>): AndOr {
+    const first = this.parsePipeline(stop);
+    const rest: AndOr['rest'] = [];
+    for (;;) {
+      const t = this.t[this.i];
+      if (t && 'op' in t && (t.op === '&&' || t.op === '||')) {
+        this.i++;
+        rest.push({ op: t.op, pipeline: this.parsePipeline(stop) });
+      } else break;
+    }
+    return { first, rest };
+  }
+
+  private parsePipeline(stop: Set<string>): Pipeline {
+    const p: Pipeline = [this.parseCommand(stop)];
+    for (;;) {
+      const t = this.t[this.i];
+      if (t && 'op' in t && t.op === '|') {
+        this.i++;
+        p.push(this.parseCommand(stop));
+      } else break;
+    }
+    return p;
+  }
+
+  private parseCommand(stop: Set<string>): Command {
+    const w = this.peekWord();
+    if (w === 'for') {
+      this.i++;
+      const name = this.peekWord();
+      if (!name || !/^[A-Za-z_]\w*$/.test(name)) throw new Error('syntax error: bad for loop variable');
+      this.i++;
+      const words: string[] = [];
+      if (this.peekWord() === 'in') {
+        this.i++;
+        for (;;) {
+          const x = this.peekWord();
+          if (x === null) break;
+          words.push(x);
+          this.i++;
+        }
+      }
+      this.expectWord('do');
+      const body = this.parseList(new Set(['done']));
+      this.expectWord('done');
+      return { kind: 'for', name, words, body };
+    }
+    if (w === 'if') {
+      this.i++;
+      const branches: Array<{ cond: List; body: List }> = [];
+      let otherwise: List | null = null;
+      for (;;) {
+        const cond = this.parseList(new Set(['then']));
+        this.expectWord('then');
+        const body = this.parseList(new Set(['elif', 'else', 'fi']));
+        branches.push({ cond, body });
+        this.skipSeparators();
+        const k = this.peekWord();
+        this.i++;
+        if (k === 'elif') continue;
+        if (k === 'else') {
+          otherwise = this.parseList(new Set(['fi']));
+          this.expectWord('fi');
+        } else if (k !== 'fi') throw new Error("syntax error: 'fi' expected");
+        break;
+      }
+      return { kind: 'if', branches, otherwise };
+    }
+    if (w !== null && RESERVED.has(w) && !stop.has(w)) throw new Error(`syntax error: unexpected '${w}'`);
+    const words: string[] = [];
+    const redirects: Redirect[] = [];
+    for (; this.i < this.t.length; this.i++) {
+      const t = this.t[this.i];
+      if ('op' in t) break;
+      if ('redirect' in t) {
+        let to = t.redirect.to;
+        if (to === undefined) {
+          const next = this.t[this.i + 1];
+          if (!next || !('text' in next)) throw new Error('syntax error: missing redirection target');
+          to = next.text;
+          this.i++;
+        }
+        redirects.push({ fd: t.redirect.fd, append: t.redirect.append, to });
+      } else {
+        if (words.length === 0 && stop.has(t.text)) break;
+        words.push(t.text);
+      }
+    }
+    if (words.length === 0 && redirects.length === 0) {
+      const t = this.t[this.i];
+      throw new Error(`syntax error: unexpected '${t ? describe(t) : 'end of line'}'`);
+    }
+    return { kind: 'simple', words, redirects };
+  }
+}
+
+function describe(t: Token): string {
+  return 'op' in t ? t.op : 'text' in t ? t.text : '>';
+}
+
+/** Replaces `$NAME`/`$?` markers left by the tokenizer with their values at run time. */
+function expandWord(w: string, env: Env): string {
+  return w.replace(VAR_MARK_RE, (_m, name: string) =>
+    name === '?' ? String(env.status) : (env.vars.get(name) ?? ''),
+  );
+}
+
+async function execList(
+  list: List,
+  env: Env,
+  stdin: Buffer,
+  out: Out,
+  err: Out,
+  ctx: ShellContext,
+): Promise<number> {
+  for (const ao of list) {
+    let status = await execPipeline(ao.first, env, stdin, out, err, ctx);
+    if (status <= EXIT_REQUESTED) return status;
+    env.status = status;
+    for (const r of ao.rest) {
+      if ((r.op === '&&') !== (env.status === 0)) continue;
+      status = await execPipeline(r.pipeline, env, stdin, out, err, ctx);
+      if (status <= EXIT_REQUESTED) return status;
+      env.status = status;
+    }
+  }
+  return env.status;
+}
+
+async function execPipeline(
+  p: Pipeline,
+  env: Env,
+  stdin: Buffer,
+  out: Out,
+  err: Out,
+  ctx: ShellContext,
+): Promise<number> {
+  let input = stdin;
+  let status = 0;
+  for (const [k, cmd] of p.entries()) {
+    const last = k === p.length - 1;
+    const o = last ? out : new Out();
+    status = await execCommand(cmd, env, input, o, err, ctx);
+    if (status <= EXIT_REQUESTED) return status;
+    if (!last) input = o.buffer;
+  }
+  return status;
+}
+
+async function execCommand(
+  cmd: Command,
+  env: Env,
+  stdin: Buffer,
+  out: Out,
+  err: Out,
+  ctx: ShellContext,
+): Promise<number> {
+  if (++env.steps > MAX_STEPS) {
+    err.write('sh: too many commands\n');
+    return 1;
+  }
+  if (cmd.kind === 'for') {
+    const words = cmd.words
+      .map((w) => expandWord(w, env))
+      .flatMap((w) => w.split(/[ \t\n]+/).filter(Boolean));
+    let status = 0;
+    for (const w of words) {
+      env.vars.set(cmd.name, w);
+      status = await execList(cmd.body, env, stdin, out, err, ctx);
+      if (status <= EXIT_REQUESTED) return status;
+    }
+    return status;
+  }
+  if (cmd.kind === 'if') {
+    for (const b of cmd.branches) {
+      const c = await execList(b.cond, env, stdin, out, err, ctx);
+      if (c <= EXIT_REQUESTED) return c;
+      if (c === 0) return execList(b.body, env, stdin, out, err, ctx);
+    }
+    return cmd.otherwise ? execList(cmd.otherwise, env, stdin, out, err, ctx) : 0;
+  }
+  const argv = cmd.words.map((w) => expandWord(w, env));
+  // NAME=value with no command: a shell variable.
+  if (argv.length > 0 && argv.every((a) => /^[A-Za-z_]\w*=/.test(a))) {
+    for (const a of argv) env.vars.set(a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1));
+    return 0;
+  }
+  const o = new Out();
+  const e = new Out();
+  let status = await runSimple(argv, stdin, o, e, ctx);
+  const routed = await applyRedirects(
+    cmd.redirects.map((r) => ({ ...r, to: expandWord(r.to, env) })),
+    o,
+    e,
+    ctx,
+  );
+  if (routed.exit !== undefined && status > EXIT_REQUESTED) status = routed.exit;
+  out.write(routed.out);
+  err.write(routed.err);
+  if (routed.err2out.length) out.write(routed.err2out);
+  return status;
 }
 
 async function applyRedirects(
@@ -182,7 +400,6 @@ export function tokenize(line: string): Token[] {
   const out: Token[] = [];
   let i = 0;
   const n = line.length;
-  const env: Record<string, string> = { HOME: '/', PATH: '/system/bin:/system/xbin', USER: 'shell' };
   while (i < n) {
     const c = line[i];
     if (c === ' ' || c === '\t') {
@@ -241,7 +458,7 @@ export function tokenize(line: string): Token[] {
             w += line[i + 1];
             i += 2;
           } else if (line[i] === '$') {
-            const r = expand(line, i, env);
+            const r = expand(line, i);
             w += r.value;
             i = r.next;
           } else w += line[i++];
@@ -252,7 +469,7 @@ export function tokenize(line: string): Token[] {
         w += line[i + 1];
         i += 2;
       } else if (ch === '$') {
-        const r = expand(line, i, env);
+        const r = expand(line, i);
         w += r.value;
         i = r.next;
       } else w += line[i++];
@@ -263,12 +480,17 @@ export function tokenize(line: string): Token[] {
   return out;
 }
 
-function expand(line: string, i: number, env: Record<string, string>) {
-  // `$?` is resolved when the command runs (after the previous one finished), not at parse time.
-  if (line[i + 1] === '?') return { value: STATUS_MARK, next: i + 2 };
+const VAR_MARK_RE = /\u0000\$([A-Za-z_][A-Za-z0-9_]*|\?)\u0000/g;
+function varMark(name: string): string {
+  return `\u0000$${name}\u0000`;
+}
+
+function expand(line: string, i: number) {
+  // Variables are resolved when the command runs (after the previous one finished), not at parse time.
+  if (line[i + 1] === '?') return { value: varMark('?'), next: i + 2 };
   const m = /^\$(\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/.exec(line.slice(i));
   if (!m) return { value: '$', next: i + 1 };
-  return { value: env[m[2] ?? m[3]] ?? '', next: i + m[0].length };
+  return { value: varMark(m[2] ?? m[3]), next: i + m[0].length };
 }
 
 type Builtin = (argv: string[], stdin: Buffer, o: Out, e: Out, ctx: ShellContext) => Promise<number>;
@@ -356,6 +578,10 @@ const builtins: Record<string, Builtin> = {
         continue;
       }
       try {
+        if (r?.kind === 'virtual-file') {
+          o.write(r.content);
+          continue;
+        }
         if (!r) throw Object.assign(new Error(), { code: 'ENOENT' });
         o.write(await readFile(r.hostPath));
       } catch (err) {
@@ -367,31 +593,49 @@ const builtins: Record<string, Builtin> = {
     return rc;
   },
   ls: async (argv, _in, o, e, ctx) => {
-    const flags = argv.filter((a) => a.startsWith('-')).join('');
+    const flags = argv
+      .slice(1)
+      .filter((a) => a.startsWith('-'))
+      .join('');
     const paths = argv.slice(1).filter((a) => !a.startsWith('-'));
     if (paths.length === 0) paths.push('/');
     let rc = 0;
     for (const p of paths) {
-      const r = await ctx.view.resolve(p);
-      let names: string[] = [];
-      if (r?.kind === 'virtual-dir') names = r.entries;
-      else {
-        try {
-          if (!r) throw new Error();
-          const st = await stat(r.hostPath);
-          names = st.isDirectory() ? (await readdir(r.hostPath)).sort() : [posix.basename(p)];
-        } catch {
-          e.write(`ls: ${p}: No such file or directory\n`);
-          rc = 1;
-          continue;
-        }
+      const entries = await listEntries(ctx, p);
+      if (!entries) {
+        e.write(`ls: ${p}: No such file or directory\n`);
+        rc = 1;
+        continue;
       }
-      if (!flags.includes('a')) names = names.filter((x) => !x.startsWith('.'));
+      let list =
+        entries.isDir && flags.includes('a')
+          ? [
+              { name: '.', dir: true, size: 4096, mode: 0o40755 },
+              { name: '..', dir: true, size: 4096, mode: 0o40755 },
+              ...entries.items,
+            ]
+          : entries.items;
+      if (!flags.includes('a')) list = list.filter((x) => !x.name.startsWith('.'));
       if (paths.length > 1) o.write(`${p}:\n`);
-      o.write(names.map((x) => `${x}\n`).join(''));
+      for (const x of list) {
+        const name = x.name + (flags.includes('p') && x.dir ? '/' : '');
+        if (flags.includes('l'))
+          o.write(
+            `${modeString(x.mode)} 1 root root ${String(x.size).padStart(8)} 2009-01-01 00:00 ${name}\n`,
+          );
+        else o.write(`${name}\n`);
+      }
     }
     return rc;
   },
+  '[': async (argv, _in, _o, e, ctx) => {
+    if (argv[argv.length - 1] !== ']') {
+      e.write('[: missing ]\n');
+      return 2;
+    }
+    return testExpr(argv.slice(1, -1), ctx, e);
+  },
+  test: async (argv, _in, _o, e, ctx) => testExpr(argv.slice(1), ctx, e),
   mkdir: async (argv, _in, _o, e, ctx) => {
     let rc = 0;
     for (const p of argv.slice(1).filter((a) => !a.startsWith('-'))) {
@@ -482,6 +726,124 @@ async function runSimple(argv: string[], stdin: Buffer, o: Out, e: Out, ctx: She
     e.write(`${name}: ${(err as Error).message}\n`);
     return 1;
   }
+}
+
+interface LsItem {
+  name: string;
+  dir: boolean;
+  size: number;
+  mode: number;
+}
+
+/** A directory's entries (or the file itself), or null when the path does not exist. */
+async function listEntries(
+  ctx: ShellContext,
+  p: string,
+): Promise<{ isDir: boolean; items: LsItem[] } | null> {
+  const r = await ctx.view.resolve(p);
+  if (!r) return null;
+  if (r.kind === 'virtual-file')
+    return {
+      isDir: false,
+      items: [{ name: posix.basename(p), dir: false, size: r.content.length, mode: 0o100444 }],
+    };
+  if (r.kind === 'virtual-dir') {
+    const items: LsItem[] = [];
+    for (const n of r.entries) {
+      const sub = await ctx.view.resolve(posix.join(p, n));
+      if (sub?.kind === 'virtual-file') {
+        items.push({ name: n, dir: false, size: sub.content.length, mode: 0o100444 });
+        continue;
+      }
+      const st = sub?.kind === 'host' ? await stat(sub.hostPath).catch(() => null) : null;
+      const dir = sub?.kind === 'virtual-dir' || st?.isDirectory() === true;
+      items.push({
+        name: n,
+        dir,
+        size: st?.size ?? (dir ? 4096 : 0),
+        mode: st?.mode ?? (dir ? 0o40755 : 0o100644),
+      });
+    }
+    return { isDir: true, items };
+  }
+  const st = await stat(r.hostPath).catch(() => null);
+  if (!st) return null;
+  if (!st.isDirectory())
+    return { isDir: false, items: [{ name: posix.basename(p), dir: false, size: st.size, mode: st.mode }] };
+  const items: LsItem[] = [];
+  for (const d of (await readdir(r.hostPath, { withFileTypes: true })).sort((a, b) =>
+    a.name < b.name ? -1 : 1,
+  )) {
+    const full = await stat(posix.join(r.hostPath, d.name)).catch(() => null);
+    items.push({
+      name: d.name,
+      dir: full?.isDirectory() ?? d.isDirectory(),
+      size: full?.size ?? 0,
+      mode: full?.mode ?? 0o100644,
+    });
+  }
+  return { isDir: true, items };
+}
+
+function modeString(mode: number): string {
+  const type = (mode & 0o170000) === 0o040000 ? 'd' : (mode & 0o170000) === 0o120000 ? 'l' : '-';
+  const rwx = (b: number) => `${b & 4 ? 'r' : '-'}${b & 2 ? 'w' : '-'}${b & 1 ? 'x' : '-'}`;
+  return type + rwx((mode >> 6) & 7) + rwx((mode >> 3) & 7) + rwx(mode & 7);
+}
+
+/** `test` / `[`: file tests (-e -f -d -s -r), string tests (-z -n = !=), integer compares, `!`. */
+async function testExpr(args: string[], ctx: ShellContext, e: Out): Promise<number> {
+  if (args[0] === '!') return (await testExpr(args.slice(1), ctx, e)) === 0 ? 1 : 0;
+  if (args.length === 0) return 1;
+  if (args.length === 1) return args[0] !== '' ? 0 : 1;
+  if (args.length === 2) {
+    const [op, v] = args;
+    if (op === '-z') return v === '' ? 0 : 1;
+    if (op === '-n') return v !== '' ? 0 : 1;
+    if (['-e', '-f', '-d', '-s', '-r'].includes(op)) {
+      const r = await ctx.view.resolve(v);
+      let isDir = false;
+      let isFile = false;
+      let size = 0;
+      if (r?.kind === 'virtual-dir') isDir = true;
+      else if (r?.kind === 'virtual-file') {
+        isFile = true;
+        size = r.content.length;
+      } else if (r?.kind === 'host') {
+        const st = await stat(r.hostPath).catch(() => null);
+        isDir = st?.isDirectory() ?? false;
+        isFile = st?.isFile() ?? false;
+        size = st?.size ?? 0;
+      }
+      const ok =
+        op === '-d' ? isDir : op === '-f' ? isFile : op === '-s' ? isFile && size > 0 : isDir || isFile;
+      return ok ? 0 : 1;
+    }
+  }
+  if (args.length === 3) {
+    const [a, op, b] = args;
+    if (op === '=' || op === '==') return a === b ? 0 : 1;
+    if (op === '!=') return a !== b ? 0 : 1;
+    const ints: Record<string, (x: number, y: number) => boolean> = {
+      '-eq': (x, y) => x === y,
+      '-ne': (x, y) => x !== y,
+      '-lt': (x, y) => x < y,
+      '-le': (x, y) => x <= y,
+      '-gt': (x, y) => x > y,
+      '-ge': (x, y) => x >= y,
+    };
+    if (ints[op]) {
+      const x = Number.parseInt(a, 10);
+      const y = Number.parseInt(b, 10);
+      if (Number.isNaN(x) || Number.isNaN(y)) {
+        e.write(`test: bad number\n`);
+        return 2;
+      }
+      return ints[op](x, y) ? 0 : 1;
+    }
+  }
+  e.write(`test: unknown operand\n`);
+  return 2;
 }
 
 async function pm(args: string[], o: Out, e: Out, ctx: ShellContext): Promise<number> {

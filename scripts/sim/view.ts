@@ -12,7 +12,7 @@
  * Package names come from each APK's binary AndroidManifest.xml (scripts/formats/apk).
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { OmieError } from '../errors.ts';
@@ -40,7 +40,8 @@ export interface PackageEntry {
 
 export type ResolvedPath =
   | { kind: 'host'; hostPath: string; writable: boolean }
-  | { kind: 'virtual-dir'; entries: string[] };
+  | { kind: 'virtual-dir'; entries: string[] }
+  | { kind: 'virtual-file'; content: Buffer };
 
 /** Partitions mounted at /<name>, in property-loading order (later build.prop files override earlier ones). */
 const MOUNTED = ['system', 'system_ext', 'vendor', 'odm', 'product'] as const;
@@ -94,6 +95,9 @@ export class DeviceView {
 
   constructor(state: ViewState) {
     this.state = state;
+    // /data and the primary user's storage exist on every booted device.
+    mkdirSync(join(this.dataDir, 'media', '0'), { recursive: true });
+    mkdirSync(join(this.dataDir, 'local', 'tmp'), { recursive: true });
   }
 
   /** Host directory backing the device's /data (writable; /sdcard is /data/media/0). */
@@ -181,8 +185,24 @@ export class DeviceView {
     const parts = norm.split('/').filter(Boolean);
     const mounts = await this.mounts();
     if (parts.length === 0)
-      return { kind: 'virtual-dir', entries: [...mounts.keys(), 'data', 'sdcard', 'storage'].sort() };
+      return {
+        kind: 'virtual-dir',
+        entries: [...mounts.keys(), 'data', 'dev', 'proc', 'sdcard', 'storage'].sort(),
+      };
     const [top, ...rest] = parts;
+    if (top === 'proc') {
+      if (rest.length === 0) return { kind: 'virtual-dir', entries: ['cmdline'] };
+      if (rest.join('/') === 'cmdline')
+        return { kind: 'virtual-file', content: Buffer.from(`${this.kernelCmdline()}\n`) };
+      return null;
+    }
+    if (top === 'dev') {
+      const sub = rest.join('/');
+      if (sub === '') return { kind: 'virtual-dir', entries: ['block'] };
+      if (sub === 'block') return { kind: 'virtual-dir', entries: ['by-name'] };
+      if (sub === 'block/by-name') return { kind: 'virtual-dir', entries: this.blockDevices() };
+      return null;
+    }
     if (top === 'data') return { kind: 'host', hostPath: join(this.dataDir, ...rest), writable: true };
     if (top === 'sdcard')
       return { kind: 'host', hostPath: join(this.dataDir, 'media', '0', ...rest), writable: true };
@@ -198,9 +218,38 @@ export class DeviceView {
     return { kind: 'host', hostPath: join(root, ...rest), writable: false };
   }
 
+  /** Physical partitions as /dev/block/by-name lists them (logical ones live in super). */
+  blockDevices(): string[] {
+    const info = this.state.info;
+    const names: string[] = [];
+    for (const [name, p] of Object.entries(info.partitions)) {
+      if (p.logical) continue;
+      if (p.slotted) names.push(`${name}_a`, `${name}_b`);
+      else names.push(name);
+    }
+    if (info.superPartition) names.push(info.superPartition.name);
+    return names.sort();
+  }
+
+  /** The kernel command line the bootloader would pass (androidboot.* values). */
+  kernelCmdline(): string {
+    const info = this.state.info;
+    const locked = !info.unlocked;
+    return [
+      'console=ttyS0',
+      `androidboot.serialno=${info.serial}`,
+      ...(info.currentSlot ? [`androidboot.slot_suffix=_${info.currentSlot}`] : []),
+      `androidboot.verifiedbootstate=${locked ? 'green' : 'orange'}`,
+      `androidboot.vbmeta.device_state=${locked ? 'locked' : 'unlocked'}`,
+      `androidboot.flash.locked=${locked ? 1 : 0}`,
+      `androidboot.bootloader=${info.versionBootloader}`,
+    ].join(' ');
+  }
+
   /** Reads a small device file (build.prop, …); null when absent. */
   async readFile(devicePath: string): Promise<Buffer | null> {
     const r = await this.resolve(devicePath);
+    if (r?.kind === 'virtual-file') return r.content;
     if (r?.kind !== 'host') return null;
     try {
       return await readFile(r.hostPath);
