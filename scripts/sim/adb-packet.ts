@@ -75,22 +75,50 @@ export function encodePacket(p: AdbPacket): Buffer {
  * FormatError and the caller drops the connection, as adbd does.
  */
 export class AdbPacketReader {
-  private buf: Buffer = Buffer.alloc(0);
+  /** Unparsed bytes, kept as received: concatenated only once a whole packet is there. */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
   private consumed = 0;
   /** Largest payload accepted (adbd: MAX_PAYLOAD before and after CNXN). */
   maxPayload = MAX_PAYLOAD;
   /** Check data_crc32: true until CNXN negotiates A_VERSION_SKIP_CHECKSUM or later. */
   verifyChecksum = true;
 
+  private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      const all = Buffer.concat(this.chunks);
+      out = all.subarray(0, n);
+      this.chunks = all.length > n ? [all.subarray(n)] : [];
+    }
+    this.buffered -= n;
+    return out;
+  }
+
+  private peekHeader(): Buffer {
+    if (this.chunks[0].length < HEADER_SIZE) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0].subarray(0, HEADER_SIZE);
+  }
+
   push(chunk: Buffer): AdbPacket[] {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    if (chunk.length) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
     const out: AdbPacket[] = [];
     for (;;) {
-      if (this.buf.length < HEADER_SIZE) break;
-      const command = this.buf.readUInt32LE(0);
-      const length = this.buf.readUInt32LE(12);
-      const check = this.buf.readUInt32LE(16);
-      const magic = this.buf.readUInt32LE(20);
+      if (this.buffered < HEADER_SIZE) break;
+      const h = this.peekHeader();
+      const command = h.readUInt32LE(0);
+      const length = h.readUInt32LE(12);
+      const check = h.readUInt32LE(16);
+      const magic = h.readUInt32LE(20);
       const at = this.consumed;
       if (!KNOWN.has(command))
         throw new FormatError({
@@ -118,8 +146,11 @@ export class AdbPacketReader {
           expected: `<= ${this.maxPayload}`,
           found: length,
         });
-      if (this.buf.length < HEADER_SIZE + length) break;
-      const data = Buffer.from(this.buf.subarray(HEADER_SIZE, HEADER_SIZE + length));
+      if (this.buffered < HEADER_SIZE + length) break;
+      const arg0 = h.readUInt32LE(4);
+      const arg1 = h.readUInt32LE(8);
+      this.take(HEADER_SIZE);
+      const data = Buffer.from(this.take(length));
       if (this.verifyChecksum && payloadChecksum(data) !== check)
         throw new FormatError({
           format: 'adb',
@@ -129,8 +160,7 @@ export class AdbPacketReader {
           expected: payloadChecksum(data),
           found: check,
         });
-      out.push({ command, arg0: this.buf.readUInt32LE(4), arg1: this.buf.readUInt32LE(8), data });
-      this.buf = this.buf.subarray(HEADER_SIZE + length);
+      out.push({ command, arg0, arg1, data });
       this.consumed += HEADER_SIZE + length;
     }
     return out;

@@ -24,6 +24,7 @@ import { createWriteStream } from 'node:fs';
 import { appendFile, mkdir, open, readdir, readFile, rename, stat, utimes } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
+import { EnvironmentError } from '../errors.ts';
 import {
   A_AUTH,
   A_CLSE,
@@ -113,7 +114,19 @@ export async function startAdbServer(opts: AdbServerOptions): Promise<AdbServerH
     }
   };
   await new Promise<void>((res, rej) => {
-    server.once('error', rej);
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      rej(
+        new EnvironmentError(
+          `cannot listen for adb on ${opts.host ?? '127.0.0.1'}:${opts.port ?? 0}: ${e.message}`,
+          {
+            code: e.code === 'EADDRINUSE' ? 'PORT_IN_USE' : 'LISTEN_FAILED',
+            context: { port: opts.port, host: opts.host },
+            hint: e.code === 'EADDRINUSE' ? 'pick another --adb-port (0 chooses a free one)' : undefined,
+            cause: e,
+          },
+        ),
+      ),
+    );
     server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => res());
   });
   const addr = server.address();
