@@ -11,7 +11,7 @@
  * (fresh zero-filled sim) is absent, and the device falls back to the profile's defaults.
  * Package names come from each APK's binary AndroidManifest.xml (scripts/formats/apk).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -472,8 +472,8 @@ async function extract(fs: 'ext4' | 'erofs', img: string, base: string, out: str
   await mkdir(base, { recursive: true });
   // Older extractions of this partition are stale: the image was reflashed.
   for (const old of await readdir(base))
-    if (join(base, old) !== out) await rm(join(base, old), { recursive: true, force: true });
-  const tmp = `${out}.tmp-${process.pid}`;
+    if (!join(base, old).startsWith(out)) await rm(join(base, old), { recursive: true, force: true });
+  const tmp = `${out}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   await rm(tmp, { recursive: true, force: true });
   const root = join(tmp, 'root');
   await mkdir(root, { recursive: true });

@@ -41,7 +41,7 @@ export function registerSim(program: Command): void {
     .option('--unlocked', 'start with the bootloader unlocked')
     .option(
       '--auth <mode>',
-      'adb authorisation: auto (accept every key) or require (only keys in adbAuthorized)',
+      'adb authorisation: auto (no AUTH, like ro.adb.secure=0) or require (only keys whose fingerprint is in device.json adbAuthorized)',
     )
     .option('--host <ADDR>', 'address to listen on', '127.0.0.1')
     .option('--verbose', 'log protocol events on stderr')
