@@ -14,6 +14,7 @@ import {
   parsePmList,
   shellQuote,
 } from '../../scripts/device/adb.ts';
+import { discoverDevices } from '../../scripts/device/discover.ts';
 import { type SimHandle, startSim } from '../../scripts/sim/index.ts';
 import { defaultSimProfile } from '../../scripts/sim/state.ts';
 import { workDir } from '../helpers.ts';
@@ -101,6 +102,11 @@ describe('AdbHost (adbkit) against the virtual device', () => {
     await host.disconnect('127.0.0.1', sim.adbPort).catch(() => {});
     await host.connect('127.0.0.1', sim.adbPort);
     await host.waitForDevice(serial, 'recovery', 15_000);
+    const inRecovery = await discoverDevices({ adbPort: real.port, usb: false });
+    expect(inRecovery.devices.find((d) => d.id === serial)).toMatchObject({
+      state: 'recovery',
+      serial: 'ADBKIT01',
+    });
     await host.rebootTo(serial, 'bootloader');
     await sim.state.reload();
     expect(sim.state.info.mode).toBe('bootloader');
@@ -129,6 +135,14 @@ describe('AdbHost (adbkit) against the virtual device', () => {
       expect(err).toBeInstanceOf(AdbError);
       expect(err.code).toBe('ADB_UNAUTHORIZED');
       expect(err.hint).toContain('Allow USB debugging');
+      // omie devices lists it too, without identity (nothing is readable while unauthorized).
+      const found = await discoverDevices({ adbPort: real.port, usb: false });
+      expect(found.devices).toContainEqual({
+        id: s,
+        protocol: 'adb',
+        transport: 'tcp',
+        state: 'unauthorized',
+      });
     } finally {
       await locked.close();
     }
