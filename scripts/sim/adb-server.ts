@@ -843,13 +843,29 @@ async function syncRecv(s: AdbStream, view: DeviceView, path: string): Promise<v
     return;
   }
   try {
-    const buf = Buffer.alloc(SYNC_DATA_MAX);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, SYNC_DATA_MAX, null);
-      if (bytesRead === 0) break;
-      await s.write(Buffer.concat([syncHeader(ID.DATA, bytesRead), buf.subarray(0, bytesRead)]));
+    // DATA messages are packed into WRTEs of up to maxdata (one OKAY round trip each), and the
+    // next batch is read from disk while the previous one is on the wire.
+    const batchBytes = Math.max(SYNC_DATA_MAX + 8, s.conn.maxPayload);
+    let inFlight: Promise<void> = Promise.resolve();
+    let eof = false;
+    while (!eof) {
+      const parts: Buffer[] = [];
+      let size = 0;
+      while (size + SYNC_DATA_MAX + 8 <= batchBytes) {
+        const buf = Buffer.allocUnsafe(SYNC_DATA_MAX);
+        const { bytesRead } = await fh.read(buf, 0, SYNC_DATA_MAX, null);
+        if (bytesRead === 0) {
+          eof = true;
+          break;
+        }
+        parts.push(syncHeader(ID.DATA, bytesRead), buf.subarray(0, bytesRead));
+        size += bytesRead + 8;
+      }
+      await inFlight;
       if (s.closed) return;
+      if (parts.length) inFlight = s.write(Buffer.concat(parts));
     }
+    await inFlight;
     await s.write(syncHeader(ID.DONE, 0));
   } finally {
     await fh.close();
