@@ -78,6 +78,8 @@ export function overlayManifestXml(o: ResolvedOverlay): string {
   return [
     '<?xml version="1.0" encoding="utf-8"?>',
     `<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="${o.package}" android:versionCode="1" android:versionName="1.0">`,
+    // Without uses-sdk the APK claims API 1: signature checks then need SHA-1, and aapt adds implicit permissions.
+    '  <uses-sdk android:minSdkVersion="29" android:targetSdkVersion="29" />',
     `  <overlay android:targetPackage="${o.target}" android:isStatic="true" android:priority="${o.priority}" />`,
     '  <application android:hasCode="false" />',
     '</manifest>',

@@ -576,7 +576,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       },
       personalCloud: cloud ? JSON.parse(cloud.json) : null,
       inputs,
-      plan,
+      // Host paths of generated files live in a per-run work folder: record them relative to it.
+      plan: JSON.parse(JSON.stringify(plan).replaceAll(JSON.stringify(work).slice(1, -1), '<work>')),
       outputs,
       toolVersions: tools,
       check:

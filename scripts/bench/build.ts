@@ -1,0 +1,79 @@
+import { existsSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+import type { BenchOptions, BenchResult } from './types.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/** Wall time and peak RSS (KiB) of a whole command, from GNU time. */
+async function timed(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ seconds: number; rssKiB: number }> {
+  const t0 = performance.now();
+  const r = await execa('/usr/bin/time', ['-f', '%M', cmd, ...args], {
+    env: { ...process.env, ...env },
+    reject: false,
+    all: true,
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${String(r.all).slice(-2000)}`);
+  const rssKiB = Number(String(r.stderr).trim().split('\n').pop());
+  return { seconds, rssKiB };
+}
+
+/**
+ * Full remaster of a ~1 GiB sample base (`omie build`, conformance check included) against a
+ * plain `cp` of the same inputs in the same run. Goal: <= 3x; peak RSS <= 300 MiB (the largest
+ * single process of the build's tree, as GNU time reports for the build process itself).
+ */
+export async function bench(o: BenchOptions): Promise<BenchResult[]> {
+  const base = join(o.workDir, `sample-base-${o.sizeMiB}`);
+  const home = join(o.workDir, 'home');
+  const env = { OMIE_HOME: home };
+  const omie = [join(ROOT, 'scripts/omie.mjs')];
+  if (!existsSync(join(base, 'factory.zip'))) {
+    o.log(`build: generating a ${o.sizeMiB} MiB sample base (once)`);
+    await execa('node', [...omie, 'sample-base', base, '--size-mib', String(o.sizeMiB)], {
+      env: { ...process.env, ...env },
+    });
+  }
+  await execa('node', [...omie, 'keys', 'init', 'omie-sample-partner'], { env: { ...process.env, ...env } });
+  await execa('node', [...omie, 'sample-apps'], { env: { ...process.env, ...env }, cwd: ROOT });
+  const product = join(ROOT, 'device/omie/tablet/products/omie-tablet.yaml');
+  const out = join(o.workDir, 'out');
+  const copy = join(o.workDir, 'copy');
+  const inputs = (await readdir(base)).filter((f) => f.endsWith('.img')).map((f) => join(base, f));
+  const ours: number[] = [];
+  const ref: number[] = [];
+  let rss = 0;
+  for (let i = 0; i < 2; i++) {
+    await rm(out, { recursive: true, force: true });
+    const b = await timed(
+      'node',
+      [...omie, 'build', product, '--base', join(base, 'factory.zip'), '--out', out],
+      env,
+    );
+    ours.push(b.seconds);
+    rss = Math.max(rss, b.rssKiB);
+    await rm(copy, { recursive: true, force: true });
+    await execa('mkdir', ['-p', copy]);
+    ref.push((await timed('cp', [...inputs, join(base, 'factory.zip'), copy])).seconds);
+  }
+  const a = Math.min(...ours);
+  const r = Math.min(...ref);
+  o.log(`build: omie build ${a.toFixed(1)} s, cp ${r.toFixed(2)} s, peak RSS ${(rss / 1024).toFixed(0)} MiB`);
+  return [
+    {
+      name: `remaster ${o.sizeMiB} MiB sample base`,
+      ours: a,
+      reference: r,
+      referenceName: 'cp of the inputs',
+      ratio: a / r,
+      goal: '<= 3x',
+      notes: `peak RSS ${(rss / 1024).toFixed(0)} MiB (goal <= 300)`,
+    },
+  ];
+}

@@ -1,0 +1,234 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openBase } from '../../scripts/build/open-base.ts';
+import { type BuildResult, build } from '../../scripts/build/pipeline.ts';
+import { DEFAULT_GOOGLE_PACKAGES, packageMatcher, readApkIdentity } from '../../scripts/build/plan.ts';
+import { sha256File } from '../../scripts/build/record.ts';
+import { writeOtaZip, writePayload } from '../../scripts/formats/payload/writer.ts';
+import { rawToSparse } from '../../scripts/formats/sparse.ts';
+import { openFilesystem } from '../../scripts/fs/index.ts';
+import { openKeys } from '../../scripts/keys/store.ts';
+import { ORACLES, omie, sampleFixture, workDir } from '../helpers.ts';
+
+const GOOGLE_RELEASE = 'f0fd6c5b410f25cb25c3b53346c8972fae30f8ee7411df910480ad6b2d60db83';
+const dir = workDir('build');
+let fx: Awaited<ReturnType<typeof sampleFixture>>;
+let first: BuildResult;
+const outA = join(dir, 'out-a');
+const outB = join(dir, 'out-b');
+
+async function apksIn(image: string) {
+  const fs = await openFilesystem(image);
+  const out: Array<{ path: string; package: string; signers: string[] }> = [];
+  try {
+    for (const e of await fs.list()) {
+      if (e.type !== 'file' || !e.path.endsWith('.apk')) continue;
+      const tmp = join(dir, 'probe.apk');
+      await fs.copyOut(e.path, tmp);
+      const id = await readApkIdentity(tmp);
+      out.push({ path: e.path, package: id.package, signers: id.signers });
+    }
+  } finally {
+    await fs.close();
+  }
+  return out;
+}
+
+describe('omie build on the sample base', () => {
+  beforeAll(async () => {
+    fx = await sampleFixture();
+    first = await build({ product: fx.product, base: join(fx.base, 'factory.zip'), out: outA });
+  }, 1_200_000);
+
+  it('packages images, a fastboot zip, the build record and the SBOM, and passes the conformance check', () => {
+    const files = readdirSync(outA).sort();
+    for (const f of [
+      'android-info.txt',
+      'build-record.json',
+      'omie-tablet-1.0.0-fastboot.zip',
+      'product.img',
+      'sbom.cdx.json',
+      'super.img',
+      'super_empty.img',
+      'system.img',
+      'vbmeta.img',
+      'vendor.img',
+    ]) {
+      expect(files).toContain(f);
+    }
+    expect(first.check && 'conforms' in first.check && first.check.conforms).toBe(true);
+    expect(readFileSync(join(outA, 'android-info.txt'), 'utf8')).toMatch(/^require board=omie_tablet$/m);
+    const sbom = JSON.parse(readFileSync(join(outA, 'sbom.cdx.json'), 'utf8'));
+    expect(sbom.bomFormat).toBe('CycloneDX');
+    expect(sbom.specVersion).toBe('1.5');
+    expect(sbom.components.map((c: { name: string }) => c.name)).toContain('org.omie.personalcloud');
+    const record = JSON.parse(readFileSync(join(outA, 'build-record.json'), 'utf8'));
+    expect(record.outputs.find((o: { path: string }) => o.path === 'system.img').sha256).toBe(
+      createHash('sha256')
+        .update(readFileSync(join(outA, 'system.img')))
+        .digest('hex'),
+    );
+  });
+
+  it('no Google package or Google-signed APK remains on any partition (read back from the output images)', async () => {
+    const isGoogle = packageMatcher(DEFAULT_GOOGLE_PACKAGES);
+    const manifest = JSON.parse(readFileSync(join(fx.base, 'sample-base.json'), 'utf8'));
+    const googleSigners = new Set<string>([GOOGLE_RELEASE, ...manifest.googleSigners]);
+    const all = [];
+    for (const p of ['system', 'product', 'vendor']) all.push(...(await apksIn(join(outA, `${p}.img`))));
+    expect(all.length).toBeGreaterThan(6);
+    expect(all.filter((a) => isGoogle(a.package)).map((a) => a.package)).toEqual([]);
+    expect(all.filter((a) => a.signers.some((s) => googleSigners.has(s))).map((a) => a.package)).toEqual([]);
+    expect(all.map((a) => a.package)).not.toContain('com.oem.weather');
+  });
+
+  it('the six Omie apps are present, pinned and allowlisted; overlays are present and parse', async () => {
+    const product = await apksIn(join(outA, 'product.img'));
+    const pkgs = product.map((a) => a.package);
+    for (const p of [
+      'org.omie.personalcloud',
+      'org.omie.mysuppliers',
+      'org.omie.mytransactions',
+      'org.omie.intentcasting',
+      'org.omie.wallet',
+      'org.omie.smartcart',
+    ])
+      expect(pkgs).toContain(p);
+    expect(product.find((a) => a.package === 'org.omie.personalcloud')?.path).toMatch(
+      /^\/priv-app\/PersonalCloud\/PersonalCloud\.apk$/,
+    );
+    const fs = await openFilesystem(join(outA, 'product.img'));
+    try {
+      const allow = (await fs.list()).filter((e) =>
+        /etc\/permissions\/privapp-permissions-.*\.xml$/.test(e.path),
+      );
+      const texts = await Promise.all(allow.map((e) => fs.readFile(e.path).then((b) => b.toString())));
+      const cloud = texts.find((t) => t.includes('package="org.omie.personalcloud"'));
+      expect(cloud).toMatch(/android\.permission\.BACKUP/);
+      const cfg = JSON.parse((await fs.readFile('/etc/omie/personal-cloud.json')).toString());
+      expect(cfg).toMatchObject({
+        package: 'org.omie.personalcloud',
+        ownerChangeable: true,
+        defaultRemote: null,
+      });
+      for (const ov of ['omie-branding', 'omie-endpoints', 'omie-networkstack', 'omie-personal-cloud']) {
+        const tmp = join(dir, `${ov}.apk`);
+        await fs.copyOut(`/overlay/${ov}/${ov}.apk`, tmp);
+        const tree = (await execa('aapt', ['dump', 'xmltree', tmp, 'AndroidManifest.xml'])).stdout;
+        expect(tree).toMatch(/E: overlay/);
+        expect((await execa('apksigner', ['verify', tmp], { reject: false })).exitCode).toBe(0);
+      }
+      const endpoints = join(dir, 'omie-endpoints.apk');
+      const res = (await execa('aapt', ['dump', '--values', 'resources', endpoints])).stdout;
+      expect(res).toMatch(/config_ntpServer[\s\S]*pool\.ntp\.org/);
+      expect(res).not.toMatch(/google/i);
+    } finally {
+      await fs.close();
+    }
+  });
+
+  it('properties are set and Google props removed', async () => {
+    const fs = await openFilesystem(join(outA, 'system.img'));
+    try {
+      const props = (await fs.readFile('/system/build.prop')).toString();
+      expect(props).toMatch(/^ro\.omie\.version=1\.0\.0$/m);
+      expect(props).toMatch(/^ro\.product\.system\.brand=Omie$|^ro\.product\.brand=Omie$/m);
+      expect(props).not.toMatch(/^ro\.com\.google\./m);
+      expect(props).not.toMatch(/^ro\.opa\./m);
+      expect(props).toMatch(/^ro\.build\.type=user$/m);
+    } finally {
+      await fs.close();
+    }
+  });
+
+  it('filesystems are clean and every added file carries an SELinux label', async () => {
+    for (const p of ['system', 'vendor']) await execa('e2fsck', ['-fn', join(outA, `${p}.img`)]);
+    await execa('fsck.erofs', [join(outA, 'product.img')]);
+    for (const part of first.plan.partitions) {
+      const fs = await openFilesystem(join(outA, `${part.partition}.img`));
+      try {
+        for (const a of part.additions) {
+          const e = await fs.stat(a.path);
+          expect(e, a.path).not.toBeNull();
+          expect(e?.label, a.path).toMatch(/^u:object_r:\w+:s0$/);
+        }
+      } finally {
+        await fs.close();
+      }
+    }
+  });
+
+  it.skipIf(!existsSync(join(ORACLES, 'avbtool')))(
+    'avbtool verify_image passes with the partner key',
+    async () => {
+      const key = openKeys('omie-sample-partner').avbPem;
+      const r = await execa(
+        'python3',
+        [join(ORACLES, 'avbtool'), 'verify_image', '--image', join(outA, 'vbmeta.img'), '--key', key],
+        { reject: false },
+      );
+      expect(r.exitCode, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/vbmeta: Successfully verified SHA256_RSA4096 vbmeta struct/);
+      for (const p of ['system', 'product', 'vendor'])
+        expect(r.stdout).toMatch(new RegExp(`${p}: Successfully verified sha256 hashtree`));
+    },
+  );
+
+  it('two builds of the same inputs are byte-identical', async () => {
+    await build({ product: fx.product, base: join(fx.base, 'factory.zip'), out: outB });
+    for (const f of readdirSync(outA).filter((x) => x !== 'check')) {
+      expect(await sha256File(join(outB, f)), f).toBe(await sha256File(join(outA, f)));
+    }
+  }, 1_200_000);
+
+  it('sparse images, super.img, a factory zip and a full OTA give the same partition contents', async () => {
+    const forms = join(dir, 'forms');
+    mkdirSync(join(forms, 'sparse'), { recursive: true });
+    for (const p of ['system', 'product', 'vendor'])
+      await rawToSparse(join(fx.base, `${p}.img`), join(forms, 'sparse', `${p}.img`));
+    await writePayload(join(forms, 'payload.bin'), {
+      partitions: ['system', 'product', 'vendor'].map((name) => ({
+        name,
+        imagePath: join(fx.base, `${name}.img`),
+        ops: 'mixed' as const,
+      })),
+    });
+    await writeOtaZip(join(forms, 'ota.zip'), join(forms, 'payload.bin'));
+    const digests: Record<string, Record<string, string>> = {};
+    for (const [name, input] of Object.entries({
+      sparse: join(forms, 'sparse'),
+      super: join(fx.base, 'super.img'),
+      factory: join(fx.base, 'factory.zip'),
+      ota: join(forms, 'ota.zip'),
+    })) {
+      const opened = await openBase(input, join(forms, `work-${name}`));
+      digests[name] = {};
+      for (const p of ['system', 'product', 'vendor']) digests[name][p] = await sha256File(opened.images[p]);
+    }
+    const raw: Record<string, string> = {};
+    for (const p of ['system', 'product', 'vendor']) raw[p] = await sha256File(join(fx.base, `${p}.img`));
+    for (const d of Object.values(digests)) expect(d).toEqual(raw);
+  }, 600_000);
+
+  it('--dry-run prints the plan; a wrong key reference exits 2 naming the fix', async () => {
+    const env = { OMIE_HOME: fx.home };
+    const r = await omie(
+      ['build', fx.product, '--base', join(fx.base, 'factory.zip'), '--dry-run', '--json'],
+      { env },
+    );
+    expect(r.exitCode, r.stderr).toBe(0);
+    const plan = JSON.parse(r.stdout);
+    expect(plan.schema).toBe('omie.plan/1');
+    expect(plan.removedPackages).toContain('com.google.android.gms');
+    const bad = await omie(
+      ['build', fx.product, '--base', join(fx.base, 'factory.zip'), '--out', join(dir, 'bad')],
+      { env: { OMIE_HOME: join(dir, 'empty-home') } },
+    );
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/omie keys init/);
+    expect(existsSync(join(dir, 'bad'))).toBe(false);
+  });
+});
