@@ -8,9 +8,9 @@
  * - `reboot:<target>` (bootloader, fastboot, recovery, sideload), since adbkit's reboot() has none.
  */
 
-import type { EventEmitter } from 'node:events';
+import { type EventEmitter, once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
 import adbkit, {
   type Adb as AdbClass,
   type Client,
@@ -29,6 +29,7 @@ interface AdbkitConnection {
   write(data: Buffer): unknown;
   end(): unknown;
   parser: {
+    raw(): unknown;
     readAscii(n: number): unknown;
     readBytes(n: number): unknown;
     readAll(): unknown;
@@ -278,14 +279,33 @@ export class AdbHost {
     return parsePmList(r.stdout);
   }
 
-  /** Copies a device file to `localPath`. */
+  /**
+   * Copies a device file to `localPath` with the sync protocol's RECV (SYNC.TXT), parsing the
+   * DATA/DONE/FAIL stream straight off the socket: adbkit's PullTransfer is about half as fast.
+   */
   async pull(serial: string, remotePath: string, localPath: string): Promise<void> {
-    const transfer = await this.wrap<NodeJS.ReadableStream>(
-      'pull',
-      serial,
-      this.device(serial).pull(remotePath),
-    );
-    await this.wrap<void>('pull', serial, pipeline(transfer, createWriteStream(localPath)));
+    const conn = await this.wrap<AdbkitConnection>('transport', serial, this.device(serial).transport());
+    const out = createWriteStream(localPath);
+    try {
+      conn.write(encodeRequest('sync:'));
+      const reply = await this.wrap<string>('sync', serial, conn.parser.readAscii(4));
+      if (reply !== 'OKAY') await this.wrap('sync', serial, conn.parser.readError());
+      const path = Buffer.from(remotePath, 'utf8');
+      if (path.length > 1024) throw new InputError(`device path too long for adb sync: ${remotePath}`);
+      const req = Buffer.alloc(8);
+      req.write('RECV', 0, 'latin1');
+      req.writeUInt32LE(path.length, 4);
+      conn.write(Buffer.concat([req, path]));
+      await this.wrap<void>('pull', serial, receiveFile(conn.parser.raw() as Readable, out, remotePath));
+      const quit = Buffer.alloc(8);
+      quit.write('QUIT', 0, 'latin1');
+      conn.write(quit);
+    } catch (e) {
+      out.destroy();
+      throw e;
+    } finally {
+      conn.end();
+    }
   }
 
   /** Copies `localPath` to the device (mode 0644 unless given). */
@@ -323,6 +343,59 @@ export class AdbHost {
   async killServer(): Promise<void> {
     await this.client.kill().catch(() => {});
   }
+}
+
+/** Reads a RECV answer (DATA* then DONE, or FAIL) from `sock` into `out`, with backpressure. */
+async function receiveFile(sock: Readable, out: Writable, remotePath: string): Promise<void> {
+  let header = Buffer.alloc(0);
+  let dataLeft = 0;
+  let failLeft = -1;
+  let failMsg = Buffer.alloc(0);
+  for await (const raw of sock) {
+    let chunk = raw as Buffer;
+    while (chunk.length) {
+      if (dataLeft > 0) {
+        const part = chunk.subarray(0, dataLeft);
+        dataLeft -= part.length;
+        chunk = chunk.subarray(part.length);
+        if (!out.write(part)) await once(out, 'drain');
+        continue;
+      }
+      if (failLeft > 0) {
+        const part = chunk.subarray(0, failLeft);
+        failLeft -= part.length;
+        failMsg = Buffer.concat([failMsg, part]);
+        chunk = chunk.subarray(part.length);
+        if (failLeft === 0) break;
+        continue;
+      }
+      const need = 8 - header.length;
+      header = Buffer.concat([header, chunk.subarray(0, need)]);
+      chunk = chunk.subarray(need);
+      if (header.length < 8) continue;
+      const id = header.toString('latin1', 0, 4);
+      const n = header.readUInt32LE(4);
+      header = Buffer.alloc(0);
+      if (id === 'DATA') {
+        if (n > 64 * 1024)
+          throw new AdbError(`adb sync: DATA chunk of ${n} bytes (max 65536) for ${remotePath}`);
+        dataLeft = n;
+      } else if (id === 'DONE') {
+        await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
+        return;
+      } else if (id === 'FAIL') {
+        if (n > 64 * 1024) throw new AdbError(`adb sync: failed to pull ${remotePath}`);
+        failLeft = n;
+        if (n === 0) break;
+      } else throw new AdbError(`adb sync: unexpected ${JSON.stringify(id)} while pulling ${remotePath}`);
+    }
+    if (failLeft === 0) break;
+  }
+  if (failLeft >= 0)
+    throw new AdbError(`adb pull ${remotePath}: ${failMsg.toString('utf8') || 'failed'}`, {
+      code: 'ADB_PULL_FAILED',
+    });
+  throw new AdbError(`adb pull ${remotePath}: connection closed before DONE`, { code: 'ADB_PULL_FAILED' });
 }
 
 function encodeRequest(service: string): Buffer {

@@ -92,6 +92,14 @@ describe('AdbHost (adbkit) against the virtual device', () => {
     rmSync(viaReal, { force: true });
     expect((await real.run(['-s', serial, 'pull', '/data/local/tmp/kit.bin', viaReal])).exitCode).toBe(0);
     expect(readFileSync(viaReal).equals(data)).toBe(true);
+    // A missing file: the device's FAIL becomes a typed error.
+    await expect(host.pull(serial, '/data/local/tmp/none.bin', join(dir, 'none.bin'))).rejects.toThrow(
+      /No such file or directory/,
+    );
+    // An empty file: DONE right away.
+    await host.shell(serial, 'echo -n > /data/local/tmp/empty');
+    await host.pull(serial, '/data/local/tmp/empty', join(dir, 'empty.bin'));
+    expect(readFileSync(join(dir, 'empty.bin')).length).toBe(0);
   });
 
   it('rebootTo sends reboot:<target> and waitForDevice sees it come back', async () => {
