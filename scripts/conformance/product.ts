@@ -20,6 +20,8 @@ export interface ProductApp {
   /** Pinned signer certificate digests (empty when the named key could not be found). */
   signerSha256: string[];
   apkSha256?: string;
+  /** Why the app uses the network (app.yaml `internet.reason`). */
+  internetReason?: string;
 }
 
 export interface ProductFacts {
@@ -41,6 +43,8 @@ export interface ProductFacts {
    * re-signed apps) and the base signers listed under `trust.baseSigners`, when readable.
    */
   partnerSignerSha256?: string[];
+  /** The product's personal-cloud options (only what checks compare). */
+  personalCloud?: { defaultRemote: string | null };
   avb?: {
     rollbackIndex: number;
     footers: Array<{ partition: string; type: 'hash' | 'hashtree' }>;
@@ -96,7 +100,9 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
           ? a.signer.sha256.map((s) => s.toLowerCase())
           : [namedKeyCertSha256(a.signer.key)].filter((x): x is string => Boolean(x)),
       apkSha256: 'sha256' in a.apk ? a.apk.sha256.toLowerCase() : undefined,
+      internetReason: a.internet?.reason,
     })),
+    personalCloud: p.personalCloud ? { defaultRemote: p.personalCloud.defaultRemote } : undefined,
     partnerSignerSha256: [
       partnerKeyCertSha256(p.signing.apkKey),
       ...p.trust.baseSigners.map((b) => ('sha256' in b ? b.sha256 : certSha256(expandHome(b.cert)))),

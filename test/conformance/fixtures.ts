@@ -57,6 +57,21 @@ SUPL_PORT=7275
 NTP_SERVER=pool.ntp.org
 `;
 
+export const PERSONAL_CLOUD_JSON = JSON.stringify({
+  schema: 'omie.personal-cloud/1',
+  package: 'org.omie.personalcloud',
+  ownerChangeable: true,
+  providers: [
+    {
+      kind: 'nextcloud',
+      label: 'Nextcloud',
+      endpointTemplate: 'https://{host}/remote.php/dav/files/{user}/',
+    },
+    { kind: 'local', label: 'This tablet only', endpointTemplate: null },
+  ],
+  defaultRemote: null,
+});
+
 export interface Fixture {
   sys: MemorySystem;
   product: ProductFacts;
@@ -91,6 +106,7 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
         'etc/build.prop': PRODUCT_PROPS,
         'etc/permissions/privapp-permissions-omie.xml': PRIVAPP_XML,
         'etc/sysconfig/omie-backup.xml': BACKUP_SYSCONFIG,
+        'etc/omie/personal-cloud.json': PERSONAL_CLOUD_JSON,
       },
       vendor: { 'build.prop': VENDOR_PROPS, 'etc/gps.conf': GPS_CONF },
     },
@@ -175,7 +191,11 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
         'app/MySuppliers/MySuppliers.apk',
         apkFacts('org.omie.mysuppliers', {
           signing: { verified: true, schemes: [2], signerSha256: [OMIE] },
-          appMetaData: { 'org.omie.role': 'customer-app' },
+          appMetaData: {
+            'org.omie.role': 'customer-app',
+            'org.omie.DATA_STORE': 'org.omie.personalcloud.provider',
+          },
+          usesPermissions: ['org.omie.permission.PERSONAL_CLOUD'],
           classes: ['org.omie.mysuppliers.Main'],
         }),
       ),
@@ -420,6 +440,30 @@ export const violations: Record<
     what: 'customer app swapped for another build',
     apply: (f) => {
       app(f, 'org.omie.mysuppliers').signing.signerSha256 = [STRANGER];
+    },
+  },
+  '4.3/C-0-1': {
+    what: 'personal cloud sync hard-wired to a vendor server',
+    apply: (f) => {
+      const cfg = JSON.parse(String(f.sys.files.product['etc/omie/personal-cloud.json']));
+      cfg.providers.unshift({
+        kind: 'webdav',
+        label: 'Vendor cloud',
+        endpointTemplate: 'https://cloud.vendor.example/dav/',
+      });
+      f.sys.files.product['etc/omie/personal-cloud.json'] = JSON.stringify(cfg);
+    },
+  },
+  '4.3/C-0-2': {
+    what: 'customer app keeps its data elsewhere',
+    apply: (f) => {
+      delete app(f, 'org.omie.mysuppliers').appMetaData['org.omie.DATA_STORE'];
+    },
+  },
+  '4.3/C-0-3': {
+    what: 'customer app uses the network without a declared reason',
+    apply: (f) => {
+      app(f, 'org.omie.mysuppliers').usesPermissions.push('android.permission.INTERNET');
     },
   },
   '5.1/C-0-1': {
