@@ -9,7 +9,8 @@
  */
 
 import { type EventEmitter, once } from 'node:events';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import adbkit, {
   type Adb as AdbClass,
@@ -310,19 +311,46 @@ export class AdbHost {
 
   /** Copies `localPath` to the device (mode 0644 unless given). */
   async push(serial: string, localPath: string, remotePath: string, mode = 0o644): Promise<void> {
-    const transfer = await this.wrap<EventEmitter>(
-      'push',
-      serial,
-      this.device(serial).push(createReadStream(localPath), remotePath, mode),
-    );
-    await this.wrap<void>(
-      'push',
-      serial,
-      new Promise<void>((res, rej) => {
-        transfer.on('end', () => res());
-        transfer.on('error', rej);
-      }),
-    );
+    // SYNC.TXT SEND: "path,mode", DATA chunks of at most 64 KiB, DONE with the mtime, then OKAY|FAIL.
+    const spec = Buffer.from(`${remotePath},${(mode & 0o7777) | 0o100000}`, 'utf8');
+    if (spec.length > 1024) throw new InputError(`device path too long for adb sync: ${remotePath}`);
+    const conn = await this.wrap<AdbkitConnection>('transport', serial, this.device(serial).transport());
+    try {
+      conn.write(encodeRequest('sync:'));
+      const reply = await this.wrap<string>('sync', serial, conn.parser.readAscii(4));
+      if (reply !== 'OKAY') await this.wrap('sync', serial, conn.parser.readError());
+      const sock = conn.parser.raw() as Writable;
+      const write = async (b: Buffer) => {
+        if (!sock.write(b)) await once(sock, 'drain');
+      };
+      await write(Buffer.concat([syncHeader('SEND', spec.length), spec]));
+      const fh = await open(localPath, 'r');
+      try {
+        const st = await fh.stat();
+        const chunk = 64 * 1024;
+        for (let pos = 0; ; ) {
+          const buf = Buffer.allocUnsafe(chunk);
+          const { bytesRead } = await fh.read(buf, 0, chunk, pos);
+          if (bytesRead === 0) break;
+          pos += bytesRead;
+          await write(Buffer.concat([syncHeader('DATA', bytesRead), buf.subarray(0, bytesRead)]));
+        }
+        await write(syncHeader('DONE', Math.floor(st.mtimeMs / 1000)));
+      } finally {
+        await fh.close();
+      }
+      const answer = await this.wrap<Buffer>('push', serial, conn.parser.readBytes(8));
+      const id = answer.toString('latin1', 0, 4);
+      if (id === 'OKAY') return;
+      const n = answer.readUInt32LE(4);
+      const msg =
+        id === 'FAIL' && n <= 64 * 1024
+          ? (await this.wrap<Buffer>('push', serial, conn.parser.readBytes(n))).toString('utf8')
+          : id;
+      throw new AdbError(`adb push ${remotePath}: ${msg}`, { serial, code: 'ADB_PUSH_FAILED' });
+    } finally {
+      conn.end();
+    }
   }
 
   /** Reboots into Android, the bootloader, fastbootd, recovery or sideload (`reboot:<target>`). */
@@ -343,6 +371,13 @@ export class AdbHost {
   async killServer(): Promise<void> {
     await this.client.kill().catch(() => {});
   }
+}
+
+function syncHeader(id: string, n: number): Buffer {
+  const h = Buffer.alloc(8);
+  h.write(id, 0, 'latin1');
+  h.writeUInt32LE(n >>> 0, 4);
+  return h;
 }
 
 /** Reads a RECV answer (DATA* then DONE, or FAIL) from `sock` into `out`, with backpressure. */

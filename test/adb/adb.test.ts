@@ -42,6 +42,21 @@ afterAll(async () => {
   await sim?.close();
 });
 
+/** Like a user after a reboot: `adb connect` again until the device shows in `state`. */
+async function reconnect(state: string): Promise<void> {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    await host.disconnect('127.0.0.1', sim.adbPort).catch(() => {});
+    await host.connect('127.0.0.1', sim.adbPort).catch(() => {});
+    try {
+      await host.waitForDevice(serial, state, 3000);
+      return;
+    } catch (e) {
+      if (Date.now() > end) throw e;
+    }
+  }
+}
+
 describe('AdbHost (adbkit) against the virtual device', () => {
   it('lists the device and its shell_v2 feature', async () => {
     expect(await host.devices()).toContainEqual({ serial, state: 'device' });
@@ -92,6 +107,7 @@ describe('AdbHost (adbkit) against the virtual device', () => {
     rmSync(viaReal, { force: true });
     expect((await real.run(['-s', serial, 'pull', '/data/local/tmp/kit.bin', viaReal])).exitCode).toBe(0);
     expect(readFileSync(viaReal).equals(data)).toBe(true);
+    await expect(host.push(serial, src, '/system/kit.bin')).rejects.toThrow(/couldn't create file/);
     // A missing file: the device's FAIL becomes a typed error.
     await expect(host.pull(serial, '/data/local/tmp/none.bin', join(dir, 'none.bin'))).rejects.toThrow(
       /No such file or directory/,
@@ -107,9 +123,7 @@ describe('AdbHost (adbkit) against the virtual device', () => {
     await sim.state.reload();
     expect(sim.state.info.mode).toBe('recovery');
     // Recovery still speaks adb (banner "recovery::"): reconnect and see that state.
-    await host.disconnect('127.0.0.1', sim.adbPort).catch(() => {});
-    await host.connect('127.0.0.1', sim.adbPort);
-    await host.waitForDevice(serial, 'recovery', 15_000);
+    await reconnect('recovery');
     const inRecovery = await discoverDevices({ adbPort: real.port, usb: false });
     expect(inRecovery.devices.find((d) => d.id === serial)).toMatchObject({
       state: 'recovery',
@@ -122,9 +136,7 @@ describe('AdbHost (adbkit) against the virtual device', () => {
     await sim.state.update((d) => {
       d.mode = 'adb';
     });
-    await host.disconnect('127.0.0.1', sim.adbPort).catch(() => {});
-    await host.connect('127.0.0.1', sim.adbPort);
-    await host.waitForDevice(serial, 'device', 15_000);
+    await reconnect('device');
     await expect(host.rebootTo(serial, 'moon' as 'system')).rejects.toThrow(/unknown reboot target/);
   }, 60_000);
 

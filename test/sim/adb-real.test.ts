@@ -220,9 +220,7 @@ describe('sim adbd with the real adb client', () => {
     await new Promise((res) => setTimeout(res, 500));
     await sim.state.reload();
     expect(sim.state.info.mode).toBe('adb');
-    await adb.run(['disconnect', serial]);
-    await adb.run(['connect', serial]);
-    await adb.waitState(serial, 'device');
+    await adb.reconnect(serial, 'device');
     expect((await sh('getprop ro.serialno')).stdout.trim()).toBe('SIMREAL01');
   }, 60_000);
 });
@@ -257,9 +255,7 @@ describe('sim adbd authorisation with the real adb client', () => {
     await locked.state.update((d) => {
       d.adbAuthorized = [pub.fingerprint];
     });
-    await adb.run(['disconnect', lockedSerial]);
-    await adb.run(['connect', lockedSerial]);
-    await adb.waitState(lockedSerial, 'device');
+    await adb.reconnect(lockedSerial, 'device');
     expect((await adb.run(['-s', lockedSerial, 'shell', 'getprop ro.serialno'])).stdout.trim()).toBe(
       'SIMAUTH01',
     );

@@ -21,19 +21,7 @@ let sim: SimHandle;
 let id: string;
 let fb: string;
 
-async function reconnect(state: string): Promise<void> {
-  await adb.run(['disconnect', id]);
-  const end = Date.now() + 15_000;
-  for (;;) {
-    await adb.run(['connect', id]);
-    try {
-      await adb.waitState(id, state, 2000);
-      return;
-    } catch (e) {
-      if (Date.now() > end) throw e;
-    }
-  }
-}
+const reconnect = (state: string) => adb.reconnect(id, state);
 
 beforeAll(async () => {
   adb = await startRealAdb(dir);

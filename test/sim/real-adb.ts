@@ -31,6 +31,8 @@ export interface RealAdb {
   ): Promise<{ stdout: string; stderr: string; exitCode: number }>;
   /** Polls `adb devices` until `serial` shows `state` (device, unauthorized, …). */
   waitState(serial: string, state: string, timeoutMs?: number): Promise<string>;
+  /** `adb disconnect` + `adb connect` until `serial` shows `state` (after a device reboot). */
+  reconnect(serial: string, state: string, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -57,22 +59,36 @@ export async function startRealAdb(dir: string): Promise<RealAdb> {
   };
   const started = await run(['start-server'], 30_000);
   if (started.exitCode !== 0) throw new Error(`adb start-server failed: ${started.stderr}`);
+  const waitState = async (serial: string, state: string, timeoutMs = 15_000): Promise<string> => {
+    const end = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < end) {
+      const r = await run(['devices']);
+      last = r.stdout;
+      const line = r.stdout.split('\n').find((l) => l.startsWith(`${serial}\t`));
+      if (line?.split('\t')[1]?.trim() === state) return line;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new Error(`${serial} never reached state ${state}; last adb devices:\n${last}`);
+  };
   return {
     port,
     home,
     env,
     run,
-    async waitState(serial, state, timeoutMs = 15_000) {
+    waitState,
+    async reconnect(serial, state, timeoutMs = 20_000) {
       const end = Date.now() + timeoutMs;
-      let last = '';
-      while (Date.now() < end) {
-        const r = await run(['devices']);
-        last = r.stdout;
-        const line = r.stdout.split('\n').find((l) => l.startsWith(`${serial}\t`));
-        if (line?.split('\t')[1]?.trim() === state) return line;
-        await new Promise((res) => setTimeout(res, 200));
+      for (;;) {
+        await run(['disconnect', serial]);
+        await run(['connect', serial]);
+        try {
+          await waitState(serial, state, 3000);
+          return;
+        } catch (e) {
+          if (Date.now() > end) throw e;
+        }
       }
-      throw new Error(`${serial} never reached state ${state}; last adb devices:\n${last}`);
     },
     async stop() {
       await run(['kill-server']);
