@@ -386,6 +386,15 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
   let dataLeft = 0;
   let failLeft = -1;
   let failMsg = Buffer.alloc(0);
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const flush = async () => {
+    if (!pendingBytes) return;
+    const data = Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    if (!out.write(data)) await once(out, 'drain');
+  };
   for await (const raw of sock) {
     let chunk = raw as Buffer;
     while (chunk.length) {
@@ -393,7 +402,10 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
         const part = chunk.subarray(0, dataLeft);
         dataLeft -= part.length;
         chunk = chunk.subarray(part.length);
-        if (!out.write(part)) await once(out, 'drain');
+        // Batched writes: one file write per MiB rather than per socket chunk.
+        pending.push(part);
+        pendingBytes += part.length;
+        if (pendingBytes >= 1024 * 1024) await flush();
         continue;
       }
       if (failLeft > 0) {
@@ -416,6 +428,7 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
           throw new AdbError(`adb sync: DATA chunk of ${n} bytes (max 65536) for ${remotePath}`);
         dataLeft = n;
       } else if (id === 'DONE') {
+        await flush();
         await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
         return;
       } else if (id === 'FAIL') {
