@@ -21,7 +21,7 @@
  */
 import { constants as cryptoConstants, publicDecrypt, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { appendFile, mkdir, open, readdir, readFile, rename, stat, utimes } from 'node:fs/promises';
+import { appendFile, mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { EnvironmentError } from '../errors.ts';
@@ -49,7 +49,7 @@ import {
 } from './adb-packet.ts';
 import { runShell, type ShellContext } from './adb-shell.ts';
 import type { DeviceJson, DeviceMode } from './state.ts';
-import { DeviceView, type ViewState } from './view.ts';
+import { DeviceView, readApkPackage, type ViewState } from './view.ts';
 
 /** What the adb server needs from SimState. */
 export interface AdbSimState extends ViewState {
@@ -369,6 +369,9 @@ class AdbConnection {
       const pty = args.includes('pty') || (!args.includes('raw') && !args.includes('v2'));
       return (s) => shellService(s, args.includes('v2'), shell[2], this.shellContext(), pty);
     }
+    // `adb install` on devices with the "cmd" feature streams the APK into `cmd package install -S SIZE`.
+    const install = /^exec:cmd package '?install'?\b.*?-S '?(\d+)'?/.exec(service);
+    if (install) return (s) => installService(s, this.view, Number(install[1]));
     if (service.startsWith('exec:'))
       return (s) => shellService(s, false, service.slice(5), this.shellContext());
     if (service === 'sync:') return (s) => syncService(s, this.view);
@@ -933,6 +936,50 @@ async function syncSend(s: AdbStream, view: DeviceView, spec: string): Promise<b
       return false;
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// exec:cmd package install -S SIZE: the APK arrives on the stream; it lands in /data/app like a
+// user-installed app (listed by `pm list packages -3`).
+
+const MAX_INSTALL = 4 * 1024 * 1024 * 1024;
+
+async function installService(s: AdbStream, view: DeviceView, size: number): Promise<void> {
+  if (!(size > 0) || size > MAX_INSTALL) {
+    await s.write(Buffer.from(`Failure [INSTALL_FAILED_INVALID_APK: bad size ${size}]\n`));
+    return;
+  }
+  const tmpDir = join(view.dataDir, 'app', `.install-${process.pid}-${randomBytes(4).toString('hex')}`);
+  await mkdir(tmpDir, { recursive: true });
+  const apk = join(tmpDir, 'base.apk');
+  const fh = await open(apk, 'w');
+  let got = 0;
+  try {
+    while (got < size) {
+      const chunk = await s.read();
+      if (!chunk) break;
+      const part = chunk.subarray(0, size - got);
+      await fh.write(part, 0, part.length, got);
+      got += part.length;
+    }
+  } finally {
+    await fh.close();
+  }
+  if (got < size) {
+    await rm(tmpDir, { recursive: true, force: true });
+    return;
+  }
+  const pkg = await readApkPackage(apk);
+  if (!pkg) {
+    await rm(tmpDir, { recursive: true, force: true });
+    await s.write(Buffer.from('Failure [INSTALL_PARSE_FAILED_NOT_APK: not a readable APK]\n'));
+    return;
+  }
+  // Replace an earlier install of the same package.
+  for (const d of await readdir(join(view.dataDir, 'app')).catch(() => [] as string[]))
+    if (d.startsWith(`${pkg}-`)) await rm(join(view.dataDir, 'app', d), { recursive: true, force: true });
+  await rename(tmpDir, join(view.dataDir, 'app', `${pkg}-${randomBytes(8).toString('base64url')}`));
+  await s.write(Buffer.from('Success\n'));
 }
 
 // ---------------------------------------------------------------------------------------------

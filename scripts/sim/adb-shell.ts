@@ -861,6 +861,23 @@ async function pm(args: string[], o: Out, e: Out, ctx: ShellContext): Promise<nu
     }
     return 0;
   }
+  if (args[0] === 'uninstall' && args[args.length - 1]) {
+    const name = args[args.length - 1];
+    const p = (await ctx.view.packages()).find((x) => x.name === name);
+    if (!p) {
+      o.write('Failure [DELETE_FAILED_INTERNAL_ERROR]\n');
+      return 1;
+    }
+    if (p.system) {
+      // System apps can only be removed for the user; the partition stays untouched.
+      o.write('Failure [DELETE_FAILED_INTERNAL_ERROR]\n');
+      return 1;
+    }
+    const r = await ctx.view.resolve(posix.dirname(p.path));
+    if (r?.kind === 'host' && r.writable) await rm(r.hostPath, { recursive: true, force: true });
+    o.write('Success\n');
+    return 0;
+  }
   if (args[0] === 'path' && args[1]) {
     const p = (await ctx.view.packages()).find((x) => x.name === args[1]);
     if (!p) return 1;

@@ -195,6 +195,25 @@ describe('sim adbd with the real adb client', () => {
     expect(readFileSync(out).equals(readFileSync(join(prodTree, 'app/Notes/Notes.apk')))).toBe(true);
   }, 90_000);
 
+  it('adb install streams an APK into /data/app; pm lists it as third-party; pm uninstall removes it', async () => {
+    const apk = join(dir, 'user.apk');
+    await buildApk({ package: 'org.omie.user', versionCode: 3, label: 'User' }, null, apk);
+    const r = await adb.run(['-s', serial, 'install', apk], 60_000);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Success');
+    expect((await sh('pm list packages -3')).stdout.trim()).toBe('package:org.omie.user');
+    expect((await sh('pm path org.omie.user')).stdout.trim()).toMatch(
+      /^package:\/data\/app\/org\.omie\.user-[\w-]+\/base\.apk$/,
+    );
+    const bad = join(dir, 'not-an.apk');
+    writeFileSync(bad, 'nope');
+    const refused = await adb.run(['-s', serial, 'install', bad], 60_000);
+    expect(refused.exitCode).not.toBe(0);
+    expect(refused.stdout + refused.stderr).toContain('INSTALL_PARSE_FAILED_NOT_APK');
+    expect((await sh('pm uninstall org.omie.user')).stdout.trim()).toBe('Success');
+    expect((await sh('pm list packages -3')).stdout).toBe('');
+  }, 60_000);
+
   it('reboot bootloader hands over to fastboot (real client), and fastboot reboot brings adb back', async () => {
     const r = await adb.run(['-s', serial, 'reboot', 'bootloader']);
     expect(r.exitCode, r.stderr).toBe(0);
