@@ -14,7 +14,9 @@
  *
  * Streams: OPEN(local, 0, "service\0") → OKAY(ours, local) or CLSE(0, local); WRTE carries data,
  * and each WRTE must be acknowledged with OKAY before the sender writes again on that stream.
- * Services: shell: / shell,v2: / exec:, sync:, reboot:[target], sideload-host:SIZE:BLOCK.
+ * Services: shell: / shell,v2: / exec:, sync: (v1 and stat_v2/ls_v2), reboot:[target],
+ * sideload-host:SIZE:BLOCK, `exec:cmd package install -S SIZE` (adb install), root:/unroot:/remount:
+ * (refused as on a user build).
  *
  * Listening is always on; connections are refused (closed at once) unless the state's mode is
  * adb, recovery or sideload. A reboot closes every connection, as the real device disappears.

@@ -1,7 +1,9 @@
 /**
  * The virtual device's tiny `sh`: enough of toybox/mksh for what hosts run over `adb shell`
- * (getprop, pm, settings, cat, ls, id, echo, …) with `;`, `&&`, `||`, `|`, quoting, `$?`, and
- * `>`/`2>`/`2>&1` redirections. Unknown commands fail like mksh: "sh: X: not found", status 127.
+ * (getprop, pm, cmd package, settings, cat, ls, [ / test, grep, id, echo, …) with `;`, `&&`, `||`,
+ * `|`, quoting, variables and `$?`, `for … in …; do …; done`, `if/elif/else/fi`, and
+ * `>`/`>>`/`2>`/`2>&1` redirections into /data. Unknown commands fail like mksh:
+ * "/system/bin/sh: X: not found", status 127.
  */
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, posix } from 'node:path';
