@@ -1,6 +1,6 @@
 /**
- * Safe flashing of a build (a `fastboot update`-style directory or zip: android-info.txt plus
- * <partition>.img files, optional super_empty.img) onto one or more devices.
+ * Safe flashing of a build (a `fastboot update`-style directory or zip — android-info.txt plus
+ * <partition>.img files, optional super_empty.img — or a Pixel-style factory zip) onto devices.
  *
  * Order of operations, per device:
  *  1. reach fastboot (reboot from adb when needed) and check identity: product must satisfy
@@ -17,48 +17,23 @@
  * since only the inactive slot is written before set_active, the device always keeps a bootable
  * slot, and a re-run completes an interrupted flash.
  */
-import { mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import yauzl from 'yauzl';
 import { EnvironmentError, InputError, OmieError, VerificationError } from '../errors.ts';
+import {
+  type AndroidInfo,
+  extractFactoryImage,
+  parseAndroidInfo,
+  readFactoryZip,
+} from '../formats/factory-zip.ts';
+import { readSuper } from '../formats/super/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import { FastbootClient } from './fastboot/client.ts';
 import { FastbootFailError, TransportError } from './fastboot/protocol.ts';
-import { importLayout } from './fastboot/sparse.ts';
+import { type BackedBlock, importLayout, ReadWindow } from './fastboot/sparse.ts';
 
 // ---- build input ------------------------------------------------------------------------------
-
-/** android-info.txt: `require <var>=<v1>|<v2>`, `reject <var>=…`, `require-for-product:<p> <var>=…`. */
-export interface AndroidInfo {
-  requirements: Array<{ variable: string; values: string[]; reject: boolean; forProduct?: string }>;
-}
-
-export function parseAndroidInfo(text: string, file = 'android-info.txt'): AndroidInfo {
-  const requirements: AndroidInfo['requirements'] = [];
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) return;
-    const m = /^(require|reject|require-for-product:(\S+))\s+([A-Za-z0-9_.-]+)\s*=\s*(.*)$/.exec(line);
-    if (!m)
-      throw new InputError(`${file}:${i + 1}: cannot parse ${JSON.stringify(line)}`, {
-        code: 'ANDROID_INFO',
-        hint: 'lines look like "require board=omie_tablet" or "require version-bootloader=1.0|1.1"',
-      });
-    requirements.push({
-      variable: m[3] === 'board' ? 'product' : m[3],
-      values: m[4].split('|').map((v) => v.trim()),
-      reject: m[1] === 'reject',
-      forProduct: m[2],
-    });
-  });
-  if (!requirements.some((r) => r.variable === 'product' && !r.reject && !r.forProduct))
-    throw new InputError(`${file} has no "require board=" (or product=) line`, {
-      code: 'ANDROID_INFO',
-      hint: 'without it nothing stops this build from being flashed onto another device',
-    });
-  return { requirements };
-}
 
 export interface BuildInput {
   /** Where the images are (the directory, or a temp dir the zip was extracted to). */
@@ -70,7 +45,7 @@ export interface BuildInput {
   close(): Promise<void>;
 }
 
-/** Opens a build output directory or a fastboot zip (flat: android-info.txt + *.img). */
+/** Opens a build output directory, a fastboot zip, or a factory zip (nested image-*.zip). */
 export async function openBuild(path: string): Promise<BuildInput> {
   const st = await stat(path).catch(() => undefined);
   if (!st) throw new InputError(`no such build: ${path}`, { code: 'FLASH_INPUT' });
@@ -80,14 +55,15 @@ export async function openBuild(path: string): Promise<BuildInput> {
     dir = await mkdtemp(join(tmpdir(), 'omie-flash-'));
     cleanup = () => rm(dir, { recursive: true, force: true });
     try {
-      await extractZip(path, dir);
+      // Fastboot zips and Pixel-style factory zips (nested image-*.zip) alike.
+      const z = await readFactoryZip(path);
+      if (!z.androidInfo) throw new InputError(`${path} has no android-info.txt`, { code: 'FLASH_INPUT' });
+      await writeFile(join(dir, 'android-info.txt'), formatRequirements(z.androidInfo));
+      for (const img of z.images)
+        await extractFactoryImage(path, img.entry, join(dir, `${img.partition}.img`));
     } catch (e) {
       await cleanup();
-      if (e instanceof OmieError) throw e;
-      throw new InputError(`${path} is not a readable fastboot zip: ${(e as Error).message}`, {
-        code: 'FLASH_INPUT',
-        cause: e,
-      });
+      throw e;
     }
   }
   const infoPath = join(dir, 'android-info.txt');
@@ -99,7 +75,18 @@ export async function openBuild(path: string): Promise<BuildInput> {
       hint: 'a flashable build holds android-info.txt (require board=…) next to its images',
     });
   }
-  const info = parseAndroidInfo(text, infoPath);
+  let info: AndroidInfo;
+  try {
+    info = parseAndroidInfo(text, infoPath);
+    if (!info.boards.length)
+      throw new InputError(`${infoPath} has no "require board=" (or product=) line`, {
+        code: 'ANDROID_INFO',
+        hint: 'without it nothing stops this build from being flashed onto another device',
+      });
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
   const images = new Map<string, string>();
   let superEmpty: string | undefined;
   for (const f of (await readdir(dir)).sort()) {
@@ -114,39 +101,14 @@ export async function openBuild(path: string): Promise<BuildInput> {
   return { dir, info, images, superEmpty, close: cleanup };
 }
 
-function extractZip(zipPath: string, dest: string): Promise<void> {
-  return new Promise((res, rej) => {
-    yauzl.open(zipPath, { lazyEntries: true, autoClose: true }, (err, zip) => {
-      if (err || !zip) return rej(err);
-      zip.on('error', rej);
-      zip.on('end', () => res());
-      zip.on('entry', (entry: yauzl.Entry) => {
-        const name = entry.fileName;
-        // Flat zips only; never write outside dest.
-        if (name.endsWith('/') || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
-          zip.readEntry();
-          return;
-        }
-        zip.openReadStream(entry, async (e2, rs) => {
-          if (e2 || !rs) return rej(e2);
-          try {
-            const fh = await open(join(dest, basename(name)), 'w');
-            const ws = fh.createWriteStream();
-            rs.pipe(ws);
-            await new Promise<void>((ok, ko) => {
-              ws.on('finish', () => ok());
-              ws.on('error', ko);
-              rs.on('error', ko);
-            });
-            zip.readEntry();
-          } catch (e) {
-            rej(e);
-          }
-        });
-      });
-      zip.readEntry();
-    });
-  });
+/** Re-serialises parsed requirements (zip input: android-info.txt is re-read from the temp dir). */
+function formatRequirements(info: AndroidInfo): string {
+  return `${info.requirements
+    .map((r) => {
+      const head = r.forProduct ? `require-for-product:${r.forProduct}` : r.reject ? 'reject' : 'require';
+      return `${head} ${r.name}=${r.values.join('|')}`;
+    })
+    .join('\n')}\n`;
 }
 
 // ---- plan -------------------------------------------------------------------------------------
@@ -370,7 +332,7 @@ class FlashSession {
 
   private async reachFastboot(): Promise<FastbootClient> {
     try {
-      return await this.connect(this.target.adb ? 3000 : this.rebootTimeout);
+      return await this.connect(this.target.adb ? 3000 : Math.min(10_000, this.rebootTimeout));
     } catch (e) {
       if (!this.target.adb || e instanceof FastbootFailError) throw e;
     }
@@ -403,19 +365,19 @@ class FlashSession {
     this.step('getvar product', 'identity check against android-info.txt');
     for (const r of this.build.info.requirements) {
       if (r.forProduct && r.forProduct !== product) continue;
-      const have = await get(r.variable);
-      if (r.variable !== 'product') this.step(`getvar ${r.variable}`, 'android-info.txt requirement');
+      const have = await get(r.name);
+      if (r.name !== 'product') this.step(`getvar ${r.name}`, 'android-info.txt requirement');
       const match =
         have !== undefined &&
         r.values.some((v) => v === have || (v.endsWith('*') && have.startsWith(v.slice(0, -1))));
       if (match === r.reject)
         throw new InputError(
-          `${this.label}: device ${r.variable} is ${JSON.stringify(have ?? '(unknown)')}, build ${r.reject ? 'rejects' : 'requires'} ${r.values.join(' or ')}`,
+          `${this.label}: device ${r.name} is ${JSON.stringify(have ?? '(unknown)')}, build ${r.reject ? 'rejects' : 'requires'} ${r.values.join(' or ')}`,
           {
-            code: r.variable === 'product' ? 'FLASH_WRONG_PRODUCT' : 'FLASH_REQUIREMENT',
-            context: { variable: r.variable, device: have, required: r.values, reject: r.reject },
+            code: r.name === 'product' ? 'FLASH_WRONG_PRODUCT' : 'FLASH_REQUIREMENT',
+            context: { variable: r.name, device: have, required: r.values, reject: r.reject },
             hint:
-              r.variable === 'product'
+              r.name === 'product'
                 ? 'this build is for another device: nothing was written'
                 : 'nothing was written',
           },
@@ -553,32 +515,8 @@ class FlashSession {
 
 /** Names of partitions listed in a super_empty.img (lpmake metadata). */
 async function superEmptyNames(path: string): Promise<Set<string>> {
-  const buf = await readFile(path);
-  const names = new Set<string>();
-  const headerAt = 4096 + 2 * 4096;
-  if (
-    buf.length < headerAt + 128 ||
-    buf.readUInt32LE(4096) !== 0x616c4467 ||
-    buf.readUInt32LE(headerAt) !== 0x414c5030
-  )
-    throw new InputError(`${path} is not an lpmake super_empty image`, { code: 'FLASH_INPUT' });
-  const headerSize = buf.readUInt32LE(headerAt + 8);
-  const off = buf.readUInt32LE(headerAt + 80);
-  const count = buf.readUInt32LE(headerAt + 84);
-  const size = buf.readUInt32LE(headerAt + 88);
-  const tables = headerAt + headerSize;
-  if (size < 52 || tables + off + count * size > buf.length)
-    throw new InputError(`${path}: partition table out of range`, { code: 'FLASH_INPUT' });
-  for (let i = 0; i < count; i++) {
-    const at = tables + off + i * size;
-    names.add(
-      buf
-        .subarray(at, at + 36)
-        .toString('latin1')
-        .replace(/\0.*$/s, ''),
-    );
-  }
-  return names;
+  const info = await readSuper(path);
+  return new Set(info.partitions.map((p) => p.name));
 }
 
 /**
@@ -602,40 +540,57 @@ export async function verifyPartition(
         `${part} is ${psize} bytes, smaller than the image (${layout.len})`,
       );
     if ((await c.tryGetvar('max-fetch-size')) === undefined) return 'size';
-    const maxFetch = Math.max(1 << 20, Math.min(await c.maxDownloadSize(), 64 << 20));
+    // Read back in windows of up to 8 MiB covering many blocks (one round trip each), then compare
+    // the DATA and FILL blocks inside; a DONT_CARE gap costs bytes on the wire but no round trips.
+    const windowMax = Math.min(8 << 20, await c.maxDownloadSize());
     const bs = layout.blockSize;
-    const expect = Buffer.allocUnsafe(1 << 20);
-    const pattern = Buffer.allocUnsafe((1 << 20) + 4);
-    for (const bb of layout.blocks) {
-      if (bb.kind === 'fill')
-        for (let k = 0; k + 4 <= pattern.length; k += 4) pattern.writeUInt32LE(bb.value, k);
-      for (let done = 0; done < bb.len; done += maxFetch) {
-        const len = Math.min(maxFetch, bb.len - done);
-        const at = bb.block * bs + done;
-        let pos = 0;
-        await c.fetch(part, at, len, async (got) => {
-          for (let o = 0; o < got.length; ) {
-            const n = Math.min(expect.length, got.length - o);
-            let ref = expect;
-            let refAt = 0;
-            if (bb.kind === 'data') await fh.read(expect, 0, n, bb.offset + done + pos + o);
-            else {
-              ref = pattern;
-              refAt = (done + pos + o) % 4;
-            }
-            if (got.compare(ref, refAt, refAt + n, o, o + n) !== 0)
-              throw new VerificationError(
-                'flash',
-                `${part} differs from ${basename(imagePath)} near offset ${at + pos + o}`,
-                {
-                  context: { partition: part, offset: at + pos + o },
-                },
-              );
-            o += n;
-          }
-          pos += got.length;
-        });
+    const blocks = layout.blocks;
+    const source = new ReadWindow(fh, 8 << 20);
+    let i = 0;
+    while (i < blocks.length) {
+      const start = blocks[i].block * bs;
+      let j = i;
+      while (j + 1 < blocks.length && blocks[j + 1].block * bs + blocks[j + 1].len - start <= windowMax) j++;
+      const end = blocks[j].block * bs + blocks[j].len;
+      if (end - start > windowMax) {
+        // One block larger than a window: split it.
+        const bb = blocks[i];
+        const piece = Math.floor(windowMax / bs) * bs;
+        const head = { ...bb, len: piece } as BackedBlock;
+        const tail = { ...bb, len: bb.len - piece, block: bb.block + piece / bs } as BackedBlock;
+        if (tail.kind === 'data' && bb.kind === 'data') tail.offset = bb.offset + piece;
+        blocks.splice(i, 1, head, tail);
+        continue;
       }
+      const got = Buffer.allocUnsafe(end - start);
+      let filled = 0;
+      await c.fetch(part, start, end - start, (b) => {
+        b.copy(got, filled);
+        filled += b.length;
+      });
+      if (filled !== got.length)
+        throw new VerificationError('flash', `${part}: short read-back (${filled} of ${got.length} bytes)`);
+      for (let k = i; k <= j; k++) {
+        const bb = blocks[k];
+        const at = bb.block * bs - start;
+        let want: Buffer;
+        if (bb.kind === 'data') want = await source.get(bb.offset, bb.len);
+        else {
+          want = Buffer.allocUnsafe(bb.len);
+          const w = Buffer.alloc(4);
+          w.writeUInt32LE(bb.value, 0);
+          want.fill(w);
+        }
+        if (got.compare(want, 0, bb.len, at, at + bb.len) !== 0)
+          throw new VerificationError(
+            'flash',
+            `${part} differs from ${basename(imagePath)} in block ${bb.block}`,
+            {
+              context: { partition: part, offset: bb.block * bs },
+            },
+          );
+      }
+      i = j + 1;
     }
     return 'read-back';
   } finally {

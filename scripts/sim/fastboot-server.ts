@@ -23,6 +23,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { expandSparse, parseSparseHeader } from '../device/fastboot/sparse.ts';
 import { frameHeader, SocketReader, socketWrite } from '../device/fastboot/tcp.ts';
 import { OmieError } from '../errors.ts';
+import { readSuper } from '../formats/super/index.ts';
 import type { DeviceJson, DeviceMode, SimFaults, SimState, Slot } from './state.ts';
 
 export interface FastbootServerOptions {
@@ -699,17 +700,23 @@ class Session {
       throw new Fail(
         'Cannot update super during an OTA: cancel the snapshot first (fastboot snapshot-update cancel)',
       );
+    const head = Buffer.alloc(28);
     const fh = await open(dl.path, 'r');
-    let meta: LpSummary;
     try {
-      const n = Math.min(dl.size, 1 << 20);
-      const buf = Buffer.alloc(n);
-      await fh.read(buf, 0, n, 0);
-      if (parseSparseHeader(buf.subarray(0, 28)) !== undefined)
-        throw new Fail('Super image must not be sparse');
-      meta = readLpMetadata(buf);
+      await fh.read(head, 0, 28, 0);
     } finally {
       await fh.close();
+    }
+    if (parseSparseHeader(head) !== undefined) throw new Fail('Super image must not be sparse');
+    let meta: LpSummary;
+    try {
+      const info = await readSuper(dl.path);
+      meta = {
+        superSize: info.blockDevices[0]?.size ?? 0,
+        partitions: info.partitions.map((p) => ({ name: p.name, size: p.size })),
+      };
+    } catch (e) {
+      throw new Fail(`Invalid super image: ${(e as Error).message}`.slice(0, 250));
     }
     if (meta.superSize > this.d.superPartition.size)
       throw new Fail(
@@ -734,59 +741,4 @@ class Session {
 interface LpSummary {
   superSize: number;
   partitions: Array<{ name: string; size: number }>;
-}
-
-/**
- * Reads the partition table out of an lpmake image (super_empty.img or a super.img head), per
- * system/core/fs_mgr/liblp/include/liblp/metadata_format.h: geometry at 4096 ("gDla"), primary
- * metadata header ("0PLA") at 4096 + 2 × 4096, then the partition / extent / block-device tables.
- */
-function readLpMetadata(buf: Buffer): LpSummary {
-  const bad = (why: string): never => {
-    throw new Fail(`Invalid super image: ${why}`);
-  };
-  const GEOMETRY_AT = 4096;
-  if (buf.length < GEOMETRY_AT + 52) bad('too short for geometry');
-  if (buf.readUInt32LE(GEOMETRY_AT) !== 0x616c4467) bad('bad geometry magic');
-  const headerAt = GEOMETRY_AT + 2 * 4096;
-  if (buf.length < headerAt + 128) bad('too short for metadata header');
-  if (buf.readUInt32LE(headerAt) !== 0x414c5030) bad('bad metadata header magic');
-  const headerSize = buf.readUInt32LE(headerAt + 8);
-  const tablesSize = buf.readUInt32LE(headerAt + 44);
-  const tables = headerAt + headerSize;
-  if (headerSize < 128 || tables + tablesSize > buf.length) bad('tables out of range');
-  const desc = (at: number) => ({
-    offset: buf.readUInt32LE(headerAt + at),
-    count: buf.readUInt32LE(headerAt + at + 4),
-    size: buf.readUInt32LE(headerAt + at + 8),
-  });
-  const parts = desc(80);
-  const extents = desc(92);
-  const devices = desc(116);
-  const inTables = (d: { offset: number; count: number; size: number }) =>
-    d.offset + d.count * d.size <= tablesSize || bad('table descriptor out of range');
-  inTables(parts);
-  inTables(extents);
-  inTables(devices);
-  if (parts.count && parts.size < 52) bad('partition entry too small');
-  if (extents.count && extents.size < 24) bad('extent entry too small');
-  if (!devices.count || devices.size < 64) bad('no block device');
-  const superSize = Number(buf.readBigUInt64LE(tables + devices.offset + 16));
-  const out: LpSummary['partitions'] = [];
-  for (let i = 0; i < parts.count; i++) {
-    const at = tables + parts.offset + i * parts.size;
-    const name = buf
-      .subarray(at, at + 36)
-      .toString('latin1')
-      .replace(/\0.*$/s, '');
-    if (!/^[A-Za-z0-9_.-]+$/.test(name)) bad(`bad partition name at entry ${i}`);
-    const first = buf.readUInt32LE(at + 40);
-    const num = buf.readUInt32LE(at + 44);
-    if (first + num > extents.count) bad(`extents of ${name} out of range`);
-    let sectors = 0;
-    for (let e = first; e < first + num; e++)
-      sectors += Number(buf.readBigUInt64LE(tables + extents.offset + e * extents.size));
-    out.push({ name, size: sectors * 512 });
-  }
-  return { superSize, partitions: out };
 }

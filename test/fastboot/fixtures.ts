@@ -89,11 +89,11 @@ export async function writeFileIn(dir: string, name: string, data: Buffer): Prom
 export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Hash of every partition image of a sim, by file name. */
-export async function partitionHashes(sim: Sim): Promise<Record<string, string>> {
+export async function partitionHashes(sim: Sim, only?: RegExp): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const pdir = join(sim.dir, 'partitions');
   for (const f of (await readdir(pdir)).sort())
-    if (f.endsWith('.img')) out[f] = sha256(await readFile(join(pdir, f)));
+    if (f.endsWith('.img') && (!only || only.test(f))) out[f] = sha256(await readFile(join(pdir, f)));
   return out;
 }
 

@@ -145,12 +145,14 @@ async function importSparse(
 ): Promise<SparseLayout> {
   const { blockSize: bs } = hdr;
   const blocks: BackedBlock[] = [];
-  const ch = Buffer.alloc(CHUNK_HEADER_SIZE);
+  // Chunk headers are read through a window: images with many small chunks would otherwise
+  // cost one tiny read per chunk.
+  const win = new ReadWindow(fh, 1 << 20);
   let pos = hdr.fileHeaderSize;
   let block = 0;
   for (let i = 0; i < hdr.totalChunks; i++) {
     if (pos + CHUNK_HEADER_SIZE > size) throw fmtErr('truncated chunk header', { file, offset: pos });
-    await fh.read(ch, 0, CHUNK_HEADER_SIZE, pos);
+    const ch = await win.get(pos, CHUNK_HEADER_SIZE);
     const type = ch.readUInt16LE(0);
     const chunkBlocks = ch.readUInt32LE(4);
     const totalSz = ch.readUInt32LE(8);
@@ -173,8 +175,7 @@ async function importSparse(
     } else if (type === CHUNK_FILL) {
       if (dataLen !== 4)
         throw fmtErr('fill chunk size mismatch', { file, offset: pos, expected: 4, found: dataLen });
-      const v = Buffer.alloc(4);
-      await fh.read(v, 0, 4, dataPos);
+      const v = await win.get(dataPos, 4);
       if (len) pushBlock(blocks, { kind: 'fill', block, len, value: v.readUInt32LE(0) }, bs);
     } else if (type === CHUNK_DONT_CARE) {
       if (dataLen !== 0) throw fmtErr('dont-care chunk has data', { file, offset: pos, found: dataLen });
@@ -336,7 +337,7 @@ export async function writeSparse(
  * Sequential reads through a large window: images with many short DATA runs would otherwise cost
  * one small read per run. Returned buffers are fresh (the sink may hold them until flushed).
  */
-class ReadWindow {
+export class ReadWindow {
   private buf = Buffer.alloc(0);
   private at = 0;
   constructor(
@@ -380,27 +381,38 @@ export async function expandSparse(
   if (layout.len > limit)
     throw fmtErr('image expands beyond the partition', { file, expected: `<= ${limit}`, found: layout.len });
   const bs = layout.blockSize;
-  const buf = Buffer.allocUnsafe(1 << 20);
+  const source = new ReadWindow(src, 4 << 20);
+  // Contiguous output is gathered and written with one writev per few MiB.
+  let pending: Buffer[] = [];
+  let pendingAt = 0;
+  let pendingLen = 0;
+  const flush = async () => {
+    if (pendingLen) await dst.writev(pending, pendingAt);
+    pending = [];
+    pendingLen = 0;
+  };
+  const emit = async (at: number, b: Buffer) => {
+    if (pendingLen && pendingAt + pendingLen !== at) await flush();
+    if (!pendingLen) pendingAt = at;
+    pending.push(b);
+    pendingLen += b.length;
+    if (pendingLen >= 4 << 20) await flush();
+  };
+  const word = Buffer.alloc(4);
   for (const bb of layout.blocks) {
     const at = bb.block * bs;
-    if (bb.kind === 'data') {
-      let done = 0;
-      while (done < bb.len) {
-        const n = Math.min(buf.length, bb.len - done);
-        await src.read(buf, 0, n, bb.offset + done);
-        await dst.write(buf, 0, n, at + done);
-        done += n;
+    for (let done = 0; done < bb.len; ) {
+      const n = Math.min(1 << 20, bb.len - done);
+      let b: Buffer;
+      if (bb.kind === 'data') b = await source.get(bb.offset + done, n);
+      else {
+        word.writeUInt32LE(bb.value, 0);
+        b = Buffer.allocUnsafe(n).fill(word);
       }
-    } else {
-      const pat = Buffer.allocUnsafe(Math.min(buf.length, bb.len));
-      for (let o = 0; o < pat.length; o += 4) pat.writeUInt32LE(bb.value, o);
-      let done = 0;
-      while (done < bb.len) {
-        const n = Math.min(pat.length, bb.len - done);
-        await dst.write(pat, 0, n, at + done);
-        done += n;
-      }
+      await emit(at + done, b);
+      done += n;
     }
   }
+  await flush();
   return { expandedLen: layout.len };
 }

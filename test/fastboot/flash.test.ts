@@ -1,0 +1,287 @@
+/**
+ * `omie flash` (library and CLI) against the virtual device: the safe sequence, refusals before
+ * any write, --dry-run, and fault injection (drops/resets at random bytes never leave the device
+ * without its previously active slot, and a re-run completes).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BuildInput, flashDevice, openBuild } from '../../scripts/device/flash.ts';
+import { OmieError } from '../../scripts/errors.ts';
+import { writeFastbootZip } from '../../scripts/formats/factory-zip.ts';
+import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
+import { omie, prng, workDir } from '../helpers.ts';
+import {
+  HAVE_IMG2SIMG,
+  makeSim,
+  mixedImage,
+  partitionHashes,
+  type Sim,
+  sha256,
+  writeFileIn,
+} from './fixtures.ts';
+
+const root = join(workDir('fastboot'), 'flash');
+
+/** A small A/B build: two physical images, two logical ones (one sparse), super_empty.img. */
+async function makeBuild(
+  name: string,
+  opts: { board?: string; bootloader?: string; superEmpty?: boolean } = {},
+) {
+  const dir = join(root, name);
+  await writeFileIn(
+    dir,
+    'android-info.txt',
+    Buffer.from(
+      `require board=${opts.board ?? 'omie_tablet'}\nrequire version-bootloader=${opts.bootloader ?? 'omie-bl-1.0'}\n`,
+    ),
+  );
+  await writeFileIn(dir, 'boot.img', mixedImage(512 * 1024, 11));
+  await writeFileIn(dir, 'vbmeta.img', mixedImage(8 * 1024, 12));
+  const sys = await writeFileIn(dir, 'system.raw', mixedImage(3 * 1024 * 1024, 13));
+  if (HAVE_IMG2SIMG) await execa('img2simg', [sys, join(dir, 'system.img')]);
+  else await writeFileIn(dir, 'system.img', await readFile(sys));
+  await writeFileIn(dir, 'vendor.img', mixedImage(1024 * 1024 + 4096, 14));
+  if (opts.superEmpty !== false)
+    await buildSuperEmpty(
+      {
+        blockDevices: [{ name: 'super', size: 64 * 1024 * 1024 }],
+        groups: [{ name: 'main', maxSize: 60 * 1024 * 1024 }],
+        partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
+        metadataSlots: 2,
+        metadataMaxSize: 65536,
+      },
+      join(dir, 'super_empty.img'),
+    );
+  return dir;
+}
+
+async function expectSlotMatchesBuild(sim: Sim, slot: 'a' | 'b', dir: string) {
+  const p = (f: string) => readFile(join(sim.dir, 'partitions', f));
+  const boot = await readFile(join(dir, 'boot.img'));
+  expect((await p(`boot_${slot}.img`)).subarray(0, boot.length).equals(boot)).toBe(true);
+  const sys = await readFile(join(dir, 'system.raw'));
+  expect(sha256((await p(`system_${slot}.img`)).subarray(0, sys.length))).toBe(sha256(sys));
+  const vendor = await readFile(join(dir, 'vendor.img'));
+  expect((await p(`vendor_${slot}.img`)).equals(vendor)).toBe(true);
+}
+
+describe('omie flash against the sim', () => {
+  let buildDir: string;
+  let build: BuildInput;
+  beforeAll(async () => {
+    buildDir = await makeBuild('good');
+    build = await openBuild(buildDir);
+  });
+  afterAll(async () => build?.close());
+
+  it('writes the inactive slot, verifies, switches slot last, and leaves the old slot intact', async () => {
+    const sim = await makeSim('flash-ok');
+    try {
+      const before = await partitionHashes(sim);
+      const r = await flashDevice(build, { fastboot: sim.addr }, { noWaitAdb: true });
+      expect(r.previousSlot).toBe('a');
+      expect(r.slot).toBe('b');
+      expect(r.flashed.map((f) => f.partition).sort()).toEqual([
+        'boot_b',
+        'system_b',
+        'vbmeta_b',
+        'vendor_b',
+      ]);
+      expect(r.flashed.every((f) => f.verified === 'read-back')).toBe(true);
+      const info = await sim.state.reload();
+      expect(info.currentSlot).toBe('b');
+      expect(info.mode === 'adb' || info.mode === 'off').toBe(true);
+      await expectSlotMatchesBuild(sim, 'b', buildDir);
+      const after = await partitionHashes(sim);
+      for (const f of ['boot_a.img', 'vbmeta_a.img', 'system_a.img', 'vendor_a.img', 'userdata.img'])
+        expect(after[f], f).toBe(before[f]);
+      // set_active came after every flash.
+      const cmds = r.steps.map((s) => s.command.replace(/^fastboot -s \S+ /, ''));
+      const lastFlash = Math.max(...cmds.map((c, i) => (c.startsWith('flash ') ? i : -1)));
+      expect(cmds.indexOf('set_active b')).toBeGreaterThan(lastFlash);
+      expect(cmds).toContain('update-super super super_empty.img');
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('flashes from a fastboot zip and honours --slot and --wipe', async () => {
+    const sim = await makeSim('flash-zip');
+    try {
+      const zip = join(root, 'good.zip');
+      await writeFastbootZip(zip, {
+        androidInfo: await readFile(join(buildDir, 'android-info.txt'), 'utf8'),
+        images: ['boot', 'vbmeta', 'system', 'vendor', 'super_empty'].map((n) => ({
+          name: `${n}.img`,
+          path: join(buildDir, `${n}.img`),
+        })),
+      });
+      await writeFileIn(join(sim.dir, 'partitions'), 'userdata.img', Buffer.alloc(32 * 1024 * 1024, 7));
+      const b = await openBuild(zip);
+      try {
+        const r = await flashDevice(b, { fastboot: sim.addr }, { slot: 'a', wipe: true, noWaitAdb: true });
+        expect(r.slot).toBe('a');
+      } finally {
+        await b.close();
+      }
+      await expectSlotMatchesBuild(sim, 'a', buildDir);
+      const ud = await readFile(join(sim.dir, 'partitions', 'userdata.img'));
+      expect(ud.every((x) => x === 0)).toBe(true);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('refuses a build for another product before writing anything', async () => {
+    const sim = await makeSim('flash-wrong');
+    const other = await openBuild(await makeBuild('other', { board: 'someone_else', superEmpty: false }));
+    try {
+      const before = await partitionHashes(sim);
+      const err = await flashDevice(other, { fastboot: sim.addr }, { noWaitAdb: true }).catch((e) => e);
+      expect(err).toBeInstanceOf(OmieError);
+      expect(err.code).toBe('FLASH_WRONG_PRODUCT');
+      expect(err.message).toMatch(/someone_else/);
+      expect(await partitionHashes(sim)).toEqual(before);
+      expect((await sim.state.reload()).currentSlot).toBe('a');
+    } finally {
+      await other.close();
+      await sim.close();
+    }
+  });
+
+  it('refuses a wrong bootloader version before writing anything', async () => {
+    const sim = await makeSim('flash-blver');
+    const other = await openBuild(await makeBuild('blver', { bootloader: 'omie-bl-9.9', superEmpty: false }));
+    try {
+      const before = await partitionHashes(sim);
+      const err = await flashDevice(other, { fastboot: sim.addr }, { noWaitAdb: true }).catch((e) => e);
+      expect(err.code).toBe('FLASH_REQUIREMENT');
+      expect(await partitionHashes(sim)).toEqual(before);
+    } finally {
+      await other.close();
+      await sim.close();
+    }
+  });
+
+  it('refuses a locked bootloader with a clear message, nothing written', async () => {
+    const sim = await makeSim('flash-locked', { profile: { unlocked: false } });
+    try {
+      const before = await partitionHashes(sim);
+      const err = await flashDevice(build, { fastboot: sim.addr }, { noWaitAdb: true }).catch((e) => e);
+      expect(err.code).toBe('FLASH_LOCKED');
+      expect(err.message).toMatch(/locked/);
+      expect(err.hint).toMatch(/flashing unlock/);
+      expect(await partitionHashes(sim)).toEqual(before);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('--dry-run prints the command sequence and writes nothing (CLI)', async () => {
+    const sim = await makeSim('flash-dry');
+    try {
+      const before = await partitionHashes(sim);
+      const r = await omie(['flash', buildDir, '--fastboot', sim.addr, '--dry-run']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const lines = r.stdout.split('\n').filter((l) => l.startsWith('fastboot '));
+      const cmds = lines.map((l) => l.replace(/^fastboot -s \S+ /, '').replace(/\s+#.*$/, ''));
+      expect(cmds).toEqual([
+        'getvar product',
+        'getvar version-bootloader',
+        'getvar unlocked',
+        'getvar current-slot',
+        'flash boot_b boot.img',
+        'flash vbmeta_b vbmeta.img',
+        'reboot fastboot',
+        'update-super super super_empty.img',
+        'flash system_b system.img',
+        'flash vendor_b vendor.img',
+        'set_active b',
+        'reboot',
+      ]);
+      expect(await partitionHashes(sim)).toEqual(before);
+      const j = await omie(['--json', 'flash', buildDir, '--fastboot', sim.addr, '--dry-run', '--lock']);
+      expect(j.exitCode, j.stderr).toBe(0);
+      const doc = JSON.parse(j.stdout);
+      expect(doc.devices[0].dryRun).toBe(true);
+      expect(doc.devices[0].steps.map((s: { command: string }) => s.command)).toContain(
+        `fastboot -s ${sim.addr} flashing lock`,
+      );
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('CLI reports a wrong product with exit code 2 and a message', async () => {
+    const sim = await makeSim('flash-cli-wrong');
+    try {
+      const r = await omie(['flash', join(root, 'other'), '--fastboot', sim.addr]);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toMatch(/requires someone_else/);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('100 flashes with a drop or reset at a random byte: old slot intact, re-run completes', async () => {
+    const small = await makeBuild('faults', { superEmpty: true });
+    const b = await openBuild(small);
+    const sim = await makeSim('flash-faults');
+    const rnd = prng(0xfa17);
+    try {
+      let runs = 0;
+      let failures = 0;
+      for (let i = 0; i < 100; i++) {
+        await sim.setMode('bootloader');
+        const info = await sim.state.reload();
+        const active = info.currentSlot as 'a' | 'b';
+        const slotFiles = new RegExp(`_${active}\\.img$`);
+        const hashes = await partitionHashes(sim, slotFiles);
+        const activeFiles = Object.keys(hashes);
+        // A clean run sends ~0.6 MB on its bootloader connection and ~2.7 MB on its fastbootd one.
+        const at = 1 + Math.floor(rnd() * 2.8 * 1024 * 1024);
+        sim.server.setFaults(
+          rnd() < 0.5 ? { dropAfterBytes: at, times: 1 } : { resetAfterBytes: at, times: 1 },
+        );
+        const retries = i % 4 === 3 ? 2 : 0;
+        const first = await flashDevice(
+          b,
+          { fastboot: sim.addr },
+          { noWaitAdb: true, retries, rebootTimeoutMs: 3000 },
+        ).then(
+          () => 'ok',
+          (e) => e,
+        );
+        runs++;
+        if (first !== 'ok') {
+          failures++;
+          expect(first).toBeInstanceOf(OmieError);
+        }
+        // Let a reboot the fault interrupted finish before "power-cycling" into the bootloader.
+        await new Promise((r) => setTimeout(r, 60));
+        const mid = await partitionHashes(sim, slotFiles);
+        for (const f of activeFiles) expect(mid[f], `run ${i}: ${f} changed`).toBe(hashes[f]);
+        const now = await sim.state.reload();
+        // Bootable either way: still on the old slot, or (link lost after set_active) on a fully verified new one.
+        if (now.currentSlot !== active)
+          await expectSlotMatchesBuild(sim, now.currentSlot as 'a' | 'b', small);
+        // Re-run on a healthy link completes.
+        sim.server.setFaults(undefined);
+        await sim.setMode('bootloader');
+        const target = now.currentSlot === 'a' ? 'b' : 'a';
+        const r = await flashDevice(b, { fastboot: sim.addr }, { noWaitAdb: true, rebootTimeoutMs: 3000 });
+        expect(r.slot).toBe(target);
+        expect((await sim.state.reload()).currentSlot).toBe(target);
+      }
+      expect(runs).toBe(100);
+      // The faults did bite: most first runs without retries failed.
+      expect(failures).toBeGreaterThan(20);
+      await expectSlotMatchesBuild(sim, (await sim.state.reload()).currentSlot as 'a' | 'b', small);
+    } finally {
+      await b.close();
+      await sim.close();
+    }
+  }, 300_000);
+});
