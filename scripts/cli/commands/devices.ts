@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type DiscoveredDevice, discoverDevices, fastbootTcpFromEnv } from '../../device/discover.ts';
+import type { DiscoveredDevice } from '../../device/discover.ts';
 import { InputError } from '../../errors.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput, table } from '../output.ts';
@@ -48,6 +48,7 @@ Columns: id (what --serial takes), protocol, transport, state, serial, product, 
       }
       for (const f of opts.fastboot)
         if (!/^(tcp:)?[^:]+:\d+$/.test(f)) throw new InputError(`--fastboot takes tcp:host:port, not ${f}`);
+      const { discoverDevices, fastbootTcpFromEnv } = await import('../../device/discover.ts');
       const result = await discoverDevices({
         adbPort,
         fastbootTcp: [...new Set([...opts.fastboot, ...fastbootTcpFromEnv()])],

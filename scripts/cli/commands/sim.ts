@@ -1,15 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../errors.ts';
-import { loadDevice } from '../../model/index.ts';
-import {
-  defaultSimProfile,
-  type SimProfile,
-  SimState,
-  simProfileFromDevice,
-  simPropsFromDevice,
-  startSim,
-} from '../../sim/index.ts';
+import type { SimProfile } from '../../sim/index.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
 
@@ -61,6 +53,9 @@ With --json, one line {"serial","adbPort","fastbootPort","state"} is printed onc
       const adbPort = port(opts.adbPort, '--adb-port');
       const fastbootPort = port(opts.fastbootPort, '--fastboot-port');
       const stateDir = resolve(opts.state);
+      const { loadDevice } = await import('../../model/index.ts');
+      const { defaultSimProfile, SimState, simProfileFromDevice, simPropsFromDevice, startSim } =
+        await import('../../sim/index.ts');
       let profile: SimProfile | undefined;
       let props: Record<string, string> | undefined;
       const creating = !SimState.exists(stateDir);
