@@ -628,7 +628,15 @@ export async function createExt4(srcDir: string, image: string, opts: CreateExt4
     });
   }
   const reader = new Ext4Reader(image);
-  const cmds = await editCommands(await reader.list(), edits, epoch);
+  const listed = await reader.list();
+  // Entries mke2fs makes itself (lost+found) get a label too.
+  const fromHost = new Set(files.map((f) => f.path));
+  for (const e of listed)
+    if (e.path !== '/' && !fromHost.has(e.path)) {
+      const label = labelFor(opts, e.path, e.type);
+      if (label) edits.push({ op: 'setattr', path: e.path, label });
+    }
+  const cmds = await editCommands(listed, edits, epoch);
   // Every inode gets the fixed time, including lost+found and the root.
   for (const e of await reader.list())
     for (const t of ['atime', 'mtime', 'ctime', 'crtime'])

@@ -301,10 +301,11 @@ export async function generateSampleBase(opts: SampleBaseOptions): Promise<Sampl
   await makeSampleVbmeta(images, vbmeta, join(keysDir, 'oem-avb.pem'), work);
   progress?.({ stage: 'sample packaging', done: 1, total: 3, unit: 'items' });
   const superImg = join(outDir, 'super.img');
+  const superSize = await sampleSuperSize(images);
   await buildSuper(
     expandAbLayout({
-      blockDevices: [{ name: 'super', size: SAMPLE_SUPER_SIZE, alignment: 1024 * 1024 }],
-      groups: [{ name: 'google_dynamic_partitions', maxSize: SAMPLE_SUPER_SIZE / 2 - 4 * 1024 * 1024 }],
+      blockDevices: [{ name: 'super', size: superSize, alignment: 1024 * 1024 }],
+      groups: [{ name: 'google_dynamic_partitions', maxSize: superSize / 2 - 4 * 1024 * 1024 }],
       partitions: (['system', 'product', 'vendor'] as const).map((name) => ({
         name,
         group: 'google_dynamic_partitions',
@@ -359,8 +360,18 @@ export async function generateSampleBase(opts: SampleBaseOptions): Promise<Sampl
   return result;
 }
 
-/** Size of the sample super block device (the reference tablet's). */
-export const SAMPLE_SUPER_SIZE = 3 * 1024 * 1024 * 1024;
+/**
+ * Size of the sample super block device: room for both slots of the three images plus metadata,
+ * in 64 MiB steps (small, so that writing and sparsing it stays quick; the build rebuilds super
+ * to the device profile's layout anyway).
+ */
+async function sampleSuperSize(images: SampleBase['images']): Promise<number> {
+  const { stat } = await import('node:fs/promises');
+  let sum = 0;
+  for (const p of Object.values(images)) sum += Math.ceil((await stat(p)).size / (1024 * 1024)) * 1024 * 1024;
+  const step = 64 * 1024 * 1024;
+  return Math.ceil((2 * (sum + 8 * 1024 * 1024)) / step) * step;
+}
 
 /**
  * vbmeta.img as the OEM would ship it: hashtree descriptors of system/product/vendor, signed with
