@@ -174,35 +174,44 @@ export interface FlashReport {
 /** Sleeps. */
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Imports the adb helper's module lazily (it is optional for TCP-only fastboot use). */
-async function adbModule(): Promise<Record<string, unknown>> {
-  const path = './adb.ts';
-  try {
-    return (await import(path)) as Record<string, unknown>;
-  } catch (e) {
-    throw new EnvironmentError('the adb device layer (scripts/device/adb.ts) is not available', {
-      code: 'ADB_UNAVAILABLE',
-      cause: e,
-    });
-  }
+/** The adb layer, imported lazily: TCP/USB fastboot-only flashing never needs an adb server. */
+async function adbHost() {
+  const { AdbHost } = await import('./adb.ts');
+  return new AdbHost();
+}
+
+/** For "host:port" serials (network adb, the virtual device) make sure the adb server is connected. */
+async function adbConnect(host: Awaited<ReturnType<typeof adbHost>>, serial: string): Promise<void> {
+  const m = /^(.+):(\d+)$/.exec(serial);
+  if (m) await host.connect(m[1], Number(m[2])).catch(() => {});
 }
 
 async function rebootFromAdb(adb: string, target: 'bootloader'): Promise<void> {
-  const mod = await adbModule();
-  const fn = mod.rebootTo as ((serial: string, t: string) => Promise<void>) | undefined;
-  if (typeof fn !== 'function')
-    throw new EnvironmentError('scripts/device/adb.ts has no rebootTo()', { code: 'ADB_UNAVAILABLE' });
-  await fn(adb, target);
+  const host = await adbHost();
+  await adbConnect(host, adb);
+  const state = await host.state(adb);
+  if (state === 'unauthorized')
+    throw new EnvironmentError(`${adb}: adb is not authorised on the device`, {
+      code: 'FLASH_ADB_UNAUTHORIZED',
+      hint: 'accept the RSA key prompt on the device (or reboot it to the bootloader by hand); nothing was written',
+    });
+  await host.rebootTo(adb, target);
 }
 
-async function waitForAdb(adb: string, timeoutMs: number): Promise<boolean> {
-  const mod = await adbModule().catch(() => undefined);
-  const fn = (mod?.waitForDevice ?? mod?.waitFor) as
-    | ((serial: string, opts?: { timeoutMs?: number }) => Promise<unknown>)
-    | undefined;
-  if (typeof fn !== 'function') return false;
-  await fn(adb, { timeoutMs });
-  return true;
+async function waitForAdb(adb: string, timeoutMs: number): Promise<void> {
+  const host = await adbHost();
+  const end = Date.now() + timeoutMs;
+  // A network device drops off the adb server while it reboots: reconnect until it is back.
+  while (Date.now() < end) {
+    const st = await host.state(adb).catch(() => null);
+    if (st === 'device') return;
+    const m = /^(.+):(\d+)$/.exec(adb);
+    // The server keeps the pre-reboot connection as "offline": drop it so it reconnects.
+    if (m && st === 'offline') await host.disconnect(m[1], Number(m[2])).catch(() => {});
+    await adbConnect(host, adb);
+    await delay(250);
+  }
+  await host.waitForDevice(adb, 'device', 1000);
 }
 
 /** Flashes one build onto several devices in parallel; one report per target (errors rethrown after all finish). */
