@@ -10,7 +10,12 @@ const D = join(DIR, 'inspect');
 beforeAll(async () => {
   await mkdir(D, { recursive: true });
   const k = await testKey(2048);
-  await makeVbmetaImage(join(D, 'vbmeta.img'), { algorithm: 'SHA256_RSA2048', key: k, rollbackIndex: 12 });
+  await makeVbmetaImage(join(D, 'vbmeta.img'), {
+    algorithm: 'SHA256_RSA2048',
+    key: k,
+    rollbackIndex: 12,
+    props: { 'com.omie.os_version': '14' },
+  });
   // A tiny "ext4": the superblock magic at 1080 is all the detector looks at.
   const ext = Buffer.alloc(64 * 1024);
   ext.writeUInt16LE(0xef53, 1080);
@@ -28,6 +33,12 @@ describe('omie inspect', () => {
     expect(j.result.info.algorithm).toBe('SHA256_RSA2048');
     expect(j.result.info.rollbackIndex).toBe('12');
     expect(j.result.signature).toBe('valid');
+    expect(j.result.info.descriptors[0]).toMatchObject({
+      kind: 'property',
+      key: 'com.omie.os_version',
+      valueText: '14',
+      value: '3134',
+    });
   });
 
   it('recognises an image with an AVB footer and what is under it', async () => {

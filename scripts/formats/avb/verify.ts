@@ -501,10 +501,27 @@ export function formatAvbInfo(i: AvbInfo): string {
   return `${l.join('\n')}\n`;
 }
 
-/** JSON-safe copy of an AvbInfo (Buffers → hex, bigints → decimal strings). */
+/**
+ * JSON-safe copy of an AvbInfo: Buffers become hex, bigints decimal strings, and property values
+ * are also given as text (`valueText`) when they are valid UTF-8, since most are strings.
+ */
 export function avbInfoToJson(i: AvbInfo): Record<string, unknown> {
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  const withText = {
+    ...i,
+    descriptors: i.descriptors.map((d) => {
+      if (d.kind !== 'property') return d;
+      let valueText: string | undefined;
+      try {
+        valueText = strict.decode(d.value);
+      } catch {
+        valueText = undefined;
+      }
+      return { ...d, valueText };
+    }),
+  };
   return JSON.parse(
-    JSON.stringify(i, (_k, v) => {
+    JSON.stringify(withText, (_k, v) => {
       if (typeof v === 'bigint') return v.toString();
       if (v && typeof v === 'object' && v.type === 'Buffer' && Array.isArray(v.data))
         return Buffer.from(v.data).toString('hex');
