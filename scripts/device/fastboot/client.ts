@@ -46,7 +46,7 @@ export interface FlashOptions {
 export type RebootTarget = 'system' | 'bootloader' | 'fastboot' | 'recovery';
 
 /** Bytes per download frame: big enough to amortise per-frame costs, small enough to keep memory low. */
-const SEND_CHUNK = 1 << 20;
+const SEND_CHUNK = 4 << 20;
 
 export class FastbootClient {
   readonly protocol: FastbootProtocol;
@@ -174,16 +174,23 @@ export class FastbootClient {
       await this.protocol.download(
         size,
         async (send) => {
-          let done = 0;
           const base = opts.offset ?? 0;
-          while (done < size) {
-            const n = Math.min(SEND_CHUNK, size - done);
+          // Double-buffered: the next chunk is read from disk while the current one is on the wire.
+          const readChunk = async (at: number) => {
+            const n = Math.min(SEND_CHUNK, size - at);
             const b = Buffer.allocUnsafe(n);
-            const { bytesRead } = await fh.read(b, 0, n, base + done);
+            const { bytesRead } = await fh.read(b, 0, n, base + at);
             if (bytesRead !== n)
               throw new InputError(`${path} shrank while sending`, { code: 'FASTBOOT_SOURCE' });
+            return b;
+          };
+          let done = 0;
+          let next = readChunk(0);
+          while (done < size) {
+            const b = await next;
+            done += b.length;
+            if (done < size) next = readChunk(done);
             await send([b]);
-            done += n;
           }
         },
         { ...this.cmdOpts(), onBytes: opts.onBytes },
