@@ -228,6 +228,17 @@ export function parseGeometry(buf: Buffer, base = 0, file?: string): LpGeometry 
       file,
     );
   // Bound the slot count so offsets stay sane (real devices use 1-3).
+  // liblp sets no upper bound; real devices use 64 KiB. Bound it so a corrupt field cannot make
+  // readers allocate gigabytes.
+  if (g.metadataMaxSize > 64 * 1024 * 1024)
+    fail(
+      'metadata max size too large',
+      'geometry.metadata_max_size',
+      base + 40,
+      '<= 64 MiB',
+      g.metadataMaxSize,
+      file,
+    );
   if (g.metadataSlotCount > 64)
     fail(
       'too many metadata slots',

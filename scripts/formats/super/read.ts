@@ -75,7 +75,8 @@ export interface SuperInfo {
 }
 
 async function readAt(img: ImageReader, pos: number, len: number): Promise<Buffer> {
-  const b = Buffer.alloc(len);
+  // Never allocate more than the image holds, whatever a length field claims.
+  const b = Buffer.alloc(Math.max(0, Math.min(len, img.size - pos)));
   const n = await img.read(b, pos);
   return b.subarray(0, n);
 }
