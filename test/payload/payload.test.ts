@@ -56,11 +56,16 @@ beforeAll(() => {
   writeFileSync(imgB, bufB);
 });
 
-async function build(
-  name: string,
-  mode: PayloadOpsMode,
-  extra: Parameters<typeof writePayload>[1] | object = {},
-) {
+const built = new Map<string, Promise<string>>();
+
+/** Builds a two-partition payload once per mode and options (tests never modify it in place). */
+function build(name: string, mode: PayloadOpsMode, extra: object = {}): Promise<string> {
+  const key = JSON.stringify([mode, extra]);
+  if (!built.has(key)) built.set(key, buildNow(name, mode, extra));
+  return built.get(key)!;
+}
+
+async function buildNow(name: string, mode: PayloadOpsMode, extra: object) {
   const out = join(W, `${name}.bin`);
   await writePayload(out, {
     partitions: [
@@ -431,5 +436,35 @@ describe('omie inspect', () => {
     expect(h.stdout).toMatch(/ota-zip/);
     expect(h.stdout).toMatch(/Device:\s+omie_tab/);
     expect(h.stdout).toMatch(/system\s+192\.0 KiB|system\s+196608 B/);
+  });
+});
+
+describe('omie extract-ota', () => {
+  it('extracts an OTA zip in worker threads under the real CLI; refuses deltas (exit 2) and bad hashes (exit 1)', async () => {
+    const p = await build('cli', 'mixed');
+    const zip = join(W, 'cli-ota.zip');
+    await writeOtaZip(zip, p);
+    const out = join(W, 'out-cli');
+    const r = await omie(['--json', 'extract-ota', zip, out]);
+    expect(r.exitCode).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.partitions.map((x: { name: string; verified: boolean }) => [x.name, x.verified])).toEqual([
+      ['system', true],
+      ['boot', true],
+    ]);
+    expect(readFileSync(join(out, 'system.img')).equals(bufA)).toBe(true);
+    expect(readFileSync(join(out, 'boot.img')).equals(bufB)).toBe(true);
+    const delta = await rewrite(p, 'cli-delta.bin', (m) => {
+      m.minorVersion = 8;
+    });
+    const d = await omie(['--json', 'extract-ota', delta, join(W, 'out-cli-delta')]);
+    expect(d.exitCode).toBe(2);
+    expect(d.stdout + d.stderr).toContain('PAYLOAD_FULL_OTA_REQUIRED');
+    const bad = await rewrite(p, 'cli-badhash.bin', (m) => {
+      (m.partitions as { newPartitionInfo: { hash: Buffer } }[])[0].newPartitionInfo.hash = Buffer.alloc(32);
+    });
+    const b = await omie(['extract-ota', bad, join(W, 'out-cli-bad'), '-p', 'system']);
+    expect(b.exitCode).toBe(1);
+    expect(b.stdout + b.stderr).toMatch(/partition system: final sha256 mismatch/);
   });
 });
