@@ -47,7 +47,7 @@ export function registerBuild(program: Command): void {
         const progress = makeProgress(json);
         try {
           const { build } = await import('../../build/pipeline.ts');
-          const { formatPlan } = await import('../../build/plan-view.ts');
+          const { renderPlan } = await import('../../build/plan.ts');
           const r = await build({
             product,
             base: o.base,
@@ -61,7 +61,7 @@ export function registerBuild(program: Command): void {
           });
           progress.stop();
           if (r.dryRun) {
-            out.result(r.plan, formatPlan);
+            out.result(r.plan, renderPlan);
             return;
           }
           out.result(r, (v) =>
