@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
@@ -91,7 +92,8 @@ export async function bench(opts: BenchOptions): Promise<BenchResult[]> {
     const rssMiB = ours.maxRssKiB / 1024;
     opts.log(`avb: ours ${ours.secs.toFixed(2)} s, peak RSS ${rssMiB.toFixed(0)} MiB`);
     const mibps = (t: number) => `${(sizeMiB / t).toFixed(0)} MiB/s`;
-    const rssNote = `peak RSS ${rssMiB.toFixed(0)} MiB (goal < 300 MiB)`;
+    // Worker threads only pay off on idle cores: record the host's cores and load with the figures.
+    const rssNote = `peak RSS ${rssMiB.toFixed(0)} MiB (goal < 300 MiB); ${availableParallelism()} cores, load ${loadavg()[0].toFixed(1)}`;
     if (Number.isFinite(tAvbtool))
       results.push({
         name: `hashtree sha256 ${sizeMiB} MiB vs avbtool`,
