@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { InputError } from '../../errors.ts';
-import { defaultSampleKeysDir, generateSampleBase } from '../../sample/base.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput, table } from '../output.ts';
 import { makeProgress } from '../progress.ts';
@@ -15,8 +14,7 @@ export function registerSampleBase(program: Command): void {
     .option('--size-mib <n>', 'pad the system image so the base is about this many MiB (bench: 1024)')
     .option(
       '--keys <dir>',
-      'folder of the stand-in signing keys (created on first use)',
-      defaultSampleKeysDir(),
+      'folder of the stand-in signing keys, created on first use (default: $OMIE_HOME/keys/sample-base)',
     )
     .option('--apk-cache <dir>', 'reuse APKs built earlier from the same spec and key')
     .addHelpText(
@@ -27,7 +25,7 @@ AOSP test key are played by stand-in keys (google-release-stand-in, test-key-sta
 of the Google stand-in is written to <dir>/sample-base.json as googleSigners so that the build
 removes the app only identifiable by its signer.`,
     )
-    .action(async (dir: string, o: { sizeMib?: string; keys: string; apkCache?: string }, cmd: Command) => {
+    .action(async (dir: string, o: { sizeMib?: string; keys?: string; apkCache?: string }, cmd: Command) => {
       const { json } = globalOpts(cmd);
       const out = makeOutput(json);
       let sizeMiB: number | undefined;
@@ -39,9 +37,10 @@ removes the app only identifiable by its signer.`,
           });
       }
       const progress = makeProgress(json);
+      const { defaultSampleKeysDir, generateSampleBase } = await import('../../sample/base.ts');
       const base = await generateSampleBase({
         outDir: dir,
-        keysDir: o.keys,
+        keysDir: o.keys ?? defaultSampleKeysDir(),
         apkCacheDir: o.apkCache,
         sizeMiB,
         onProgress: progress,
