@@ -281,6 +281,9 @@ export async function buildSuper(
         await img.close();
       }
     }
+  } catch (e) {
+    if (opts.sparse) await rm(rawPath, { force: true });
+    throw e;
   } finally {
     await out.close();
   }
