@@ -30,8 +30,8 @@ export interface KeyOptions {
   /** RSA modulus size; default 2048. Ignored for EC. */
   bits?: number;
   days?: number;
-  /** Key algorithm; default 'rsa'. 'ec' makes a P-256 key (apksigner signs with ECDSA). */
-  algorithm?: 'rsa' | 'ec';
+  /** Key algorithm; default 'rsa'. 'ec' makes a P-256 key (ECDSA), 'dsa' a 2048-bit DSA key. */
+  algorithm?: 'rsa' | 'ec' | 'dsa';
 }
 
 /**
@@ -54,19 +54,28 @@ export async function generateSigningKey(
   };
   if (existsSync(key.keyPk8) && existsSync(key.certPem) && existsSync(key.keyPem)) return key;
   const subject = opts.subject ?? `/C=US/O=Omie Kit/CN=${name}`;
-  const genArgs =
-    opts.algorithm === 'ec'
-      ? ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key.keyPem]
-      : [
-          'genpkey',
-          '-algorithm',
-          'RSA',
-          '-pkeyopt',
-          `rsa_keygen_bits:${opts.bits ?? 2048}`,
-          '-out',
-          key.keyPem,
-        ];
-  await runTool('openssl', genArgs);
+  if (opts.algorithm === 'dsa') {
+    // DSA needs parameters first; apksigner signs v1/v2/v3 with DSA_WITH_SHA256.
+    const params = join(dir, `${name}.dsaparam.pem`);
+    const bits = `dsa_paramgen_bits:${opts.bits ?? 2048}`;
+    await runTool('openssl', ['genpkey', '-genparam', '-algorithm', 'DSA', '-pkeyopt', bits, '-out', params]);
+    await runTool('openssl', ['genpkey', '-paramfile', params, '-out', key.keyPem]);
+    await rm(params, { force: true });
+  } else {
+    const genArgs =
+      opts.algorithm === 'ec'
+        ? ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key.keyPem]
+        : [
+            'genpkey',
+            '-algorithm',
+            'RSA',
+            '-pkeyopt',
+            `rsa_keygen_bits:${opts.bits ?? 2048}`,
+            '-out',
+            key.keyPem,
+          ];
+    await runTool('openssl', genArgs);
+  }
   await chmod(key.keyPem, 0o600);
   await runTool('openssl', [
     'req',
@@ -142,6 +151,12 @@ export interface ApkSpec {
   extraDexFiles?: number;
   /** Extra string resources (name → value). */
   resources?: Record<string, string>;
+  /** Localized string resources: qualifier (e.g. "fr", "de-rDE") → name → value (res/values-<q>/). */
+  localizedResources?: Record<string, Record<string, string>>;
+  /** Resource compiler: 'aapt' (default) or 'aapt2' (UTF-8 pools, different chunk layout). */
+  builder?: 'aapt' | 'aapt2';
+  /** aapt2 only: pass --enable-sparse-encoding (aapt2 decides per type chunk whether sparse pays off). */
+  sparseResources?: boolean;
 }
 
 export interface SignOptions {
@@ -177,19 +192,28 @@ export async function buildApk(spec: ApkSpec, sign: SignOptions | null, outPath:
     await writeFile(join(work, 'AndroidManifest.xml'), manifestXml(spec));
     await writeFile(join(res, 'values', 'strings.xml'), stringsXml(spec));
     await fixTimes([join(work, 'AndroidManifest.xml'), join(res, 'values', 'strings.xml')]);
+    for (const [q, strings] of Object.entries(spec.localizedResources ?? {})) {
+      if (!/^[a-zA-Z0-9-]+$/.test(q))
+        throw new InputError(`invalid resource qualifier ${JSON.stringify(q)}`, { code: 'APK_QUALIFIER' });
+      const f = join(res, `values-${q}`, 'strings.xml');
+      await mkdir(dirname(f), { recursive: true });
+      await writeFile(
+        f,
+        stringsXml({ package: spec.package, label: strings.app_name, resources: strings }, false),
+      );
+      await fixTimes([f]);
+    }
     const unaligned = join(work, 'unaligned.apk');
-    await runTool('aapt', [
-      'package',
-      '-f',
-      '-M',
-      join(work, 'AndroidManifest.xml'),
-      '-S',
-      res,
-      '-I',
-      fw,
-      '-F',
-      unaligned,
-    ]);
+    if (spec.builder === 'aapt2') {
+      const compiled = join(work, 'compiled.zip');
+      await runTool('aapt2', ['compile', '--dir', res, '-o', compiled]);
+      const link = ['link', '-o', unaligned, '-I', fw, '--manifest', join(work, 'AndroidManifest.xml')];
+      if (spec.sparseResources) link.push('--enable-sparse-encoding');
+      await runTool('aapt2', [...link, compiled]);
+    } else {
+      const pkg = ['package', '-f', '-M', join(work, 'AndroidManifest.xml'), '-S', res];
+      await runTool('aapt', [...pkg, '-I', fw, '-F', unaligned]);
+    }
 
     const classes = classList(spec);
     const nDex = 1 + Math.max(0, Math.min(spec.extraDexFiles ?? 0, classes.length - 1));

@@ -95,8 +95,11 @@ export function manifestXml(spec: ApkSpec): string {
   return `${L.join('\n')}\n`;
 }
 
-export function stringsXml(spec: ApkSpec): string {
-  const all: Record<string, string> = { app_name: spec.label ?? spec.package, ...(spec.resources ?? {}) };
+export function stringsXml(spec: ApkSpec, withAppName = true): string {
+  const all: Record<string, string> = {
+    ...(withAppName ? { app_name: spec.label ?? spec.package } : {}),
+    ...(spec.resources ?? {}),
+  };
   const body = Object.entries(all)
     .map(([k, v]) => `  <string name="${esc(k)}">"${esc(v).replace(/'/g, "\\'")}"</string>`)
     .join('\n');

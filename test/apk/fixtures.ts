@@ -133,6 +133,22 @@ export const FIXTURES: Fixture[] = [
     },
     sign: { key: 'rsa-a' },
   },
+  {
+    // aapt2 output (UTF-8 string pools, its own chunk layout), localized strings, DSA signer.
+    name: 'aapt2-dsa',
+    spec: {
+      ...base,
+      package: 'org.omie.aapttwo',
+      minSdk: 24,
+      builder: 'aapt2',
+      resources: { greeting: 'Hello' },
+      localizedResources: {
+        fr: { app_name: 'Fixture Omie', greeting: 'Bonjour' },
+        de: { greeting: 'Hallo' },
+      },
+    },
+    sign: { key: 'dsa-c', v1: true, v2: true, v3: true },
+  },
   { name: 'unsigned', spec: { ...base, package: 'org.omie.unsigned' }, sign: null },
 ];
 
@@ -145,6 +161,10 @@ async function keys(): Promise<Record<string, SigningKey>> {
     'ec-b': await generateSigningKey(dir, 'ec-b', {
       subject: '/C=US/O=Omie Kit Tests/CN=Fixture EC B',
       algorithm: 'ec',
+    }),
+    'dsa-c': await generateSigningKey(dir, 'dsa-c', {
+      subject: '/C=US/O=Omie Kit Tests/CN=Fixture DSA C',
+      algorithm: 'dsa',
     }),
   };
 }

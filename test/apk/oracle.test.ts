@@ -71,6 +71,14 @@ describe('APK fixtures vs apksigner verify --print-certs -v', () => {
     expect(r.signatures.schemes.v3.signers[0]!.algorithm).toBe('ECDSA_WITH_SHA256');
   });
 
+  it('aapt2 + DSA: default-config label (not the fr one), DSA signer on every scheme', async () => {
+    const r = await inspectApk(paths['aapt2-dsa']!);
+    expect(r.identity.label).toBe('Omie Fixture');
+    expect(r.signatures.signers[0]!.keyAlgorithm).toBe('DSA');
+    expect(r.signatures.schemes.v2.signers[0]!.algorithm).toBe('DSA_WITH_SHA256');
+    expect(r.signatures.schemes.v1.verified).toBe(true);
+  });
+
   it('an APK signed with the fixture key is not named as a known signer; EC keys report EC', async () => {
     const r = await inspectApk(paths['ec-v123']!);
     expect(r.signatures.signers[0]!.known).toBeNull();
