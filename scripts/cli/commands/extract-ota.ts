@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { extractPayload } from '../../formats/payload/extract.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
 import { makeProgress } from '../progress.ts';
@@ -31,6 +30,7 @@ export function registerExtractOta(program: Command): void {
         const out = makeOutput(json);
         const progress = makeProgress(json);
         try {
+          const { extractPayload } = await import('../../formats/payload/extract.ts');
           const parts = await extractPayload(ota, outdir, {
             partitions: o.partition,
             verify: o.verify,
