@@ -16,7 +16,7 @@
  * carries the AOSP test key's subject, and removal by signer is data-driven (the digest set is
  * returned as `googleSigners` for the plan to use).
  */
-import { createCipheriv, createHash, X509Certificate } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -30,7 +30,7 @@ import { capabilitiesXattr, type FsConfigRule, resolveFsConfig } from '../fs/fs-
 import { FileContexts } from '../fs/selinux.ts';
 import { labelXattr } from '../fs/types.ts';
 import { FRAMEWORK_RES, requireFile } from '../host/tools.ts';
-import { omieHome } from '../keys/store.ts';
+import { certSha256, omieHome } from '../keys/store.ts';
 import type { ProgressFn } from '../progress.ts';
 import {
   fakeElf,
@@ -119,12 +119,6 @@ export interface SampleBase {
 
 export function defaultSampleKeysDir(): string {
   return join(omieHome(), 'keys', 'sample-base');
-}
-
-async function certSha256(pemPath: string): Promise<string> {
-  return createHash('sha256')
-    .update(new X509Certificate(await readFile(pemPath)).raw)
-    .digest('hex');
 }
 
 /** Builds the sample base into opts.outDir and returns what it holds. */
