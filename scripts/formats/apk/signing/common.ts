@@ -264,7 +264,10 @@ export async function chunkedDigests(
 ): Promise<Map<string, Buffer>> {
   // v2, v3 and v3.1 digest the same bytes: compute each algorithm once per archive.
   let cache = digestCache.get(zip);
-  if (!cache) digestCache.set(zip, (cache = new Map()));
+  if (!cache) {
+    cache = new Map();
+    digestCache.set(zip, cache);
+  }
   const key = (a: string) => `${a}@${regions.beforeBlockEnd}`;
   const missing = algorithms.filter((a) => !cache.has(key(a)));
   if (missing.length)
