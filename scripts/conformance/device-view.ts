@@ -4,12 +4,10 @@
  * temp folder for signer and tracker checks. Shell access goes through a small `AdbShell`
  * interface so tests (and other transports) can provide their own.
  */
-import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import type { Adb as AdbClass } from '@devicefarmer/adbkit';
+import { AdbHost, type AdbOptions } from '../device/adb.ts';
 import { EnvironmentError, InputError } from '../errors.ts';
 import { readApkFacts } from './apk-facts.ts';
 import type { ApkFacts, ApkRef, FileEntry, SystemView } from './view.ts';
@@ -17,61 +15,35 @@ import type { ApkFacts, ApkRef, FileEntry, SystemView } from './view.ts';
 /** What the device view needs from a transport. */
 export interface AdbShell {
   readonly serial: string;
-  shell(cmd: string): Promise<string>;
+  /** Runs a command; stdout and the exit status (stderr is not mixed in). */
+  shell(cmd: string): Promise<{ stdout: string; exitCode: number }>;
   pull(remote: string, local: string): Promise<void>;
 }
 
-/** AdbShell over the adb server (ADB_SERVER_SOCKET / host:port as adbkit reads them). */
-export async function adbkitShell(
-  serial: string,
-  opts: { host?: string; port?: number } = {},
-): Promise<AdbShell> {
-  // adbkit is CommonJS: its classes hang off the default export under ESM. Loaded lazily so the
-  // CLI does not pay for it unless a device is checked.
-  const mod = (await import('@devicefarmer/adbkit')) as unknown as {
-    default?: { Adb?: typeof AdbClass };
-    Adb?: typeof AdbClass;
-  };
-  const Adb = (mod.default?.Adb ?? mod.Adb) as typeof AdbClass;
-  const client = Adb.createClient({
-    host: opts.host,
-    port:
-      opts.port ??
-      (process.env.ANDROID_ADB_SERVER_PORT ? Number(process.env.ANDROID_ADB_SERVER_PORT) : undefined),
-  });
-  let devices: Array<{ id: string; type: string }>;
-  try {
-    devices = await client.listDevices();
-  } catch (e) {
-    throw new EnvironmentError(`cannot reach the adb server: ${(e as Error).message}`, {
-      code: 'ADB_SERVER',
-      hint: 'start it with `adb start-server` (or check ANDROID_ADB_SERVER_PORT)',
-    });
-  }
-  const d = devices.find((x) => x.id === serial);
+/** AdbShell over the adb server, through the kit's adb layer (scripts/device/adb.ts). */
+export async function adbHostShell(serial: string, opts: AdbOptions = {}): Promise<AdbShell> {
+  const host = new AdbHost(opts);
+  const devices = await host.devices();
+  const d = devices.find((x) => x.serial === serial);
   if (!d)
     throw new InputError(`device ${serial} is not connected`, {
       code: 'DEVICE_NOT_FOUND',
-      context: { serial, connected: devices.map((x) => `${x.id} (${x.type})`) },
-      hint: 'see `adb devices`',
+      context: { serial, connected: devices.map((x) => `${x.serial} (${x.state})`) },
+      hint: 'see `adb devices` (for a TCP device: `adb connect host:port`)',
     });
-  if (d.type !== 'device')
-    throw new EnvironmentError(`device ${serial} is ${d.type}`, {
+  if (d.state !== 'device')
+    throw new EnvironmentError(`device ${serial} is ${d.state}`, {
       code: 'DEVICE_NOT_READY',
-      context: { serial, state: d.type },
-      hint: d.type === 'unauthorized' ? 'accept the USB debugging prompt on the device' : undefined,
+      context: { serial, state: d.state },
+      hint: d.state === 'unauthorized' ? 'accept the USB debugging prompt on the device' : undefined,
     });
-  const dev = client.getDevice(serial);
   return {
     serial,
     async shell(cmd) {
-      const stream = await dev.shell(cmd);
-      return (await Adb.util.readAll(stream)).toString('utf8');
+      const r = await host.shell(serial, cmd);
+      return { stdout: r.stdout, exitCode: r.exitCode };
     },
-    async pull(remote, local) {
-      const t = await dev.pull(remote);
-      await pipeline(t, createWriteStream(local));
-    },
+    pull: (remote, local) => host.pull(serial, remote, local),
   };
 }
 
@@ -104,19 +76,19 @@ export function partitionOfPath(p: string): { partition: string; rel: string } {
 
 export async function deviceView(
   serialOrShell: string | AdbShell,
-  opts: { workDir?: string } = {},
+  opts: { workDir?: string; adb?: AdbOptions } = {},
 ): Promise<SystemView> {
-  const adb = typeof serialOrShell === 'string' ? await adbkitShell(serialOrShell) : serialOrShell;
+  const adb = typeof serialOrShell === 'string' ? await adbHostShell(serialOrShell, opts.adb) : serialOrShell;
+  /** stdout of a command, '' when it failed (missing file, permission denied, unknown command). */
+  const run = async (cmd: string) => {
+    const r = await adb.shell(cmd);
+    return r.exitCode === 0 ? r.stdout : '';
+  };
   const ownWork = !opts.workDir;
   const work = opts.workDir ?? (await mkdtemp(join(tmpdir(), 'omie-check-device-')));
   const partitionsPresent = async () => {
-    const out = await adb.shell(
-      `for d in ${Object.values(PARTITION_ROOTS).join(' ')}; do [ -d $d ] && echo $d; done`,
-    );
-    const present = new Set(out.split('\n').map((s) => s.trim()));
-    return Object.entries(PARTITION_ROOTS)
-      .filter(([, r]) => present.has(r))
-      .map(([n]) => n);
+    const present = new Set((await run('ls -a /')).split(/\s+/).filter(Boolean));
+    return Object.keys(PARTITION_ROOTS).filter((n) => present.has(n));
   };
   let parts: Promise<string[]> | undefined;
   let apkCache: Promise<ApkRef[]> | undefined;
@@ -131,7 +103,7 @@ export async function deviceView(
       return parts;
     },
     async allPartitions() {
-      const out = await adb.shell('ls /dev/block/by-name/ 2>/dev/null');
+      const out = await run('ls /dev/block/by-name/');
       const names = out
         .split(/\s+/)
         .filter(Boolean)
@@ -143,7 +115,7 @@ export async function deviceView(
       if (!root) return [];
       const base = `${root}/${dir}`.replace(/\/+$/, '');
       // One line per entry: type letter and name (toybox ls -p marks directories with '/').
-      const out = await adb.shell(`ls -1ap ${q(base)} 2>/dev/null`);
+      const out = await run(`ls -1ap ${q(base)}`);
       const res: FileEntry[] = [];
       for (const raw of out.split('\n')) {
         const line = raw.replace(/\r$/, '');
@@ -161,19 +133,17 @@ export async function deviceView(
     async readFile(partition, path) {
       const root = PARTITION_ROOTS[partition];
       if (!root) return null;
-      const out = await adb.shell(
-        `[ -f ${q(`${root}/${path}`)} ] && cat ${q(`${root}/${path}`)} || echo __OMIE_NO_FILE__`,
-      );
-      return out.trim() === '__OMIE_NO_FILE__' ? null : Buffer.from(out, 'utf8');
+      const r = await adb.shell(`cat ${q(`${root}/${path}`)}`);
+      return r.exitCode === 0 ? Buffer.from(r.stdout, 'utf8') : null;
     },
     props() {
-      propCache ??= adb.shell('getprop').then(parseGetprop);
+      propCache ??= run('getprop').then(parseGetprop);
       return propCache;
     },
     apks() {
       apkCache ??= (async () => {
         // -f: APK path, -s: system (preinstalled) packages only, -u: include uninstalled-for-user.
-        const out = await adb.shell('pm list packages -f -s -u');
+        const out = await run('pm list packages -f -s -u');
         const refs: ApkRef[] = [];
         for (const m of out.matchAll(/^package:(.+\.apk)=([\w.]+)\s*$/gm)) {
           const { partition, rel } = partitionOfPath(m[1]);
@@ -205,17 +175,17 @@ export async function deviceView(
       return p;
     },
     async settings(ns, key) {
-      const v = (await adb.shell(`settings get ${ns} ${q(key)}`)).trim();
+      const v = (await run(`settings get ${ns} ${q(key)}`)).trim();
       return v === '' || v === 'null' ? null : v;
     },
     async kernelCmdline() {
-      const v = (await adb.shell('cat /proc/cmdline 2>/dev/null')).trim();
+      const v = (await run('cat /proc/cmdline')).trim();
       return v || null;
     },
     async vbmeta() {
       return null;
     },
-    shell: (cmd) => adb.shell(cmd),
+    shell: run,
     async close() {
       if (ownWork) await rm(work, { recursive: true, force: true });
     },

@@ -14,6 +14,7 @@ import { workDir } from '../helpers.ts';
 import {
   BACKUP_SYSCONFIG,
   GPS_CONF,
+  PERSONAL_CLOUD_JSON,
   PRIVAPP_XML,
   PRODUCT_PROPS,
   SYSTEM_PROPS,
@@ -28,8 +29,8 @@ export interface Keys {
   avb: string;
 }
 
-async function keys(): Promise<Keys> {
-  const dir = join(E2E, 'keys');
+async function keys(root: string): Promise<Keys> {
+  const dir = join(root, 'keys');
   await mkdir(dir, { recursive: true });
   const avb = join(dir, 'avb.pem');
   if (!existsSync(avb)) await generateAvbKey(avb, 2048);
@@ -98,7 +99,11 @@ function apkSpecs(variant: 'clean' | 'bad'): Record<string, { spec: ApkSpec; key
         package: 'org.omie.mysuppliers',
         targetSdk: 34,
         minSdk: 29,
-        metaData: [{ name: 'org.omie.role', value: 'customer-app' }],
+        metaData: [
+          { name: 'org.omie.role', value: 'customer-app' },
+          { name: 'org.omie.DATA_STORE', value: 'org.omie.personalcloud.provider' },
+        ],
+        usesPermissions: ['org.omie.permission.PERSONAL_CLOUD'],
         classes: variant === 'bad' ? ['com.google.firebase.analytics.FirebaseAnalytics'] : [],
         application: { debuggable: variant === 'bad' },
       },
@@ -136,15 +141,17 @@ async function mkerofs(img: string, tree: string): Promise<void> {
 /** Builds (once per run) the images folder of a variant and returns its path. */
 export async function buildImages(
   variant: 'clean' | 'bad',
-  opts: { vbmetaAlgorithm?: 'NONE' } = {},
+  opts: { vbmetaAlgorithm?: 'NONE'; root?: string } = {},
 ): Promise<string> {
-  const k = await keys();
-  const base = join(E2E, variant);
+  // Test files run in parallel: each gets its own root (keys, APK cache, images).
+  const root = opts.root ?? E2E;
+  const k = await keys(root);
+  const base = join(root, variant);
   const trees = join(base, 'trees');
   const out = join(base, 'images');
   await rm(base, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
-  const apkCache = join(E2E, 'apks', variant);
+  const apkCache = join(root, 'apks', variant);
   for (const [path, { spec, key }] of Object.entries(apkSpecs(variant))) {
     const cached = join(apkCache, path);
     if (!existsSync(cached)) {
@@ -165,6 +172,7 @@ export async function buildImages(
     'etc/build.prop': PRODUCT_PROPS,
     'etc/permissions/privapp-permissions-omie.xml': PRIVAPP_XML,
     'etc/sysconfig/omie-backup.xml': BACKUP_SYSCONFIG,
+    'etc/omie/personal-cloud.json': PERSONAL_CLOUD_JSON,
   });
   await writeTree(join(trees, 'vendor'), { 'build.prop': VENDOR_PROPS, 'etc/gps.conf': GPS_CONF });
   await mkext4(join(out, 'system.img'), join(trees, 'system'), 32);

@@ -179,7 +179,7 @@ async function noOtherTransport(ctx: CheckContext): Promise<CheckOutcome> {
       });
   }
   if (ctx.view.shell) {
-    const out = await ctx.view.shell('bmgr list transports 2>/dev/null').catch(() => '');
+    const out = await ctx.view.shell('bmgr list transports').catch(() => '');
     for (const line of out.split('\n')) {
       const s = line.replace(/^\s*\*?\s*/, '').trim();
       if (s.includes('/') && !allowed.has(pkgOf(s)))

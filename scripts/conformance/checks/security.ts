@@ -28,17 +28,26 @@ async function propEquals(ctx: CheckContext): Promise<CheckOutcome> {
     : fail(`${prop}=${v}, expected ${expected}`, [{ prop, value: v, detail: `expected ${expected}` }]);
 }
 
+/** Where su binaries are installed on rooted builds. */
+const SU_PATHS = [
+  '/system/bin/su',
+  '/system/xbin/su',
+  '/system_ext/bin/su',
+  '/product/bin/su',
+  '/vendor/bin/su',
+  '/vendor/xbin/su',
+  '/odm/bin/su',
+  '/sbin/su',
+  '/debug_ramdisk/su',
+];
+
 async function noSu(ctx: CheckContext): Promise<CheckOutcome> {
   const ev: Evidence[] = [];
   if (ctx.view.kind === 'device' && ctx.view.shell) {
-    const out = await ctx.view.shell(
-      'for f in /system/bin/su /system/xbin/su /system_ext/bin/su /product/bin/su /vendor/bin/su /vendor/xbin/su /odm/bin/su /sbin/su /debug_ramdisk/su; do [ -e $f ] && echo $f; done; command -v su',
-    );
-    for (const f of out
-      .split('\n')
-      .map((s) => s.trim())
-      .filter(Boolean))
-      ev.push({ file: f, detail: 'su binary present' });
+    // One `ls` per path: portable across toybox and minimal shells; a missing file prints nothing.
+    for (const f of SU_PATHS) {
+      if ((await ctx.view.shell(`ls ${f}`)).trim()) ev.push({ file: f, detail: 'su binary present' });
+    }
     return verdict(
       [...new Map(ev.map((e) => [e.file, e])).values()],
       'no su binary',
@@ -77,8 +86,9 @@ async function selinuxEnforcing(ctx: CheckContext): Promise<CheckOutcome> {
   if (props['ro.boot.selinux'] === 'permissive')
     ev.push({ prop: 'ro.boot.selinux', value: 'permissive', detail: 'bootloader asked for permissive' });
   if (ctx.view.kind === 'device' && ctx.view.shell) {
+    // getenforce may be unavailable to the shell user; then cmdline and ro.boot.selinux decide.
     const mode = (await ctx.view.shell('getenforce')).trim();
-    (mode === 'Enforcing' ? ok : ev).push({ value: mode, detail: 'getenforce' });
+    if (mode) (mode === 'Enforcing' ? ok : ev).push({ value: mode, detail: 'getenforce' });
   } else if (cmdline === null) {
     return pass(
       'no kernel command line on the image sets SELinux permissive (no boot image or cmdline descriptor found)',
