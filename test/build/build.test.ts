@@ -213,6 +213,36 @@ describe('omie build on the sample base', () => {
     for (const d of Object.values(digests)) expect(d).toEqual(raw);
   }, 600_000);
 
+  it('check --attest writes a certificate that verifies for this image only', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { writeFileSync, cpSync } = await import('node:fs');
+    const kp = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const priv = join(dir, 'lab.key.pem');
+    const pub = join(dir, 'lab.pub.pem');
+    writeFileSync(priv, kp.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    writeFileSync(pub, kp.publicKey.export({ type: 'spki', format: 'pem' }));
+    const env = { OMIE_HOME: fx.home };
+    const reports = join(dir, 'attest-reports');
+    const c = await omie(
+      ['check', outA, '--product', fx.product, '--report-dir', reports, '--attest', '--key', priv],
+      { env },
+    );
+    expect(c.exitCode, c.stdout + c.stderr).toBe(0);
+    const att = join(reports, 'attestation.dsse.json');
+    const ok = await omie(['verify-attestation', att, '--image', outA, '--trusted-key', pub, '--json'], {
+      env,
+    });
+    expect(ok.exitCode, ok.stdout).toBe(0);
+    const swapped = join(dir, 'swapped');
+    cpSync(outA, swapped, { recursive: true });
+    cpSync(join(fx.base, 'system.img'), join(swapped, 'system.img'));
+    const bad = await omie(['verify-attestation', att, '--image', swapped, '--trusted-key', pub, '--json'], {
+      env,
+    });
+    expect(bad.exitCode).toBe(1);
+    expect(JSON.parse(bad.stdout).reasons.map((r: { code: string }) => r.code)).toEqual(['SUBJECT_MISMATCH']);
+  });
+
   it('--dry-run prints the plan; a wrong key reference exits 2 naming the fix', async () => {
     const env = { OMIE_HOME: fx.home };
     const r = await omie(

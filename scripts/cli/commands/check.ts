@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { parseFormats, REPORT_FORMATS } from '../../conformance/reporters/index.ts';
-import { DEFAULT_SPEC_DIR, runCheckWithFiles } from '../../conformance/run.ts';
 import type { Report } from '../../conformance/spec-schema.ts';
 import { InputError } from '../../errors.ts';
 import { globalOpts } from '../main.ts';
@@ -15,6 +14,9 @@ interface CheckOpts {
   waivers?: string;
   reportDir?: string;
   format: string;
+  attest?: boolean;
+  key?: string;
+  attestOut?: string;
 }
 
 function human(report: Report, files: Record<string, string>): string {
@@ -47,7 +49,7 @@ export function registerCheck(program: Command): void {
     .description('check an image or a live device against the Omie conformance spec')
     .argument('[image]', 'image folder (*.img), super.img, sparse image, or fastboot/factory zip')
     .option('--device <serial>', 'check a live device over adb instead of an image')
-    .option('--spec <dir>', 'spec folder', DEFAULT_SPEC_DIR)
+    .option('--spec <dir>', "spec folder (default: the kit's spec/)")
     .option(
       '--profile <profile>',
       'image | device (default: device for --device, else the product spec profile, else image)',
@@ -62,6 +64,18 @@ export function registerCheck(program: Command): void {
       '--format <list>',
       `report formats, comma-separated: ${REPORT_FORMATS.join(',')}`,
       REPORT_FORMATS.join(','),
+    )
+    .option(
+      '--attest',
+      'also write a signed conformance certificate (in-toto Statement in a DSSE envelope) for the image',
+    )
+    .option(
+      '--key <pem>',
+      'private key (RSA, ECDSA or Ed25519 PEM) of the partner or lab signing the certificate',
+    )
+    .option(
+      '--attest-out <file>',
+      'certificate path (default: <report-dir>/attestation.dsse.json, else ./attestation.dsse.json)',
     )
     .addHelpText(
       'after',
@@ -83,7 +97,13 @@ Examples:
       const out = makeOutput(json);
       if (o.profile && o.profile !== 'image' && o.profile !== 'device')
         throw new InputError(`--profile must be image or device, not ${o.profile}`, { code: 'CHECK_USAGE' });
+      if (o.attest && (!o.key || !image))
+        throw new InputError('--attest needs --key <pem> and an image (a certificate binds image digests)', {
+          code: 'CHECK_USAGE',
+          hint: 'verify it later with `omie verify-attestation <file> --image <dir> --trusted-key <public pem>`',
+        });
       const formats = parseFormats(o.format);
+      const { runCheckWithFiles } = await import('../../conformance/run.ts');
       const progress = makeProgress(json);
       try {
         const { report, files } = await runCheckWithFiles({
@@ -97,6 +117,13 @@ Examples:
           formats,
           onProgress: progress,
         });
+        if (o.attest && image && o.key) {
+          const { writeAttestation } = await import('../../attest/index.ts');
+          const { join } = await import('node:path');
+          const dest = o.attestOut ?? join(o.reportDir ?? '.', 'attestation.dsse.json');
+          await writeAttestation(report, image, o.key, dest);
+          files.attestation = dest;
+        }
         progress.stop();
         out.result(report, (r) => human(r, files));
         process.exitCode = report.summary.conforms ? 0 : 1;
