@@ -2,11 +2,11 @@
  * The product facts the checks compare an image or device with, taken from a resolved product
  * (scripts/model) so checks do not depend on the YAML layout.
  */
-import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { certSha256Of, omieHome } from '../keys/store.ts';
 import type { ResolvedProduct } from '../model/index.ts';
 import type { Waiver } from './spec-schema.ts';
 
@@ -53,16 +53,10 @@ export interface ProductFacts {
   waivers: Waiver[];
 }
 
-/** OMIE_HOME (default ~/.omie). */
-export function omieHome(): string {
-  return process.env.OMIE_HOME || join(homedir(), '.omie');
-}
-
 /** SHA-256 of the DER certificate in a PEM/DER file, lower-case hex; undefined if unreadable. */
 export function certSha256(file: string): string | undefined {
   try {
-    const cert = new X509Certificate(readFileSync(file));
-    return createHash('sha256').update(cert.raw).digest('hex');
+    return certSha256Of(readFileSync(file));
   } catch {
     return undefined;
   }

@@ -105,6 +105,10 @@ export function resolveKeyRef(ref: KeyRef, kind: 'avb' | 'apk'): { keys?: Partne
 
 /** SHA-256 of a certificate's DER encoding, lower-case hex (as apksigner prints it). */
 export async function certSha256(certPem: string): Promise<string> {
-  const cert = new X509Certificate(await readFile(certPem));
-  return createHash('sha256').update(cert.raw).digest('hex');
+  return certSha256Of(await readFile(certPem));
+}
+
+/** Same as certSha256 for certificate bytes (PEM or DER). */
+export function certSha256Of(cert: Buffer): string {
+  return createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
 }
