@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { type FlashTarget, flashDevices, openBuild } from '../../device/flash.ts';
-import { InputError } from '../../errors.ts';
+import type { FlashTarget } from '../../device/flash.ts';
+import { ExitCode, InputError, OmieError } from '../../errors.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
 import { makeProgress } from '../progress.ts';
@@ -41,6 +41,9 @@ export function registerFlash(program: Command): void {
     .option('--lock', 'lock the bootloader after flashing')
     .option('--retries <n>', 'retries per partition after a dropped connection', '3')
     .option('--no-wait-adb', 'do not wait for Android to come back after the final reboot')
+    .option('--check', 'after the device is back in Android, run `omie check --device` on it (needs --adb)')
+    .option('--product <product.yaml>', 'product to check the flashed device against (with --check)')
+    .option('--report-dir <dir>', 'where --check writes its reports (one sub-folder per device)')
     .option(
       '--dry-run',
       'print the fastboot command sequence without writing anything (the device must be in fastboot)',
@@ -74,6 +77,40 @@ interrupted flash. With --json, prints {"ok": true, "devices": [report…]}.`,
         fastboot: /^\d+\.\d+\.\d+\.\d+:\d+$|^localhost:\d+$/.test(a) ? `tcp:${a}` : a,
         adb: o.adb[i],
       }));
+      if (o.check && (o.waitAdb === false || o.dryRun || targets.some((t) => !t.adb)))
+        throw new InputError(
+          '--check runs over adb once the device is back: give --adb for every device, without --no-wait-adb or --dry-run',
+          { code: 'USAGE' },
+        );
+      const { flashDevices, openBuild } = await import('../../device/flash.ts');
+      const afterFlash = o.check
+        ? async (serial: string) => {
+            const { runCheckWithFiles } = await import('../../conformance/run.ts');
+            const { join } = await import('node:path');
+            const { report } = await runCheckWithFiles({
+              device: serial,
+              product: o.product,
+              reportDir: o.reportDir ? join(o.reportDir, serial.replace(/[^A-Za-z0-9._-]/g, '_')) : undefined,
+            });
+            if (!report.summary.conforms) {
+              const failed = report.results.filter(
+                (r) => r.level === 'MUST' && (r.status === 'fail' || r.status === 'error'),
+              );
+              throw new OmieError(
+                `${serial} was flashed but does not conform: ${failed.map((r) => r.id).join(', ')}`,
+                {
+                  code: 'FLASH_CHECK_FAILED',
+                  exitCode: ExitCode.checkFailed,
+                  context: { serial, failed: failed.map((r) => ({ id: r.id, message: r.message })) },
+                },
+              );
+            }
+            if (!json)
+              process.stderr.write(
+                `${serial}: conforms to the Omie spec (${report.summary.pass} requirements pass)\n`,
+              );
+          }
+        : undefined;
       const build = await openBuild(buildPath);
       const progress = makeProgress(json);
       try {
@@ -86,6 +123,7 @@ interrupted flash. With --json, prints {"ok": true, "devices": [report…]}.`,
           noWaitAdb: o.waitAdb === false,
           onProgress: o.dryRun ? undefined : progress,
           log: json ? undefined : (l) => process.stderr.write(`${l}\n`),
+          afterFlash,
         });
         progress.stop();
         out.result({ ok: true, devices: reports }, (v) =>
