@@ -103,7 +103,7 @@ export async function sampleFixture(): Promise<{
   const { cpSync, mkdirSync } = await import('node:fs');
   const { join } = await import('node:path');
   const tree = resolve(ROOT, 'test/.work/sample-tree');
-  const base = resolve(ROOT, 'test/.work/sample-base');
+  const base = resolve(ROOT, 'test/.work/product-base');
   process.env.OMIE_HOME = SAMPLE_HOME;
   await onceInDir(tree, async () => {
     mkdirSync(tree, { recursive: true });

@@ -18,6 +18,7 @@ import { join, posix } from 'node:path';
 import { OmieError } from '../errors.ts';
 import { parseManifest } from '../formats/apk/manifest.ts';
 import { ZipArchive } from '../formats/apk/zip.ts';
+import { parseVbmetaHeader, VBMETA_HEADER_SIZE, vbmetaBlobSize } from '../formats/avb/vbmeta.ts';
 import { extractErofs, isErofs } from '../fs/erofs.ts';
 import { isExt4 } from '../fs/ext4.ts';
 import { runTool } from '../host/tools.ts';
@@ -262,9 +263,26 @@ export class DeviceView {
   async props(): Promise<Map<string, string>> {
     const info = this.state.info;
     const props = new Map<string, string>(Object.entries(await this.profileProps()));
+    const fromFiles = new Set<string>();
     for (const f of PROP_FILES) {
       const text = await this.readFile(f);
-      if (text) for (const [k, v] of parseBuildProp(text.toString('utf8'))) props.set(k, v);
+      if (!text) continue;
+      for (const [k, v] of parseBuildProp(text.toString('utf8'))) {
+        props.set(k, v);
+        fromFiles.add(k);
+      }
+    }
+    // init derives ro.product.<x> from the partition-specific values when no build.prop sets it
+    // (property_service.cpp, ro.product.property_source_order).
+    for (const x of ['brand', 'device', 'manufacturer', 'model', 'name']) {
+      if (fromFiles.has(`ro.product.${x}`)) continue;
+      for (const src of ['product', 'odm', 'vendor', 'system_ext', 'system']) {
+        const v = props.get(`ro.product.${src}.${x}`);
+        if (v !== undefined) {
+          props.set(`ro.product.${x}`, v);
+          break;
+        }
+      }
     }
     const locked = !info.unlocked;
     const boot: Record<string, string> = {
@@ -280,9 +298,35 @@ export class DeviceView {
       'init.svc.adbd': 'running',
     };
     if (info.slotCount === 2 && info.currentSlot) boot['ro.boot.slot_suffix'] = `_${info.currentSlot}`;
+    Object.assign(boot, await this.vbmetaBootProps());
     if (info.mode === 'recovery' || info.mode === 'sideload') boot['ro.bootmode'] = 'recovery';
     for (const [k, v] of Object.entries(boot)) props.set(k, v);
     return new Map([...props.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  /**
+   * What a bootloader passes after verifying vbmeta (libavb's androidboot.vbmeta.*): version,
+   * hash algorithm, size and digest of the flashed vbmeta struct. Nothing when none is flashed.
+   */
+  private async vbmetaBootProps(): Promise<Record<string, string>> {
+    const info = this.state.info;
+    const p = info.partitions.vbmeta;
+    if (!p) return {};
+    let blob: Buffer;
+    try {
+      const path = this.state.partitionPath('vbmeta', p.slotted ? info.currentSlot : null);
+      const head = await readFile(path);
+      const h = parseVbmetaHeader(head.subarray(0, VBMETA_HEADER_SIZE));
+      blob = head.subarray(0, vbmetaBlobSize(h));
+    } catch {
+      return {};
+    }
+    return {
+      'ro.boot.vbmeta.avb_version': '1.3',
+      'ro.boot.vbmeta.hash_alg': 'sha256',
+      'ro.boot.vbmeta.size': String(blob.length),
+      'ro.boot.vbmeta.digest': createHash('sha256').update(blob).digest('hex'),
+    };
   }
 
   /** Defaults from the device profile (STATE/sim-props.json, written by `omie sim`) and device.json. */
