@@ -1,11 +1,15 @@
 import { open } from 'node:fs/promises';
 import { FOOTER_SIZE, hasFooterMagic } from '../formats/avb/footer.ts';
+import { readBootImage } from '../formats/bootimg.ts';
+import { bootImageDetector } from './bootimg.ts';
 import type { Detector } from './detect.ts';
 import { humanAvb, summariseAvb, type VbmetaSummary } from './vbmeta.ts';
 
 export interface AvbFooterSummary extends VbmetaSummary {
   /** What the bytes before the AVB data are: ext4, erofs, boot, vendor_boot, sparse, raw. */
   contentKind: string;
+  /** For boot / vendor_boot content: the boot image header as `omie inspect` shows a bare one. */
+  bootImage?: Awaited<ReturnType<typeof readBootImage>>;
 }
 
 /** Recognises the filesystem / image type under the footer by its magic. */
@@ -31,6 +35,15 @@ async function contentKind(path: string): Promise<string> {
 export const avbFooterDetector: Detector<AvbFooterSummary> = {
   kind: 'avb-footer',
   detect: (s) => s.size >= FOOTER_SIZE && hasFooterMagic(s.tail),
-  inspect: async (path) => ({ ...(await summariseAvb(path)).summary, contentKind: await contentKind(path) }),
-  human: (r) => `Content:                  ${r.contentKind}\n${humanAvb(r)}`,
+  inspect: async (path) => {
+    const kind = await contentKind(path);
+    const bootImage = kind === 'boot' || kind === 'vendor_boot' ? await readBootImage(path) : undefined;
+    return { ...(await summariseAvb(path)).summary, contentKind: kind, bootImage };
+  },
+  human: (r) =>
+    [
+      `Content:                  ${r.contentKind}`,
+      humanAvb(r),
+      ...(r.bootImage ? ['', bootImageDetector.human(r.bootImage)] : []),
+    ].join('\n'),
 };
