@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join, sep } from 'node:path';
+import { openInput } from '../conformance/open-input.ts';
 import { InputError } from '../errors.ts';
-import { extractFactoryImage, parseAndroidInfo, readFactoryZip } from '../formats/factory-zip.ts';
-import { extractPayload } from '../formats/payload/extract.ts';
+import { parseAndroidInfo, readFactoryZip } from '../formats/factory-zip.ts';
 import { isOtaZip } from '../formats/payload/reader.ts';
-import { isSparse, openImage, sparseToRaw } from '../formats/sparse.ts';
-import { extractPartition, looksLikeSuper, readSuper } from '../formats/super/index.ts';
+import { isSparse, openImage } from '../formats/sparse.ts';
+import { looksLikeSuper } from '../formats/super/index.ts';
 import { sniff } from '../inspect/detect.ts';
 import type { ProgressFn } from '../progress.ts';
 import { sha256File } from './record.ts';
@@ -68,57 +68,47 @@ export async function detectBaseKind(path: string): Promise<BaseKind> {
 }
 
 /**
- * Unpacks a base whatever its packaging into `workDir/base/<partition>.img` (raw). Sparse images
- * are expanded, logical partitions are extracted from super (slot suffix dropped), factory zips
- * and OTAs are unpacked; nothing is ever loaded whole into memory.
+ * Unpacks a base whatever its packaging into raw partition images under `workDir/base` (the
+ * checker's openInput does the unpacking: sparse expanded, super split, zips and OTAs extracted,
+ * streamed). The build edits images in place, so images the opener would read in place from the
+ * partner's files are copied into the work folder first.
  */
 export async function openBase(
   input: string,
   workDir: string,
   opts: OpenBaseOptions = {},
 ): Promise<OpenedBase> {
-  const kind = !opts.kind || opts.kind === 'auto' ? await detectBaseKind(input) : opts.kind;
+  const kind = await detectBaseKind(input);
+  if (opts.kind && opts.kind !== 'auto' && opts.kind !== kind) {
+    throw new InputError(`base ${input} is a ${kind} base, but the product says ${opts.kind}`, {
+      code: 'BASE_KIND_MISMATCH',
+      context: { file: input, expected: opts.kind, found: kind },
+      hint: 'fix base.kind in the product (or use auto)',
+    });
+  }
   const out = join(workDir, 'base');
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
+  const opened = await openInput(input, out, { slot: opts.slot, onProgress: opts.onProgress });
   const images: Record<string, string> = {};
-  let boards: string[] | undefined;
-  let sha256: string;
-
-  if (kind === 'images') {
-    const files = (await readdir(input)).filter((f) => f.endsWith('.img')).sort();
-    if (files.length === 0)
-      throw new InputError(`${input}: no *.img files`, { code: 'BASE_EMPTY', context: { dir: input } });
-    const lines: string[] = [];
-    for (const f of files) lines.push(`${f} ${await sha256File(join(input, f))}`);
-    sha256 = createHash('sha256').update(lines.join('\n')).digest('hex');
-    for (const f of files) await addImage(join(input, f), basename(f, '.img'), out, images, opts);
-    boards = await readBoards(join(input, 'android-info.txt'));
-  } else if (kind === 'ota') {
-    sha256 = await sha256File(input);
-    const results = await extractPayload(input, out, { onProgress: opts.onProgress });
-    for (const r of results) images[r.name] = join(out, `${r.name}.img`);
-  } else if (kind === 'factory-zip') {
-    sha256 = await sha256File(input);
-    const zip = await readFactoryZip(input);
-    boards = zip.androidInfo?.boards;
-    const unpacked = join(workDir, 'factory');
-    await mkdir(unpacked, { recursive: true });
-    for (const img of zip.images) {
-      const tmp = join(unpacked, `${img.partition}.img`);
-      await extractFactoryImage(input, img.entry, tmp, { onProgress: opts.onProgress });
-      await addImage(tmp, img.partition, out, images, opts);
-      await rm(tmp, { force: true });
+  for (const [name, path] of Object.entries(opened.images)) {
+    if (path.startsWith(`${out}${sep}`)) images[name] = path;
+    else {
+      images[name] = join(out, `${name}.img`);
+      await copyFile(path, images[name], constants.COPYFILE_FICLONE);
     }
+  }
+  let sha256: string;
+  let boards: string[] | undefined;
+  if (kind === 'images') {
+    const lines: string[] = [];
+    for (const f of (await readdir(input)).filter((x) => x.endsWith('.img')).sort())
+      lines.push(`${f} ${await sha256File(join(input, f))}`);
+    sha256 = createHash('sha256').update(lines.join('\n')).digest('hex');
+    boards = await readBoards(join(input, 'android-info.txt'));
   } else {
     sha256 = await sha256File(input);
-    await addImage(
-      input,
-      kind === 'super' ? 'super' : basename(input).replace(/\.img$/, ''),
-      out,
-      images,
-      opts,
-    );
+    if (kind === 'factory-zip') boards = (await readFactoryZip(input)).androidInfo?.boards;
   }
   return { kind, source: input, sha256, images, boards };
 }
@@ -126,46 +116,4 @@ export async function openBase(
 async function readBoards(androidInfo: string): Promise<string[] | undefined> {
   if (!existsSync(androidInfo)) return undefined;
   return parseAndroidInfo(await readFile(androidInfo, 'utf8'), androidInfo).boards;
-}
-
-/** Adds one image: expands sparse, splits super into its logical partitions, copies raw. */
-async function addImage(
-  path: string,
-  name: string,
-  out: string,
-  images: Record<string, string>,
-  opts: OpenBaseOptions,
-): Promise<void> {
-  const s = await sniff(path);
-  let superHead = looksLikeSuper(s.head);
-  if (!superHead && isSparse(s.head)) {
-    const img = await openImage(path);
-    try {
-      const head = Buffer.alloc(8192 + 4);
-      await img.read(head, 0);
-      superHead = looksLikeSuper(head);
-    } finally {
-      await img.close();
-    }
-  }
-  if (superHead) {
-    const info = await readSuper(path);
-    if (info.layout === 'super_empty') return; // metadata only: nothing to take from it
-    const present = info.partitions.filter((p) => p.size > 0);
-    const want = opts.slot ?? 'a';
-    for (const p of present) {
-      const m = /^(.*)_([ab])$/.exec(p.name);
-      const plain = m ? m[1] : p.name;
-      if (m && m[2] !== want && present.some((q) => q.name === `${plain}_${want}`)) continue;
-      if (images[plain]) continue;
-      const dest = join(out, `${plain}.img`);
-      await extractPartition(path, p.name, dest, { onProgress: opts.onProgress });
-      images[plain] = dest;
-    }
-    return;
-  }
-  const dest = join(out, `${name}.img`);
-  if (isSparse(s.head)) await sparseToRaw(path, dest);
-  else await copyFile(path, dest, constants.COPYFILE_FICLONE);
-  images[name] = dest;
 }

@@ -1,10 +1,11 @@
 /**
  * Turns whatever a partner hands `omie check` into raw partition images: a folder of *.img
  * (raw ones are read in place, sparse ones expanded), a super.img (logical partitions extracted,
- * slot _a preferred), a single sparse/raw image, a fastboot/factory zip, or an A/B OTA zip.
+ * slot _a preferred), a single sparse/raw image, a fastboot/factory zip, or an A/B OTA (zip or
+ * payload.bin).
  * Only what must be converted is written to the work folder; nothing is loaded whole in memory.
  */
-import { mkdir, open, readdir, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.ts';
 import { extractFactoryImage, readFactoryZip } from '../formats/factory-zip.ts';
@@ -106,8 +107,9 @@ export async function openInput(
     return { kind: 'images', images };
   }
   const h = await head(input);
-  if (h.subarray(0, 4).equals(ZIP_MAGIC)) {
-    if (await isOtaZip(input)) {
+  const isPayload = h.subarray(0, 4).toString('latin1') === 'CrAU';
+  if (isPayload || h.subarray(0, 4).equals(ZIP_MAGIC)) {
+    if (isPayload || (await isOtaZip(input))) {
       for (const r of await extractPayload(input, work, { onProgress: opts.onProgress }))
         images[r.name] = join(work, `${r.name}.img`);
       return { kind: 'ota', images };
@@ -119,6 +121,8 @@ export async function openInput(
       await mkdir(join(work, 'zip'), { recursive: true });
       await extractFactoryImage(input, img.entry, dest, { onProgress: opts.onProgress });
       await addImage(dest, img.partition, work, images, slot, opts.onProgress);
+      // A sparse or super entry was converted: the extracted copy is no longer needed.
+      if (images[img.partition] !== dest) await rm(dest, { force: true });
     }
     return { kind: 'fastboot-zip', images };
   }

@@ -184,7 +184,7 @@ describe('omie build on the sample base', () => {
     }
   }, 1_200_000);
 
-  it('sparse images, super.img, a factory zip and a full OTA give the same partition contents', async () => {
+  it('sparse images, super.img, a factory zip, a full OTA zip and a bare payload.bin give the same partition contents', async () => {
     const forms = join(dir, 'forms');
     mkdirSync(join(forms, 'sparse'), { recursive: true });
     for (const p of ['system', 'product', 'vendor'])
@@ -203,6 +203,7 @@ describe('omie build on the sample base', () => {
       super: join(fx.base, 'super.img'),
       factory: join(fx.base, 'factory.zip'),
       ota: join(forms, 'ota.zip'),
+      payload: join(forms, 'payload.bin'),
     })) {
       const opened = await openBase(input, join(forms, `work-${name}`));
       digests[name] = {};
