@@ -621,7 +621,8 @@ function labelFor(c: PartCtx, path: string, type: 'file' | 'dir'): string | null
   }
 }
 
-async function verifyApp(
+/** Checks an app's APK against its pinned sha256 and, with `identify`, its package and signer. */
+export async function verifyApp(
   app: ResolvedApp,
   identify: ((p: string) => Promise<ApkIdentity>) | null,
 ): Promise<string> {
@@ -697,7 +698,8 @@ ${perms.map((p) => `        <permission name="${xmlAttr(p)}" fixed="false"/>\n`)
 `;
 }
 
-function personalCloudXml(app: ResolvedApp): string {
+/** Allowlists the personal cloud as a backup transport and keeps it running (sysconfig XML). */
+export function personalCloudXml(app: Pick<ResolvedApp, 'package' | 'name'>): string {
   return `${XML_HEAD(`personal cloud ${app.name}`)}<config>
     <backup-transport-whitelisted-service service="${xmlAttr(app.package)}/.BackupTransportService" />
     <allow-in-power-save package="${xmlAttr(app.package)}" />

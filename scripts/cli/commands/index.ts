@@ -14,6 +14,7 @@ import { registerSampleApps } from './sample-apps.ts';
 import { registerSampleBase } from './sample-base.ts';
 import { registerSchemas } from './schemas.ts';
 import { registerSim } from './sim.ts';
+import { registerSourceTree } from './source-tree.ts';
 import { registerValidate } from './validate.ts';
 import { registerVerifyAttestation } from './verify-attestation.ts';
 
@@ -29,6 +30,7 @@ export const commands: Array<(program: Command) => void> = [
   registerInspect,
   registerExtractOta,
   registerBuild,
+  registerSourceTree,
   registerCheck,
   registerBench,
   registerVerifyAttestation,
