@@ -7,7 +7,7 @@ import yazl from 'yazl';
 import { InputError } from '../../errors.ts';
 import { requireTool } from '../../host/tools.ts';
 import { readAvbImage } from '../avb/image.ts';
-import { ManifestMessage, SignaturesMessage } from './proto.ts';
+import { ManifestMessage, OtaMetadataMessage, SignaturesMessage } from './proto.ts';
 import { PAYLOAD_HEADER_SIZE, PAYLOAD_MAGIC, PAYLOAD_MAJOR_VERSION } from './reader.ts';
 
 /**
@@ -354,9 +354,18 @@ export async function payloadProperties(payloadPath: string): Promise<string> {
 export async function writeOtaZip(
   out: string,
   payloadPath: string,
-  opts: { metadata?: Record<string, string> } = {},
+  opts: {
+    metadata?: Record<string, string>;
+    /** META-INF/com/android/metadata.pb as an OtaMetadata object (protobufjs camelCase fields). */
+    metadataPb?: Record<string, unknown>;
+  } = {},
 ): Promise<void> {
   const zip = new yazl.ZipFile();
+  if (opts.metadataPb)
+    zip.addBuffer(
+      Buffer.from(OtaMetadataMessage.encode(OtaMetadataMessage.fromObject(opts.metadataPb)).finish()),
+      'META-INF/com/android/metadata.pb',
+    );
   const meta = { 'ota-type': 'AB', ...opts.metadata };
   zip.addBuffer(
     Buffer.from(
