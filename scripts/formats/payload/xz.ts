@@ -325,21 +325,33 @@ async function decodeLzma2(
   return out;
 }
 
-let crc64Table: BigUint64Array | undefined;
-/** CRC-64/XZ (ECMA-182 polynomial, reflected), as the xz check id 4 defines it. */
+let crc64Lo: Uint32Array | undefined;
+let crc64Hi: Uint32Array | undefined;
+/**
+ * CRC-64/XZ (ECMA-182 polynomial, reflected), as the xz check id 4 defines it. The 64-bit register
+ * is kept as two 32-bit halves: BigInt arithmetic per byte is ~50x slower on multi-MiB blocks.
+ */
 export function crc64(b: Uint8Array): bigint {
-  if (!crc64Table) {
-    crc64Table = new BigUint64Array(256);
+  if (!crc64Lo || !crc64Hi) {
+    crc64Lo = new Uint32Array(256);
+    crc64Hi = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {
       let c = BigInt(n);
       for (let k = 0; k < 8; k++) c = c & 1n ? 0xc96c5795d7870f42n ^ (c >> 1n) : c >> 1n;
-      crc64Table[n] = c;
+      crc64Lo[n] = Number(c & 0xffffffffn);
+      crc64Hi[n] = Number(c >> 32n);
     }
   }
-  // Split into two 32-bit halves per step would be faster; blocks are a few MiB at most.
-  let c = 0xffffffffffffffffn;
-  for (const x of b) c = crc64Table[Number((c ^ BigInt(x)) & 0xffn)] ^ (c >> 8n);
-  return c ^ 0xffffffffffffffffn;
+  const tLo = crc64Lo;
+  const tHi = crc64Hi;
+  let lo = 0xffffffff;
+  let hi = 0xffffffff;
+  for (let i = 0; i < b.length; i++) {
+    const idx = (lo ^ b[i]) & 0xff;
+    lo = ((lo >>> 8) | (hi << 24)) ^ tLo[idx];
+    hi = (hi >>> 8) ^ tHi[idx];
+  }
+  return (BigInt(~hi >>> 0) << 32n) | BigInt(~lo >>> 0);
 }
 
 function verifyCheck(type: number, stored: Buffer, out: Buffer, r: BinaryReader, at: number, what: string) {
