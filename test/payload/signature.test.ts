@@ -2,12 +2,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { VerificationError } from '../../scripts/errors.ts';
-import { SignaturesMessage } from '../../scripts/formats/payload/proto.ts';
-import { PAYLOAD_HEADER_SIZE, readPayload } from '../../scripts/formats/payload/reader.ts';
+import { FormatError, VerificationError } from '../../scripts/errors.ts';
+import { OtaMetadataMessage, SignaturesMessage } from '../../scripts/formats/payload/proto.ts';
+import { PAYLOAD_HEADER_SIZE, parseOtaMetadata, readPayload } from '../../scripts/formats/payload/reader.ts';
 import { assertPayloadSigned, checkPayloadSignatures } from '../../scripts/formats/payload/signature.ts';
 import { writeOtaZip, writePayload } from '../../scripts/formats/payload/writer.ts';
-import { omie, prng, workDir } from '../helpers.ts';
+import { mutate, omie, prng, workDir } from '../helpers.ts';
 
 /**
  * Signed payloads made like AOSP's payload_signer: placeholders of the final size first, then the
@@ -210,5 +210,50 @@ describe('payload signatures (payload_signer layout, openssl signatures)', () =>
     const bad = await omie(['extract-ota', '--cert', otherCert, bin, at('cli-bad')]);
     expect(bad.exitCode).toBe(1);
     expect(bad.stderr).toMatch(/signature/);
+  }, 120_000);
+});
+
+describe('fuzz', () => {
+  it('metadata.pb: 3000 mutated messages → FormatError or plain values', () => {
+    const seed = Buffer.from(
+      OtaMetadataMessage.encode(
+        OtaMetadataMessage.fromObject({
+          type: 'AB',
+          propertyFiles: { 'ota-property-files': 'payload.bin:1:2' },
+          precondition: { device: ['a'], build: ['b'], timestamp: 5 },
+          postcondition: { device: ['a'], partitionState: [{ partitionName: 'system', version: '1' }] },
+        }),
+      ).finish(),
+    );
+    expect(parseOtaMetadata(seed).precondition?.timestamp).toBe(5);
+    const rnd = prng(17);
+    for (let i = 0; i < 3000; i++) {
+      try {
+        const m = parseOtaMetadata(mutate(seed, rnd));
+        expect(typeof m.type).toBe('string');
+      } catch (e) {
+        if (!(e instanceof FormatError)) throw e;
+      }
+    }
+  });
+
+  it('signature check: 200 payloads with mutated signature blobs → valid, invalid or FormatError', async () => {
+    const path = await signedPayload('fuzz-sig', rsaKey, 256);
+    const raw = readFileSync(path);
+    const p0 = await readPayload(path);
+    const sigAt = p0.blobsOffset + (p0.manifest.signaturesOffset ?? 0);
+    const rnd = prng(23);
+    for (let i = 0; i < 200; i++) {
+      const m = Buffer.from(raw);
+      const tail = mutate(m.subarray(sigAt), rnd);
+      const f = at('fuzz-sig-m.bin');
+      writeFileSync(f, Buffer.concat([m.subarray(0, sigAt), tail.subarray(0, raw.length - sigAt)]));
+      try {
+        const r = await checkPayloadSignatures(await readPayload(f), { key: rsaCert });
+        expect(['valid', 'invalid', 'absent']).toContain(r.payloadSignature.status);
+      } catch (e) {
+        if (!(e instanceof FormatError)) throw e;
+      }
+    }
   }, 120_000);
 });
