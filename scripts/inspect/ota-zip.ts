@@ -36,6 +36,7 @@ export const otaZipDetector: Detector<PayloadSummary> = {
       ['Downgrade', pb?.downgrade || m['ota-downgrade'] === 'yes' ? 'yes' : undefined],
     ];
     const lines = fields.filter(([, v]) => v).map(([k, v]) => `${`${k}:`.padEnd(16)}${v}`);
+    if (r.propertyFilesMismatch) lines.push(`WARNING: ${r.propertyFilesMismatch}`);
     return [...lines, humanPayload(r)].join('\n');
   },
 };

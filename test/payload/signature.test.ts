@@ -186,6 +186,9 @@ describe('payload signatures (payload_signer layout, openssl signatures)', () =>
         partitionState: [{ partitionName: 'system', version: '1706745600' }],
       },
     });
+    expect(p.location.propertyFilesMismatch).toMatch(
+      /says payload\.bin:1234:5678, the zip has payload\.bin:\d+:\d+/,
+    );
     const r = await assertPayloadSigned(p, rsaCert);
     expect(r.properties).toEqual({
       FILE_HASH: 'match',
@@ -201,6 +204,20 @@ describe('payload signatures (payload_signer layout, openssl signatures)', () =>
     expect(text).toMatch(/Security patch: +2024-02-05/);
     expect(text).toMatch(/Signatures: +metadata 1 \(256 B\), payload 1 \(256 B\)/);
     expect(text).toMatch(/METADATA_HASH match/);
+    expect(text).toMatch(/WARNING: ota-property-files says payload\.bin:1234:5678/);
+
+    // Like ota_from_target_files: reserve the property string, then fill in the real offsets
+    // (space-padded to the same length so nothing moves).
+    const reserved = (s: string) => s.padEnd(60, ' ');
+    const good = at('ota-good.zip');
+    await writeOtaZip(good, bin, { metadata: { 'ota-property-files': reserved('payload.bin:0:0') } });
+    const loc = (await readPayload(good)).location;
+    await writeOtaZip(good, bin, {
+      metadata: { 'ota-property-files': reserved(`payload.bin:${loc.offset}:${loc.size}`) },
+    });
+    const again = (await readPayload(good)).location;
+    expect(again.offset).toBe(loc.offset);
+    expect(again.propertyFilesMismatch).toBeUndefined();
   }, 120_000);
 
   it('omie extract-ota --cert: extracts when signed by the certificate, exit 1 otherwise', async () => {

@@ -64,6 +64,11 @@ export interface PayloadLocation {
   otaMetadata?: Record<string, string>;
   /** META-INF/com/android/metadata.pb (Android 11+): the same, typed (ota_metadata.proto). */
   otaMetadataPb?: OtaMetadata;
+  /**
+   * Set when the metadata's ota-property-files / ota-streaming-property-files place payload.bin
+   * elsewhere than the zip does (update_engine streams from those offsets): what they say.
+   */
+  propertyFilesMismatch?: string;
 }
 
 /** DeviceState of ota_metadata.proto: what the device runs before (precondition) or after. */
@@ -345,10 +350,31 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
       properties,
       otaMetadata,
       otaMetadataPb,
+      propertyFilesMismatch: checkPropertyFiles(
+        { ...otaMetadata, ...otaMetadataPb?.propertyFiles },
+        dataOffset,
+        payload.compressedSize,
+      ),
     };
   } finally {
     zip.close();
   }
+}
+
+/**
+ * Compares payload.bin's place in the zip with the "name:offset:size,…" lists ota_from_target_files
+ * writes into the metadata (space-padded to a reserved length); undefined when they agree or say
+ * nothing about payload.bin.
+ */
+function checkPropertyFiles(meta: Record<string, string>, offset: number, size: number): string | undefined {
+  for (const key of ['ota-property-files', 'ota-streaming-property-files']) {
+    for (const item of (meta[key] ?? '').trim().split(',')) {
+      const [name, off, len] = item.trim().split(':');
+      if (name === 'payload.bin' && (Number(off) !== offset || Number(len) !== size))
+        return `${key} says payload.bin:${off}:${len}, the zip has payload.bin:${offset}:${size}`;
+    }
+  }
+  return undefined;
 }
 
 /** Reads a small zip entry whole, refusing one larger than `max` (declared or actual). */
@@ -831,6 +857,7 @@ export interface PayloadListing {
   properties?: Record<string, string>;
   otaMetadata?: Record<string, string>;
   otaMetadataPb?: OtaMetadata;
+  propertyFilesMismatch?: string;
 }
 
 export async function listPayload(path: string): Promise<PayloadListing> {
@@ -874,5 +901,6 @@ export function summarizePayload(p: Payload, path = p.location.file): PayloadLis
     properties: p.location.properties,
     otaMetadata: p.location.otaMetadata,
     otaMetadataPb: p.location.otaMetadataPb,
+    propertyFilesMismatch: p.location.propertyFilesMismatch,
   };
 }

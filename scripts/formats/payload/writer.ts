@@ -365,6 +365,7 @@ export async function writeOtaZip(
     zip.addBuffer(
       Buffer.from(OtaMetadataMessage.encode(OtaMetadataMessage.fromObject(opts.metadataPb)).finish()),
       'META-INF/com/android/metadata.pb',
+      { compress: false },
     );
   const meta = { 'ota-type': 'AB', ...opts.metadata };
   zip.addBuffer(
@@ -374,6 +375,8 @@ export async function writeOtaZip(
         .join(''),
     ),
     'META-INF/com/android/metadata',
+    // Stored like ota_from_target_files does, so reserved property strings keep every offset.
+    { compress: false },
   );
   zip.addFile(payloadPath, 'payload.bin', { compress: false });
   zip.addBuffer(Buffer.from(await payloadProperties(payloadPath)), 'payload_properties.txt', {
