@@ -138,7 +138,7 @@ async function applyBlobs(name: string, type: string, blobs: Buffer[], image: Bu
     file,
     blobsOffset: 0,
     blockSize: BS,
-    partition: { name, size: image.length, operations, runPostinstall: false },
+    partition: { name, size: image.length, operations, runPostinstall: false, mergeOperations: 0 },
     outPath,
   });
   return { res, out: readFileSync(outPath) };

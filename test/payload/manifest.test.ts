@@ -88,6 +88,47 @@ describe('manifest fields of real payloads', () => {
     });
   });
 
+  it('Virtual A/B fields (VABC feature set, compression factor, COW estimates, merge operations) are read', async () => {
+    writeFileSync(join(W, 'vabc.img'), image(5, 4 * 4096));
+    const src = join(W, 'vabc-src.bin');
+    await writePayload(src, { partitions: [{ name: 'system', imagePath: join(W, 'vabc.img') }] });
+    const path = await rewrite(src, 'vabc.bin', (m) => {
+      m.dynamicPartitionMetadata = {
+        groups: [{ name: 'google_dynamic_partitions', size: 8 << 30, partitionNames: ['system'] }],
+        snapshotEnabled: true,
+        vabcEnabled: true,
+        vabcCompressionParam: 'lz4',
+        cowVersion: 3,
+        vabcFeatureSet: { threaded: true, batchWrites: true },
+        compressionFactor: 65536,
+      };
+      const part = (m.partitions as Record<string, unknown>[])[0];
+      part.estimateCowSize = 123456;
+      part.estimateOpCountMax = 42;
+      part.mergeOperations = [
+        {
+          type: 'COW_COPY',
+          srcExtent: { startBlock: 0, numBlocks: 1 },
+          dstExtent: { startBlock: 1, numBlocks: 1 },
+        },
+      ];
+    });
+    const p = await readPayload(path);
+    expect(p.manifest.dynamicPartitions).toMatchObject({
+      snapshotEnabled: true,
+      vabcEnabled: true,
+      vabcCompressionParam: 'lz4',
+      cowVersion: 3,
+      vabcFeatureSet: { threaded: true, batchWrites: true },
+      compressionFactor: 65536,
+    });
+    expect(p.manifest.partitions[0]).toMatchObject({
+      estimateCowSize: 123456,
+      estimateOpCountMax: 42,
+      mergeOperations: 1,
+    });
+  });
+
   it('partial_update payloads list as partial and extract the partitions they carry', async () => {
     writeFileSync(join(W, 'partial.img'), image(3, 4 * 4096));
     const src = join(W, 'partial-src.bin');

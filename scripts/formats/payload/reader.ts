@@ -143,6 +143,10 @@ export interface PayloadPartition {
   fecDataExtent?: PayloadExtent;
   fecExtent?: PayloadExtent;
   fecRoots?: number;
+  /** Virtual A/B hints for libsnapshot (not needed to extract). */
+  estimateCowSize?: number;
+  estimateOpCountMax?: number;
+  mergeOperations: number;
 }
 
 export interface DynamicPartitionGroup {
@@ -170,6 +174,8 @@ export interface PayloadManifest {
     vabcEnabled: boolean;
     vabcCompressionParam?: string;
     cowVersion?: number;
+    vabcFeatureSet?: { threaded: boolean; batchWrites: boolean };
+    compressionFactor?: number;
   };
   apex: { packageName: string; version?: number; isCompressed: boolean; decompressedSize?: number }[];
   /** Payload signature blob, relative to the start of the blobs. */
@@ -738,6 +744,9 @@ function normalizeManifest(m: Obj, loc: PayloadLocation, blobsSize: number): Pay
       fecDataExtent: extent(p.fecDataExtent as Obj | undefined, `${where}.fec_data_extent`),
       fecExtent: extent(p.fecExtent as Obj | undefined, `${where}.fec_extent`),
       fecRoots: p.fecRoots as number | undefined,
+      estimateCowSize: num(p.estimateCowSize, `${where}.estimate_cow_size`),
+      estimateOpCountMax: num(p.estimateOpCountMax, `${where}.estimate_op_count_max`),
+      mergeOperations: ((p.mergeOperations as unknown[]) ?? []).length,
     };
   });
   const dpm = m.dynamicPartitionMetadata as Obj | undefined;
@@ -759,6 +768,13 @@ function normalizeManifest(m: Obj, loc: PayloadLocation, blobsSize: number): Pay
           vabcEnabled: Boolean(dpm.vabcEnabled),
           vabcCompressionParam: (dpm.vabcCompressionParam as string) || undefined,
           cowVersion: dpm.cowVersion as number | undefined,
+          vabcFeatureSet: dpm.vabcFeatureSet
+            ? {
+                threaded: Boolean((dpm.vabcFeatureSet as Obj).threaded),
+                batchWrites: Boolean((dpm.vabcFeatureSet as Obj).batchWrites),
+              }
+            : undefined,
+          compressionFactor: num(dpm.compressionFactor, 'dynamic_partition_metadata.compression_factor'),
         }
       : undefined,
     apex: ((m.apexInfo as Obj[]) ?? []).map((a, i) => ({
