@@ -14,24 +14,40 @@ export function registerExtractOta(program: Command): void {
     .option('-p, --partition <name...>', 'only these partitions (default: all)')
     .option('--no-verify', 'skip operation and partition SHA-256 checks')
     .option('--no-verity', 'do not recompute the dm-verity hash tree / FEC the device would compute')
+    .option(
+      '--cert <file>',
+      'first check the metadata and payload signatures (and payload_properties.txt) with this X.509 certificate or public key, as the device does',
+    )
     .option('-j, --jobs <n>', 'parallel worker threads (default: CPU cores)', (v) => Number.parseInt(v, 10))
     .addHelpText(
       'after',
-      '\nIncremental (delta) OTAs are refused: they need the old partitions. Exit 1 when a hash does not match.',
+      '\nIncremental (delta) OTAs are refused: they need the old partitions. Exit 1 when a hash or signature does not match.',
     )
     .action(
       async (
         ota: string,
         outdir: string,
-        o: { partition?: string[]; verify: boolean; verity: boolean; jobs?: number },
+        o: { partition?: string[]; verify: boolean; verity: boolean; jobs?: number; cert?: string },
         cmd: Command,
       ) => {
         const json = globalOpts(cmd).json;
         const out = makeOutput(json);
         const progress = makeProgress(json);
         try {
-          const { extractPayload } = await import('../../formats/payload/extract.ts');
-          const parts = await extractPayload(ota, outdir, {
+          const { extractPartitions } = await import('../../formats/payload/extract.ts');
+          const { readPayload } = await import('../../formats/payload/reader.ts');
+          const payload = await readPayload(ota);
+          let signatures: unknown;
+          if (o.cert) {
+            const { assertPayloadSigned } = await import('../../formats/payload/signature.ts');
+            const r = await assertPayloadSigned(payload, o.cert);
+            signatures = {
+              metadata: r.metadataSignature.status,
+              payload: r.payloadSignature.status,
+              properties: r.properties,
+            };
+          }
+          const parts = await extractPartitions(payload, outdir, {
             partitions: o.partition,
             verify: o.verify,
             regenerateVerity: o.verity,
@@ -39,11 +55,13 @@ export function registerExtractOta(program: Command): void {
             onProgress: progress,
           });
           progress.stop();
-          out.result({ file: ota, outdir, partitions: parts }, (v) =>
-            v.partitions
-              .map(
-                (p) =>
-                  `${p.name.padEnd(16)} ${String(p.size).padStart(12)}  ${p.sha256}  ${p.verified ? 'verified' : 'unverified'}`,
+          out.result({ file: ota, outdir, signatures, partitions: parts }, (v) =>
+            (o.cert ? ['signatures: metadata valid, payload valid'] : [])
+              .concat(
+                v.partitions.map(
+                  (p) =>
+                    `${p.name.padEnd(16)} ${String(p.size).padStart(12)}  ${p.sha256}  ${p.verified ? 'verified' : 'unverified'}`,
+                ),
               )
               .join('\n'),
           );

@@ -4,10 +4,18 @@ import { basename, dirname, extname, join } from 'node:path';
 import { FormatError, VerificationError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
 import { type AvbAlgorithmName, algorithmByType, avbDigest, verifySignature } from './algorithms.ts';
+import { FOOTER_VERSION_MAJOR } from './footer.ts';
 import { generateHashtree } from './hashtree.ts';
 import { openReader, readAt, readAvbImage } from './image.ts';
 import { avbPublicKeySha1, avbPublicKeySha256, publicTestKeyName, readAvbPublicKey } from './keys.ts';
-import type { AvbDescriptor, HashDescriptor, HashtreeDescriptor, ParsedVbmeta } from './vbmeta.ts';
+import {
+  AVB_VERSION_MAJOR,
+  AVB_VERSION_MINOR,
+  type AvbDescriptor,
+  type HashDescriptor,
+  type HashtreeDescriptor,
+  type ParsedVbmeta,
+} from './vbmeta.ts';
 
 /**
  * Verification (avbtool verify_image semantics, libavb's rules for chained partitions) and
@@ -41,6 +49,18 @@ export function verifyVbmeta(
 ): VbmetaVerification {
   const alg = algorithmByType(vbmeta.header.algorithmType, opts.file);
   const ctx = { file: opts.file, algorithm: alg.name };
+  // libavb avb_vbmeta_image_verify: a vbmeta needing a newer libavb does not verify.
+  const { requiredLibavbVersionMajor: major, requiredLibavbVersionMinor: minor } = vbmeta.header;
+  if (major !== AVB_VERSION_MAJOR || minor > AVB_VERSION_MINOR)
+    vfail(
+      'AVB_UNSUPPORTED_VERSION',
+      `vbmeta requires libavb ${major}.${minor}; this verifier implements ${AVB_VERSION_MAJOR}.${AVB_VERSION_MINOR}`,
+      {
+        ...ctx,
+        expected: `${AVB_VERSION_MAJOR}.0-${AVB_VERSION_MAJOR}.${AVB_VERSION_MINOR}`,
+        found: `${major}.${minor}`,
+      },
+    );
   if (alg.hashName) {
     if (vbmeta.hash.length !== alg.hashBytes)
       vfail('AVB_HASH_MISMATCH', `hash size ${vbmeta.hash.length} does not match ${alg.name}`, ctx);
@@ -126,6 +146,17 @@ export interface VerifyImageResult extends VbmetaVerification {
 /** avbtool verify_image: the vbmeta signature, then every hash / hashtree / chain descriptor. */
 export async function verifyImage(path: string, opts: VerifyImageOptions = {}): Promise<VerifyImageResult> {
   const img = await readAvbImage(path);
+  // libavb avb_footer_validate_and_byteswap refuses other footer major versions.
+  if (img.footer && img.footer.versionMajor !== FOOTER_VERSION_MAJOR)
+    vfail(
+      'AVB_UNSUPPORTED_VERSION',
+      `AVB footer version ${img.footer.versionMajor}.${img.footer.versionMinor} is not supported`,
+      {
+        file: path,
+        expected: `${FOOTER_VERSION_MAJOR}.x`,
+        found: `${img.footer.versionMajor}.${img.footer.versionMinor}`,
+      },
+    );
   const expected =
     typeof opts.expectedPublicKey === 'string'
       ? readAvbPublicKey(opts.expectedPublicKey)

@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import Bunzip from 'seek-bzip';
-import xz from 'xz-decompress';
 import { FormatError, VerificationError } from '../../errors.ts';
 import { generateHashtree } from '../avb/hashtree.ts';
 import { encodeFec, fecSize } from './fec.ts';
 import { type PayloadExtent, type PayloadOperation, type PayloadPartition, SPARSE_HOLE } from './reader.ts';
+import { decodeXz } from './xz.ts';
 
 /**
  * Rebuilds one partition image from the full-payload operations in the manifest. Runs inside a
@@ -129,17 +129,24 @@ async function readData(fh: FileHandle, pos: number, len: number, job: Partition
   return buf;
 }
 
-async function decompressXz(data: Buffer, w: ExtentWriter, job: PartitionJob, op: PayloadOperation) {
-  const reader = new xz.XzReadableStream(new Blob([data]).stream()).getReader();
+async function decompressXz(
+  data: Buffer,
+  w: ExtentWriter,
+  job: PartitionJob,
+  op: PayloadOperation,
+  at: number,
+) {
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      await w.write(value);
-    }
+    await decodeXz(data, { maxOutput: w.total - w.written, file: job.file, baseOffset: at }, (c) =>
+      w.write(c),
+    );
   } catch (e) {
-    if (e instanceof FormatError) throw e;
-    throw opError(job, op, `xz data is corrupt: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof FormatError && e.format === 'xz')
+      throw opError(job, op, `xz data: ${e.message}`, {
+        expected: e.context.expected,
+        found: e.context.found,
+      });
+    throw e;
   }
 }
 
@@ -169,14 +176,24 @@ async function decompressZstd(data: Buffer, w: ExtentWriter, job: PartitionJob, 
   for (const c of chunks.splice(0)) await w.write(c);
 }
 
-function decompressBzip2(data: Buffer, w: ExtentWriter, job: PartitionJob, op: PayloadOperation): Buffer {
-  // seek-bzip decodes a whole buffer; bound its output to the destination size.
-  const out = Buffer.alloc(w.total);
+function decompressBzip2(data: Buffer, w: ExtentWriter, job: PartitionJob, op: PayloadOperation): Buffer[] {
+  // seek-bzip decodes a whole buffer synchronously. Output is kept in 1 MiB pieces allocated as
+  // they fill, so memory follows the real output (bounded by the destination), not the extents.
+  const limit = w.total - w.written;
+  const pieces: Buffer[] = [];
+  let cur = Buffer.alloc(0);
   let pos = 0;
+  let total = 0;
   const sink = {
     writeByte(b: number) {
-      if (pos >= out.length) throw new Error('overflow');
-      out[pos++] = b;
+      if (total >= limit) throw new Error('overflow');
+      if (pos === cur.length) {
+        if (cur.length) pieces.push(cur);
+        cur = Buffer.alloc(Math.min(IO_CHUNK, limit - total));
+        pos = 0;
+      }
+      cur[pos++] = b;
+      total++;
     },
     write(buf: Uint8Array, off: number, len: number) {
       for (let i = 0; i < len; i++) this.writeByte(buf[off + i]);
@@ -192,7 +209,8 @@ function decompressBzip2(data: Buffer, w: ExtentWriter, job: PartitionJob, op: P
       throw opError(job, op, 'data is larger than its destination extents', { expected: `${w.total} bytes` });
     throw opError(job, op, `bzip2 data is corrupt: ${msg}`);
   }
-  return out.subarray(0, pos);
+  if (pos) pieces.push(cur.subarray(0, pos));
+  return pieces;
 }
 
 function checkExtents(job: PartitionJob, op: PayloadOperation): void {
@@ -254,8 +272,10 @@ export async function applyPartition(
             );
         }
         if (op.type === 'REPLACE') await w.write(data);
-        else if (op.type === 'REPLACE_BZ') await w.write(decompressBzip2(data, w, job, op));
-        else if (op.type === 'REPLACE_XZ') await decompressXz(data, w, job, op);
+        else if (op.type === 'REPLACE_BZ')
+          for (const p of decompressBzip2(data, w, job, op)) await w.write(p);
+        else if (op.type === 'REPLACE_XZ')
+          await decompressXz(data, w, job, op, job.blobsOffset + op.dataOffset);
         else if (op.type === 'REPLACE_ZSTD') await decompressZstd(data, w, job, op);
         else throw opError(job, op, 'unknown operation type');
         await w.padWithZeros();

@@ -15,15 +15,25 @@ export {
   isOtaZip,
   listPayload,
   locatePayload,
+  type OtaDeviceState,
+  type OtaMetadata,
   type Payload,
   type PayloadListing,
   type PayloadLocation,
   type PayloadManifest,
   type PayloadOperation,
   type PayloadPartition,
+  parseOtaMetadata,
   parsePayloadBuffer,
   readPayload,
+  summarizePayload,
 } from './reader.ts';
+export {
+  assertPayloadSigned,
+  checkPayloadSignatures,
+  loadPayloadKey,
+  type PayloadSignatureReport,
+} from './signature.ts';
 export {
   type PayloadOpsMode,
   type PayloadPartitionInput,

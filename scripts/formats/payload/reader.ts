@@ -2,7 +2,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import yauzl from 'yauzl';
 import { FormatError, InputError } from '../../errors.ts';
 import { checkBound } from '../binary.ts';
-import { ManifestMessage, OPERATION_TYPE_NAMES, SignaturesMessage } from './proto.ts';
+import { ManifestMessage, OPERATION_TYPE_NAMES, OtaMetadataMessage, SignaturesMessage } from './proto.ts';
 
 /**
  * Reader for A/B OTA payloads (`payload.bin`, major version 2), alone or inside an OTA zip.
@@ -25,6 +25,8 @@ export const SPARSE_HOLE = -1;
 const MAX_MANIFEST_SIZE = 256 * 1024 * 1024;
 const MAX_SIGNATURES_SIZE = 16 * 1024 * 1024;
 const MAX_PROPERTIES_SIZE = 64 * 1024;
+/** metadata.pb carries per-partition states and property-file offsets: still small. */
+const MAX_METADATA_PB_SIZE = 1024 * 1024;
 
 /** Operations whose output depends on an old partition: only a device or delta tool can apply them. */
 export const DELTA_OPERATION_TYPES: ReadonlySet<string> = new Set([
@@ -60,6 +62,40 @@ export interface PayloadLocation {
   properties?: Record<string, string>;
   /** META-INF/com/android/metadata of the OTA zip (ota-type, pre-device, post-build, post-timestamp …). */
   otaMetadata?: Record<string, string>;
+  /** META-INF/com/android/metadata.pb (Android 11+): the same, typed (ota_metadata.proto). */
+  otaMetadataPb?: OtaMetadata;
+  /**
+   * Set when the metadata's ota-property-files / ota-streaming-property-files place payload.bin
+   * elsewhere than the zip does (update_engine streams from those offsets): what they say.
+   */
+  propertyFilesMismatch?: string;
+}
+
+/** DeviceState of ota_metadata.proto: what the device runs before (precondition) or after. */
+export interface OtaDeviceState {
+  device: string[];
+  build: string[];
+  buildIncremental?: string;
+  /** Seconds since the epoch (ro.build.date.utc). */
+  timestamp?: number;
+  sdkLevel?: string;
+  securityPatchLevel?: string;
+  partitionState: { partitionName: string; device: string[]; build: string[]; version?: string }[];
+}
+
+/** OtaMetadata of ota_metadata.proto. */
+export interface OtaMetadata {
+  /** "AB", "BLOCK", "BRICK" or "UNKNOWN". */
+  type: string;
+  wipe: boolean;
+  downgrade: boolean;
+  splDowngrade: boolean;
+  retrofitDynamicPartitions: boolean;
+  requiredCache?: number;
+  /** ota-property-files etc.: "name:offset:size,…" strings signapk computed. */
+  propertyFiles: Record<string, string>;
+  precondition?: OtaDeviceState;
+  postcondition?: OtaDeviceState;
 }
 
 export interface PayloadExtent {
@@ -107,6 +143,10 @@ export interface PayloadPartition {
   fecDataExtent?: PayloadExtent;
   fecExtent?: PayloadExtent;
   fecRoots?: number;
+  /** Virtual A/B hints for libsnapshot (not needed to extract). */
+  estimateCowSize?: number;
+  estimateOpCountMax?: number;
+  mergeOperations: number;
 }
 
 export interface DynamicPartitionGroup {
@@ -134,6 +174,8 @@ export interface PayloadManifest {
     vabcEnabled: boolean;
     vabcCompressionParam?: string;
     cowVersion?: number;
+    vabcFeatureSet?: { threaded: boolean; batchWrites: boolean };
+    compressionFactor?: number;
   };
   apex: { packageName: string; version?: number; isCompressed: boolean; decompressedSize?: number }[];
   /** Payload signature blob, relative to the start of the blobs. */
@@ -239,11 +281,13 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
     let payload: yauzl.Entry | undefined;
     let props: yauzl.Entry | undefined;
     let meta: yauzl.Entry | undefined;
+    let metaPb: yauzl.Entry | undefined;
     await new Promise<void>((res, rej) => {
       zip.on('entry', (e: yauzl.Entry) => {
         if (e.fileName === 'payload.bin') payload = e;
         else if (e.fileName === 'payload_properties.txt') props = e;
         else if (e.fileName === 'META-INF/com/android/metadata') meta = e;
+        else if (e.fileName === 'META-INF/com/android/metadata.pb') metaPb = e;
         zip.readEntry();
       });
       zip.on('end', () => res());
@@ -301,6 +345,9 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
     }
     const properties = props ? await readProperties(zip, props, path) : undefined;
     const otaMetadata = meta ? await readProperties(zip, meta, path) : undefined;
+    const otaMetadataPb = metaPb
+      ? parseOtaMetadata(await readEntry(zip, metaPb, path, MAX_METADATA_PB_SIZE), path)
+      : undefined;
     return {
       file: path,
       offset: dataOffset,
@@ -308,10 +355,50 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
       container: 'ota-zip',
       properties,
       otaMetadata,
+      otaMetadataPb,
+      propertyFilesMismatch: checkPropertyFiles(
+        { ...otaMetadata, ...otaMetadataPb?.propertyFiles },
+        dataOffset,
+        payload.compressedSize,
+      ),
     };
   } finally {
     zip.close();
   }
+}
+
+/**
+ * Compares payload.bin's place in the zip with the "name:offset:size,…" lists ota_from_target_files
+ * writes into the metadata (space-padded to a reserved length); undefined when they agree or say
+ * nothing about payload.bin.
+ */
+function checkPropertyFiles(meta: Record<string, string>, offset: number, size: number): string | undefined {
+  for (const key of ['ota-property-files', 'ota-streaming-property-files']) {
+    for (const item of (meta[key] ?? '').trim().split(',')) {
+      const [name, off, len] = item.trim().split(':');
+      if (name === 'payload.bin' && (Number(off) !== offset || Number(len) !== size))
+        return `${key} says payload.bin:${off}:${len}, the zip has payload.bin:${offset}:${size}`;
+    }
+  }
+  return undefined;
+}
+
+/** Reads a small zip entry whole, refusing one larger than `max` (declared or actual). */
+async function readEntry(zip: yauzl.ZipFile, e: yauzl.Entry, path: string, max: number): Promise<Buffer> {
+  checkBound('ota-zip', `${e.fileName} size`, e.uncompressedSize, max, undefined, path);
+  return new Promise<Buffer>((res, rej) =>
+    zip.openReadStream(e, (err, s) => {
+      if (err || !s) return rej(zipError(path, err));
+      const parts: Buffer[] = [];
+      let n = 0;
+      s.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n <= max) parts.push(c);
+      });
+      s.on('end', () => res(Buffer.concat(parts)));
+      s.on('error', (er) => rej(zipError(path, er)));
+    }),
+  );
 }
 
 async function readProperties(
@@ -319,26 +406,78 @@ async function readProperties(
   e: yauzl.Entry,
   path: string,
 ): Promise<Record<string, string>> {
-  checkBound('ota-zip', `${e.fileName} size`, e.uncompressedSize, MAX_PROPERTIES_SIZE, undefined, path);
-  const text = await new Promise<string>((res, rej) =>
-    zip.openReadStream(e, (err, s) => {
-      if (err || !s) return rej(zipError(path, err));
-      const parts: Buffer[] = [];
-      let n = 0;
-      s.on('data', (c: Buffer) => {
-        n += c.length;
-        if (n <= MAX_PROPERTIES_SIZE) parts.push(c);
-      });
-      s.on('end', () => res(Buffer.concat(parts).toString('utf8')));
-      s.on('error', (er) => rej(zipError(path, er)));
-    }),
-  );
+  const text = (await readEntry(zip, e, path, MAX_PROPERTIES_SIZE)).toString('utf8');
   const out: Record<string, string> = {};
   for (const line of text.split('\n')) {
     const i = line.indexOf('=');
     if (i > 0) out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
   }
   return out;
+}
+
+/** Decodes META-INF/com/android/metadata.pb (OtaMetadata) into plain values. */
+export function parseOtaMetadata(buf: Buffer, file?: string): OtaMetadata {
+  let o: Obj;
+  try {
+    o = OtaMetadataMessage.toObject(OtaMetadataMessage.decode(buf), {
+      longs: String,
+      enums: String,
+      defaults: false,
+      arrays: true,
+      objects: true,
+    }) as Obj;
+  } catch (e) {
+    throw new FormatError({
+      format: 'ota-zip',
+      reason: `cannot decode metadata.pb protobuf: ${e instanceof Error ? e.message : String(e)}`,
+      field: 'META-INF/com/android/metadata.pb',
+      file,
+    });
+  }
+  const int = (v: unknown, field: string): number | undefined => {
+    if (v === undefined || v === null) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n))
+      throw new FormatError({
+        format: 'ota-zip',
+        reason: 'value out of range',
+        field,
+        found: String(v),
+        file,
+      });
+    return n;
+  };
+  const strs = (v: unknown) => ((v as unknown[]) ?? []).map(String);
+  const state = (d: Obj | undefined, name: string): OtaDeviceState | undefined =>
+    d
+      ? {
+          device: strs(d.device),
+          build: strs(d.build),
+          buildIncremental: (d.buildIncremental as string) || undefined,
+          timestamp: int(d.timestamp, `${name}.timestamp`),
+          sdkLevel: (d.sdkLevel as string) || undefined,
+          securityPatchLevel: (d.securityPatchLevel as string) || undefined,
+          partitionState: ((d.partitionState as Obj[]) ?? []).map((p) => ({
+            partitionName: String(p.partitionName ?? ''),
+            device: strs(p.device),
+            build: strs(p.build),
+            version: (p.version as string) || undefined,
+          })),
+        }
+      : undefined;
+  return {
+    type: typeof o.type === 'string' ? o.type : o.type === undefined ? 'UNKNOWN' : `UNKNOWN_${o.type}`,
+    wipe: Boolean(o.wipe),
+    downgrade: Boolean(o.downgrade),
+    splDowngrade: Boolean(o.splDowngrade),
+    retrofitDynamicPartitions: Boolean(o.retrofitDynamicPartitions),
+    requiredCache: int(o.requiredCache, 'required_cache'),
+    propertyFiles: Object.fromEntries(
+      Object.entries((o.propertyFiles as Record<string, string>) ?? {}).map(([k, v]) => [k, String(v)]),
+    ),
+    precondition: state(o.precondition as Obj | undefined, 'precondition'),
+    postcondition: state(o.postcondition as Obj | undefined, 'postcondition'),
+  };
 }
 
 /** True when `path` is a zip whose central directory lists payload.bin (cheap: no data read). */
@@ -605,6 +744,9 @@ function normalizeManifest(m: Obj, loc: PayloadLocation, blobsSize: number): Pay
       fecDataExtent: extent(p.fecDataExtent as Obj | undefined, `${where}.fec_data_extent`),
       fecExtent: extent(p.fecExtent as Obj | undefined, `${where}.fec_extent`),
       fecRoots: p.fecRoots as number | undefined,
+      estimateCowSize: num(p.estimateCowSize, `${where}.estimate_cow_size`),
+      estimateOpCountMax: num(p.estimateOpCountMax, `${where}.estimate_op_count_max`),
+      mergeOperations: ((p.mergeOperations as unknown[]) ?? []).length,
     };
   });
   const dpm = m.dynamicPartitionMetadata as Obj | undefined;
@@ -626,6 +768,13 @@ function normalizeManifest(m: Obj, loc: PayloadLocation, blobsSize: number): Pay
           vabcEnabled: Boolean(dpm.vabcEnabled),
           vabcCompressionParam: (dpm.vabcCompressionParam as string) || undefined,
           cowVersion: dpm.cowVersion as number | undefined,
+          vabcFeatureSet: dpm.vabcFeatureSet
+            ? {
+                threaded: Boolean((dpm.vabcFeatureSet as Obj).threaded),
+                batchWrites: Boolean((dpm.vabcFeatureSet as Obj).batchWrites),
+              }
+            : undefined,
+          compressionFactor: num(dpm.compressionFactor, 'dynamic_partition_metadata.compression_factor'),
         }
       : undefined,
     apex: ((m.apexInfo as Obj[]) ?? []).map((a, i) => ({
@@ -717,12 +866,22 @@ export interface PayloadListing {
   dynamicPartitions?: PayloadManifest['dynamicPartitions'];
   metadataSignatures: number;
   payloadSignatures: number;
+  /** Where the payload signatures blob is (relative to the blobs) and how large it is. */
+  signaturesOffset?: number;
+  signaturesSize?: number;
+  metadataSignatureSize: number;
   properties?: Record<string, string>;
   otaMetadata?: Record<string, string>;
+  otaMetadataPb?: OtaMetadata;
+  propertyFilesMismatch?: string;
 }
 
 export async function listPayload(path: string): Promise<PayloadListing> {
-  const p = await readPayload(path);
+  return summarizePayload(await readPayload(path), path);
+}
+
+/** The PayloadListing of an already-read payload. */
+export function summarizePayload(p: Payload, path = p.location.file): PayloadListing {
   const d = deltaReason(p);
   return {
     container: p.location.container,
@@ -752,7 +911,12 @@ export async function listPayload(path: string): Promise<PayloadListing> {
     dynamicPartitions: p.manifest.dynamicPartitions,
     metadataSignatures: p.metadataSignatures.length,
     payloadSignatures: p.payloadSignatures.length,
+    signaturesOffset: p.manifest.signaturesOffset,
+    signaturesSize: p.manifest.signaturesSize,
+    metadataSignatureSize: p.metadataSignatureSize,
     properties: p.location.properties,
     otaMetadata: p.location.otaMetadata,
+    otaMetadataPb: p.location.otaMetadataPb,
+    propertyFilesMismatch: p.location.propertyFilesMismatch,
   };
 }

@@ -7,7 +7,7 @@ import yazl from 'yazl';
 import { InputError } from '../../errors.ts';
 import { requireTool } from '../../host/tools.ts';
 import { readAvbImage } from '../avb/image.ts';
-import { ManifestMessage, SignaturesMessage } from './proto.ts';
+import { ManifestMessage, OtaMetadataMessage, SignaturesMessage } from './proto.ts';
 import { PAYLOAD_HEADER_SIZE, PAYLOAD_MAGIC, PAYLOAD_MAJOR_VERSION } from './reader.ts';
 
 /**
@@ -72,7 +72,19 @@ const MODE_TYPE: Record<Exclude<PayloadOpsMode, 'mixed'>, OpType> = {
   zstd: 'REPLACE_ZSTD',
 };
 
-/** Compresses with the host tool exactly as update_engine expects (xz: crc32 check only). */
+/**
+ * BCJ filter delta_generator puts in front of LZMA2 for an ELF blob (payload_generator/
+ * xz_android.cc GetFilterID): x86 for EM_386/EM_X86_64, ARM-Thumb for EM_ARM, none otherwise.
+ */
+function xzBcjFilter(data: Buffer): string[] {
+  if (data.length < 52 || data.readUInt32BE(0) !== 0x7f454c46 || data[5] !== 1) return [];
+  const machine = data.readUInt16LE(18);
+  if (machine === 3 || machine === 62) return ['--x86'];
+  if (machine === 40) return ['--armthumb'];
+  return [];
+}
+
+/** Compresses with the host tool the way delta_generator does (xz: no check, BCJ for ELF). */
 async function compress(type: OpType, data: Buffer): Promise<Buffer> {
   const run = async (tool: string, args: string[]) => {
     const r = await execa(requireTool(tool), args, {
@@ -83,7 +95,8 @@ async function compress(type: OpType, data: Buffer): Promise<Buffer> {
     return Buffer.from(r.stdout as Uint8Array);
   };
   if (type === 'REPLACE_BZ') return run('bzip2', ['-z', '-c', '-9']);
-  if (type === 'REPLACE_XZ') return run('xz', ['-z', '-c', '--check=crc32', '-T1', '-6']);
+  if (type === 'REPLACE_XZ')
+    return run('xz', ['-z', '-c', '--check=none', '-T1', ...xzBcjFilter(data), '--lzma2=preset=6']);
   if (type === 'REPLACE_ZSTD') return run('zstd', ['-z', '-c', '-q', '-3']);
   return data;
 }
@@ -341,9 +354,19 @@ export async function payloadProperties(payloadPath: string): Promise<string> {
 export async function writeOtaZip(
   out: string,
   payloadPath: string,
-  opts: { metadata?: Record<string, string> } = {},
+  opts: {
+    metadata?: Record<string, string>;
+    /** META-INF/com/android/metadata.pb as an OtaMetadata object (protobufjs camelCase fields). */
+    metadataPb?: Record<string, unknown>;
+  } = {},
 ): Promise<void> {
   const zip = new yazl.ZipFile();
+  if (opts.metadataPb)
+    zip.addBuffer(
+      Buffer.from(OtaMetadataMessage.encode(OtaMetadataMessage.fromObject(opts.metadataPb)).finish()),
+      'META-INF/com/android/metadata.pb',
+      { compress: false },
+    );
   const meta = { 'ota-type': 'AB', ...opts.metadata };
   zip.addBuffer(
     Buffer.from(
@@ -352,6 +375,8 @@ export async function writeOtaZip(
         .join(''),
     ),
     'META-INF/com/android/metadata',
+    // Stored like ota_from_target_files does, so reserved property strings keep every offset.
+    { compress: false },
   );
   zip.addFile(payloadPath, 'payload.bin', { compress: false });
   zip.addBuffer(Buffer.from(await payloadProperties(payloadPath)), 'payload_properties.txt', {

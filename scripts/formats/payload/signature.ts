@@ -1,0 +1,208 @@
+import {
+  createHash,
+  createPublicKey,
+  createVerify,
+  type KeyObject,
+  type Verify,
+  X509Certificate,
+} from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
+import { InputError, VerificationError } from '../../errors.ts';
+import { PAYLOAD_HEADER_SIZE, type Payload, type PayloadSignature } from './reader.ts';
+
+/**
+ * Payload signatures as update_engine checks them (payload_consumer/payload_verifier.cc,
+ * payload_generator/payload_signer.cc):
+ *  - metadata signature: over SHA-256 of the metadata (24-byte header + manifest);
+ *  - payload signature: over SHA-256 of the metadata and the blobs before the signatures blob,
+ *    skipping the metadata signature ("we skip metadata signature and payload signature").
+ * Each Signatures message may hold several signatures; one that verifies with the key is enough.
+ * RSA signatures are PKCS#1 v1.5 over SHA-256; EC signatures are DER, zero-padded to a fixed size,
+ * with unpadded_signature_size giving the real length.
+ *
+ * payload_properties.txt (FILE_HASH / FILE_SIZE / METADATA_HASH / METADATA_SIZE, base64 SHA-256)
+ * is checked in the same pass.
+ */
+
+export type SignatureStatus = 'absent' | 'present' | 'valid' | 'invalid';
+
+export interface PayloadSignatureReport {
+  metadataSignature: { status: SignatureStatus; count: number; sizes: number[] };
+  payloadSignature: { status: SignatureStatus; count: number; sizes: number[] };
+  /** Only for properties that payload_properties.txt gives. */
+  properties: {
+    [key in 'FILE_HASH' | 'FILE_SIZE' | 'METADATA_HASH' | 'METADATA_SIZE']?: 'match' | 'mismatch';
+  };
+  /** SHA-256 (hex) of the metadata, and of what the payload signature covers. */
+  metadataSha256: string;
+  signedPayloadSha256?: string;
+}
+
+/** At most this many signatures per message are tried (real payloads carry one). */
+const MAX_TRIED = 8;
+const CHUNK = 4 * 1024 * 1024;
+
+/** Loads the OTA signing key: an X.509 certificate (PEM or DER) or a public/private key (PEM or DER SPKI). */
+export async function loadPayloadKey(keyOrPath: string | Buffer | KeyObject): Promise<KeyObject> {
+  if (typeof keyOrPath === 'object' && !Buffer.isBuffer(keyOrPath)) return keyOrPath;
+  const buf =
+    typeof keyOrPath === 'string'
+      ? await readFile(keyOrPath).catch((e: NodeJS.ErrnoException) => {
+          throw new InputError(`cannot read ${keyOrPath}: ${e.code ?? e.message}`, {
+            code: e.code ?? 'OPEN_FAILED',
+            context: { file: keyOrPath },
+          });
+        })
+      : keyOrPath;
+  const attempts: (() => KeyObject)[] = [
+    () => new X509Certificate(buf).publicKey,
+    () => createPublicKey(buf),
+    () => createPublicKey({ key: buf, format: 'der', type: 'spki' }),
+  ];
+  for (const a of attempts) {
+    try {
+      return a();
+    } catch {
+      // try the next encoding
+    }
+  }
+  throw new InputError('not an X.509 certificate or public key (PEM or DER)', {
+    code: 'PAYLOAD_KEY_INVALID',
+    context: { file: typeof keyOrPath === 'string' ? keyOrPath : undefined },
+  });
+}
+
+/** The signature bytes update_engine hands to the verifier (EC padding removed). */
+function signatureBytes(s: PayloadSignature): Buffer {
+  return s.unpaddedSize !== undefined && s.unpaddedSize > 0 && s.unpaddedSize <= s.data.length
+    ? s.data.subarray(0, s.unpaddedSize)
+    : s.data;
+}
+
+/**
+ * Hashes the payload once (streamed) and checks both signature messages against `key` (when
+ * given) and payload_properties.txt (when the OTA zip has one). Reports, never throws on a bad
+ * signature; see assertPayloadSigned for the throwing form.
+ */
+export async function checkPayloadSignatures(
+  p: Payload,
+  opts: {
+    key?: string | Buffer | KeyObject /** Hash the whole payload for FILE_HASH (default true). */;
+    fileHash?: boolean;
+  } = {},
+): Promise<PayloadSignatureReport> {
+  const key = opts.key !== undefined ? await loadPayloadKey(opts.key) : undefined;
+  const props = p.location.properties ?? {};
+  const metadataSize = PAYLOAD_HEADER_SIZE + p.manifestSize;
+  const metaSigEnd = metadataSize + p.metadataSignatureSize;
+  const blobsStart = metaSigEnd;
+  const signedEnd =
+    blobsStart + (p.manifest.signaturesSize ? (p.manifest.signaturesOffset ?? 0) : p.blobsSize);
+  // FILE_HASH covers the whole payload; without it we stop where the signed part ends.
+  // Without a key and FILE_HASH, only the (small) metadata needs reading.
+  const wantFile = props.FILE_HASH !== undefined && opts.fileHash !== false;
+  const end = wantFile ? p.location.size : key || opts.fileHash !== false ? signedEnd : metadataSize;
+
+  const metaHash = createHash('sha256');
+  const signedHash = createHash('sha256');
+  const fileHash = createHash('sha256');
+  const verifiers = (sigs: PayloadSignature[]) =>
+    key ? sigs.slice(0, MAX_TRIED).map(() => createVerify('sha256')) : [];
+  const metaVerifiers = verifiers(p.metadataSignatures);
+  const payloadVerifiers = verifiers(p.payloadSignatures);
+  const feed = (chunk: Buffer, pos: number) => {
+    const slice = (from: number, to: number) =>
+      chunk.subarray(Math.max(0, from - pos), Math.max(0, Math.min(chunk.length, to - pos)));
+    const meta = slice(0, metadataSize);
+    metaHash.update(meta);
+    for (const v of metaVerifiers) v.update(meta);
+    const signed = Buffer.concat([meta, slice(metaSigEnd, signedEnd)]);
+    signedHash.update(signed);
+    for (const v of payloadVerifiers) v.update(signed);
+    if (wantFile) fileHash.update(chunk);
+  };
+  const fh = await open(p.location.file, 'r');
+  try {
+    const buf = Buffer.alloc(CHUNK);
+    for (let pos = 0; pos < end; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, end - pos), p.location.offset + pos);
+      if (bytesRead === 0) break;
+      feed(buf.subarray(0, bytesRead), pos);
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+
+  const status = (sigs: PayloadSignature[], vs: Verify[]): SignatureStatus => {
+    if (!sigs.length) return 'absent';
+    if (!key) return 'present';
+    return vs.some((v, i) => {
+      try {
+        return v.verify(key, signatureBytes(sigs[i]));
+      } catch {
+        return false;
+      }
+    })
+      ? 'valid'
+      : 'invalid';
+  };
+  const metadataSha = metaHash.digest();
+  const properties: PayloadSignatureReport['properties'] = {};
+  const same = (k: keyof PayloadSignatureReport['properties'], v: string) => {
+    if (props[k] !== undefined) properties[k] = props[k] === v ? 'match' : 'mismatch';
+  };
+  if (wantFile) same('FILE_HASH', fileHash.digest('base64'));
+  same('FILE_SIZE', String(p.location.size));
+  same('METADATA_HASH', metadataSha.toString('base64'));
+  same('METADATA_SIZE', String(metadataSize));
+  return {
+    metadataSignature: {
+      status: status(p.metadataSignatures, metaVerifiers),
+      count: p.metadataSignatures.length,
+      sizes: p.metadataSignatures.map((s) => signatureBytes(s).length),
+    },
+    payloadSignature: {
+      status: status(p.payloadSignatures, payloadVerifiers),
+      count: p.payloadSignatures.length,
+      sizes: p.payloadSignatures.map((s) => signatureBytes(s).length),
+    },
+    properties,
+    metadataSha256: metadataSha.toString('hex'),
+    signedPayloadSha256: end >= signedEnd ? signedHash.digest('hex') : undefined,
+  };
+}
+
+/**
+ * Throws VerificationError unless both signatures verify with `key` and payload_properties.txt
+ * (if any) matches the payload: what a device does before it applies an OTA.
+ */
+export async function assertPayloadSigned(
+  p: Payload,
+  key: string | Buffer | KeyObject,
+): Promise<PayloadSignatureReport> {
+  const r = await checkPayloadSignatures(p, { key });
+  const ctx = { file: p.location.file };
+  for (const [what, s] of [
+    ['metadata', r.metadataSignature],
+    ['payload', r.payloadSignature],
+  ] as const) {
+    if (s.status === 'absent')
+      throw new VerificationError('payload', `the payload has no ${what} signature`, {
+        code: 'PAYLOAD_UNSIGNED',
+        context: ctx,
+      });
+    if (s.status !== 'valid')
+      throw new VerificationError('payload', `no ${what} signature verifies with the given key`, {
+        code: what === 'metadata' ? 'PAYLOAD_METADATA_SIGNATURE_INVALID' : 'PAYLOAD_SIGNATURE_INVALID',
+        context: { ...ctx, signatures: s.count, sizes: s.sizes },
+      });
+  }
+  for (const [k, v] of Object.entries(r.properties))
+    if (v === 'mismatch')
+      throw new VerificationError('payload', `payload_properties.txt ${k} does not match the payload`, {
+        code: 'PAYLOAD_PROPERTIES_MISMATCH',
+        context: { ...ctx, property: k, expected: p.location.properties?.[k] },
+      });
+  return r;
+}
