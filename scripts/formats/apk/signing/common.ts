@@ -111,8 +111,121 @@ export interface CertificateInfo {
   publicKeySha256: string;
 }
 
-function dn(s: string): string {
-  return s.split('\n').filter(Boolean).reverse().join(', ');
+/** OpenSSL short names (as Node prints them) → the keywords of Java's X500Name.toString(). */
+const JAVA_DN_KEYWORDS: Record<string, string> = {
+  CN: 'CN',
+  C: 'C',
+  L: 'L',
+  ST: 'ST',
+  O: 'O',
+  OU: 'OU',
+  title: 'T',
+  street: 'STREET',
+  DC: 'DC',
+  dnQualifier: 'DNQUALIFIER',
+  SN: 'SURNAME',
+  GN: 'GIVENNAME',
+  initials: 'INITIALS',
+  generationQualifier: 'GENERATION',
+  emailAddress: 'EMAILADDRESS',
+  UID: 'UID',
+  serialNumber: 'SERIALNUMBER',
+};
+
+/** Attribute types Java has no keyword for: it prints them as OID.<dotted>. */
+const DN_OIDS: Record<string, string> = {
+  name: '2.5.4.41',
+  postalCode: '2.5.4.17',
+  pseudonym: '2.5.4.65',
+  businessCategory: '2.5.4.15',
+  description: '2.5.4.13',
+  telephoneNumber: '2.5.4.20',
+  organizationIdentifier: '2.5.4.97',
+  postOfficeBox: '2.5.4.18',
+  jurisdictionC: '1.3.6.1.4.1.311.60.2.1.3',
+  jurisdictionST: '1.3.6.1.4.1.311.60.2.1.2',
+  jurisdictionL: '1.3.6.1.4.1.311.60.2.1.1',
+};
+
+/** Splits on `sep` where it is not backslash-escaped. */
+function splitUnescaped(s: string, sep: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '\\' && i + 1 < s.length) {
+      cur += s[i]! + s[i + 1]!;
+      i++;
+    } else if (s.startsWith(sep, i)) {
+      out.push(cur);
+      cur = '';
+      i += sep.length - 1;
+    } else cur += s[i];
+  }
+  out.push(cur);
+  return out;
+}
+
+/** Undoes OpenSSL's RFC 2253 escaping (\, \" \XX hex). */
+function unescapeRfc2253(v: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] === '\\' && /^[0-9A-Fa-f]{2}$/.test(v.slice(i + 1, i + 3))) {
+      bytes.push(Number.parseInt(v.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (v[i] === '\\' && i + 1 < v.length) {
+      bytes.push(...Buffer.from(v[i + 1]!, 'utf8'));
+      i++;
+    } else bytes.push(...Buffer.from(v[i]!, 'utf8'));
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/** An attribute value quoted the way Java's AVA.toKeywordValueString does (RFC 1779 style). */
+function javaDnValue(v: string): string {
+  const specials = ',+=\n<>#;\\"';
+  let quote = false;
+  let prevWhite = false;
+  let out = '';
+  for (let i = 0; i < v.length; i++) {
+    const c = v[i]!;
+    const white = c === ' ' || c === '\n';
+    if (specials.includes(c) || (i === 0 && white)) quote = true;
+    if (white) {
+      if (prevWhite) quote = true;
+      prevWhite = true;
+    } else {
+      if (c === '"' || c === '\\') out += '\\';
+      prevWhite = false;
+    }
+    out += c;
+  }
+  if (out.endsWith(' ') || out.endsWith('\n')) quote = true;
+  return quote ? `"${out}"` : out;
+}
+
+/**
+ * A distinguished name as apksigner prints it (Java X500Name.toString()): most specific RDN first,
+ * Java's keywords (EMAILADDRESS, SURNAME, T, …), values quoted rather than backslash-escaped.
+ * `s` is Node's X509Certificate subject/issuer: one RDN per line, " + " between multi-valued AVAs.
+ */
+export function javaDistinguishedName(s: string): string {
+  return splitUnescaped(s, '\n')
+    .filter(Boolean)
+    .reverse()
+    .map((rdn) =>
+      splitUnescaped(rdn, ' + ')
+        .map((ava) => {
+          const eq = splitUnescaped(ava, '=')[0]!.length;
+          const key = ava.slice(0, eq);
+          const value = unescapeRfc2253(ava.slice(eq + 1));
+          const keyword =
+            JAVA_DN_KEYWORDS[key] ??
+            (DN_OIDS[key] ? `OID.${DN_OIDS[key]}` : /^\d+(\.\d+)+$/.test(key) ? `OID.${key}` : key);
+          return `${keyword}=${javaDnValue(value)}`;
+        })
+        .join(' + '),
+    )
+    .join(', ');
 }
 
 export interface ParsedCertificate {
@@ -153,8 +266,8 @@ function parseCertificateUnchecked(der: Buffer): ParsedCertificate {
     publicKey,
     spki,
     info: {
-      subject: dn(x.subject),
-      issuer: dn(x.issuer),
+      subject: javaDistinguishedName(x.subject),
+      issuer: javaDistinguishedName(x.issuer),
       serialNumber: x.serialNumber.toLowerCase(),
       notBefore: new Date(x.validFrom).toISOString(),
       notAfter: new Date(x.validTo).toISOString(),
