@@ -15,7 +15,7 @@ import {
   schemeFormatError,
   verifySignature,
 } from './common.ts';
-import { type BlockScheme, type VerifiedSigner, verifyBlockSigners } from './v2.ts';
+import { type BlockScheme, type PlatformRange, type VerifiedSigner, verifyBlockSigners } from './v2.ts';
 
 export const V3Attr = {
   PROOF_OF_ROTATION: 0x3ba06f8c,
@@ -121,11 +121,16 @@ export interface V3Result {
   rotationMinSdk: number | null;
 }
 
-export async function verifyV3(zip: ZipArchive, block: SigningBlock, v31 = false): Promise<V3Result | null> {
+export async function verifyV3(
+  zip: ZipArchive,
+  block: SigningBlock,
+  platform: PlatformRange,
+  v31 = false,
+): Promise<V3Result | null> {
   const scheme: BlockScheme = v31 ? 'v3.1' : 'v3';
   const pair = block.pairs.find((p) => p.id === (v31 ? BlockId.V31 : BlockId.V3));
   if (!pair) return null;
-  const signers = await verifyBlockSigners(zip, block, pair.value, scheme);
+  const signers = await verifyBlockSigners(zip, block, pair.value, scheme, platform);
   // Signers must cover disjoint SDK ranges (apksig: "overlapping SDK versions").
   const sorted = [...signers].sort((a, b) => (a.raw.minSdk ?? 0) - (b.raw.minSdk ?? 0));
   for (let i = 1; i < sorted.length; i++)

@@ -1,0 +1,130 @@
+/**
+ * Signature variants apksigner can produce beyond the plain fixtures — verity signatures next to
+ * the classic ones, several signers — verified by us and by `apksigner verify --print-certs -v`.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { generateSigningKey, type SigningKey } from '../../scripts/apkgen/index.ts';
+import { inspectApk } from '../../scripts/formats/apk/inspect.ts';
+import { runTool } from '../../scripts/host/tools.ts';
+import { onceInDir, workDir } from '../helpers.ts';
+import { ensureFixtures } from './fixtures.ts';
+import { apksignerVerify } from './oracles.ts';
+
+const DIR = join(workDir('apk'), 'schemes');
+let keys: Record<string, SigningKey>;
+const out = (n: string) => join(DIR, `${n}.apk`);
+
+interface Variant {
+  name: string;
+  signers: string[];
+  flags: string[];
+  /** Sign the "big" input (a 3 MiB stored asset: several verity tree levels, several 1 MiB chunks). */
+  big?: boolean;
+}
+
+const VARIANTS: Variant[] = [
+  {
+    name: 'verity-rsa',
+    signers: ['rsa'],
+    flags: ['--verity-enabled', 'true', '--v3-signing-enabled', 'true'],
+  },
+  { name: 'verity-ec', signers: ['ec'], flags: ['--verity-enabled', 'true', '--v3-signing-enabled', 'true'] },
+  {
+    name: 'verity-big',
+    signers: ['rsa'],
+    flags: ['--verity-enabled', 'true', '--v3-signing-enabled', 'true'],
+    big: true,
+  },
+  { name: 'two-signers', signers: ['rsa', 'ec'], flags: ['--v3-signing-enabled', 'false'] },
+];
+
+beforeAll(async () => {
+  const unsigned = (await ensureFixtures()).unsigned!;
+  await onceInDir(DIR, async () => {
+    const k = join(DIR, 'keys');
+    const made = {
+      rsa: await generateSigningKey(k, 'rsa', { subject: '/C=US/O=Omie Kit Tests/CN=Schemes RSA' }),
+      ec: await generateSigningKey(k, 'ec', {
+        subject: '/C=US/O=Omie Kit Tests/CN=Schemes EC',
+        algorithm: 'ec',
+      }),
+    } as Record<string, SigningKey>;
+    // A 3 MiB incompressible stored entry, added with Python's zipfile (deterministic bytes).
+    const big = join(DIR, 'big-unsigned.apk');
+    await runTool('python3', [
+      '-c',
+      'import shutil,sys,zipfile,random;shutil.copy(sys.argv[1],sys.argv[2]);r=random.Random(7);' +
+        'z=zipfile.ZipFile(sys.argv[2],"a");z.writestr(zipfile.ZipInfo("assets/big.bin",(2008,1,1,0,0,0)),' +
+        'bytes(r.getrandbits(8) for _ in range(3<<20)));z.close()',
+      unsigned,
+      big,
+    ]);
+    for (const v of VARIANTS) {
+      const signerArgs = v.signers.flatMap((s, i) => [
+        ...(i ? ['--next-signer'] : []),
+        '--key',
+        made[s]!.keyPk8,
+        '--cert',
+        made[s]!.certPem,
+      ]);
+      await runTool('apksigner', [
+        'sign',
+        ...signerArgs,
+        ...v.flags,
+        '--out',
+        out(v.name),
+        v.big ? big : unsigned,
+      ]);
+    }
+  });
+  const k = join(DIR, 'keys');
+  keys = {
+    rsa: await generateSigningKey(k, 'rsa'),
+    ec: await generateSigningKey(k, 'ec', { algorithm: 'ec' }),
+  };
+  expect(existsSync(keys.rsa!.certPem)).toBe(true);
+}, 300_000);
+
+describe('signature variants vs apksigner verify', () => {
+  for (const v of VARIANTS)
+    it(`${v.name}: verdict, per-scheme results and signers`, async () => {
+      const want = await apksignerVerify(out(v.name));
+      const r = await inspectApk(out(v.name));
+      expect(want.verifies).toBe(true);
+      expect(r.signatures.verified).toBe(want.verifies);
+      for (const s of ['v1', 'v2', 'v3'] as const) {
+        const sc = r.signatures.schemes[s];
+        expect(sc.verified && sc.considered, s).toBe(want.schemes[s]);
+      }
+      expect(r.signatures.signers.map((s) => ({ sha256: s.sha256, sha1: s.sha1, dn: s.subject }))).toEqual(
+        want.signers,
+      );
+    }, 60_000);
+
+  it('verity: v2 and v3 carry a classic and a VERITY_* signature, and both are checked', async () => {
+    const rsa = await inspectApk(out('verity-rsa'));
+    expect(rsa.signatures.schemes.v2.signers[0]!.algorithms).toEqual([
+      'RSA_PKCS1_V1_5_WITH_SHA256',
+      'VERITY_RSA_PKCS1_V1_5_WITH_SHA256',
+    ]);
+    expect(rsa.signatures.schemes.v3.signers[0]!.algorithms).toContain('VERITY_RSA_PKCS1_V1_5_WITH_SHA256');
+    const ec = await inspectApk(out('verity-ec'));
+    expect(ec.signatures.schemes.v2.signers[0]!.algorithms).toContain('VERITY_ECDSA_WITH_SHA256');
+    expect(ec.signatures.schemes.v2.verified).toBe(true);
+  }, 60_000);
+
+  it('verity: a changed byte in the stored data fails v2 and v3 with a content digest mismatch', async () => {
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const buf = readFileSync(out('verity-big'));
+    buf[2 << 20] = buf[2 << 20]! ^ 0xff;
+    const bad = join(DIR, 'verity-big-tampered.apk');
+    writeFileSync(bad, buf);
+    const r = await inspectApk(bad);
+    expect(r.signatures.verified).toBe(false);
+    expect((await apksignerVerify(bad)).verifies).toBe(false);
+    for (const s of ['v2', 'v3'] as const)
+      expect(r.signatures.schemes[s].error?.code, s).toBe('APK_SIG_CONTENT_DIGEST_MISMATCH');
+  }, 60_000);
+});
