@@ -115,6 +115,28 @@ describe('signature variants vs apksigner verify', () => {
     expect(ec.signatures.schemes.v2.verified).toBe(true);
   }, 60_000);
 
+  it('v1: a signature block without its .SF is skipped with a warning, as apksigner does', async () => {
+    const { readFileSync } = await import('node:fs');
+    const src = (await ensureFixtures())['v1-only']!;
+    const extra = join(DIR, 'v1-orphan-block.apk');
+    await runTool('python3', [
+      '-c',
+      'import shutil,sys,zipfile;shutil.copy(sys.argv[1],sys.argv[2]);z=zipfile.ZipFile(sys.argv[2],"a");' +
+        'z.writestr("META-INF/ORPHAN.RSA",open(sys.argv[3],"rb").read());z.close()',
+      src,
+      extra,
+      join(DIR, 'keys', 'rsa.x509.pem'),
+    ]);
+    expect(readFileSync(extra).includes(Buffer.from('META-INF/ORPHAN.RSA'))).toBe(true);
+    const want = await apksignerVerify(extra);
+    const r = await inspectApk(extra);
+    expect(want.verifies).toBe(true);
+    expect(r.signatures.verified).toBe(true);
+    expect(r.signatures.schemes.v1.signers.map((s) => s.certificates[0]!.sha256)).toEqual(
+      want.signers.map((s) => s.sha256),
+    );
+  }, 60_000);
+
   it('verity: a changed byte in the stored data fails v2 and v3 with a content digest mismatch', async () => {
     const { readFileSync, writeFileSync } = await import('node:fs');
     const buf = readFileSync(out('verity-big'));

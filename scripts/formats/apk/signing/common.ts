@@ -499,8 +499,7 @@ export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Pro
     total += b.length;
     let buf = carry.length ? Buffer.concat([carry, b]) : b;
     let p = 0;
-    for (; p + BLOCK <= buf.length; p += BLOCK)
-      leaves.push(saltedSha256(buf.subarray(p, p + BLOCK)));
+    for (; p + BLOCK <= buf.length; p += BLOCK) leaves.push(saltedSha256(buf.subarray(p, p + BLOCK)));
     carry = Buffer.from(buf.subarray(p));
     buf = Buffer.alloc(0);
   };
@@ -510,8 +509,7 @@ export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Pro
   await section(0, regions.beforeBlockEnd);
   await section(regions.centralDirectoryOffset, regions.centralDirectorySize);
   feed(regions.eocd);
-  if (carry.length)
-    leaves.push(saltedSha256(Buffer.concat([carry, Buffer.alloc(BLOCK - carry.length)])));
+  if (carry.length) leaves.push(saltedSha256(Buffer.concat([carry, Buffer.alloc(BLOCK - carry.length)])));
   // Levels of hashes over 4 KiB blocks until one block holds the level; the root is the hash of that block.
   let level = Buffer.concat(leaves);
   const pad = (b: Buffer) =>
@@ -519,8 +517,7 @@ export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Pro
   while (level.length > BLOCK) {
     const padded = pad(level);
     const next: Buffer[] = [];
-    for (let p = 0; p < padded.length; p += BLOCK)
-      next.push(saltedSha256(padded.subarray(p, p + BLOCK)));
+    for (let p = 0; p < padded.length; p += BLOCK) next.push(saltedSha256(padded.subarray(p, p + BLOCK)));
     level = Buffer.concat(next);
   }
   const root = saltedSha256(pad(level));

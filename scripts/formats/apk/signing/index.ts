@@ -126,7 +126,7 @@ export async function verifyApkSignatures(zip: ZipArchive, opts: VerifyOptions):
     });
   }
   try {
-    const r = await verifyV1(zip);
+    const r = await verifyV1(zip, opts.minSdk);
     if (r) {
       schemes.v1.present = true;
       schemes.v1.verified = true;
