@@ -145,10 +145,15 @@ export async function verifyBlockSigners(
     const who = `signer #${s.index + 1}`;
     if (s.signatures.length === 0)
       throw new VerificationError(scheme, `${who}: no signatures`, { code: 'APK_SIG_NO_SIGNATURES' });
-    // Platform range this signer must verify on: v2 from SDK 24, v3/v3.1 from 28 and within the
-    // signer's own range (apksig passes max(minSdk, N) / max(minSdk, P) to the scheme verifiers).
-    const lo = Math.max(platform.minSdk, scheme === 'v2' ? 24 : 28, s.minSdk ?? 0);
-    const hi = scheme === 'v2' ? Number.MAX_SAFE_INTEGER : (s.maxSdk ?? Number.MAX_SAFE_INTEGER);
+    // Platform range this signer must verify on: for v2 the APK's from SDK 24 on (apksig passes
+    // max(minSdk, N)); for v3/v3.1 the signer's own [minSdk, maxSdk] (V3SchemeVerifier.parseSigner).
+    if (scheme !== 'v2' && (s.minSdk! > 0x7fffffff || s.minSdk! > s.maxSdk!))
+      throw new VerificationError(scheme, `${who}: invalid SDK version range ${s.minSdk}..${s.maxSdk}`, {
+        code: 'APK_SIG_SDK_RANGE_INVALID',
+        context: { signer: s.index + 1, minSdk: s.minSdk, maxSdk: s.maxSdk },
+      });
+    const lo = scheme === 'v2' ? Math.max(platform.minSdk, 24) : s.minSdk!;
+    const hi = scheme === 'v2' ? Number.MAX_SAFE_INTEGER : s.maxSdk!;
     const chosen = signaturesToVerify(s.signatures, lo, hi);
     if (!('ok' in chosen))
       throw new VerificationError(
