@@ -5,13 +5,14 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { OmieError } from '../../scripts/errors.ts';
 import { parseArsc, type ResourceTable } from '../../scripts/formats/apk/arsc.ts';
 import { ChunkType, readChunkHeader, ValueType } from '../../scripts/formats/apk/axml.ts';
 import { FRAMEWORK_RES_APK } from '../../scripts/formats/apk/inspect.ts';
 import { bufferSource, ZipArchive } from '../../scripts/formats/apk/zip.ts';
 import { BinaryReader } from '../../scripts/formats/binary.ts';
 import { runTool } from '../../scripts/host/tools.ts';
-import { workDir } from '../helpers.ts';
+import { mutate, prng, workDir } from '../helpers.ts';
 
 const dir = join(workDir('apk'), 'arsc-sparse');
 let apk: string;
@@ -123,4 +124,28 @@ describe('resources.arsc with sparse type chunks vs aapt2 dump resources', () =>
     const ref = [...table.allEntries()].find((e) => e.name.endsWith('string/ref'))!;
     expect(table.resolveString(ref.id)).toBe(/^application-label:'([^']*)'/m.exec(out)![1]);
   });
+
+  it('fuzz: 1500 mutated sparse tables, every id in every config, only typed errors, quickly', async () => {
+    const z = await ZipArchive.open(bufferSource(readFileSync(apk)));
+    const buf = await z.read(z.entry('resources.arsc')!);
+    const ids = [...table.allEntries()].map((e) => e.id);
+    const rnd = prng(26);
+    let typed = 0;
+    for (let i = 0; i < 1500; i++) {
+      const m = mutate(buf, rnd);
+      const t0 = performance.now();
+      try {
+        const t = parseArsc(m);
+        for (const id of ids) {
+          t.entryInAllConfigs(id);
+          t.resolve(id);
+        }
+      } catch (e) {
+        if (!(e instanceof OmieError)) throw new Error(`case ${i}: ${(e as Error).stack}`);
+        typed++;
+      }
+      expect(performance.now() - t0).toBeLessThan(1000);
+    }
+    expect(typed).toBeGreaterThan(0);
+  }, 60_000);
 });
