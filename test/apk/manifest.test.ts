@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FRAMEWORK_RES_APK } from '../../scripts/formats/apk/inspect.ts';
+import { FRAMEWORK_RES_APK, inspectApk } from '../../scripts/formats/apk/inspect.ts';
 import { parseManifest } from '../../scripts/formats/apk/manifest.ts';
 import { bufferSource, ZipArchive } from '../../scripts/formats/apk/zip.ts';
 import { runTool } from '../../scripts/host/tools.ts';
@@ -136,5 +136,33 @@ describe('manifest attributes vs aapt2 dump badging', () => {
     expect(n.components.map((c) => [c.name, c.exported, c.exportedExplicit])).toEqual([
       ['org.other.Svc', true, true],
     ]);
+  });
+
+  it('versionName, minSdkVersion and label given as resource references resolve like aapt2', async () => {
+    const { mkdirSync } = await import('node:fs');
+    const res = join(dir, 'refs', 'res', 'values');
+    mkdirSync(res, { recursive: true });
+    writeFileSync(
+      join(res, 'v.xml'),
+      '<resources><integer name="min">23</integer><string name="vn">5.6.7</string>' +
+        '<string name="app">@string/app2</string><string name="app2">Ref App</string></resources>',
+    );
+    const mf = join(dir, 'refs', 'AndroidManifest.xml');
+    writeFileSync(
+      mf,
+      '<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="org.omie.ref" ' +
+        'android:versionCode="3" android:versionName="@string/vn"><uses-sdk android:minSdkVersion="@integer/min" ' +
+        'android:targetSdkVersion="30"/><application android:label="@string/app"/></manifest>',
+    );
+    const compiled = join(dir, 'refs', 'c.zip');
+    const out = join(dir, 'refs', 'refs.apk');
+    await runTool('aapt2', ['compile', '--dir', join(dir, 'refs', 'res'), '-o', compiled]);
+    await runTool('aapt2', ['link', '--manifest', mf, '-I', FRAMEWORK_RES_APK, '-o', out, compiled]);
+    const text = (await runTool('aapt2', ['dump', 'badging', out])).stdout;
+    const r = await inspectApk(out);
+    expect(r.identity.versionName).toBe(badging(text).versionName);
+    expect(String(r.sdk.min)).toBe(badging(text).sdk);
+    expect(r.identity.label).toBe(/^application-label:'([^']*)'/m.exec(text)![1]);
+    expect(r.identity.label).toBe('Ref App');
   });
 });
