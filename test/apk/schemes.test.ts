@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, type SigningKey } from '../../scripts/apkgen/index.ts';
 import { inspectApk } from '../../scripts/formats/apk/inspect.ts';
+import { APK_SIG_BLOCK_MAGIC, BlockId, findSigningBlock } from '../../scripts/formats/apk/signing/block.ts';
+import { bufferSource, ZipArchive } from '../../scripts/formats/apk/zip.ts';
 import { runTool } from '../../scripts/host/tools.ts';
 import { onceInDir, workDir } from '../helpers.ts';
 import { ensureFixtures } from './fixtures.ts';
@@ -149,4 +151,75 @@ describe('signature variants vs apksigner verify', () => {
     for (const s of ['v2', 'v3'] as const)
       expect(r.signatures.schemes[s].error?.code, s).toBe('APK_SIG_CONTENT_DIGEST_MISMATCH');
   }, 60_000);
+
+  it('extra pairs in the APK Signing Block: unknown ids are ignored, a v3.1 block is verified', async () => {
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const src = readFileSync(out('verity-rsa'));
+    const z = await ZipArchive.open(bufferSource(src));
+    const block = (await findSigningBlock(z))!;
+    const v3 = block.pairs.find((p) => p.id === BlockId.V3)!;
+    // New block = old pairs + unknown id + a v3.1 copy of the v3 signer. Signed regions are the
+    // bytes before the block, the central directory and the EOCD with its CD offset pointing at
+    // the block, so every existing signature stays valid.
+    const pair = (id: number, value: Buffer) => {
+      const h = Buffer.alloc(12);
+      h.writeBigUInt64LE(BigInt(value.length + 4));
+      h.writeUInt32LE(id, 8);
+      return Buffer.concat([h, value]);
+    };
+    const known = block.pairs.filter((p) => p.id !== BlockId.VERITY_PADDING).map((p) => pair(p.id, p.value));
+    const build = (padded: boolean) => {
+      let pairs = Buffer.concat([
+        ...known,
+        pair(0x12345678, Buffer.from('not a signature')),
+        pair(BlockId.V31, v3.value),
+      ]);
+      if (padded) {
+        // Verity signatures need a block of whole pages: apksigner's padding pair ("Brew").
+        let pad = 4096 - ((pairs.length + 32) % 4096);
+        if (pad < 12) pad += 4096;
+        pairs = Buffer.concat([pairs, pair(BlockId.VERITY_PADDING, Buffer.alloc(pad - 12))]);
+      }
+      const size = Buffer.alloc(8);
+      size.writeBigUInt64LE(BigInt(pairs.length + 24));
+      const newBlock = Buffer.concat([size, pairs, size, APK_SIG_BLOCK_MAGIC]);
+      const cd = src.subarray(z.layout.centralDirectoryOffset, z.layout.eocdOffset);
+      const eocd = Buffer.from(src.subarray(z.layout.eocdOffset));
+      eocd.writeUInt32LE(block.offset + newBlock.length, 16);
+      return { apk: Buffer.concat([src.subarray(0, block.offset), newBlock, cd, eocd]) };
+    };
+    // Unpadded: apksigner refuses the verity digests, and so do we (on v2 and v3 alike).
+    const unpadded = join(DIR, 'extra-pairs-unpadded.apk');
+    writeFileSync(unpadded, build(false).apk);
+    expect((await apksignerVerify(unpadded)).verifies).toBe(false);
+    const u = await inspectApk(unpadded);
+    expect(u.signatures.verified).toBe(false);
+    expect(u.signatures.schemes.v2.error?.code).toBe('APK_SIG_VERITY_ALIGNMENT');
+    const { apk: padded } = build(true);
+    const file = join(DIR, 'extra-pairs.apk');
+    writeFileSync(file, padded);
+    const want = await apksignerVerify(file);
+    const r = await inspectApk(file);
+    expect(want.verifies).toBe(true);
+    expect(r.signatures.verified).toBe(true);
+    expect(r.signatures.otherBlockIds).toContain('0x12345678');
+    expect(r.signatures.schemes['v3.1']).toMatchObject({ present: true, verified: true });
+    expect(r.signatures.schemes['v3.1'].signers[0]!.certificates[0]!.sha256).toBe(want.signers[0]!.sha256);
+    // A v3.1 block whose signer was altered is reported on v3.1 alone.
+    const bad = readFileSync(file);
+    const v31 = (await findSigningBlock(await ZipArchive.open(bufferSource(bad))))!.pairs.find(
+      (p) => p.id === BlockId.V31,
+    )!;
+    expect(v31.value.equals(v3.value)).toBe(true);
+    // Inside the first signer's signed data (after the u32 lengths of signers, signer, signed data).
+    bad[v31.offset + 64] = bad[v31.offset + 64]! ^ 1;
+    const b = await inspectApk(writeAndReturn(join(DIR, 'extra-pairs-bad.apk'), bad, writeFileSync));
+    expect(b.signatures.schemes['v3.1'].verified).toBe(false);
+    expect(b.signatures.schemes.v3.verified).toBe(true);
+  }, 60_000);
 });
+
+function writeAndReturn(file: string, buf: Buffer, write: (f: string, b: Buffer) => void): string {
+  write(file, buf);
+  return file;
+}

@@ -237,6 +237,14 @@ export async function verifyBlockSigners(
   if (zip.layout.zip64)
     throw new VerificationError(scheme, 'ZIP64 APKs cannot carry v2+ signatures', { code: 'APK_SIG_ZIP64' });
   const regions = await signedRegions(zip, block.offset);
+  // The verity tree skips the signing block by whole 4 KiB pages: apksig refuses verity digests
+  // unless the block starts on a page boundary and spans whole pages (verifyIntegrity).
+  if (needed.has('VERITY_CHUNKED_SHA256') && (block.offset % 4096 !== 0 || block.size % 4096 !== 0))
+    throw new VerificationError(
+      scheme,
+      `APK Signing Block at ${block.offset} (${block.size} bytes) is not page aligned, which verity signatures require`,
+      { code: 'APK_SIG_VERITY_ALIGNMENT', context: { offset: block.offset, size: block.size } },
+    );
   const hashes = [...needed.keys()]
     .map((d) => HASH_OF[d])
     .filter((h): h is 'sha256' | 'sha512' => h !== 'verity');
