@@ -16,7 +16,7 @@ export interface Badging {
 
 export function parseBadging(out: string): Badging {
   const pkg =
-    /^package: name='([^']*)' versionCode='(\d+)' versionName='([^']*)'(?:.*compileSdkVersion='(\d+)')?/m.exec(
+    /^package: name='([^']*)' versionCode='(\d*)' versionName='([^']*)'(?:.*compileSdkVersion='(\d+)')?/m.exec(
       out,
     )!;
   return {

@@ -94,4 +94,42 @@ describe('zip', () => {
       /End of Central Directory/,
     );
   });
+
+  it('rejects names Android refuses (duplicate, "..", absolute) and a local/central name mismatch', async () => {
+    const dir = workDir('apk');
+    const make = async (file: string, names: string[]) => {
+      await execa('python3', [
+        '-c',
+        'import sys,zipfile,warnings;warnings.simplefilter("ignore");z=zipfile.ZipFile(sys.argv[1],"w")\n' +
+          'for n in sys.argv[2:]: z.writestr(n, b"x")\nz.close()',
+        file,
+        ...names,
+      ]);
+      return readFileSync(file);
+    };
+    for (const [names, why] of [
+      [['a.txt', 'a.txt'], /duplicate entry name/],
+      [['lib/../../evil.so'], /escapes the archive root/],
+      [['/etc/passwd'], /escapes the archive root/],
+    ] as const) {
+      const buf = await make(join(dir, 'bad-names.zip'), [...names]);
+      await expect(ZipArchive.open(bufferSource(buf))).rejects.toThrow(why);
+    }
+    // Same-length rename in the local header only: python's zipfile refuses to read it too.
+    const file = join(dir, 'name-mismatch.zip');
+    const buf = await make(file, ['good.txt']);
+    buf.write('evil', 30, 'latin1');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(file, buf);
+    const py = await execa(
+      'python3',
+      ['-c', 'import sys,zipfile;zipfile.ZipFile(sys.argv[1]).read("good.txt")', file],
+      {
+        reject: false,
+      },
+    );
+    expect(py.exitCode).not.toBe(0);
+    const z = await ZipArchive.open(bufferSource(buf));
+    await expect(z.read(z.entry('good.txt')!)).rejects.toThrow(/local file header name differs/);
+  });
 });

@@ -112,6 +112,19 @@ export class ResourceTable {
     return null;
   }
 
+  /** The entry for `id` in every configuration that defines it, the default configuration first. */
+  entryInAllConfigs(id: number): ResourceEntry[] {
+    const pkg = this.pkgs.get((id >>> 24) & 0xff);
+    const typeId = (id >>> 16) & 0xff;
+    const out: ResourceEntry[] = [];
+    for (const t of pkg?.types.get(typeId) ?? []) {
+      const off = this.entryOffset(t, id & 0xffff);
+      if (off !== null)
+        out.push(this.readEntry(pkg!, typeId, id, t.start + t.entriesStart + off, t.start + t.size));
+    }
+    return out;
+  }
+
   /** Follows references until a non-reference value; null when missing, complex or a cycle. */
   resolve(id: number): TypedValue | null {
     let cur = id;

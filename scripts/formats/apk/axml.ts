@@ -160,12 +160,12 @@ export class StringPool {
       if (n & 0x80) r.u8('utf16 length');
       n = r.u8('utf8 length');
       if (n & 0x80) n = ((n & 0x7f) << 8) | r.u8('utf8 length');
-      if (at + n > this.end) r.fail('string past end of pool', { field: `string ${index}`, at });
+      if (r.pos + n > this.end) r.fail('string past end of pool', { field: `string ${index}`, at });
       return r.bytes(n, `string ${index}`).toString('utf8');
     }
     let n = r.u16le('utf16 length');
     if (n & 0x8000) n = ((n & 0x7fff) << 16) | r.u16le('utf16 length');
-    if (at + 2 * n > this.end) r.fail('string past end of pool', { field: `string ${index}`, at });
+    if (r.pos + 2 * n > this.end) r.fail('string past end of pool', { field: `string ${index}`, at });
     return r.bytes(2 * n, `string ${index}`).toString('utf16le');
   }
 }

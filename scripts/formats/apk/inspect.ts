@@ -59,6 +59,8 @@ export interface ApkReport {
   identity: {
     package: string;
     versionCode: number;
+    /** versionCodeMajor << 32 | versionCode, what the platform compares on update. */
+    longVersionCode: number;
     versionName: string | null;
     /** Application label resolved through resources.arsc (default configuration). */
     label: string | null;
@@ -259,6 +261,7 @@ export async function inspectApk(path: string, opts: InspectOptions = {}): Promi
       identity: {
         package: m.package,
         versionCode: m.versionCode,
+        longVersionCode: m.longVersionCode,
         versionName: m.versionName,
         label: m.label,
         sharedUserId: m.sharedUserId,

@@ -39,6 +39,7 @@ const ATTR_IDS: Record<string, number> = {
   pathPattern: 0x0101002c,
   minSdkVersion: 0x0101020c,
   versionCode: 0x0101021b,
+  versionCodeMajor: 0x01010576,
   versionName: 0x0101021c,
   targetSdkVersion: 0x01010270,
   maxSdkVersion: 0x01010271,
@@ -130,8 +131,12 @@ export interface DeclaredPermission {
 
 export interface ApkManifest {
   package: string;
+  /** android:versionCode: the low 32 bits of the long version code, as aapt prints it. */
   versionCode: number;
-  /** android:versionCodeMajor is ignored; versionCode is the low 32 bits as aapt prints it. */
+  /** android:versionCodeMajor (0 when absent): the high 32 bits. */
+  versionCodeMajor: number;
+  /** PackageInfo.getLongVersionCode(): versionCodeMajor << 32 | versionCode (unsigned low half). */
+  longVersionCode: number;
   versionName: string | null;
   minSdkVersion: number;
   targetSdkVersion: number;
@@ -320,9 +325,13 @@ export function parseManifest(axml: Buffer, res: ResourceTable | null, file?: st
     });
   }
   const queries = root.children.filter((c) => c.name === 'queries');
+  const versionCode = m.int('versionCode') ?? 0;
+  const versionCodeMajor = m.int('versionCodeMajor') ?? 0;
   return {
     package: pkg,
-    versionCode: m.int('versionCode') ?? 0,
+    versionCode,
+    versionCodeMajor,
+    longVersionCode: versionCodeMajor * 2 ** 32 + (versionCode >>> 0),
     versionName: m.str('versionName'),
     minSdkVersion: minSdk,
     targetSdkVersion: targetSdk,

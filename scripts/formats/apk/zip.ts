@@ -101,6 +101,8 @@ function rangeCheck(name: string, size: number, pos: number, len: number): void 
 
 export interface ZipEntry {
   name: string;
+  /** The name's bytes as stored in the central directory. */
+  rawName: Buffer;
   /** 0 = stored, 8 = deflated. */
   method: number;
   flags: number;
@@ -186,6 +188,19 @@ export class ZipArchive {
     h.seek(26);
     const nameLen = h.u16le('name length');
     const extraLen = h.u16le('extra length');
+    // libziparchive and apksig reject a local header whose name differs from the central
+    // directory's: a reader trusting either one alone could be shown different files.
+    const localName = await this.source.read(e.localHeaderOffset + 30, nameLen);
+    if (!localName.equals(e.rawName))
+      throw new FormatError({
+        format: FORMAT,
+        reason: 'local file header name differs from the central directory',
+        field: e.name,
+        offset: e.localHeaderOffset + 30,
+        expected: e.name,
+        found: localName.toString('utf8'),
+        file: this.name,
+      });
     const start = e.localHeaderOffset + 30 + nameLen + extraLen;
     if (start + e.compressedSize > this.layout.centralDirectoryOffset)
       throw new FormatError({
@@ -425,6 +440,7 @@ async function findLayout(src: ByteSource): Promise<ZipLayout> {
 function parseCentralDirectory(cd: Buffer, layout: ZipLayout, file: string): ZipEntry[] {
   const r = new BinaryReader(cd, FORMAT, layout.centralDirectoryOffset, file);
   const out: ZipEntry[] = [];
+  const seen = new Set<string>();
   for (let i = 0; i < layout.entryCount; i++) {
     const recordAt = r.pos;
     const sig = r.u32le('central directory signature');
@@ -447,7 +463,9 @@ function parseCentralDirectory(cd: Buffer, layout: ZipLayout, file: string): Zip
     const commentLen = r.u16le('comment length');
     r.skip(8);
     let lho = r.u32le('local header offset');
-    const name = r.bytes(nameLen, 'name').toString('utf8');
+    const rawName = r.bytes(nameLen, 'name');
+    const name = rawName.toString('utf8');
+    checkEntryName(name, rawName, seen, r, recordAt);
     const extra = r.bytes(extraLen, 'extra');
     r.skip(commentLen, 'comment');
     if (csize === 0xffffffff || usize === 0xffffffff || lho === 0xffffffff) {
@@ -481,6 +499,7 @@ function parseCentralDirectory(cd: Buffer, layout: ZipLayout, file: string): Zip
       });
     out.push({
       name,
+      rawName,
       method,
       flags,
       crc32: crc,
@@ -492,4 +511,22 @@ function parseCentralDirectory(cd: Buffer, layout: ZipLayout, file: string): Zip
     });
   }
   return out;
+}
+
+/**
+ * Entry names Android refuses: duplicates (libziparchive kDuplicateEntry; two readers could pick
+ * different ones), embedded NUL, and names escaping the extraction root (absolute, or with a ".."
+ * segment), which the platform rejects when it extracts native libraries and dex files.
+ */
+function checkEntryName(name: string, raw: Buffer, seen: Set<string>, r: BinaryReader, at: number): void {
+  if (raw.includes(0)) r.fail('entry name contains NUL', { field: 'name', at: at + 46, found: name });
+  if (name.startsWith('/') || name.split('/').includes('..'))
+    r.fail('entry name escapes the archive root', {
+      field: 'name',
+      at: at + 46,
+      expected: 'a relative path without ".." segments',
+      found: name,
+    });
+  if (seen.has(name)) r.fail('duplicate entry name', { field: 'name', at: at + 46, found: name });
+  seen.add(name);
 }

@@ -20,6 +20,8 @@ export type ContentDigest = 'CHUNKED_SHA256' | 'CHUNKED_SHA512' | 'VERITY_CHUNKE
 export interface SignatureAlgorithm {
   id: number;
   name: string;
+  /** First platform SDK that verifies this algorithm in v2+ blocks (apksig getMinSdkVersion). */
+  minSdk: number;
   keyType: 'RSA' | 'EC' | 'DSA';
   hash: 'sha256' | 'sha512';
   pss?: { saltLength: number };
@@ -31,6 +33,7 @@ export const SIGNATURE_ALGORITHMS: Record<number, SignatureAlgorithm> = {
   257: {
     id: 0x0101,
     name: 'RSA_PSS_WITH_SHA256',
+    minSdk: 24,
     keyType: 'RSA',
     hash: 'sha256',
     pss: { saltLength: 32 },
@@ -39,6 +42,7 @@ export const SIGNATURE_ALGORITHMS: Record<number, SignatureAlgorithm> = {
   258: {
     id: 0x0102,
     name: 'RSA_PSS_WITH_SHA512',
+    minSdk: 24,
     keyType: 'RSA',
     hash: 'sha512',
     pss: { saltLength: 64 },
@@ -47,6 +51,7 @@ export const SIGNATURE_ALGORITHMS: Record<number, SignatureAlgorithm> = {
   259: {
     id: 0x0103,
     name: 'RSA_PKCS1_V1_5_WITH_SHA256',
+    minSdk: 24,
     keyType: 'RSA',
     hash: 'sha256',
     digest: 'CHUNKED_SHA256',
@@ -54,16 +59,39 @@ export const SIGNATURE_ALGORITHMS: Record<number, SignatureAlgorithm> = {
   260: {
     id: 0x0104,
     name: 'RSA_PKCS1_V1_5_WITH_SHA512',
+    minSdk: 24,
     keyType: 'RSA',
     hash: 'sha512',
     digest: 'CHUNKED_SHA512',
   },
-  513: { id: 0x0201, name: 'ECDSA_WITH_SHA256', keyType: 'EC', hash: 'sha256', digest: 'CHUNKED_SHA256' },
-  514: { id: 0x0202, name: 'ECDSA_WITH_SHA512', keyType: 'EC', hash: 'sha512', digest: 'CHUNKED_SHA512' },
-  769: { id: 0x0301, name: 'DSA_WITH_SHA256', keyType: 'DSA', hash: 'sha256', digest: 'CHUNKED_SHA256' },
+  513: {
+    id: 0x0201,
+    name: 'ECDSA_WITH_SHA256',
+    minSdk: 24,
+    keyType: 'EC',
+    hash: 'sha256',
+    digest: 'CHUNKED_SHA256',
+  },
+  514: {
+    id: 0x0202,
+    name: 'ECDSA_WITH_SHA512',
+    minSdk: 24,
+    keyType: 'EC',
+    hash: 'sha512',
+    digest: 'CHUNKED_SHA512',
+  },
+  769: {
+    id: 0x0301,
+    name: 'DSA_WITH_SHA256',
+    minSdk: 24,
+    keyType: 'DSA',
+    hash: 'sha256',
+    digest: 'CHUNKED_SHA256',
+  },
   1057: {
     id: 0x0421,
     name: 'VERITY_RSA_PKCS1_V1_5_WITH_SHA256',
+    minSdk: 28,
     keyType: 'RSA',
     hash: 'sha256',
     digest: 'VERITY_CHUNKED_SHA256',
@@ -71,6 +99,7 @@ export const SIGNATURE_ALGORITHMS: Record<number, SignatureAlgorithm> = {
   1059: {
     id: 0x0423,
     name: 'VERITY_ECDSA_WITH_SHA256',
+    minSdk: 28,
     keyType: 'EC',
     hash: 'sha256',
     digest: 'VERITY_CHUNKED_SHA256',
@@ -78,6 +107,7 @@ export const SIGNATURE_ALGORITHMS: Record<number, SignatureAlgorithm> = {
   1061: {
     id: 0x0425,
     name: 'VERITY_DSA_WITH_SHA256',
+    minSdk: 28,
     keyType: 'DSA',
     hash: 'sha256',
     digest: 'VERITY_CHUNKED_SHA256',
@@ -93,6 +123,32 @@ const DIGEST_RANK: Record<ContentDigest, number> = {
 
 export function betterAlgorithm(a: SignatureAlgorithm, b: SignatureAlgorithm): SignatureAlgorithm {
   return DIGEST_RANK[b.digest] > DIGEST_RANK[a.digest] ? b : a;
+}
+
+/**
+ * apksig ApkSigningBlockUtils.getSignaturesToVerify: each platform version verifies the strongest
+ * signature it supports, so the set to verify is the strongest per algorithm-introduction SDK
+ * (e.g. RSA_PKCS1 from 24 *and* VERITY_RSA from 28 when both are present). Fails, like apksig,
+ * when no signature is verifiable on `minSdk` (a verity-only signer on an APK for SDK < 28).
+ */
+export function signaturesToVerify<T extends { alg: number }>(
+  signatures: readonly T[],
+  minSdk: number,
+  maxSdk: number,
+): { ok: Array<T & { algorithm: SignatureAlgorithm }> } | { minProvided: number | null } {
+  const best = new Map<number, T & { algorithm: SignatureAlgorithm }>();
+  let minProvided = Number.POSITIVE_INFINITY;
+  for (const s of signatures) {
+    const algorithm = SIGNATURE_ALGORITHMS[s.alg];
+    if (!algorithm || algorithm.minSdk > maxSdk) continue;
+    minProvided = Math.min(minProvided, algorithm.minSdk);
+    const cur = best.get(algorithm.minSdk);
+    if (!cur || DIGEST_RANK[algorithm.digest] > DIGEST_RANK[cur.algorithm.digest])
+      best.set(algorithm.minSdk, { ...s, algorithm });
+  }
+  if (!best.size || minSdk < minProvided)
+    return { minProvided: Number.isFinite(minProvided) ? minProvided : null };
+  return { ok: [...best.values()].sort((a, b) => a.algorithm.id - b.algorithm.id) };
 }
 
 /** Certificate facts, digests over the DER encoding exactly as apksigner prints them. */
@@ -111,8 +167,121 @@ export interface CertificateInfo {
   publicKeySha256: string;
 }
 
-function dn(s: string): string {
-  return s.split('\n').filter(Boolean).reverse().join(', ');
+/** OpenSSL short names (as Node prints them) → the keywords of Java's X500Name.toString(). */
+const JAVA_DN_KEYWORDS: Record<string, string> = {
+  CN: 'CN',
+  C: 'C',
+  L: 'L',
+  ST: 'ST',
+  O: 'O',
+  OU: 'OU',
+  title: 'T',
+  street: 'STREET',
+  DC: 'DC',
+  dnQualifier: 'DNQUALIFIER',
+  SN: 'SURNAME',
+  GN: 'GIVENNAME',
+  initials: 'INITIALS',
+  generationQualifier: 'GENERATION',
+  emailAddress: 'EMAILADDRESS',
+  UID: 'UID',
+  serialNumber: 'SERIALNUMBER',
+};
+
+/** Attribute types Java has no keyword for: it prints them as OID.<dotted>. */
+const DN_OIDS: Record<string, string> = {
+  name: '2.5.4.41',
+  postalCode: '2.5.4.17',
+  pseudonym: '2.5.4.65',
+  businessCategory: '2.5.4.15',
+  description: '2.5.4.13',
+  telephoneNumber: '2.5.4.20',
+  organizationIdentifier: '2.5.4.97',
+  postOfficeBox: '2.5.4.18',
+  jurisdictionC: '1.3.6.1.4.1.311.60.2.1.3',
+  jurisdictionST: '1.3.6.1.4.1.311.60.2.1.2',
+  jurisdictionL: '1.3.6.1.4.1.311.60.2.1.1',
+};
+
+/** Splits on `sep` where it is not backslash-escaped. */
+function splitUnescaped(s: string, sep: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '\\' && i + 1 < s.length) {
+      cur += s[i]! + s[i + 1]!;
+      i++;
+    } else if (s.startsWith(sep, i)) {
+      out.push(cur);
+      cur = '';
+      i += sep.length - 1;
+    } else cur += s[i];
+  }
+  out.push(cur);
+  return out;
+}
+
+/** Undoes OpenSSL's RFC 2253 escaping (\, \" \XX hex). */
+function unescapeRfc2253(v: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] === '\\' && /^[0-9A-Fa-f]{2}$/.test(v.slice(i + 1, i + 3))) {
+      bytes.push(Number.parseInt(v.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (v[i] === '\\' && i + 1 < v.length) {
+      bytes.push(...Buffer.from(v[i + 1]!, 'utf8'));
+      i++;
+    } else bytes.push(...Buffer.from(v[i]!, 'utf8'));
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/** An attribute value quoted the way Java's AVA.toKeywordValueString does (RFC 1779 style). */
+function javaDnValue(v: string): string {
+  const specials = ',+=\n<>#;\\"';
+  let quote = false;
+  let prevWhite = false;
+  let out = '';
+  for (let i = 0; i < v.length; i++) {
+    const c = v[i]!;
+    const white = c === ' ' || c === '\n';
+    if (specials.includes(c) || (i === 0 && white)) quote = true;
+    if (white) {
+      if (prevWhite) quote = true;
+      prevWhite = true;
+    } else {
+      if (c === '"' || c === '\\') out += '\\';
+      prevWhite = false;
+    }
+    out += c;
+  }
+  if (out.endsWith(' ') || out.endsWith('\n')) quote = true;
+  return quote ? `"${out}"` : out;
+}
+
+/**
+ * A distinguished name as apksigner prints it (Java X500Name.toString()): most specific RDN first,
+ * Java's keywords (EMAILADDRESS, SURNAME, T, …), values quoted rather than backslash-escaped.
+ * `s` is Node's X509Certificate subject/issuer: one RDN per line, " + " between multi-valued AVAs.
+ */
+export function javaDistinguishedName(s: string): string {
+  return splitUnescaped(s, '\n')
+    .filter(Boolean)
+    .reverse()
+    .map((rdn) =>
+      splitUnescaped(rdn, ' + ')
+        .map((ava) => {
+          const eq = splitUnescaped(ava, '=')[0]!.length;
+          const key = ava.slice(0, eq);
+          const value = unescapeRfc2253(ava.slice(eq + 1));
+          const keyword =
+            JAVA_DN_KEYWORDS[key] ??
+            (DN_OIDS[key] ? `OID.${DN_OIDS[key]}` : /^\d+(\.\d+)+$/.test(key) ? `OID.${key}` : key);
+          return `${keyword}=${javaDnValue(value)}`;
+        })
+        .join(' + '),
+    )
+    .join(', ');
 }
 
 export interface ParsedCertificate {
@@ -153,8 +322,8 @@ function parseCertificateUnchecked(der: Buffer): ParsedCertificate {
     publicKey,
     spki,
     info: {
-      subject: dn(x.subject),
-      issuer: dn(x.issuer),
+      subject: javaDistinguishedName(x.subject),
+      issuer: javaDistinguishedName(x.issuer),
       serialNumber: x.serialNumber.toLowerCase(),
       notBefore: new Date(x.validFrom).toISOString(),
       notAfter: new Date(x.validTo).toISOString(),
@@ -310,10 +479,17 @@ async function computeChunkedDigests(
 }
 
 /**
- * fs-verity style digest (apksig VerityTreeBuilder) used by the VERITY_* algorithms: a SHA-256
- * Merkle tree over 4 KiB blocks of the same three regions (no salt, zero padded), and the result
- * is root hash || u64le(total length of the regions).
+ * Verity digest (apksig computeApkVerityDigest + VerityTreeBuilder) used by the VERITY_*
+ * algorithms: a SHA-256 Merkle tree over 4 KiB blocks of the same three regions, every node
+ * hashed as SHA-256(8 zero bytes of salt || block), levels zero padded to 4 KiB; the result is
+ * root hash || u64le(total length of the regions).
  */
+const VERITY_SALT = Buffer.alloc(8);
+
+function saltedSha256(block: Buffer): Buffer {
+  return createHash('sha256').update(VERITY_SALT).update(block).digest();
+}
+
 export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Promise<Buffer> {
   const BLOCK = 4096;
   const leaves: Buffer[] = [];
@@ -323,12 +499,7 @@ export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Pro
     total += b.length;
     let buf = carry.length ? Buffer.concat([carry, b]) : b;
     let p = 0;
-    for (; p + BLOCK <= buf.length; p += BLOCK)
-      leaves.push(
-        createHash('sha256')
-          .update(buf.subarray(p, p + BLOCK))
-          .digest(),
-      );
+    for (; p + BLOCK <= buf.length; p += BLOCK) leaves.push(saltedSha256(buf.subarray(p, p + BLOCK)));
     carry = Buffer.from(buf.subarray(p));
     buf = Buffer.alloc(0);
   };
@@ -338,12 +509,7 @@ export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Pro
   await section(0, regions.beforeBlockEnd);
   await section(regions.centralDirectoryOffset, regions.centralDirectorySize);
   feed(regions.eocd);
-  if (carry.length)
-    leaves.push(
-      createHash('sha256')
-        .update(Buffer.concat([carry, Buffer.alloc(BLOCK - carry.length)]))
-        .digest(),
-    );
+  if (carry.length) leaves.push(saltedSha256(Buffer.concat([carry, Buffer.alloc(BLOCK - carry.length)])));
   // Levels of hashes over 4 KiB blocks until one block holds the level; the root is the hash of that block.
   let level = Buffer.concat(leaves);
   const pad = (b: Buffer) =>
@@ -351,15 +517,10 @@ export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Pro
   while (level.length > BLOCK) {
     const padded = pad(level);
     const next: Buffer[] = [];
-    for (let p = 0; p < padded.length; p += BLOCK)
-      next.push(
-        createHash('sha256')
-          .update(padded.subarray(p, p + BLOCK))
-          .digest(),
-      );
+    for (let p = 0; p < padded.length; p += BLOCK) next.push(saltedSha256(padded.subarray(p, p + BLOCK)));
     level = Buffer.concat(next);
   }
-  const root = createHash('sha256').update(pad(level)).digest();
+  const root = saltedSha256(pad(level));
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(total));
   return Buffer.concat([root, len]);

@@ -107,26 +107,26 @@ export async function verifyApkSignatures(zip: ZipArchive, opts: VerifyOptions):
       }
     };
     await run('v2', BlockId.V2, async () => {
-      const r = (await verifyV2(zip, b))!;
+      const r = (await verifyV2(zip, b, opts))!;
       schemes.v2.signers = r.map((x) => x.signer);
       certsOf.v2 = r.map((x) => x.signer.certificates[0]!.sha256);
     });
     await run('v3', BlockId.V3, async () => {
-      const r = (await verifyV3(zip, b))!;
+      const r = (await verifyV3(zip, b, opts))!;
       schemes.v3.signers = r.signers.map((x) => x.signer);
       certsOf.v3 = r.signers.map((x) => x.signer.certificates[0]!.sha256);
       lineage = r.lineage;
       rotationMinSdk = r.rotationMinSdk;
     });
     await run('v3.1', BlockId.V31, async () => {
-      const r = (await verifyV3(zip, b, true))!;
+      const r = (await verifyV3(zip, b, opts, true))!;
       schemes['v3.1'].signers = r.signers.map((x) => x.signer);
       certsOf['v3.1'] = r.signers.map((x) => x.signer.certificates[0]!.sha256);
       if (r.lineage) lineage = r.lineage;
     });
   }
   try {
-    const r = await verifyV1(zip);
+    const r = await verifyV1(zip, opts.minSdk);
     if (r) {
       schemes.v1.present = true;
       schemes.v1.verified = true;

@@ -168,6 +168,7 @@ function verifyPkcs7(
   block: Buffer,
   sf: Buffer,
   blockName: string,
+  minSdk: number,
 ): { cert: ParsedCertificate; chain: ParsedCertificate[]; hash: string; sigOid: string } {
   const asn = asn1js.fromBER(new Uint8Array(block));
   if (asn.offset === -1) fail(`${blockName}: not valid DER/BER`, 'APK_V1_PKCS7_MALFORMED');
@@ -190,7 +191,28 @@ function verifyPkcs7(
   }
   if (!sd.signerInfos.length) fail(`${blockName}: no SignerInfo`, 'APK_V1_NO_SIGNERS');
   const chain = rawCerts.map((d, i) => parseCertificate(d, SCHEME, `${blockName} certificate #${i + 1}`));
-  const si = sd.signerInfos[0]!;
+  // Before Android 7.0 only the first SignerInfo is tried; from 7.0 on, the first that verifies
+  // wins (apksig verifySigBlockAgainstSigFile).
+  const candidates = minSdk < 24 ? sd.signerInfos.slice(0, 1) : sd.signerInfos;
+  let lastError: unknown;
+  for (const si of candidates) {
+    try {
+      return verifySignerInfo(sd, si, chain, sf, blockName);
+    } catch (e) {
+      lastError = e;
+    }
+  }
+  throw lastError;
+}
+
+/** One SignerInfo against the .SF bytes; returns the signer certificate or throws. */
+function verifySignerInfo(
+  sd: pkijs.SignedData,
+  si: pkijs.SignerInfo,
+  chain: ParsedCertificate[],
+  sf: Buffer,
+  blockName: string,
+): { cert: ParsedCertificate; chain: ParsedCertificate[]; hash: string; sigOid: string } {
   let cert: ParsedCertificate | undefined;
   if (si.sid instanceof pkijs.IssuerAndSerialNumber) {
     const serial = Buffer.from(si.sid.serialNumber.valueBlock.valueHexView)
@@ -254,8 +276,12 @@ async function digestEntry(zip: ZipArchive, e: ZipEntry, hashes: string[]): Prom
 }
 
 /** Verifies the v1 signature; null when the APK has no JAR signature at all. */
-export async function verifyV1(zip: ZipArchive): Promise<V1Result | null> {
-  const blocks = zip.entries.filter((e) => /^META-INF\/[^/]+\.(RSA|DSA|EC)$/i.test(e.name));
+/**
+ * `minSdk`: the APK's minSdkVersion (below 24 only the first PKCS#7 SignerInfo counts). Names are
+ * matched case-sensitively (META-INF/X.RSA + META-INF/X.SF), as apksig does.
+ */
+export async function verifyV1(zip: ZipArchive, minSdk = 1): Promise<V1Result | null> {
+  const blocks = zip.entries.filter((e) => /^META-INF\/[^/]+\.(RSA|DSA|EC)$/.test(e.name));
   if (!blocks.length) return null;
   const mfEntry = zip.entry('META-INF/MANIFEST.MF');
   if (!mfEntry) fail('META-INF/MANIFEST.MF is missing', 'APK_V1_NO_MANIFEST');
@@ -278,15 +304,18 @@ export async function verifyV1(zip: ZipArchive): Promise<V1Result | null> {
   const signers: V1Signer[] = [];
   const parsedSigners: ParsedCertificate[] = [];
   const apkSigned = new Set<number>();
-  const signedBy: Array<Set<string> | 'all'> = [];
+  // Per signer: the entry names its .SF lists (apksig: an entry is signed by a signer only if the
+  // .SF names it, even when the whole-manifest digest verifies).
+  const signedBy: Array<Set<string>> = [];
   for (const b of blocks) {
     const base = b.name.slice(0, b.name.lastIndexOf('.'));
     const name = base.slice('META-INF/'.length);
-    const sfEntry = zip.entries.find((e) => e.name.toUpperCase() === `${base}.SF`.toUpperCase());
-    if (!sfEntry) fail(`${b.name} has no matching .SF file`, 'APK_V1_NO_SF', { block: b.name });
+    const sfEntry = zip.entry(`${base}.SF`);
+    // apksig only warns about a signature block without its .SF and skips that signer.
+    if (!sfEntry) continue;
     const sf = await zip.read(sfEntry, 64 * 1024 * 1024);
     const block = await zip.read(b, 1024 * 1024);
-    const { cert, chain, hash, sigOid } = verifyPkcs7(block, sf, b.name);
+    const { cert, chain, hash, sigOid } = verifyPkcs7(block, sf, b.name, minSdk);
     let sfm: ReturnType<typeof parseJarManifest>;
     try {
       sfm = parseJarManifest(sf, `${zip.name}!${sfEntry.name}`);
@@ -299,43 +328,50 @@ export async function verifyV1(zip: ZipArchive): Promise<V1Result | null> {
         const n = Number.parseInt(p.trim(), 10);
         if (Number.isFinite(n)) apkSigned.add(n);
       }
-    // Whole-manifest digest: when it verifies, every manifest section counts as signed. A wrong
-    // one is only a warning in apksig when the per-section digests verify, so fall back to those.
+    // Whole-manifest digest: when it verifies, the manifest sections need no digest of their own.
+    // A wrong one is only a warning in apksig when the per-section digests verify, so fall back
+    // to those (and to the main-attributes digest, when present).
     const whole = digestsOf(sfm.main, '-Digest-Manifest');
     let wholeOk = whole.length > 0;
     for (const d of whole)
       if (createHash(d.hash).update(mfBytes).digest('base64') !== d.value) wholeOk = false;
-    if (wholeOk) signedBy.push('all');
-    else {
-      const names = new Set<string>();
-      for (const sec of sfm.sections) {
-        if (sec.name === null) continue;
-        const m = mfByName.get(sec.name);
-        if (!m)
+    if (!wholeOk)
+      for (const d of digestsOf(sfm.main, '-Digest-Manifest-Main-Attributes'))
+        if (createHash(d.hash).update(mf.main.bytes).digest('base64') !== d.value)
           fail(
-            `${sfEntry.name} names ${sec.name}, which MANIFEST.MF does not list`,
-            'APK_V1_SF_ENTRY_UNKNOWN',
-            { entry: sec.name },
+            `${sfEntry.name}: digest of the MANIFEST.MF main attributes does not match`,
+            'APK_V1_MANIFEST_MAIN_MISMATCH',
+            { algorithm: d.alg },
           );
-        const ds = digestsOf(sec, '-Digest');
-        if (!ds.length)
-          fail(`${sfEntry.name}: no supported digest for ${sec.name}`, 'APK_V1_NO_DIGEST', {
-            entry: sec.name,
-          });
-        for (const d of ds)
-          if (createHash(d.hash).update(m.bytes).digest('base64') !== d.value)
-            fail(
-              `${sfEntry.name}: digest of the MANIFEST.MF section for ${sec.name} does not match`,
-              'APK_V1_MANIFEST_SECTION_MISMATCH',
-              {
-                entry: sec.name,
-                algorithm: d.alg,
-              },
-            );
-        names.add(sec.name);
-      }
-      signedBy.push(names);
+    const names = new Set<string>();
+    for (const sec of sfm.sections) {
+      if (sec.name === null) continue;
+      names.add(sec.name);
+      if (wholeOk) continue;
+      const m = mfByName.get(sec.name);
+      if (!m)
+        fail(
+          `${sfEntry.name} names ${sec.name}, which MANIFEST.MF does not list`,
+          'APK_V1_SF_ENTRY_UNKNOWN',
+          { entry: sec.name },
+        );
+      const ds = digestsOf(sec, '-Digest');
+      if (!ds.length)
+        fail(`${sfEntry.name}: no supported digest for ${sec.name}`, 'APK_V1_NO_DIGEST', {
+          entry: sec.name,
+        });
+      for (const d of ds)
+        if (createHash(d.hash).update(m.bytes).digest('base64') !== d.value)
+          fail(
+            `${sfEntry.name}: digest of the MANIFEST.MF section for ${sec.name} does not match`,
+            'APK_V1_MANIFEST_SECTION_MISMATCH',
+            {
+              entry: sec.name,
+              algorithm: d.alg,
+            },
+          );
     }
+    signedBy.push(names);
     parsedSigners.push(cert);
     signers.push({
       name,
@@ -345,7 +381,12 @@ export async function verifyV1(zip: ZipArchive): Promise<V1Result | null> {
     });
   }
   // Entries: every protected zip entry must be in MANIFEST.MF, signed by every signer, with matching digests.
+  if (!signers.length)
+    fail('no signature block has its .SF file', 'APK_V1_NO_SIGNATURES', {
+      blocks: blocks.map((b) => b.name),
+    });
   let entriesVerified = 0;
+  let entrySigners: number[] | null = null;
   const seen = new Set<string>();
   for (const e of zip.entries) {
     if (!needsV1Digest(e.name)) continue;
@@ -358,11 +399,20 @@ export async function verifyV1(zip: ZipArchive): Promise<V1Result | null> {
         'APK_V1_ENTRY_NOT_SIGNED',
         { entry: e.name },
       );
-    for (const [i, set] of signedBy.entries())
-      if (set !== 'all' && !set.has(e.name))
-        fail(`entry ${e.name} is not covered by signer ${signers[i]!.name}`, 'APK_V1_ENTRY_NOT_SIGNED', {
-          entry: e.name,
-        });
+    // Android requires every entry to be signed by the same (non-empty) set of signers; signers
+    // outside that set are ignored, as apksig does.
+    const by = signers.map((_, i) => i).filter((i) => signedBy[i]!.has(e.name));
+    if (!by.length)
+      fail(`entry ${e.name} is not covered by any signer's .SF`, 'APK_V1_ENTRY_NOT_SIGNED', {
+        entry: e.name,
+      });
+    if (entrySigners === null) entrySigners = by;
+    else if (by.join() !== entrySigners.join())
+      fail(`entry ${e.name} is signed by a different set of signers`, 'APK_V1_SIGNERS_MISMATCH', {
+        entry: e.name,
+        signers: by.map((i) => signers[i]!.name),
+        expected: entrySigners.map((i) => signers[i]!.name),
+      });
     const ds = digestsOf(sec, '-Digest');
     if (!ds.length)
       fail(`MANIFEST.MF has no supported digest for ${e.name}`, 'APK_V1_NO_DIGEST', { entry: e.name });
@@ -391,5 +441,11 @@ export async function verifyV1(zip: ZipArchive): Promise<V1Result | null> {
   for (const name of mfByName.keys())
     if (!zip.entry(name))
       fail(`MANIFEST.MF lists ${name}, which is not in the APK`, 'APK_V1_ENTRY_MISSING', { entry: name });
-  return { signers, parsedSigners, apkSignedSchemes: [...apkSigned].sort(), entriesVerified };
+  const used = entrySigners ?? signers.map((_, i) => i);
+  return {
+    signers: used.map((i) => signers[i]!),
+    parsedSigners: used.map((i) => parsedSigners[i]!),
+    apkSignedSchemes: [...apkSigned].sort(),
+    entriesVerified,
+  };
 }

@@ -20,6 +20,7 @@ import {
   SIGNATURE_ALGORITHMS,
   type SignatureAlgorithm,
   schemeFormatError,
+  signaturesToVerify,
   signedRegions,
   verifySignature,
   verityDigest,
@@ -103,6 +104,11 @@ export function parseSigners(value: Buffer, scheme: BlockScheme): RawSigner[] {
   return out;
 }
 
+/** The platform versions the APK targets: its minSdkVersion (apksigner's default range). */
+export interface PlatformRange {
+  minSdk: number;
+}
+
 export interface VerifiedSigner {
   raw: RawSigner;
   signer: SchemeSigner;
@@ -124,6 +130,7 @@ export async function verifyBlockSigners(
   block: SigningBlock,
   value: Buffer,
   scheme: BlockScheme,
+  platform: PlatformRange,
 ): Promise<VerifiedSigner[]> {
   let raws: RawSigner[];
   try {
@@ -138,28 +145,45 @@ export async function verifyBlockSigners(
     const who = `signer #${s.index + 1}`;
     if (s.signatures.length === 0)
       throw new VerificationError(scheme, `${who}: no signatures`, { code: 'APK_SIG_NO_SIGNATURES' });
-    let best: SignatureAlgorithm | null = null;
-    let bestSig: Buffer | null = null;
-    for (const { alg, sig } of s.signatures) {
-      const a = SIGNATURE_ALGORITHMS[alg];
-      if (!a) continue;
-      const b: SignatureAlgorithm = best ? betterAlgorithm(best, a) : a;
-      if (b !== best) {
-        best = b;
-        bestSig = sig;
-      }
-    }
-    if (!best || !bestSig)
-      throw new VerificationError(scheme, `${who}: no supported signature algorithm`, {
-        code: 'APK_SIG_NO_SUPPORTED_ALGORITHM',
-        context: { found: s.signatures.map((x) => `0x${x.alg.toString(16)}`) },
+    // Platform range this signer must verify on: for v2 the APK's from SDK 24 on (apksig passes
+    // max(minSdk, N)); for v3/v3.1 the signer's own [minSdk, maxSdk] (V3SchemeVerifier.parseSigner).
+    if (scheme !== 'v2' && (s.minSdk! > 0x7fffffff || s.minSdk! > s.maxSdk!))
+      throw new VerificationError(scheme, `${who}: invalid SDK version range ${s.minSdk}..${s.maxSdk}`, {
+        code: 'APK_SIG_SDK_RANGE_INVALID',
+        context: { signer: s.index + 1, minSdk: s.minSdk, maxSdk: s.maxSdk },
       });
+    const lo = scheme === 'v2' ? Math.max(platform.minSdk, 24) : s.minSdk!;
+    const hi = scheme === 'v2' ? Number.MAX_SAFE_INTEGER : s.maxSdk!;
+    const chosen = signaturesToVerify(s.signatures, lo, hi);
+    if (!('ok' in chosen))
+      throw new VerificationError(
+        scheme,
+        chosen.minProvided === null
+          ? `${who}: no supported signature algorithm`
+          : `${who}: no signature verifiable on SDK ${lo}: the oldest supported algorithm needs SDK ${chosen.minProvided}`,
+        {
+          code: 'APK_SIG_NO_SUPPORTED_ALGORITHM',
+          context: {
+            found: s.signatures.map((x) => SIGNATURE_ALGORITHMS[x.alg]?.name ?? `0x${x.alg.toString(16)}`),
+            minSdk: lo,
+          },
+        },
+      );
     const key = publicKeyFromSpki(s.publicKey, scheme);
-    if (!verifySignature(best, key, s.signedData, bestSig))
-      throw new VerificationError(scheme, `${who}: ${best.name} signature over signed data does not verify`, {
-        code: 'APK_SIG_SIGNATURE_MISMATCH',
-        context: { signer: s.index + 1, algorithm: best.name },
-      });
+    let best: SignatureAlgorithm | null = null;
+    for (const c of chosen.ok) {
+      if (!verifySignature(c.algorithm, key, s.signedData, c.sig))
+        throw new VerificationError(
+          scheme,
+          `${who}: ${c.algorithm.name} signature over signed data does not verify`,
+          {
+            code: 'APK_SIG_SIGNATURE_MISMATCH',
+            context: { signer: s.index + 1, algorithm: c.algorithm.name },
+          },
+        );
+      best = best ? betterAlgorithm(best, c.algorithm) : c.algorithm;
+    }
+    if (!best) throw new Error('unreachable: signaturesToVerify returned no signature');
     if (s.certs.length === 0)
       throw new VerificationError(scheme, `${who}: no certificates`, { code: 'APK_SIG_NO_CERTIFICATES' });
     const certs = s.certs.map((c, i) => parseCertificate(c, scheme, `${who} certificate #${i + 1}`));
@@ -192,10 +216,12 @@ export async function verifyBlockSigners(
           context: { signer: [s.minSdk, s.maxSdk], signedData: [s.sdMinSdk, s.sdMaxSdk] },
         },
       );
-    const expected = s.digests.find((d) => d.alg === best.id)!.digest;
-    const list = needed.get(best.digest) ?? [];
-    list.push({ signer: s.index + 1, expected });
-    needed.set(best.digest, list);
+    for (const c of chosen.ok) {
+      const expected = s.digests.find((d) => d.alg === c.alg)!.digest;
+      const list = needed.get(c.algorithm.digest) ?? [];
+      list.push({ signer: s.index + 1, expected });
+      needed.set(c.algorithm.digest, list);
+    }
     results.push({
       raw: s,
       certificates: certs,
@@ -211,6 +237,14 @@ export async function verifyBlockSigners(
   if (zip.layout.zip64)
     throw new VerificationError(scheme, 'ZIP64 APKs cannot carry v2+ signatures', { code: 'APK_SIG_ZIP64' });
   const regions = await signedRegions(zip, block.offset);
+  // The verity tree skips the signing block by whole 4 KiB pages: apksig refuses verity digests
+  // unless the block starts on a page boundary and spans whole pages (verifyIntegrity).
+  if (needed.has('VERITY_CHUNKED_SHA256') && (block.offset % 4096 !== 0 || block.size % 4096 !== 0))
+    throw new VerificationError(
+      scheme,
+      `APK Signing Block at ${block.offset} (${block.size} bytes) is not page aligned, which verity signatures require`,
+      { code: 'APK_SIG_VERITY_ALIGNMENT', context: { offset: block.offset, size: block.size } },
+    );
   const hashes = [...needed.keys()]
     .map((d) => HASH_OF[d])
     .filter((h): h is 'sha256' | 'sha512' => h !== 'verity');
@@ -235,10 +269,14 @@ export async function verifyBlockSigners(
 /** apksig V2 "stripping protection" attribute: the signer also signed with the scheme named in the value. */
 export const STRIPPING_PROTECTION_ATTR = 0xbeeff00d;
 
-export async function verifyV2(zip: ZipArchive, block: SigningBlock): Promise<VerifiedSigner[] | null> {
+export async function verifyV2(
+  zip: ZipArchive,
+  block: SigningBlock,
+  platform: PlatformRange,
+): Promise<VerifiedSigner[] | null> {
   const pair = block.pairs.find((p) => p.id === BlockId.V2);
   if (!pair) return null;
-  const signers = await verifyBlockSigners(zip, block, pair.value, 'v2');
+  const signers = await verifyBlockSigners(zip, block, pair.value, 'v2', platform);
   const hasV3 = block.pairs.some((p) => p.id === BlockId.V3);
   for (const s of signers)
     for (const a of s.raw.attributes)

@@ -15,7 +15,7 @@ import {
   schemeFormatError,
   verifySignature,
 } from './common.ts';
-import { type BlockScheme, type VerifiedSigner, verifyBlockSigners } from './v2.ts';
+import { type BlockScheme, type PlatformRange, type VerifiedSigner, verifyBlockSigners } from './v2.ts';
 
 export const V3Attr = {
   PROOF_OF_ROTATION: 0x3ba06f8c,
@@ -121,18 +121,36 @@ export interface V3Result {
   rotationMinSdk: number | null;
 }
 
-export async function verifyV3(zip: ZipArchive, block: SigningBlock, v31 = false): Promise<V3Result | null> {
+export async function verifyV3(
+  zip: ZipArchive,
+  block: SigningBlock,
+  platform: PlatformRange,
+  v31 = false,
+): Promise<V3Result | null> {
   const scheme: BlockScheme = v31 ? 'v3.1' : 'v3';
   const pair = block.pairs.find((p) => p.id === (v31 ? BlockId.V31 : BlockId.V3));
   if (!pair) return null;
-  const signers = await verifyBlockSigners(zip, block, pair.value, scheme);
-  // Signers must cover disjoint SDK ranges (apksig: "overlapping SDK versions").
-  const sorted = [...signers].sort((a, b) => (a.raw.minSdk ?? 0) - (b.raw.minSdk ?? 0));
+  const signers = await verifyBlockSigners(zip, block, pair.value, scheme, platform);
+  // Signer SDK ranges must follow each other without overlap or hole (apksig
+  // V3_INCONSISTENT_SDK_VERSIONS) and, for v3.0 without a v3.1 block, cover every platform from
+  // max(minSdk, 28) up (V3_MISSING_SDK_VERSIONS). With v3.1, v3.0 deliberately stops below the
+  // rotation SDK.
+  const sorted = [...signers].sort((a, b) => a.raw.minSdk! - b.raw.minSdk!);
   for (let i = 1; i < sorted.length; i++)
-    if ((sorted[i]!.raw.minSdk ?? 0) <= (sorted[i - 1]!.raw.maxSdk ?? 0))
-      throw new VerificationError(scheme, 'signers have overlapping SDK version ranges', {
+    if (sorted[i]!.raw.minSdk !== sorted[i - 1]!.raw.maxSdk! + 1)
+      throw new VerificationError(scheme, 'signers have overlapping or non-contiguous SDK version ranges', {
         code: 'APK_SIG_SDK_OVERLAP',
+        context: { ranges: sorted.map((x) => [x.raw.minSdk, x.raw.maxSdk]) },
       });
+  const firstMin = sorted[0]!.raw.minSdk!;
+  const lastMax = sorted[sorted.length - 1]!.raw.maxSdk!;
+  if (!v31 && !block.pairs.some((p) => p.id === BlockId.V31))
+    if (firstMin > Math.max(platform.minSdk, 28) || lastMax < 0x7fffffff)
+      throw new VerificationError(
+        scheme,
+        `signers cover SDK ${firstMin}..${lastMax}, not every platform from ${Math.max(platform.minSdk, 28)} on`,
+        { code: 'APK_SIG_SDK_MISSING', context: { firstMin, lastMax } },
+      );
   let lineage: LineageNode[] | null = null;
   let rotationMinSdk: number | null = null;
   for (const s of signers) {

@@ -1,0 +1,77 @@
+/**
+ * Our APK reader on real Play-toolchain APKs (see real-apks.ts) against the real tools:
+ * `aapt dump badging`, `apksigner verify --print-certs -v` and `baksmali list classes`.
+ */
+import { writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { dexEntryNames, parseDexClasses } from '../../scripts/formats/apk/dex.ts';
+import { inspectApk } from '../../scripts/formats/apk/inspect.ts';
+import { ZipArchive } from '../../scripts/formats/apk/zip.ts';
+import { runTool, which } from '../../scripts/host/tools.ts';
+import { workDir } from '../helpers.ts';
+import { apksignerVerify, parseBadging } from './oracles.ts';
+import { ensureRealApks, REAL_APK_PACKAGES } from './real-apks.ts';
+
+const names = REAL_APK_PACKAGES.flatMap((p) => p.apks.map((a) => basename(a)));
+let paths: Record<string, string> = {};
+beforeAll(async () => {
+  paths = Object.fromEntries((await ensureRealApks()).map((p) => [basename(p), p]));
+}, 300_000);
+
+describe('real APKs from the npm registry', () => {
+  for (const name of names) {
+    it(`${name}: manifest facts equal aapt dump badging`, async () => {
+      const b = parseBadging((await runTool('aapt', ['dump', 'badging', paths[name]!])).stdout);
+      const r = await inspectApk(paths[name]!);
+      expect(r.identity.package).toBe(b.package);
+      expect(r.identity.versionCode).toBe(b.versionCode);
+      expect(r.identity.versionName ?? '').toBe(b.versionName);
+      expect(r.identity.label).toBe(b.label);
+      expect(r.sdk.min).toBe(b.sdk);
+      expect(r.sdk.target).toBe(b.target);
+      expect(r.sdk.compile).toBe(b.compileSdk);
+      expect(r.permissions.requested.map((p) => ({ name: p.name, maxSdkVersion: p.maxSdkVersion }))).toEqual(
+        b.permissions,
+      );
+      expect(r.application.debuggable).toBe(b.debuggable);
+      expect(r.application.testOnly).toBe(b.testOnly);
+    }, 60_000);
+
+    it(`${name}: verdict, schemes and signers equal apksigner verify --print-certs -v`, async () => {
+      const want = await apksignerVerify(paths[name]!);
+      const r = await inspectApk(paths[name]!);
+      expect(want.signers.length).toBeGreaterThan(0);
+      expect(r.signatures.verified).toBe(want.verifies);
+      for (const s of ['v1', 'v2', 'v3'] as const) {
+        const sc = r.signatures.schemes[s];
+        expect(sc.verified && sc.considered, s).toBe(want.schemes[s]);
+      }
+      expect(r.signatures.signers.map((s) => ({ sha256: s.sha256, sha1: s.sha1, dn: s.subject }))).toEqual(
+        want.signers,
+      );
+    }, 60_000);
+
+    it.skipIf(!which('baksmali'))(
+      `${name}: class list of every dex equals baksmali list classes`,
+      async () => {
+        const z = await ZipArchive.openFile(paths[name]!);
+        const dexes = dexEntryNames(z.entries.map((e) => e.name));
+        expect(dexes.length).toBeGreaterThan(0);
+        const dir = workDir('apk');
+        for (const n of dexes) {
+          const buf = await z.read(z.entry(n)!, 256 * 1024 * 1024);
+          const file = join(dir, `real-${name}-${n}`);
+          writeFileSync(file, buf);
+          const want = (await runTool('baksmali', ['list', 'classes', file])).stdout
+            .split('\n')
+            .filter(Boolean)
+            .map((d) => d.slice(1, -1).replace(/\//g, '.'));
+          expect(parseDexClasses(buf, n).classes.sort(), n).toEqual(want.sort());
+        }
+        await z.close();
+      },
+      180_000,
+    );
+  }
+});
