@@ -42,6 +42,37 @@ describe('file_contexts', () => {
     expect(fc.lookup('/a/c')).toBe('u:object_r:re:s0');
   });
 
+  it('counts a backslash-escaped character as literal (libselinux spec_hasMetaChars): such specs are exact', () => {
+    // An escaped dot is no meta character: the spec is exact, sorted last, and beats the later regex.
+    const fc = FileContexts.parse(
+      '/system/build\\.prop u:object_r:build_prop:s0\n/system(/.*)? u:object_r:system_file:s0\n',
+    );
+    expect(fc.lookup('/system/build.prop')).toBe('u:object_r:build_prop:s0');
+    expect(fc.lookup('/system/buildXprop')).toBe('u:object_r:system_file:s0');
+  });
+
+  it('anchors like compile_regex (^ + regex + $ as text), with DOTALL and POSIX classes', () => {
+    // `^/a|/b$`: a top-level alternation means "starts with /a" or "ends with /b".
+    const fc = FileContexts.parse(
+      '/a|/b u:object_r:alt:s0\n/dev/block/by-name/[[:alnum:]_]+ u:object_r:blk:s0\n',
+    );
+    expect(fc.lookup('/a/deeper/file')).toBe('u:object_r:alt:s0');
+    expect(fc.lookup('/x/b')).toBe('u:object_r:alt:s0');
+    expect(fc.lookup('/x/c')).toBeNull();
+    expect(fc.lookup('/dev/block/by-name/system_a')).toBe('u:object_r:blk:s0');
+    expect(fc.lookup('/dev/block/by-name/sys-a')).toBeNull();
+    expect(() => FileContexts.parse('/x[[:nope:]] u:object_r:x:s0\n')).toThrow(/invalid regular expression/);
+  });
+
+  it('refuses the compiled file_contexts.bin (magic 0xf97cff8a) with a clear error', () => {
+    const bin = Buffer.alloc(64);
+    bin.writeUInt32LE(0xf97cff8a, 0);
+    expect(() => FileContexts.parse(bin, 'file_contexts.bin')).toThrow(/compiled file_contexts.bin/);
+    expect(() => FileContexts.parse(bin.toString('utf8'))).toThrow(/compiled file_contexts.bin/);
+    expect(() => FileContexts.parse(bin.toString('latin1'))).toThrow(/compiled file_contexts.bin/);
+    expect(FileContexts.parse(Buffer.from('/a u:object_r:a:s0\n')).lookup('/a')).toBe('u:object_r:a:s0');
+  });
+
   it('concatenates files: later files override earlier matches', () => {
     const vendor = FileContexts.parse('/(vendor|system/vendor)/etc/gps\\.conf u:object_r:gps_conf:s0\n');
     expect(FileContexts.concat(plat, vendor).lookup('/vendor/etc/gps.conf')).toBe('u:object_r:gps_conf:s0');
