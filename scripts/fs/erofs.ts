@@ -306,6 +306,12 @@ export class ErofsReader implements FsReader {
         xattrs: {},
       };
     }
+    if (![0o100000, 0o040000, 0o120000, 0o020000, 0o060000, 0o010000, 0o140000].includes(ino.mode & 0o170000))
+      this.fail(`bogus file type in i_mode (nid ${nid})`, {
+        field: 'i_mode',
+        offset: pos + 4,
+        found: ino.mode,
+      });
     if (icount > 0) {
       ino.xattrSize = 12 + (icount - 1) * 4;
       ino.xattrs = await this.readXattrs(ino, pos + ino.isize, ino.xattrSize);
@@ -709,6 +715,31 @@ export class ErofsReader implements FsReader {
     return (await this.stat(path)) !== null;
   }
 
+  /**
+   * How the image compresses, for a rebuild that stays as small: ztailpacking, and the largest
+   * physical cluster from the lz4 compression config (z_erofs_lz4_cfgs.max_pclusterblks, stored
+   * after the superblock when big pclusters are on; one block otherwise). Null when uncompressed.
+   */
+  async compressionProfile(): Promise<{ ztailpacking: boolean; pclusterBytes: number } | null> {
+    if (!(await this.isCompressed())) return null;
+    const sb = this.sb!;
+    const ztailpacking = (sb.featureIncompat & 0x10) !== 0;
+    let pclusterBytes = sb.blockSize;
+    if (sb.featureIncompat & 0x2) {
+      const head = await this.read(EROFS_SUPER_OFFSET, 128);
+      const algs = head.readUInt16LE(84);
+      let pos = EROFS_SUPER_OFFSET + 128 + head.readUInt8(13) * 16;
+      for (let alg = 0; alg < 16 && pos + 2 <= sb.blockSize; alg++) {
+        if (!((algs >> alg) & 1)) continue;
+        const size = (await this.read(pos, 2)).readUInt16LE(0);
+        if (alg === 0 && size >= 4)
+          pclusterBytes = Math.max(1, (await this.read(pos + 2, 4)).readUInt16LE(2)) * sb.blockSize;
+        pos += 2 + size;
+      }
+    }
+    return { ztailpacking, pclusterBytes: Math.min(pclusterBytes, 1024 * 1024) };
+  }
+
   /** True when some regular file uses a compressed layout (the rebuild then compresses too). */
   async isCompressed(): Promise<boolean> {
     await this.list();
@@ -813,6 +844,10 @@ export interface BuildErofsOptions {
   epoch?: number;
   /** lz4hc compression (what Android uses); default false. */
   compress?: boolean;
+  /** With compress: largest physical cluster in bytes (mkfs -C; big pclusters compress better). */
+  pclusterBytes?: number;
+  /** With compress: pack the tail of each file inline (mkfs -Eztailpacking). */
+  ztailpacking?: boolean;
 }
 
 /**
@@ -852,6 +887,10 @@ export async function buildErofs(
       `-T${epoch}`,
       `-U${opts.uuid}`,
       ...(opts.compress ? ['-zlz4hc'] : []),
+      ...(opts.compress && opts.pclusterBytes && opts.pclusterBytes > 4096
+        ? [`-C${opts.pclusterBytes}`]
+        : []),
+      ...(opts.compress && opts.ztailpacking ? ['-Eztailpacking'] : []),
       '--quiet',
       image,
       srcDir,
@@ -921,7 +960,8 @@ export async function applyErofsEdits(
   try {
     const sb = await reader.superblock();
     const entries = await reader.list();
-    const compress = opts.compress ?? (await reader.isCompressed());
+    const profile = await reader.compressionProfile();
+    const compress = opts.compress ?? profile !== null;
     const root = join(work, 'root');
     opts.onProgress?.({ stage: 'erofs extract', done: 0, total: 1, unit: 'items' });
     await reader.extractTo(root);
@@ -1010,6 +1050,9 @@ export async function applyErofsEdits(
       uuid: opts.uuid ?? sb.uuid,
       epoch: opts.epoch,
       compress,
+      // Keep the input's pcluster size and tail packing so the rebuilt image stays as small.
+      pclusterBytes: profile?.pclusterBytes,
+      ztailpacking: profile?.ztailpacking,
     });
     await checkErofs(tmpOut);
     await copyFile(tmpOut, outImage);

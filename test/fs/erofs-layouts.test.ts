@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError, OmieError } from '../../scripts/errors.ts';
 import { lz4DecompressBlock } from '../../scripts/formats/lz4.ts';
-import { ErofsReader } from '../../scripts/fs/erofs.ts';
+import { applyErofsEdits, ErofsReader } from '../../scripts/fs/erofs.ts';
 import { mutate, prng, workDir } from '../helpers.ts';
 
 const W = workDir('fs-erofs-layouts');
@@ -150,6 +150,47 @@ describe('erofs reader over every mkfs.erofs layout (oracle: fsck.erofs --extrac
     },
     120_000,
   );
+
+  it('rebuilds a big-pcluster, tail-packed image with the same compression profile', async () => {
+    const image = join(W, 'aosp-like.img');
+    await rm(image, { force: true });
+    await execa('mkfs.erofs', [
+      '-T0',
+      '--all-root',
+      '--quiet',
+      '-zlz4hc,9',
+      '-C262144',
+      '-Eztailpacking',
+      image,
+      SRC,
+    ]);
+    const r = new ErofsReader(image);
+    expect(await r.compressionProfile()).toEqual({ ztailpacking: true, pclusterBytes: 262144 });
+    await r.close();
+    const out = join(W, 'aosp-like-edited.img');
+    await writeFile(join(W, 'added.txt'), 'added');
+    await applyErofsEdits(image, out, [
+      { op: 'remove', path: '/lib/random.so' },
+      { op: 'write', path: '/etc/added.txt', source: join(W, 'added.txt'), mode: 0o644, uid: 0, gid: 0 },
+    ]);
+    const e = new ErofsReader(out);
+    try {
+      expect(await e.compressionProfile()).toEqual({ ztailpacking: true, pclusterBytes: 262144 });
+      const x = join(W, 'aosp-like-edited.x');
+      await rm(x, { recursive: true, force: true });
+      await execa('fsck.erofs', [`--extract=${x}`, '--no-preserve', out]);
+      expect(
+        (await readFile(join(x, 'app/Big/Big.apk'))).equals(await readFile(join(SRC, 'app/Big/Big.apk'))),
+      ).toBe(true);
+      expect(
+        (await e.readFile('/app/Big/Big.apk')).equals(await readFile(join(SRC, 'app/Big/Big.apk'))),
+      ).toBe(true);
+      expect((await e.readFile('/etc/added.txt')).toString()).toBe('added');
+      expect(await e.exists('/lib/random.so')).toBe(false);
+    } finally {
+      await e.close();
+    }
+  }, 120_000);
 
   it('fuzz: mutated compressed images only ever throw OmieError', async () => {
     const image = join(W, 'fuzz-z.img');
