@@ -268,6 +268,53 @@ describe('erofs reader over every mkfs.erofs layout (oracle: fsck.erofs --extrac
     }
   });
 
+  it('reads fragments (a whole file in the packed inode) and long xattr name prefixes, built per erofs_fs.h', async () => {
+    // erofs-utils 1.5 makes neither: patch an image it made, at places dump.erofs reports.
+    const dir = join(W, 'frag-src');
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir);
+    const packedData = Buffer.alloc(6000, 0x2e);
+    // Long prefix table at offset 0 of the packed inode: u16 length, base_index 1 (user.), infix.
+    const infix = Buffer.from('android.');
+    packedData.writeUInt16LE(1 + infix.length, 0);
+    packedData[2] = 1;
+    infix.copy(packedData, 3);
+    const fragment = Buffer.from(Array.from({ length: 300 }, (_, i) => `f${i}`).join('')).subarray(0, 300);
+    fragment.copy(packedData, 1000);
+    await writeFile(join(dir, 'packed'), packedData);
+    await writeFile(join(dir, 'F'), Buffer.alloc(300, 0x41)); // becomes a fragment inode
+    await writeFile(join(dir, 'G'), 'g');
+    await execa('python3', ['-c', `import os; os.setxattr('${join(dir, 'G')}', 'user.x', b'VALUE-G')`]);
+    const image = join(W, 'frag.img');
+    await rm(image, { force: true });
+    await execa('mkfs.erofs', ['-T0', '--all-root', '--quiet', image, dir]);
+    const nid = async (p: string) =>
+      Number(/NID: (\d+)/.exec((await execa('dump.erofs', [`--path=${p}`, image])).stdout)![1]);
+    const b = await readFile(image);
+    const metaBlk = b.readUInt32LE(1024 + 40);
+    const fPos = metaBlk * 4096 + (await nid('/F')) * 32;
+    expect(b.readUInt16LE(fPos + 2)).toBe(0); // no xattrs: the map header follows the inode
+    b.writeUInt32LE(b.readUInt32LE(1024 + 80) | 0x20 | 0x40, 1024 + 80); // fragments, xattr_prefixes
+    b.writeBigUInt64LE(BigInt(await nid('/packed')), 1024 + 96); // packed_nid
+    b[1024 + 91] = 1; // xattr_prefix_count
+    b.writeUInt32LE(0, 1024 + 92); // xattr_prefix_start (x 4 bytes, in the packed inode)
+    b.writeUInt16LE((b.readUInt16LE(fPos) & 1) | (3 << 1), fPos); // COMPRESSED_COMPACT
+    b.writeBigUInt64LE((1n << 63n) | 1000n, fPos + 32); // Z_EROFS_FRAGMENT_INODE_BIT | offset
+    const g = b.indexOf(Buffer.concat([Buffer.from([1, 1, 7, 0]), Buffer.from('xVALUE-G')]));
+    expect(g).toBeGreaterThan(0);
+    b[g + 1] = 0x80; // long prefix 0
+    await writeFile(image, b);
+    const r = new ErofsReader(image);
+    try {
+      expect((await r.readFile('/F')).toString()).toBe(fragment.toString());
+      expect((await r.stat('/G'))!.xattrs).toEqual({
+        'user.android.x': Buffer.from('VALUE-G').toString('hex'),
+      });
+    } finally {
+      await r.close();
+    }
+  });
+
   it('refuses unknown incompatible features by name', async () => {
     const image = join(W, 'feat.img');
     await rm(image, { force: true });
