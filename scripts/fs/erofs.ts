@@ -210,6 +210,8 @@ interface Inode {
 const MAX_DIRS = 1_000_000;
 /** Longest symlink target read (PATH_MAX); erofs stores them as file data. */
 const MAX_SYMLINK = 4096;
+/** readFile holds the whole file in memory: larger files go through copyOut, 1 MiB at a time. */
+const MAX_READ_FILE = 512 * 1024 * 1024;
 /** Bound on one pcluster's decoded size, whatever its headers claim (lz4 expands at most ~255x). */
 const MAX_EXTENT_OUTPUT = 64 * 1024 * 1024;
 
@@ -220,6 +222,7 @@ export class ErofsReader implements FsReader {
   private sb: ErofsSuper | null = null;
   private fileSize = 0;
   private cache: FsEntry[] | null = null;
+  private byPath: Map<string, FsEntry> | null = null;
   private inodes = new Map<string, Inode>();
   private zmaps = new Map<number, ZMap>();
   private packed: Inode | null = null;
@@ -708,7 +711,8 @@ export class ErofsReader implements FsReader {
 
   async stat(path: string): Promise<FsEntry | null> {
     const p = normPath(path);
-    return (await this.list()).find((e) => e.path === p) ?? null;
+    if (!this.byPath) this.byPath = new Map((await this.list()).map((e) => [e.path, e]));
+    return this.byPath.get(p) ?? null;
   }
 
   async exists(path: string): Promise<boolean> {
@@ -762,6 +766,12 @@ export class ErofsReader implements FsReader {
 
   async readFile(path: string): Promise<Buffer> {
     const ino = await this.regularFile(path);
+    if (ino.size > MAX_READ_FILE)
+      throw new InputError(`${this.imagePath}: ${normPath(path)} is too large to read into memory`, {
+        code: 'FS_TOO_LARGE',
+        context: { image: this.imagePath, path: normPath(path), size: ino.size, max: MAX_READ_FILE },
+        hint: 'copy it out to a file instead (copyOut streams)',
+      });
     return this.readRange(ino, 0, ino.size);
   }
 
