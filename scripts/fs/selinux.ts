@@ -65,7 +65,9 @@ export function parseFileContexts(input: string | Buffer, source?: string): File
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i].trim();
     if (!raw || raw.startsWith('#')) continue;
-    const f = raw.split(/\s+/);
+    // libselinux read_spec_entries takes the first three tokens and ignores the rest (such as a
+    // trailing comment).
+    const f = raw.split(/\s+/).slice(0, 3);
     let spec: FileContextSpec;
     if (f.length === 2) spec = { regex: f[0], fileType: null, context: ctx(f[1]), line: i + 1, source };
     else if (f.length === 3) {

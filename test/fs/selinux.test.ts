@@ -64,6 +64,13 @@ describe('file_contexts', () => {
     expect(() => FileContexts.parse('/x[[:nope:]] u:object_r:x:s0\n')).toThrow(/invalid regular expression/);
   });
 
+  it('ignores tokens after the third, like read_spec_entries (trailing comments)', () => {
+    const fc = FileContexts.parse('/a -- u:object_r:a:s0 # a trailing comment\n/b u:object_r:b:s0\n');
+    expect(fc.lookup('/a', 'file')).toBe('u:object_r:a:s0');
+    expect(fc.lookup('/a', 'dir')).toBeNull();
+    expect(fc.lookup('/b')).toBe('u:object_r:b:s0');
+  });
+
   it('refuses the compiled file_contexts.bin (magic 0xf97cff8a) with a clear error', () => {
     const bin = Buffer.alloc(64);
     bin.writeUInt32LE(0xf97cff8a, 0);
