@@ -53,7 +53,8 @@ async function makeSource(): Promise<void> {
     Buffer.from(Array.from({ length: 150_000 }, () => Math.floor(rnd() * 256))),
   );
   await writeFile(join(SRC, 'dir with space/ünïcödé/file name.txt'), 'unicode and spaces');
-  await writeFile(join(SRC, 'tiny'), 'inline'); // inline_data: kept in the inode
+  await writeFile(join(SRC, 'tiny'), 'inline');
+  await writeFile(join(SRC, 'dir with space/quote"in name'), 'quoted'); // inline_data: kept in the inode
   for (
     let i = 0;
     i < 600;
@@ -142,7 +143,12 @@ describe('ext4 images with AOSP feature sets (oracle: the mke2fs -d source, e2fs
     // Non-SAR layout: build.prop at the root; the hard link is the same file.
     expect((await r.readFile('/build.prop')).toString()).toContain('ro.product.product.name');
     expect((await r.readFile('/etc/build.prop.hardlink')).equals(await r.readFile('/build.prop'))).toBe(true);
-    for (const p of ['/app/Foo/Foo.apk', '/tiny', '/dir with space/ünïcödé/file name.txt'])
+    for (const p of [
+      '/app/Foo/Foo.apk',
+      '/tiny',
+      '/dir with space/ünïcödé/file name.txt',
+      '/dir with space/quote"in name',
+    ])
       expect((await r.readFile(p)).equals(await readFile(join(SRC, p))), p).toBe(true);
     for (const [p, attrs] of Object.entries(XATTRS)) {
       const e = (await r.stat(`/${p}`))!;
