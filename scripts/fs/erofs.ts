@@ -19,6 +19,7 @@ import {
   copyFile,
   type FileHandle,
   lchown,
+  link,
   mkdir,
   mkdtemp,
   open,
@@ -795,12 +796,18 @@ export class ErofsReader implements FsReader {
   async extractTo(dir: string): Promise<void> {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
+    // Hard links (several dirents, one nid) stay links, so mkfs.erofs keeps them one inode.
+    const firstPathOfNid = new Map<number, string>();
     for (const e of await this.list()) {
       if (e.path === '/') continue;
       const host = join(dir, e.path.slice(1));
+      const nid = this.inodes.get(e.path)?.nid ?? -1;
       if (e.type === 'dir') await mkdir(host, { mode: 0o755 });
-      else if (e.type === 'file') await this.copyOut(e.path, host);
-      else if (e.type === 'symlink') await symlink(e.target ?? '', host);
+      else if (e.type === 'file' && firstPathOfNid.has(nid)) await link(firstPathOfNid.get(nid)!, host);
+      else if (e.type === 'file') {
+        await this.copyOut(e.path, host);
+        firstPathOfNid.set(nid, host);
+      } else if (e.type === 'symlink') await symlink(e.target ?? '', host);
       else
         throw new InputError(`${this.imagePath}: cannot extract the ${e.type} ${e.path}`, {
           code: 'FS_SPECIAL_FILE',

@@ -5,7 +5,7 @@
  * inodes. Each image's tree and every byte of every file must equal `fsck.erofs --extract` (oracle),
  * and each image must check clean with fsck.erofs.
  */
-import { lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -64,6 +64,7 @@ async function makeSource(): Promise<void> {
       `<a i="${i}"/>`,
     );
   await symlink('/system/bin/toybox', join(SRC, 'ls'));
+  await link(join(SRC, 'etc/build.prop'), join(SRC, 'etc/build.prop.hardlink'));
   await symlink(`/${'x'.repeat(200)}/target`, join(SRC, 'longlink'));
 }
 
@@ -186,6 +187,10 @@ describe('erofs reader over every mkfs.erofs layout (oracle: fsck.erofs --extrac
         (await e.readFile('/app/Big/Big.apk')).equals(await readFile(join(SRC, 'app/Big/Big.apk'))),
       ).toBe(true);
       expect((await e.readFile('/etc/added.txt')).toString()).toBe('added');
+      // The hard link survived the rebuild as one inode (same nid in dump.erofs).
+      const nid = async (p: string) =>
+        /NID: (\d+)/.exec((await execa('dump.erofs', [`--path=${p}`, out])).stdout)![1];
+      expect(await nid('/etc/build.prop.hardlink')).toBe(await nid('/etc/build.prop'));
       expect(await e.exists('/lib/random.so')).toBe(false);
     } finally {
       await e.close();
