@@ -10,6 +10,8 @@ import { FormatError } from '../errors.ts';
 export interface Lz4DecodeOptions {
   /** Stop once this many bytes are produced (partial decoding, as LZ4_decompress_safe_partial). */
   maxOutput: number;
+  /** Initial output buffer size, grown (doubling, up to maxOutput) as needed; default maxOutput. */
+  sizeHint?: number;
   /**
    * Return what was decoded so far instead of throwing when the input turns out malformed after at
    * least one byte was produced. For erofs pclusters without lz4_0padding, whose compressed stream
@@ -22,8 +24,16 @@ export interface Lz4DecodeOptions {
 }
 
 export function lz4DecompressBlock(input: Buffer, opts: Lz4DecodeOptions): Buffer {
-  const max = opts.maxOutput;
-  const out = Buffer.allocUnsafe(Math.max(0, max));
+  const max = Math.max(0, opts.maxOutput);
+  let out = Buffer.allocUnsafe(Math.min(max, Math.max(opts.sizeHint ?? max, 64)));
+  /** Makes room for `n` more bytes at `op` (never beyond max). */
+  const room = (n: number) => {
+    const want = Math.min(max, op + n);
+    if (want <= out.length) return;
+    const grown = Buffer.allocUnsafe(Math.min(max, Math.max(want, out.length * 2)));
+    out.copy(grown, 0, 0, op);
+    out = grown;
+  };
   let ip = 0;
   let op = 0;
   const end = input.length;
@@ -50,6 +60,7 @@ export function lz4DecompressBlock(input: Buffer, opts: Lz4DecodeOptions): Buffe
     }
     if (ip + lit > end) return fail('literals run past the end of the input', lit);
     const n = Math.min(lit, max - op);
+    room(n);
     input.copy(out, op, ip, ip + n);
     op += n;
     ip += lit;
@@ -69,6 +80,7 @@ export function lz4DecompressBlock(input: Buffer, opts: Lz4DecodeOptions): Buffe
     }
     len += 4;
     const stop = Math.min(op + len, max);
+    room(stop - op);
     // Byte by byte: matches may overlap the bytes they produce (offset < length repeats a pattern).
     let from = op - offset;
     if (offset >= len) {

@@ -226,6 +226,7 @@ export class ErofsReader implements FsReader {
   private byPath: Map<string, FsEntry> | null = null;
   private inodes = new Map<string, Inode>();
   private zmaps = new Map<number, ZMap>();
+  private sharedXattrs = new Map<number, Buffer>();
   private packed: Inode | null = null;
   private longPrefixes: Array<{ base: number; infix: string }> | null = null;
   /** The last decoded pcluster (callers walk files forwards, lcluster by lcluster). */
@@ -343,8 +344,14 @@ export class ErofsReader implements FsReader {
       });
     for (let i = 0; i < shared; i++) {
       const at = sb.xattrBlkAddr * sb.blockSize + area.readUInt32LE(12 + i * 4) * 4;
-      const e = await this.read(at, 4);
-      await this.addXattr(out, await this.read(at, 4 + e.readUInt8(0) + e.readUInt16LE(2)), 0);
+      // Thousands of inodes share a few labels: read each shared entry once.
+      let entry = this.sharedXattrs.get(at);
+      if (!entry) {
+        const e = await this.read(at, 4);
+        entry = await this.read(at, 4 + e.readUInt8(0) + e.readUInt16LE(2));
+        this.sharedXattrs.set(at, entry);
+      }
+      await this.addXattr(out, entry, 0);
     }
     while (off + 4 <= size) {
       const len = 4 + area.readUInt8(off) + area.readUInt16LE(off + 2);
@@ -601,6 +608,8 @@ export class ErofsReader implements FsReader {
         const max = Math.min(ino.size - ext.la, ext.plen * 256 + 64, MAX_EXTENT_OUTPUT);
         data = lz4DecompressBlock(input, {
           maxOutput: Math.max(max, Math.min(need, MAX_EXTENT_OUTPUT)),
+          // Extents are rarely more than a few times their pcluster: start there, grow if needed.
+          sizeHint: Math.max(need, ext.plen * 4),
           lenient: !zeroPadding,
           baseOffset: ext.pa + (raw.length - input.length),
           file: this.imagePath,
