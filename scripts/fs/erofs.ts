@@ -30,6 +30,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EnvironmentError, FormatError, InputError, VerificationError } from '../errors.ts';
+import { crc32cRaw } from '../formats/crc32c.ts';
 import { lz4DecompressBlock } from '../formats/lz4.ts';
 import { runTool, which } from '../host/tools.ts';
 import type { ProgressFn } from '../progress.ts';
@@ -77,6 +78,7 @@ export const EROFS_INCOMPAT_NAMES: Record<number, string> = {
 };
 /** Known to the kernel but not read here (48-bit block addresses, metadata in a box inode). */
 const EROFS_INCOMPAT_UNSUPPORTED: Record<number, string> = { 128: '48bit', 256: 'metabox' };
+const COMPAT_SB_CHKSUM = 0x1;
 const INCOMPAT_ZERO_PADDING = 0x1;
 const INCOMPAT_CHUNKED_FILE = 0x4;
 const INCOMPAT_FRAGMENTS = 0x20;
@@ -244,6 +246,23 @@ export class ErofsReader implements FsReader {
     this.fh = await open(this.imagePath, 'r');
     this.fileSize = (await this.fh.stat()).size;
     this.sb = parseErofsSuper(await this.read(EROFS_SUPER_OFFSET, 128), this.imagePath);
+    if (this.sb.featureCompat & COMPAT_SB_CHKSUM) {
+      // Kernel erofs_superblock_csum_verify: crc32c(~0) over the superblock's block from byte 1024,
+      // with the checksum field zeroed.
+      const len =
+        this.sb.blockSize > EROFS_SUPER_OFFSET ? this.sb.blockSize - EROFS_SUPER_OFFSET : this.sb.blockSize;
+      const block = await this.read(EROFS_SUPER_OFFSET, Math.min(len, this.fileSize - EROFS_SUPER_OFFSET));
+      const expected = block.readUInt32LE(4);
+      block.writeUInt32LE(0, 4);
+      const crc = crc32cRaw(0xffffffff, block);
+      if (crc !== expected)
+        this.fail('superblock checksum mismatch', {
+          field: 'checksum',
+          offset: EROFS_SUPER_OFFSET + 4,
+          expected: `0x${expected.toString(16)}`,
+          found: `0x${crc.toString(16)}`,
+        });
+    }
   }
 
   private fail(

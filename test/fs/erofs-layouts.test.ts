@@ -10,11 +10,18 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError, OmieError } from '../../scripts/errors.ts';
+import { crc32cRaw } from '../../scripts/formats/crc32c.ts';
 import { lz4DecompressBlock } from '../../scripts/formats/lz4.ts';
 import { applyErofsEdits, ErofsReader } from '../../scripts/fs/erofs.ts';
 import { mutate, prng, workDir } from '../helpers.ts';
 
 const W = workDir('fs-erofs-layouts');
+
+/** Recomputes the erofs superblock checksum after a test patched the superblock. */
+function resum(b: Buffer): void {
+  b.writeUInt32LE(0, 1024 + 4);
+  b.writeUInt32LE(crc32cRaw(0xffffffff, b.subarray(1024, 4096)), 1024 + 4);
+}
 const SRC = join(W, 'src');
 
 /** Files that exercise every extent shape: empty, sub-block, block-exact, tails, incompressible, long runs. */
@@ -308,6 +315,7 @@ describe('erofs reader over every mkfs.erofs layout (oracle: fsck.erofs --extrac
     const g = b.indexOf(Buffer.concat([Buffer.from([1, 1, 7, 0]), Buffer.from('xVALUE-G')]));
     expect(g).toBeGreaterThan(0);
     b[g + 1] = 0x80; // long prefix 0
+    resum(b);
     await writeFile(image, b);
     const r = new ErofsReader(image);
     try {
@@ -318,6 +326,24 @@ describe('erofs reader over every mkfs.erofs layout (oracle: fsck.erofs --extrac
     } finally {
       await r.close();
     }
+  });
+
+  it('verifies the superblock checksum (sb_csum: crc32c over the block from byte 1024)', async () => {
+    const image = join(W, 'csum.img');
+    await rm(image, { force: true });
+    await execa('mkfs.erofs', ['-T0', '--all-root', '--quiet', image, join(SRC, 'etc')]);
+    const b = await readFile(image);
+    expect(b.readUInt32LE(1024 + 8) & 1).toBe(1); // mkfs.erofs sets sb_csum
+    const ok = new ErofsReader(image);
+    await ok.list();
+    await ok.close();
+    b[1024 + 120] ^= 0xff; // a reserved byte: only the checksum notices
+    await writeFile(image, b);
+    const r = new ErofsReader(image);
+    const err = await r.list().catch((e) => e);
+    await r.close();
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err.field).toBe('checksum');
   });
 
   it('refuses unknown incompatible features by name', async () => {
