@@ -111,17 +111,41 @@ export function hasMetaChars(regex: string): boolean {
 
 interface Compiled extends FileContextSpec {
   re: RegExp;
+  /** Text every matching path starts with (a cheap filter before the regex; may be empty). */
+  prefix: string;
+  /** Text every matching path contains (the longest such run found; may be empty). */
+  required: string;
 }
 
 /** A compiled set of file_contexts, ready for lookups. */
 export class FileContexts {
   private readonly compiled: Compiled[];
+  /**
+   * Indexes into `compiled` by the first path component of the literal prefix ("/system" for
+   * "/system/bin/…"), and the specs whose prefix does not reach past it (checked for every path).
+   */
+  private readonly byTop = new Map<string, number[]>();
+  private readonly anyTop: number[] = [];
 
   constructor(readonly specs: FileContextSpec[]) {
     const withMeta: FileContextSpec[] = [];
     const exact: FileContextSpec[] = [];
     for (const s of specs) (hasMetaChars(s.regex) ? withMeta : exact).push(s);
-    this.compiled = [...withMeta, ...exact].map((s) => ({ ...s, re: compile(s) }));
+    this.compiled = [...withMeta, ...exact].map((s) => ({
+      ...s,
+      re: compile(s),
+      prefix: literalPrefix(s.regex),
+      required: requiredLiteral(s.regex),
+    }));
+    this.compiled.forEach((c, i) => {
+      const top = topComponent(c.prefix);
+      if (top === null) this.anyTop.push(i);
+      else {
+        const list = this.byTop.get(top) ?? [];
+        list.push(i);
+        this.byTop.set(top, list);
+      }
+    });
   }
 
   static parse(text: string | Buffer, source?: string): FileContexts {
@@ -144,9 +168,17 @@ export class FileContexts {
 
   /** The spec that decides `path`'s label, or null. */
   match(path: string, type?: FsEntryType): FileContextSpec | null {
-    for (let i = this.compiled.length - 1; i >= 0; i--) {
-      const c = this.compiled[i];
+    // Candidates: specs of the path's first component plus the unindexed ones, walked from the
+    // last spec backwards (the last match wins) by merging the two index lists.
+    const a = this.byTop.get(topComponent(path) ?? '') ?? [];
+    const b = this.anyTop;
+    let i = a.length - 1;
+    let j = b.length - 1;
+    while (i >= 0 || j >= 0) {
+      const k = j < 0 || (i >= 0 && a[i] > b[j]) ? a[i--] : b[j--];
+      const c = this.compiled[k];
       if (type && c.fileType && c.fileType !== type) continue;
+      if (!path.startsWith(c.prefix) || !path.includes(c.required)) continue;
       if (c.re.test(path)) return c;
     }
     return null;
@@ -195,4 +227,100 @@ function posixClasses(re: string): string {
     if (r === undefined) throw new SyntaxError(`unknown POSIX class ${m}`);
     return r;
   });
+}
+
+/** "/system" for "/system/…" (a complete first component followed by "/"), else null. */
+function topComponent(p: string): string | null {
+  const slash = p.indexOf('/', 1);
+  return p.startsWith('/') && slash > 1 ? p.slice(0, slash) : null;
+}
+
+/**
+ * The literal text a spec's regex starts with, so lookups skip most specs without running their
+ * regex (a real plat_file_contexts has thousands). Escaped punctuation counts as literal; the scan
+ * stops at the first meta character, dropping the last literal when that is a quantifier making it
+ * optional (`?`, `*`, `{`). A top-level alternation (`^a|b$` matches paths ending in b) has none.
+ */
+export function literalPrefix(regex: string): string {
+  if (hasTopLevelAlternation(regex)) return '';
+  const out: string[] = [];
+  for (let i = 0; i < regex.length; i++) {
+    const c = regex[i];
+    if (c === '\\') {
+      const next = regex[i + 1];
+      if (next === undefined || /[0-9A-Za-z]/.test(next)) break; // \d, \w, \b, back-references
+      out.push(next);
+      i++;
+    } else if ('.^$?*+|[({'.includes(c)) {
+      if ('?*{'.includes(c)) out.pop();
+      break;
+    } else out.push(c);
+  }
+  return out.join('');
+}
+
+/**
+ * The longest literal run outside any group or class that every match contains (e.g.
+ * "/bin/hw/android.hardware.foo@1.0-service" in `/(vendor|system/vendor)/bin/hw/android\.hard…`),
+ * so specs whose prefix is only "/" are still skipped cheaply. Empty with a top-level alternation.
+ */
+export function requiredLiteral(regex: string): string {
+  if (hasTopLevelAlternation(regex)) return '';
+  let best = '';
+  let run: string[] = [];
+  const end = (dropLast: boolean) => {
+    if (dropLast) run.pop();
+    if (run.length > best.length) best = run.join('');
+    run = [];
+  };
+  for (let i = 0; i < regex.length; i++) {
+    const c = regex[i];
+    if (c === '\\') {
+      const next = regex[i + 1];
+      i++;
+      if (next === undefined || /[0-9A-Za-z]/.test(next)) end(false);
+      else run.push(next);
+    } else if (c === '[') {
+      // A class matches one variable character.
+      end(false);
+      i++;
+      if (regex[i] === '^') i++;
+      if (regex[i] === ']') i++;
+      while (i < regex.length && regex[i] !== ']') i += regex[i] === '\\' ? 2 : 1;
+    } else if (c === '(') {
+      // A group's content is optional or has alternatives: skip it whole.
+      end(false);
+      let depth = 1;
+      while (depth > 0 && ++i < regex.length) {
+        if (regex[i] === '\\') i++;
+        else if (regex[i] === '(') depth++;
+        else if (regex[i] === ')') depth--;
+      }
+    } else if (c === '{') {
+      // A quantifier: the previous atom may be absent, and its digits are no literal.
+      end(true);
+      while (i < regex.length && regex[i] !== '}') i++;
+    } else if ('.^$?*+|)'.includes(c)) end('?*'.includes(c));
+    else run.push(c);
+  }
+  end(false);
+  return best;
+}
+
+function hasTopLevelAlternation(regex: string): boolean {
+  let depth = 0;
+  for (let i = 0; i < regex.length; i++) {
+    const c = regex[i];
+    if (c === '\\') i++;
+    else if (c === '[') {
+      // Skip the class; a ']' right after '[' or '[^' is literal.
+      i++;
+      if (regex[i] === '^') i++;
+      if (regex[i] === ']') i++;
+      while (i < regex.length && regex[i] !== ']') i += regex[i] === '\\' ? 2 : 1;
+    } else if (c === '(') depth++;
+    else if (c === ')') depth = Math.max(0, depth - 1);
+    else if (c === '|' && depth === 0) return true;
+  }
+  return false;
 }
