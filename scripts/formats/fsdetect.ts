@@ -89,7 +89,14 @@ const EXT4_RO_COMPAT: Record<number, string> = {
   32768: 'verity',
   65536: 'orphan_present',
 };
-const EROFS_COMPAT: Record<number, string> = { 1: 'sb_csum', 2: 'mtime', 4: 'xattr_filter' };
+/** erofs_fs.h EROFS_FEATURE_*; some incompat bits carry two names (compr_cfgs, compr_head2, dedupe). */
+const EROFS_COMPAT: Record<number, string> = {
+  1: 'sb_csum',
+  2: 'mtime',
+  4: 'xattr_filter',
+  8: 'shared_ea_in_metabox',
+  16: 'plain_xattr_pfx',
+};
 const EROFS_INCOMPAT: Record<number, string> = {
   1: 'lz4_0padding',
   2: 'big_pcluster',
@@ -98,6 +105,8 @@ const EROFS_INCOMPAT: Record<number, string> = {
   16: 'ztailpacking',
   32: 'fragments',
   64: 'xattr_prefixes',
+  128: '48bit',
+  256: 'metabox',
 };
 
 function flags(v: number, names: Record<number, string>): string[] {

@@ -16,14 +16,17 @@ export interface DebugfsResult {
   errors: string[];
 }
 
-/** Quotes one argument for debugfs's command parser (libss): paths with spaces are double-quoted. */
+/**
+ * Quotes one argument for debugfs's command parser (libss ss_parse): arguments with spaces or quotes
+ * are double-quoted, a quote inside being written twice. Line breaks and NUL cannot be passed.
+ */
 export function dq(arg: string): string {
-  if (/["\n\r\0]/.test(arg))
+  if (/[\n\r\0]/.test(arg))
     throw new InputError(`path cannot be passed to debugfs: ${JSON.stringify(arg)}`, {
       code: 'EXT4_PATH',
       context: { path: arg },
     });
-  return /[\s\\'#;]/.test(arg) || arg === '' ? `"${arg}"` : arg;
+  return /[\s\\'"#;]/.test(arg) || arg === '' ? `"${arg.replace(/"/g, '""')}"` : arg;
 }
 
 export async function debugfs(

@@ -1,7 +1,10 @@
 /**
- * erofs images: a metadata reader in TypeScript (superblock, inodes, directories, xattrs, and the
- * data of uncompressed files), following the on-disk format of the Linux kernel's fs/erofs/erofs_fs.h,
- * plus extraction and rebuilding with erofs-utils.
+ * erofs images: a reader in TypeScript (superblock, inodes, directories, inline/shared xattrs with
+ * long name prefixes, and file data of every layout: flat, inline tail, chunk-based, and lz4/lz4hc
+ * compressed with big pclusters, ztailpacking, fragments and dedupe), following the on-disk format
+ * of the Linux kernel's fs/erofs/erofs_fs.h, plus rebuilding with erofs-utils. The reader does not
+ * depend on erofs-utils, whose Debian 1.5 cannot read images with fragments or dedupe (1.6+), which
+ * is what recent AOSP builds make.
  *
  * erofs-utils 1.5 (Debian) neither restores xattrs when extracting (`fsck.erofs --extract`) nor
  * prints them (`dump.erofs`), and its mkfs has no `--fs-config-file`/`--mount-point` (those exist in
@@ -12,21 +15,26 @@
  * own file_contexts by the caller (see selinux.ts), which is what `--file-contexts` would do.
  */
 import {
+  chmod,
   copyFile,
   type FileHandle,
+  lchown,
+  link,
   mkdir,
   mkdtemp,
   open,
-  readFile,
   rm,
   symlink,
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { EnvironmentError, FormatError, InputError, VerificationError } from '../errors.ts';
+import { crc32cRaw } from '../formats/crc32c.ts';
+import { lz4DecompressBlock } from '../formats/lz4.ts';
 import { runTool, which } from '../host/tools.ts';
 import type { ProgressFn } from '../progress.ts';
+import { alignUp, ZMap } from './erofs-zmap.ts';
 import {
   type FsEdit,
   type FsEntry,
@@ -46,14 +54,39 @@ const LAYOUT_FLAT_INLINE = 2;
 const LAYOUT_COMPRESSED_COMPACT = 3;
 const LAYOUT_CHUNK_BASED = 4;
 
-/** xattr name prefixes by e_name_index (erofs_fs.h / xattr.h). */
+/** xattr name prefixes by e_name_index (erofs_fs.h EROFS_XATTR_INDEX_*). */
 const XATTR_PREFIX: Record<number, string> = {
   1: 'user.',
   2: 'system.posix_acl_access',
   3: 'system.posix_acl_default',
   4: 'trusted.',
+  5: 'lustre.',
   6: 'security.',
 };
+/** e_name_index bit meaning "long prefix number (index & 0x7f) from the superblock's table". */
+const XATTR_LONG_PREFIX = 0x80;
+
+/** Incompatible features (erofs_fs.h EROFS_FEATURE_INCOMPAT_*) this reader implements. */
+export const EROFS_INCOMPAT_NAMES: Record<number, string> = {
+  1: 'zero_padding',
+  2: 'big_pcluster',
+  4: 'chunked_file',
+  8: 'device_table',
+  16: 'ztailpacking',
+  32: 'fragments',
+  64: 'xattr_prefixes',
+};
+/** Known to the kernel but not read here (48-bit block addresses, metadata in a box inode). */
+const EROFS_INCOMPAT_UNSUPPORTED: Record<number, string> = { 128: '48bit', 256: 'metabox' };
+const COMPAT_SB_CHKSUM = 0x1;
+const INCOMPAT_ZERO_PADDING = 0x1;
+const INCOMPAT_CHUNKED_FILE = 0x4;
+const INCOMPAT_FRAGMENTS = 0x20;
+const INCOMPAT_XATTR_PREFIXES = 0x40;
+/** erofs_fs.h EROFS_NULL_ADDR: a hole in a chunk-based file. */
+const NULL_ADDR = 0xffffffff;
+const CHUNK_FORMAT_BLKBITS_MASK = 0x1f;
+const CHUNK_FORMAT_INDEXES = 0x20;
 
 export interface ErofsSuper {
   blockSize: number;
@@ -67,6 +100,11 @@ export interface ErofsSuper {
   volumeName: string;
   featureCompat: number;
   featureIncompat: number;
+  /** Number of extra devices (device table), nid of the packed inode (fragments), long xattr prefixes. */
+  extraDevices: number;
+  packedNid: number;
+  xattrPrefixCount: number;
+  xattrPrefixStart: number;
 }
 
 export function isErofs(head: Buffer): boolean {
@@ -97,6 +135,36 @@ export function parseErofsSuper(b: Buffer, file?: string): ErofsSuper {
       found: blkszbits,
       file,
     });
+  const featureIncompat = b.readUInt32LE(80);
+  const unknown = Object.keys({ ...bitsOf(featureIncompat) })
+    .map(Number)
+    .filter((bit) => !EROFS_INCOMPAT_NAMES[bit]);
+  if (unknown.length)
+    throw new FormatError({
+      format: 'erofs',
+      reason: `unsupported incompatible features: ${unknown
+        .map((bit) => EROFS_INCOMPAT_UNSUPPORTED[bit] ?? `0x${bit.toString(16)}`)
+        .join(', ')}`,
+      field: 'feature_incompat',
+      offset: EROFS_SUPER_OFFSET + 80,
+      expected: `bits of 0x${Object.keys(EROFS_INCOMPAT_NAMES)
+        .reduce((a, k) => a | Number(k), 0)
+        .toString(16)}`,
+      found: `0x${featureIncompat.toString(16)}`,
+      file,
+    });
+  const dirblkbits = b.readUInt8(90);
+  if (dirblkbits !== 0)
+    throw new FormatError({
+      format: 'erofs',
+      reason: 'directory block size other than the block size is not supported',
+      field: 'dirblkbits',
+      offset: EROFS_SUPER_OFFSET + 90,
+      expected: 0,
+      found: dirblkbits,
+      file,
+    });
+  const packedNid = b.readBigUInt64LE(96);
   const uuid = b.subarray(48, 64).toString('hex');
   return {
     featureCompat: b.readUInt32LE(8),
@@ -109,8 +177,19 @@ export function parseErofsSuper(b: Buffer, file?: string): ErofsSuper {
     xattrBlkAddr: b.readUInt32LE(44),
     uuid: `${uuid.slice(0, 8)}-${uuid.slice(8, 12)}-${uuid.slice(12, 16)}-${uuid.slice(16, 20)}-${uuid.slice(20)}`,
     volumeName: b.subarray(64, 80).toString('latin1').replace(/\0.*$/s, ''),
-    featureIncompat: b.readUInt32LE(80),
+    featureIncompat,
+    extraDevices: b.readUInt16LE(86),
+    packedNid: packedNid > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(packedNid),
+    xattrPrefixCount: featureIncompat & INCOMPAT_XATTR_PREFIXES ? b.readUInt8(91) : 0,
+    xattrPrefixStart: b.readUInt32LE(92),
   };
+}
+
+/** Set bits of a u32, as a record keyed by bit value. */
+function bitsOf(v: number): Record<number, true> {
+  const out: Record<number, true> = {};
+  for (let bit = 0; bit < 32; bit++) if ((v >>> bit) & 1) out[2 ** bit] = true;
+  return out;
 }
 
 interface Inode {
@@ -120,7 +199,7 @@ interface Inode {
   uid: number;
   gid: number;
   size: number;
-  /** raw_blkaddr (flat layouts). */
+  /** i_u: raw_blkaddr (flat layouts), chunk format in its low 16 bits (chunk-based). */
   blkaddr: number;
   /** Byte offset of the inode in the image. */
   pos: number;
@@ -132,16 +211,28 @@ interface Inode {
 }
 
 const MAX_DIRS = 1_000_000;
+/** Longest symlink target read (PATH_MAX); erofs stores them as file data. */
+const MAX_SYMLINK = 4096;
+/** readFile holds the whole file in memory: larger files go through copyOut, 1 MiB at a time. */
+const MAX_READ_FILE = 512 * 1024 * 1024;
+/** Bound on one pcluster's decoded size, whatever its headers claim (lz4 expands at most ~255x). */
+const MAX_EXTENT_OUTPUT = 64 * 1024 * 1024;
 
-/** FsReader for erofs images. File data: read directly for flat layouts, via fsck.erofs extraction otherwise. */
+/** FsReader for erofs images: everything, file data included, is read in TypeScript. */
 export class ErofsReader implements FsReader {
   readonly kind = 'erofs' as const;
   private fh: FileHandle | null = null;
   private sb: ErofsSuper | null = null;
   private fileSize = 0;
   private cache: FsEntry[] | null = null;
+  private byPath: Map<string, FsEntry> | null = null;
   private inodes = new Map<string, Inode>();
-  private extracted: string | null = null;
+  private zmaps = new Map<number, ZMap>();
+  private sharedXattrs = new Map<number, Buffer>();
+  private packed: Inode | null = null;
+  private longPrefixes: Array<{ base: number; infix: string }> | null = null;
+  /** The last decoded pcluster (callers walk files forwards, lcluster by lcluster). */
+  private lastPcluster: { key: string; data: Buffer } | null = null;
 
   constructor(readonly imagePath: string) {}
 
@@ -155,22 +246,42 @@ export class ErofsReader implements FsReader {
     this.fh = await open(this.imagePath, 'r');
     this.fileSize = (await this.fh.stat()).size;
     this.sb = parseErofsSuper(await this.read(EROFS_SUPER_OFFSET, 128), this.imagePath);
+    if (this.sb.featureCompat & COMPAT_SB_CHKSUM) {
+      // Kernel erofs_superblock_csum_verify: crc32c(~0) over the superblock's block from byte 1024,
+      // with the checksum field zeroed.
+      const len =
+        this.sb.blockSize > EROFS_SUPER_OFFSET ? this.sb.blockSize - EROFS_SUPER_OFFSET : this.sb.blockSize;
+      const block = await this.read(EROFS_SUPER_OFFSET, Math.min(len, this.fileSize - EROFS_SUPER_OFFSET));
+      const expected = block.readUInt32LE(4);
+      block.writeUInt32LE(0, 4);
+      const crc = crc32cRaw(0xffffffff, block);
+      if (crc !== expected)
+        this.fail('superblock checksum mismatch', {
+          field: 'checksum',
+          offset: EROFS_SUPER_OFFSET + 4,
+          expected: `0x${expected.toString(16)}`,
+          found: `0x${crc.toString(16)}`,
+        });
+    }
+  }
+
+  private fail(
+    reason: string,
+    d: { field?: string; offset?: number; expected?: unknown; found?: unknown } = {},
+  ): never {
+    throw new FormatError({ format: 'erofs', reason, ...d, file: this.imagePath });
   }
 
   private async read(pos: number, len: number): Promise<Buffer> {
     if (pos < 0 || len < 0 || pos + len > this.fileSize)
-      throw new FormatError({
-        format: 'erofs',
-        reason: 'read beyond end of image',
+      this.fail('read beyond end of image', {
         offset: pos,
         expected: `<= ${this.fileSize}`,
         found: pos + len,
-        file: this.imagePath,
       });
     const b = Buffer.alloc(len);
     const { bytesRead } = await this.fh!.read(b, 0, len, pos);
-    if (bytesRead !== len)
-      throw new FormatError({ format: 'erofs', reason: 'short read', offset: pos, file: this.imagePath });
+    if (bytesRead !== len) this.fail('short read', { offset: pos });
     return b;
   }
 
@@ -181,19 +292,16 @@ export class ErofsReader implements FsReader {
     const format = h.readUInt16LE(0);
     const extended = (format & 1) === 1;
     const layout = (format >> 1) & 0x7;
+    // Bits above the layout: bit 4 is EROFS_I_NLINK_1 (48-bit images, refused at the superblock).
+    if (format & ~0x1f || layout > LAYOUT_CHUNK_BASED)
+      this.fail(`unsupported inode format (nid ${nid})`, { field: 'i_format', offset: pos, found: format });
     const icount = h.readUInt16LE(2);
     let ino: Inode;
     if (extended) {
       const x = await this.read(pos, 64);
       const size = x.readBigUInt64LE(8);
-      if (size > BigInt(Number.MAX_SAFE_INTEGER))
-        throw new FormatError({
-          format: 'erofs',
-          reason: 'inode size too large',
-          field: 'i_size',
-          offset: pos,
-          file: this.imagePath,
-        });
+      if (size > BigInt(this.fileSize) * 1024n)
+        this.fail(`inode size too large (nid ${nid})`, { field: 'i_size', offset: pos + 8, found: size });
       ino = {
         nid,
         layout,
@@ -222,138 +330,353 @@ export class ErofsReader implements FsReader {
         xattrs: {},
       };
     }
-    if (layout > LAYOUT_CHUNK_BASED)
-      throw new FormatError({
-        format: 'erofs',
-        reason: 'unknown data layout',
-        field: 'i_format',
-        offset: pos,
-        found: layout,
-        file: this.imagePath,
+    if (![0o100000, 0o040000, 0o120000, 0o020000, 0o060000, 0o010000, 0o140000].includes(ino.mode & 0o170000))
+      this.fail(`bogus file type in i_mode (nid ${nid})`, {
+        field: 'i_mode',
+        offset: pos + 4,
+        found: ino.mode,
       });
     if (icount > 0) {
       ino.xattrSize = 12 + (icount - 1) * 4;
-      ino.xattrs = await this.readXattrs(pos + ino.isize, ino.xattrSize);
+      ino.xattrs = await this.readXattrs(ino, pos + ino.isize, ino.xattrSize);
     }
     return ino;
   }
 
-  private async readXattrs(pos: number, size: number): Promise<Record<string, string>> {
+  /**
+   * Inline xattr area: erofs_xattr_ibody_header (h_name_filter u32, h_shared_count u8, 7 reserved),
+   * h_shared_count u32 ids of shared entries (at xattr_blkaddr + id * 4, where AOSP's mkfs puts
+   * labels used by several files), then 4-byte aligned erofs_xattr_entry records.
+   */
+  private async readXattrs(ino: Inode, pos: number, size: number): Promise<Record<string, string>> {
     const sb = this.sb!;
     const area = await this.read(pos, size);
     const out: Record<string, string> = {};
     const shared = area.readUInt8(4);
     let off = 12 + shared * 4;
     if (off > size)
-      throw new FormatError({
-        format: 'erofs',
-        reason: 'shared xattr count overflows the xattr area',
-        offset: pos,
-        file: this.imagePath,
+      this.fail(`shared xattr count overflows the xattr area (nid ${ino.nid})`, {
+        field: 'h_shared_count',
+        offset: pos + 4,
+        expected: `<= ${(size - 12) / 4}`,
+        found: shared,
       });
     for (let i = 0; i < shared; i++) {
-      const id = area.readUInt32LE(12 + i * 4);
-      const e = await this.read(sb.xattrBlkAddr * sb.blockSize + id * 4, 4);
-      const nameLen = e.readUInt8(0);
-      const valueLen = e.readUInt16LE(2);
-      const full = await this.read(sb.xattrBlkAddr * sb.blockSize + id * 4, 4 + nameLen + valueLen);
-      this.addXattr(out, full, 0);
+      const at = sb.xattrBlkAddr * sb.blockSize + area.readUInt32LE(12 + i * 4) * 4;
+      // Thousands of inodes share a few labels: read each shared entry once.
+      let entry = this.sharedXattrs.get(at);
+      if (!entry) {
+        const e = await this.read(at, 4);
+        entry = await this.read(at, 4 + e.readUInt8(0) + e.readUInt16LE(2));
+        this.sharedXattrs.set(at, entry);
+      }
+      await this.addXattr(out, entry, 0);
     }
     while (off + 4 <= size) {
-      const nameLen = area.readUInt8(off);
-      const valueLen = area.readUInt16LE(off + 2);
-      const len = 4 + nameLen + valueLen;
+      const len = 4 + area.readUInt8(off) + area.readUInt16LE(off + 2);
       if (off + len > size)
-        throw new FormatError({
-          format: 'erofs',
-          reason: 'xattr entry overflows the xattr area',
+        this.fail(`xattr entry overflows the xattr area (nid ${ino.nid})`, {
+          field: 'e_value_size',
           offset: pos + off,
-          file: this.imagePath,
+          expected: `<= ${size - off}`,
+          found: len,
         });
-      this.addXattr(out, area, off);
-      off += (len + 3) & ~3;
+      await this.addXattr(out, area, off);
+      off += alignUp(len, 4);
     }
     return out;
   }
 
-  private addXattr(out: Record<string, string>, b: Buffer, off: number): void {
+  private async addXattr(out: Record<string, string>, b: Buffer, off: number): Promise<void> {
     const nameLen = b.readUInt8(off);
     const index = b.readUInt8(off + 1);
     const valueLen = b.readUInt16LE(off + 2);
     const name = b.subarray(off + 4, off + 4 + nameLen).toString('latin1');
     const value = b.subarray(off + 4 + nameLen, off + 4 + nameLen + valueLen);
-    const prefix = XATTR_PREFIX[index] ?? (index === 0 ? '' : `index${index}.`);
+    let prefix: string | undefined;
+    if (index & XATTR_LONG_PREFIX) {
+      const long = (await this.xattrLongPrefixes())[index & 0x7f];
+      if (!long)
+        this.fail('xattr refers to a missing long name prefix', {
+          field: 'e_name_index',
+          expected: `< ${this.sb!.xattrPrefixCount}`,
+          found: index & 0x7f,
+        });
+      prefix = (XATTR_PREFIX[long.base] ?? '') + long.infix;
+    } else prefix = XATTR_PREFIX[index];
+    // Like the kernel, entries with an index it has no handler for are not listed.
+    if (prefix === undefined) return;
     out[prefix + name] = value.toString('hex');
   }
 
-  /** Bytes of a flat (uncompressed) inode's data. */
-  private async flatData(ino: Inode, start = 0, len = ino.size): Promise<Buffer> {
+  /**
+   * The long xattr name prefixes (erofs-utils 1.7+): xattr_prefix_count records at
+   * xattr_prefix_start * 4, in the packed inode's data when there is one, each a u16 length then
+   * erofs_xattr_long_prefix (base_index u8, infix), 4-byte aligned.
+   */
+  private async xattrLongPrefixes(): Promise<Array<{ base: number; infix: string }>> {
+    if (this.longPrefixes) return this.longPrefixes;
     const sb = this.sb!;
-    const bs = sb.blockSize;
-    if (ino.layout === LAYOUT_FLAT_PLAIN) return this.read(ino.blkaddr * bs + start, len);
-    if (ino.layout !== LAYOUT_FLAT_INLINE)
-      throw new FormatError({
-        format: 'erofs',
-        reason: 'not a flat inode',
-        found: ino.layout,
-        file: this.imagePath,
-      });
-    const fullBlocks = Math.floor(ino.size / bs) - (ino.size % bs === 0 && ino.size > 0 ? 0 : 0);
-    const tailStart = Math.floor(ino.size / bs) * bs;
-    const parts: Buffer[] = [];
-    const end = start + len;
-    if (start < tailStart && fullBlocks > 0) {
-      const a = start;
-      const b = Math.min(end, tailStart);
-      parts.push(await this.read(ino.blkaddr * bs + a, b - a));
+    const start = sb.xattrPrefixStart * 4;
+    const inPacked =
+      sb.packedNid > 0 && (sb.featureIncompat & INCOMPAT_FRAGMENTS) !== 0 && !(sb.featureCompat & 0x10);
+    const readAt = async (pos: number, len: number) =>
+      inPacked ? this.readRange(await this.packedInode(), pos, len) : this.read(pos, len);
+    const out: Array<{ base: number; infix: string }> = [];
+    let pos = start;
+    for (let i = 0; i < sb.xattrPrefixCount; i++) {
+      const len = (await readAt(pos, 2)).readUInt16LE(0);
+      if (len < 1)
+        this.fail('empty long xattr prefix', { field: 'xattr prefix length', offset: pos, found: len });
+      const p = await readAt(pos + 2, len);
+      out.push({ base: p.readUInt8(0), infix: p.subarray(1).toString('latin1') });
+      pos = alignUp(pos + 2 + len, 4);
     }
+    this.longPrefixes = out;
+    return out;
+  }
+
+  private async packedInode(): Promise<Inode> {
+    if (this.packed) return this.packed;
+    const sb = this.sb!;
+    if (!(sb.featureIncompat & INCOMPAT_FRAGMENTS) || sb.packedNid <= 0)
+      this.fail('data refers to the packed inode, which the image does not have', {
+        field: 'packed_nid',
+        found: sb.packedNid,
+      });
+    const ino = await this.inode(sb.packedNid);
+    if (fileTypeFromMode(ino.mode) !== 'file')
+      this.fail('the packed inode is not a regular file', { field: 'packed_nid', found: sb.packedNid });
+    this.packed = ino;
+    return ino;
+  }
+
+  /** Bytes [start, start + len) of an inode's data, whatever its layout. */
+  private async readRange(ino: Inode, start: number, len: number): Promise<Buffer> {
+    if (start < 0 || len < 0 || start + len > ino.size)
+      this.fail(`read beyond the end of the file (nid ${ino.nid})`, {
+        field: 'i_size',
+        expected: `<= ${ino.size}`,
+        found: start + len,
+      });
+    if (len === 0) return Buffer.alloc(0);
+    switch (ino.layout) {
+      case LAYOUT_FLAT_PLAIN:
+      case LAYOUT_FLAT_INLINE:
+        return this.flatData(ino, start, len);
+      case LAYOUT_CHUNK_BASED:
+        return this.chunkData(ino, start, len);
+      default:
+        return this.compressedData(ino, start, len);
+    }
+  }
+
+  /**
+   * FLAT_PLAIN: blocks from raw_blkaddr. FLAT_INLINE: the same except the last block, which is
+   * stored right after the inode and its xattrs and must not cross a block boundary (kernel
+   * erofs_map_blocks_flatmode: lastblk = nblocks - 1 even when the size is a multiple of the block).
+   */
+  private async flatData(ino: Inode, start: number, len: number): Promise<Buffer> {
+    const bs = this.sb!.blockSize;
+    const end = start + len;
+    const tailStart = ino.layout === LAYOUT_FLAT_INLINE ? (Math.ceil(ino.size / bs) - 1) * bs : ino.size;
+    const parts: Buffer[] = [];
+    if (start < tailStart)
+      parts.push(await this.read(ino.blkaddr * bs + start, Math.min(end, tailStart) - start));
     if (end > tailStart) {
       const inlinePos = ino.pos + ino.isize + ino.xattrSize;
+      if ((inlinePos % bs) + (ino.size - tailStart) > bs)
+        this.fail(`inline data crosses a block boundary (nid ${ino.nid})`, {
+          field: 'i_size',
+          offset: inlinePos,
+          expected: `<= ${bs - (inlinePos % bs)} bytes inline`,
+          found: ino.size - tailStart,
+        });
       const a = Math.max(start, tailStart) - tailStart;
-      const b = end - tailStart;
-      parts.push(await this.read(inlinePos + a, b - a));
+      parts.push(await this.read(inlinePos + a, end - tailStart - a));
     }
-    return Buffer.concat(parts);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  }
+
+  /**
+   * CHUNK_BASED: the file is cut in chunks of 2^(blkszbits + (format & 0x1f)) bytes; after the inode
+   * and its xattrs come either u32 block addresses or (format & 0x20) 8-byte erofs_inode_chunk_index
+   * records (startblk_hi u16, device_id u16, blkaddr u32), 8-byte aligned. NULL_ADDR is a hole.
+   */
+  private async chunkData(ino: Inode, start: number, len: number): Promise<Buffer> {
+    const sb = this.sb!;
+    if (!(sb.featureIncompat & INCOMPAT_CHUNKED_FILE))
+      this.fail(`chunk-based inode without the chunked_file feature (nid ${ino.nid})`, { field: 'i_format' });
+    const format = ino.blkaddr & 0xffff;
+    if (format & ~(CHUNK_FORMAT_BLKBITS_MASK | CHUNK_FORMAT_INDEXES))
+      this.fail(`unknown chunk format (nid ${ino.nid})`, {
+        field: 'i_u.c.format',
+        offset: ino.pos + 16,
+        found: format,
+      });
+    const chunkBits = Math.log2(sb.blockSize) + (format & CHUNK_FORMAT_BLKBITS_MASK);
+    if (chunkBits > 40) this.fail('chunk size out of range', { field: 'i_u.c.format', found: format });
+    const chunk = 2 ** chunkBits;
+    const unit = format & CHUNK_FORMAT_INDEXES ? 8 : 4;
+    const table = alignUp(ino.pos + ino.isize + ino.xattrSize, unit);
+    const out = Buffer.alloc(len);
+    for (let at = start; at < start + len; ) {
+      const n = Math.floor(at / chunk);
+      const e = await this.read(table + n * unit, unit);
+      const blk = unit === 8 ? e.readUInt32LE(4) : e.readUInt32LE(0);
+      if (unit === 8 && (e.readUInt16LE(0) !== 0 || (e.readUInt16LE(2) !== 0 && sb.extraDevices > 0)))
+        this.fail(`chunk on an extra device or beyond 32-bit block addresses (nid ${ino.nid})`, {
+          field: 'device_id',
+          offset: table + n * unit,
+          found: `${e.readUInt16LE(2)}/${e.readUInt16LE(0)}`,
+        });
+      const upto = Math.min(start + len, (n + 1) * chunk);
+      if (blk !== NULL_ADDR)
+        (await this.read(blk * sb.blockSize + (at - n * chunk), upto - at)).copy(out, at - start);
+      at = upto;
+    }
+    return out;
+  }
+
+  private zmapOf(ino: Inode): Promise<ZMap> | ZMap {
+    const cached = this.zmaps.get(ino.nid);
+    if (cached) return cached;
+    return (async () => {
+      const sb = this.sb!;
+      const hpos = alignUp(ino.pos + ino.isize + ino.xattrSize, 8);
+      const header = await this.read(hpos, 8);
+      // Index area: at most 8 bytes per lcluster (full) or 4 (compact), plus the inline tail and
+      // the unaligned 4-byte reads of the compact decoder.
+      const lclusters = Math.ceil(ino.size / sb.blockSize);
+      const want = lclusters * (ino.layout === LAYOUT_COMPRESSED_FULL ? 8 : 4) + sb.blockSize + 64;
+      const indexes = await this.read(hpos + 8, Math.max(0, Math.min(want, this.fileSize - hpos - 8)));
+      const map = new ZMap(ino, Math.log2(sb.blockSize), header, indexes, this.imagePath);
+      if (this.zmaps.size > 4096) this.zmaps.clear();
+      this.zmaps.set(ino.nid, map);
+      return map;
+    })();
+  }
+
+  /** Compressed inodes: walks the extents covering the range and decodes each pcluster once. */
+  private async compressedData(ino: Inode, start: number, len: number): Promise<Buffer> {
+    const zmap = await this.zmapOf(ino);
+    const out = Buffer.alloc(len);
+    const end = start + len;
+    for (let at = start; at < end; ) {
+      const ext = zmap.mapExtent(at);
+      const extEnd = Math.min(ext.la + ext.llen, ino.size);
+      if (extEnd <= at)
+        this.fail(`extent does not advance (nid ${ino.nid})`, { field: 'lcluster', found: at });
+      const upto = Math.min(end, extEnd);
+      let data: Buffer;
+      if (ext.fragment) {
+        const packed = await this.packedInode();
+        if (packed.nid === ino.nid) this.fail('packed inode refers to itself', { field: 'packed_nid' });
+        data = await this.readRange(packed, zmap.fragmentOff + (at - ext.la), upto - at);
+        data.copy(out, at - start);
+      } else {
+        const decoded = await this.decodePcluster(ino, ext, extEnd - ext.la);
+        if (decoded.length < upto - ext.la)
+          this.fail(`pcluster decodes to fewer bytes than its extent (nid ${ino.nid})`, {
+            field: 'pcluster',
+            offset: ext.pa,
+            expected: upto - ext.la,
+            found: decoded.length,
+          });
+        decoded.copy(out, at - start, at - ext.la, upto - ext.la);
+      }
+      at = upto;
+    }
+    return out;
+  }
+
+  /** Decoded bytes of an extent's pcluster, at least `need` of them when the data has them. */
+  private async decodePcluster(
+    ino: Inode,
+    ext: import('./erofs-zmap.ts').ZExtent,
+    need: number,
+  ): Promise<Buffer> {
+    const key = `${ext.pa}:${ext.plen}:${ext.la}:${ino.nid}`;
+    if (this.lastPcluster?.key === key && this.lastPcluster.data.length >= need)
+      return this.lastPcluster.data;
+    const raw = await this.read(ext.pa, ext.plen);
+    const bs = this.sb!.blockSize;
+    let data: Buffer;
+    switch (ext.format) {
+      case 'shifted':
+        data = raw;
+        break;
+      case 'interlaced': {
+        // The block is rotated so that logical offset la lands at la % blocksize.
+        const skip = ext.la % bs;
+        data = Buffer.concat([raw.subarray(skip), raw.subarray(0, skip)]);
+        break;
+      }
+      case 'lz4': {
+        let input = raw;
+        const zeroPadding = (this.sb!.featureIncompat & INCOMPAT_ZERO_PADDING) !== 0;
+        if (zeroPadding) {
+          // The compressed stream ends at the end of the pcluster; leading zeros are padding.
+          let margin = 0;
+          while (margin < raw.length && raw[margin] === 0) margin++;
+          if (margin >= Math.min(raw.length, 4096))
+            this.fail(`lz4 pcluster is all padding (nid ${ino.nid})`, { field: 'pcluster', offset: ext.pa });
+          input = raw.subarray(margin);
+        }
+        // The whole extent (not only `need`), so the walk decodes this pcluster once.
+        const max = Math.min(ino.size - ext.la, ext.plen * 256 + 64, MAX_EXTENT_OUTPUT);
+        data = lz4DecompressBlock(input, {
+          maxOutput: Math.max(max, Math.min(need, MAX_EXTENT_OUTPUT)),
+          // Extents are rarely more than a few times their pcluster: start there, grow if needed.
+          sizeHint: Math.max(need, ext.plen * 4),
+          lenient: !zeroPadding,
+          baseOffset: ext.pa + (raw.length - input.length),
+          file: this.imagePath,
+        });
+        break;
+      }
+      default:
+        this.fail(`${ext.format} compression is not supported (nid ${ino.nid}; lz4/lz4hc are)`, {
+          field: 'h_algorithmtype',
+          expected: 'lz4',
+          found: ext.format,
+        });
+    }
+    this.lastPcluster = { key, data };
+    return data;
   }
 
   private async readDir(ino: Inode): Promise<Array<{ name: string; nid: number }>> {
-    if (ino.layout !== LAYOUT_FLAT_PLAIN && ino.layout !== LAYOUT_FLAT_INLINE)
-      throw new FormatError({
-        format: 'erofs',
-        reason: 'compressed directories are not supported',
-        found: ino.layout,
-        file: this.imagePath,
-      });
     const bs = this.sb!.blockSize;
-    const data = await this.flatData(ino);
     const out: Array<{ name: string; nid: number }> = [];
-    for (let blk = 0; blk * bs < data.length; blk++) {
-      const b = data.subarray(blk * bs, Math.min((blk + 1) * bs, data.length));
-      if (b.length < 12) break;
+    // Directory blocks one at a time: erofs_dirent (nid u64, nameoff u16, file_type u8, reserved)
+    // records, then the names; the first nameoff gives the record count.
+    for (let off = 0; off < ino.size; off += bs) {
+      const b = await this.readRange(ino, off, Math.min(bs, ino.size - off));
+      if (b.length < 12)
+        this.fail(`directory block too short (nid ${ino.nid})`, { field: 'i_size', found: b.length });
       const first = b.readUInt16LE(8);
       const count = Math.floor(first / 12);
       if (first % 12 !== 0 || count === 0 || first > b.length)
-        throw new FormatError({
-          format: 'erofs',
-          reason: 'bad directory block',
+        this.fail(`bad directory block (nid ${ino.nid})`, {
           field: 'nameoff',
           found: first,
           offset: ino.pos,
-          file: this.imagePath,
         });
       for (let i = 0; i < count; i++) {
         const nid = b.readBigUInt64LE(i * 12);
         const nameoff = b.readUInt16LE(i * 12 + 8);
         const nextoff = i + 1 < count ? b.readUInt16LE((i + 1) * 12 + 8) : b.length;
-        if (nameoff > nextoff || nextoff > b.length)
-          throw new FormatError({
-            format: 'erofs',
-            reason: 'bad directory entry name offset',
+        if (nameoff > nextoff || nextoff > b.length || nameoff < first)
+          this.fail(`bad directory entry name offset (nid ${ino.nid})`, {
+            field: 'nameoff',
             offset: ino.pos,
-            file: this.imagePath,
+            found: nameoff,
           });
         let name = b.subarray(nameoff, nextoff).toString('utf8');
         if (i + 1 === count) name = name.replace(/\0.*$/s, '');
+        if (nid > BigInt(Number.MAX_SAFE_INTEGER))
+          this.fail('directory entry nid out of range', { field: 'nid', found: nid });
         out.push({ name, nid: Number(nid) });
       }
     }
@@ -371,14 +694,14 @@ export class ErofsReader implements FsReader {
       const type = fileTypeFromMode(ino.mode);
       let target: string | undefined;
       if (type === 'symlink') {
-        if (ino.size > 4096)
-          throw new FormatError({
-            format: 'erofs',
-            reason: 'symlink too long',
+        if (ino.size > MAX_SYMLINK)
+          this.fail('symlink too long', {
+            field: 'i_size',
             offset: ino.pos,
-            file: this.imagePath,
+            expected: `<= ${MAX_SYMLINK}`,
+            found: ino.size,
           });
-        target = (await this.flatData(ino)).toString('utf8');
+        target = (await this.readRange(ino, 0, ino.size)).toString('utf8');
       }
       entries.push(
         withDerivedXattrs({
@@ -394,23 +717,12 @@ export class ErofsReader implements FsReader {
       );
       if (type !== 'dir') return;
       if (seenDirs.has(nid) || seenDirs.size > MAX_DIRS)
-        throw new FormatError({
-          format: 'erofs',
-          reason: 'directory cycle',
-          offset: ino.pos,
-          file: this.imagePath,
-        });
+        this.fail('directory cycle', { offset: ino.pos, field: 'nid', found: nid });
       seenDirs.add(nid);
       for (const d of await this.readDir(ino)) {
         if (d.name === '.' || d.name === '..') continue;
         if (!d.name || d.name.includes('/'))
-          throw new FormatError({
-            format: 'erofs',
-            reason: 'invalid file name',
-            found: d.name,
-            offset: ino.pos,
-            file: this.imagePath,
-          });
+          this.fail('invalid file name', { found: d.name, offset: ino.pos, field: 'dirent name' });
         await visit(d.nid, path === '/' ? `/${d.name}` : `${path}/${d.name}`);
       }
       onProgress?.({
@@ -428,11 +740,37 @@ export class ErofsReader implements FsReader {
 
   async stat(path: string): Promise<FsEntry | null> {
     const p = normPath(path);
-    return (await this.list()).find((e) => e.path === p) ?? null;
+    if (!this.byPath) this.byPath = new Map((await this.list()).map((e) => [e.path, e]));
+    return this.byPath.get(p) ?? null;
   }
 
   async exists(path: string): Promise<boolean> {
     return (await this.stat(path)) !== null;
+  }
+
+  /**
+   * How the image compresses, for a rebuild that stays as small: ztailpacking, and the largest
+   * physical cluster from the lz4 compression config (z_erofs_lz4_cfgs.max_pclusterblks, stored
+   * after the superblock when big pclusters are on; one block otherwise). Null when uncompressed.
+   */
+  async compressionProfile(): Promise<{ ztailpacking: boolean; pclusterBytes: number } | null> {
+    if (!(await this.isCompressed())) return null;
+    const sb = this.sb!;
+    const ztailpacking = (sb.featureIncompat & 0x10) !== 0;
+    let pclusterBytes = sb.blockSize;
+    if (sb.featureIncompat & 0x2) {
+      const head = await this.read(EROFS_SUPER_OFFSET, 128);
+      const algs = head.readUInt16LE(84);
+      let pos = EROFS_SUPER_OFFSET + 128 + head.readUInt8(13) * 16;
+      for (let alg = 0; alg < 16 && pos + 2 <= sb.blockSize; alg++) {
+        if (!((algs >> alg) & 1)) continue;
+        const size = (await this.read(pos, 2)).readUInt16LE(0);
+        if (alg === 0 && size >= 4)
+          pclusterBytes = Math.max(1, (await this.read(pos + 2, 4)).readUInt16LE(2)) * sb.blockSize;
+        pos += 2 + size;
+      }
+    }
+    return { ztailpacking, pclusterBytes: Math.min(pclusterBytes, 1024 * 1024) };
   }
 
   /** True when some regular file uses a compressed layout (the rebuild then compresses too). */
@@ -443,7 +781,7 @@ export class ErofsReader implements FsReader {
     );
   }
 
-  async readFile(path: string): Promise<Buffer> {
+  private async regularFile(path: string): Promise<Inode> {
     const p = normPath(path);
     await this.list();
     const ino = this.inodes.get(p);
@@ -452,53 +790,87 @@ export class ErofsReader implements FsReader {
         code: 'FS_NOT_FOUND',
         context: { image: this.imagePath, path: p },
       });
-    if (ino.layout === LAYOUT_FLAT_PLAIN || ino.layout === LAYOUT_FLAT_INLINE) return this.flatData(ino);
-    return readFile(join(await this.extractAll(), p));
+    return ino;
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const ino = await this.regularFile(path);
+    if (ino.size > MAX_READ_FILE)
+      throw new InputError(`${this.imagePath}: ${normPath(path)} is too large to read into memory`, {
+        code: 'FS_TOO_LARGE',
+        context: { image: this.imagePath, path: normPath(path), size: ino.size, max: MAX_READ_FILE },
+        hint: 'copy it out to a file instead (copyOut streams)',
+      });
+    return this.readRange(ino, 0, ino.size);
   }
 
   async copyOut(path: string, hostPath: string): Promise<void> {
-    const p = normPath(path);
-    await this.list();
-    const ino = this.inodes.get(p);
-    if (ino && (ino.layout === LAYOUT_FLAT_PLAIN || ino.layout === LAYOUT_FLAT_INLINE)) {
-      const out = await open(hostPath, 'w');
-      try {
-        const chunk = 1 << 20;
-        for (let off = 0; off < ino.size; off += chunk)
-          await out.write(await this.flatData(ino, off, Math.min(chunk, ino.size - off)));
-      } finally {
-        await out.close();
-      }
-      return;
+    const ino = await this.regularFile(path);
+    const out = await open(hostPath, 'w');
+    try {
+      const chunk = 1 << 20;
+      for (let off = 0; off < ino.size; off += chunk)
+        await out.write(await this.readRange(ino, off, Math.min(chunk, ino.size - off)));
+    } finally {
+      await out.close();
     }
-    if (!ino)
-      throw new InputError(`${this.imagePath}: no file ${p}`, { code: 'FS_NOT_FOUND', context: { path: p } });
-    await copyFile(join(await this.extractAll(), p), hostPath);
   }
 
-  /** Extracts the whole image once (fsck.erofs --extract) for compressed/chunked file data. */
-  private async extractAll(): Promise<string> {
-    if (this.extracted) return this.extracted;
-    const dir = await mkdtemp(join(tmpdir(), 'omie-erofs-x-'));
-    await extractErofs(this.imagePath, join(dir, 'root'));
-    this.extracted = join(dir, 'root');
-    return this.extracted;
+  /**
+   * Writes the tree to a host directory (data, directories, symlinks; modes, owners and xattrs are
+   * restored by the caller). Device nodes, FIFOs and sockets are refused: read-only Android
+   * partitions hold none, and creating them needs privileges.
+   */
+  async extractTo(dir: string): Promise<void> {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    // Hard links (several dirents, one nid) stay links, so mkfs.erofs keeps them one inode.
+    const firstPathOfNid = new Map<number, string>();
+    for (const e of await this.list()) {
+      if (e.path === '/') continue;
+      const host = join(dir, e.path.slice(1));
+      const nid = this.inodes.get(e.path)?.nid ?? -1;
+      if (e.type === 'dir') await mkdir(host, { mode: 0o755 });
+      else if (e.type === 'file' && firstPathOfNid.has(nid)) await link(firstPathOfNid.get(nid)!, host);
+      else if (e.type === 'file') {
+        await this.copyOut(e.path, host);
+        firstPathOfNid.set(nid, host);
+      } else if (e.type === 'symlink') await symlink(e.target ?? '', host);
+      else
+        throw new InputError(`${this.imagePath}: cannot extract the ${e.type} ${e.path}`, {
+          code: 'FS_SPECIAL_FILE',
+          context: { image: this.imagePath, path: e.path, type: e.type },
+        });
+    }
   }
 
   async close(): Promise<void> {
     await this.fh?.close();
     this.fh = null;
-    if (this.extracted) await rm(dirname(this.extracted), { recursive: true, force: true });
-    this.extracted = null;
+    this.lastPcluster = null;
   }
 }
 
-/** `fsck.erofs --extract=DIR` (data, modes, owners when root; no xattrs in erofs-utils 1.5). */
+/**
+ * Extracts an erofs image to a host directory with the TypeScript reader (erofs-utils 1.5's
+ * `fsck.erofs --extract` cannot read images with fragments or dedupe): data, symlinks, modes, and
+ * owners when running as root. xattrs are not written to the host.
+ */
 export async function extractErofs(image: string, dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dirname(dir), { recursive: true });
-  const root = process.getuid?.() === 0;
-  await runTool('fsck.erofs', [`--extract=${dir}`, ...(root ? ['--preserve'] : ['--no-preserve']), image]);
+  const reader = new ErofsReader(image);
+  try {
+    await reader.extractTo(dir);
+    const root = process.getuid?.() === 0;
+    // Deepest first, so that read-only directories are closed after their children were written.
+    const entries = [...(await reader.list())].reverse();
+    for (const e of entries) {
+      const host = e.path === '/' ? dir : join(dir, e.path.slice(1));
+      if (root) await lchown(host, e.uid, e.gid);
+      if (e.type !== 'symlink') await chmod(host, e.mode);
+    }
+  } finally {
+    await reader.close();
+  }
 }
 
 /** `fsck.erofs IMAGE`: throws VerificationError when the image does not check clean. */
@@ -517,6 +889,10 @@ export interface BuildErofsOptions {
   epoch?: number;
   /** lz4hc compression (what Android uses); default false. */
   compress?: boolean;
+  /** With compress: largest physical cluster in bytes (mkfs -C; big pclusters compress better). */
+  pclusterBytes?: number;
+  /** With compress: pack the tail of each file inline (mkfs -Eztailpacking). */
+  ztailpacking?: boolean;
 }
 
 /**
@@ -556,6 +932,10 @@ export async function buildErofs(
       `-T${epoch}`,
       `-U${opts.uuid}`,
       ...(opts.compress ? ['-zlz4hc'] : []),
+      ...(opts.compress && opts.pclusterBytes && opts.pclusterBytes > 4096
+        ? [`-C${opts.pclusterBytes}`]
+        : []),
+      ...(opts.compress && opts.ztailpacking ? ['-Eztailpacking'] : []),
       '--quiet',
       image,
       srcDir,
@@ -625,11 +1005,12 @@ export async function applyErofsEdits(
   try {
     const sb = await reader.superblock();
     const entries = await reader.list();
-    const compress = opts.compress ?? (await reader.isCompressed());
-    await reader.close();
+    const profile = await reader.compressionProfile();
+    const compress = opts.compress ?? profile !== null;
     const root = join(work, 'root');
     opts.onProgress?.({ stage: 'erofs extract', done: 0, total: 1, unit: 'items' });
-    await extractErofs(image, root);
+    await reader.extractTo(root);
+    await reader.close();
     const meta = new Map(
       entries.map((e) => [
         e.path,
@@ -714,6 +1095,9 @@ export async function applyErofsEdits(
       uuid: opts.uuid ?? sb.uuid,
       epoch: opts.epoch,
       compress,
+      // Keep the input's pcluster size and tail packing so the rebuilt image stays as small.
+      pclusterBytes: profile?.pclusterBytes,
+      ztailpacking: profile?.ztailpacking,
     });
     await checkErofs(tmpOut);
     await copyFile(tmpOut, outImage);

@@ -117,35 +117,62 @@ export function parseLsP(out: string): LsEntry[] {
 }
 
 /**
- * Parses `ea_list` output. Values debugfs prints in full are decoded (quoted strings with \ooo
- * escapes, or hex bytes); values it elides (>= 40 bytes in stat format) come back as null with their
- * length, to be fetched with `ea_get -x`.
+ * Parses `ea_list` output (debugfs/xattrs.c print_xattr): `  NAME (LEN) = VALUE`, the name printed
+ * with print_c_string escapes, the value either in quotes with those escapes or, when less than 7/8
+ * of it is printable, as hex bytes. Values debugfs elides (>= 40 bytes in stat format) come back as
+ * null with their length, to be fetched with `ea_get -x`; so does any value whose decoding does not
+ * give the announced length. `system.data` (where inline_data files keep their bytes; the kernel
+ * does not list it) is dropped.
  */
 export function parseEaList(out: string): Array<{ name: string; length: number; value: Buffer | null }> {
   const res: Array<{ name: string; length: number; value: Buffer | null }> = [];
   for (const line of out.split('\n')) {
-    const m = /^ {2}(\S+) \((\d+)\)(?: = (.*))?$/.exec(line);
+    const m = /^ {2}(.+?) \((\d+)\)(?: = (.*))?$/.exec(line);
     if (!m) continue;
+    const name = unescapeCString(m[1]).toString('latin1');
+    if (name === 'system.data') continue;
     const length = Number(m[2]);
     let value: Buffer | null = null;
     if (m[3] !== undefined) {
       const v = m[3].trimEnd();
-      if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) value = unescapeOctal(v.slice(1, -1));
+      if (v.startsWith('"') && v.endsWith('"') && v.length >= 2) value = unescapeCString(v.slice(1, -1));
       else value = parseHexBytes(v);
       if (value.length !== length) value = null; // unexpected rendering: fetch it exactly
     } else if (length === 0) value = Buffer.alloc(0);
-    res.push({ name: m[1], length, value });
+    res.push({ name, length, value });
   }
   return res;
 }
 
-function unescapeOctal(s: string): Buffer {
+const C_ESCAPES: Record<string, number> = {
+  a: 7,
+  b: 8,
+  f: 12,
+  n: 10,
+  t: 9,
+  v: 11,
+  '\\': 92,
+  "'": 39,
+  '"': 34,
+};
+
+/** Reverses e2fsprogs support/cstring.c print_c_string: \a \b \f \n \t \v \\ \' \" and \ooo. */
+export function unescapeCString(s: string): Buffer {
+  const raw = Buffer.from(s, 'utf8');
   const bytes: number[] = [];
-  const raw = Buffer.from(s, 'latin1');
   for (let i = 0; i < raw.length; i++) {
-    if (raw[i] === 0x5c && i + 3 < raw.length + 0 && /^[0-7]{3}$/.test(s.slice(i + 1, i + 4))) {
-      bytes.push(Number.parseInt(s.slice(i + 1, i + 4), 8));
+    if (raw[i] !== 0x5c || i + 1 >= raw.length) {
+      bytes.push(raw[i]);
+      continue;
+    }
+    const next = String.fromCharCode(raw[i + 1]);
+    const oct = raw.subarray(i + 1, i + 4).toString('latin1');
+    if (/^[0-7]{3}$/.test(oct)) {
+      bytes.push(Number.parseInt(oct, 8) & 0xff);
       i += 3;
+    } else if (C_ESCAPES[next] !== undefined) {
+      bytes.push(C_ESCAPES[next]);
+      i += 1;
     } else bytes.push(raw[i]);
   }
   return Buffer.from(bytes);
@@ -238,7 +265,8 @@ export class Ext4Reader implements FsReader {
         if (m) targets.set(l.path, m[1]);
         else slow.push(l.path);
       });
-      for (const p of slow) targets.set(p, (await this.readFile(p)).toString('utf8'));
+      const sizes = new Map(links.map((l) => [l.path, l.ls.size]));
+      for (const p of slow) targets.set(p, await this.slowLinkTarget(p, sizes.get(p) ?? 0));
     }
     const entries = raw.map((e) =>
       withDerivedXattrs({
@@ -269,12 +297,27 @@ export class Ext4Reader implements FsReader {
 
   async copyOut(path: string, hostPath: string): Promise<void> {
     const p = normPath(path);
+    const e = await this.stat(p);
+    if (e?.type !== 'file')
+      throw new InputError(`${this.imagePath}: no regular file ${p}`, {
+        code: 'FS_NOT_FOUND',
+        context: { image: this.imagePath, path: p },
+      });
+    await this.dump(p, hostPath, e.size);
+  }
+
+  /**
+   * `dump` of one inode to a host file, cut to the inode's size: debugfs 1.47 writes the whole
+   * 60-byte inline area for inline_data files (and symlinks) whatever their size.
+   */
+  private async dump(p: string, hostPath: string, size: number): Promise<void> {
     const r = await debugfs(this.imagePath, [`dump ${dq(p)} ${dq(hostPath)}`]);
     if (r.errors.length)
       throw new InputError(`${this.imagePath}: cannot read ${p}: ${r.errors.join('; ')}`, {
         code: 'FS_NOT_FOUND',
         context: { image: this.imagePath, path: p },
       });
+    if ((await hostStat(hostPath)).size > size) await truncate(hostPath, size);
   }
 
   async readFile(path: string): Promise<Buffer> {
@@ -288,10 +331,30 @@ export class Ext4Reader implements FsReader {
     }
   }
 
+  /** A slow (block or inline) symlink's target, read as data. */
+  private async slowLinkTarget(p: string, size: number): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'omie-ext4-link-'));
+    try {
+      await this.dump(p, join(dir, 'l'), size);
+      return (await readFile(join(dir, 'l'))).toString('utf8');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
   /** Extracts the subtree at `path` into hostDir (debugfs rdump; owners/labels are not kept on the host). */
   async extractTree(path: string, hostDir: string): Promise<void> {
-    const r = await debugfs(this.imagePath, [`rdump ${dq(normPath(path))} ${dq(hostDir)}`]);
+    const p = normPath(path);
+    const r = await debugfs(this.imagePath, [`rdump ${dq(p)} ${dq(hostDir)}`]);
     assertNoErrors(this.imagePath, r, 'extracting');
+    // rdump has the same inline_data over-read as dump: cut files back to their sizes.
+    const base = p === '/' ? '' : p.slice(0, p.lastIndexOf('/'));
+    for (const e of await this.list()) {
+      if (e.type !== 'file' || !(e.path === p || e.path.startsWith(p === '/' ? '/' : `${p}/`))) continue;
+      const host = join(hostDir, e.path.slice(base.length + 1));
+      const st = await hostStat(host).catch(() => null);
+      if (st && st.size > e.size) await truncate(host, e.size);
+    }
   }
 
   /** Forgets the cached listing (after the image was edited). */
@@ -393,8 +456,13 @@ async function blocksNeeded(edits: FsEdit[], bs: number): Promise<{ blocks: numb
 
 async function growBy(image: string, info: Ext4Info, extraBlocks: number, epoch: number): Promise<void> {
   const newCount = info.blockCount + extraBlocks;
-  await truncate(image, newCount * info.blockSize);
+  // The file may be larger than the filesystem (a partition image with room after it). resize2fs
+  // truncates a regular file to the new filesystem size: give the partition its length back (the
+  // bytes after the filesystem, e.g. an AVB hashtree, are stale after an edit anyway).
+  const fileSize = (await hostStat(image)).size;
+  if (fileSize < newCount * info.blockSize) await truncate(image, newCount * info.blockSize);
   await runTool('resize2fs', ['-f', image, String(newCount)], { env: timeEnv(epoch) });
+  if ((await hostStat(image)).size < fileSize) await truncate(image, fileSize);
 }
 
 /** e2fsprogs stamp superblock times with "now" unless told otherwise: pin them for reproducible images. */

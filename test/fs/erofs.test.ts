@@ -82,11 +82,17 @@ describe.each([false, true])('erofs (compressed: %s)', (compress) => {
       expect([Number(m[1]), Number(m[2]), Number.parseInt(m[3], 8) & 0o7777]).toEqual([e.uid, e.gid, e.mode]);
       if (e.type === 'file') expect(d.stdout).toContain(`Size: ${e.size}`);
     }
-    // File data against fsck.erofs extraction.
+    // File data against fsck.erofs extraction (the oracle), and our own extraction against it.
     const out = join(W, `x-${compress}`);
-    await extractErofs(image, out);
-    for (const path of ['/priv-app/Gms/Gms.apk', '/etc/f007.xml', '/etc/selinux/product_file_contexts'])
+    await rm(out, { recursive: true, force: true });
+    await execa('fsck.erofs', [`--extract=${out}`, '--no-preserve', image]);
+    const mine = join(W, `xm-${compress}`);
+    await extractErofs(image, mine);
+    expect((await readFile(join(mine, 'bin/daemon'))).toString()).toBe('ELF');
+    for (const path of ['/priv-app/Gms/Gms.apk', '/etc/f007.xml', '/etc/selinux/product_file_contexts']) {
       expect((await r.readFile(path)).equals(await readFile(join(out, path)))).toBe(true);
+      expect((await readFile(join(mine, path))).equals(await readFile(join(out, path)))).toBe(true);
+    }
     await r.close();
   });
 

@@ -210,7 +210,7 @@ describe('ext4 through e2fsprogs', () => {
       ]),
     ).rejects.toThrow(/parent directory/);
     await expect(
-      applyExt4Edits(img, [{ op: 'mkdir', path: '/sys"tem', mode: 0o755, uid: 0, gid: 0 }]),
+      applyExt4Edits(img, [{ op: 'mkdir', path: '/sys\ntem', mode: 0o755, uid: 0, gid: 0 }]),
     ).rejects.toThrow(OmieError);
   });
 
