@@ -388,7 +388,13 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       });
     }
     const sample = await sampleBaseSigners(basePath);
-    const planOpts = { googleSigners: sample.google, extraFiles, onProgress: o.onProgress };
+    const planOpts = {
+      googleSigners: sample.google,
+      extraFiles,
+      onProgress: o.onProgress,
+      // Shared by both plans below: the re-plan after re-signing reads no APK again.
+      apkIdentities: new Map(),
+    };
     let plan = await makePlan(parts, resolved, planOpts);
     if (keys) {
       const testKeys = new Set([
