@@ -64,6 +64,19 @@ export interface BuildResult {
   release: boolean;
 }
 
+/** Host tools whose versions the build record names. */
+const RECORDED_TOOLS = [
+  'mke2fs',
+  'debugfs',
+  'e2fsck',
+  'resize2fs',
+  'fsck.erofs',
+  'aapt',
+  'apksigner',
+  'openssl',
+  'java',
+];
+
 /** Partitions whose filesystem the build edits (others are passed through). */
 const EDITABLE: readonly PartitionName[] = ['system', 'system_ext', 'product', 'vendor', 'odm'];
 
@@ -347,14 +360,22 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     if (keys) {
       const fw = await frameworkRes(readers, work);
       await mkdir(join(work, 'overlays'), { recursive: true });
+      // Overlays are independent (each one aapt + zipalign + signing): built together, listed in order.
+      let built = 0;
+      stage('overlays', 0, resolved.overlays.length);
+      const overlayApks = await Promise.all(
+        resolved.overlays.map(async (ov) => {
+          const apk = join(work, 'overlays', `${ov.name}.apk`);
+          await buildOverlay(ov, p, fw, keys.apk, apk);
+          stage('overlays', ++built, resolved.overlays.length);
+          return apk;
+        }),
+      );
       for (const [i, ov] of resolved.overlays.entries()) {
-        stage('overlays', i, resolved.overlays.length);
-        const apk = join(work, 'overlays', `${ov.name}.apk`);
-        await buildOverlay(ov, p, fw, keys.apk, apk);
         extraFiles.push({
           partition: ov.partition,
           path: overlayPath(ov),
-          source: apk,
+          source: overlayApks[i],
           package: ov.package,
           reason: `overlay ${ov.name}: ${ov.description ?? ''}`.trim(),
         });
@@ -530,6 +551,22 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       `${JSON.stringify(makeSbom({ product: p.name, version: p.version, apps }), null, 2)}\n`,
     );
 
+    // The packaged files are final: digest them (worker threads) and ask the tools their
+    // versions while the conformance check runs.
+    const outputsDone = Promise.all(
+      (await readdir(staging))
+        .filter((f) => f !== 'check')
+        .sort()
+        .map((f) => digestFile(join(staging, f), f)),
+    );
+    const versionsDone = Promise.all(
+      hostTools
+        .filter((x) => RECORDED_TOOLS.includes(x.name))
+        .map(async (t) => [t.name, await toolVersion(t).catch(() => null)] as const),
+    );
+    // Settled below; if the check throws first, these must not become unhandled rejections.
+    outputsDone.catch(() => {});
+    versionsDone.catch(() => {});
     let check: BuildResult['check'];
     if (!o.noCheck) {
       stage('check', 0);
@@ -561,13 +598,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       stage('check', 1);
     } else check = { skipped: true };
 
-    // Large files hash in worker threads: all at once, so every core is busy.
-    const outputs: FileDigest[] = await Promise.all(
-      (await readdir(staging))
-        .filter((f) => f !== 'check')
-        .sort()
-        .map((f) => digestFile(join(staging, f), f)),
-    );
+    const outputs: FileDigest[] = await outputsDone;
     const inputs: FileDigest[] = [
       await digestFile(resolved.file, 'product'),
       await digestFile(device.file, 'device'),
@@ -575,22 +606,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       ...(await Promise.all(resolved.apps.map((a) => digestFile(a.apkPath, `app:${a.name}`)))),
       ...(await Promise.all(resolved.overlays.map((ov) => digestFile(ov.file, `overlay:${ov.name}`)))),
     ];
-    const tools: Record<string, string | null> = {};
-    for (const t of hostTools.filter((x) =>
-      [
-        'mke2fs',
-        'debugfs',
-        'e2fsck',
-        'resize2fs',
-        'fsck.erofs',
-        'aapt',
-        'apksigner',
-        'openssl',
-        'java',
-      ].includes(x.name),
-    )) {
-      tools[t.name] = await toolVersion(t).catch(() => null);
-    }
+    const tools: Record<string, string | null> = Object.fromEntries(await versionsDone);
     const record = {
       schema: 'omie.build-record/1',
       tool: { name: 'omie-kit', version: pkg.version, node: process.version },
