@@ -89,6 +89,9 @@ export async function openBase(
   const out = join(workDir, 'base');
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
+  // The base's digest (for the build record) is taken in worker threads while it is unpacked.
+  const digest = baseSha256(input, kind);
+  digest.catch(() => {}); // awaited below; unpacking errors come first
   const opened = await openInput(input, out, { slot: opts.slot, onProgress: opts.onProgress });
   const images: Record<string, string> = {};
   for (const [name, path] of Object.entries(opened.images)) {
@@ -98,19 +101,20 @@ export async function openBase(
       await copyFile(path, images[name], constants.COPYFILE_FICLONE);
     }
   }
-  let sha256: string;
   let boards: string[] | undefined;
-  if (kind === 'images') {
-    const lines: string[] = [];
-    for (const f of (await readdir(input)).filter((x) => x.endsWith('.img')).sort())
-      lines.push(`${f} ${await sha256File(join(input, f))}`);
-    sha256 = createHash('sha256').update(lines.join('\n')).digest('hex');
-    boards = await readBoards(join(input, 'android-info.txt'));
-  } else {
-    sha256 = await sha256File(input);
-    if (kind === 'factory-zip') boards = (await readFactoryZip(input)).androidInfo?.boards;
-  }
-  return { kind, source: input, sha256, images, boards };
+  if (kind === 'images') boards = await readBoards(join(input, 'android-info.txt'));
+  else if (kind === 'factory-zip') boards = (await readFactoryZip(input)).androidInfo?.boards;
+  return { kind, source: input, sha256: await digest, images, boards };
+}
+
+/** sha256 of the base file; for a folder, of its "name sha256" lines for the images, sorted by name. */
+async function baseSha256(input: string, kind: BaseKind): Promise<string> {
+  if (kind !== 'images') return sha256File(input);
+  const files = (await readdir(input)).filter((x) => x.endsWith('.img')).sort();
+  const digests = await Promise.all(files.map((f) => sha256File(join(input, f))));
+  return createHash('sha256')
+    .update(files.map((f, i) => `${f} ${digests[i]}`).join('\n'))
+    .digest('hex');
 }
 
 async function readBoards(androidInfo: string): Promise<string[] | undefined> {

@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { constants, existsSync, rmSync } from 'node:fs';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { type SigningKey, signApk } from '../apkgen/index.ts';
@@ -63,6 +63,19 @@ export interface BuildResult {
   check?: { conforms: boolean; summary: Record<string, unknown>; reportDir: string } | { skipped: true };
   release: boolean;
 }
+
+/** Host tools whose versions the build record names. */
+const RECORDED_TOOLS = [
+  'mke2fs',
+  'debugfs',
+  'e2fsck',
+  'resize2fs',
+  'fsck.erofs',
+  'aapt',
+  'apksigner',
+  'openssl',
+  'java',
+];
 
 /** Partitions whose filesystem the build edits (others are passed through). */
 const EDITABLE: readonly PartitionName[] = ['system', 'system_ext', 'product', 'vendor', 'odm'];
@@ -228,6 +241,19 @@ function superLayout(device: DeviceProfile, images: Record<string, string>): Sup
   return device.ab ? expandAbLayout(layout) : layout;
 }
 
+/**
+ * Puts `src` at `dest` without copying its bytes when it can: a hard link (the work folder and
+ * the staging folder sit side by side, and nothing writes an image once it is packaged), else a
+ * reflink or plain copy.
+ */
+async function linkOrCopy(src: string, dest: string): Promise<void> {
+  try {
+    await link(src, dest);
+  } catch {
+    await copyFile(src, dest, constants.COPYFILE_FICLONE);
+  }
+}
+
 /** Every APK in the final partitions, for the SBOM and the record. */
 async function bundledApps(images: Record<string, string>, plan: Plan, work: string): Promise<BundledApp[]> {
   const added = new Map<string, 'product' | 'overlay'>();
@@ -334,14 +360,22 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     if (keys) {
       const fw = await frameworkRes(readers, work);
       await mkdir(join(work, 'overlays'), { recursive: true });
+      // Overlays are independent (each one aapt + zipalign + signing): built together, listed in order.
+      let built = 0;
+      stage('overlays', 0, resolved.overlays.length);
+      const overlayApks = await Promise.all(
+        resolved.overlays.map(async (ov) => {
+          const apk = join(work, 'overlays', `${ov.name}.apk`);
+          await buildOverlay(ov, p, fw, keys.apk, apk);
+          stage('overlays', ++built, resolved.overlays.length);
+          return apk;
+        }),
+      );
       for (const [i, ov] of resolved.overlays.entries()) {
-        stage('overlays', i, resolved.overlays.length);
-        const apk = join(work, 'overlays', `${ov.name}.apk`);
-        await buildOverlay(ov, p, fw, keys.apk, apk);
         extraFiles.push({
           partition: ov.partition,
           path: overlayPath(ov),
-          source: apk,
+          source: overlayApks[i],
           package: ov.package,
           reason: `overlay ${ov.name}: ${ov.description ?? ''}`.trim(),
         });
@@ -375,7 +409,13 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       });
     }
     const sample = await sampleBaseSigners(basePath);
-    const planOpts = { googleSigners: sample.google, extraFiles, onProgress: o.onProgress };
+    const planOpts = {
+      googleSigners: sample.google,
+      extraFiles,
+      onProgress: o.onProgress,
+      // Shared by both plans below: the re-plan after re-signing reads no APK again.
+      apkIdentities: new Map(),
+    };
     let plan = await makePlan(parts, resolved, planOpts);
     if (keys) {
       const testKeys = new Set([
@@ -462,25 +502,22 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
           ? vbmeta
           : (chainImages.find((c) => c.name === part.name)?.path ?? base.images[part.name]);
       if (!src || part.name === 'userdata') continue;
-      await copyFile(src, join(staging, `${part.name}.img`));
+      await linkOrCopy(src, join(staging, `${part.name}.img`));
       images.push({ name: part.name, path: join(staging, `${part.name}.img`) });
     }
     if (!images.some((i) => i.name === 'vbmeta')) {
-      await copyFile(vbmeta, join(staging, 'vbmeta.img'));
+      await linkOrCopy(vbmeta, join(staging, 'vbmeta.img'));
       images.push({ name: 'vbmeta', path: join(staging, 'vbmeta.img') });
     }
     for (const part of logical) {
       if (!base.images[part.name]) continue;
-      await copyFile(base.images[part.name], join(staging, `${part.name}.img`));
+      await linkOrCopy(base.images[part.name], join(staging, `${part.name}.img`));
       images.push({ name: part.name, path: join(staging, `${part.name}.img`) });
     }
-    if (device.super) {
-      stage('super', 0);
-      const layout = superLayout(device, base.images);
-      await buildSuper(layout, join(staging, 'super.img'), { sparse: true, onProgress: o.onProgress });
+    const layout = device.super ? superLayout(device, base.images) : undefined;
+    if (layout) {
       await buildSuperEmpty(layout, join(staging, 'super_empty.img'));
       images.push({ name: 'super_empty', path: join(staging, 'super_empty.img') });
-      stage('super', 1);
     }
     const androidInfo = formatAndroidInfo({
       board: device.fastboot.products,
@@ -490,17 +527,46 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     });
     await writeFile(join(staging, 'android-info.txt'), androidInfo);
     const zipName = `${p.name}-${p.version}-fastboot.zip`;
-    await writeFastbootZip(join(staging, zipName), {
-      androidInfo,
-      images: images.filter((i) => i.name !== 'super'),
-    });
-
-    const apps = await bundledApps(base.images, plan, work);
+    // super.img, the fastboot zip and the SBOM each only read the finished images: run them
+    // together (the first two are I/O and run on the thread pool, the SBOM's tools in children).
+    // Images are stored in the zip, not deflated: deflating a GiB of filesystem image costs
+    // about a minute, for a zip that `fastboot update` then reads faster (stored entries are
+    // read in place).
+    const [, , apps] = await Promise.all([
+      layout &&
+        (async () => {
+          stage('super', 0);
+          await buildSuper(layout, join(staging, 'super.img'), { sparse: true, onProgress: o.onProgress });
+          stage('super', 1);
+        })(),
+      writeFastbootZip(
+        join(staging, zipName),
+        { androidInfo, images: images.filter((i) => i.name !== 'super') },
+        { compress: false },
+      ),
+      bundledApps(base.images, plan, work),
+    ]);
     await writeFile(
       join(staging, 'sbom.cdx.json'),
       `${JSON.stringify(makeSbom({ product: p.name, version: p.version, apps }), null, 2)}\n`,
     );
 
+    // The packaged files are final: digest them (worker threads) and ask the tools their
+    // versions while the conformance check runs.
+    const outputsDone = Promise.all(
+      (await readdir(staging))
+        .filter((f) => f !== 'check')
+        .sort()
+        .map((f) => digestFile(join(staging, f), f)),
+    );
+    const versionsDone = Promise.all(
+      hostTools
+        .filter((x) => RECORDED_TOOLS.includes(x.name))
+        .map(async (t) => [t.name, await toolVersion(t).catch(() => null)] as const),
+    );
+    // Settled below; if the check throws first, these must not become unhandled rejections.
+    outputsDone.catch(() => {});
+    versionsDone.catch(() => {});
     let check: BuildResult['check'];
     if (!o.noCheck) {
       stage('check', 0);
@@ -532,11 +598,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       stage('check', 1);
     } else check = { skipped: true };
 
-    const outputs: FileDigest[] = [];
-    for (const f of (await readdir(staging)).sort()) {
-      if (f === 'check') continue;
-      outputs.push(await digestFile(join(staging, f), f));
-    }
+    const outputs: FileDigest[] = await outputsDone;
     const inputs: FileDigest[] = [
       await digestFile(resolved.file, 'product'),
       await digestFile(device.file, 'device'),
@@ -544,22 +606,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       ...(await Promise.all(resolved.apps.map((a) => digestFile(a.apkPath, `app:${a.name}`)))),
       ...(await Promise.all(resolved.overlays.map((ov) => digestFile(ov.file, `overlay:${ov.name}`)))),
     ];
-    const tools: Record<string, string | null> = {};
-    for (const t of hostTools.filter((x) =>
-      [
-        'mke2fs',
-        'debugfs',
-        'e2fsck',
-        'resize2fs',
-        'fsck.erofs',
-        'aapt',
-        'apksigner',
-        'openssl',
-        'java',
-      ].includes(x.name),
-    )) {
-      tools[t.name] = await toolVersion(t).catch(() => null);
-    }
+    const tools: Record<string, string | null> = Object.fromEntries(await versionsDone);
     const record = {
       schema: 'omie.build-record/1',
       tool: { name: 'omie-kit', version: pkg.version, node: process.version },

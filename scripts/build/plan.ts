@@ -204,6 +204,11 @@ export interface PlanOptions {
   googleSigners?: string[];
   /** Reads an APK's identity; default: manifest + signatures via scripts/formats/apk. */
   identify?: (apkHostPath: string) => Promise<ApkIdentity>;
+  /**
+   * Identities already read, by "partition:path" (filled as APKs are read): a second plan of the
+   * same partitions (after re-signing) then reads no APK twice.
+   */
+  apkIdentities?: Map<string, ApkIdentity>;
   /** Files to add besides the product's apps (overlays…). */
   extraFiles?: ExtraFile[];
   /** Check each product app's APK against its pinned sha256 and signer (default true). */
@@ -344,6 +349,21 @@ export async function makePlan(
 
   // 1. APKs, identified by manifest and signer.
   const tmp = await mkdtemp(join(tmpdir(), 'omie-plan-'));
+  const identifyIn = async (c: PartCtx, path: string, host: string): Promise<ApkIdentity> => {
+    await c.input.fs.copyOut(path, host);
+    const id = await identify(host).catch((err: unknown) => {
+      throw new InputError(
+        `${c.input.name}:${path}: cannot read the APK's identity: ${(err as Error).message}`,
+        {
+          code: 'PLAN_APK_UNREADABLE',
+          context: { partition: c.input.name, path },
+          cause: err,
+        },
+      );
+    });
+    await rm(host, { force: true });
+    return id;
+  };
   const removedPkgs = new Set<string>();
   const keptPkgs = new Set<string>();
   try {
@@ -356,19 +376,10 @@ export async function makePlan(
         .map((e) => ({ c, e })),
     );
     for (const { c, e } of allApks) {
-      const host = join(tmp, `apk${n++}.apk`);
-      await c.input.fs.copyOut(e.path, host);
-      const id = await identify(host).catch((err: unknown) => {
-        throw new InputError(
-          `${c.input.name}:${e.path}: cannot read the APK's identity: ${(err as Error).message}`,
-          {
-            code: 'PLAN_APK_UNREADABLE',
-            context: { partition: c.input.name, path: e.path },
-            cause: err,
-          },
-        );
-      });
-      await rm(host, { force: true });
+      n++;
+      const cacheKey = `${c.input.name}:${e.path}`;
+      const id = opts.apkIdentities?.get(cacheKey) ?? (await identifyIn(c, e.path, join(tmp, `apk${n}.apk`)));
+      opts.apkIdentities?.set(cacheKey, id);
       let action: 'remove' | 'keep' = 'keep';
       let reason = 'not a Google package';
       if (keep.has(id.package)) reason = 'kept by product removals.keep';

@@ -1,13 +1,53 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import pkg from '../../package.json' with { type: 'json' };
 
-/** SHA-256 of a file, streamed (images are large). */
+/** Files at least this large are hashed in a worker thread (its start-up costs ~30 ms). */
+const WORKER_MIN_BYTES = 32 * 1024 * 1024;
+
+/**
+ * SHA-256 of a file, streamed (images are large). A large file is hashed in a worker thread, so
+ * that hashing several at once (Promise.all) uses every core.
+ */
 export async function sha256File(path: string): Promise<string> {
+  if ((await stat(path)).size >= WORKER_MIN_BYTES) return sha256InWorker(path);
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) h.update(chunk as Buffer);
   return h.digest('hex');
+}
+
+// At most one hashing worker per core: Promise.all over twenty images must not start twenty
+// threads (and twenty pairs of read buffers) at once.
+let running = 0;
+const waiting: Array<() => void> = [];
+
+async function sha256InWorker(path: string): Promise<string> {
+  if (running >= availableParallelism()) await new Promise<void>((r) => waiting.push(r));
+  running++;
+  try {
+    return await hashInWorker(path);
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+function hashInWorker(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL('./sha256.worker.mjs', import.meta.url), {
+      workerData: { path },
+      execArgv: [],
+    });
+    w.once('message', (m: { hex?: string; error?: string; code?: string }) => {
+      if (m.hex) resolve(m.hex);
+      else reject(Object.assign(new Error(`${path}: ${m.error}`), { code: m.code, path }));
+    });
+    w.once('error', reject);
+    w.once('exit', (code) => reject(new Error(`sha256 worker for ${path} exited with code ${code}`)));
+  });
 }
 
 export interface FileDigest {

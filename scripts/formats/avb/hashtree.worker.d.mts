@@ -13,3 +13,11 @@ export function hashBlocks(job: {
   /** Reads image bytes at a position (e.g. through a sparse reader) instead of opening `path`. */
   read?: (buf: Buffer, position: number) => Promise<number>;
 }): Promise<void>;
+
+/** Reads `want` bytes at `pos` scattered over `views` in order, resuming after partial readv calls. */
+export function readvFully(
+  fh: { readv(buffers: Uint8Array[], position: number): Promise<{ bytesRead: number }> },
+  views: Uint8Array[],
+  want: number,
+  pos: number,
+): Promise<number>;

@@ -1,0 +1,232 @@
+/**
+ * Writer of zip archives whose entries are all stored (method 0, no compression), as PKWARE's
+ * APPNOTE 6.3 defines them, with zip64 records when a size or offset needs them. Made for
+ * archives of large images: data is copied once with a native CRC-32 (zlib.crc32), the CRC is
+ * patched into each local header afterwards (no data descriptors), and nothing is held in memory
+ * beyond two 1 MiB buffers. Entry order, timestamps and modes are the caller's, so the same
+ * inputs give the same bytes.
+ */
+import { open } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
+import { InputError } from '../errors.ts';
+
+export interface StoredEntry {
+  /** Name inside the archive ("/"-separated, no leading "/"). */
+  name: string;
+  /** File to store; or `data`. */
+  path?: string;
+  data?: Buffer;
+}
+
+export interface StoredZipOptions {
+  /** Entry timestamp (DOS date/time, local time as zip tools read it). */
+  mtime: Date;
+  /** Unix mode recorded in the external attributes, e.g. 0o100644. */
+  mode: number;
+  /** Write zip64 records even when every size fits in 32 bits (tests; some tools want it). */
+  forceZip64?: boolean;
+}
+
+const LOCAL_SIG = 0x04034b50;
+const CENTRAL_SIG = 0x02014b50;
+const EOCD_SIG = 0x06054b50;
+const ZIP64_EOCD_SIG = 0x06064b50;
+const ZIP64_LOCATOR_SIG = 0x07064b50;
+const ZIP64_EXTRA_ID = 0x0001;
+const LOCAL_HEADER_SIZE = 30;
+const CENTRAL_HEADER_SIZE = 46;
+const MAX32 = 0xffffffff;
+const MAX16 = 0xffff;
+/** "version needed to extract": 2.0 for plain stored entries, 4.5 when zip64 is used (APPNOTE 4.4.3). */
+const VERSION_20 = 20;
+const VERSION_45 = 45;
+/** "version made by": host 3 (Unix, so external attributes carry the mode), spec 4.5. */
+const MADE_BY_UNIX = (3 << 8) | VERSION_45;
+/** General purpose flag bit 11: names are UTF-8. */
+const FLAG_UTF8 = 0x0800;
+const IO_SIZE = 1 << 20;
+
+function dosDateTime(d: Date): { date: number; time: number } {
+  const year = Math.min(Math.max(d.getFullYear(), 1980), 2107);
+  return {
+    date: ((year - 1980) << 9) | ((d.getMonth() + 1) << 5) | d.getDate(),
+    time: (d.getHours() << 11) | (d.getMinutes() << 5) | (d.getSeconds() >> 1),
+  };
+}
+
+interface Written {
+  name: Buffer;
+  size: number;
+  crc: number;
+  offset: number;
+  zip64: boolean;
+}
+
+/** Writes `entries` stored, in order, to `outPath`. Returns the archive size. */
+export async function writeStoredZip(
+  outPath: string,
+  entries: StoredEntry[],
+  opts: StoredZipOptions,
+): Promise<{ size: number }> {
+  const { date, time } = dosDateTime(opts.mtime);
+  const out = await open(outPath, 'w');
+  const done: Written[] = [];
+  let pos = 0;
+  const writeAt = async (b: Buffer, at: number) => {
+    let w = 0;
+    while (w < b.length) w += (await out.write(b, w, b.length - w, at + w)).bytesWritten;
+  };
+  const write = async (b: Buffer) => {
+    await writeAt(b, pos);
+    pos += b.length;
+  };
+  try {
+    const bufs = [Buffer.allocUnsafeSlow(IO_SIZE), Buffer.allocUnsafeSlow(IO_SIZE)];
+    for (const e of entries) {
+      const name = Buffer.from(e.name, 'utf8');
+      if (name.length > MAX16 || !e.name || e.name.startsWith('/'))
+        throw new InputError(`invalid zip entry name ${JSON.stringify(e.name)}`, {
+          code: 'ZIP_ENTRY_NAME',
+          context: { name: e.name },
+        });
+      const src = e.path ? await open(e.path, 'r') : undefined;
+      try {
+        const size = src ? (await src.stat()).size : (e.data?.length ?? 0);
+        const zip64 = opts.forceZip64 === true || size >= MAX32;
+        const offset = pos;
+        // Local header: sizes are known up front; the CRC is patched in once the data is copied.
+        const extra = zip64 ? Buffer.alloc(20) : Buffer.alloc(0);
+        if (zip64) {
+          extra.writeUInt16LE(ZIP64_EXTRA_ID, 0);
+          extra.writeUInt16LE(16, 2);
+          extra.writeBigUInt64LE(BigInt(size), 4); // original size
+          extra.writeBigUInt64LE(BigInt(size), 12); // compressed size (stored: the same)
+        }
+        const h = Buffer.alloc(LOCAL_HEADER_SIZE);
+        h.writeUInt32LE(LOCAL_SIG, 0);
+        h.writeUInt16LE(zip64 ? VERSION_45 : VERSION_20, 4);
+        h.writeUInt16LE(FLAG_UTF8, 6);
+        h.writeUInt16LE(0, 8); // method: stored
+        h.writeUInt16LE(time, 10);
+        h.writeUInt16LE(date, 12);
+        h.writeUInt32LE(0, 14); // crc-32, patched below
+        h.writeUInt32LE(zip64 ? MAX32 : size, 18);
+        h.writeUInt32LE(zip64 ? MAX32 : size, 22);
+        h.writeUInt16LE(name.length, 26);
+        h.writeUInt16LE(extra.length, 28);
+        await write(Buffer.concat([h, name, extra]));
+        let crc = 0;
+        if (src) {
+          // Double-buffered: the next read is in flight while this chunk is checksummed and written.
+          let copied = 0;
+          let which = 0;
+          const readAt = (at: number) =>
+            at < size
+              ? src.read(bufs[which], 0, Math.min(IO_SIZE, size - at), at).then((r) => r.bytesRead)
+              : Promise.resolve(0);
+          let pending = readAt(0);
+          while (copied < size) {
+            const n = await pending;
+            if (n === 0)
+              throw new InputError(`${e.path} shrank while it was being archived`, {
+                code: 'SHORT_READ',
+                context: { file: e.path, expected: size, found: copied },
+              });
+            const chunk = bufs[which].subarray(0, n);
+            which = 1 - which;
+            pending = readAt(copied + n);
+            crc = crc32(chunk, crc);
+            await write(chunk);
+            copied += n;
+          }
+        } else if (e.data) {
+          crc = crc32(e.data);
+          await write(e.data);
+        }
+        const c = Buffer.alloc(4);
+        c.writeUInt32LE(crc >>> 0, 0);
+        await writeAt(c, offset + 14);
+        done.push({ name, size, crc: crc >>> 0, offset, zip64 });
+      } finally {
+        await src?.close();
+      }
+    }
+
+    // Central directory.
+    const cdOffset = pos;
+    const central: Buffer[] = [];
+    for (const d of done) {
+      const needOffset64 = opts.forceZip64 === true || d.offset >= MAX32;
+      const fields: bigint[] = [];
+      if (d.zip64) fields.push(BigInt(d.size), BigInt(d.size));
+      if (needOffset64) fields.push(BigInt(d.offset));
+      const extra = Buffer.alloc(fields.length ? 4 + 8 * fields.length : 0);
+      if (fields.length) {
+        extra.writeUInt16LE(ZIP64_EXTRA_ID, 0);
+        extra.writeUInt16LE(8 * fields.length, 2);
+        fields.forEach((f, i) => {
+          extra.writeBigUInt64LE(f, 4 + 8 * i);
+        });
+      }
+      const h = Buffer.alloc(CENTRAL_HEADER_SIZE);
+      h.writeUInt32LE(CENTRAL_SIG, 0);
+      h.writeUInt16LE(MADE_BY_UNIX, 4);
+      h.writeUInt16LE(fields.length ? VERSION_45 : VERSION_20, 6);
+      h.writeUInt16LE(FLAG_UTF8, 8);
+      h.writeUInt16LE(0, 10);
+      h.writeUInt16LE(time, 12);
+      h.writeUInt16LE(date, 14);
+      h.writeUInt32LE(d.crc, 16);
+      h.writeUInt32LE(d.zip64 ? MAX32 : d.size, 20);
+      h.writeUInt32LE(d.zip64 ? MAX32 : d.size, 24);
+      h.writeUInt16LE(d.name.length, 28);
+      h.writeUInt16LE(extra.length, 30);
+      h.writeUInt16LE(0, 32); // comment length
+      h.writeUInt16LE(0, 34); // disk number start
+      h.writeUInt16LE(0, 36); // internal attributes
+      h.writeUInt32LE(((opts.mode & 0xffff) << 16) >>> 0, 38);
+      h.writeUInt32LE(needOffset64 ? MAX32 : d.offset, 42);
+      central.push(h, d.name, extra);
+    }
+    const cd = Buffer.concat(central);
+    await write(cd);
+    const count = done.length;
+    const zip64End =
+      opts.forceZip64 === true ||
+      count >= MAX16 ||
+      cdOffset >= MAX32 ||
+      cd.length >= MAX32 ||
+      done.some((d) => d.zip64);
+    if (zip64End) {
+      const recordOffset = pos;
+      const r = Buffer.alloc(56);
+      r.writeUInt32LE(ZIP64_EOCD_SIG, 0);
+      r.writeBigUInt64LE(44n, 4); // size of the rest of this record
+      r.writeUInt16LE(MADE_BY_UNIX, 12);
+      r.writeUInt16LE(VERSION_45, 14);
+      r.writeUInt32LE(0, 16); // this disk
+      r.writeUInt32LE(0, 20); // disk with the central directory
+      r.writeBigUInt64LE(BigInt(count), 24);
+      r.writeBigUInt64LE(BigInt(count), 32);
+      r.writeBigUInt64LE(BigInt(cd.length), 40);
+      r.writeBigUInt64LE(BigInt(cdOffset), 48);
+      const l = Buffer.alloc(20);
+      l.writeUInt32LE(ZIP64_LOCATOR_SIG, 0);
+      l.writeUInt32LE(0, 4);
+      l.writeBigUInt64LE(BigInt(recordOffset), 8);
+      l.writeUInt32LE(1, 16); // total disks
+      await write(Buffer.concat([r, l]));
+    }
+    const eocd = Buffer.alloc(22);
+    eocd.writeUInt32LE(EOCD_SIG, 0);
+    eocd.writeUInt16LE(Math.min(count, MAX16), 8);
+    eocd.writeUInt16LE(Math.min(count, MAX16), 10);
+    eocd.writeUInt32LE(Math.min(cd.length, MAX32), 12);
+    eocd.writeUInt32LE(Math.min(cdOffset, MAX32), 16);
+    await write(eocd);
+    await out.truncate(pos);
+    return { size: pos };
+  } finally {
+    await out.close();
+  }
+}
