@@ -4,7 +4,7 @@ import { copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { openInput } from '../conformance/open-input.ts';
 import { InputError } from '../errors.ts';
-import { parseAndroidInfo, readFactoryZip } from '../formats/factory-zip.ts';
+import { parseAndroidInfo } from '../formats/factory-zip.ts';
 import { isOtaZip } from '../formats/payload/reader.ts';
 import { isSparse, openImage } from '../formats/sparse.ts';
 import { looksLikeSuper } from '../formats/super/index.ts';
@@ -108,7 +108,7 @@ export async function openBase(
     boards = await readBoards(join(input, 'android-info.txt'));
   } else {
     sha256 = await sha256File(input);
-    if (kind === 'factory-zip') boards = (await readFactoryZip(input)).androidInfo?.boards;
+    if (kind === 'factory-zip') boards = opened.androidInfo?.boards;
   }
   return { kind, source: input, sha256, images, boards };
 }

@@ -8,7 +8,7 @@
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.ts';
-import { extractFactoryImage, readFactoryZip } from '../formats/factory-zip.ts';
+import { type AndroidInfo, openFactoryZip } from '../formats/factory-zip.ts';
 import { extractPayload } from '../formats/payload/extract.ts';
 import { isOtaZip } from '../formats/payload/reader.ts';
 import { isSparse, openImage, sparseToRaw } from '../formats/sparse.ts';
@@ -21,6 +21,8 @@ export interface OpenedInput {
   kind: InputKind;
   /** Partition name (slot suffix dropped) → raw image path. */
   images: Record<string, string>;
+  /** fastboot/factory zip: its android-info.txt, if any. */
+  androidInfo?: AndroidInfo;
 }
 
 /** Enough of the head to see a sparse header and both LP geometry copies (offsets 4096, 8192). */
@@ -60,6 +62,9 @@ async function addImage(
   }
   if (isSuper) {
     const info = await readSuper(path);
+    // super_empty.img (factory zips, fastboot update) is the partition table only: the logical
+    // partitions come as separate images next to it.
+    if (info.layout === 'super_empty') return;
     const present = info.partitions.filter((p) => p.size > 0);
     for (const p of present) {
       const m = /^(.*)_([ab])$/.exec(p.name);
@@ -114,17 +119,26 @@ export async function openInput(
         images[r.name] = join(work, `${r.name}.img`);
       return { kind: 'ota', images };
     }
-    const info = await readFactoryZip(input);
-    for (const img of info.images) {
-      if (!/^[a-z0-9_]+$/.test(img.partition)) continue;
-      const dest = join(work, 'zip', `${img.partition}.img`);
+    const zip = await openFactoryZip(input);
+    try {
       await mkdir(join(work, 'zip'), { recursive: true });
-      await extractFactoryImage(input, img.entry, dest, { onProgress: opts.onProgress });
-      await addImage(dest, img.partition, work, images, slot, opts.onProgress);
-      // A sparse or super entry was converted: the extracted copy is no longer needed.
-      if (images[img.partition] !== dest) await rm(dest, { force: true });
+      // Separate images first, super.img last: a partition given on its own wins over super's.
+      const entries = zip.info.images
+        .filter((img) => /^[a-z0-9_]+$/.test(img.partition))
+        .sort((a, b) => Number(a.partition === 'super') - Number(b.partition === 'super'));
+      for (const img of entries) {
+        const name = img.partition;
+        if (images[name]) continue;
+        const dest = join(work, 'zip', `${img.partition}.img`);
+        await zip.extract(img.entry, dest, { onProgress: opts.onProgress });
+        await addImage(dest, name, work, images, slot, opts.onProgress);
+        // A sparse, super or super_empty entry was converted or consumed: drop the copy.
+        if (images[name] !== dest) await rm(dest, { force: true });
+      }
+    } finally {
+      await zip.close();
     }
-    return { kind: 'fastboot-zip', images };
+    return { kind: 'fastboot-zip', images, androidInfo: zip.info.androidInfo };
   }
   const name = basename(input)
     .replace(/\.img$/, '')
