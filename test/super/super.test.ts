@@ -16,6 +16,8 @@ import {
   parseMetadata,
   readSuper,
   type SuperLayout,
+  serializeGeometry,
+  serializeMetadata,
 } from '../../scripts/formats/super/index.ts';
 import { mutate, omie, prng, workDir } from '../helpers.ts';
 import { randomBytes, sha256File } from '../sparse/fixtures.ts';
@@ -302,6 +304,114 @@ describe('super_empty.img and layout errors', () => {
     await expect(
       buildSuper(layout({ partitions: [{ name: 'system', group: 'nope', size: 4096 }] }), join(dir, 'x.img')),
     ).rejects.toThrow(/unknown group/);
+  });
+});
+
+describe('liblp reader rules beyond our own writer', () => {
+  /** Recomputes both SHA-256 checksums of a metadata copy (header_size and tables_size from it). */
+  function rechecksum(m: Buffer): Buffer {
+    const hsize = m.readUInt32LE(8);
+    const tsize = m.readUInt32LE(44);
+    createHash('sha256')
+      .update(m.subarray(hsize, hsize + tsize))
+      .digest()
+      .copy(m, 48);
+    m.fill(0, 12, 44);
+    createHash('sha256').update(m.subarray(0, hsize)).digest().copy(m, 12);
+    return m;
+  }
+  const geo = { structSize: 52, metadataMaxSize: 65536, metadataSlotCount: 2, logicalBlockSize: 4096 };
+  function metadata(attributes = 1, count = 1) {
+    const names = ['system', 'vendor', 'product'].slice(0, count);
+    return serializeMetadata({
+      header: { minorVersion: 2, flags: 1 },
+      partitions: names.map((name, i) => ({
+        name,
+        attributes,
+        firstExtentIndex: i,
+        numExtents: 1,
+        groupIndex: 1,
+      })),
+      extents: names.map((_, i) => ({
+        numSectors: 2048,
+        targetType: 0,
+        targetData: 2048 * (i + 1),
+        targetSource: 0,
+      })),
+      groups: [
+        { name: 'default', flags: 0, maximumSize: 0 },
+        { name: 'main', flags: 0, maximumSize: 0 },
+      ],
+      blockDevices: [
+        {
+          firstLogicalSector: 2048,
+          alignment: 1048576,
+          alignmentOffset: 0,
+          size: 64 * MiB,
+          partitionName: 'super',
+          flags: 0,
+        },
+      ],
+    });
+  }
+
+  it('reads block-device entries with the entry_size stride (liblp does not check it)', () => {
+    const m = metadata();
+    const h = 256;
+    const devAt = m.readUInt32LE(116);
+    // Same table with 80-byte entries: 64 bytes of LpMetadataBlockDevice, 16 of future fields.
+    const dev = Buffer.concat([m.subarray(h + devAt, h + devAt + 64), Buffer.alloc(16, 0xee)]);
+    const grown = Buffer.concat([m.subarray(0, h + devAt), dev]);
+    grown.writeUInt32LE(80, 116 + 8);
+    grown.writeUInt32LE(devAt + 80, 44);
+    const md = parseMetadata(rechecksum(grown), geo);
+    expect(md.header.blockDevices.entrySize).toBe(80);
+    expect(md.blockDevices[0]).toMatchObject({
+      partitionName: 'super',
+      size: 64 * MiB,
+      firstLogicalSector: 2048,
+    });
+    // Partitions, extents and groups must have exactly their struct size, as in liblp.
+    const bad = Buffer.from(m);
+    bad.writeUInt32LE(56, 80 + 8);
+    bad.writeUInt32LE(1, 80 + 4); // 1 * 56 still within tables_size
+    const err = (() => {
+      try {
+        parseMetadata(rechecksum(bad), geo);
+      } catch (e) {
+        return e as FormatError;
+      }
+    })();
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err!.field).toBe('header.partitions.entry_size');
+  });
+
+  it('names SLOT_SUFFIXED partitions per slot like AdjustMetadataForSlot (retrofit)', async () => {
+    const p = join(dir, 'retrofit_empty.img');
+    writeFileSync(p, Buffer.concat([serializeGeometry(geo), metadata(1 | 2)]));
+    const a = await readSuper(p, { slot: 0 });
+    const b = await readSuper(p, { slot: 1 });
+    expect([a.partitions[0].name, a.partitions[0].slotName]).toEqual(['system', 'system_a']);
+    expect(b.partitions[0].slotName).toBe('system_b');
+    writeFileSync(p, Buffer.concat([serializeGeometry(geo), metadata(1)]));
+    expect((await readSuper(p, { slot: 1 })).partitions[0].slotName).toBe('system');
+  });
+
+  it('reads a metadata copy whose tables run past metadata_max_size by up to a header, as liblp does', async () => {
+    const m = metadata(1, 2);
+    // metadata_max_size bounds tables_size only: 512 >= tables_size, but header + tables > 512.
+    const small = { ...geo, metadataMaxSize: 512, metadataSlotCount: 1 };
+    expect(m.length).toBeGreaterThan(512);
+    expect(m.readUInt32LE(44)).toBeLessThanOrEqual(512);
+    const img = Buffer.alloc(2 * MiB);
+    serializeGeometry(small).copy(img, 4096);
+    serializeGeometry(small).copy(img, 8192);
+    m.copy(img, 12288); // primary of slot 0; its tail spills into the backup slot's bytes
+    const p = join(dir, 'spill.img');
+    writeFileSync(p, img);
+    const info = await readSuper(p);
+    expect(info.slots[0].primary).toBe('ok');
+    expect(info.partitions[0].name).toBe('system');
   });
 });
 

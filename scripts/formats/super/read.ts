@@ -5,10 +5,12 @@ import { type ImageReader, openImage } from '../sparse.ts';
 import {
   backupGeometryOffset,
   backupMetadataOffset,
+  HEADER_V1_2_SIZE,
   LP_HEADER_FLAG_VIRTUAL_AB_DEVICE,
   LP_METADATA_GEOMETRY_MAGIC,
   LP_METADATA_GEOMETRY_SIZE,
   LP_PARTITION_ATTR_READONLY,
+  LP_PARTITION_ATTR_SLOT_SUFFIXED,
   LP_SECTOR_SIZE,
   LP_TARGET_TYPE_LINEAR,
   LP_TARGET_TYPE_ZERO,
@@ -42,7 +44,13 @@ export interface SuperExtentInfo {
 }
 
 export interface SuperPartitionInfo {
+  /** Name as stored in the metadata. */
   name: string;
+  /**
+   * Name the device gives it on the slot read (liblp AdjustMetadataForSlot): `name` plus `_a`,
+   * `_b`, ... when the partition is SLOT_SUFFIXED (retrofit devices), else `name`.
+   */
+  slotName: string;
   group: string;
   attributes: number;
   readonly: boolean;
@@ -81,6 +89,14 @@ async function readAt(img: ImageReader, pos: number, len: number): Promise<Buffe
   return b.subarray(0, n);
 }
 
+/**
+ * Bytes to read for one metadata copy: liblp reads the header, then tables_size bytes (checked
+ * only against metadata_max_size), so a copy may run up to a header's length past its slot.
+ */
+function copyReadSize(g: LpGeometry): number {
+  return g.metadataMaxSize + HEADER_V1_2_SIZE;
+}
+
 function why(e: unknown): string {
   if (e instanceof FormatError) return e.message;
   throw e;
@@ -98,7 +114,7 @@ export async function readSuperFrom(img: ImageReader, opts: { slot?: number } = 
   if (emptyLayout) {
     geometry = parseGeometry(await readAt(img, 0, LP_METADATA_GEOMETRY_SIZE), 0, file);
     const m = parseMetadata(
-      await readAt(img, LP_METADATA_GEOMETRY_SIZE, geometry.metadataMaxSize),
+      await readAt(img, LP_METADATA_GEOMETRY_SIZE, copyReadSize(geometry)),
       geometry,
       LP_METADATA_GEOMETRY_SIZE,
       file,
@@ -149,7 +165,7 @@ export async function readSuperFrom(img: ImageReader, opts: { slot?: number } = 
         const off =
           which === 'primary' ? primaryMetadataOffset(geometry, s) : backupMetadataOffset(geometry, s);
         try {
-          const m = parseMetadata(await readAt(img, off, geometry.metadataMaxSize), geometry, off, file);
+          const m = parseMetadata(await readAt(img, off, copyReadSize(geometry)), geometry, off, file);
           slot.metadata ??= m;
         } catch (e) {
           slot[which] = why(e);
@@ -185,6 +201,10 @@ export async function readSuperFrom(img: ImageReader, opts: { slot?: number } = 
     );
     return {
       name: p.name,
+      slotName:
+        p.attributes & LP_PARTITION_ATTR_SLOT_SUFFIXED
+          ? `${p.name}_${String.fromCharCode(97 + slotNo)}`
+          : p.name,
       group: m.groups[p.groupIndex].name,
       attributes: p.attributes,
       readonly: (p.attributes & LP_PARTITION_ATTR_READONLY) !== 0,
