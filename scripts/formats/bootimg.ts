@@ -112,12 +112,17 @@ export interface BootImageInfo {
 const pages = (size: number, page: number) => Math.ceil(size / page);
 
 /** Decodes os_version: bits 31..11 version (A:7,B:7,C:7), bits 10..0 patch level (Y-2000:7, M:4). */
-export function decodeOsVersion(raw: number): { osVersion: string; osPatchLevel: string } {
+export function decodeOsVersion(raw: number): { osVersion?: string; osPatchLevel?: string } {
   const v = raw >>> 11;
   const p = raw & 0x7ff;
-  const osVersion = `${v >>> 14}.${(v >>> 7) & 0x7f}.${v & 0x7f}`;
-  const osPatchLevel = `${String((p >>> 4) + 2000).padStart(4, '0')}-${String(p & 0xf).padStart(2, '0')}`;
-  return { osVersion, osPatchLevel };
+  // unpack_bootimg decodes each half only when it is non-zero (a GKI boot image often carries
+  // a patch level with version 0.0.0, or nothing at all).
+  return {
+    ...(v ? { osVersion: `${(v >>> 14) & 0x7f}.${(v >>> 7) & 0x7f}.${v & 0x7f}` } : {}),
+    ...(p
+      ? { osPatchLevel: `${String((p >>> 4) + 2000).padStart(4, '0')}-${String(p & 0xf).padStart(2, '0')}` }
+      : {}),
+  };
 }
 
 function checkPageSize(r: BinaryReader, page: number, at: number) {
@@ -201,7 +206,7 @@ function parseBoot(r: BinaryReader, fileSize: number): BootImageInfo {
       dtbAddr,
       recoveryDtboSize,
       recoveryDtboOffset,
-      ...(osVersionRaw ? decodeOsVersion(osVersionRaw) : {}),
+      ...decodeOsVersion(osVersionRaw),
       osVersionRaw,
       name,
       cmdline: cmdlineField + extraCmdline,
@@ -221,12 +226,17 @@ function parseBoot(r: BinaryReader, fileSize: number): BootImageInfo {
     add('ramdisk', ramdiskSize);
     add('second', secondSize);
     if (headerVersion >= 1 && recoveryDtboSize > 0) {
-      // The header records where recovery_dtbo is; mkbootimg puts it right after second.
+      // recovery_dtbo is read where the header says (mkbootimg puts it right after second), but
+      // the dtb that follows is found by counting pages, as unpack_bootimg and bootloaders do.
       info.sections.push({ name: 'recovery_dtbo', offset: recoveryDtboOffset!, size: recoveryDtboSize });
-      at = Math.max(at, recoveryDtboOffset! + pages(recoveryDtboSize, pageSize) * pageSize);
+      at += pages(recoveryDtboSize, pageSize) * pageSize;
+      info.imageEnd = Math.max(
+        info.imageEnd,
+        recoveryDtboOffset! + pages(recoveryDtboSize, pageSize) * pageSize,
+      );
     }
     if (headerVersion >= 2) add('dtb', dtbSize);
-    info.imageEnd = at;
+    info.imageEnd = Math.max(info.imageEnd, at);
   } else {
     const kernelSize = r.u32le('kernel_size');
     const ramdiskSize = r.u32le('ramdisk_size');
@@ -248,7 +258,7 @@ function parseBoot(r: BinaryReader, fileSize: number): BootImageInfo {
       secondSize: 0,
       dtbSize: 0,
       recoveryDtboSize: 0,
-      ...(osVersionRaw ? decodeOsVersion(osVersionRaw) : {}),
+      ...decodeOsVersion(osVersionRaw),
       osVersionRaw,
       cmdline,
       signatureSize,
@@ -342,8 +352,10 @@ function parseVendorBoot(r: BinaryReader, fileSize: number): BootImageInfo {
         found: info.vendorRamdiskTableSize,
       });
   }
-  // The header is padded to whole pages (VENDOR_BOOT_IMAGE_HEADER_V4_SIZE > 2048).
-  let at = pages(VENDOR_BOOT_HEADER_SIZES[headerVersion], pageSize) * pageSize;
+  // The header takes header_size bytes padded to whole pages; AOSP unpack_bootimg counts pages
+  // from the field, not from the struct size. Not checked against the struct size: mkbootimg
+  // releases of the Android 11 era wrote 2108 for the 2112-byte v3 header.
+  let at = pages(headerSize, pageSize) * pageSize;
   const add = (n: BootSectionName, size: number) => {
     info.sections.push({ name: n, offset: at, size });
     at += pages(size, pageSize) * pageSize;

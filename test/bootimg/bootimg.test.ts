@@ -236,6 +236,19 @@ describe('boot images built by mkbootimg, checked against unpack_bootimg', () =>
     });
     expect(info.sections.map((s) => s.name)).toEqual(['kernel', 'ramdisk', 'second', 'recovery_dtbo', 'dtb']);
     await compareWithUnpack(img, info);
+
+    // recovery_dtbo_offset is honoured for recovery_dtbo only: the dtb is still found by counting
+    // pages (unpack_bootimg, bootloaders), even when recovery_dtbo is stored elsewhere.
+    const moved = Buffer.concat([pad(h, page), ...parts, parts[3]]);
+    const movedAt = moved.length - parts[3].length;
+    moved.writeBigUInt64LE(BigInt(movedAt), 1636);
+    const img2 = join(W, 'boot-v2-dtbo-moved.img');
+    writeFileSync(img2, moved);
+    const info2 = await readBootImage(img2);
+    expect(info2.sections.find((s) => s.name === 'recovery_dtbo')!.offset).toBe(movedAt);
+    expect(info2.sections.find((s) => s.name === 'dtb')!.offset).toBe(info.sections.at(-1)!.offset);
+    expect(info2.imageEnd).toBe(moved.length);
+    await compareWithUnpack(img2, info2);
   });
 
   it('v3 boot + v3 vendor_boot', async () => {
@@ -279,6 +292,18 @@ describe('boot images built by mkbootimg, checked against unpack_bootimg', () =>
     expect(v2k.sections[0].offset).toBe(4096);
     expect(sha(await readBootImageSection(vimg2k, v2k.sections[0]))).toBe(sha(files.vendor_ramdisk));
     expect(sha(await readBootImageSection(vimg2k, v2k.sections[1]))).toBe(sha(files.dtb));
+    // AOSP unpack_bootimg counts header pages from header_size, not from the struct size: a
+    // larger header_size moves every section by whole pages. (This mkbootimg writes 2108.)
+    expect(v2k.headerSize).toBe(2108);
+    const raw = readFileSync(vimg2k);
+    const bigger = Buffer.concat([raw.subarray(0, 4096), Buffer.alloc(2048), raw.subarray(4096)]);
+    bigger.writeUInt32LE(4200, 2096);
+    const vbig = join(W, 'vendor_boot-v3-bigheader.img');
+    writeFileSync(vbig, bigger);
+    const vb = await readBootImage(vbig);
+    expect(vb.sections.map((x) => x.offset)).toEqual(v2k.sections.map((x) => x.offset + 2048));
+    expect(sha(await readBootImageSection(vbig, vb.sections[0]))).toBe(sha(files.vendor_ramdisk));
+    expect(sha(await readBootImageSection(vbig, vb.sections[1]))).toBe(sha(files.dtb));
   });
 });
 
@@ -428,6 +453,10 @@ describe('errors and fuzz', () => {
       osVersion: '11.2.3',
       osPatchLevel: '2021-12',
     });
+    // Each half is decoded only when non-zero (GKI images: patch level without a version).
+    expect(decodeOsVersion(osVersionField([0, 0, 0], 2023, 5))).toEqual({ osPatchLevel: '2023-05' });
+    expect(decodeOsVersion(osVersionField([14, 0, 0], 2000, 0))).toEqual({ osVersion: '14.0.0' });
+    expect(decodeOsVersion(0)).toEqual({});
   });
 
   it('rejects bad magic, unknown header versions and sections past the end', () => {
