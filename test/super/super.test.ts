@@ -14,6 +14,7 @@ import {
   LP_METADATA_HEADER_MAGIC,
   parseGeometry,
   parseMetadata,
+  planSuper,
   readSuper,
   type SuperLayout,
   serializeGeometry,
@@ -141,6 +142,61 @@ describe('buildSuper → readSuper → extractPartition', () => {
     const ext = info.partitions.flatMap((p) => p.extents).sort((a, b) => a.offset - b.offset);
     for (let i = 1; i < ext.length; i++)
       expect(ext[i].offset).toBeGreaterThanOrEqual(ext[i - 1].offset + ext[i - 1].size);
+  });
+
+  it('honours alignment_offset and lays out a second block device like MetadataBuilder', async () => {
+    const plan = await planSuper(
+      layout({
+        blockDevices: [
+          { name: 'super', size: 8 * MiB, alignmentOffset: 4096 },
+          { name: 'super_ext', size: 16 * MiB },
+        ],
+        partitions: [
+          { name: 'system', group: 'omie_dynamic_partitions', size: 6 * MiB },
+          { name: 'vendor', group: 'omie_dynamic_partitions', size: 4 * MiB },
+        ],
+      }),
+    );
+    const [sup, ext] = plan.metadata.blockDevices;
+    // AlignTo(405504, 1 MiB, 4096) = 1 MiB + 4096; other devices start at AlignTo(512, 1 MiB).
+    expect(sup.firstLogicalSector).toBe((MiB + 4096) / 512);
+    expect(ext.firstLogicalSector).toBe(MiB / 512);
+    const e = plan.metadata.extents.map((x) => [x.targetSource, x.targetData * 512, x.numSectors * 512]);
+    // GrowPartition takes free regions device by device: vendor fills the rest of super (next
+    // sector aligned past the offset) and continues on super_ext.
+    expect(e).toEqual([
+      [0, MiB + 4096, 6 * MiB],
+      [0, 7 * MiB + 4096, MiB - 4096],
+      [1, MiB, 3 * MiB + 4096],
+    ]);
+  });
+
+  it('extracts a partition spanning two block devices when given the second device image', async () => {
+    const l = layout({
+      blockDevices: [
+        { name: 'super', size: 4 * MiB },
+        { name: 'super_ext', size: 8 * MiB },
+      ],
+      partitions: [{ name: 'system', group: 'omie_dynamic_partitions', size: 5 * MiB }],
+    });
+    const sup = join(dir, 'two-dev-super.img');
+    const r = await buildSuper(l, sup);
+    const [a, b] = r.plan.metadata.extents;
+    expect([a.targetSource, b.targetSource]).toEqual([0, 1]);
+    const data = randomBytes(77, 5 * MiB);
+    const supBytes = readFileSync(sup);
+    data.copy(supBytes, a.targetData * 512, 0, a.numSectors * 512);
+    writeFileSync(sup, supBytes);
+    const ext = Buffer.alloc(8 * MiB);
+    data.copy(ext, b.targetData * 512, a.numSectors * 512);
+    const extPath = join(dir, 'two-dev-ext.img');
+    writeFileSync(extPath, ext);
+    const out = join(dir, 'two-dev-system.img');
+    const err = await extractPartition(sup, 'system', out).catch((e) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err.code).toBe('SUPER_OTHER_DEVICE');
+    await extractPartition(sup, 'system', out, { devices: { super_ext: extPath } });
+    expect(readFileSync(out).equals(data)).toBe(true);
   });
 
   it('has the AOSP metadata_format.h field layout, both geometry copies and every slot copy valid', async () => {

@@ -251,15 +251,18 @@ export function looksLikeSuper(head: Buffer): boolean {
 
 /**
  * Copies logical partition `name` out of a super image (raw or sparse) into `outPath`,
- * streaming extent by extent in 1 MiB buffers. All-zero buffers become holes.
+ * streaming extent by extent in 1 MiB buffers. All-zero buffers and ZERO extents become holes.
+ * Extents on other block devices (retrofit or multi-device super: target_source > 0) are read
+ * from `devices`, images named by the block device's partition name (e.g. `{ system_b: path }`).
  */
 export async function extractPartition(
   superPath: string,
   name: string,
   outPath: string,
-  opts: { slot?: number; onProgress?: ProgressFn } = {},
+  opts: { slot?: number; onProgress?: ProgressFn; devices?: Record<string, string> } = {},
 ): Promise<{ size: number }> {
   const img = await openImage(superPath);
+  const others = new Map<number, ImageReader>();
   try {
     const info = await readSuperFrom(img, opts);
     const p = info.partitions.find((x) => x.name === name);
@@ -273,31 +276,46 @@ export async function extractPartition(
         code: 'SUPER_EMPTY',
         context: { file: superPath },
       });
+    const deviceImage = async (index: number): Promise<ImageReader> => {
+      if (index === 0) return img;
+      const known = others.get(index);
+      if (known) return known;
+      const devName = info.blockDevices[index]?.partitionName ?? String(index);
+      const path = opts.devices?.[devName];
+      if (!path)
+        throw new InputError(
+          `partition ${name} has an extent on block device ${devName}, which is not in this image`,
+          {
+            code: 'SUPER_OTHER_DEVICE',
+            context: { file: superPath, name, device: devName },
+            hint: `pass the ${devName} image too`,
+          },
+        );
+      const r = await openImage(path);
+      others.set(index, r);
+      return r;
+    };
     const out = await open(outPath, 'w');
     try {
       const buf = Buffer.allocUnsafeSlow(1024 * 1024);
       const zero = Buffer.alloc(buf.length);
       let outPos = 0;
       for (const e of p.extents) {
-        if (e.type === 'linear' && e.blockDevice !== 0)
-          throw new InputError(
-            `partition ${name} has an extent on block device ${info.blockDevices[e.blockDevice]?.partitionName ?? e.blockDevice}, which is not in this image`,
-            { code: 'SUPER_OTHER_DEVICE', context: { file: superPath, name } },
-          );
-        if (e.type === 'linear' && e.offset + e.size > img.size)
+        const src = e.type === 'linear' ? await deviceImage(e.blockDevice) : undefined;
+        if (src && e.offset + e.size > src.size)
           throw new FormatError({
             format: 'lp-metadata',
-            reason: `partition ${name}: extent runs past the end of the image`,
+            reason: `partition ${name}: extent runs past the end of block device ${e.blockDevice}`,
             field: 'extent.target_data',
-            expected: `<= ${img.size}`,
+            expected: `<= ${src.size}`,
             found: e.offset + e.size,
-            file: superPath,
+            file: src.path,
           });
         for (let o = 0; o < e.size; ) {
           const n = Math.min(buf.length, e.size - o);
-          if (e.type === 'linear') {
+          if (src) {
             const chunk = buf.subarray(0, n);
-            const got = await img.read(chunk, e.offset + o);
+            const got = await src.read(chunk, e.offset + o);
             if (got < n) chunk.fill(0, got);
             if (!chunk.equals(zero.subarray(0, n))) {
               let w = 0;
@@ -315,6 +333,7 @@ export async function extractPartition(
       await out.close();
     }
   } finally {
+    for (const r of others.values()) await r.close();
     await img.close();
   }
 }
