@@ -119,7 +119,7 @@ export async function openInput(
         images[r.name] = join(work, `${r.name}.img`);
       return { kind: 'ota', images };
     }
-    const zip = await openFactoryZip(input);
+    const zip = await openFactoryZip(input, { tmpDir: work });
     try {
       await mkdir(join(work, 'zip'), { recursive: true });
       // Separate images first, super.img last: a partition given on its own wins over super's.

@@ -274,7 +274,12 @@ class SliceReader extends yauzl.RandomAccessReader {
 }
 
 /** Opens a nested zip: in place if stored, else inflated to a temporary file (returned for cleanup). */
-async function openNested(path: string, outer: OpenZip, e: yauzl.Entry): Promise<OpenZip & { tmp?: string }> {
+async function openNested(
+  path: string,
+  outer: OpenZip,
+  e: yauzl.Entry,
+  tmpRoot: string,
+): Promise<OpenZip & { tmp?: string }> {
   const label = `${path}!${e.fileName}`;
   if (e.compressionMethod === 0) {
     const base = await dataOffset(path, e);
@@ -290,7 +295,7 @@ async function openNested(path: string, outer: OpenZip, e: yauzl.Entry): Promise
       throw err;
     }
   }
-  const tmp = await mkdtemp(join(tmpdir(), 'omie-factory-'));
+  const tmp = await mkdtemp(join(tmpRoot, 'omie-factory-'));
   const file = join(tmp, basename(e.fileName));
   try {
     await pipeline(await entryStream(outer.zip, e, path), createWriteStream(file));
@@ -353,10 +358,11 @@ export interface FactoryZip {
  * Opens a factory or fastboot zip and lists it: android-info.txt requirements, every *.img
  * (also those in a nested image-*.zip), sizes. A stored nested zip is read in place; a deflated
  * one is inflated once to a temporary file that lives until close(), so extracting every image
- * of a Pixel factory zip inflates its 2-3 GiB image zip once, not once per image. Reads no
- * image data until extract().
+ * of a Pixel factory zip inflates its 2-3 GiB image zip once, not once per image (into
+ * `tmpDir`, default the OS temp folder, which may be a small tmpfs). Reads no image data until
+ * extract().
  */
-export async function openFactoryZip(path: string): Promise<FactoryZip> {
+export async function openFactoryZip(path: string, opts: { tmpDir?: string } = {}): Promise<FactoryZip> {
   const outer = await openZip(path);
   const nested = new Map<string, OpenZip & { tmp?: string }>();
   const close = async () => {
@@ -376,7 +382,7 @@ export async function openFactoryZip(path: string): Promise<FactoryZip> {
           code: 'ZIP_NO_ENTRY',
           context: { file: path, entry: name },
         });
-      n = await openNested(path, outer, e);
+      n = await openNested(path, outer, e, opts.tmpDir ?? tmpdir());
       nested.set(name, n);
     }
     return n;

@@ -325,7 +325,9 @@ describe('openInput on a Pixel factory zip', () => {
       }
       expect(readFileSync(opened.images.product).equals(readFileSync(erofsImg))).toBe(true);
       expect(readFileSync(opened.images.boot).equals(readFileSync(bootImg))).toBe(true);
-      // Nothing left behind for the consumed super_empty.img or the sparse copies.
+      // The inflated image zip lived in the work folder and is gone; nothing is left behind for
+      // the consumed super_empty.img or the sparse copies.
+      expect(readdirSync(join(d, 'work')).filter((f) => f.startsWith('omie-factory-'))).toEqual([]);
       expect(readdirSync(join(d, 'work', 'zip')).sort()).toEqual(
         ['boot.img', 'bootloader.img', 'product.img', 'radio.img', 'vbmeta.img'].sort(),
       );
