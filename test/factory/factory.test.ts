@@ -11,6 +11,7 @@ import {
   checkAndroidInfo,
   extractFactoryImage,
   formatAndroidInfo,
+  openFactoryZip,
   parseAndroidInfo,
   readFactoryZip,
   writeFastbootZip,
@@ -405,5 +406,40 @@ describe('fuzz', () => {
     }
     expect(rejected).toBeGreaterThan(50);
     expect(Date.now() - started).toBeLessThan(60_000);
+  });
+
+  it('only typed errors for a factory zip whose stored image zip is corrupted (listing and extracting)', async () => {
+    const outer = join(dir, 'omie10-ab1-factory.true.zip'); // stored nested zip, from the test above
+    const base = readFileSync(outer);
+    // Mutate only inside the nested zip's bytes: the outer zip stays valid, the inner one is not.
+    const innerAt = base.indexOf(
+      Buffer.from('PK\x03\x04', 'latin1'),
+      base.indexOf('image-omie10-ab1.zip') + 20,
+    );
+    expect(innerAt).toBeGreaterThan(0);
+    const r = prng(777);
+    const p = join(dir, 'fuzz-factory.zip');
+    let rejected = 0;
+    for (let i = 0; i < 200; i++) {
+      const b = Buffer.from(base);
+      const region = b.subarray(innerAt, Math.min(b.length, innerAt + 400_000));
+      mutate(region, r).copy(region, 0, 0, region.length);
+      // also hit the inner central directory, near the end of the inner zip
+      const tail = b.length - 600 - Math.floor(r() * 400);
+      b[tail] = Math.floor(r() * 256);
+      writeFileSync(p, b);
+      try {
+        const f = await openFactoryZip(p);
+        try {
+          for (const img of f.info.images) await f.extract(img.entry, join(dir, 'fuzz-out.img'));
+        } finally {
+          await f.close();
+        }
+      } catch (e) {
+        rejected++;
+        if (!(e instanceof OmieError)) throw new Error(`case ${i}: untyped ${String(e)}`);
+      }
+    }
+    expect(rejected).toBeGreaterThan(20);
   });
 });
