@@ -442,6 +442,32 @@ describe('liblp reader rules beyond our own writer', () => {
     expect(err!.field).toBe('header.partitions.entry_size');
   });
 
+  it('raises the metadata to v10.1 for UPDATED/DISABLED attributes, which v10.0 readers reject', () => {
+    const m = serializeMetadata({
+      header: { minorVersion: 0, flags: 0 },
+      partitions: [
+        { name: 'system', attributes: 1 | 4 | 8, firstExtentIndex: 0, numExtents: 0, groupIndex: 0 },
+      ],
+      extents: [],
+      groups: [{ name: 'default', flags: 0, maximumSize: 0 }],
+      blockDevices: [
+        {
+          firstLogicalSector: 2048,
+          alignment: 0,
+          alignmentOffset: 0,
+          size: 8 * MiB,
+          partitionName: 'super',
+          flags: 0,
+        },
+      ],
+    });
+    const md = parseMetadata(m, geo);
+    expect([md.header.minorVersion, md.header.headerSize, md.partitions[0].attributes]).toEqual([1, 128, 13]);
+    const v0 = Buffer.from(m);
+    v0.writeUInt16LE(0, 6);
+    expect(() => parseMetadata(rechecksum(v0), geo)).toThrow(/invalid attributes/);
+  });
+
   it('names SLOT_SUFFIXED partitions per slot like AdjustMetadataForSlot (retrofit)', async () => {
     const p = join(dir, 'retrofit_empty.img');
     writeFileSync(p, Buffer.concat([serializeGeometry(geo), metadata(1 | 2)]));

@@ -501,12 +501,17 @@ function putName(b: Buffer, at: number, name: string, what: string): void {
 /**
  * Serialises metadata like writer.cpp SerializeMetadata: header (128 bytes for v10.0/10.1, 256
  * for v10.2) then the partition, extent, group and block-device tables, contiguous, with both
- * SHA-256 checksums. Table descriptors and sizes in `m.header` are recomputed.
+ * SHA-256 checksums. Table descriptors and sizes in `m.header` are recomputed; the minor version
+ * is raised to 1 when a partition carries UPDATED or DISABLED.
  */
 export function serializeMetadata(
   m: Omit<LpMetadata, 'header'> & { header: Pick<LpHeader, 'minorVersion' | 'flags'> },
 ): Buffer {
-  const minor = m.header.minorVersion;
+  // Like MetadataBuilder::Export: UPDATED/DISABLED attributes need at least v10.1.
+  const needsV1 = m.partitions.some((p) => p.attributes & ATTR_MASK_V1);
+  const minor = needsV1
+    ? Math.max(m.header.minorVersion, LP_METADATA_VERSION_FOR_UPDATED_ATTR)
+    : m.header.minorVersion;
   const headerSize = minor >= LP_METADATA_VERSION_FOR_EXPANDED_HEADER ? HEADER_V1_2_SIZE : HEADER_V1_0_SIZE;
   const parts = Buffer.alloc(m.partitions.length * PARTITION_ENTRY_SIZE);
   m.partitions.forEach((p, i) => {
