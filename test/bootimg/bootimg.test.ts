@@ -155,6 +155,36 @@ describe('boot images built by mkbootimg, checked against unpack_bootimg', () =>
     await compareWithUnpack(img, info);
   });
 
+  it('legacy Qualcomm v0 with a QCDT table (dt_size where header_version is now)', async () => {
+    const v0 = readFileSync(join(W, 'boot-v0.img')); // from the test above
+    const page = 2048;
+    const qcdt = Buffer.concat([Buffer.from('QCDT', 'latin1'), blob(8, 9000)]);
+    const img = Buffer.concat([v0, pad(qcdt, page)]);
+    img.writeUInt32LE(qcdt.length, 40); // dt_size
+    img.writeUInt32LE(0, 44); // "unused" in CAF's header
+    // CAF mkbootimg's id: SHA-1 over each section and its u32 size, the QCDT table included.
+    const h = createHash('sha1');
+    for (const b of [files.kernel, files.ramdisk, files.second, qcdt]) {
+      const n = Buffer.alloc(4);
+      n.writeUInt32LE(b.length);
+      h.update(b).update(n);
+    }
+    Buffer.concat([h.digest(), Buffer.alloc(12)]).copy(img, 576);
+    const p = join(W, 'boot-v0-qcdt.img');
+    writeFileSync(p, img);
+    const info = await readBootImage(p);
+    expect(info).toMatchObject({ headerVersion: 0, legacyDtSize: qcdt.length, idMatches: true });
+    const dt = info.sections.find((x) => x.name === 'qcdt')!;
+    expect(dt.offset).toBe(v0.length);
+    expect((await readBootImageSection(p, dt)).equals(qcdt)).toBe(true);
+    expect(info.imageEnd).toBe(img.length);
+    // A value at offset 40 that cannot be a dt_size (the section would end past the file) stays
+    // an unsupported header version.
+    const bad = Buffer.from(img);
+    bad.writeUInt32LE(img.length, 40);
+    expect(() => parseBootImageHeader(bad, bad.length)).toThrow(/unsupported boot image header version/);
+  });
+
   // Debian's mkbootimg 29.0.6 crashes computing recovery_dtbo_offset (a float under Python 3), so
   // mkbootimg builds v1/v2 without it and a hand-built v2 below covers recovery_dtbo.
   it('v1', async () => {
