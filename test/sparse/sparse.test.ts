@@ -400,6 +400,21 @@ describe('omie inspect', () => {
     const img = await SparseImage.open(refSparse);
     expect(j.result.header.totalChunks).toBe(img.header.totalChunks);
     expect(j.result.counts.raw).toBe(img.chunks.filter((c) => c.type === 'raw').length);
+    expect(j.result.crc32).toBe('none');
     await img.close();
+  });
+
+  it('verifies and reports CRC32 chunks', async () => {
+    const good = join(dir, 'inspect-crc.simg');
+    writeFileSync(good, richSample().sparse);
+    const ok = await omie(['inspect', good]);
+    expect(ok.exitCode).toBe(0);
+    expect(ok.stdout).toMatch(/CRC32 chunks:\s+ok/);
+    const bad = Buffer.from(richSample().sparse);
+    bad.writeUInt32LE(0x12345678, bad.length - 4);
+    const badPath = join(dir, 'inspect-badcrc.simg');
+    writeFileSync(badPath, bad);
+    const j = JSON.parse((await omie(['inspect', '--json', badPath])).stdout);
+    expect(j.result.crc32).toMatch(/chunk 5: CRC32 mismatch/);
   });
 });
