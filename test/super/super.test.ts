@@ -294,6 +294,17 @@ describe('backups and corruption', () => {
     expect(err.field).toBe('geometry');
   });
 
+  it('reads the primary metadata of a super dump cut short (only its first blocks), as liblp would', async () => {
+    const full = readFileSync(join(dir, 'super-v0.img'));
+    const geo = parseGeometry(full.subarray(4096), 4096);
+    const p = join(dir, 'super-head-only.img');
+    writeFileSync(p, full.subarray(0, 12288 + geo.metadataMaxSize));
+    const info = await readSuper(p);
+    expect(info.slots[0].primary).toBe('ok');
+    expect(info.slots[0].backup).toMatch(/truncated/);
+    expect(info.partitions.map((x) => x.name)).toEqual(['system', 'vendor', 'product']);
+  });
+
   it('uses the backup metadata copy of a slot whose primary is corrupt', async () => {
     const p = join(dir, 'bad-meta.img');
     await corruptCopy(join(dir, 'super-v0.img'), p, 12288 + 300); // inside slot 0 tables

@@ -148,17 +148,8 @@ export async function readSuperFrom(img: ImageReader, opts: { slot?: number } = 
         });
       }
     }
-    const end = backupMetadataOffset(geometry, geometry.metadataSlotCount);
-    if (end > img.size)
-      throw new FormatError({
-        format: 'lp-metadata',
-        reason: 'image smaller than its metadata region',
-        field: 'geometry.metadata_max_size',
-        offset: primaryGeometryOffset() + 40,
-        expected: `>= ${end} bytes`,
-        found: img.size,
-        file,
-      });
+    // No check that the whole metadata region is present: like liblp, each copy is read on its
+    // own, so a dump of only the first megabytes of super still yields its primary metadata.
     for (let s = 0; s < geometry.metadataSlotCount; s++) {
       const slot: SuperSlot = { slot: s, primary: 'ok', backup: 'ok' };
       for (const which of ['primary', 'backup'] as const) {
