@@ -102,10 +102,13 @@ export async function openBase(
   let boards: string[] | undefined;
   if (kind === 'images') {
     const lines: string[] = [];
-    for (const f of (await readdir(input)).filter((x) => x.endsWith('.img')).sort())
+    // *.img and, for an unzipped factory image, the image-*.zip openInput also reads.
+    for (const f of (await readdir(input))
+      .filter((x) => x.endsWith('.img') || /^image-.*\.zip$/i.test(x))
+      .sort())
       lines.push(`${f} ${await sha256File(join(input, f))}`);
     sha256 = createHash('sha256').update(lines.join('\n')).digest('hex');
-    boards = await readBoards(join(input, 'android-info.txt'));
+    boards = (await readBoards(join(input, 'android-info.txt'))) ?? opened.androidInfo?.boards;
   } else {
     sha256 = await sha256File(input);
     if (kind === 'factory-zip') boards = opened.androidInfo?.boards;

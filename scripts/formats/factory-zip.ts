@@ -336,7 +336,8 @@ const isImage = (n: string) => /\.img$/i.test(n) && !n.endsWith('/');
 const isNestedZip = (n: string) => /(^|\/)image-[^/]*\.zip$/i.test(n);
 const leaf = (n: string) => n.slice(n.lastIndexOf('/') + 1);
 
-function partitionOf(name: string): string {
+/** Partition an image file flashes: its name without `.img`; `bootloader-*`/`radio-*` → bootloader/radio. */
+export function partitionOf(name: string): string {
   const l = leaf(name).replace(/\.img$/i, '');
   if (/^bootloader[-_.]/i.test(l) || l === 'bootloader') return 'bootloader';
   if (/^radio[-_.]/i.test(l) || l === 'radio') return 'radio';

@@ -332,6 +332,17 @@ describe('openInput on a Pixel factory zip', () => {
       expect(readdirSync(join(d, 'work', 'zip')).sort()).toEqual(
         ['boot.img', 'bootloader.img', 'product.img', 'radio.img', 'vbmeta.img'].sort(),
       );
+      // The same factory image unzipped into a folder: the partitions come from its image-*.zip.
+      const unzipped = join(d, 'unzipped');
+      await mkdir(join(d, 'work2'), { recursive: true });
+      await execa('unzip', ['-q', '-o', outer, '-d', unzipped]);
+      const fromDir = await openInput(join(unzipped, 'oriole-ab1'), join(d, 'work2'));
+      expect(fromDir.kind).toBe('images');
+      expect(fromDir.androidInfo?.boards).toEqual(['oriole']);
+      expect(Object.keys(fromDir.images).sort()).toEqual(
+        ['boot', 'bootloader', 'product', 'radio', 'system', 'vbmeta', 'vendor'].sort(),
+      );
+      expect(readFileSync(fromDir.images.system).equals(readFileSync(opened.images.system))).toBe(true);
     });
   }
 });
