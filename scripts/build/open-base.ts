@@ -4,7 +4,7 @@ import { copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { openInput } from '../conformance/open-input.ts';
 import { InputError } from '../errors.ts';
-import { parseAndroidInfo, readFactoryZip } from '../formats/factory-zip.ts';
+import { parseAndroidInfo } from '../formats/factory-zip.ts';
 import { isOtaZip } from '../formats/payload/reader.ts';
 import { isSparse, openImage } from '../formats/sparse.ts';
 import { looksLikeSuper } from '../formats/super/index.ts';
@@ -102,15 +102,19 @@ export async function openBase(
     }
   }
   let boards: string[] | undefined;
-  if (kind === 'images') boards = await readBoards(join(input, 'android-info.txt'));
-  else if (kind === 'factory-zip') boards = (await readFactoryZip(input)).androidInfo?.boards;
+  if (kind === 'images')
+    boards = (await readBoards(join(input, 'android-info.txt'))) ?? opened.androidInfo?.boards;
+  else if (kind === 'factory-zip') boards = opened.androidInfo?.boards;
   return { kind, source: input, sha256: await digest, images, boards };
 }
 
-/** sha256 of the base file; for a folder, of its "name sha256" lines for the images, sorted by name. */
+/**
+ * sha256 of the base file; for a folder, of its "name sha256" lines, sorted by name, for the
+ * images and (an unzipped factory image) the image-*.zip openInput also reads.
+ */
 async function baseSha256(input: string, kind: BaseKind): Promise<string> {
   if (kind !== 'images') return sha256File(input);
-  const files = (await readdir(input)).filter((x) => x.endsWith('.img')).sort();
+  const files = (await readdir(input)).filter((x) => x.endsWith('.img') || /^image-.*\.zip$/i.test(x)).sort();
   const digests = await Promise.all(files.map((f) => sha256File(join(input, f))));
   return createHash('sha256')
     .update(files.map((f, i) => `${f} ${digests[i]}`).join('\n'))

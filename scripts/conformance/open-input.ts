@@ -8,7 +8,7 @@
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.ts';
-import { extractFactoryImage, readFactoryZip } from '../formats/factory-zip.ts';
+import { type AndroidInfo, openFactoryZip, partitionOf } from '../formats/factory-zip.ts';
 import { extractPayload } from '../formats/payload/extract.ts';
 import { isOtaZip } from '../formats/payload/reader.ts';
 import { isSparse, openImage, sparseToRaw } from '../formats/sparse.ts';
@@ -21,6 +21,8 @@ export interface OpenedInput {
   kind: InputKind;
   /** Partition name (slot suffix dropped) → raw image path. */
   images: Record<string, string>;
+  /** fastboot/factory zip: its android-info.txt, if any. */
+  androidInfo?: AndroidInfo;
 }
 
 /** Enough of the head to see a sparse header and both LP geometry copies (offsets 4096, 8192). */
@@ -60,6 +62,9 @@ async function addImage(
   }
   if (isSuper) {
     const info = await readSuper(path);
+    // super_empty.img (factory zips, fastboot update) is the partition table only: the logical
+    // partitions come as separate images next to it.
+    if (info.layout === 'super_empty') return;
     const present = info.partitions.filter((p) => p.size > 0);
     for (const p of present) {
       const m = /^(.*)_([ab])$/.exec(p.name);
@@ -83,6 +88,39 @@ async function addImage(
 
 const ZIP_MAGIC = Buffer.from('PK\x03\x04', 'latin1');
 
+/**
+ * Adds the images of a fastboot or factory zip (extracted one by one, a deflated image zip
+ * inflated once into `work`); returns its android-info.txt.
+ */
+async function addZipImages(
+  path: string,
+  work: string,
+  images: Record<string, string>,
+  slot: 'a' | 'b',
+  onProgress?: ProgressFn,
+): Promise<AndroidInfo | undefined> {
+  const zip = await openFactoryZip(path, { tmpDir: work });
+  try {
+    await mkdir(join(work, 'zip'), { recursive: true });
+    // Separate images first, super.img last: a partition given on its own wins over super's.
+    const entries = zip.info.images
+      .filter((img) => /^[a-z0-9_]+$/.test(img.partition))
+      .sort((a, b) => Number(a.partition === 'super') - Number(b.partition === 'super'));
+    for (const img of entries) {
+      const name = img.partition;
+      if (images[name]) continue;
+      const dest = join(work, 'zip', `${name}.img`);
+      await zip.extract(img.entry, dest, { onProgress });
+      await addImage(dest, name, work, images, slot, onProgress);
+      // A sparse, super or super_empty entry was converted or consumed: drop the copy.
+      if (images[name] !== dest) await rm(dest, { force: true });
+    }
+    return zip.info.androidInfo;
+  } finally {
+    await zip.close();
+  }
+}
+
 export async function openInput(
   input: string,
   work: string,
@@ -97,14 +135,21 @@ export async function openInput(
   });
   const images: Record<string, string> = {};
   if (st.isDirectory()) {
-    const files = (await readdir(input)).filter((f) => f.endsWith('.img')).sort();
-    if (!files.length)
+    const names = (await readdir(input)).sort();
+    const files = names.filter((f) => f.endsWith('.img'));
+    // An unzipped Pixel factory image: the partitions are in the image-*.zip beside
+    // bootloader-*.img and radio-*.img.
+    const nested = names.filter((f) => /^image-.*\.zip$/i.test(f));
+    if (!files.length && !nested.length)
       throw new InputError(`${input}: no *.img files`, { code: 'CHECK_INPUT_EMPTY', context: { input } });
     // super.img last: a partition image given on its own wins over the one inside super.
     files.sort((a, b) => Number(a === 'super.img') - Number(b === 'super.img'));
     for (const f of files)
-      await addImage(join(input, f), basename(f, '.img'), work, images, slot, opts.onProgress);
-    return { kind: 'images', images };
+      await addImage(join(input, f), partitionOf(f), work, images, slot, opts.onProgress);
+    let androidInfo: AndroidInfo | undefined;
+    for (const z of nested)
+      androidInfo ??= await addZipImages(join(input, z), work, images, slot, opts.onProgress);
+    return { kind: 'images', images, ...(androidInfo ? { androidInfo } : {}) };
   }
   const h = await head(input);
   const isPayload = h.subarray(0, 4).toString('latin1') === 'CrAU';
@@ -114,17 +159,8 @@ export async function openInput(
         images[r.name] = join(work, `${r.name}.img`);
       return { kind: 'ota', images };
     }
-    const info = await readFactoryZip(input);
-    for (const img of info.images) {
-      if (!/^[a-z0-9_]+$/.test(img.partition)) continue;
-      const dest = join(work, 'zip', `${img.partition}.img`);
-      await mkdir(join(work, 'zip'), { recursive: true });
-      await extractFactoryImage(input, img.entry, dest, { onProgress: opts.onProgress });
-      await addImage(dest, img.partition, work, images, slot, opts.onProgress);
-      // A sparse or super entry was converted: the extracted copy is no longer needed.
-      if (images[img.partition] !== dest) await rm(dest, { force: true });
-    }
-    return { kind: 'fastboot-zip', images };
+    const androidInfo = await addZipImages(input, work, images, slot, opts.onProgress);
+    return { kind: 'fastboot-zip', images, androidInfo };
   }
   const name = basename(input)
     .replace(/\.img$/, '')

@@ -41,7 +41,9 @@ export type BootSectionName =
   | 'signature'
   | 'vendor_ramdisk'
   | 'vendor_ramdisk_table'
-  | 'bootconfig';
+  | 'bootconfig'
+  /** Pre-v1 Qualcomm device-tree table (dt_size in place of header_version). */
+  | 'qcdt';
 
 export interface BootImageSection {
   name: BootSectionName;
@@ -93,6 +95,8 @@ export interface BootImageInfo {
   extraCmdline?: string;
   /** v0–v2: SHA-1 id mkbootimg stores (hex of the 32-byte field). */
   id?: string;
+  /** Legacy Qualcomm v0 image: size of the QCDT section (the header_version field held it). */
+  legacyDtSize?: number;
   /** v4 boot: size of the boot signature section. */
   signatureSize?: number;
   /** vendor_boot v4 */
@@ -112,12 +116,17 @@ export interface BootImageInfo {
 const pages = (size: number, page: number) => Math.ceil(size / page);
 
 /** Decodes os_version: bits 31..11 version (A:7,B:7,C:7), bits 10..0 patch level (Y-2000:7, M:4). */
-export function decodeOsVersion(raw: number): { osVersion: string; osPatchLevel: string } {
+export function decodeOsVersion(raw: number): { osVersion?: string; osPatchLevel?: string } {
   const v = raw >>> 11;
   const p = raw & 0x7ff;
-  const osVersion = `${v >>> 14}.${(v >>> 7) & 0x7f}.${v & 0x7f}`;
-  const osPatchLevel = `${String((p >>> 4) + 2000).padStart(4, '0')}-${String(p & 0xf).padStart(2, '0')}`;
-  return { osVersion, osPatchLevel };
+  // unpack_bootimg decodes each half only when it is non-zero (a GKI boot image often carries
+  // a patch level with version 0.0.0, or nothing at all).
+  return {
+    ...(v ? { osVersion: `${(v >>> 14) & 0x7f}.${(v >>> 7) & 0x7f}.${v & 0x7f}` } : {}),
+    ...(p
+      ? { osPatchLevel: `${String((p >>> 4) + 2000).padStart(4, '0')}-${String(p & 0xf).padStart(2, '0')}` }
+      : {}),
+  };
 }
 
 function checkPageSize(r: BinaryReader, page: number, at: number) {
@@ -144,7 +153,12 @@ export function parseBootImageHeader(head: Buffer, fileSize: number, file?: stri
 
 function parseBoot(r: BinaryReader, fileSize: number): BootImageInfo {
   r.seek(40);
-  const headerVersion = r.u32le('header_version');
+  const field40 = r.u32le('header_version');
+  // Pre-v1 Qualcomm (CAF) boot images keep dt_size at offset 40 (today's header_version) and a
+  // QCDT device-tree table after `second`. A value that cannot be a header version but sizes a
+  // section that, page-padded after the others, ends inside the file is read that way.
+  const legacyDtSize = field40 > 4 && fitsAsQcdt(r.buf, field40, fileSize) ? field40 : 0;
+  const headerVersion = legacyDtSize ? 0 : field40;
   if (headerVersion > 4)
     r.fail('unsupported boot image header version', {
       field: 'header_version',
@@ -201,7 +215,7 @@ function parseBoot(r: BinaryReader, fileSize: number): BootImageInfo {
       dtbAddr,
       recoveryDtboSize,
       recoveryDtboOffset,
-      ...(osVersionRaw ? decodeOsVersion(osVersionRaw) : {}),
+      ...decodeOsVersion(osVersionRaw),
       osVersionRaw,
       name,
       cmdline: cmdlineField + extraCmdline,
@@ -220,13 +234,22 @@ function parseBoot(r: BinaryReader, fileSize: number): BootImageInfo {
     add('kernel', kernelSize);
     add('ramdisk', ramdiskSize);
     add('second', secondSize);
+    if (legacyDtSize) {
+      info.legacyDtSize = legacyDtSize;
+      add('qcdt', legacyDtSize);
+    }
     if (headerVersion >= 1 && recoveryDtboSize > 0) {
-      // The header records where recovery_dtbo is; mkbootimg puts it right after second.
+      // recovery_dtbo is read where the header says (mkbootimg puts it right after second), but
+      // the dtb that follows is found by counting pages, as unpack_bootimg and bootloaders do.
       info.sections.push({ name: 'recovery_dtbo', offset: recoveryDtboOffset!, size: recoveryDtboSize });
-      at = Math.max(at, recoveryDtboOffset! + pages(recoveryDtboSize, pageSize) * pageSize);
+      at += pages(recoveryDtboSize, pageSize) * pageSize;
+      info.imageEnd = Math.max(
+        info.imageEnd,
+        recoveryDtboOffset! + pages(recoveryDtboSize, pageSize) * pageSize,
+      );
     }
     if (headerVersion >= 2) add('dtb', dtbSize);
-    info.imageEnd = at;
+    info.imageEnd = Math.max(info.imageEnd, at);
   } else {
     const kernelSize = r.u32le('kernel_size');
     const ramdiskSize = r.u32le('ramdisk_size');
@@ -248,7 +271,7 @@ function parseBoot(r: BinaryReader, fileSize: number): BootImageInfo {
       secondSize: 0,
       dtbSize: 0,
       recoveryDtboSize: 0,
-      ...(osVersionRaw ? decodeOsVersion(osVersionRaw) : {}),
+      ...decodeOsVersion(osVersionRaw),
       osVersionRaw,
       cmdline,
       signatureSize,
@@ -268,6 +291,16 @@ function parseBoot(r: BinaryReader, fileSize: number): BootImageInfo {
   }
   checkSections(r, info);
   return info;
+}
+
+/** A v0 layout with a `dt_size`-byte QCDT section after second fits in the file. */
+function fitsAsQcdt(head: Buffer, dtSize: number, fileSize: number): boolean {
+  if (head.length < 48) return false;
+  const page = head.readUInt32LE(36);
+  if (page < 2048 || page > 16384 || (page & (page - 1)) !== 0) return false;
+  const sizes = [head.readUInt32LE(8), head.readUInt32LE(16), head.readUInt32LE(24), dtSize];
+  const end = page * (1 + sizes.reduce((a, n) => a + pages(n, page), 0));
+  return sizes[0] > 0 && end <= fileSize;
 }
 
 function parseVendorBoot(r: BinaryReader, fileSize: number): BootImageInfo {
@@ -342,8 +375,10 @@ function parseVendorBoot(r: BinaryReader, fileSize: number): BootImageInfo {
         found: info.vendorRamdiskTableSize,
       });
   }
-  // The header is padded to whole pages (VENDOR_BOOT_IMAGE_HEADER_V4_SIZE > 2048).
-  let at = pages(VENDOR_BOOT_HEADER_SIZES[headerVersion], pageSize) * pageSize;
+  // The header takes header_size bytes padded to whole pages; AOSP unpack_bootimg counts pages
+  // from the field, not from the struct size. Not checked against the struct size: mkbootimg
+  // releases of the Android 11 era wrote 2108 for the 2112-byte v3 header.
+  let at = pages(headerSize, pageSize) * pageSize;
   const add = (n: BootSectionName, size: number) => {
     info.sections.push({ name: n, offset: at, size });
     at += pages(size, pageSize) * pageSize;
@@ -454,6 +489,8 @@ async function bootImageId(fh: FileHandle, info: BootImageInfo): Promise<string>
   const names: BootSectionName[] = ['kernel', 'ramdisk', 'second'];
   if (info.headerVersion >= 1) names.push('recovery_dtbo');
   if (info.headerVersion >= 2) names.push('dtb');
+  // CAF mkbootimg hashes the QCDT table and its size too.
+  if (info.legacyDtSize) names.push('qcdt');
   const buf = Buffer.alloc(1024 * 1024);
   for (const n of names) {
     const s = info.sections.find((x) => x.name === n) ?? { offset: 0, size: 0 };

@@ -23,7 +23,7 @@ const FORMAT = 'factory-zip';
 export interface AndroidInfoRequirement {
   /** Variable checked with `getvar` ("board" is read as "product", as fastboot does). */
   name: string;
-  /** Accepted values (`a|b|c`). */
+  /** Accepted values (`a|b|c`); a value ending in `*` matches by prefix. */
   values: string[];
   /** `reject` line: the device must NOT match. */
   reject: boolean;
@@ -38,22 +38,44 @@ export interface AndroidInfo {
   boards: string[];
   bootloaderVersions: string[];
   basebandVersions: string[];
+  /** `require partition-exists=X`: partitions the device must have (not a getvar check). */
+  partitionsRequired: string[];
+  /** Lines fastboot cannot parse: it prints "android-info.txt syntax error" and skips them. */
+  syntaxErrors: Array<{ line: number; text: string }>;
 }
 
-/** Parses android-info.txt; a line fastboot would reject is a FormatError naming it. */
-export function parseAndroidInfo(text: string, file?: string): AndroidInfo {
+// fastboot.cpp ParseRequirementLine, verbatim. std::regex (ECMAScript) and JS regexes agree:
+// `.` stops at \r and \n, so a CRLF line is a syntax error for fastboot too, and lines are not
+// trimmed (an indented line does not parse).
+const REQUIRE_REJECT = /^(require\s+|reject\s+)?\s*(\S+)\s*=\s*(.*)$/;
+const REQUIRE_FOR_PRODUCT = /^require-for-product:\s*(\S+)\s+(\S+)\s*=\s*(.*)$/;
+
+/**
+ * Parses android-info.txt line by line exactly as fastboot.cpp CheckRequirements does: lines
+ * are split on \n, empty ones ignored, unparseable ones skipped (listed in `syntaxErrors`).
+ * `strict` turns a syntax error into a FormatError naming the line (for files we write).
+ */
+export function parseAndroidInfo(text: string, file?: string, opts: { strict?: boolean } = {}): AndroidInfo {
   const requirements: AndroidInfoRequirement[] = [];
-  const lines = text.split('\n');
-  lines.forEach((raw, i) => {
-    const line = raw.trim();
-    if (!line) return;
-    let m = /^(require\s+|reject\s+)?\s*(\S+)\s*=\s*(.*)$/.exec(line);
-    let forProduct: string | undefined;
+  const syntaxErrors: AndroidInfo['syntaxErrors'] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line === '') return;
+    let name: string;
+    let rawValues: string;
     let reject = false;
-    if (m) reject = (m[1] ?? '').trim() === 'reject';
-    else {
-      m = /^require-for-product:\s*(\S+)\s+(\S+)\s*=\s*(.*)$/.exec(line);
-      if (!m)
+    let forProduct: string | undefined;
+    const m = REQUIRE_REJECT.exec(line);
+    const p = m ? undefined : REQUIRE_FOR_PRODUCT.exec(line);
+    if (m) {
+      reject = (m[1] ?? '').trim() === 'reject';
+      name = m[2];
+      rawValues = m[3];
+    } else if (p) {
+      forProduct = p[1];
+      name = p[2];
+      rawValues = p[3];
+    } else {
+      if (opts.strict)
         throw new FormatError({
           format: FORMAT,
           reason: `android-info.txt syntax error on line ${i + 1}`,
@@ -61,13 +83,13 @@ export function parseAndroidInfo(text: string, file?: string): AndroidInfo {
           found: line,
           file,
         });
-      forProduct = m[1];
-      m = [m[0], '', m[2], m[3]] as unknown as RegExpExecArray;
+      syntaxErrors.push({ line: i + 1, text: line });
+      return;
     }
-    const name = m[2] === 'board' ? 'product' : m[2];
     requirements.push({
-      name,
-      values: m[3].split('|').map((v) => v.trim()),
+      // fastboot: "Work around an unfortunate name mismatch."
+      name: name === 'board' ? 'product' : name,
+      values: rawValues.split('|').map((v) => v.trim()),
       reject,
       forProduct,
       line: i + 1,
@@ -80,7 +102,47 @@ export function parseAndroidInfo(text: string, file?: string): AndroidInfo {
     boards: valuesOf('product'),
     bootloaderVersions: valuesOf('version-bootloader'),
     basebandVersions: valuesOf('version-baseband'),
+    // fastboot only looks at the first option of a partition-exists line.
+    partitionsRequired: requirements
+      .filter((r) => r.name === 'partition-exists')
+      .map((r) => r.values[0])
+      .filter((v) => v !== ''),
+    syntaxErrors,
   };
+}
+
+/** One requirement fastboot would refuse to flash with (see checkAndroidInfo). */
+export interface AndroidInfoFailure {
+  requirement: AndroidInfoRequirement;
+  /** The device's value (undefined when getvar failed). */
+  device?: string;
+}
+
+/**
+ * Evaluates android-info.txt against a device the way fastboot.cpp CheckRequirement does:
+ * require-for-product lines apply only when the device's product matches; a value ending in
+ * `*` matches by prefix; a failed getvar fails the requirement; `reject` inverts the match.
+ * `partition-exists` lines are not getvar checks (fastboot asks `has-slot:<name>` instead) and
+ * are left to the caller via `partitionsRequired`. Returns the requirements not met.
+ */
+export async function checkAndroidInfo(
+  info: AndroidInfo,
+  getvar: (name: string) => Promise<string | undefined> | string | undefined,
+): Promise<AndroidInfoFailure[]> {
+  const product = await getvar('product');
+  const failures: AndroidInfoFailure[] = [];
+  for (const r of info.requirements) {
+    if (r.name === 'partition-exists') continue;
+    if (r.forProduct !== undefined && r.forProduct !== product) continue;
+    const have = await getvar(r.name);
+    if (have === undefined) {
+      failures.push({ requirement: r });
+      continue;
+    }
+    const match = r.values.some((v) => v === have || (v.endsWith('*') && have.startsWith(v.slice(0, -1))));
+    if (match === r.reject) failures.push({ requirement: r, device: have });
+  }
+  return failures;
 }
 
 /** Writes android-info.txt text: `require board=` then the given requirements. */
@@ -213,7 +275,12 @@ class SliceReader extends yauzl.RandomAccessReader {
 }
 
 /** Opens a nested zip: in place if stored, else inflated to a temporary file (returned for cleanup). */
-async function openNested(path: string, outer: OpenZip, e: yauzl.Entry): Promise<OpenZip & { tmp?: string }> {
+async function openNested(
+  path: string,
+  outer: OpenZip,
+  e: yauzl.Entry,
+  tmpRoot: string,
+): Promise<OpenZip & { tmp?: string }> {
   const label = `${path}!${e.fileName}`;
   if (e.compressionMethod === 0) {
     const base = await dataOffset(path, e);
@@ -229,7 +296,7 @@ async function openNested(path: string, outer: OpenZip, e: yauzl.Entry): Promise
       throw err;
     }
   }
-  const tmp = await mkdtemp(join(tmpdir(), 'omie-factory-'));
+  const tmp = await mkdtemp(join(tmpRoot, 'omie-factory-'));
   const file = join(tmp, basename(e.fileName));
   try {
     await pipeline(await entryStream(outer.zip, e, path), createWriteStream(file));
@@ -270,19 +337,58 @@ const isImage = (n: string) => /\.img$/i.test(n) && !n.endsWith('/');
 const isNestedZip = (n: string) => /(^|\/)image-[^/]*\.zip$/i.test(n);
 const leaf = (n: string) => n.slice(n.lastIndexOf('/') + 1);
 
-function partitionOf(name: string): string {
+/** Partition an image file flashes: its name without `.img`; `bootloader-*`/`radio-*` → bootloader/radio. */
+export function partitionOf(name: string): string {
   const l = leaf(name).replace(/\.img$/i, '');
   if (/^bootloader[-_.]/i.test(l) || l === 'bootloader') return 'bootloader';
   if (/^radio[-_.]/i.test(l) || l === 'radio') return 'radio';
   return l;
 }
 
+/** An open factory/fastboot zip: list once, extract many images, close. */
+export interface FactoryZip {
+  info: FactoryZipInfo;
+  /**
+   * Streams one image (`entry` as listed in `info.images`, e.g. `system.img` or
+   * `dir/image-x.zip!system.img`) to `outPath`.
+   */
+  extract(entry: string, outPath: string, opts?: { onProgress?: ProgressFn }): Promise<{ size: number }>;
+  close(): Promise<void>;
+}
+
 /**
- * Lists a factory or fastboot zip: android-info.txt requirements, every *.img (also those in a
- * nested image-*.zip, read in place when stored), sizes. Reads no image data.
+ * Opens a factory or fastboot zip and lists it: android-info.txt requirements, every *.img
+ * (also those in a nested image-*.zip), sizes. A stored nested zip is read in place; a deflated
+ * one is inflated once to a temporary file that lives until close(), so extracting every image
+ * of a Pixel factory zip inflates its 2-3 GiB image zip once, not once per image (into
+ * `tmpDir`, default the OS temp folder, which may be a small tmpfs). Reads no image data until
+ * extract().
  */
-export async function readFactoryZip(path: string): Promise<FactoryZipInfo> {
+export async function openFactoryZip(path: string, opts: { tmpDir?: string } = {}): Promise<FactoryZip> {
   const outer = await openZip(path);
+  const nested = new Map<string, OpenZip & { tmp?: string }>();
+  const close = async () => {
+    for (const n of nested.values()) {
+      n.zip.close();
+      if (n.tmp) await rm(n.tmp, { recursive: true, force: true });
+    }
+    nested.clear();
+    outer.zip.close();
+  };
+  const nestedZip = async (name: string) => {
+    let n = nested.get(name);
+    if (!n) {
+      const e = outer.entries.find((x) => x.fileName === name);
+      if (!e)
+        throw new InputError(`no entry ${name} in ${path}`, {
+          code: 'ZIP_NO_ENTRY',
+          context: { file: path, entry: name },
+        });
+      n = await openNested(path, outer, e, opts.tmpDir ?? tmpdir());
+      nested.set(name, n);
+    }
+    return n;
+  };
   try {
     const info: FactoryZipInfo = { path, kind: 'fastboot', images: [], nestedZips: [], others: [] };
     for (const e of outer.entries) {
@@ -303,39 +409,69 @@ export async function readFactoryZip(path: string): Promise<FactoryZipInfo> {
     }
     for (const nz of info.nestedZips) {
       info.kind = 'factory';
-      const e = outer.entries.find((x) => x.fileName === nz)!;
-      const inner = await openNested(path, outer, e);
-      try {
-        for (const ie of inner.entries) {
-          if (leaf(ie.fileName) === 'android-info.txt' && !info.androidInfo) {
-            info.androidInfo = parseAndroidInfo(
-              await readText(inner.zip, ie, path),
-              `${path}!${nz}!${ie.fileName}`,
-            );
-            info.androidInfoEntry = `${nz}!${ie.fileName}`;
-          } else if (isImage(ie.fileName))
-            info.images.push({
-              partition: partitionOf(ie.fileName),
-              entry: `${nz}!${ie.fileName}`,
-              nested: nz,
-              size: ie.uncompressedSize,
-              compressedSize: ie.compressedSize,
-            });
-        }
-      } finally {
-        inner.zip.close();
-        if (inner.tmp) await rm(inner.tmp, { recursive: true, force: true });
+      const inner = await nestedZip(nz);
+      for (const ie of inner.entries) {
+        if (leaf(ie.fileName) === 'android-info.txt' && !info.androidInfo) {
+          info.androidInfo = parseAndroidInfo(
+            await readText(inner.zip, ie, path),
+            `${path}!${nz}!${ie.fileName}`,
+          );
+          info.androidInfoEntry = `${nz}!${ie.fileName}`;
+        } else if (isImage(ie.fileName))
+          info.images.push({
+            partition: partitionOf(ie.fileName),
+            entry: `${nz}!${ie.fileName}`,
+            nested: nz,
+            size: ie.uncompressedSize,
+            compressedSize: ie.compressedSize,
+          });
       }
     }
-    return info;
-  } finally {
-    outer.zip.close();
+    const extract: FactoryZip['extract'] = async (entry, outPath, opts = {}) => {
+      const bang = entry.indexOf('!');
+      const outerName = bang < 0 ? entry : entry.slice(0, bang);
+      const innerName = bang < 0 ? undefined : entry.slice(bang + 1);
+      let zip = outer.zip;
+      let target = outer.entries.find((x) => x.fileName === outerName);
+      if (target && innerName !== undefined) {
+        const inner = await nestedZip(outerName);
+        zip = inner.zip;
+        target = inner.entries.find((x) => x.fileName === innerName);
+      }
+      if (!target)
+        throw new InputError(`no entry ${entry} in ${path}`, {
+          code: 'ZIP_NO_ENTRY',
+          context: { file: path, entry },
+        });
+      const total = target.uncompressedSize;
+      const s = await entryStream(zip, target, path);
+      let done = 0;
+      s.on('data', (c: Buffer) => {
+        done += c.length;
+        opts.onProgress?.({ stage: `extract ${leaf(entry)}`, done, total, unit: 'bytes' });
+      });
+      await pipeline(s, createWriteStream(outPath)).catch((err) => {
+        throw zipErr(path, err);
+      });
+      return { size: total };
+    };
+    return { info, extract, close };
+  } catch (e) {
+    await close();
+    throw e;
   }
 }
 
+/** Lists a factory or fastboot zip (see openFactoryZip). */
+export async function readFactoryZip(path: string): Promise<FactoryZipInfo> {
+  const z = await openFactoryZip(path);
+  await z.close();
+  return z.info;
+}
+
 /**
- * Streams one image out of a factory/fastboot zip (`entry` as listed by readFactoryZip, e.g.
- * `system.img` or `dir/image-x.zip!system.img`) to `outPath`.
+ * Streams one image out of a factory/fastboot zip to `outPath`. To extract several, use
+ * openFactoryZip (a deflated nested zip is then inflated once).
  */
 export async function extractFactoryImage(
   zipPath: string,
@@ -343,51 +479,11 @@ export async function extractFactoryImage(
   outPath: string,
   opts: { onProgress?: ProgressFn } = {},
 ): Promise<{ size: number }> {
-  const [outerName, innerName] = entry.split('!');
-  const outer = await openZip(zipPath);
+  const z = await openFactoryZip(zipPath);
   try {
-    const e = outer.entries.find((x) => x.fileName === outerName);
-    if (!e)
-      throw new InputError(`no entry ${outerName} in ${zipPath}`, {
-        code: 'ZIP_NO_ENTRY',
-        context: { file: zipPath, entry },
-      });
-    let zip = outer.zip;
-    let target = e;
-    let inner: (OpenZip & { tmp?: string }) | undefined;
-    if (innerName !== undefined) {
-      inner = await openNested(zipPath, outer, e);
-      const ie = inner.entries.find((x) => x.fileName === innerName);
-      if (!ie)
-        throw new InputError(`no entry ${innerName} in ${zipPath}!${outerName}`, {
-          code: 'ZIP_NO_ENTRY',
-          context: { file: zipPath, entry },
-        });
-      zip = inner.zip;
-      target = ie;
-    }
-    try {
-      const s = await entryStream(zip, target, zipPath);
-      let done = 0;
-      s.on('data', (c: Buffer) => {
-        done += c.length;
-        opts.onProgress?.({
-          stage: `extract ${leaf(entry)}`,
-          done,
-          total: target.uncompressedSize,
-          unit: 'bytes',
-        });
-      });
-      await pipeline(s, createWriteStream(outPath)).catch((err) => {
-        throw zipErr(zipPath, err);
-      });
-      return { size: target.uncompressedSize };
-    } finally {
-      inner?.zip.close();
-      if (inner?.tmp) await rm(inner.tmp, { recursive: true, force: true });
-    }
+    return await z.extract(entry, outPath, opts);
   } finally {
-    outer.zip.close();
+    await z.close();
   }
 }
 
@@ -406,7 +502,7 @@ export async function writeFastbootZip(
   spec: { androidInfo: string; images: Array<{ name: string; path: string }> },
   opts: { compress?: boolean } = {},
 ): Promise<{ path: string; entries: string[] }> {
-  parseAndroidInfo(spec.androidInfo, 'android-info.txt'); // refuse what fastboot would refuse
+  parseAndroidInfo(spec.androidInfo, 'android-info.txt', { strict: true }); // what we write must parse
   const names = new Set<string>();
   for (const img of spec.images) {
     const n = img.name.endsWith('.img') ? img.name : `${img.name}.img`;

@@ -138,7 +138,7 @@ function parseChunk(
   file?: string,
 ): SparseChunk {
   const code = hdr.readUInt16LE(0);
-  const blocks = hdr.readUInt32LE(4);
+  let blocks = hdr.readUInt32LE(4);
   const totalSize = hdr.readUInt32LE(8);
   const fail = (reason: string, field: string, at: number, expected: unknown, found: unknown): never => {
     throw new FormatError({
@@ -158,10 +158,8 @@ function parseChunk(
     type === 'raw' ? blocks * h.blockSize : type === 'fill' || type === 'crc32' ? 4 : /* dontCare */ 0;
   if (dataSize !== expectData)
     fail('size mismatch', 'total_sz', 8, h.chunkHeaderSize + expectData, totalSize);
-  if (type === 'crc32' && blocks !== 0) {
-    // libsparse ignores chunk_sz of CRC chunks; a non-zero value would shift every later block.
-    fail('CRC32 chunk covers blocks', 'chunk_sz', 4, 0, blocks);
-  }
+  // libsparse's process_chunk returns 0 blocks for a CRC32 chunk whatever its chunk_sz says.
+  if (type === 'crc32') blocks = 0;
   if (blockCursor + blocks > h.totalBlocks)
     fail('chunk runs past total_blks', 'chunk_sz', 4, `<= ${h.totalBlocks - blockCursor}`, blocks);
   return {

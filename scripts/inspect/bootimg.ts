@@ -14,7 +14,9 @@ export const bootImageDetector: Detector<BootSummary> = {
   human(r) {
     const lines = [
       `Kind:           ${r.kind} (header v${r.headerVersion}, page ${r.pageSize})`,
-      ...(r.osVersion ? [`OS version:     ${r.osVersion}, patch level ${r.osPatchLevel}`] : []),
+      ...(r.osVersion || r.osPatchLevel
+        ? [`OS version:     ${r.osVersion ?? '(not set)'}, patch level ${r.osPatchLevel ?? '(not set)'}`]
+        : []),
       ...(r.name ? [`Name:           ${r.name}`] : []),
       `Cmdline:        ${r.cmdline || '(empty)'}`,
     ];

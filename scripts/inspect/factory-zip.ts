@@ -61,6 +61,10 @@ export const factoryZipDetector: Detector<FactoryZipInfo> = {
           (q) =>
             `                ${q.reject ? 'reject' : 'require'} ${q.name}=${q.values.join('|')}${q.forProduct ? ` (for ${q.forProduct})` : ''}`,
         ) ?? []),
+      ...(a?.syntaxErrors.map(
+        (e) =>
+          `  android-info.txt line ${e.line} ignored (fastboot cannot parse it): ${JSON.stringify(e.text)}`,
+      ) ?? []),
       'Images:',
       ...r.images.map((i) => `  ${i.partition.padEnd(20)} ${String(i.size).padStart(12)} bytes  ${i.entry}`),
     ].join('\n');

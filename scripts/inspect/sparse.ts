@@ -1,5 +1,12 @@
+import { FormatError } from '../errors.ts';
 import { isErofs, isExt4 } from '../formats/fsdetect.ts';
-import { isSparse, type SparseChunkType, type SparseHeader, SparseImage } from '../formats/sparse.ts';
+import {
+  isSparse,
+  readSparse,
+  type SparseChunkType,
+  type SparseHeader,
+  SparseImage,
+} from '../formats/sparse.ts';
 import { looksLikeSuper } from '../formats/super/read.ts';
 import type { Detector } from './detect.ts';
 
@@ -9,6 +16,11 @@ export interface SparseSummary {
   counts: Record<SparseChunkType, number>;
   /** Expanded bytes per type (crc32 chunks cover none). */
   bytes: Record<SparseChunkType, number>;
+  /**
+   * CRC32 chunks checked against the expanded data: 'none' when there are none, 'ok', or why
+   * they do not match (simg2img does not check them; a device flashing the image may).
+   */
+  crc32: string;
   /** What the expanded image holds, by its own magic: super, ext4, erofs or unknown. */
   contains: 'super' | 'ext4' | 'erofs' | 'unknown';
   /** The chunk list, like `simg_dump -v` (first 10000). */
@@ -47,10 +59,22 @@ export const sparseDetector: Detector<SparseSummary> = {
         counts[c.type]++;
         bytes[c.type] += c.blocks * img.header.blockSize;
       }
+      let crc = 'none';
+      if (counts.crc32 > 0) {
+        const none = () => {};
+        crc = await readSparse(path, { data: none, fill: none, skip: none }, { verifyCrc: true }).then(
+          () => 'ok',
+          (e) => {
+            if (e instanceof FormatError) return e.message;
+            throw e;
+          },
+        );
+      }
       return {
         header: img.header,
         counts,
         bytes,
+        crc32: crc,
         contains: await sparseContent(img),
         chunks: img.chunks.slice(0, 10000).map((c) => ({
           index: c.index,
@@ -75,6 +99,7 @@ export const sparseDetector: Detector<SparseSummary> = {
       `Chunks:         ${h.totalChunks} (raw ${r.counts.raw}, fill ${r.counts.fill}, dont-care ${r.counts.dontCare}, crc32 ${r.counts.crc32})`,
       `Raw data:       ${r.bytes.raw} bytes; fill ${r.bytes.fill}; dont-care ${r.bytes.dontCare}`,
       `Contains:       ${r.contains}`,
+      ...(r.crc32 !== 'none' ? [`CRC32 chunks:   ${r.crc32}`] : []),
     ].join('\n');
   },
 };

@@ -1,10 +1,29 @@
 import { isSparse, SparseImage } from '../formats/sparse.ts';
+import {
+  LP_PARTITION_ATTR_DISABLED,
+  LP_PARTITION_ATTR_READONLY,
+  LP_PARTITION_ATTR_SLOT_SUFFIXED,
+  LP_PARTITION_ATTR_UPDATED,
+} from '../formats/super/format.ts';
 import { looksLikeSuper, readSuper, type SuperInfo } from '../formats/super/read.ts';
 import type { Detector } from './detect.ts';
 
 export type SuperSummary = Omit<SuperInfo, 'slots'> & {
   slots: Array<{ slot: number; primary: string; backup: string }>;
 };
+
+const ATTRIBUTES: Array<[number, string]> = [
+  [LP_PARTITION_ATTR_READONLY, 'readonly'],
+  [LP_PARTITION_ATTR_SLOT_SUFFIXED, 'slot-suffixed'],
+  [LP_PARTITION_ATTR_UPDATED, 'updated'],
+  [LP_PARTITION_ATTR_DISABLED, 'disabled'],
+];
+
+function attributeNames(attributes: number): string {
+  return ATTRIBUTES.filter(([bit]) => attributes & bit)
+    .map(([, n]) => ` ${n}`)
+    .join('');
+}
 
 /** super.img (raw or sparse) or super_empty.img: LP geometry magic at 0, 4096 or 8192. */
 export const superDetector: Detector<SuperSummary> = {
@@ -46,7 +65,13 @@ export const superDetector: Detector<SuperSummary> = {
       'Partitions:',
       ...r.partitions.map(
         (p) =>
-          `  ${p.name.padEnd(28)} ${String(p.size).padStart(12)} bytes  ${p.group}${p.readonly ? ' readonly' : ''}  ${p.extents.map((e) => (e.type === 'zero' ? `zero:${e.size}` : `${e.offset}+${e.size}`)).join(', ')}`,
+          `  ${p.name.padEnd(28)} ${String(p.size).padStart(12)} bytes  ${p.group}${attributeNames(p.attributes)}  ${p.extents
+            .map((e) =>
+              e.type === 'zero'
+                ? `zero:${e.size}`
+                : `${e.blockDevice ? `${r.blockDevices[e.blockDevice]?.partitionName ?? e.blockDevice}:` : ''}${e.offset}+${e.size}`,
+            )
+            .join(', ')}`,
       ),
     ];
     return lines.join('\n');

@@ -155,6 +155,36 @@ describe('boot images built by mkbootimg, checked against unpack_bootimg', () =>
     await compareWithUnpack(img, info);
   });
 
+  it('legacy Qualcomm v0 with a QCDT table (dt_size where header_version is now)', async () => {
+    const v0 = readFileSync(join(W, 'boot-v0.img')); // from the test above
+    const page = 2048;
+    const qcdt = Buffer.concat([Buffer.from('QCDT', 'latin1'), blob(8, 9000)]);
+    const img = Buffer.concat([v0, pad(qcdt, page)]);
+    img.writeUInt32LE(qcdt.length, 40); // dt_size
+    img.writeUInt32LE(0, 44); // "unused" in CAF's header
+    // CAF mkbootimg's id: SHA-1 over each section and its u32 size, the QCDT table included.
+    const h = createHash('sha1');
+    for (const b of [files.kernel, files.ramdisk, files.second, qcdt]) {
+      const n = Buffer.alloc(4);
+      n.writeUInt32LE(b.length);
+      h.update(b).update(n);
+    }
+    Buffer.concat([h.digest(), Buffer.alloc(12)]).copy(img, 576);
+    const p = join(W, 'boot-v0-qcdt.img');
+    writeFileSync(p, img);
+    const info = await readBootImage(p);
+    expect(info).toMatchObject({ headerVersion: 0, legacyDtSize: qcdt.length, idMatches: true });
+    const dt = info.sections.find((x) => x.name === 'qcdt')!;
+    expect(dt.offset).toBe(v0.length);
+    expect((await readBootImageSection(p, dt)).equals(qcdt)).toBe(true);
+    expect(info.imageEnd).toBe(img.length);
+    // A value at offset 40 that cannot be a dt_size (the section would end past the file) stays
+    // an unsupported header version.
+    const bad = Buffer.from(img);
+    bad.writeUInt32LE(img.length, 40);
+    expect(() => parseBootImageHeader(bad, bad.length)).toThrow(/unsupported boot image header version/);
+  });
+
   // Debian's mkbootimg 29.0.6 crashes computing recovery_dtbo_offset (a float under Python 3), so
   // mkbootimg builds v1/v2 without it and a hand-built v2 below covers recovery_dtbo.
   it('v1', async () => {
@@ -236,6 +266,19 @@ describe('boot images built by mkbootimg, checked against unpack_bootimg', () =>
     });
     expect(info.sections.map((s) => s.name)).toEqual(['kernel', 'ramdisk', 'second', 'recovery_dtbo', 'dtb']);
     await compareWithUnpack(img, info);
+
+    // recovery_dtbo_offset is honoured for recovery_dtbo only: the dtb is still found by counting
+    // pages (unpack_bootimg, bootloaders), even when recovery_dtbo is stored elsewhere.
+    const moved = Buffer.concat([pad(h, page), ...parts, parts[3]]);
+    const movedAt = moved.length - parts[3].length;
+    moved.writeBigUInt64LE(BigInt(movedAt), 1636);
+    const img2 = join(W, 'boot-v2-dtbo-moved.img');
+    writeFileSync(img2, moved);
+    const info2 = await readBootImage(img2);
+    expect(info2.sections.find((s) => s.name === 'recovery_dtbo')!.offset).toBe(movedAt);
+    expect(info2.sections.find((s) => s.name === 'dtb')!.offset).toBe(info.sections.at(-1)!.offset);
+    expect(info2.imageEnd).toBe(moved.length);
+    await compareWithUnpack(img2, info2);
   });
 
   it('v3 boot + v3 vendor_boot', async () => {
@@ -279,6 +322,18 @@ describe('boot images built by mkbootimg, checked against unpack_bootimg', () =>
     expect(v2k.sections[0].offset).toBe(4096);
     expect(sha(await readBootImageSection(vimg2k, v2k.sections[0]))).toBe(sha(files.vendor_ramdisk));
     expect(sha(await readBootImageSection(vimg2k, v2k.sections[1]))).toBe(sha(files.dtb));
+    // AOSP unpack_bootimg counts header pages from header_size, not from the struct size: a
+    // larger header_size moves every section by whole pages. (This mkbootimg writes 2108.)
+    expect(v2k.headerSize).toBe(2108);
+    const raw = readFileSync(vimg2k);
+    const bigger = Buffer.concat([raw.subarray(0, 4096), Buffer.alloc(2048), raw.subarray(4096)]);
+    bigger.writeUInt32LE(4200, 2096);
+    const vbig = join(W, 'vendor_boot-v3-bigheader.img');
+    writeFileSync(vbig, bigger);
+    const vb = await readBootImage(vbig);
+    expect(vb.sections.map((x) => x.offset)).toEqual(v2k.sections.map((x) => x.offset + 2048));
+    expect(sha(await readBootImageSection(vbig, vb.sections[0]))).toBe(sha(files.vendor_ramdisk));
+    expect(sha(await readBootImageSection(vbig, vb.sections[1]))).toBe(sha(files.dtb));
   });
 });
 
@@ -428,6 +483,10 @@ describe('errors and fuzz', () => {
       osVersion: '11.2.3',
       osPatchLevel: '2021-12',
     });
+    // Each half is decoded only when non-zero (GKI images: patch level without a version).
+    expect(decodeOsVersion(osVersionField([0, 0, 0], 2023, 5))).toEqual({ osPatchLevel: '2023-05' });
+    expect(decodeOsVersion(osVersionField([14, 0, 0], 2000, 0))).toEqual({ osVersion: '14.0.0' });
+    expect(decodeOsVersion(0)).toEqual({});
   });
 
   it('rejects bad magic, unknown header versions and sections past the end', () => {

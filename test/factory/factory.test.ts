@@ -1,18 +1,23 @@
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
+import { openInput } from '../../scripts/conformance/open-input.ts';
 import { FormatError, OmieError } from '../../scripts/errors.ts';
 import {
+  checkAndroidInfo,
   extractFactoryImage,
   formatAndroidInfo,
+  openFactoryZip,
   parseAndroidInfo,
   readFactoryZip,
   writeFastbootZip,
 } from '../../scripts/formats/factory-zip.ts';
 import { parseErofs, parseExt4 } from '../../scripts/formats/fsdetect.ts';
+import { buildSuperEmpty, expandAbLayout } from '../../scripts/formats/super/index.ts';
 import { sniff } from '../../scripts/inspect/detect.ts';
 import { factoryZipDetector } from '../../scripts/inspect/factory-zip.ts';
 import { mutate, omie, prng, workDir } from '../helpers.ts';
@@ -66,9 +71,9 @@ beforeAll(async () => {
 describe('android-info.txt', () => {
   it('parses require/reject/require-for-product lines as fastboot does', () => {
     const a = parseAndroidInfo(
-      'require board=alpha|beta\nrequire version-bootloader = 1.0 | 1.1\n\n  require-for-product:beta version-baseband=b2\nreject partition-exists=vendor_dlkm\nrequire version-baseband=r1\n',
+      'require board=alpha|beta\nrequire version-bootloader = 1.0 | 1.1\n\nrequire-for-product:beta version-baseband=b2\nreject partition-exists=vendor_dlkm\nrequire version-baseband=r1\nproduct=gamma\nrequire partition-exists=vendor_kernel_boot\n',
     );
-    expect(a.boards).toEqual(['alpha', 'beta']);
+    expect(a.boards).toEqual(['alpha', 'beta', 'gamma']); // a bare "name=value" is a require
     expect(a.bootloaderVersions).toEqual(['1.0', '1.1']);
     expect(a.basebandVersions).toEqual(['r1']);
     expect(a.requirements.find((r) => r.forProduct)).toMatchObject({
@@ -80,19 +85,57 @@ describe('android-info.txt', () => {
       name: 'partition-exists',
       values: ['vendor_dlkm'],
     });
+    expect(a.partitionsRequired).toEqual(['vendor_dlkm', 'vendor_kernel_boot']);
     expect(a.requirements[0].name).toBe('product'); // "board" is fastboot's alias of product
+    expect(a.syntaxErrors).toEqual([]);
   });
 
-  it('rejects a line fastboot cannot parse, naming it', () => {
+  it('skips lines fastboot cannot parse (CRLF, indented, no "="), and strict mode names them', () => {
+    const a = parseAndroidInfo('require board=a\nthis is not valid\n  require board=b\nrequire board=c\r\n');
+    expect(a.boards).toEqual(['a']);
+    expect(a.syntaxErrors.map((e) => e.line)).toEqual([2, 3, 4]);
     const err = (() => {
       try {
-        parseAndroidInfo('require board=a\nthis is not valid\n');
+        parseAndroidInfo('require board=a\nthis is not valid\n', undefined, { strict: true });
       } catch (e) {
         return e as FormatError;
       }
     })();
     expect(err).toBeInstanceOf(FormatError);
     expect(err!.message).toMatch(/line 2/);
+  });
+
+  it('checks a device like fastboot CheckRequirement (wildcards, reject, per-product, failed getvar)', async () => {
+    const a = parseAndroidInfo(
+      [
+        'require board=oriole|raven',
+        'require version-bootloader=slider-1.2-*',
+        'require-for-product:raven version-baseband=g5123b-*',
+        'reject version-baseband=g5123b-bad',
+        'require partition-exists=vendor_dlkm',
+        'require secure=yes',
+      ].join('\n'),
+    );
+    const device = (vars: Record<string, string>) => (n: string) => vars[n];
+    const ok = {
+      product: 'oriole',
+      'version-bootloader': 'slider-1.2-9152140',
+      'version-baseband': 'x',
+      secure: 'yes',
+    };
+    expect(await checkAndroidInfo(a, device(ok))).toEqual([]);
+    const bad = await checkAndroidInfo(
+      a,
+      device({ product: 'raven', 'version-bootloader': 'slider-1.3-1', 'version-baseband': 'g5123b-bad' }),
+    );
+    expect(bad.map((f) => [f.requirement.name, f.device])).toEqual([
+      ['version-bootloader', 'slider-1.3-1'],
+      ['version-baseband', 'g5123b-bad'], // rejected value (the raven-only line matches)
+      ['secure', undefined], // getvar failed
+    ]);
+    expect((await checkAndroidInfo(a, device({ ...ok, product: 'husky' })))[0].requirement.name).toBe(
+      'product',
+    );
   });
 
   it('formats what it parses', () => {
@@ -212,6 +255,98 @@ describe('Pixel-style factory zip (nested image-*.zip)', () => {
   });
 });
 
+describe('openInput on a Pixel factory zip', () => {
+  for (const stored of [false, true]) {
+    it(`yields the logical partitions from separate (sparse) images, super_empty.img as layout only (${stored ? 'stored' : 'deflated'} image zip)`, async () => {
+      const d = join(dir, `pixel-${stored}`);
+      await rm(d, { recursive: true, force: true });
+      await mkdir(join(d, 'work'), { recursive: true });
+      // The logical partitions as AOSP ships them: ext4/erofs, sparse (img2simg is the oracle writer).
+      const systemSparse = join(d, 'system.img');
+      await execa('img2simg', [systemImg, systemSparse]);
+      const vendorRaw = join(d, 'vendor.raw');
+      writeFileSync(vendorRaw, Buffer.concat([randomBytes(7, 40_000), Buffer.alloc(200_000)]));
+      const vendorSparse = join(d, 'vendor.img');
+      await execa('img2simg', [vendorRaw, vendorSparse]);
+      const superEmpty = join(d, 'super_empty.img');
+      await buildSuperEmpty(
+        expandAbLayout({
+          blockDevices: [{ name: 'super', size: 64 * 1024 * 1024 }],
+          groups: [{ name: 'google_dynamic_partitions', maxSize: 30 * 1024 * 1024 }],
+          partitions: ['system', 'product', 'vendor'].map((n) => ({
+            name: n,
+            group: 'google_dynamic_partitions',
+            size: 8 * 1024 * 1024,
+            readonly: true,
+          })),
+          metadataSlots: 3,
+          metadataMaxSize: 65536,
+          virtualAB: true,
+        }),
+        superEmpty,
+        { keepSizes: true }, // sizes in the table must not make it look like a full super
+      );
+      const inner = join(d, 'image-oriole-ab1.zip');
+      const info = formatAndroidInfo({
+        board: 'oriole',
+        bootloaderVersion: 'slider-1.2-1',
+        basebandVersion: 'g5123b-1',
+      });
+      await zipOf(inner, [
+        { name: 'android-info.txt', data: Buffer.from(info) },
+        { name: 'boot.img', file: bootImg },
+        { name: 'vbmeta.img', data: randomBytes(9, 4096) },
+        { name: 'super_empty.img', file: superEmpty },
+        { name: 'system.img', file: systemSparse },
+        { name: 'product.img', file: erofsImg },
+        { name: 'vendor.img', file: vendorSparse },
+      ]);
+      const outer = join(d, 'oriole-ab1-factory.zip');
+      await zipOf(outer, [
+        { name: 'oriole-ab1/bootloader-oriole-slider-1.2-1.img', data: randomBytes(2, 5000) },
+        { name: 'oriole-ab1/radio-oriole-g5123b-1.img', data: randomBytes(3, 7000) },
+        { name: 'oriole-ab1/flash-all.sh', data: Buffer.from('#!/bin/sh\n') },
+        { name: 'oriole-ab1/flash-base.sh', data: Buffer.from('#!/bin/sh\n') },
+        { name: 'oriole-ab1/image-oriole-ab1.zip', file: inner, compress: !stored },
+      ]);
+      const opened = await openInput(outer, join(d, 'work'));
+      expect(opened.kind).toBe('fastboot-zip');
+      expect(opened.androidInfo?.boards).toEqual(['oriole']);
+      expect(Object.keys(opened.images).sort()).toEqual(
+        ['boot', 'bootloader', 'product', 'radio', 'system', 'vbmeta', 'vendor'].sort(),
+      );
+      // simg2img is the oracle for the expanded sparse images.
+      for (const [name, sparse] of [
+        ['system', systemSparse],
+        ['vendor', vendorSparse],
+      ]) {
+        const want = join(d, `${name}.simg2img`);
+        await execa('simg2img', [sparse, want]);
+        expect(readFileSync(opened.images[name]).equals(readFileSync(want))).toBe(true);
+      }
+      expect(readFileSync(opened.images.product).equals(readFileSync(erofsImg))).toBe(true);
+      expect(readFileSync(opened.images.boot).equals(readFileSync(bootImg))).toBe(true);
+      // The inflated image zip lived in the work folder and is gone; nothing is left behind for
+      // the consumed super_empty.img or the sparse copies.
+      expect(readdirSync(join(d, 'work')).filter((f) => f.startsWith('omie-factory-'))).toEqual([]);
+      expect(readdirSync(join(d, 'work', 'zip')).sort()).toEqual(
+        ['boot.img', 'bootloader.img', 'product.img', 'radio.img', 'vbmeta.img'].sort(),
+      );
+      // The same factory image unzipped into a folder: the partitions come from its image-*.zip.
+      const unzipped = join(d, 'unzipped');
+      await mkdir(join(d, 'work2'), { recursive: true });
+      await execa('unzip', ['-q', '-o', outer, '-d', unzipped]);
+      const fromDir = await openInput(join(unzipped, 'oriole-ab1'), join(d, 'work2'));
+      expect(fromDir.kind).toBe('images');
+      expect(fromDir.androidInfo?.boards).toEqual(['oriole']);
+      expect(Object.keys(fromDir.images).sort()).toEqual(
+        ['boot', 'bootloader', 'product', 'radio', 'system', 'vbmeta', 'vendor'].sort(),
+      );
+      expect(readFileSync(fromDir.images.system).equals(readFileSync(opened.images.system))).toBe(true);
+    });
+  }
+});
+
 describe('filesystem detection', () => {
   it('ext4 superblock fields agree with dumpe2fs -h', async () => {
     const info = parseExt4(readFileSync(systemImg).subarray(0, 4096));
@@ -282,5 +417,40 @@ describe('fuzz', () => {
     }
     expect(rejected).toBeGreaterThan(50);
     expect(Date.now() - started).toBeLessThan(60_000);
+  });
+
+  it('only typed errors for a factory zip whose stored image zip is corrupted (listing and extracting)', async () => {
+    const outer = join(dir, 'omie10-ab1-factory.true.zip'); // stored nested zip, from the test above
+    const base = readFileSync(outer);
+    // Mutate only inside the nested zip's bytes: the outer zip stays valid, the inner one is not.
+    const innerAt = base.indexOf(
+      Buffer.from('PK\x03\x04', 'latin1'),
+      base.indexOf('image-omie10-ab1.zip') + 20,
+    );
+    expect(innerAt).toBeGreaterThan(0);
+    const r = prng(777);
+    const p = join(dir, 'fuzz-factory.zip');
+    let rejected = 0;
+    for (let i = 0; i < 200; i++) {
+      const b = Buffer.from(base);
+      const region = b.subarray(innerAt, Math.min(b.length, innerAt + 400_000));
+      mutate(region, r).copy(region, 0, 0, region.length);
+      // also hit the inner central directory, near the end of the inner zip
+      const tail = b.length - 600 - Math.floor(r() * 400);
+      b[tail] = Math.floor(r() * 256);
+      writeFileSync(p, b);
+      try {
+        const f = await openFactoryZip(p);
+        try {
+          for (const img of f.info.images) await f.extract(img.entry, join(dir, 'fuzz-out.img'));
+        } finally {
+          await f.close();
+        }
+      } catch (e) {
+        rejected++;
+        if (!(e instanceof OmieError)) throw new Error(`case ${i}: untyped ${String(e)}`);
+      }
+    }
+    expect(rejected).toBeGreaterThan(20);
   });
 });

@@ -168,6 +168,29 @@ describe('sparse → raw', () => {
     expect(readFileSync(theirs).equals(expanded)).toBe(true);
   });
 
+  it('ignores chunk_sz of CRC32 chunks like libsparse (simg2img expands the same bytes)', async () => {
+    const { sparse, expanded } = richSample({ fileHdr: 28, chunkHdr: 12 });
+    const odd = Buffer.from(sparse);
+    // The first CRC32 chunk header: after the file header, RAW (12+2048), FILL (12+4), DONT_CARE (12).
+    const crcAt = 28 + 12 + 2048 + 16 + 12;
+    expect(odd.readUInt16LE(crcAt)).toBe(CHUNK_CRC32);
+    odd.writeUInt32LE(7, crcAt + 4);
+    const p = join(dir, 'crc-chunk-sz.simg');
+    writeFileSync(p, odd);
+    const theirs = join(dir, 'crc-chunk-sz.ref.raw');
+    await execa('simg2img', [p, theirs]);
+    const ours = join(dir, 'crc-chunk-sz.ours.raw');
+    await sparseToRaw(p, ours);
+    expect(readFileSync(ours).equals(readFileSync(theirs))).toBe(true);
+    expect(readFileSync(ours).equals(expanded)).toBe(true);
+    const img = await SparseImage.open(p);
+    try {
+      expect(img.chunks.filter((c) => c.type === 'crc32').map((c) => c.blocks)).toEqual([0, 0]);
+    } finally {
+      await img.close();
+    }
+  });
+
   it('rejects a wrong CRC32 with a typed error naming the field', async () => {
     const { sparse } = richSample();
     const bad = Buffer.from(sparse);
@@ -377,6 +400,21 @@ describe('omie inspect', () => {
     const img = await SparseImage.open(refSparse);
     expect(j.result.header.totalChunks).toBe(img.header.totalChunks);
     expect(j.result.counts.raw).toBe(img.chunks.filter((c) => c.type === 'raw').length);
+    expect(j.result.crc32).toBe('none');
     await img.close();
+  });
+
+  it('verifies and reports CRC32 chunks', async () => {
+    const good = join(dir, 'inspect-crc.simg');
+    writeFileSync(good, richSample().sparse);
+    const ok = await omie(['inspect', good]);
+    expect(ok.exitCode).toBe(0);
+    expect(ok.stdout).toMatch(/CRC32 chunks:\s+ok/);
+    const bad = Buffer.from(richSample().sparse);
+    bad.writeUInt32LE(0x12345678, bad.length - 4);
+    const badPath = join(dir, 'inspect-badcrc.simg');
+    writeFileSync(badPath, bad);
+    const j = JSON.parse((await omie(['inspect', '--json', badPath])).stdout);
+    expect(j.result.crc32).toMatch(/chunk 5: CRC32 mismatch/);
   });
 });

@@ -14,8 +14,11 @@ import {
   LP_METADATA_HEADER_MAGIC,
   parseGeometry,
   parseMetadata,
+  planSuper,
   readSuper,
   type SuperLayout,
+  serializeGeometry,
+  serializeMetadata,
 } from '../../scripts/formats/super/index.ts';
 import { mutate, omie, prng, workDir } from '../helpers.ts';
 import { randomBytes, sha256File } from '../sparse/fixtures.ts';
@@ -141,6 +144,61 @@ describe('buildSuper → readSuper → extractPartition', () => {
       expect(ext[i].offset).toBeGreaterThanOrEqual(ext[i - 1].offset + ext[i - 1].size);
   });
 
+  it('honours alignment_offset and lays out a second block device like MetadataBuilder', async () => {
+    const plan = await planSuper(
+      layout({
+        blockDevices: [
+          { name: 'super', size: 8 * MiB, alignmentOffset: 4096 },
+          { name: 'super_ext', size: 16 * MiB },
+        ],
+        partitions: [
+          { name: 'system', group: 'omie_dynamic_partitions', size: 6 * MiB },
+          { name: 'vendor', group: 'omie_dynamic_partitions', size: 4 * MiB },
+        ],
+      }),
+    );
+    const [sup, ext] = plan.metadata.blockDevices;
+    // AlignTo(405504, 1 MiB, 4096) = 1 MiB + 4096; other devices start at AlignTo(512, 1 MiB).
+    expect(sup.firstLogicalSector).toBe((MiB + 4096) / 512);
+    expect(ext.firstLogicalSector).toBe(MiB / 512);
+    const e = plan.metadata.extents.map((x) => [x.targetSource, x.targetData * 512, x.numSectors * 512]);
+    // GrowPartition takes free regions device by device: vendor fills the rest of super (next
+    // sector aligned past the offset) and continues on super_ext.
+    expect(e).toEqual([
+      [0, MiB + 4096, 6 * MiB],
+      [0, 7 * MiB + 4096, MiB - 4096],
+      [1, MiB, 3 * MiB + 4096],
+    ]);
+  });
+
+  it('extracts a partition spanning two block devices when given the second device image', async () => {
+    const l = layout({
+      blockDevices: [
+        { name: 'super', size: 4 * MiB },
+        { name: 'super_ext', size: 8 * MiB },
+      ],
+      partitions: [{ name: 'system', group: 'omie_dynamic_partitions', size: 5 * MiB }],
+    });
+    const sup = join(dir, 'two-dev-super.img');
+    const r = await buildSuper(l, sup);
+    const [a, b] = r.plan.metadata.extents;
+    expect([a.targetSource, b.targetSource]).toEqual([0, 1]);
+    const data = randomBytes(77, 5 * MiB);
+    const supBytes = readFileSync(sup);
+    data.copy(supBytes, a.targetData * 512, 0, a.numSectors * 512);
+    writeFileSync(sup, supBytes);
+    const ext = Buffer.alloc(8 * MiB);
+    data.copy(ext, b.targetData * 512, a.numSectors * 512);
+    const extPath = join(dir, 'two-dev-ext.img');
+    writeFileSync(extPath, ext);
+    const out = join(dir, 'two-dev-system.img');
+    const err = await extractPartition(sup, 'system', out).catch((e) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err.code).toBe('SUPER_OTHER_DEVICE');
+    await extractPartition(sup, 'system', out, { devices: { super_ext: extPath } });
+    expect(readFileSync(out).equals(data)).toBe(true);
+  });
+
   it('has the AOSP metadata_format.h field layout, both geometry copies and every slot copy valid', async () => {
     const path = join(dir, 'super.img');
     const geo = await readAt(path, 4096, 4096);
@@ -236,6 +294,17 @@ describe('backups and corruption', () => {
     expect(err.field).toBe('geometry');
   });
 
+  it('reads the primary metadata of a super dump cut short (only its first blocks), as liblp would', async () => {
+    const full = readFileSync(join(dir, 'super-v0.img'));
+    const geo = parseGeometry(full.subarray(4096), 4096);
+    const p = join(dir, 'super-head-only.img');
+    writeFileSync(p, full.subarray(0, 12288 + geo.metadataMaxSize));
+    const info = await readSuper(p);
+    expect(info.slots[0].primary).toBe('ok');
+    expect(info.slots[0].backup).toMatch(/truncated/);
+    expect(info.partitions.map((x) => x.name)).toEqual(['system', 'vendor', 'product']);
+  });
+
   it('uses the backup metadata copy of a slot whose primary is corrupt', async () => {
     const p = join(dir, 'bad-meta.img');
     await corruptCopy(join(dir, 'super-v0.img'), p, 12288 + 300); // inside slot 0 tables
@@ -302,6 +371,140 @@ describe('super_empty.img and layout errors', () => {
     await expect(
       buildSuper(layout({ partitions: [{ name: 'system', group: 'nope', size: 4096 }] }), join(dir, 'x.img')),
     ).rejects.toThrow(/unknown group/);
+  });
+});
+
+describe('liblp reader rules beyond our own writer', () => {
+  /** Recomputes both SHA-256 checksums of a metadata copy (header_size and tables_size from it). */
+  function rechecksum(m: Buffer): Buffer {
+    const hsize = m.readUInt32LE(8);
+    const tsize = m.readUInt32LE(44);
+    createHash('sha256')
+      .update(m.subarray(hsize, hsize + tsize))
+      .digest()
+      .copy(m, 48);
+    m.fill(0, 12, 44);
+    createHash('sha256').update(m.subarray(0, hsize)).digest().copy(m, 12);
+    return m;
+  }
+  const geo = { structSize: 52, metadataMaxSize: 65536, metadataSlotCount: 2, logicalBlockSize: 4096 };
+  function metadata(attributes = 1, count = 1) {
+    const names = ['system', 'vendor', 'product'].slice(0, count);
+    return serializeMetadata({
+      header: { minorVersion: 2, flags: 1 },
+      partitions: names.map((name, i) => ({
+        name,
+        attributes,
+        firstExtentIndex: i,
+        numExtents: 1,
+        groupIndex: 1,
+      })),
+      extents: names.map((_, i) => ({
+        numSectors: 2048,
+        targetType: 0,
+        targetData: 2048 * (i + 1),
+        targetSource: 0,
+      })),
+      groups: [
+        { name: 'default', flags: 0, maximumSize: 0 },
+        { name: 'main', flags: 0, maximumSize: 0 },
+      ],
+      blockDevices: [
+        {
+          firstLogicalSector: 2048,
+          alignment: 1048576,
+          alignmentOffset: 0,
+          size: 64 * MiB,
+          partitionName: 'super',
+          flags: 0,
+        },
+      ],
+    });
+  }
+
+  it('reads block-device entries with the entry_size stride (liblp does not check it)', () => {
+    const m = metadata();
+    const h = 256;
+    const devAt = m.readUInt32LE(116);
+    // Same table with 80-byte entries: 64 bytes of LpMetadataBlockDevice, 16 of future fields.
+    const dev = Buffer.concat([m.subarray(h + devAt, h + devAt + 64), Buffer.alloc(16, 0xee)]);
+    const grown = Buffer.concat([m.subarray(0, h + devAt), dev]);
+    grown.writeUInt32LE(80, 116 + 8);
+    grown.writeUInt32LE(devAt + 80, 44);
+    const md = parseMetadata(rechecksum(grown), geo);
+    expect(md.header.blockDevices.entrySize).toBe(80);
+    expect(md.blockDevices[0]).toMatchObject({
+      partitionName: 'super',
+      size: 64 * MiB,
+      firstLogicalSector: 2048,
+    });
+    // Partitions, extents and groups must have exactly their struct size, as in liblp.
+    const bad = Buffer.from(m);
+    bad.writeUInt32LE(56, 80 + 8);
+    bad.writeUInt32LE(1, 80 + 4); // 1 * 56 still within tables_size
+    const err = (() => {
+      try {
+        parseMetadata(rechecksum(bad), geo);
+      } catch (e) {
+        return e as FormatError;
+      }
+    })();
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err!.field).toBe('header.partitions.entry_size');
+  });
+
+  it('raises the metadata to v10.1 for UPDATED/DISABLED attributes, which v10.0 readers reject', () => {
+    const m = serializeMetadata({
+      header: { minorVersion: 0, flags: 0 },
+      partitions: [
+        { name: 'system', attributes: 1 | 4 | 8, firstExtentIndex: 0, numExtents: 0, groupIndex: 0 },
+      ],
+      extents: [],
+      groups: [{ name: 'default', flags: 0, maximumSize: 0 }],
+      blockDevices: [
+        {
+          firstLogicalSector: 2048,
+          alignment: 0,
+          alignmentOffset: 0,
+          size: 8 * MiB,
+          partitionName: 'super',
+          flags: 0,
+        },
+      ],
+    });
+    const md = parseMetadata(m, geo);
+    expect([md.header.minorVersion, md.header.headerSize, md.partitions[0].attributes]).toEqual([1, 128, 13]);
+    const v0 = Buffer.from(m);
+    v0.writeUInt16LE(0, 6);
+    expect(() => parseMetadata(rechecksum(v0), geo)).toThrow(/invalid attributes/);
+  });
+
+  it('names SLOT_SUFFIXED partitions per slot like AdjustMetadataForSlot (retrofit)', async () => {
+    const p = join(dir, 'retrofit_empty.img');
+    writeFileSync(p, Buffer.concat([serializeGeometry(geo), metadata(1 | 2)]));
+    const a = await readSuper(p, { slot: 0 });
+    const b = await readSuper(p, { slot: 1 });
+    expect([a.partitions[0].name, a.partitions[0].slotName]).toEqual(['system', 'system_a']);
+    expect(b.partitions[0].slotName).toBe('system_b');
+    writeFileSync(p, Buffer.concat([serializeGeometry(geo), metadata(1)]));
+    expect((await readSuper(p, { slot: 1 })).partitions[0].slotName).toBe('system');
+  });
+
+  it('reads a metadata copy whose tables run past metadata_max_size by up to a header, as liblp does', async () => {
+    const m = metadata(1, 2);
+    // metadata_max_size bounds tables_size only: 512 >= tables_size, but header + tables > 512.
+    const small = { ...geo, metadataMaxSize: 512, metadataSlotCount: 1 };
+    expect(m.length).toBeGreaterThan(512);
+    expect(m.readUInt32LE(44)).toBeLessThanOrEqual(512);
+    const img = Buffer.alloc(2 * MiB);
+    serializeGeometry(small).copy(img, 4096);
+    serializeGeometry(small).copy(img, 8192);
+    m.copy(img, 12288); // primary of slot 0; its tail spills into the backup slot's bytes
+    const p = join(dir, 'spill.img');
+    writeFileSync(p, img);
+    const info = await readSuper(p);
+    expect(info.slots[0].primary).toBe('ok');
+    expect(info.partitions[0].name).toBe('system');
   });
 });
 

@@ -85,6 +85,13 @@ function alignUp(v: number, a: number): number {
   return a > 0 ? Math.ceil(v / a) * a : v;
 }
 
+/** liblp utility.h AlignTo(base, alignment, alignment_offset). */
+function alignTo(base: number, alignment: number, offset: number): number {
+  const aligned = alignUp(base, alignment) + offset;
+  // Overaligned (base < alignment_offset): step back one alignment.
+  return aligned - alignment >= base ? aligned - alignment : aligned;
+}
+
 function bad(message: string, context: Record<string, unknown> = {}): never {
   throw new InputError(`super layout: ${message}`, { code: 'SUPER_LAYOUT', context });
 }
@@ -106,11 +113,17 @@ export async function planSuper(layout: SuperLayout, opts: { sizesOnly?: boolean
 
   const devices: LpBlockDevice[] = layout.blockDevices.map((d, i) => {
     const alignment = d.alignment ?? DEFAULT_ALIGNMENT;
+    const alignmentOffset = d.alignmentOffset ?? 0;
     if (alignment % LP_SECTOR_SIZE !== 0 && alignment !== 0)
       bad(`block device ${d.name}: alignment must be a multiple of 512`);
-    // Every device keeps its first sector untouched; super also skips the metadata region.
+    // VerifyDeviceProperties in builder.cpp.
+    if (alignmentOffset % LP_SECTOR_SIZE !== 0 || alignmentOffset > alignment)
+      bad(`block device ${d.name}: alignment offset must be a multiple of 512 and <= the alignment`);
+    // Every device keeps its first sector untouched; super also skips the metadata region
+    // (MetadataBuilder::Init: AlignTo(start, alignment, alignment_offset), else the block size).
     const start = i === 0 ? totalMetadataSize(maxSize, layout.metadataSlots) : LP_SECTOR_SIZE;
-    const first = alignUp(start, alignment || bs);
+    const first =
+      alignment || alignmentOffset ? alignTo(start, alignment, alignmentOffset) : alignUp(start, bs);
     if (d.size < first + bs)
       bad(`block device ${d.name} (${d.size} bytes) too small: needs >= ${first + bs}`, { device: d.name });
     if (d.size % bs !== 0)
@@ -118,7 +131,7 @@ export async function planSuper(layout: SuperLayout, opts: { sizesOnly?: boolean
     return {
       firstLogicalSector: first / LP_SECTOR_SIZE,
       alignment,
-      alignmentOffset: d.alignmentOffset ?? 0,
+      alignmentOffset,
       size: d.size,
       partitionName: d.name,
       flags: 0,
@@ -137,11 +150,9 @@ export async function planSuper(layout: SuperLayout, opts: { sizesOnly?: boolean
 
   // Free space cursor per device, in bytes, aligned as liblp's AlignSector does.
   const cursor = devices.map((d) => d.firstLogicalSector * LP_SECTOR_SIZE);
-  const alignFor = (d: LpBlockDevice, byteOff: number) => {
-    const a = d.alignment || bs;
-    // alignment_offset: sectors with (offset - alignment_offset) % alignment === 0.
-    return alignUp(byteOff - d.alignmentOffset, a) + d.alignmentOffset;
-  };
+  // AlignSector: the next free byte on a device, aligned past its alignment_offset.
+  const alignFor = (d: LpBlockDevice, byteOff: number) =>
+    alignUp(alignTo(byteOff, d.alignment, d.alignmentOffset), LP_SECTOR_SIZE);
   const partitions: LpPartition[] = [];
   const extents: LpExtent[] = [];
   const placements: SuperPlan['placements'] = [];

@@ -324,10 +324,12 @@ export function parseMetadataHeader(buf: Buffer, base = 0, file?: string): LpHea
   ];
   for (const [name, entrySize, at] of tables) {
     const d = h[name] as LpTableDescriptor;
-    // ValidateTableBounds, plus the entry size check liblp makes when reading each table.
+    // ValidateTableBounds, then liblp's entry size checks (ReadMetadataHeader): exact for
+    // partitions, extents and groups; none for block devices, whose entries are read
+    // sizeof(LpMetadataBlockDevice) bytes at a time with a stride of entry_size.
     if (d.offset > h.tablesSize || d.numEntries * d.entrySize > h.tablesSize - d.offset)
       fail('table out of bounds', `header.${name}`, base + at, `within tables_size ${h.tablesSize}`, d, file);
-    if (d.entrySize !== entrySize)
+    if (name !== 'blockDevices' && d.entrySize !== entrySize)
       fail(
         'table entry size mismatch',
         `header.${name}.entry_size`,
@@ -455,13 +457,17 @@ export function parseMetadata(buf: Buffer, g: LpGeometry, base = 0, file?: strin
   const blockDevices: LpBlockDevice[] = [];
   for (let i = 0; i < header.blockDevices.numEntries; i++) {
     const at = header.blockDevices.offset + i * header.blockDevices.entrySize;
+    // liblp memcpy()s a whole entry whatever entry_size says; past the tables we read zeros.
+    const e = Buffer.alloc(BLOCK_DEVICE_ENTRY_SIZE);
+    tables.copy(e, 0, at, Math.min(tables.length, at + BLOCK_DEVICE_ENTRY_SIZE));
+    const eb = tb + at;
     blockDevices.push({
-      firstLogicalSector: u64(tables, at, 'block_device.first_logical_sector', tb, file),
-      alignment: tables.readUInt32LE(at + 8),
-      alignmentOffset: tables.readUInt32LE(at + 12),
-      size: u64(tables, at + 16, 'block_device.size', tb, file),
-      partitionName: cname(tables, at + 24),
-      flags: tables.readUInt32LE(at + 60),
+      firstLogicalSector: u64(e, 0, 'block_device.first_logical_sector', eb, file),
+      alignment: e.readUInt32LE(8),
+      alignmentOffset: e.readUInt32LE(12),
+      size: u64(e, 16, 'block_device.size', eb, file),
+      partitionName: cname(e, 24),
+      flags: e.readUInt32LE(60),
     });
   }
   if (blockDevices.length === 0)
@@ -495,12 +501,17 @@ function putName(b: Buffer, at: number, name: string, what: string): void {
 /**
  * Serialises metadata like writer.cpp SerializeMetadata: header (128 bytes for v10.0/10.1, 256
  * for v10.2) then the partition, extent, group and block-device tables, contiguous, with both
- * SHA-256 checksums. Table descriptors and sizes in `m.header` are recomputed.
+ * SHA-256 checksums. Table descriptors and sizes in `m.header` are recomputed; the minor version
+ * is raised to 1 when a partition carries UPDATED or DISABLED.
  */
 export function serializeMetadata(
   m: Omit<LpMetadata, 'header'> & { header: Pick<LpHeader, 'minorVersion' | 'flags'> },
 ): Buffer {
-  const minor = m.header.minorVersion;
+  // Like MetadataBuilder::Export: UPDATED/DISABLED attributes need at least v10.1.
+  const needsV1 = m.partitions.some((p) => p.attributes & ATTR_MASK_V1);
+  const minor = needsV1
+    ? Math.max(m.header.minorVersion, LP_METADATA_VERSION_FOR_UPDATED_ATTR)
+    : m.header.minorVersion;
   const headerSize = minor >= LP_METADATA_VERSION_FOR_EXPANDED_HEADER ? HEADER_V1_2_SIZE : HEADER_V1_0_SIZE;
   const parts = Buffer.alloc(m.partitions.length * PARTITION_ENTRY_SIZE);
   m.partitions.forEach((p, i) => {

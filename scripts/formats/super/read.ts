@@ -5,10 +5,12 @@ import { type ImageReader, openImage } from '../sparse.ts';
 import {
   backupGeometryOffset,
   backupMetadataOffset,
+  HEADER_V1_2_SIZE,
   LP_HEADER_FLAG_VIRTUAL_AB_DEVICE,
   LP_METADATA_GEOMETRY_MAGIC,
   LP_METADATA_GEOMETRY_SIZE,
   LP_PARTITION_ATTR_READONLY,
+  LP_PARTITION_ATTR_SLOT_SUFFIXED,
   LP_SECTOR_SIZE,
   LP_TARGET_TYPE_LINEAR,
   LP_TARGET_TYPE_ZERO,
@@ -42,7 +44,13 @@ export interface SuperExtentInfo {
 }
 
 export interface SuperPartitionInfo {
+  /** Name as stored in the metadata. */
   name: string;
+  /**
+   * Name the device gives it on the slot read (liblp AdjustMetadataForSlot): `name` plus `_a`,
+   * `_b`, ... when the partition is SLOT_SUFFIXED (retrofit devices), else `name`.
+   */
+  slotName: string;
   group: string;
   attributes: number;
   readonly: boolean;
@@ -81,6 +89,14 @@ async function readAt(img: ImageReader, pos: number, len: number): Promise<Buffe
   return b.subarray(0, n);
 }
 
+/**
+ * Bytes to read for one metadata copy: liblp reads the header, then tables_size bytes (checked
+ * only against metadata_max_size), so a copy may run up to a header's length past its slot.
+ */
+function copyReadSize(g: LpGeometry): number {
+  return g.metadataMaxSize + HEADER_V1_2_SIZE;
+}
+
 function why(e: unknown): string {
   if (e instanceof FormatError) return e.message;
   throw e;
@@ -98,7 +114,7 @@ export async function readSuperFrom(img: ImageReader, opts: { slot?: number } = 
   if (emptyLayout) {
     geometry = parseGeometry(await readAt(img, 0, LP_METADATA_GEOMETRY_SIZE), 0, file);
     const m = parseMetadata(
-      await readAt(img, LP_METADATA_GEOMETRY_SIZE, geometry.metadataMaxSize),
+      await readAt(img, LP_METADATA_GEOMETRY_SIZE, copyReadSize(geometry)),
       geometry,
       LP_METADATA_GEOMETRY_SIZE,
       file,
@@ -132,24 +148,15 @@ export async function readSuperFrom(img: ImageReader, opts: { slot?: number } = 
         });
       }
     }
-    const end = backupMetadataOffset(geometry, geometry.metadataSlotCount);
-    if (end > img.size)
-      throw new FormatError({
-        format: 'lp-metadata',
-        reason: 'image smaller than its metadata region',
-        field: 'geometry.metadata_max_size',
-        offset: primaryGeometryOffset() + 40,
-        expected: `>= ${end} bytes`,
-        found: img.size,
-        file,
-      });
+    // No check that the whole metadata region is present: like liblp, each copy is read on its
+    // own, so a dump of only the first megabytes of super still yields its primary metadata.
     for (let s = 0; s < geometry.metadataSlotCount; s++) {
       const slot: SuperSlot = { slot: s, primary: 'ok', backup: 'ok' };
       for (const which of ['primary', 'backup'] as const) {
         const off =
           which === 'primary' ? primaryMetadataOffset(geometry, s) : backupMetadataOffset(geometry, s);
         try {
-          const m = parseMetadata(await readAt(img, off, geometry.metadataMaxSize), geometry, off, file);
+          const m = parseMetadata(await readAt(img, off, copyReadSize(geometry)), geometry, off, file);
           slot.metadata ??= m;
         } catch (e) {
           slot[which] = why(e);
@@ -185,6 +192,10 @@ export async function readSuperFrom(img: ImageReader, opts: { slot?: number } = 
     );
     return {
       name: p.name,
+      slotName:
+        p.attributes & LP_PARTITION_ATTR_SLOT_SUFFIXED
+          ? `${p.name}_${String.fromCharCode(97 + slotNo)}`
+          : p.name,
       group: m.groups[p.groupIndex].name,
       attributes: p.attributes,
       readonly: (p.attributes & LP_PARTITION_ATTR_READONLY) !== 0,
@@ -231,15 +242,18 @@ export function looksLikeSuper(head: Buffer): boolean {
 
 /**
  * Copies logical partition `name` out of a super image (raw or sparse) into `outPath`,
- * streaming extent by extent in 1 MiB buffers. All-zero buffers become holes.
+ * streaming extent by extent in 1 MiB buffers. All-zero buffers and ZERO extents become holes.
+ * Extents on other block devices (retrofit or multi-device super: target_source > 0) are read
+ * from `devices`, images named by the block device's partition name (e.g. `{ system_b: path }`).
  */
 export async function extractPartition(
   superPath: string,
   name: string,
   outPath: string,
-  opts: { slot?: number; onProgress?: ProgressFn } = {},
+  opts: { slot?: number; onProgress?: ProgressFn; devices?: Record<string, string> } = {},
 ): Promise<{ size: number }> {
   const img = await openImage(superPath);
+  const others = new Map<number, ImageReader>();
   try {
     const info = await readSuperFrom(img, opts);
     const p = info.partitions.find((x) => x.name === name);
@@ -253,31 +267,46 @@ export async function extractPartition(
         code: 'SUPER_EMPTY',
         context: { file: superPath },
       });
+    const deviceImage = async (index: number): Promise<ImageReader> => {
+      if (index === 0) return img;
+      const known = others.get(index);
+      if (known) return known;
+      const devName = info.blockDevices[index]?.partitionName ?? String(index);
+      const path = opts.devices?.[devName];
+      if (!path)
+        throw new InputError(
+          `partition ${name} has an extent on block device ${devName}, which is not in this image`,
+          {
+            code: 'SUPER_OTHER_DEVICE',
+            context: { file: superPath, name, device: devName },
+            hint: `pass the ${devName} image too`,
+          },
+        );
+      const r = await openImage(path);
+      others.set(index, r);
+      return r;
+    };
     const out = await open(outPath, 'w');
     try {
       const buf = Buffer.allocUnsafeSlow(1024 * 1024);
       const zero = Buffer.alloc(buf.length);
       let outPos = 0;
       for (const e of p.extents) {
-        if (e.type === 'linear' && e.blockDevice !== 0)
-          throw new InputError(
-            `partition ${name} has an extent on block device ${info.blockDevices[e.blockDevice]?.partitionName ?? e.blockDevice}, which is not in this image`,
-            { code: 'SUPER_OTHER_DEVICE', context: { file: superPath, name } },
-          );
-        if (e.type === 'linear' && e.offset + e.size > img.size)
+        const src = e.type === 'linear' ? await deviceImage(e.blockDevice) : undefined;
+        if (src && e.offset + e.size > src.size)
           throw new FormatError({
             format: 'lp-metadata',
-            reason: `partition ${name}: extent runs past the end of the image`,
+            reason: `partition ${name}: extent runs past the end of block device ${e.blockDevice}`,
             field: 'extent.target_data',
-            expected: `<= ${img.size}`,
+            expected: `<= ${src.size}`,
             found: e.offset + e.size,
-            file: superPath,
+            file: src.path,
           });
         for (let o = 0; o < e.size; ) {
           const n = Math.min(buf.length, e.size - o);
-          if (e.type === 'linear') {
+          if (src) {
             const chunk = buf.subarray(0, n);
-            const got = await img.read(chunk, e.offset + o);
+            const got = await src.read(chunk, e.offset + o);
             if (got < n) chunk.fill(0, got);
             if (!chunk.equals(zero.subarray(0, n))) {
               let w = 0;
@@ -295,6 +324,7 @@ export async function extractPartition(
       await out.close();
     }
   } finally {
+    for (const r of others.values()) await r.close();
     await img.close();
   }
 }
