@@ -65,6 +65,8 @@ export interface CommandResult {
 
 const MAX_RESPONSE = 256;
 const MAX_COMMAND = 4096;
+/** Zero-length packets tolerated while waiting for one response (a device looping on them is broken). */
+const MAX_EMPTY_PACKETS = 16;
 
 export class FastbootProtocol {
   constructor(readonly transport: FastbootTransport) {}
@@ -142,8 +144,11 @@ export class FastbootProtocol {
     opts: CommandOptions,
   ): Promise<{ kind: 'OKAY'; result: CommandResult } | { kind: 'DATA'; size: number }> {
     const info: string[] = [];
+    let empty = 0;
     for (;;) {
       const pkt = await this.withTimeout(this.transport.read(MAX_RESPONSE * 16), opts.timeoutMs, cmd);
+      // A zero-length packet is USB framing (a device terminating a transfer), not a response.
+      if (pkt.length === 0 && ++empty <= MAX_EMPTY_PACKETS) continue;
       if (pkt.length < 4)
         throw new TransportError(`short fastboot response (${pkt.length} bytes) to ${redact(cmd)}`);
       const kind = pkt.subarray(0, 4).toString('latin1');
