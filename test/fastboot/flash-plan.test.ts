@@ -188,11 +188,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
       'require board=omie_tablet\nrequire-for-product:omie_tablet version-bootloader=x*\n',
       /requires x\*/,
     ],
-    [
-      'partition-missing',
-      'require board=omie_tablet\nrequire partition-exists=pvmfw\n',
-      /pvmfw/,
-    ],
+    ['partition-missing', 'require board=omie_tablet\nrequire partition-exists=pvmfw\n', /pvmfw/],
     ['partition-no-image', 'require board=omie_tablet\nrequire partition-exists=misc\n', /lacks/],
     ['prefix-reject', 'require board=omie_*\nreject version-bootloader=omie-bl-*\n', /rejects omie-bl-\*/],
   ];
