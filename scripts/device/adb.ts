@@ -20,6 +20,9 @@ import adbkit, {
 } from '@devicefarmer/adbkit';
 import { EnvironmentError, InputError, OmieError } from '../errors.ts';
 import { requireTool } from '../host/tools.ts';
+import { normalizeAdbState, type PmPackage, parseGetprop, parsePmList } from './adb-output.ts';
+
+export { normalizeAdbState, type PmPackage, parseGetprop, parsePmList } from './adb-output.ts';
 
 /** adbkit is CommonJS: under ESM its default import is the exports object, which carries `Adb`. */
 const Adb: typeof AdbClass =
@@ -63,7 +66,15 @@ export interface ShellResult {
   exitCode: number;
 }
 
-export type RebootTarget = 'system' | 'bootloader' | 'fastboot' | 'recovery' | 'sideload';
+/** adb reboot targets (adbd passes them to `sys.powerctl` as `reboot,<target>`). */
+export type RebootTarget =
+  | 'system'
+  | 'bootloader'
+  | 'fastboot'
+  | 'recovery'
+  | 'sideload'
+  | 'sideload-auto-reboot'
+  | 'rescue';
 
 export interface AdbOptions {
   /** adb server port (default: $ANDROID_ADB_SERVER_PORT or 5037). */
@@ -162,7 +173,7 @@ export class AdbHost {
   /** Every device the adb server knows, in every state (device, unauthorized, recovery, sideload, …). */
   async devices(): Promise<AdbDevice[]> {
     const list = await this.wrap<Device[]>('devices', undefined, this.client.listDevices());
-    return list.map((d) => ({ serial: d.id, state: d.type }));
+    return list.map((d) => ({ serial: d.id, state: normalizeAdbState(String(d.type)) }));
   }
 
   /** Calls `onChange` with the full device list on every change until the returned stop() is called. */
@@ -174,7 +185,7 @@ export class AdbHost {
     );
     tracker.on('changeSet', () => {
       Promise.resolve(this.client.listDevices() as unknown as Promise<Device[]>)
-        .then((l) => onChange(l.map((d) => ({ serial: d.id, state: d.type }))))
+        .then((l) => onChange(l.map((d) => ({ serial: d.id, state: normalizeAdbState(String(d.type)) }))))
         .catch(() => {});
     });
     tracker.on('error', () => {});
@@ -268,12 +279,14 @@ export class AdbHost {
     return (await this.shell(serial, `getprop ${shellQuote(name)}`)).stdout.trim();
   }
 
-  /** Installed packages with their APK paths (`pm list packages -f`). */
+  /** Installed packages with their APK paths and uids (`pm list packages -f -U`). */
   async listPackages(
     serial: string,
     opts: { system?: boolean; thirdParty?: boolean } = {},
-  ): Promise<Array<{ name: string; path: string }>> {
-    const flags = ['-f', opts.system ? '-s' : '', opts.thirdParty ? '-3' : ''].filter(Boolean).join(' ');
+  ): Promise<PmPackage[]> {
+    const flags = ['-f', '-U', opts.system ? '-s' : '', opts.thirdParty ? '-3' : '']
+      .filter(Boolean)
+      .join(' ');
     const r = await this.shell(serial, `pm list packages ${flags}`);
     if (r.exitCode !== 0)
       throw new AdbError(`pm list packages failed on ${serial}: ${r.stderr.trim()}`, { serial });
@@ -355,7 +368,15 @@ export class AdbHost {
 
   /** Reboots into Android, the bootloader, fastbootd, recovery or sideload (`reboot:<target>`). */
   async rebootTo(serial: string, target: RebootTarget): Promise<void> {
-    const allowed: RebootTarget[] = ['system', 'bootloader', 'fastboot', 'recovery', 'sideload'];
+    const allowed: RebootTarget[] = [
+      'system',
+      'bootloader',
+      'fastboot',
+      'recovery',
+      'sideload',
+      'sideload-auto-reboot',
+      'rescue',
+    ];
     if (!allowed.includes(target))
       throw new InputError(`unknown reboot target ${JSON.stringify(target)}`, { context: { allowed } });
     try {
@@ -472,22 +493,6 @@ export function decodeShellV2(buf: Buffer): ShellResult {
     stderr: Buffer.concat(err).toString('utf8'),
     exitCode,
   };
-}
-
-export function parseGetprop(text: string): Record<string, string> {
-  const props: Record<string, string> = {};
-  for (const m of text.matchAll(/^\[([^\]]*)\]: \[([\s\S]*?)\]\r?$/gm)) props[m[1]] = m[2];
-  return props;
-}
-
-export function parsePmList(text: string): Array<{ name: string; path: string }> {
-  const out: Array<{ name: string; path: string }> = [];
-  for (const line of text.split(/\r?\n/)) {
-    const m = /^package:(.*)=([^=]+)$/.exec(line.trim());
-    if (m) out.push({ path: m[1], name: m[2] });
-    else if (/^package:[^=]+$/.test(line.trim())) out.push({ path: '', name: line.trim().slice(8) });
-  }
-  return out;
 }
 
 export function shellQuote(s: string): string {

@@ -978,9 +978,18 @@ async function installService(s: AdbStream, view: DeviceView, size: number): Pro
     return;
   }
   // Replace an earlier install of the same package.
-  for (const d of await readdir(join(view.dataDir, 'app')).catch(() => [] as string[]))
-    if (d.startsWith(`${pkg}-`)) await rm(join(view.dataDir, 'app', d), { recursive: true, force: true });
-  await rename(tmpDir, join(view.dataDir, 'app', `${pkg}-${randomBytes(8).toString('base64url')}`));
+  const appDir = join(view.dataDir, 'app');
+  for (const d of await readdir(appDir).catch(() => [] as string[])) {
+    if (!d.startsWith('~~')) continue;
+    for (const inner of await readdir(join(appDir, d)).catch(() => [] as string[]))
+      if (inner.startsWith(`${pkg}-`)) await rm(join(appDir, d), { recursive: true, force: true });
+  }
+  // Android 11+ layout: /data/app/~~<random>/<package>-<random>/base.apk, both randoms URL-safe
+  // base64 of 16 bytes *with* "==" padding (PackageManagerService), so the path holds '='.
+  const b64 = () => randomBytes(16).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+  const outer = join(appDir, `~~${b64()}`);
+  await mkdir(outer, { recursive: true });
+  await rename(tmpDir, join(outer, `${pkg}-${b64()}`));
   await s.write(Buffer.from('Success\n'));
 }
 
