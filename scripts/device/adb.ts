@@ -9,8 +9,7 @@
  */
 
 import { type EventEmitter, once } from 'node:events';
-import { createWriteStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import adbkit, {
   type Adb as AdbClass,
@@ -299,7 +298,7 @@ export class AdbHost {
    */
   async pull(serial: string, remotePath: string, localPath: string): Promise<void> {
     const conn = await this.wrap<AdbkitConnection>('transport', serial, this.device(serial).transport());
-    const out = createWriteStream(localPath);
+    const out = await open(localPath, 'w');
     try {
       conn.write(encodeRequest('sync:'));
       const reply = await this.wrap<string>('sync', serial, conn.parser.readAscii(4));
@@ -314,10 +313,8 @@ export class AdbHost {
       const quit = Buffer.alloc(8);
       quit.write('QUIT', 0, 'latin1');
       conn.write(quit);
-    } catch (e) {
-      out.destroy();
-      throw e;
     } finally {
+      await out.close().catch(() => {});
       conn.end();
     }
   }
@@ -340,13 +337,31 @@ export class AdbHost {
       const fh = await open(localPath, 'r');
       try {
         const st = await fh.stat();
+        // 16 DATA messages per batch: one readv fills the payload slots of one buffer, leaving the
+        // 8-byte header gaps, and the next batch is read while this one is on the socket.
         const chunk = 64 * 1024;
-        for (let pos = 0; ; ) {
-          const buf = Buffer.allocUnsafe(chunk);
-          const { bytesRead } = await fh.read(buf, 0, chunk, pos);
-          if (bytesRead === 0) break;
-          pos += bytesRead;
-          await write(Buffer.concat([syncHeader('DATA', bytesRead), buf.subarray(0, bytesRead)]));
+        const pieces = 16;
+        const readBatch = async () => {
+          const batch = Buffer.allocUnsafe(pieces * (chunk + 8));
+          const slots = Array.from({ length: pieces }, (_, i) =>
+            batch.subarray(i * (chunk + 8) + 8, (i + 1) * (chunk + 8)),
+          );
+          const { bytesRead } = await fh.readv(slots);
+          let used = 0;
+          for (let left = bytesRead, i = 0; left > 0; i++) {
+            const n = Math.min(left, chunk);
+            syncHeader('DATA', n).copy(batch, i * (chunk + 8));
+            used = i * (chunk + 8) + 8 + n;
+            left -= n;
+          }
+          return { data: batch.subarray(0, used), eof: bytesRead < pieces * chunk };
+        };
+        let next = readBatch();
+        for (;;) {
+          const { data, eof } = await next;
+          if (!eof) next = readBatch();
+          if (data.length) await write(data);
+          if (eof) break;
         }
         await write(syncHeader('DONE', Math.floor(st.mtimeMs / 1000)));
       } finally {
@@ -401,20 +416,29 @@ function syncHeader(id: string, n: number): Buffer {
   return h;
 }
 
-/** Reads a RECV answer (DATA* then DONE, or FAIL) from `sock` into `out`, with backpressure. */
-async function receiveFile(sock: Readable, out: Writable, remotePath: string): Promise<void> {
-  let header = Buffer.alloc(0);
+/**
+ * Reads a RECV answer (DATA* then DONE, or FAIL) from `sock` into `out`. File data goes out as the
+ * socket's own chunks in one writev per MiB (no concatenation), while the socket keeps reading.
+ */
+async function receiveFile(sock: Readable, out: FileHandle, remotePath: string): Promise<void> {
+  let header: Buffer = Buffer.alloc(0);
   let dataLeft = 0;
   let failLeft = -1;
   let failMsg = Buffer.alloc(0);
   let pending: Buffer[] = [];
   let pendingBytes = 0;
+  let position = 0;
+  let writing: Promise<unknown> = Promise.resolve();
   const flush = async () => {
     if (!pendingBytes) return;
-    const data = Buffer.concat(pending, pendingBytes);
+    const parts = pending;
+    const at = position;
+    position += pendingBytes;
     pending = [];
     pendingBytes = 0;
-    if (!out.write(data)) await once(out, 'drain');
+    // One write in flight while the next MiB arrives.
+    await writing;
+    writing = out.writev(parts, at);
   };
   for await (const raw of sock) {
     let chunk = raw as Buffer;
@@ -423,7 +447,6 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
         const part = chunk.subarray(0, dataLeft);
         dataLeft -= part.length;
         chunk = chunk.subarray(part.length);
-        // Batched writes: one file write per MiB rather than per socket chunk.
         pending.push(part);
         pendingBytes += part.length;
         if (pendingBytes >= 1024 * 1024) await flush();
@@ -438,7 +461,7 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
         continue;
       }
       const need = 8 - header.length;
-      header = Buffer.concat([header, chunk.subarray(0, need)]);
+      header = header.length ? Buffer.concat([header, chunk.subarray(0, need)]) : chunk.subarray(0, need);
       chunk = chunk.subarray(need);
       if (header.length < 8) continue;
       const id = header.toString('latin1', 0, 4);
@@ -450,7 +473,7 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
         dataLeft = n;
       } else if (id === 'DONE') {
         await flush();
-        await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
+        await writing;
         return;
       } else if (id === 'FAIL') {
         if (n > 64 * 1024) throw new AdbError(`adb sync: failed to pull ${remotePath}`);
@@ -460,6 +483,7 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
     }
     if (failLeft === 0) break;
   }
+  await writing.catch(() => {});
   if (failLeft >= 0)
     throw new AdbError(`adb pull ${remotePath}: ${failMsg.toString('utf8') || 'failed'}`, {
       code: 'ADB_PULL_FAILED',
