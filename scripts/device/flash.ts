@@ -32,7 +32,7 @@ import type { ProgressFn } from '../progress.ts';
 import { FastbootClient } from './fastboot/client.ts';
 import { FastbootFailError, TransportError } from './fastboot/protocol.ts';
 import { type BackedBlock, importLayout, ReadWindow } from './fastboot/sparse.ts';
-import { parseYesNoVar } from './fastboot/vars.ts';
+import { parseUintVar, parseYesNoVar } from './fastboot/vars.ts';
 
 // ---- build input ------------------------------------------------------------------------------
 
@@ -550,6 +550,14 @@ class FlashSession {
             cl.updateSuper(this.build.superEmpty as string, { superName }),
           );
       }
+      // As FlashAllTool: every target logical partition back to 0 extents first, so that one
+      // growing while another shrinks does not run out of space in super, and allocation is optimal.
+      for (const name of logical) {
+        const part = slot ? `${name}_${slot}` : name;
+        if (!dry && !(await (this.client ?? (await this.connect())).isLogical(part))) continue;
+        this.step(`resize-logical-partition ${part} 0`, 'free its extents before the images are written');
+        if (!dry) await this.withRetry(`resize ${part}`, (cl) => cl.resizeLogicalPartition(part, 0));
+      }
       for (const name of logical) await this.flashOne(name, slot, true);
     }
 
@@ -701,10 +709,13 @@ export async function verifyPartition(
         'flash',
         `${part} is ${psize} bytes, smaller than the image (${layout.len})`,
       );
-    if ((await c.tryGetvar('max-fetch-size')) === undefined) return 'size';
+    // fastbootd implements fetch (and reports max-fetch-size) on debug builds only; the value is
+    // read like max-download-size (0x hex or decimal).
+    const maxFetch = parseUintVar(await c.tryGetvar('max-fetch-size'));
+    if (!maxFetch) return 'size';
     // Read back in windows of up to 8 MiB covering many blocks (one round trip each), then compare
     // the DATA and FILL blocks inside; a DONT_CARE gap costs bytes on the wire but no round trips.
-    const windowMax = Math.min(8 << 20, await c.maxDownloadSize());
+    const windowMax = Math.max(layout.blockSize, Math.min(8 << 20, maxFetch, await c.maxDownloadSize()));
     const bs = layout.blockSize;
     const blocks = layout.blocks;
     const source = new ReadWindow(fh, 8 << 20);

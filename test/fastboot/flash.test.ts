@@ -219,6 +219,8 @@ describe('omie flash against the sim', () => {
         'set_active b',
         'reboot fastboot',
         'update-super super super_empty.img',
+        'resize-logical-partition system_b 0',
+        'resize-logical-partition vendor_b 0',
         'flash system_b system.img',
         'flash vendor_b vendor.img',
         'reboot',
