@@ -10,7 +10,7 @@ import { type BuildInput, classifyImages, flashDevice, openBuild } from '../../s
 import { OmieError } from '../../scripts/errors.ts';
 import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { workDir } from '../helpers.ts';
-import { makeSim, mixedImage, partitionHashes, smallProfile, writeFileIn } from './fixtures.ts';
+import { makeSim, mixedImage, partitionHashes, type Sim, smallProfile, writeFileIn } from './fixtures.ts';
 
 const root = join(workDir('fastboot'), 'flash-plan');
 const KiB = 1024;
@@ -40,6 +40,13 @@ async function makeBuild(name: string, info: string, images: string[], superEmpt
 }
 
 const GOOD_INFO = 'require board=omie_tablet\nrequire version-bootloader=omie-bl-1.0\n';
+
+/** Closes a sim after the reboot a flash ended with has landed (its timer writes device.json). */
+async function closeSettled(sim: Sim): Promise<void> {
+  for (let i = 0; i < 200 && (await sim.state.reload()).mode === 'off'; i++)
+    await new Promise((r) => setTimeout(r, 10));
+  await sim.close();
+}
 
 const stepsOf = (r: { steps: Array<{ command: string }> }) =>
   r.steps.map((s) => s.command.replace(/^fastboot -s \S+ /, ''));
@@ -115,7 +122,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
       // fastbootd's update-super ran with b current: the old slot's logical partitions stayed.
       expect(await partitionHashes(sim, /_a\.img$/)).toEqual(before);
     } finally {
-      await sim.close();
+      await closeSettled(sim);
     }
   });
 
@@ -134,7 +141,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
         await c.close();
       }
     } finally {
-      await sim.close();
+      await closeSettled(sim);
     }
   });
 
@@ -151,7 +158,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
       expect(cancel).toBeLessThan(cmds.findIndex((c) => c.startsWith('flash ')));
       expect((await sim.state.reload()).snapshotUpdateStatus).toBe('cancelled');
     } finally {
-      await sim.close();
+      await closeSettled(sim);
     }
   });
 
@@ -168,7 +175,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
       expect(r.slot).toBe('b');
       expect(await partitionHashes(sim, /_a\.img$/)).toEqual(before);
     } finally {
-      await sim.close();
+      await closeSettled(sim);
     }
   });
 
@@ -205,7 +212,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
         expect(await partitionHashes(sim)).toEqual(before);
       } finally {
         await b.close();
-        await sim.close();
+        await closeSettled(sim);
       }
     });
 
@@ -224,7 +231,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
       expect(r.flashed.map((f) => f.partition)).toEqual(['boot_b', 'vbmeta_b']);
     } finally {
       await b.close();
-      await sim.close();
+      await closeSettled(sim);
     }
   });
 
@@ -252,7 +259,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
       expect(cmds.filter((c) => c.startsWith('set_active')).length).toBe(1);
     } finally {
       await b.close();
-      await sim.close();
+      await closeSettled(sim);
     }
   });
 });
