@@ -277,3 +277,34 @@ describe('the sim in bootloader style', () => {
     }
   });
 });
+
+describe('fuzz: random device answers', () => {
+  it('the protocol turns any packet sequence into a result or an OmieError, never a crash or hang', async () => {
+    const { OmieError } = await import('../../scripts/errors.ts');
+    const rnd = prng(0xfb01);
+    const kinds = ['OKAY', 'FAIL', 'INFO', 'TEXT', 'DATA', 'OKA', '', 'XXXX', 'DATAzz'];
+    for (let i = 0; i < 2000; i++) {
+      const n = 1 + Math.floor(rnd() * 6);
+      const replies: Buffer[] = [];
+      for (let k = 0; k < n; k++) {
+        const kind = kinds[Math.floor(rnd() * kinds.length)];
+        let tail = '';
+        for (let j = Math.floor(rnd() * 12); j > 0; j--)
+          tail += '0123456789abcdef :_x\0'[Math.floor(rnd() * 21)];
+        replies.push(Buffer.from(kind + tail, 'latin1'));
+      }
+      const t: FastbootTransport = {
+        write: async () => {},
+        read: async () => replies.shift() ?? Buffer.from('FAILend'),
+        close: async () => {},
+      };
+      const p = new FastbootProtocol(t);
+      const r = await p.command('getvar:all', { timeoutMs: 1000 }).then(
+        (x) => x,
+        (e) => e,
+      );
+      if (r instanceof Error) expect(r).toBeInstanceOf(OmieError);
+      else expect(typeof r.value).toBe('string');
+    }
+  });
+});
