@@ -17,10 +17,11 @@
  * since only the inactive slot is written before set_active, the device always keeps a bootable
  * slot, and a re-run completes an interrupted flash.
  */
-import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { EnvironmentError, InputError, OmieError, VerificationError } from '../errors.ts';
+import { FOOTER_SIZE, hasFooterMagic } from '../formats/avb/footer.ts';
 import {
   type AndroidInfo,
   extractFactoryImage,
@@ -671,15 +672,68 @@ class FlashSession {
       this.step(`create-logical-partition ${part} 0`);
       await this.withRetry(`create ${part}`, (cl) => cl.createLogicalPartition(part, 0));
     }
-    await this.withRetry(`flash ${part}`, (cl) =>
-      cl.flash(part, path, {
-        exactName: true,
-        onProgress: this.opts.onProgress && ((e) => this.opts.onProgress?.({ ...e, stage })),
-      }),
-    );
-    const how = await this.withRetry(`verify ${part}`, (cl) => verifyPartition(cl, part, path));
-    this.report.flashed.push({ partition: part, bytes: (await stat(path)).size, verified: how });
-    this.log(`${part}: written and verified (${how})`);
+    const image = logical ? { path, close: async () => {} } : await this.withAvbFooterAtEnd(part, path);
+    try {
+      await this.withRetry(`flash ${part}`, (cl) =>
+        cl.flash(part, image.path, {
+          exactName: true,
+          onProgress: this.opts.onProgress && ((e) => this.opts.onProgress?.({ ...e, stage })),
+        }),
+      );
+      const how = await this.withRetry(`verify ${part}`, (cl) => verifyPartition(cl, part, image.path));
+      this.report.flashed.push({ partition: part, bytes: (await stat(path)).size, verified: how });
+      this.log(`${part}: written and verified (${how})`);
+    } finally {
+      await image.close();
+    }
+  }
+
+  /**
+   * fastboot's copy_avb_footer: a raw image with an AVB footer that is smaller than its physical
+   * partition gets the footer moved to the partition's end, where avb looks for it (the image is
+   * sent padded to the partition size). A partition smaller than the image is refused.
+   */
+  private async withAvbFooterAtEnd(
+    part: string,
+    path: string,
+  ): Promise<{ path: string; close(): Promise<void> }> {
+    const none = { path, close: async () => {} };
+    const fh = await open(path, 'r');
+    let size: number;
+    const tail = Buffer.alloc(FOOTER_SIZE);
+    try {
+      size = (await fh.stat()).size;
+      if (size < FOOTER_SIZE) return none;
+      await fh.read(tail, 0, FOOTER_SIZE, size - FOOTER_SIZE);
+    } finally {
+      await fh.close();
+    }
+    if (!hasFooterMagic(tail)) return none;
+    const c = this.client ?? (await this.connect());
+    const psize = await c.partitionSize(part);
+    // Bootloaders that do not report partition-size get the image as it is, as with fastboot.
+    if (!psize || psize === size) return none;
+    if (psize < size)
+      throw new InputError(
+        `${this.label}: ${part} (${psize} bytes) is smaller than ${basename(path)} (${size})`,
+        {
+          code: 'FLASH_TOO_LARGE',
+          context: { partition: part, partitionSize: psize, imageSize: size },
+        },
+      );
+    const dir = await mkdtemp(join(tmpdir(), 'omie-avb-'));
+    const out = join(dir, basename(path));
+    await copyFile(path, out);
+    // The gap stays a hole on disk; the footer goes to the partition's last 64 bytes.
+    await truncate(out, psize);
+    const w = await open(out, 'r+');
+    try {
+      await w.write(tail, 0, FOOTER_SIZE, psize - FOOTER_SIZE);
+    } finally {
+      await w.close();
+    }
+    this.log(`${part}: AVB footer moved to the end of the ${psize}-byte partition`);
+    return { path: out, close: () => rm(dir, { recursive: true, force: true }) };
   }
 }
 

@@ -4,7 +4,10 @@
  * firmware before the version check, a virtual A/B snapshot cancelled first, an ABL-style
  * bootloader ("_a" slots, decimal sizes), and fastbootd's update-super keeping only the other slot.
  */
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuildInput, classifyImages, flashDevice, openBuild } from '../../scripts/device/flash.ts';
 import { OmieError } from '../../scripts/errors.ts';
@@ -38,6 +41,8 @@ async function makeBuild(name: string, info: string, images: string[], superEmpt
     );
   return dir;
 }
+
+const AVBTOOL = resolve('../shared/oracles/avbtool');
 
 const GOOD_INFO = 'require board=omie_tablet\nrequire version-bootloader=omie-bl-1.0\n';
 
@@ -262,4 +267,40 @@ describe('flash plan against real-device behaviours (sim)', () => {
       await closeSettled(sim);
     }
   });
+
+  it.skipIf(!existsSync(AVBTOOL))(
+    'a boot image with an AVB footer smaller than its partition gets the footer at the partition end (avbtool reads it)',
+    async () => {
+      const sim = await makeSim('plan-avb-footer');
+      const dir = await makeBuild('avb-footer', GOOD_INFO, ['boot', 'vbmeta'], false);
+      try {
+        // A hash footer on a minimal image, as `avbtool add_hash_footer --dynamic_partition_size`.
+        await execa('python3', [
+          AVBTOOL,
+          'add_hash_footer',
+          '--image',
+          join(dir, 'boot.img'),
+          '--partition_name',
+          'boot',
+          '--dynamic_partition_size',
+          '--algorithm',
+          'NONE',
+        ]);
+        const b = await openBuild(dir);
+        try {
+          await flashDevice(b, { fastboot: sim.addr }, { noWaitAdb: true });
+        } finally {
+          await b.close();
+        }
+        const onDevice = join(root, 'boot_b-from-device.img');
+        await copyFile(join(sim.dir, 'partitions', 'boot_b.img'), onDevice);
+        const info = await execa('python3', [AVBTOOL, 'info_image', '--image', onDevice]);
+        expect(info.stdout).toMatch(/Footer version:\s+1\.0/);
+        expect(info.stdout).toMatch(new RegExp(`Image size:\\s+${4 * MiB} bytes`));
+        expect(info.stdout).toMatch(/Partition Name:\s+boot/);
+      } finally {
+        await closeSettled(sim);
+      }
+    },
+  );
 });
