@@ -189,6 +189,10 @@ export interface FlashOptions {
   slot?: 'inactive' | 'a' | 'b';
   wipe?: boolean;
   lock?: boolean;
+  /** Set AVB_VBMETA_IMAGE_FLAGS_HASHTREE_DISABLED in vbmeta images as they are flashed. */
+  disableVerity?: boolean;
+  /** Set AVB_VBMETA_IMAGE_FLAGS_VERIFICATION_DISABLED in vbmeta images as they are flashed. */
+  disableVerification?: boolean;
   dryRun?: boolean;
   /** Transfer retries per partition after a dropped connection (default 3). */
   retries?: number;
@@ -665,14 +669,36 @@ class FlashSession {
     const hasSlot = slot !== null && (logical || (await c0.tryGetvar(`has-slot:${name}`)) === 'yes');
     const part = hasSlot ? `${name}_${slot}` : name;
     if (slot && !hasSlot) this.log(`${name} has no slots: writing it in place`);
-    this.step(`flash ${part} ${basename(path)}`, logical ? 'logical partition (fastbootd)' : undefined);
+    const vbmetaFlags = /vbmeta(_[ab])?$/.test(part)
+      ? (this.opts.disableVerity ? 1 : 0) | (this.opts.disableVerification ? 2 : 0)
+      : 0;
+    const flagArgs = `${vbmetaFlags & 1 ? '--disable-verity ' : ''}${vbmetaFlags & 2 ? '--disable-verification ' : ''}`;
+    this.step(
+      `flash ${flagArgs}${part} ${basename(path)}`,
+      logical ? 'logical partition (fastbootd)' : undefined,
+    );
     if (this.opts.dryRun) return;
     const stage = `${this.label} ${part}`;
     if (logical && (await c0.tryGetvar(`partition-size:${part}`)) === undefined) {
       this.step(`create-logical-partition ${part} 0`);
       await this.withRetry(`create ${part}`, (cl) => cl.createLogicalPartition(part, 0));
     }
-    const image = logical ? { path, close: async () => {} } : await this.withAvbFooterAtEnd(part, path);
+    const source = vbmetaFlags ? await withVbmetaFlags(path, vbmetaFlags) : { path, close: async () => {} };
+    const image = logical
+      ? source
+      : await this.withAvbFooterAtEnd(part, source.path).then(
+          (x) => ({
+            path: x.path,
+            close: async () => {
+              await x.close();
+              await source.close();
+            },
+          }),
+          async (e) => {
+            await source.close();
+            throw e;
+          },
+        );
     try {
       await this.withRetry(`flash ${part}`, (cl) =>
         cl.flash(part, image.path, {
@@ -735,6 +761,45 @@ class FlashSession {
     this.log(`${part}: AVB footer moved to the end of the ${psize}-byte partition`);
     return { path: out, close: () => rm(dir, { recursive: true, force: true }) };
   }
+}
+
+/**
+ * fastboot's rewrite_vbmeta_buffer for --disable-verity / --disable-verification: a copy of the
+ * vbmeta image with bits ORed into the big-endian `flags` field at offset 120 of the AvbVBMetaImageHeader
+ * (1 = hashtree disabled, 2 = verification disabled). The signature does not cover this field's
+ * effect: the bootloader honours it only when unlocked, which flashing requires anyway.
+ */
+async function withVbmetaFlags(
+  path: string,
+  flags: number,
+): Promise<{ path: string; close(): Promise<void> }> {
+  const head = Buffer.alloc(124);
+  const fh = await open(path, 'r');
+  try {
+    const { bytesRead } = await fh.read(head, 0, 124, 0);
+    if (bytesRead < 124 || head.toString('latin1', 0, 4) !== 'AVB0')
+      throw new InputError(
+        `${path} is not a vbmeta image: cannot apply --disable-verity/--disable-verification`,
+        {
+          code: 'FLASH_VBMETA_FLAGS',
+          context: { file: path, offset: 0, expected: 'AVB0', found: head.toString('latin1', 0, 4) },
+        },
+      );
+  } finally {
+    await fh.close();
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'omie-vbmeta-'));
+  const out = join(dir, basename(path));
+  await copyFile(path, out);
+  const w = await open(out, 'r+');
+  try {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE((head.readUInt32BE(120) | flags) >>> 0, 0);
+    await w.write(b, 0, 4, 120);
+  } finally {
+    await w.close();
+  }
+  return { path: out, close: () => rm(dir, { recursive: true, force: true }) };
 }
 
 /** Names of partitions listed in a super_empty.img (lpmake metadata). */

@@ -303,4 +303,42 @@ describe('flash plan against real-device behaviours (sim)', () => {
       }
     },
   );
+
+  it.skipIf(!existsSync(AVBTOOL))(
+    '--disable-verity/--disable-verification set the vbmeta flags as fastboot does (avbtool reads Flags: 3)',
+    async () => {
+      const sim = await makeSim('plan-vbmeta-flags');
+      const dir = await makeBuild('vbmeta-flags', GOOD_INFO, ['boot', 'vbmeta'], false);
+      try {
+        await execa('python3', [
+          AVBTOOL,
+          'make_vbmeta_image',
+          '--output',
+          join(dir, 'vbmeta.img'),
+          '--algorithm',
+          'NONE',
+        ]);
+        const b = await openBuild(dir);
+        try {
+          const r = await flashDevice(
+            b,
+            { fastboot: sim.addr },
+            { noWaitAdb: true, disableVerity: true, disableVerification: true },
+          );
+          expect(stepsOf(r)).toContain('flash --disable-verity --disable-verification vbmeta_b vbmeta.img');
+        } finally {
+          await b.close();
+        }
+        const onDevice = join(root, 'vbmeta_b-from-device.img');
+        await copyFile(join(sim.dir, 'partitions', 'vbmeta_b.img'), onDevice);
+        const info = await execa('python3', [AVBTOOL, 'info_image', '--image', onDevice]);
+        expect(info.stdout).toMatch(/Flags:\s+3/);
+        // The build's own image is untouched.
+        const own = await execa('python3', [AVBTOOL, 'info_image', '--image', join(dir, 'vbmeta.img')]);
+        expect(own.stdout).toMatch(/Flags:\s+0/);
+      } finally {
+        await closeSettled(sim);
+      }
+    },
+  );
 });
