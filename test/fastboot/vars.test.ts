@@ -308,3 +308,29 @@ describe('fuzz: random device answers', () => {
     }
   });
 });
+
+describe('long responses over TCP', () => {
+  it('an OKAY frame longer than 256 bytes is one response (not split into a bogus second status)', async () => {
+    const { createServer } = await import('node:net');
+    const { frameHeader, TcpTransport } = await import('../../scripts/device/fastboot/tcp.ts');
+    const value = 'v'.repeat(3000);
+    const server = createServer((sock) => {
+      sock.once('data', () => {
+        sock.write('FB01');
+        sock.once('data', () => {
+          const body = Buffer.from(`OKAY${value}`);
+          sock.write(Buffer.concat([frameHeader(body.length), body]));
+        });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const c = new FastbootClient(await TcpTransport.connect(`tcp:127.0.0.1:${port}`));
+      expect(await c.getvar('version-long')).toBe(value);
+      await c.close();
+    } finally {
+      server.close();
+    }
+  });
+});
