@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { AdbHost, type AdbOptions } from '../device/adb.ts';
+import { parseGetprop, parsePmList } from '../device/adb-output.ts';
 import { EnvironmentError, InputError } from '../errors.ts';
 import { readApkFacts } from './apk-facts.ts';
 import type { ApkFacts, ApkRef, FileEntry, SystemView } from './view.ts';
@@ -57,13 +58,6 @@ const PARTITION_ROOTS: Record<string, string> = {
 
 /** Single-quotes a path for the device shell. */
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/** Parses `getprop` output: `[key]: [value]` lines. */
-export function parseGetprop(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of text.matchAll(/^\[([^\]]+)\]: \[([\s\S]*?)\]$/gm)) out[m[1]] = m[2];
-  return out;
-}
 
 /** Which partition an on-device path lives on (`/system/priv-app/…` → system). */
 export function partitionOfPath(p: string): { partition: string; rel: string } {
@@ -145,13 +139,14 @@ export async function deviceView(
         // -f: APK path, -s: system (preinstalled) packages only, -u: include uninstalled-for-user.
         const out = await run('pm list packages -f -s -u');
         const refs: ApkRef[] = [];
-        for (const m of out.matchAll(/^package:(.+\.apk)=([\w.]+)\s*$/gm)) {
-          const { partition, rel } = partitionOfPath(m[1]);
+        for (const p of parsePmList(out)) {
+          if (!p.path.endsWith('.apk')) continue;
+          const { partition, rel } = partitionOfPath(p.path);
           refs.push({
             partition,
             path: rel,
             localPath: join(work, 'apks', partition, rel),
-            packageHint: m[2],
+            packageHint: p.name,
           });
         }
         return refs;

@@ -9,8 +9,7 @@
  */
 
 import { type EventEmitter, once } from 'node:events';
-import { createWriteStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import adbkit, {
   type Adb as AdbClass,
@@ -20,6 +19,9 @@ import adbkit, {
 } from '@devicefarmer/adbkit';
 import { EnvironmentError, InputError, OmieError } from '../errors.ts';
 import { requireTool } from '../host/tools.ts';
+import { normalizeAdbState, type PmPackage, parseGetprop, parsePmList } from './adb-output.ts';
+
+export { normalizeAdbState, type PmPackage, parseGetprop, parsePmList } from './adb-output.ts';
 
 /** adbkit is CommonJS: under ESM its default import is the exports object, which carries `Adb`. */
 const Adb: typeof AdbClass =
@@ -63,7 +65,15 @@ export interface ShellResult {
   exitCode: number;
 }
 
-export type RebootTarget = 'system' | 'bootloader' | 'fastboot' | 'recovery' | 'sideload';
+/** adb reboot targets (adbd passes them to `sys.powerctl` as `reboot,<target>`). */
+export type RebootTarget =
+  | 'system'
+  | 'bootloader'
+  | 'fastboot'
+  | 'recovery'
+  | 'sideload'
+  | 'sideload-auto-reboot'
+  | 'rescue';
 
 export interface AdbOptions {
   /** adb server port (default: $ANDROID_ADB_SERVER_PORT or 5037). */
@@ -162,7 +172,7 @@ export class AdbHost {
   /** Every device the adb server knows, in every state (device, unauthorized, recovery, sideload, …). */
   async devices(): Promise<AdbDevice[]> {
     const list = await this.wrap<Device[]>('devices', undefined, this.client.listDevices());
-    return list.map((d) => ({ serial: d.id, state: d.type }));
+    return list.map((d) => ({ serial: d.id, state: normalizeAdbState(String(d.type)) }));
   }
 
   /** Calls `onChange` with the full device list on every change until the returned stop() is called. */
@@ -174,7 +184,7 @@ export class AdbHost {
     );
     tracker.on('changeSet', () => {
       Promise.resolve(this.client.listDevices() as unknown as Promise<Device[]>)
-        .then((l) => onChange(l.map((d) => ({ serial: d.id, state: d.type }))))
+        .then((l) => onChange(l.map((d) => ({ serial: d.id, state: normalizeAdbState(String(d.type)) }))))
         .catch(() => {});
     });
     tracker.on('error', () => {});
@@ -268,12 +278,14 @@ export class AdbHost {
     return (await this.shell(serial, `getprop ${shellQuote(name)}`)).stdout.trim();
   }
 
-  /** Installed packages with their APK paths (`pm list packages -f`). */
+  /** Installed packages with their APK paths and uids (`pm list packages -f -U`). */
   async listPackages(
     serial: string,
     opts: { system?: boolean; thirdParty?: boolean } = {},
-  ): Promise<Array<{ name: string; path: string }>> {
-    const flags = ['-f', opts.system ? '-s' : '', opts.thirdParty ? '-3' : ''].filter(Boolean).join(' ');
+  ): Promise<PmPackage[]> {
+    const flags = ['-f', '-U', opts.system ? '-s' : '', opts.thirdParty ? '-3' : '']
+      .filter(Boolean)
+      .join(' ');
     const r = await this.shell(serial, `pm list packages ${flags}`);
     if (r.exitCode !== 0)
       throw new AdbError(`pm list packages failed on ${serial}: ${r.stderr.trim()}`, { serial });
@@ -286,7 +298,7 @@ export class AdbHost {
    */
   async pull(serial: string, remotePath: string, localPath: string): Promise<void> {
     const conn = await this.wrap<AdbkitConnection>('transport', serial, this.device(serial).transport());
-    const out = createWriteStream(localPath);
+    const out = await open(localPath, 'w');
     try {
       conn.write(encodeRequest('sync:'));
       const reply = await this.wrap<string>('sync', serial, conn.parser.readAscii(4));
@@ -301,10 +313,8 @@ export class AdbHost {
       const quit = Buffer.alloc(8);
       quit.write('QUIT', 0, 'latin1');
       conn.write(quit);
-    } catch (e) {
-      out.destroy();
-      throw e;
     } finally {
+      await out.close().catch(() => {});
       conn.end();
     }
   }
@@ -327,13 +337,31 @@ export class AdbHost {
       const fh = await open(localPath, 'r');
       try {
         const st = await fh.stat();
+        // 16 DATA messages per batch: one readv fills the payload slots of one buffer, leaving the
+        // 8-byte header gaps, and the next batch is read while this one is on the socket.
         const chunk = 64 * 1024;
-        for (let pos = 0; ; ) {
-          const buf = Buffer.allocUnsafe(chunk);
-          const { bytesRead } = await fh.read(buf, 0, chunk, pos);
-          if (bytesRead === 0) break;
-          pos += bytesRead;
-          await write(Buffer.concat([syncHeader('DATA', bytesRead), buf.subarray(0, bytesRead)]));
+        const pieces = 16;
+        const readBatch = async () => {
+          const batch = Buffer.allocUnsafe(pieces * (chunk + 8));
+          const slots = Array.from({ length: pieces }, (_, i) =>
+            batch.subarray(i * (chunk + 8) + 8, (i + 1) * (chunk + 8)),
+          );
+          const { bytesRead } = await fh.readv(slots);
+          let used = 0;
+          for (let left = bytesRead, i = 0; left > 0; i++) {
+            const n = Math.min(left, chunk);
+            syncHeader('DATA', n).copy(batch, i * (chunk + 8));
+            used = i * (chunk + 8) + 8 + n;
+            left -= n;
+          }
+          return { data: batch.subarray(0, used), eof: bytesRead < pieces * chunk };
+        };
+        let next = readBatch();
+        for (;;) {
+          const { data, eof } = await next;
+          if (!eof) next = readBatch();
+          if (data.length) await write(data);
+          if (eof) break;
         }
         await write(syncHeader('DONE', Math.floor(st.mtimeMs / 1000)));
       } finally {
@@ -355,7 +383,15 @@ export class AdbHost {
 
   /** Reboots into Android, the bootloader, fastbootd, recovery or sideload (`reboot:<target>`). */
   async rebootTo(serial: string, target: RebootTarget): Promise<void> {
-    const allowed: RebootTarget[] = ['system', 'bootloader', 'fastboot', 'recovery', 'sideload'];
+    const allowed: RebootTarget[] = [
+      'system',
+      'bootloader',
+      'fastboot',
+      'recovery',
+      'sideload',
+      'sideload-auto-reboot',
+      'rescue',
+    ];
     if (!allowed.includes(target))
       throw new InputError(`unknown reboot target ${JSON.stringify(target)}`, { context: { allowed } });
     try {
@@ -380,20 +416,29 @@ function syncHeader(id: string, n: number): Buffer {
   return h;
 }
 
-/** Reads a RECV answer (DATA* then DONE, or FAIL) from `sock` into `out`, with backpressure. */
-async function receiveFile(sock: Readable, out: Writable, remotePath: string): Promise<void> {
-  let header = Buffer.alloc(0);
+/**
+ * Reads a RECV answer (DATA* then DONE, or FAIL) from `sock` into `out`. File data goes out as the
+ * socket's own chunks in one writev per MiB (no concatenation), while the socket keeps reading.
+ */
+async function receiveFile(sock: Readable, out: FileHandle, remotePath: string): Promise<void> {
+  let header: Buffer = Buffer.alloc(0);
   let dataLeft = 0;
   let failLeft = -1;
   let failMsg = Buffer.alloc(0);
   let pending: Buffer[] = [];
   let pendingBytes = 0;
+  let position = 0;
+  let writing: Promise<unknown> = Promise.resolve();
   const flush = async () => {
     if (!pendingBytes) return;
-    const data = Buffer.concat(pending, pendingBytes);
+    const parts = pending;
+    const at = position;
+    position += pendingBytes;
     pending = [];
     pendingBytes = 0;
-    if (!out.write(data)) await once(out, 'drain');
+    // One write in flight while the next MiB arrives.
+    await writing;
+    writing = out.writev(parts, at);
   };
   for await (const raw of sock) {
     let chunk = raw as Buffer;
@@ -402,7 +447,6 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
         const part = chunk.subarray(0, dataLeft);
         dataLeft -= part.length;
         chunk = chunk.subarray(part.length);
-        // Batched writes: one file write per MiB rather than per socket chunk.
         pending.push(part);
         pendingBytes += part.length;
         if (pendingBytes >= 1024 * 1024) await flush();
@@ -417,7 +461,7 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
         continue;
       }
       const need = 8 - header.length;
-      header = Buffer.concat([header, chunk.subarray(0, need)]);
+      header = header.length ? Buffer.concat([header, chunk.subarray(0, need)]) : chunk.subarray(0, need);
       chunk = chunk.subarray(need);
       if (header.length < 8) continue;
       const id = header.toString('latin1', 0, 4);
@@ -429,7 +473,7 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
         dataLeft = n;
       } else if (id === 'DONE') {
         await flush();
-        await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
+        await writing;
         return;
       } else if (id === 'FAIL') {
         if (n > 64 * 1024) throw new AdbError(`adb sync: failed to pull ${remotePath}`);
@@ -439,6 +483,7 @@ async function receiveFile(sock: Readable, out: Writable, remotePath: string): P
     }
     if (failLeft === 0) break;
   }
+  await writing.catch(() => {});
   if (failLeft >= 0)
     throw new AdbError(`adb pull ${remotePath}: ${failMsg.toString('utf8') || 'failed'}`, {
       code: 'ADB_PULL_FAILED',
@@ -472,22 +517,6 @@ export function decodeShellV2(buf: Buffer): ShellResult {
     stderr: Buffer.concat(err).toString('utf8'),
     exitCode,
   };
-}
-
-export function parseGetprop(text: string): Record<string, string> {
-  const props: Record<string, string> = {};
-  for (const m of text.matchAll(/^\[([^\]]*)\]: \[([\s\S]*?)\]\r?$/gm)) props[m[1]] = m[2];
-  return props;
-}
-
-export function parsePmList(text: string): Array<{ name: string; path: string }> {
-  const out: Array<{ name: string; path: string }> = [];
-  for (const line of text.split(/\r?\n/)) {
-    const m = /^package:(.*)=([^=]+)$/.exec(line.trim());
-    if (m) out.push({ path: m[1], name: m[2] });
-    else if (/^package:[^=]+$/.test(line.trim())) out.push({ path: '', name: line.trim().slice(8) });
-  }
-  return out;
 }
 
 export function shellQuote(s: string): string {

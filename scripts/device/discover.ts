@@ -7,6 +7,7 @@ import { OmieError } from '../errors.ts';
 import { which } from '../host/tools.ts';
 import { AdbHost } from './adb.ts';
 import { FastbootClient } from './fastboot/client.ts';
+import { parseSlotVar, parseYesNoVar } from './fastboot/vars.ts';
 
 export type DeviceState =
   | 'device'
@@ -119,12 +120,14 @@ async function identifyFastboot(client: FastbootClient): Promise<Partial<Discove
     await client.tryGetvar('is-userspace'),
     await client.tryGetvar('verified-boot-state').catch(() => undefined),
   ];
+  const slotLetter = parseSlotVar(slot);
+  const isUnlocked = parseYesNoVar(unlocked);
   return {
-    state: userspace === 'yes' ? 'fastbootd' : 'bootloader',
+    state: parseYesNoVar(userspace) ? 'fastbootd' : 'bootloader',
     ...(serial ? { serial } : {}),
     ...(product ? { product } : {}),
-    ...(slot ? { slot: slot.replace(/^_/, '') } : {}),
-    ...(unlocked === 'yes' ? { locked: false } : unlocked === 'no' ? { locked: true } : {}),
+    ...(slotLetter ? { slot: slotLetter } : {}),
+    ...(isUnlocked === undefined ? {} : { locked: !isUnlocked }),
     ...(vbs ? { verifiedBootState: vbs } : {}),
   };
 }

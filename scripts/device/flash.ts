@@ -17,10 +17,11 @@
  * since only the inactive slot is written before set_active, the device always keeps a bootable
  * slot, and a re-run completes an interrupted flash.
  */
-import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { EnvironmentError, InputError, OmieError, VerificationError } from '../errors.ts';
+import { FOOTER_SIZE, hasFooterMagic } from '../formats/avb/footer.ts';
 import {
   type AndroidInfo,
   extractFactoryImage,
@@ -32,6 +33,7 @@ import type { ProgressFn } from '../progress.ts';
 import { FastbootClient } from './fastboot/client.ts';
 import { FastbootFailError, TransportError } from './fastboot/protocol.ts';
 import { type BackedBlock, importLayout, ReadWindow } from './fastboot/sparse.ts';
+import { parseUintVar, parseYesNoVar } from './fastboot/vars.ts';
 
 // ---- build input ------------------------------------------------------------------------------
 
@@ -113,6 +115,52 @@ function formatRequirements(info: AndroidInfo): string {
 
 // ---- plan -------------------------------------------------------------------------------------
 
+/**
+ * Images `fastboot update` flashes first, in this order, from the bootloader or fastbootd
+ * (fastboot.cpp's image table, ImageType::BootCritical).
+ */
+const BOOT_CRITICAL = [
+  'boot',
+  'init_boot',
+  'dtbo',
+  'dts',
+  'pvmfw',
+  'recovery',
+  'vbmeta',
+  'vbmeta_system',
+  'vbmeta_vendor',
+  'vendor_boot',
+  'vendor_kernel_boot',
+];
+/** Images `fastboot update` never flashes (ImageType::Extra): userdata comes from --wipe. */
+const EXTRA = new Set(['cache', 'userdata', 'super']);
+/** Firmware a Pixel flash-all.sh writes before `update`, each followed by reboot-bootloader. */
+const FIRMWARE = ['bootloader', 'radio'];
+
+/** Splits a build's images into firmware, boot-critical (table order), OS images and skipped ones. */
+export function classifyImages(images: Map<string, string>): {
+  firmware: string[];
+  bootCritical: string[];
+  os: string[];
+  skipped: string[];
+} {
+  const names = [...images.keys()];
+  return {
+    firmware: FIRMWARE.filter((n) => images.has(n)),
+    bootCritical: BOOT_CRITICAL.filter((n) => images.has(n)),
+    os: names.filter((n) => !FIRMWARE.includes(n) && !BOOT_CRITICAL.includes(n) && !EXTRA.has(n)).sort(),
+    skipped: names.filter((n) => EXTRA.has(n)).sort(),
+  };
+}
+
+/** fastboot's ParseRequirementLine aliases: board → product, bootloader/baseband → version-*. */
+function requirementVariable(name: string): string {
+  if (name === 'board') return 'product';
+  if (name === 'bootloader') return 'version-bootloader';
+  if (name === 'baseband') return 'version-baseband';
+  return name;
+}
+
 /** Partitions only the bootloader can write (fastbootd refuses them). */
 const BOOTLOADER_ONLY = new Set(['bootloader', 'radio', 'modem', 'abl', 'xbl', 'tz']);
 /** Names that are logical on dynamic-partition devices when neither super_empty nor the device says. */
@@ -141,6 +189,10 @@ export interface FlashOptions {
   slot?: 'inactive' | 'a' | 'b';
   wipe?: boolean;
   lock?: boolean;
+  /** Set AVB_VBMETA_IMAGE_FLAGS_HASHTREE_DISABLED in vbmeta images as they are flashed. */
+  disableVerity?: boolean;
+  /** Set AVB_VBMETA_IMAGE_FLAGS_VERIFICATION_DISABLED in vbmeta images as they are flashed. */
+  disableVerification?: boolean;
   dryRun?: boolean;
   /** Transfer retries per partition after a dropped connection (default 3). */
   retries?: number;
@@ -359,42 +411,76 @@ class FlashSession {
     return this.connect();
   }
 
+  /**
+   * android-info.txt requirements as fastboot's CheckRequirements: `board` is `product`,
+   * `bootloader`/`baseband` are the `version-` variables, `require-for-product:P` applies only to P,
+   * a trailing `*` is a prefix match, a variable the device does not answer fails (even for
+   * `reject`), and `partition-exists=P` needs the device to know P (has-slot answers yes/no) and
+   * the build to carry P.img. `only` limits the check to some variables.
+   */
+  private async checkRequirements(c: FastbootClient, only?: (name: string) => boolean): Promise<void> {
+    const product = await c.tryGetvar('product');
+    this.report.product = product;
+    for (const r of this.build.info.requirements) {
+      const name = requirementVariable(r.name);
+      if (only && !only(name)) continue;
+      if (r.forProduct && r.forProduct !== product) continue;
+      const values = r.values.filter(Boolean);
+      const refuse = (message: string, context: Record<string, unknown>) =>
+        new InputError(`${this.label}: ${message}`, {
+          code: name === 'product' ? 'FLASH_WRONG_PRODUCT' : 'FLASH_REQUIREMENT',
+          context: { variable: name, line: r.line, ...context },
+          hint:
+            name === 'product'
+              ? 'this build is for another device: nothing was written'
+              : 'nothing was written',
+        });
+      if (name === 'partition-exists') {
+        this.step(`getvar has-slot:${values[0]}`, 'android-info.txt requires the partition');
+        const hs = await c.tryGetvar(`has-slot:${values[0]}`);
+        if (hs !== 'yes' && hs !== 'no')
+          throw refuse(`device has no ${values[0]} partition, which this build requires`, {
+            device: hs ?? '(no answer)',
+          });
+        if (!this.build.images.has(values[0]))
+          throw refuse(`the device requires ${values[0]}.img, which this build lacks`, {
+            partition: values[0],
+          });
+        continue;
+      }
+      this.step(
+        `getvar ${name}`,
+        name === 'product' ? 'identity check against android-info.txt' : 'android-info.txt requirement',
+      );
+      const have = await c.tryGetvar(name);
+      if (have === undefined)
+        throw refuse(`device does not answer getvar ${name}, which android-info.txt requires`, {
+          device: undefined,
+          required: values,
+        });
+      const match = values.some((v) => v === have || (v.endsWith('*') && have.startsWith(v.slice(0, -1))));
+      if (match === r.reject)
+        throw refuse(
+          `device ${name} is ${JSON.stringify(have)}, build ${r.reject ? 'rejects' : 'requires'} ${values.join(' or ')}`,
+          { device: have, required: values, reject: r.reject },
+        );
+    }
+  }
+
   private async runInner(): Promise<FlashReport> {
     const dry = !!this.opts.dryRun;
     let c = await this.reachFastboot();
+    const images = classifyImages(this.build.images);
 
-    // 1. identity and lock state, before anything is written.
-    const vars: Record<string, string | undefined> = {};
-    const get = async (v: string) => {
-      if (!(v in vars)) vars[v] = await c.tryGetvar(v);
-      return vars[v];
-    };
-    const product = await get('product');
-    this.report.product = product;
-    this.step('getvar product', 'identity check against android-info.txt');
-    for (const r of this.build.info.requirements) {
-      if (r.forProduct && r.forProduct !== product) continue;
-      const have = await get(r.name);
-      if (r.name !== 'product') this.step(`getvar ${r.name}`, 'android-info.txt requirement');
-      const match =
-        have !== undefined &&
-        r.values.some((v) => v === have || (v.endsWith('*') && have.startsWith(v.slice(0, -1))));
-      if (match === r.reject)
-        throw new InputError(
-          `${this.label}: device ${r.name} is ${JSON.stringify(have ?? '(unknown)')}, build ${r.reject ? 'rejects' : 'requires'} ${r.values.join(' or ')}`,
-          {
-            code: r.name === 'product' ? 'FLASH_WRONG_PRODUCT' : 'FLASH_REQUIREMENT',
-            context: { variable: r.name, device: have, required: r.values, reject: r.reject },
-            hint:
-              r.name === 'product'
-                ? 'this build is for another device: nothing was written'
-                : 'nothing was written',
-          },
-        );
-    }
-    const unlocked = await get('unlocked');
+    // 1. identity before anything is written. With bootloader/radio images in the build (a Pixel
+    //    factory zip), flash-all.sh checks version-bootloader/baseband only after flashing them and
+    //    rebooting into the new bootloader: the product is still checked first.
+    const deferVersions = images.firmware.length > 0;
+    const isVersion = (n: string) => n === 'version-bootloader' || n === 'version-baseband';
+    await this.checkRequirements(c, deferVersions ? (n) => !isVersion(n) : undefined);
+    const unlocked = await c.tryGetvar('unlocked');
     this.step('getvar unlocked', 'flashing needs an unlocked bootloader');
-    if (unlocked === 'no')
+    if (parseYesNoVar(unlocked) === false)
       throw new EnvironmentError(
         `${this.label}: the bootloader is locked; flashing is refused by the device`,
         {
@@ -404,57 +490,84 @@ class FlashSession {
       );
 
     // 2. slots.
-    const slotCount = Number(await get('slot-count')) || 0;
-    const current = slotCount >= 2 ? ((await get('current-slot')) ?? 'a').replace(/^_/, '') : null;
-    this.report.previousSlot = current;
-    let slot: 'a' | 'b' | null = null;
-    if (current) {
-      const want = this.opts.slot ?? 'inactive';
-      slot = want === 'inactive' ? (current === 'a' ? 'b' : 'a') : want;
-      this.step('getvar current-slot', `currently ${current}; writing slot ${slot}`);
-    }
-    this.report.slot = slot;
+    const slot = await this.chooseSlot(c);
 
-    // 3. classify images: logical if super_empty lists them, or the device says so.
+    // 3. classify OS images: logical if super_empty lists them, or the device says so.
     const superNames = this.build.superEmpty ? await superEmptyNames(this.build.superEmpty) : undefined;
-    const physical: string[] = [];
+    const physical: string[] = [...images.bootCritical];
     const logical: string[] = [];
-    for (const name of this.build.images.keys()) {
+    for (const name of images.os) {
       const slotted = slot ? `${name}_${slot}` : name;
       let isLogical: boolean;
       if (superNames) isLogical = superNames.has(slotted) || superNames.has(name);
       else {
-        const v = await c.tryGetvar(`is-logical:${slotted}`);
-        isLogical = v === undefined ? USUALLY_LOGICAL.has(name) : v === 'yes';
+        const v = parseYesNoVar(await c.tryGetvar(`is-logical:${slotted}`));
+        isLogical = v === undefined ? USUALLY_LOGICAL.has(name) : v;
       }
       (isLogical ? logical : physical).push(name);
     }
+    for (const name of images.skipped)
+      this.log(`${name}.img is not flashed by an update (fastboot skips it too)`);
 
-    // 4. physical partitions (bootloader, or fastbootd unless bootloader-only ones are present).
-    if (physical.length && (await c.isUserspace()) && physical.some((p) => BOOTLOADER_ONLY.has(p)))
+    // 4. a virtual A/B update in flight: cancel it first, as fastboot's CancelSnapshotIfNeeded
+    //    (fastbootd refuses to flash logical partitions of a snapshotted/merging update).
+    c = await this.cancelSnapshotIfNeeded(c);
+
+    // 5. firmware (bootloader, radio) then boot-critical and other physical images, from the
+    //    bootloader. New firmware must run before its version is checked.
+    if ((images.firmware.length || physical.some((p) => BOOTLOADER_ONLY.has(p))) && (await c.isUserspace()))
       c = await this.rebootTo('bootloader');
+    for (const name of images.firmware) await this.flashOne(name, slot, false);
+    let activated = false;
+    if (deferVersions) {
+      if (slot && slot !== this.report.previousSlot) {
+        await this.activate(slot, 'boot the new firmware before checking its version');
+        activated = true;
+      }
+      c = await this.rebootTo('bootloader');
+      await this.checkRequirements(c, isVersion);
+    }
     for (const name of physical) await this.flashOne(name, slot, false);
 
-    // 5. logical partitions from fastbootd.
+    // 6. logical partitions from fastbootd. As fastboot's FlashAllTool, the target slot becomes
+    //    active first: fastbootd boots from it, and update-super (no wipe) keeps only the partitions
+    //    of the *other* slot — with the old slot current, it would drop the running system.
     if (logical.length) {
       c = this.client ?? (await this.connect());
+      if (slot && !activated && slot !== (await c.currentSlot())) {
+        await this.activate(
+          slot,
+          'fastbootd runs from, and update-super keeps the other slot of, the active slot',
+        );
+        activated = true;
+      }
+      c = this.client ?? (await this.connect());
       if (!(await c.isUserspace()) || dry) c = await this.rebootTo('fastboot');
+      c = await this.cancelSnapshotIfNeeded(c);
       if (this.build.superEmpty) {
+        const superName = dry ? 'super' : ((await c.tryGetvar('super-partition-name')) ?? 'super');
         this.step(
-          `update-super super ${basename(this.build.superEmpty)}`,
-          'merge the partition table (no wipe: the active slot stays)',
+          `update-super ${superName} ${basename(this.build.superEmpty)}`,
+          'the partition table of this slot (no wipe: the other slot stays)',
         );
         if (!dry)
-          await this.withRetry('update-super', (cl) => cl.updateSuper(this.build.superEmpty as string));
+          await this.withRetry('update-super', (cl) =>
+            cl.updateSuper(this.build.superEmpty as string, { superName }),
+          );
+      }
+      // As FlashAllTool: every target logical partition back to 0 extents first, so that one
+      // growing while another shrinks does not run out of space in super, and allocation is optimal.
+      for (const name of logical) {
+        const part = slot ? `${name}_${slot}` : name;
+        if (!dry && !(await (this.client ?? (await this.connect())).isLogical(part))) continue;
+        this.step(`resize-logical-partition ${part} 0`, 'free its extents before the images are written');
+        if (!dry) await this.withRetry(`resize ${part}`, (cl) => cl.resizeLogicalPartition(part, 0));
       }
       for (const name of logical) await this.flashOne(name, slot, true);
     }
 
-    // 6. switch slot only after every write is verified.
-    if (slot) {
-      this.step(`set_active ${slot}`, 'every write verified');
-      if (!dry) await this.withRetry('set_active', (cl) => cl.setActive(slot));
-    }
+    // 7. switch slot only after every write is verified (when fastbootd did not need it earlier).
+    if (slot && !activated) await this.activate(slot, 'every write verified');
     if (this.opts.wipe)
       for (const p of ['userdata', 'metadata']) {
         this.step(`erase ${p}`, '--wipe');
@@ -480,6 +593,59 @@ class FlashSession {
     return this.report;
   }
 
+  /**
+   * The slot to write. `inactive` is the slot that is not the last good one: normally the other
+   * slot; but when the current slot never booted (slot-successful:<cur> is "no") while the other
+   * one did, an earlier flash was interrupted after switching, and completing the current slot
+   * keeps the good one intact.
+   */
+  private async chooseSlot(c: FastbootClient): Promise<'a' | 'b' | null> {
+    const slotCount = await c.slotCount();
+    const current = slotCount >= 2 ? ((await c.currentSlot()) ?? null) : null;
+    this.report.previousSlot = current;
+    if (!current) {
+      if (this.opts.slot && this.opts.slot !== 'inactive')
+        this.log(`the device has no A/B slots: --slot ${this.opts.slot} is ignored`);
+      this.report.slot = null;
+      return null;
+    }
+    if (current !== 'a' && current !== 'b')
+      throw new EnvironmentError(`${this.label}: unsupported current slot ${JSON.stringify(current)}`, {
+        code: 'FLASH_SLOT',
+        context: { currentSlot: current, slotCount },
+      });
+    const other = current === 'a' ? 'b' : 'a';
+    let slot: 'a' | 'b';
+    let why = `currently ${current}; writing slot`;
+    const want = this.opts.slot ?? 'inactive';
+    if (want !== 'inactive') slot = want;
+    else {
+      const ok = async (s: string) => parseYesNoVar(await c.tryGetvar(`slot-successful:${s}`));
+      if ((await ok(current)) === false && (await ok(other)) === true) {
+        slot = current;
+        why = `currently ${current}, which never booted (${other} did): completing slot`;
+      } else slot = other;
+    }
+    this.step('getvar current-slot', `${why} ${slot}`);
+    this.report.slot = slot;
+    return slot;
+  }
+
+  private async activate(slot: 'a' | 'b', why: string): Promise<void> {
+    this.step(`set_active ${slot}`, why);
+    if (!this.opts.dryRun) await this.withRetry('set_active', (cl) => cl.setActive(slot));
+  }
+
+  private async cancelSnapshotIfNeeded(c: FastbootClient): Promise<FastbootClient> {
+    if (this.opts.dryRun) return c;
+    const status = await c.snapshotUpdateStatus();
+    if (!status || status === 'none') return c;
+    this.step('snapshot-update cancel', `a virtual A/B update is ${status}`);
+    this.log(`cancelling the ${status} virtual A/B update (fastboot does the same before flashing)`);
+    await this.withRetry('snapshot-update cancel', (cl) => cl.snapshotUpdate('cancel'));
+    return this.client ?? c;
+  }
+
   /** Runs `fn` with the live client; on a dropped link, reconnects and retries. */
   private async withRetry<T>(what: string, fn: (c: FastbootClient) => Promise<T>): Promise<T> {
     let attempt = 0;
@@ -503,23 +669,137 @@ class FlashSession {
     const hasSlot = slot !== null && (logical || (await c0.tryGetvar(`has-slot:${name}`)) === 'yes');
     const part = hasSlot ? `${name}_${slot}` : name;
     if (slot && !hasSlot) this.log(`${name} has no slots: writing it in place`);
-    this.step(`flash ${part} ${basename(path)}`, logical ? 'logical partition (fastbootd)' : undefined);
+    const vbmetaFlags = /vbmeta(_[ab])?$/.test(part)
+      ? (this.opts.disableVerity ? 1 : 0) | (this.opts.disableVerification ? 2 : 0)
+      : 0;
+    const flagArgs = `${vbmetaFlags & 1 ? '--disable-verity ' : ''}${vbmetaFlags & 2 ? '--disable-verification ' : ''}`;
+    this.step(
+      `flash ${flagArgs}${part} ${basename(path)}`,
+      logical ? 'logical partition (fastbootd)' : undefined,
+    );
     if (this.opts.dryRun) return;
     const stage = `${this.label} ${part}`;
     if (logical && (await c0.tryGetvar(`partition-size:${part}`)) === undefined) {
       this.step(`create-logical-partition ${part} 0`);
       await this.withRetry(`create ${part}`, (cl) => cl.createLogicalPartition(part, 0));
     }
-    await this.withRetry(`flash ${part}`, (cl) =>
-      cl.flash(part, path, {
-        exactName: true,
-        onProgress: this.opts.onProgress && ((e) => this.opts.onProgress?.({ ...e, stage })),
-      }),
-    );
-    const how = await this.withRetry(`verify ${part}`, (cl) => verifyPartition(cl, part, path));
-    this.report.flashed.push({ partition: part, bytes: (await stat(path)).size, verified: how });
-    this.log(`${part}: written and verified (${how})`);
+    const source = vbmetaFlags ? await withVbmetaFlags(path, vbmetaFlags) : { path, close: async () => {} };
+    const image = logical
+      ? source
+      : await this.withAvbFooterAtEnd(part, source.path).then(
+          (x) => ({
+            path: x.path,
+            close: async () => {
+              await x.close();
+              await source.close();
+            },
+          }),
+          async (e) => {
+            await source.close();
+            throw e;
+          },
+        );
+    try {
+      await this.withRetry(`flash ${part}`, (cl) =>
+        cl.flash(part, image.path, {
+          exactName: true,
+          onProgress: this.opts.onProgress && ((e) => this.opts.onProgress?.({ ...e, stage })),
+        }),
+      );
+      const how = await this.withRetry(`verify ${part}`, (cl) => verifyPartition(cl, part, image.path));
+      this.report.flashed.push({ partition: part, bytes: (await stat(path)).size, verified: how });
+      this.log(`${part}: written and verified (${how})`);
+    } finally {
+      await image.close();
+    }
   }
+
+  /**
+   * fastboot's copy_avb_footer: a raw image with an AVB footer that is smaller than its physical
+   * partition gets the footer moved to the partition's end, where avb looks for it (the image is
+   * sent padded to the partition size). A partition smaller than the image is refused.
+   */
+  private async withAvbFooterAtEnd(
+    part: string,
+    path: string,
+  ): Promise<{ path: string; close(): Promise<void> }> {
+    const none = { path, close: async () => {} };
+    const fh = await open(path, 'r');
+    let size: number;
+    const tail = Buffer.alloc(FOOTER_SIZE);
+    try {
+      size = (await fh.stat()).size;
+      if (size < FOOTER_SIZE) return none;
+      await fh.read(tail, 0, FOOTER_SIZE, size - FOOTER_SIZE);
+    } finally {
+      await fh.close();
+    }
+    if (!hasFooterMagic(tail)) return none;
+    const c = this.client ?? (await this.connect());
+    const psize = await c.partitionSize(part);
+    // Bootloaders that do not report partition-size get the image as it is, as with fastboot.
+    if (!psize || psize === size) return none;
+    if (psize < size)
+      throw new InputError(
+        `${this.label}: ${part} (${psize} bytes) is smaller than ${basename(path)} (${size})`,
+        {
+          code: 'FLASH_TOO_LARGE',
+          context: { partition: part, partitionSize: psize, imageSize: size },
+        },
+      );
+    const dir = await mkdtemp(join(tmpdir(), 'omie-avb-'));
+    const out = join(dir, basename(path));
+    await copyFile(path, out);
+    // The gap stays a hole on disk; the footer goes to the partition's last 64 bytes.
+    await truncate(out, psize);
+    const w = await open(out, 'r+');
+    try {
+      await w.write(tail, 0, FOOTER_SIZE, psize - FOOTER_SIZE);
+    } finally {
+      await w.close();
+    }
+    this.log(`${part}: AVB footer moved to the end of the ${psize}-byte partition`);
+    return { path: out, close: () => rm(dir, { recursive: true, force: true }) };
+  }
+}
+
+/**
+ * fastboot's rewrite_vbmeta_buffer for --disable-verity / --disable-verification: a copy of the
+ * vbmeta image with bits ORed into the big-endian `flags` field at offset 120 of the AvbVBMetaImageHeader
+ * (1 = hashtree disabled, 2 = verification disabled). The signature does not cover this field's
+ * effect: the bootloader honours it only when unlocked, which flashing requires anyway.
+ */
+async function withVbmetaFlags(
+  path: string,
+  flags: number,
+): Promise<{ path: string; close(): Promise<void> }> {
+  const head = Buffer.alloc(124);
+  const fh = await open(path, 'r');
+  try {
+    const { bytesRead } = await fh.read(head, 0, 124, 0);
+    if (bytesRead < 124 || head.toString('latin1', 0, 4) !== 'AVB0')
+      throw new InputError(
+        `${path} is not a vbmeta image: cannot apply --disable-verity/--disable-verification`,
+        {
+          code: 'FLASH_VBMETA_FLAGS',
+          context: { file: path, offset: 0, expected: 'AVB0', found: head.toString('latin1', 0, 4) },
+        },
+      );
+  } finally {
+    await fh.close();
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'omie-vbmeta-'));
+  const out = join(dir, basename(path));
+  await copyFile(path, out);
+  const w = await open(out, 'r+');
+  try {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE((head.readUInt32BE(120) | flags) >>> 0, 0);
+    await w.write(b, 0, 4, 120);
+  } finally {
+    await w.close();
+  }
+  return { path: out, close: () => rm(dir, { recursive: true, force: true }) };
 }
 
 /** Names of partitions listed in a super_empty.img (lpmake metadata). */
@@ -548,10 +828,13 @@ export async function verifyPartition(
         'flash',
         `${part} is ${psize} bytes, smaller than the image (${layout.len})`,
       );
-    if ((await c.tryGetvar('max-fetch-size')) === undefined) return 'size';
+    // fastbootd implements fetch (and reports max-fetch-size) on debug builds only; the value is
+    // read like max-download-size (0x hex or decimal).
+    const maxFetch = parseUintVar(await c.tryGetvar('max-fetch-size'));
+    if (!maxFetch) return 'size';
     // Read back in windows of up to 8 MiB covering many blocks (one round trip each), then compare
     // the DATA and FILL blocks inside; a DONT_CARE gap costs bytes on the wire but no round trips.
-    const windowMax = Math.min(8 << 20, await c.maxDownloadSize());
+    const windowMax = Math.max(layout.blockSize, Math.min(8 << 20, maxFetch, await c.maxDownloadSize()));
     const bs = layout.blockSize;
     const blocks = layout.blocks;
     const source = new ReadWindow(fh, 8 << 20);

@@ -849,26 +849,34 @@ async function syncRecv(s: AdbStream, view: DeviceView, path: string): Promise<v
   }
   try {
     // DATA messages are packed into WRTEs of up to maxdata (one OKAY round trip each), and the
-    // next batch is read from disk while the previous one is on the wire.
-    const batchBytes = Math.max(SYNC_DATA_MAX + 8, s.conn.maxPayload);
+    // next batch is read from disk while the previous one is on the wire. One readv per batch
+    // fills the payload slots of the batch buffer directly, leaving 8-byte gaps for the headers:
+    // no per-chunk read, no copy.
+    const pieces = Math.max(
+      1,
+      Math.floor(Math.max(SYNC_DATA_MAX + 8, s.conn.maxPayload) / (SYNC_DATA_MAX + 8)),
+    );
     let inFlight: Promise<void> = Promise.resolve();
     let eof = false;
     while (!eof) {
-      const parts: Buffer[] = [];
-      let size = 0;
-      while (size + SYNC_DATA_MAX + 8 <= batchBytes) {
-        const buf = Buffer.allocUnsafe(SYNC_DATA_MAX);
-        const { bytesRead } = await fh.read(buf, 0, SYNC_DATA_MAX, null);
-        if (bytesRead === 0) {
-          eof = true;
-          break;
-        }
-        parts.push(syncHeader(ID.DATA, bytesRead), buf.subarray(0, bytesRead));
-        size += bytesRead + 8;
+      const batch = Buffer.allocUnsafe(pieces * (SYNC_DATA_MAX + 8));
+      const slots: Buffer[] = [];
+      for (let i = 0; i < pieces; i++) {
+        const at = i * (SYNC_DATA_MAX + 8);
+        slots.push(batch.subarray(at + 8, at + 8 + SYNC_DATA_MAX));
+      }
+      const { bytesRead } = await fh.readv(slots);
+      if (bytesRead < pieces * SYNC_DATA_MAX) eof = true;
+      let used = 0;
+      for (let left = bytesRead, i = 0; left > 0; i++) {
+        const n = Math.min(left, SYNC_DATA_MAX);
+        syncHeader(ID.DATA, n).copy(batch, i * (SYNC_DATA_MAX + 8));
+        used = i * (SYNC_DATA_MAX + 8) + 8 + n;
+        left -= n;
       }
       await inFlight;
       if (s.closed) return;
-      if (parts.length) inFlight = s.write(Buffer.concat(parts));
+      if (used) inFlight = s.write(batch.subarray(0, used));
     }
     await inFlight;
     await s.write(syncHeader(ID.DONE, 0));
@@ -978,9 +986,18 @@ async function installService(s: AdbStream, view: DeviceView, size: number): Pro
     return;
   }
   // Replace an earlier install of the same package.
-  for (const d of await readdir(join(view.dataDir, 'app')).catch(() => [] as string[]))
-    if (d.startsWith(`${pkg}-`)) await rm(join(view.dataDir, 'app', d), { recursive: true, force: true });
-  await rename(tmpDir, join(view.dataDir, 'app', `${pkg}-${randomBytes(8).toString('base64url')}`));
+  const appDir = join(view.dataDir, 'app');
+  for (const d of await readdir(appDir).catch(() => [] as string[])) {
+    if (!d.startsWith('~~')) continue;
+    for (const inner of await readdir(join(appDir, d)).catch(() => [] as string[]))
+      if (inner.startsWith(`${pkg}-`)) await rm(join(appDir, d), { recursive: true, force: true });
+  }
+  // Android 11+ layout: /data/app/~~<random>/<package>-<random>/base.apk, both randoms URL-safe
+  // base64 of 16 bytes *with* "==" padding (PackageManagerService), so the path holds '='.
+  const b64 = () => randomBytes(16).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+  const outer = join(appDir, `~~${b64()}`);
+  await mkdir(outer, { recursive: true });
+  await rename(tmpDir, join(outer, `${pkg}-${b64()}`));
   await s.write(Buffer.from('Success\n'));
 }
 

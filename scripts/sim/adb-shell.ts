@@ -854,12 +854,17 @@ async function pm(args: string[], o: Out, e: Out, ctx: ShellContext): Promise<nu
     const showPath = opts.includes('-f');
     const onlySystem = opts.includes('-s');
     const onlyThird = opts.includes('-3');
+    const showUid = opts.includes('-U');
     const filter = opts.find((a) => !a.startsWith('-'));
+    // Apps get uids from FIRST_APPLICATION_UID (10000) in install order, as a fresh device would.
+    let uid = 10_000;
     for (const p of await ctx.view.packages()) {
+      const appUid = uid++;
       if (onlySystem && !p.system) continue;
       if (onlyThird && p.system) continue;
       if (filter && !p.name.includes(filter)) continue;
-      o.write(showPath ? `package:${p.path}=${p.name}\n` : `package:${p.name}\n`);
+      // PackageManagerShellCommand: "package:" [sourceDir "="] name [" uid:" uid]
+      o.write(`package:${showPath ? `${p.path}=` : ''}${p.name}${showUid ? ` uid:${appUid}` : ''}\n`);
     }
     return 0;
   }
@@ -875,7 +880,10 @@ async function pm(args: string[], o: Out, e: Out, ctx: ShellContext): Promise<nu
       o.write('Failure [DELETE_FAILED_INTERNAL_ERROR]\n');
       return 1;
     }
-    const r = await ctx.view.resolve(posix.dirname(p.path));
+    // The install folder, and its "~~random" parent on the Android 11+ layout.
+    const pkgDir = posix.dirname(p.path);
+    const parent = posix.dirname(pkgDir);
+    const r = await ctx.view.resolve(posix.basename(parent).startsWith('~~') ? parent : pkgDir);
     if (r?.kind === 'host' && r.writable) await rm(r.hostPath, { recursive: true, force: true });
     o.write('Success\n');
     return 0;

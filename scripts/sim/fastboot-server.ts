@@ -24,7 +24,7 @@ import { expandSparse, parseSparseHeader } from '../device/fastboot/sparse.ts';
 import { frameHeader, SocketReader, socketWrite } from '../device/fastboot/tcp.ts';
 import { OmieError } from '../errors.ts';
 import { readSuper } from '../formats/super/index.ts';
-import type { DeviceJson, DeviceMode, SimFaults, SimState, Slot } from './state.ts';
+import type { BootloaderStyle, DeviceJson, DeviceMode, SimFaults, SimState, Slot } from './state.ts';
 
 export interface FastbootServerOptions {
   state: SimState;
@@ -313,15 +313,25 @@ class Session {
       variant: d.variant,
       secure: yes(d.secure),
       unlocked: yes(d.unlocked),
-      'max-download-size': `0x${d.maxDownloadSize.toString(16).toUpperCase()}`,
+      'max-download-size':
+        this.style.downloadSize === 'decimal'
+          ? String(d.maxDownloadSize)
+          : `0x${d.maxDownloadSize.toString(16).toUpperCase()}`,
       'max-fetch-size': `0x${d.maxDownloadSize.toString(16).toUpperCase()}`,
-      'current-slot': d.currentSlot ?? undefined,
+      'current-slot': d.currentSlot
+        ? `${this.style.slot === 'underscore' ? '_' : ''}${d.currentSlot}`
+        : undefined,
       'slot-count': d.slotCount ? String(d.slotCount) : undefined,
       'is-userspace': yes(this.userspace),
       'super-partition-name': d.superPartition && this.userspace ? d.superPartition.name : undefined,
       'dynamic-partition': d.superPartition && this.userspace ? 'true' : undefined,
       'snapshot-update-status': d.snapshotUpdateStatus,
     };
+  }
+
+  /** The bootloader's answer style (fastbootd always answers as AOSP's fastbootd). */
+  private get style(): BootloaderStyle {
+    return (!this.userspace && this.d.bootloaderStyle) || {};
   }
 
   private lookup(p: string): { name: string; slot: Slot | null } | undefined {
@@ -336,7 +346,8 @@ class Session {
     switch (v) {
       case 'partition-size': {
         if (!r) throw new Fail('Could not find partition');
-        return `0x${this.d.partitions[r.name].size.toString(16).toUpperCase()}`;
+        const hex = this.d.partitions[r.name].size.toString(16).toUpperCase();
+        return this.style.partitionSize === 'bare-hex' ? hex.padStart(16, '0') : `0x${hex}`;
       }
       case 'partition-type':
         if (!r) throw new Fail('Could not find partition');
@@ -348,6 +359,9 @@ class Session {
         return this.d.partitions[any.name].logical ? 'yes' : 'no';
       }
       case 'has-slot': {
+        // ABL-style bootloaders FAIL for partitions they do not have; fastbootd answers "no".
+        if (this.style.slot === 'underscore' && !this.st.resolvePartition(p) && !this.d.partitions[`${p}_a`])
+          throw new Fail('Unknown partition');
         if (!this.d.currentSlot) return 'no';
         const part = this.d.partitions[p];
         if (part?.slotted) return 'yes';
@@ -369,20 +383,21 @@ class Session {
     const v = args[0];
     if (!v) throw new Fail('Missing argument');
     if (v === 'all') {
-      for (const [k, val] of Object.entries(this.variables()))
-        if (val !== undefined) await this.reply('INFO', `${k}:${val}`);
+      const sep = this.style.getvarAll === 'colon-space' ? ': ' : ':';
+      const line = (k: string, val: string) => this.reply('INFO', `${k}${sep}${val}`);
+      for (const [k, val] of Object.entries(this.variables())) if (val !== undefined) await line(k, val);
       const names = this.partitionNames();
       const bases = new Set(names.map((n) => n.replace(/_[ab]$/, '')));
-      for (const b of bases) await this.reply('INFO', `has-slot:${b}:${this.partVar('has-slot', b)}`);
+      for (const b of bases) await line(`has-slot:${b}`, this.partVar('has-slot', b));
       for (const n of names) {
-        await this.reply('INFO', `partition-size:${n}:${this.partVar('partition-size', n)}`);
-        await this.reply('INFO', `partition-type:${n}:${this.partVar('partition-type', n)}`);
-        await this.reply('INFO', `is-logical:${n}:${this.partVar('is-logical', n)}`);
+        await line(`partition-size:${n}`, this.partVar('partition-size', n));
+        await line(`partition-type:${n}`, this.partVar('partition-type', n));
+        await line(`is-logical:${n}`, this.partVar('is-logical', n));
       }
       if (this.d.currentSlot)
         for (const s of ['a', 'b']) {
-          await this.reply('INFO', `slot-successful:${s}:${this.partVar('slot-successful', s)}`);
-          await this.reply('INFO', `slot-unbootable:${s}:${this.partVar('slot-unbootable', s)}`);
+          await line(`slot-successful:${s}`, this.partVar('slot-successful', s));
+          await line(`slot-unbootable:${s}`, this.partVar('slot-unbootable', s));
         }
       return this.reply('OKAY');
     }
@@ -723,13 +738,21 @@ class Session {
         `Super image block device is larger than the device's super (${meta.superSize} > ${this.d.superPartition.size})`,
       );
     const before = { ...this.d.partitions };
+    // As fastbootd's UpdateSuper: with wipe the image's table replaces everything; otherwise the
+    // image's table is taken and only the partitions of the *other* slot are imported from the old
+    // one (those of the current slot, and the unsuffixed ones on virtual A/B, are dropped).
+    const cur = this.d.currentSlot;
+    const keep = (n: string) => !wipe && (!cur || !n.endsWith(`_${cur}`));
     await this.st.update((d) => {
-      if (wipe) for (const [n, p] of Object.entries(d.partitions)) if (p.logical) delete d.partitions[n];
-      for (const p of meta.partitions) {
-        if (!wipe && d.partitions[p.name]) continue;
-        d.partitions[p.name] = { size: wipe ? p.size : 0, logical: true, slotted: false };
-      }
+      const kept = Object.entries(d.partitions).filter(([n, p]) => p.logical && keep(n));
+      for (const [n, p] of Object.entries(d.partitions)) if (p.logical) delete d.partitions[n];
+      for (const p of meta.partitions) d.partitions[p.name] = { size: p.size, logical: true, slotted: false };
+      for (const [n, p] of kept) d.partitions[n] = p;
     });
+    // Dropped partitions lose their extents: their data is gone.
+    for (const [n, p] of Object.entries(before))
+      if (p.logical && !keep(n) && this.d.partitions[n])
+        await this.st.removePartitionFiles(n).catch(() => {});
     for (const n of Object.keys(before))
       if (before[n].logical && !this.d.partitions[n]) await this.st.removePartitionFiles(n).catch(() => {});
     for (const [n, p] of Object.entries(this.d.partitions))

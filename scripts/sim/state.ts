@@ -79,6 +79,24 @@ export interface DeviceJson {
   slotUnbootable?: Record<Slot, boolean>;
   snapshotUpdateStatus: SnapshotUpdateStatus;
   faults?: SimFaults;
+  /** How the bootloader (not fastbootd) formats its answers; absent: as fastbootd does. */
+  bootloaderStyle?: BootloaderStyle;
+}
+
+/**
+ * Answer formats seen on real bootloaders, so clients are tested against each: Pixel/Qualcomm
+ * ABL and LK bootloaders say current-slot "_a", max-download-size in decimal, partition-size in
+ * hex without "0x", `getvar all` lines as "name: value", and FAIL has-slot for unknown partitions.
+ */
+export interface BootloaderStyle {
+  /** "underscore": current-slot "_a" (ABL); "letter": "a" (fastbootd). */
+  slot?: 'letter' | 'underscore';
+  /** "decimal": max-download-size "268435456"; "hex": "0x10000000". */
+  downloadSize?: 'hex' | 'decimal';
+  /** "bare-hex": partition-size "4000000" (implicit hex, LK); "hex": "0x4000000". */
+  partitionSize?: 'hex' | 'bare-hex';
+  /** "colon-space": `getvar all` INFO "partition-size:boot_a: 0x…" (LK/ABL); "colon": fastbootd's. */
+  getvarAll?: 'colon' | 'colon-space';
 }
 
 export interface SimProfile {

@@ -380,7 +380,7 @@ export class DeviceView {
           if (name) add({ name, path: apk.devicePath, system: true });
         }
     }
-    for (const apk of await this.findApks('/data/app', 2)) {
+    for (const apk of await this.findApks('/data/app', 3)) {
       const name = await this.apkPackage(apk.hostPath);
       if (name) add({ name, path: apk.devicePath, system: false });
     }

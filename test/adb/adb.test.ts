@@ -90,7 +90,11 @@ describe('AdbHost (adbkit) against the virtual device', () => {
     expect(props['ro.serialno']).toBe('ADBKIT01');
     expect(await host.getprop(serial, 'ro.boot.slot_suffix')).toBe('_a');
     const pkgs = await host.listPackages(serial);
-    expect(pkgs).toContainEqual({ name: 'android', path: '/system/framework/framework-res.apk' });
+    expect(pkgs).toContainEqual(
+      expect.objectContaining({ name: 'android', path: '/system/framework/framework-res.apk' }),
+    );
+    // -U: every package has its uid, apps from FIRST_APPLICATION_UID.
+    expect(pkgs.every((p) => p.uid?.length === 1 && (p.uid[0] as number) >= 10_000)).toBe(true);
   });
 
   it('push and pull keep bytes intact', async () => {

@@ -203,7 +203,7 @@ describe('sim adbd with the real adb client', () => {
     expect(r.stdout).toContain('Success');
     expect((await sh('pm list packages -3')).stdout.trim()).toBe('package:org.omie.user');
     expect((await sh('pm path org.omie.user')).stdout.trim()).toMatch(
-      /^package:\/data\/app\/org\.omie\.user-[\w-]+\/base\.apk$/,
+      /^package:\/data\/app\/~~[\w-]{22}==\/org\.omie\.user-[\w-]{22}==\/base\.apk$/,
     );
     const bad = join(dir, 'not-an.apk');
     writeFileSync(bad, 'nope');

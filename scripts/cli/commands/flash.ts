@@ -11,7 +11,7 @@ export function registerFlash(program: Command): void {
   program
     .command('flash')
     .description(
-      'flash a build (output directory or fastboot zip) safely: identity check first, inactive slot, fastbootd for logical partitions, verify, then switch slot',
+      'flash a build (output directory or fastboot zip) safely, in fastboot update order: identity check first, never the slot that last booted, fastbootd for logical partitions, every write verified',
     )
     .argument(
       '<build>',
@@ -39,6 +39,14 @@ export function registerFlash(program: Command): void {
     .option('--slot <slot>', 'slot to write: inactive (default), a, or b', 'inactive')
     .option('--wipe', 'erase userdata and metadata after flashing')
     .option('--lock', 'lock the bootloader after flashing')
+    .option(
+      '--disable-verity',
+      'set the hashtree-disabled flag in vbmeta images as they are flashed (as fastboot)',
+    )
+    .option(
+      '--disable-verification',
+      'set the verification-disabled flag in vbmeta images as they are flashed (as fastboot)',
+    )
     .option('--retries <n>', 'retries per partition after a dropped connection', '3')
     .option('--no-wait-adb', 'do not wait for Android to come back after the final reboot')
     .option('--check', 'after the device is back in Android, run `omie check --device` on it (needs --adb)')
@@ -52,10 +60,11 @@ export function registerFlash(program: Command): void {
       'after',
       `
 Nothing is written unless the device's product matches android-info.txt ("require board=") and its
-bootloader is unlocked. Physical partitions are written to the inactive slot, logical ones from
-fastbootd; the slot is switched only after every write has been read back (or size-checked where the
-device cannot read back). A dropped connection is retried per partition; re-running completes an
-interrupted flash. With --json, prints {"ok": true, "devices": [report…]}.`,
+bootloader is unlocked. The order is fastboot update's: firmware, boot-critical and other physical
+images to the target slot (default: the one that did not boot last), then - when the build has
+logical partitions - set_active, fastbootd, update-super and the logical images; otherwise the slot
+is switched after every write has been read back (or size-checked where the device cannot read
+back). A dropped connection is retried per partition; re-running completes an interrupted flash. With --json, prints {"ok": true, "devices": [report…]}.`,
     )
     .action(async (buildPath: string, o, cmd: Command) => {
       const json = globalOpts(cmd).json;
@@ -118,6 +127,8 @@ interrupted flash. With --json, prints {"ok": true, "devices": [report…]}.`,
           slot: o.slot,
           wipe: !!o.wipe,
           lock: !!o.lock,
+          disableVerity: !!o.disableVerity,
+          disableVerification: !!o.disableVerification,
           dryRun: !!o.dryRun,
           retries: Number(o.retries),
           noWaitAdb: o.waitAdb === false,

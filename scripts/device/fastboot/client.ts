@@ -27,6 +27,7 @@ import {
   writeSparse,
 } from './sparse.ts';
 import { TcpTransport } from './tcp.ts';
+import { parseGetvarAll, parseHexSizeVar, parseSlotVar, parseUintVar, parseYesNoVar } from './vars.ts';
 
 export interface FastbootClientOptions {
   /** Per-command timeout (ms) between device packets. Default 30 s; flash/erase get 5 min. */
@@ -106,53 +107,69 @@ export class FastbootClient {
     }
   }
 
-  /** `getvar all`: the INFO lines "name:value" (or "name:arg:value") as a map keyed by "name" / "name:arg". */
+  /**
+   * `getvar all`: the INFO lines as a map keyed by "name" / "name:arg" (bootloader "name: value"
+   * and fastbootd "name:arg:value" lines alike, see {@link parseGetvarAll}).
+   */
   async getvarAll(): Promise<Record<string, string>> {
     const r = await this.protocol.command('getvar:all', this.cmdOpts());
-    const out: Record<string, string> = {};
-    for (const line of r.info) {
-      const i = line.lastIndexOf(':');
-      if (i <= 0) continue;
-      out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
-    }
-    return out;
+    return parseGetvarAll(r.info);
   }
 
+  /**
+   * max-download-size as the real client reads it (decimal, or hex with "0x"). Unknown or
+   * unparsable means "no limit" there; we keep a sane cap so a download stays bounded.
+   */
   async maxDownloadSize(): Promise<number> {
     if (this.maxDownload === undefined) {
-      const v = await this.tryGetvar('max-download-size');
-      const n = v ? Number(v.startsWith('0x') || v.startsWith('0X') ? BigInt(v) : BigInt(`0x${v}`)) : 0;
-      // As the real client: unknown max-download-size means "no sparse limit"; keep a sane cap.
+      const n = parseUintVar(await this.tryGetvar('max-download-size')) ?? 0;
       this.maxDownload = n > 0 ? Math.min(n, 0xffffffff) : 512 << 20;
     }
     return this.maxDownload;
   }
 
+  /** Forgets cached device limits (after a reboot: bootloader and fastbootd differ). */
+  resetLimits(): void {
+    this.maxDownload = undefined;
+  }
+
+  /** The active slot letter ("a"), whether the device says "a" or "_a"; undefined when not A/B. */
+  async currentSlot(): Promise<string | undefined> {
+    return parseSlotVar(await this.tryGetvar('current-slot'));
+  }
+
+  /** slot-count as a number (0 when absent or unparsable: the real client then treats it as non-A/B). */
+  async slotCount(): Promise<number> {
+    return parseUintVar(await this.tryGetvar('slot-count')) ?? 0;
+  }
+
   async isUserspace(): Promise<boolean> {
-    return (await this.tryGetvar('is-userspace')) === 'yes';
+    return parseYesNoVar(await this.tryGetvar('is-userspace')) === true;
   }
 
   async isLogical(partition: string): Promise<boolean> {
-    return (await this.tryGetvar(`is-logical:${partition}`)) === 'yes';
+    return parseYesNoVar(await this.tryGetvar(`is-logical:${partition}`)) === true;
   }
 
-  /** partition-size in bytes, undefined if the device does not know the partition. */
+  /** partition-size in bytes (implicit hex, as fastboot's fb_fix_numeric_var); undefined if unknown. */
   async partitionSize(partition: string): Promise<number | undefined> {
-    const v = await this.tryGetvar(`partition-size:${partition}`);
-    if (!v) return undefined;
-    try {
-      return Number(BigInt(v.startsWith('0x') || v.startsWith('0X') ? v : `0x${v}`));
-    } catch {
-      return undefined;
-    }
+    return parseHexSizeVar(await this.tryGetvar(`partition-size:${partition}`));
   }
 
-  /** "boot" → "boot_a" when the device says has-slot:boot = yes; names with a suffix stay as they are. */
-  async resolveSlot(partition: string, slot?: 'a' | 'b'): Promise<string> {
-    if (/_[ab]$/.test(partition)) return partition;
-    if ((await this.tryGetvar(`has-slot:${partition}`)) !== 'yes') return partition;
-    const s = slot ?? (await this.getvar('current-slot')).replace(/^_/, '');
-    return `${partition}_${s}`;
+  /**
+   * "boot" → "boot_a" as fastboot's do_for_partition: only when has-slot:<p> is "yes" (a FAIL
+   * means "no"), with the requested slot or the current one. "vendor_boot:default" gets the suffix
+   * on its first token. "boot_a" stays as it is because no device has a "boot_a_a".
+   */
+  async resolveSlot(partition: string, slot?: string): Promise<string> {
+    const [base, ...rest] = partition.split(':');
+    if (parseYesNoVar(await this.tryGetvar(`has-slot:${base}`)) !== true) return partition;
+    const s = slot ? parseSlotVar(slot) : await this.currentSlot();
+    if (!s)
+      throw new TransportError(`cannot identify the current slot for ${partition}`, {
+        context: { partition, currentSlot: await this.tryGetvar('current-slot') },
+      });
+    return [`${base}_${s}`, ...rest].join(':');
   }
 
   /** Downloads `size` bytes of `path` starting at `offset`. */
@@ -317,6 +334,15 @@ export class FastbootClient {
     const superName = opts.superName ?? (await this.tryGetvar('super-partition-name')) ?? 'super';
     await this.downloadFile(imagePath);
     await this.command(`update-super:${superName}${opts.wipe ? ':wipe' : ''}`, 120_000);
+  }
+
+  /**
+   * Virtual A/B state from `getvar snapshot-update-status`: "none", "snapshotted", "merging" or
+   * "cancelled" (fastboot's CancelSnapshotIfNeeded reads this); undefined when the device has none.
+   */
+  async snapshotUpdateStatus(): Promise<string | undefined> {
+    const v = (await this.tryGetvar('snapshot-update-status'))?.trim();
+    return v ? v : undefined;
   }
 
   /** snapshot-update status (no argument), cancel, or merge. */

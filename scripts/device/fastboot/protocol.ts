@@ -63,8 +63,15 @@ export interface CommandResult {
   info: string[];
 }
 
-const MAX_RESPONSE = 256;
+/**
+ * Largest response packet read at once. The protocol caps responses at 256 bytes, but some
+ * bootloaders send longer OKAY/INFO payloads over TCP; a whole frame up to 64 KiB is one response
+ * (the AOSP client would split it at 256 and misread the rest as a new status).
+ */
+const MAX_RESPONSE = 64 * 1024;
 const MAX_COMMAND = 4096;
+/** Zero-length packets tolerated while waiting for one response (a device looping on them is broken). */
+const MAX_EMPTY_PACKETS = 16;
 
 export class FastbootProtocol {
   constructor(readonly transport: FastbootTransport) {}
@@ -142,8 +149,11 @@ export class FastbootProtocol {
     opts: CommandOptions,
   ): Promise<{ kind: 'OKAY'; result: CommandResult } | { kind: 'DATA'; size: number }> {
     const info: string[] = [];
+    let empty = 0;
     for (;;) {
-      const pkt = await this.withTimeout(this.transport.read(MAX_RESPONSE * 16), opts.timeoutMs, cmd);
+      const pkt = await this.withTimeout(this.transport.read(MAX_RESPONSE), opts.timeoutMs, cmd);
+      // A zero-length packet is USB framing (a device terminating a transfer), not a response.
+      if (pkt.length === 0 && ++empty <= MAX_EMPTY_PACKETS) continue;
       if (pkt.length < 4)
         throw new TransportError(`short fastboot response (${pkt.length} bytes) to ${redact(cmd)}`);
       const kind = pkt.subarray(0, 4).toString('latin1');

@@ -23,18 +23,30 @@ export interface BulkPipes {
 }
 
 export class UsbTransport implements FastbootTransport {
+  /**
+   * @param maxPacketSize the bulk OUT endpoint's wMaxPacketSize (64 full speed, 512 high speed,
+   *   1024 super speed). A command whose length is a multiple of it is followed by a zero-length
+   *   packet, as the Windows/macOS host tools do: the device reads commands into a larger buffer
+   *   and only a short (or empty) packet tells it the command is complete.
+   */
   constructor(
     private readonly pipes: BulkPipes,
     readonly serial = '',
+    readonly maxPacketSize = 512,
   ) {}
 
   async write(data: Buffer): Promise<void> {
     if (data.length === 0) return;
     for (let o = 0; o < data.length; o += USB_MAX_TRANSFER)
       await this.pipes.out(data.subarray(o, Math.min(data.length, o + USB_MAX_TRANSFER)));
+    if (this.maxPacketSize > 0 && data.length % this.maxPacketSize === 0)
+      await this.pipes.out(Buffer.alloc(0));
   }
 
-  /** Download data arrives as several buffers: coalesce into transfers of up to USB_MAX_TRANSFER. */
+  /**
+   * Download data arrives as several buffers: coalesce into transfers of up to USB_MAX_TRANSFER.
+   * No zero-length packet here: the device knows the exact size from DATA%08x and reads just that.
+   */
   async writeFrame(parts: Buffer[]): Promise<void> {
     let pending: Buffer[] = [];
     let len = 0;
@@ -176,5 +188,5 @@ async function openInterface(dev: UsbModule, ifaceNo: number, serial: string): P
       dev.close();
     },
   };
-  return new UsbTransport(pipes, serial);
+  return new UsbTransport(pipes, serial, Number(epOut.descriptor?.wMaxPacketSize) || 512);
 }
