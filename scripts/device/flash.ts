@@ -22,12 +22,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { EnvironmentError, InputError, OmieError, VerificationError } from '../errors.ts';
 import { FOOTER_SIZE, hasFooterMagic } from '../formats/avb/footer.ts';
-import {
-  type AndroidInfo,
-  extractFactoryImage,
-  parseAndroidInfo,
-  readFactoryZip,
-} from '../formats/factory-zip.ts';
+import { type AndroidInfo, openFactoryZip, parseAndroidInfo } from '../formats/factory-zip.ts';
 import { readSuper } from '../formats/super/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import { FastbootClient } from './fastboot/client.ts';
@@ -57,12 +52,16 @@ export async function openBuild(path: string): Promise<BuildInput> {
     dir = await mkdtemp(join(tmpdir(), 'omie-flash-'));
     cleanup = () => rm(dir, { recursive: true, force: true });
     try {
-      // Fastboot zips and Pixel-style factory zips (nested image-*.zip) alike.
-      const z = await readFactoryZip(path);
-      if (!z.androidInfo) throw new InputError(`${path} has no android-info.txt`, { code: 'FLASH_INPUT' });
-      await writeFile(join(dir, 'android-info.txt'), formatRequirements(z.androidInfo));
-      for (const img of z.images)
-        await extractFactoryImage(path, img.entry, join(dir, `${img.partition}.img`));
+      // Fastboot zips and Pixel-style factory zips (nested image-*.zip, inflated once) alike.
+      const z = await openFactoryZip(path, { tmpDir: dir });
+      try {
+        if (!z.info.androidInfo)
+          throw new InputError(`${path} has no android-info.txt`, { code: 'FLASH_INPUT' });
+        await writeFile(join(dir, 'android-info.txt'), formatRequirements(z.info.androidInfo));
+        for (const img of z.info.images) await z.extract(img.entry, join(dir, `${img.partition}.img`));
+      } finally {
+        await z.close();
+      }
     } catch (e) {
       await cleanup();
       throw e;

@@ -4,8 +4,8 @@
  * (build.prop files layered over the device profile's defaults and the boot-time ro.boot.* values)
  * and the installed packages (APKs found on those partitions).
  *
- * Partition images are read offline: ext4 with `debugfs -R 'rdump / DIR'`, erofs with
- * `fsck.erofs --extract=DIR` (scripts/fs extractErofs), into `STATE/.cache/fs/<partition>_<slot>/<identity>` where identity
+ * Partition images are read offline with the kit's filesystem readers (scripts/fs: ext4 through
+ * debugfs rdump, erofs in TypeScript), into `STATE/.cache/fs/<partition>_<slot>/<identity>` where identity
  * is a hash of the image file's inode, size, mtime and first MiB (commitPartition renames a new
  * file in, so a new flash always gets a new identity). A partition with no recognisable filesystem
  * (fresh zero-filled sim) is absent, and the device falls back to the profile's defaults.
@@ -20,8 +20,7 @@ import { parseManifest } from '../formats/apk/manifest.ts';
 import { ZipArchive } from '../formats/apk/zip.ts';
 import { parseVbmetaHeader, VBMETA_HEADER_SIZE, vbmetaBlobSize } from '../formats/avb/vbmeta.ts';
 import { extractErofs, isErofs } from '../fs/erofs.ts';
-import { isExt4 } from '../fs/ext4.ts';
-import { runTool } from '../host/tools.ts';
+import { Ext4Reader, isExt4 } from '../fs/ext4.ts';
 import type { DeviceJson, Slot } from './state.ts';
 
 /** What the view needs from SimState. */
@@ -522,8 +521,11 @@ async function extract(fs: 'ext4' | 'erofs', img: string, base: string, out: str
   const root = join(tmp, 'root');
   await mkdir(root, { recursive: true });
   if (fs === 'ext4') {
-    const r = await runTool('debugfs', ['-R', `rdump / ${root}`, img], { reject: false });
-    if (r.exitCode !== 0) return null;
+    try {
+      await new Ext4Reader(img).extractTree('/', root); // rdump, with inline_data files cut to size
+    } catch {
+      return null;
+    }
   } else {
     try {
       await extractErofs(img, root);
