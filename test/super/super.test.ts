@@ -408,6 +408,19 @@ describe('sparse super written directly from the layout', () => {
     expect(inCache.every((r) => r.type === 'fill')).toBe(true);
   });
 
+  it('refuses a device of more than 2^32 blocks before writing anything', async () => {
+    const huge = (0xffffffff + 1) * 4096;
+    const l = layout({
+      blockDevices: [{ name: 'super', size: huge }],
+      partitions: [{ name: 'system', group: 'omie_dynamic_partitions', size: MiB }],
+    });
+    const out = join(sd, 'huge.simg');
+    const e = await buildSuper(l, out, { sparse: true }).catch((x) => x);
+    expect(e).toBeInstanceOf(InputError);
+    expect(String(e.message)).toMatch(/more than 2\^32/);
+    await expect(stat(out)).rejects.toThrow();
+  });
+
   it('refuses an extent not aligned to the block size with a typed error and leaves no file', async () => {
     const l = layout({ blockDevices: [{ name: 'super', size: 64 * MiB, alignmentOffset: 512 }] });
     const out = join(sd, 'unaligned.simg');

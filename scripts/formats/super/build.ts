@@ -328,6 +328,15 @@ async function writeSparseSuper(
   const g = plan.geometry;
   const bs = g.logicalBlockSize;
   const metaEnd = backupMetadataOffset(g, g.metadataSlotCount);
+  // total_blks is a u32: refuse before writing anything rather than after.
+  if (deviceSize / bs > 0xffffffff)
+    bad(
+      `block device of ${deviceSize} bytes has more than 2^32 ${bs}-byte blocks: too large for a sparse image`,
+      {
+        size: deviceSize,
+        blockSize: bs,
+      },
+    );
   const spans: SuperSpan[] = [];
   for (const p of plan.placements) {
     let imageOffset = 0;
