@@ -626,6 +626,206 @@ export interface SparseWriteResult {
 }
 
 /**
+ * Streams an Android sparse image out chunk by chunk, given its expanded content in order:
+ * block-aligned buffers (classified: blocks whose 32-bit words are all equal become FILL,
+ * others RAW, equal neighbours merged into one chunk as img2simg does), explicit FILL runs and
+ * DONT_CARE runs. Data buffers are written before `append` resolves, so callers may reuse them;
+ * the file header (which needs the chunk count) is written by `finish`.
+ */
+export class SparseStreamWriter {
+  private outPos = SPARSE_HEADER_SIZE;
+  private chunks = 0;
+  private blocks = 0;
+  private iov: Buffer[] = [];
+  private iovBytes = 0;
+  // Open run: kind 0 none, 1 data, 2 fill (runValue), 3 dontCare.
+  private runKind = 0;
+  private runValue = 0;
+  private runBlocks = 0;
+  private runHeader: Buffer | undefined;
+  private runHeaderPos = 0;
+  private runHeaderFlushed = false;
+  private readonly maxRunBlocks: number;
+
+  private constructor(
+    private readonly out: FileHandle,
+    readonly blockSize: number,
+  ) {
+    this.maxRunBlocks = Math.floor(MAX_CHUNK_BYTES / blockSize);
+  }
+
+  static async create(path: string, blockSize = 4096): Promise<SparseStreamWriter> {
+    checkBlockSize(blockSize);
+    return new SparseStreamWriter(await open(path, 'w'), blockSize);
+  }
+
+  /** Expanded bytes written so far (always a multiple of the block size). */
+  get rawOffset(): number {
+    return this.blocks * this.blockSize;
+  }
+
+  /**
+   * Appends whole blocks (`buf.length` must be a multiple of the block size). `zeroAsDontCare`
+   * (given each block's raw offset) turns all-zero blocks into DONT_CARE instead of FILL 0;
+   * `allData` writes every block as RAW (img2simg's padded last partial block).
+   */
+  async append(
+    buf: Buffer,
+    opts: { zeroAsDontCare?: (rawOffset: number) => boolean; allData?: boolean } = {},
+  ): Promise<void> {
+    const bs = this.blockSize;
+    if (buf.length % bs !== 0)
+      throw new InputError(`sparse writer: ${buf.length} bytes is not a whole number of ${bs}-byte blocks`, {
+        code: 'SPARSE_UNALIGNED',
+      });
+    if (buf.byteOffset % 4 !== 0) {
+      // Classification reads 32-bit words: work on an aligned copy.
+      const aligned = Buffer.allocUnsafeSlow(buf.length);
+      buf.copy(aligned);
+      buf = aligned;
+    }
+    const u32 = new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
+    const nBlocks = buf.length / bs;
+    const base = this.rawOffset;
+    let dataStart = -1; // start in buf of the pending data slice of the open data run
+    for (let b = 0; b < nBlocks; b++) {
+      const off = b * bs;
+      const v = opts.allData ? -1 : classify(buf, u32, off, bs);
+      const kind = v === -1 ? 1 : v === 0 && opts.zeroAsDontCare?.(base + off) ? 3 : 2;
+      if (!this.extend(kind, v, 1)) {
+        if (dataStart >= 0) {
+          this.push(buf.subarray(dataStart, off));
+          dataStart = -1;
+        }
+        await this.open(kind, v, 1);
+      }
+      if (kind === 1 && dataStart < 0) dataStart = off;
+    }
+    if (dataStart >= 0) this.push(buf.subarray(dataStart, nBlocks * bs));
+    this.blocks += nBlocks;
+    // The data slices point into buf: write them before the caller reuses it.
+    await this.flush();
+  }
+
+  /** Appends `blocks` blocks of the 32-bit little-endian `value` repeated (FILL). */
+  async fill(blocks: number, value: number): Promise<void> {
+    await this.run(2, value >>> 0, blocks);
+  }
+
+  /** Appends `blocks` blocks the reader leaves untouched (DONT_CARE; zeros once expanded). */
+  async skip(blocks: number): Promise<void> {
+    await this.run(3, 0, blocks);
+  }
+
+  /** Closes the last chunk, writes the file header; returns what was written. Closes the file. */
+  async finish(): Promise<SparseWriteResult> {
+    try {
+      await this.closeRun();
+      await this.flush();
+      if (this.blocks > 0xffffffff)
+        throw new InputError(`image too large for sparse format: ${this.rawOffset} bytes`, {
+          code: 'SPARSE_TOO_LARGE',
+        });
+      await writeAll(this.out, fileHeader(this.blockSize, this.blocks, this.chunks), 0);
+      await this.out.truncate(this.outPos);
+      return { blockSize: this.blockSize, totalBlocks: this.blocks, chunks: this.chunks, size: this.outPos };
+    } finally {
+      await this.out.close();
+    }
+  }
+
+  /** Closes the file without finishing it (on error). */
+  async abort(): Promise<void> {
+    await this.out.close();
+  }
+
+  private async run(kind: number, value: number, blocks: number): Promise<void> {
+    let left = blocks;
+    while (left > 0) {
+      const room =
+        this.runKind === kind && (kind !== 2 || value === this.runValue)
+          ? this.maxRunBlocks - this.runBlocks
+          : 0;
+      if (room > 0) {
+        const n = Math.min(room, left);
+        this.runBlocks += n;
+        left -= n;
+      } else {
+        const n = Math.min(this.maxRunBlocks, left);
+        await this.open(kind, value, n);
+        left -= n;
+      }
+    }
+    this.blocks += blocks;
+    if (this.iovBytes >= IO_SIZE) await this.flush();
+  }
+
+  /** Grows the open run by n blocks when it has the same kind (and fill value) and room. */
+  private extend(kind: number, value: number, n: number): boolean {
+    if (
+      kind !== this.runKind ||
+      (kind === 2 && value !== this.runValue) ||
+      this.runBlocks + n > this.maxRunBlocks
+    )
+      return false;
+    this.runBlocks += n;
+    return true;
+  }
+
+  private async open(kind: number, value: number, n: number): Promise<void> {
+    await this.closeRun();
+    this.runKind = kind;
+    this.runValue = value;
+    this.runBlocks = n;
+    if (kind === 1) {
+      this.runHeader = chunkHeader(CHUNK_RAW, 0, 0);
+      this.runHeaderPos = this.outPos + this.iovBytes;
+      this.runHeaderFlushed = false;
+      this.push(this.runHeader);
+    }
+  }
+
+  private async closeRun(): Promise<void> {
+    const bs = this.blockSize;
+    if (this.runKind === 1) {
+      this.runHeader!.writeUInt32LE(this.runBlocks, 4);
+      this.runHeader!.writeUInt32LE(CHUNK_HEADER_SIZE + this.runBlocks * bs, 8);
+      if (this.runHeaderFlushed) await writeAll(this.out, this.runHeader!, this.runHeaderPos);
+    } else if (this.runKind === 2) {
+      const b = Buffer.alloc(CHUNK_HEADER_SIZE + 4);
+      chunkHeader(CHUNK_FILL, this.runBlocks, CHUNK_HEADER_SIZE + 4).copy(b);
+      b.writeUInt32LE(this.runValue, CHUNK_HEADER_SIZE);
+      this.push(b);
+    } else if (this.runKind === 3) {
+      this.push(chunkHeader(CHUNK_DONT_CARE, this.runBlocks, CHUNK_HEADER_SIZE));
+    }
+    if (this.runKind !== 0) this.chunks++;
+    this.runKind = 0;
+    this.runBlocks = 0;
+  }
+
+  private push(b: Buffer): void {
+    this.iov.push(b);
+    this.iovBytes += b.length;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.iov.length === 0) return;
+    const list = this.iov;
+    const bytes = this.iovBytes;
+    this.iov = [];
+    this.iovBytes = 0;
+    // An open data run's header is now on disk: closing the run must patch it in place.
+    if (this.runKind === 1) this.runHeaderFlushed = true;
+    // writev may write partially; finish with plain writes.
+    const r = await this.out.writev(list, this.outPos);
+    if (r.bytesWritten < bytes)
+      await writeAll(this.out, Buffer.concat(list).subarray(r.bytesWritten), this.outPos + r.bytesWritten);
+    this.outPos += bytes;
+  }
+}
+
+/**
  * Converts a raw image to a sparse one like `img2simg in out [block_size]`: each block whose
  * 32-bit words are all equal becomes FILL (merged with equal neighbours), other blocks RAW
  * (merged), a trailing partial block is RAW padded with zeros. Byte-identical to img2simg's
@@ -639,78 +839,23 @@ export async function rawToSparse(
   const bs = opts.blockSize ?? 4096;
   checkBlockSize(bs);
   const { fh: inp, size } = await openRead(inPath);
-  const out = await open(outPath, 'w');
+  let w: SparseStreamWriter | undefined;
   try {
-    const totalBlocks = Math.ceil(size / bs);
-    if (totalBlocks > 0xffffffff)
+    if (Math.ceil(size / bs) > 0xffffffff)
       throw new InputError(`image too large for sparse format: ${size} bytes`, { code: 'SPARSE_TOO_LARGE' });
+    w = await SparseStreamWriter.create(outPath, bs);
     const bufSize = Math.max(bs, Math.floor(IO_SIZE / bs) * bs);
     const bufs = [Buffer.allocUnsafeSlow(bufSize), Buffer.allocUnsafeSlow(bufSize)];
-    const views = bufs.map((b) => new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2));
-    const maxRunBlocks = Math.floor(MAX_CHUNK_BYTES / bs);
     const zeroOpt = opts.zeroAsDontCare;
-    const zeroSkip = typeof zeroOpt === 'function' ? zeroOpt : () => zeroOpt === true;
-
-    let outPos = SPARSE_HEADER_SIZE;
-    let chunks = 0;
-    let iov: Buffer[] = [];
-    let iovBytes = 0;
-    const push = (b: Buffer) => {
-      iov.push(b);
-      iovBytes += b.length;
-    };
-    // Current run: kind 0 none, 1 data, 2 fill (value runValue), 3 skip.
-    let runKind = 0;
-    let runValue = 0;
-    let runBlocks = 0;
-    let runHeader: Buffer | undefined;
-    let runHeaderPos = 0;
-    let runHeaderFlushed = false;
-    const closeRun = async () => {
-      if (runKind === 1) {
-        runHeader!.writeUInt32LE(runBlocks, 4);
-        runHeader!.writeUInt32LE(CHUNK_HEADER_SIZE + runBlocks * bs, 8);
-        if (runHeaderFlushed) await writeAll(out, runHeader!, runHeaderPos);
-      } else if (runKind === 2) {
-        const b = Buffer.alloc(CHUNK_HEADER_SIZE + 4);
-        chunkHeader(CHUNK_FILL, runBlocks, CHUNK_HEADER_SIZE + 4).copy(b);
-        b.writeUInt32LE(runValue, CHUNK_HEADER_SIZE);
-        push(b);
-      } else if (runKind === 3) {
-        push(chunkHeader(CHUNK_DONT_CARE, runBlocks, CHUNK_HEADER_SIZE));
-      }
-      if (runKind !== 0) chunks++;
-      runKind = 0;
-      runBlocks = 0;
-    };
-    const flush = async () => {
-      if (iov.length === 0) return;
-      const list = iov;
-      const bytes = iovBytes;
-      iov = [];
-      iovBytes = 0;
-      if (runKind === 1 && runHeader && !runHeaderFlushed) runHeaderFlushed = true;
-      let written = 0;
-      // writev may write partially; finish with plain writes.
-      const r = await out.writev(list, outPos);
-      written = r.bytesWritten;
-      if (written < bytes) {
-        const rest = Buffer.concat(list).subarray(written);
-        await writeAll(out, rest, outPos + written);
-      }
-      outPos += bytes;
-    };
-
+    const zeroAsDontCare = typeof zeroOpt === 'function' ? zeroOpt : zeroOpt ? () => true : undefined;
     let cur = 0;
     let filePos = 0;
     let pending =
       size > 0 ? readFully(inp, bufs[0].subarray(0, Math.min(bufSize, size)), 0) : Promise.resolve(0);
-    let block = 0;
     while (filePos < size) {
       const n = await pending;
       if (n === 0) throw new InputError(`${inPath} shrank while reading`, { code: 'SHORT_READ' });
       const buf = bufs[cur];
-      const u32 = views[cur];
       const nextPos = filePos + n;
       // Read ahead into the other buffer while this one is classified and written.
       const other = 1 - cur;
@@ -718,51 +863,24 @@ export async function rawToSparse(
         nextPos < size
           ? readFully(inp, bufs[other].subarray(0, Math.min(bufSize, size - nextPos)), nextPos)
           : Promise.resolve(0);
-      const nBlocks = Math.ceil(n / bs);
-      if (n % bs !== 0) buf.fill(0, n, nBlocks * bs);
-      let dataStart = -1; // start offset in buf of the pending data slice of the open data run
-      for (let b = 0; b < nBlocks; b++) {
-        const off = b * bs;
-        const partial = off + bs > n;
-        const v = partial ? -1 : classify(buf, u32, off, bs);
-        const kind = v === -1 ? 1 : v === 0 && zeroSkip(filePos + off) ? 3 : 2;
-        if (kind === runKind && (kind !== 2 || v === runValue) && runBlocks < maxRunBlocks) {
-          runBlocks++;
-        } else {
-          if (dataStart >= 0) {
-            push(buf.subarray(dataStart, off));
-            dataStart = -1;
-          }
-          await closeRun();
-          runKind = kind;
-          runValue = v;
-          runBlocks = 1;
-          if (kind === 1) {
-            runHeader = chunkHeader(CHUNK_RAW, 0, 0);
-            runHeaderPos = outPos + iovBytes;
-            runHeaderFlushed = false;
-            push(runHeader);
-          }
-        }
-        if (kind === 1 && dataStart < 0) dataStart = off;
+      const whole = n - (n % bs);
+      if (whole > 0) await w.append(buf.subarray(0, whole), { zeroAsDontCare });
+      if (whole < n) {
+        // img2simg pads the last partial block with zeros and keeps it RAW.
+        buf.fill(0, n, whole + bs);
+        await w.append(buf.subarray(whole, whole + bs), { allData: true });
       }
-      if (dataStart >= 0) push(buf.subarray(dataStart, nBlocks * bs));
-      block += nBlocks;
-      // The data slices point into buf: write them before buf is read into again.
-      await flush();
       filePos = nextPos;
       cur = other;
       opts.onProgress?.({ stage: 'raw to sparse', done: filePos, total: size, unit: 'bytes' });
     }
     await pending;
-    await closeRun();
-    await flush();
-    await writeAll(out, fileHeader(bs, totalBlocks, chunks), 0);
-    await out.truncate(outPos);
-    return { blockSize: bs, totalBlocks: block, chunks, size: outPos };
+    const r = await w.finish();
+    w = undefined;
+    return r;
   } finally {
     await inp.close();
-    await out.close();
+    await w?.abort();
   }
 }
 

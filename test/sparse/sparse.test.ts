@@ -15,6 +15,7 @@ import {
   rawToSparse,
   readSparse,
   SparseImage,
+  SparseStreamWriter,
   sparseToRaw,
   splitSparse,
 } from '../../scripts/formats/sparse.ts';
@@ -279,6 +280,72 @@ describe('raw → sparse', () => {
         name,
       ).toBe(true);
     }
+  });
+});
+
+describe('streaming writer', () => {
+  it('random append/fill/skip sequences expand (simg2img) to the expected bytes, chunks merged', async () => {
+    for (let seed = 1; seed <= 6; seed++) {
+      const rnd = prng(seed);
+      const bs = seed % 2 ? 4096 : 1024;
+      const out = join(dir, `stream-${seed}.simg`);
+      const w = await SparseStreamWriter.create(out, bs);
+      const parts: Buffer[] = [];
+      let expectChunksAtMost = 0;
+      for (let op = 0; op < 40; op++) {
+        const blocks = 1 + Math.floor(rnd() * 5);
+        const r = rnd();
+        if (r < 0.4) {
+          // Data with zero and patterned blocks mixed in, some at an odd byteOffset.
+          const b = Buffer.alloc(blocks * bs);
+          for (let k = 0; k < blocks; k++) {
+            const t = rnd();
+            if (t < 0.5) randomBytes(seed * 1000 + op * 10 + k, bs).copy(b, k * bs);
+            else if (t < 0.75) b.fill(0xab, k * bs, (k + 1) * bs);
+          }
+          const odd = Buffer.alloc(b.length + 1);
+          b.copy(odd, 1);
+          await w.append(rnd() < 0.5 ? b : odd.subarray(1), { zeroAsDontCare: (o) => (o / bs) % 3 === 0 });
+          // DONT_CARE zero blocks expand to zeros as well.
+          parts.push(b);
+          expectChunksAtMost += blocks;
+        } else if (r < 0.7) {
+          const v = rnd() < 0.5 ? 0 : 0x01020304;
+          await w.fill(blocks, v);
+          const b = Buffer.alloc(blocks * bs);
+          if (v) for (let i = 0; i < b.length; i += 4) b.writeUInt32LE(v, i);
+          parts.push(b);
+          expectChunksAtMost++;
+        } else {
+          await w.skip(blocks);
+          parts.push(Buffer.alloc(blocks * bs));
+          expectChunksAtMost++;
+        }
+      }
+      const want = Buffer.concat(parts);
+      const res = await w.finish();
+      expect(res.totalBlocks * bs).toBe(want.length);
+      expect(res.size).toBe((await stat(out)).size);
+      expect(res.chunks).toBeLessThanOrEqual(expectChunksAtMost);
+      const back = join(dir, `stream-${seed}.raw`);
+      await execa('simg2img', [out, back]);
+      expect(readFileSync(back).equals(want), `seed ${seed}`).toBe(true);
+      // Neighbouring runs of one kind merge: no two adjacent chunks of the same kind and value.
+      const img = await SparseImage.open(out);
+      await img.close();
+      for (let i = 1; i < img.chunks.length; i++) {
+        const a = img.chunks[i - 1];
+        const b = img.chunks[i];
+        const same = a.type === b.type && (a.type !== 'fill' || a.fillValue === b.fillValue);
+        expect(same, `seed ${seed} chunk ${i}`).toBe(false);
+      }
+    }
+  });
+
+  it('rejects a buffer that is not whole blocks with a typed error', async () => {
+    const w = await SparseStreamWriter.create(join(dir, 'stream-bad.simg'), 4096);
+    await expect(w.append(Buffer.alloc(100))).rejects.toBeInstanceOf(InputError);
+    await w.abort();
   });
 });
 

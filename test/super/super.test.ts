@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError, InputError, OmieError } from '../../scripts/errors.ts';
+import { rawToSparse } from '../../scripts/formats/sparse.ts';
 import {
   buildSuper,
   buildSuperEmpty,
@@ -270,6 +271,163 @@ describe('buildSuper → readSuper → extractPartition', () => {
     expect(info.metadata.header.headerSize).toBe(128);
     expect(info.virtualAB).toBe(false);
     expect(info.slot).toBe(1);
+  });
+});
+
+/**
+ * What the sparse path did before it wrote sparse directly: the raw super, then rawToSparse with
+ * zeros inside the metadata region and partitions kept as FILL, DONT_CARE elsewhere.
+ */
+async function sparseViaRaw(l: SuperLayout, raw: string, out: string): Promise<void> {
+  const { plan } = await buildSuper(l, raw);
+  const ranges = plan.placements.flatMap((p) => p.extents);
+  const metaEnd = 4096 + (4096 + plan.geometry.metadataMaxSize * plan.geometry.metadataSlotCount) * 2;
+  await rawToSparse(raw, out, {
+    blockSize: plan.geometry.logicalBlockSize,
+    zeroAsDontCare: (o) =>
+      !(o < metaEnd ? o >= 4096 : ranges.some((r) => o >= r.offset && o < r.offset + r.size)),
+  });
+}
+
+describe('sparse super written directly from the layout', () => {
+  const sd = workDir('super-sparse');
+  let oddImg: string;
+  // A/B, two groups, 256 KiB alignment with an offset, a metadata size that is not a whole
+  // number of blocks, a partition larger than its image, one with an image of a partial last
+  // block, one with no image at all.
+  const twoGroups = (): SuperLayout =>
+    expandAbLayout({
+      blockDevices: [{ name: 'super', size: 40 * MiB, alignment: 256 * 1024, alignmentOffset: 8192 }],
+      groups: [
+        { name: 'main', maxSize: 16 * MiB },
+        { name: 'extra', maxSize: 4 * MiB },
+      ],
+      partitions: [
+        { name: 'system', group: 'main', imagePath: systemSparse, readonly: true },
+        { name: 'vendor', group: 'main', imagePath: vendorImg, size: 4 * MiB, readonly: true },
+        { name: 'odm', group: 'extra', imagePath: oddImg, size: 64 * 1024, readonly: true },
+        { name: 'product', group: 'extra', imagePath: productImg, readonly: true },
+        { name: 'cache', group: 'extra', size: MiB },
+      ],
+      // 3 x 5120-byte copies: the region ends mid-block (4096 + 2 x (4096 + 15360) = 43008).
+      metadataSlots: 3,
+      metadataMaxSize: 5000,
+    });
+
+  beforeAll(() => {
+    oddImg = join(sd, 'odm.img');
+    writeFileSync(oddImg, randomBytes(77, 10_000));
+  });
+
+  for (const [name, make] of [
+    ['sample A/B layout (virtual A/B, 3 slots)', () => expandAbLayout(layout())],
+    ['A/B two-group layout with alignment offset and odd metadata size', twoGroups],
+  ] as const) {
+    it(`${name}: simg2img gives the raw super byte for byte, our reader reads it in place`, async () => {
+      const l = make();
+      const tag = name.startsWith('sample') ? 'sample' : 'two-groups';
+      const raw = join(sd, `${tag}.raw`);
+      const sparse = join(sd, `${tag}.simg`);
+      const r = await buildSuper(l, sparse, { sparse: true });
+      await buildSuper(l, raw);
+      const back = join(sd, `${tag}.back`);
+      await execa('simg2img', [sparse, back]);
+      expect((await stat(back)).size).toBe(l.blockDevices[0].size);
+      expect(await sha256File(back)).toBe(await sha256File(raw));
+      expect(r.size).toBe((await stat(sparse)).size);
+      // total_blks covers the whole device; only images and metadata cost space.
+      const head = await readAt(sparse, 0, 28);
+      expect(head.readUInt32LE(16)).toBe(l.blockDevices[0].size / 4096);
+      expect(r.size).toBeLessThan(12 * MiB);
+      const info = await readSuper(sparse);
+      expect(info.sparse).toBe(true);
+      for (const [part, img] of [
+        ['system_a', systemImg],
+        ['product_a', productImg],
+      ]) {
+        const x = join(sd, `${tag}.${part}`);
+        await extractPartition(sparse, part, x);
+        const want = await sha256File(img);
+        // extractPartition yields the whole partition: compare the image's length of it.
+        const got = createHash('sha256')
+          .update(readFileSync(x).subarray(0, (await stat(img)).size))
+          .digest('hex');
+        expect(got, part).toBe(want);
+      }
+    });
+
+    it(`${name}: same bytes as the raw-then-convert path, and deterministic`, async () => {
+      const l = make();
+      const tag = name.startsWith('sample') ? 'sample' : 'two-groups';
+      const a = join(sd, `${tag}.det1.simg`);
+      const b = join(sd, `${tag}.det2.simg`);
+      await buildSuper(l, a, { sparse: true });
+      await buildSuper(l, b, { sparse: true });
+      const ref = join(sd, `${tag}.ref.simg`);
+      await sparseViaRaw(l, join(sd, `${tag}.ref.raw`), ref);
+      const da = await sha256File(a);
+      expect(await sha256File(b)).toBe(da);
+      expect(await sha256File(ref)).toBe(da);
+    });
+  }
+
+  it('uses DONT_CARE outside partitions and FILL 0 for partition space past an image (simg_dump)', async () => {
+    const l = twoGroups();
+    const sparse = join(sd, 'chunks.simg');
+    const { plan } = await buildSuper(l, sparse, { sparse: true });
+    const { stdout } = await execa('simg_dump', ['-v', sparse]);
+    // simg_dump -v rows: chunk, input offset, input bytes, output block, output blocks, type.
+    const rows = stdout
+      .split('\n')
+      .map((line) => /^\s*\d+\s+\d+\s+\d+\s+(\d+)\s+(\d+)\s+(\S.*)$/.exec(line))
+      .filter((m) => m !== null)
+      .map((m) => ({
+        type: m[3].startsWith('Raw')
+          ? 'raw'
+          : m[3].startsWith('Fill')
+            ? 'fill'
+            : m[3].startsWith("Don't")
+              ? 'skip'
+              : m[3],
+        start: Number(m[1]),
+        blocks: Number(m[2]),
+      }));
+    expect(rows.length).toBeGreaterThan(5);
+    expect(rows[0]).toMatchObject({ type: 'skip', start: 0, blocks: 1 });
+    const last = rows[rows.length - 1];
+    expect(last.type).toBe('skip');
+    expect(rows.every((r) => ['raw', 'fill', 'skip'].includes(r.type))).toBe(true);
+    expect(last.start + last.blocks).toBe(l.blockDevices[0].size / 4096);
+    // The 1 MiB cache partition has no image: one FILL 0 chunk exactly over its extent.
+    const cache = plan.placements.find((p) => p.name === 'cache_a')!.extents[0];
+    const cacheStart = cache.offset / 4096;
+    const inCache = rows.filter(
+      (r) => r.start < cacheStart + cache.size / 4096 && r.start + r.blocks > cacheStart,
+    );
+    expect(inCache.length).toBeGreaterThan(0);
+    expect(inCache.every((r) => r.type === 'fill')).toBe(true);
+  });
+
+  it('refuses a device of more than 2^32 blocks before writing anything', async () => {
+    const huge = (0xffffffff + 1) * 4096;
+    const l = layout({
+      blockDevices: [{ name: 'super', size: huge }],
+      partitions: [{ name: 'system', group: 'omie_dynamic_partitions', size: MiB }],
+    });
+    const out = join(sd, 'huge.simg');
+    const e = await buildSuper(l, out, { sparse: true }).catch((x) => x);
+    expect(e).toBeInstanceOf(InputError);
+    expect(String(e.message)).toMatch(/more than 2\^32/);
+    await expect(stat(out)).rejects.toThrow();
+  });
+
+  it('refuses an extent not aligned to the block size with a typed error and leaves no file', async () => {
+    const l = layout({ blockDevices: [{ name: 'super', size: 64 * MiB, alignmentOffset: 512 }] });
+    const out = join(sd, 'unaligned.simg');
+    const e = await buildSuper(l, out, { sparse: true }).catch((x) => x);
+    expect(e).toBeInstanceOf(InputError);
+    expect(String(e.message)).toMatch(/not aligned to the 4096-byte block size/);
+    await expect(stat(out)).rejects.toThrow();
   });
 });
 

@@ -1,7 +1,7 @@
 import { open, rm } from 'node:fs/promises';
 import { InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
-import { openImage, rawToSparse } from '../sparse.ts';
+import { openImage, SparseStreamWriter } from '../sparse.ts';
 import {
   backupGeometryOffset,
   backupMetadataOffset,
@@ -253,9 +253,12 @@ export async function buildSuper(
   opts: { sparse?: boolean; onProgress?: ProgressFn } = {},
 ): Promise<SuperBuildResult> {
   const plan = await planSuper(layout);
-  const rawPath = opts.sparse ? `${outPath}.raw-tmp` : outPath;
   const size = layout.blockDevices[0].size;
-  const out = await open(rawPath, 'w');
+  if (opts.sparse) {
+    const r = await writeSparseSuper(plan, size, outPath, opts.onProgress);
+    return { path: outPath, sparse: true, size: r.size, plan };
+  }
+  const out = await open(outPath, 'w');
   try {
     await out.truncate(size);
     const geo = serializeGeometry(plan.geometry);
@@ -292,28 +295,143 @@ export async function buildSuper(
         await img.close();
       }
     }
-  } catch (e) {
-    if (opts.sparse) await rm(rawPath, { force: true });
-    throw e;
   } finally {
     await out.close();
   }
-  if (!opts.sparse) return { path: outPath, sparse: false, size, plan };
-  // Inside partitions zeros stay FILL (the filesystem may rely on them); elsewhere DONT_CARE.
-  const ranges = plan.placements.flatMap((p) => p.extents).sort((a, b) => a.offset - b.offset);
-  const metaEnd = backupMetadataOffset(plan.geometry, plan.geometry.metadataSlotCount);
-  const inside = (off: number) =>
-    off < metaEnd
-      ? off >= primaryGeometryOffset()
-      : ranges.some((r) => off >= r.offset && off < r.offset + r.size);
+  return { path: outPath, sparse: false, size, plan };
+}
+
+/** One stretch of a partition on block device 0 and where its image bytes start. */
+interface SuperSpan {
+  offset: number;
+  size: number;
+  placement: SuperPlan['placements'][number];
+  /** Offset in the partition image of the span's first byte. */
+  imageOffset: number;
+}
+
+/**
+ * Writes the sparse super straight from the plan, in one pass in device order, never
+ * materialising the raw device: the metadata region (geometry x2, every metadata copy) and each
+ * partition's image as classified blocks, partition space past its image as FILL 0 (the
+ * filesystem may rely on those zeros), and everything outside partitions and metadata (the
+ * reserved first 4 KiB, the padding up to the first logical sector, gaps, the unused tail) as
+ * DONT_CARE. Expands to exactly the raw super the raw path writes, with total_blks = device
+ * size / block size.
+ */
+async function writeSparseSuper(
+  plan: SuperPlan,
+  deviceSize: number,
+  outPath: string,
+  onProgress?: ProgressFn,
+): Promise<{ size: number }> {
+  const g = plan.geometry;
+  const bs = g.logicalBlockSize;
+  const metaEnd = backupMetadataOffset(g, g.metadataSlotCount);
+  // total_blks is a u32: refuse before writing anything rather than after.
+  if (deviceSize / bs > 0xffffffff)
+    bad(
+      `block device of ${deviceSize} bytes has more than 2^32 ${bs}-byte blocks: too large for a sparse image`,
+      {
+        size: deviceSize,
+        blockSize: bs,
+      },
+    );
+  const spans: SuperSpan[] = [];
+  for (const p of plan.placements) {
+    let imageOffset = 0;
+    for (const e of p.extents) {
+      spans.push({ offset: e.offset, size: e.size, placement: p, imageOffset });
+      imageOffset += e.size;
+    }
+  }
+  spans.sort((a, b) => a.offset - b.offset);
+  // Sparse chunks cover whole blocks (lpmake's sparse builder has the same requirement).
+  for (const s of spans)
+    if (s.offset % bs !== 0 || s.size % bs !== 0)
+      bad(
+        `partition ${s.placement.name}: extent at ${s.offset} is not aligned to the ${bs}-byte block size`,
+        {
+          partition: s.placement.name,
+          offset: s.offset,
+          blockSize: bs,
+        },
+      );
+
+  const w = await SparseStreamWriter.create(outPath, bs);
   try {
-    const r = await rawToSparse(rawPath, outPath, {
-      blockSize: plan.geometry.logicalBlockSize,
-      zeroAsDontCare: (o) => !inside(o),
-    });
-    return { path: outPath, sparse: true, size: r.size, plan };
-  } finally {
-    await rm(rawPath, { force: true });
+    const buf = Buffer.allocUnsafeSlow(Math.max(bs, Math.floor((1024 * 1024) / bs) * bs));
+    // The reserved first 4 KiB are zeros nothing reads: DONT_CARE (whole blocks of it).
+    const regionStart = Math.floor(primaryGeometryOffset() / bs) * bs;
+    await w.skip(regionStart / bs);
+    // The metadata region, rebuilt piecewise so a large metadataMaxSize costs no memory.
+    const regionEnd = Math.ceil(metaEnd / bs) * bs;
+    for (let pos = regionStart; pos < regionEnd; ) {
+      const n = Math.min(buf.length, regionEnd - pos);
+      metadataRegionBytes(plan, buf.subarray(0, n), pos);
+      await w.append(buf.subarray(0, n));
+      pos += n;
+    }
+    const total = plan.placements.reduce((a, p) => a + p.imageSize, 0);
+    let done = 0;
+    for (const s of spans) {
+      if (s.offset < w.rawOffset)
+        bad(`partition ${s.placement.name} overlaps the metadata region or another partition`, {
+          partition: s.placement.name,
+        });
+      await w.skip((s.offset - w.rawOffset) / bs);
+      const p = s.placement;
+      // Image bytes that land in this span; the rest of the span is zeros.
+      const dataLen = Math.max(0, Math.min(s.size, p.imageSize - s.imageOffset));
+      if (dataLen > 0 && p.imagePath) {
+        const img = await openImage(p.imagePath);
+        try {
+          for (let o = 0; o < dataLen; ) {
+            const n = Math.min(buf.length, dataLen - o);
+            const got = await img.read(buf.subarray(0, n), s.imageOffset + o);
+            if (got < n) bad(`image ${p.imagePath} shrank while reading`, { partition: p.name });
+            // A last partial block is padded with the zeros the raw device holds there.
+            const padded = Math.ceil(n / bs) * bs;
+            buf.fill(0, n, padded);
+            await w.append(buf.subarray(0, padded));
+            o += n;
+            done += n;
+            onProgress?.({ stage: 'build super', done, total, unit: 'bytes' });
+          }
+        } finally {
+          await img.close();
+        }
+      }
+      const end = s.offset + s.size;
+      if (end > w.rawOffset) await w.fill((end - w.rawOffset) / bs, 0);
+    }
+    if (deviceSize > w.rawOffset) await w.skip((deviceSize - w.rawOffset) / bs);
+    return await w.finish();
+  } catch (e) {
+    await w.abort();
+    await rm(outPath, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * Fills `dst` with the metadata region's bytes from device offset `pos`: geometry x2, every
+ * metadata copy (zero-padded to metadataMaxSize), zeros elsewhere.
+ */
+function metadataRegionBytes(plan: SuperPlan, dst: Buffer, pos: number): void {
+  const g = plan.geometry;
+  dst.fill(0);
+  const place = (src: Buffer, at: number) => {
+    const from = Math.max(at, pos);
+    const to = Math.min(at + src.length, pos + dst.length);
+    if (from < to) src.copy(dst, from - pos, from - at, to - at);
+  };
+  const geo = serializeGeometry(g);
+  place(geo, primaryGeometryOffset());
+  place(geo, backupGeometryOffset());
+  for (let s = 0; s < g.metadataSlotCount; s++) {
+    place(plan.metadataBlob, primaryMetadataOffset(g, s));
+    place(plan.metadataBlob, backupMetadataOffset(g, s));
   }
 }
 
