@@ -97,7 +97,8 @@ const EROFS_COMPAT: Record<number, string> = {
   8: 'shared_ea_in_metabox',
   16: 'plain_xattr_pfx',
 };
-const EROFS_INCOMPAT: Record<number, string> = {
+/** erofs_fs.h EROFS_FEATURE_INCOMPAT_* bit → name. */
+export const EROFS_INCOMPAT: Record<number, string> = {
   1: 'lz4_0padding',
   2: 'big_pcluster',
   4: 'chunked_file',

@@ -31,6 +31,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EnvironmentError, FormatError, InputError, VerificationError } from '../errors.ts';
 import { crc32cRaw } from '../formats/crc32c.ts';
+import { EROFS_INCOMPAT } from '../formats/fsdetect.ts';
 import { lz4DecompressBlock } from '../formats/lz4.ts';
 import { runTool, which } from '../host/tools.ts';
 import type { ProgressFn } from '../progress.ts';
@@ -66,18 +67,12 @@ const XATTR_PREFIX: Record<number, string> = {
 /** e_name_index bit meaning "long prefix number (index & 0x7f) from the superblock's table". */
 const XATTR_LONG_PREFIX = 0x80;
 
-/** Incompatible features (erofs_fs.h EROFS_FEATURE_INCOMPAT_*) this reader implements. */
-export const EROFS_INCOMPAT_NAMES: Record<number, string> = {
-  1: 'zero_padding',
-  2: 'big_pcluster',
-  4: 'chunked_file',
-  8: 'device_table',
-  16: 'ztailpacking',
-  32: 'fragments',
-  64: 'xattr_prefixes',
-};
-/** Known to the kernel but not read here (48-bit block addresses, metadata in a box inode). */
-const EROFS_INCOMPAT_UNSUPPORTED: Record<number, string> = { 128: '48bit', 256: 'metabox' };
+/**
+ * Incompatible features (erofs_fs.h EROFS_FEATURE_INCOMPAT_*) this reader implements: zero_padding
+ * (lz4_0padding), big_pcluster, chunked_file, device_table, ztailpacking, fragments,
+ * xattr_prefixes. Others the kernel knows (48bit, metabox) are refused by name.
+ */
+const EROFS_INCOMPAT_SUPPORTED = 0x7f;
 const COMPAT_SB_CHKSUM = 0x1;
 const INCOMPAT_ZERO_PADDING = 0x1;
 const INCOMPAT_CHUNKED_FILE = 0x4;
@@ -138,18 +133,16 @@ export function parseErofsSuper(b: Buffer, file?: string): ErofsSuper {
   const featureIncompat = b.readUInt32LE(80);
   const unknown = Object.keys({ ...bitsOf(featureIncompat) })
     .map(Number)
-    .filter((bit) => !EROFS_INCOMPAT_NAMES[bit]);
+    .filter((bit) => !(bit & EROFS_INCOMPAT_SUPPORTED));
   if (unknown.length)
     throw new FormatError({
       format: 'erofs',
       reason: `unsupported incompatible features: ${unknown
-        .map((bit) => EROFS_INCOMPAT_UNSUPPORTED[bit] ?? `0x${bit.toString(16)}`)
+        .map((bit) => EROFS_INCOMPAT[bit] ?? `0x${bit.toString(16)}`)
         .join(', ')}`,
       field: 'feature_incompat',
       offset: EROFS_SUPER_OFFSET + 80,
-      expected: `bits of 0x${Object.keys(EROFS_INCOMPAT_NAMES)
-        .reduce((a, k) => a | Number(k), 0)
-        .toString(16)}`,
+      expected: `bits of 0x${EROFS_INCOMPAT_SUPPORTED.toString(16)}`,
       found: `0x${featureIncompat.toString(16)}`,
       file,
     });

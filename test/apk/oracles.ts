@@ -1,4 +1,6 @@
 /** Parsers for the real tools' output, the oracles of the APK tests. */
+import { expect } from 'vitest';
+import { inspectApk } from '../../scripts/formats/apk/inspect.ts';
 import { runTool } from '../../scripts/host/tools.ts';
 
 export interface Badging {
@@ -62,4 +64,44 @@ export async function apksignerVerify(file: string): Promise<ApksignerResult> {
     schemes: { v1: scheme(1), v2: scheme(2), v3: scheme(3) },
     signers,
   };
+}
+
+type ApkReport = Awaited<ReturnType<typeof inspectApk>>;
+
+/** Asserts that our manifest reading of `file` equals `aapt dump badging`; returns our report. */
+export async function expectSameAsBadging(file: string): Promise<ApkReport> {
+  const b = parseBadging((await runTool('aapt', ['dump', 'badging', file])).stdout);
+  const r = await inspectApk(file);
+  expect(r.identity.package).toBe(b.package);
+  expect(r.identity.versionCode).toBe(b.versionCode);
+  expect(r.identity.versionName ?? '').toBe(b.versionName);
+  expect(r.identity.label).toBe(b.label);
+  expect(r.sdk.min).toBe(b.sdk);
+  expect(r.sdk.target).toBe(b.target);
+  expect(r.sdk.compile).toBe(b.compileSdk);
+  expect(r.permissions.requested.map((p) => ({ name: p.name, maxSdkVersion: p.maxSdkVersion }))).toEqual(
+    b.permissions,
+  );
+  expect(r.application.debuggable).toBe(b.debuggable);
+  expect(r.application.testOnly).toBe(b.testOnly);
+  return r;
+}
+
+/**
+ * Asserts that our verdict, per-scheme results and signers for `file` equal
+ * `apksigner verify --print-certs -v` (a scheme counts as verified only when apksigner consults it
+ * for the APK's SDK range); returns apksigner's result.
+ */
+export async function expectSameAsApksigner(file: string): Promise<ApksignerResult> {
+  const want = await apksignerVerify(file);
+  const r = await inspectApk(file);
+  expect(r.signatures.verified).toBe(want.verifies);
+  for (const s of ['v1', 'v2', 'v3'] as const) {
+    const sc = r.signatures.schemes[s];
+    expect(sc.verified && sc.considered, s).toBe(want.schemes[s]);
+  }
+  expect(r.signatures.signers.map((s) => ({ sha256: s.sha256, sha1: s.sha1, dn: s.subject }))).toEqual(
+    want.signers,
+  );
+  return want;
 }
