@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
@@ -17,6 +17,7 @@ import { certSha256, resolveKeyRef } from '../keys/store.ts';
 import { type DeviceProfile, loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import { applyPlan } from './apply.ts';
+import { checkBaseCoverage } from './base-coverage.ts';
 import { GPS_CONF_PATHS, rewriteGpsConf } from './gps-conf.ts';
 import { type OpenedBase, openBase } from './open-base.ts';
 import { buildOverlay, overlayPath } from './overlays.ts';
@@ -151,7 +152,7 @@ function saltFor(p: ResolvedProduct, partition: string): string {
  */
 async function sampleBaseSigners(base: string): Promise<{ google: string[]; testKeys: string[] }> {
   const manifest = join(
-    existsSync(base) && !base.endsWith('.zip') && !base.endsWith('.img') ? base : dirname(base),
+    statSync(base, { throwIfNoEntry: false })?.isDirectory() ? base : dirname(base),
     'sample-base.json',
   );
   if (!existsSync(manifest)) return { google: [], testKeys: [] };
@@ -308,6 +309,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       }
     }
     const base: OpenedBase = await openBase(basePath, work, { kind: p.base?.kind, onProgress: o.onProgress });
+    checkBaseCoverage(device, base.images);
     if (base.boards && !base.boards.some((b) => device.fastboot.products.includes(b))) {
       log(
         `warning: the base is for ${base.boards.join('|')}, the device profile for ${device.fastboot.products.join('|')}`,

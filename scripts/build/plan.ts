@@ -56,6 +56,8 @@ export const DEFAULT_GOOGLE_PACKAGES: readonly string[] = [
   'com.google.android.onetimeinitializer',
   'com.google.android.configupdater',
   'com.google.android.apps.*',
+  // GMS configuration overlays (product/overlay/GmsConfigOverlay*.apk and the like on Pixels).
+  'com.google.android.overlay.*',
   'com.google.android.youtube*',
   'com.google.android.gm',
   'com.google.android.calendar',
