@@ -17,6 +17,7 @@ import { certSha256, resolveKeyRef } from '../keys/store.ts';
 import { type DeviceProfile, loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import { applyPlan } from './apply.ts';
+import { carriedDescriptors } from './avb-carry.ts';
 import { checkBaseCoverage } from './base-coverage.ts';
 import { GPS_CONF_PATHS, rewriteGpsConf } from './gps-conf.ts';
 import { type OpenedBase, openBase } from './open-base.ts';
@@ -331,6 +332,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         { code: 'BASE_NO_SYSTEM' },
       );
     }
+    // Base descriptors of partitions the profile does not re-sign (checked now: before any work).
+    const carried = await carriedDescriptors(device, base.images, new Set(parts.map((x) => x.name)));
 
     const extraFiles: ExtraFile[] = [];
     if (keys) {
@@ -424,6 +427,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       footered.push(img);
     }
     const chainedParts = new Set(device.avb.chained.flatMap((c) => c.partitions));
+    const footeredParts = new Set(device.avb.footers.map((f) => f.partition));
     const chainImages: Array<{ name: string; path: string; location: number }> = [];
     for (const c of device.avb.chained) {
       const path = join(work, `${c.partition}.img`);
@@ -432,7 +436,11 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         key: keys.avbPem,
         rollbackIndex: device.avb.rollbackIndex,
         rollbackIndexLocation: c.rollbackIndexLocation,
-        includeDescriptorsFromImages: c.partitions.map((n) => base.images[n]).filter(Boolean),
+        descriptors: carried.get(c.partition),
+        includeDescriptorsFromImages: c.partitions
+          .filter((n) => footeredParts.has(n))
+          .map((n) => base.images[n])
+          .filter(Boolean),
       });
       chainImages.push({ name: c.partition, path, location: c.rollbackIndexLocation });
     }
@@ -441,6 +449,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       algorithm: device.avb.algorithm,
       key: keys.avbPem,
       rollbackIndex: device.avb.rollbackIndex,
+      descriptors: carried.get('vbmeta'),
       includeDescriptorsFromImages: device.avb.footers
         .filter((f) => !chainedParts.has(f.partition) && base.images[f.partition])
         .map((f) => base.images[f.partition]),

@@ -267,6 +267,49 @@ describe('omie build on the realistic factory zip (super_empty.img + separate lo
 });
 
 describe('bases the device profile does not account for', () => {
+  it('carries over the base descriptors of partitions the profile does not re-sign (dtbo, vendor_boot)', async () => {
+    const t = join(dir, 'tree-carry');
+    rmSync(t, { recursive: true, force: true });
+    const p = writeRealbaseTree(tree, t, (d) =>
+      d.replace(/^ {4}- \{ partition: (dtbo|vendor_boot), type: hash.*\n/gm, ''),
+    );
+    const out = join(dir, 'out-carry');
+    const res = await build({ product: p, base: baseDir, out, noCheck: true });
+    expect(res.dryRun).toBe(false);
+    const r = await avbtool([
+      'verify_image',
+      '--image',
+      join(out, 'vbmeta.img'),
+      '--follow_chain_partitions',
+    ]);
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const top = await avbInfo(join(out, 'vbmeta.img'));
+    expect(top.hash).toEqual(['boot', 'dtbo', 'init_boot', 'vendor_boot']);
+    // Carried as they are: the base's salt and digest, and the image passed through unchanged.
+    const digestOf = (text: string, part: string) =>
+      new RegExp(`Partition Name:\\s+${part}\\n\\s+Salt:\\s+(\\S+)\\n\\s+Digest:\\s+(\\S+)`)
+        .exec(text)
+        ?.slice(1);
+    const baseTop = await avbInfo(join(baseDir, 'vbmeta.img'));
+    expect(digestOf(top.text, 'dtbo')).toEqual(digestOf(baseTop.text, 'dtbo'));
+    expect(digestOf(top.text, 'dtbo')).toBeTruthy();
+    expect(readFileSync(join(out, 'dtbo.img')).equals(readFileSync(join(baseDir, 'dtbo.img')))).toBe(true);
+  }, 900_000);
+
+  it('refuses to carry a descriptor of a partition the build edits', async () => {
+    const t = join(dir, 'tree-stale');
+    rmSync(t, { recursive: true, force: true });
+    const p = writeRealbaseTree(tree, t, (d) =>
+      d.replace(/^ {4}- \{ partition: system_ext, type: hashtree.*\n/gm, ''),
+    );
+    await expect(
+      build({ product: p, base: baseDir, out: join(dir, 'out-stale'), dryRun: true }),
+    ).rejects.toMatchObject({
+      code: 'AVB_DESCRIPTOR_STALE',
+      context: { partition: 'system_ext' },
+    });
+  }, 300_000);
+
   it('refuses a base with partitions the profile omits, naming them', async () => {
     const t = join(dir, 'tree-no-odm');
     rmSync(t, { recursive: true, force: true });
