@@ -102,8 +102,14 @@ export async function openInput(
       throw new InputError(`${input}: no *.img files`, { code: 'CHECK_INPUT_EMPTY', context: { input } });
     // super.img last: a partition image given on its own wins over the one inside super.
     files.sort((a, b) => Number(a === 'super.img') - Number(b === 'super.img'));
-    for (const f of files)
-      await addImage(join(input, f), basename(f, '.img'), work, images, slot, opts.onProgress);
+    for (const f of files) {
+      // A dump of an A/B device names images by slot (system_a.img, boot_b.img): take the asked slot.
+      const m = /^(.+)_([ab])$/.exec(basename(f, '.img'));
+      if (m && m[2] !== slot && files.includes(`${m[1]}_${slot}.img`)) continue;
+      const name = m ? m[1] : basename(f, '.img');
+      if (images[name]) continue;
+      await addImage(join(input, f), name, work, images, slot, opts.onProgress);
+    }
     return { kind: 'images', images };
   }
   const h = await head(input);
