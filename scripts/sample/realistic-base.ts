@@ -8,6 +8,7 @@
  * - Google apps in system_ext/priv-app, product/app, product/priv-app and product/overlay besides
  *   system, privapp-permissions in system_ext/etc/permissions and product/etc/permissions, an
  *   app signed with the (stand-in) AOSP test key in system_ext, APEX/CAPEX files in /system/apex;
+ * - vendor ext4 with the shared_blocks feature and one really shared block (e2fsdroid -s);
  * - every logical image carries its own hashtree footer (algorithm NONE), as in a factory zip;
  * - boot/init_boot/vendor_boot/dtbo with hash footers whose descriptors are in vbmeta.img, and
  *   vbmeta.img chaining to vbmeta_system.img (own key, rollback index location 1) which holds the
@@ -231,6 +232,9 @@ function partitionFiles(): Record<Logical, Array<{ path: string; content: string
       { path: '/etc/selinux/vendor_file_contexts', content: vendorFileContexts() },
       { path: '/bin/hw/android.hardware.gnss-service.sample', content: fakeElf('gnss') },
       { path: '/bin/toybox_vendor', content: fakeElf('toybox_vendor') },
+      // Identical files whose data block is shared (see shareBlocks).
+      { path: '/etc/init/dedupe-a.rc', content: DEDUPED },
+      { path: '/etc/init/dedupe-b.rc', content: DEDUPED },
     ],
     odm: [
       { path: '/etc/build.prop', content: partitionProps('odm') },
@@ -330,6 +334,7 @@ export async function generateRealisticBase(opts: {
         shrink: true,
       });
     }
+    if (p === 'vendor') await shareBlocks(images[p], '/etc/init/dedupe-a.rc', '/etc/init/dedupe-b.rc');
     // As in a factory zip: each logical image carries its own hashtree footer (unsigned).
     await addHashtreeFooter(images[p], {
       partitionName: p,
@@ -435,6 +440,32 @@ async function realisticSuperLayout(images: Record<string, string>): Promise<Sup
     metadataSlots: 3,
     metadataMaxSize: 65536,
   });
+}
+
+const DEDUPED = '# identical in two files: e2fsdroid -s stores its block once\n'.repeat(40);
+
+/**
+ * Android's read-only ext4 images dedupe identical blocks (e2fsdroid -s) and set the ro_compat
+ * shared_blocks feature. e2fsprogs cannot write such an image, so make one by hand: point the
+ * second file's single extent at the first file's block, free its own, set the feature, and let
+ * e2fsck fix the free counts (it accepts multiply-claimed blocks when shared_blocks is set).
+ */
+async function shareBlocks(image: string, a: string, b: string): Promise<void> {
+  const extent = async (path: string) => {
+    const r = await execa('debugfs', ['-R', `stat ${path}`, image]);
+    const m = /EXTENTS:\n\(0\):(\d+)\s*$/.exec(r.stdout);
+    if (!m) throw new Error(`realistic base: ${path} is not a one-block file`);
+    return Number(m[1]);
+  };
+  const [blockA, blockB] = [await extent(a), await extent(b)];
+  const env = { E2FSPROGS_FAKE_TIME: String(SAMPLE_EPOCH), E2FSCK_TIME: String(SAMPLE_EPOCH) };
+  await execa('debugfs', ['-w', '-R', 'feature shared_blocks', image], { env });
+  // i_block[5] is ee_start_lo of the first extent (after the 12-byte header and ee_block/ee_len).
+  await execa('debugfs', ['-w', '-R', `set_inode_field ${b} block[5] ${blockA}`, image], { env });
+  await execa('debugfs', ['-w', '-R', `freeb ${blockB}`, image], { env });
+  await execa('e2fsck', ['-fy', image], { reject: false, env });
+  await execa('e2fsck', ['-fn', image], { env });
+  if ((await extent(b)) !== blockA) throw new Error('realistic base: block sharing did not stick');
 }
 
 /** boot (kernel), init_boot (generic ramdisk), vendor_boot (vendor ramdisk), header v3 (Debian's mkbootimg stops there); dtbo. */

@@ -6,7 +6,7 @@
  * readApkIdentity.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -109,6 +109,15 @@ describe('the realistic base fixture', () => {
     const top = await avbInfo(rb.vbmeta);
     expect(top.chain).toEqual(['vbmeta_system']);
     expect((await avbInfo(rb.vbmetaSystem)).hashtree).toEqual(['product', 'system', 'system_ext']);
+  });
+
+  it('has a vendor ext4 with shared_blocks and one block really shared (dumpe2fs, debugfs, e2fsck -fn clean)', async () => {
+    const img = join(baseDir, 'vendor.img');
+    expect((await execa('dumpe2fs', ['-h', img])).stdout).toMatch(/features:.*shared_blocks/);
+    const block = async (p: string) =>
+      /EXTENTS:\n\(0\):(\d+)/.exec((await execa('debugfs', ['-R', `stat ${p}`, img])).stdout)?.[1];
+    expect(await block('/etc/init/dedupe-a.rc')).toBe(await block('/etc/init/dedupe-b.rc'));
+    expect((await execa('e2fsck', ['-fn', img], { reject: false })).exitCode).toBe(0);
   });
 
   it('has an lz4hc-compressed product erofs (dump.erofs)', async () => {
@@ -231,6 +240,26 @@ describe('omie build on the realistic base', () => {
       return createHash('sha256').update(readFileSync(img).subarray(0, size)).digest('hex');
     };
     expect(await fsBytes(join(out, 'vendor_dlkm.img'))).toBe(await fsBytes(join(baseDir, 'vendor_dlkm.img')));
+  });
+
+  it('unshares the edited vendor (shared_blocks cleared, e2fsck -fn clean, both files intact)', async () => {
+    const img = join(out, 'vendor.img');
+    const size = Number(
+      /Original image size:\s+(\d+) bytes/.exec((await avbtool(['info_image', '--image', img])).stdout)?.[1],
+    );
+    const plain = join(dir, 'vendor-fs.img');
+    writeFileSync(plain, readFileSync(img).subarray(0, size));
+    expect((await execa('dumpe2fs', ['-h', plain])).stdout).not.toMatch(/features:.*shared_blocks/);
+    const fsck = await execa('e2fsck', ['-fn', plain], { reject: false });
+    expect(fsck.exitCode, fsck.stdout).toBe(0);
+    const fs = await openFilesystem(plain);
+    try {
+      const a = await fs.readFile('/etc/init/dedupe-a.rc');
+      expect(a.toString()).toMatch(/^# identical in two files/);
+      expect((await fs.readFile('/etc/init/dedupe-b.rc')).equals(a)).toBe(true);
+    } finally {
+      await fs.close();
+    }
   });
 
   it('keeps product lz4hc-compressed after the edit (dump.erofs)', async () => {
