@@ -6,11 +6,15 @@
  * the bootloader or fs_mgr would refuse to boot. So the build refuses, naming what is missing.
  */
 import { InputError } from '../errors.ts';
+import { FIRMWARE_IMAGES } from '../formats/factory-zip.ts';
 import type { DeviceProfile } from '../model/index.ts';
 
-/** Names the build writes itself, whatever the base holds. */
-function regenerated(device: DeviceProfile): Set<string> {
-  return new Set(['vbmeta', ...device.avb.chained.map((c) => c.partition)]);
+/**
+ * Names the build writes itself, whatever the base holds, and firmware it leaves to the device
+ * (a Pixel factory zip's bootloader/radio images are not part of the Android build).
+ */
+function notPassedThrough(device: DeviceProfile): Set<string> {
+  return new Set(['vbmeta', ...device.avb.chained.map((c) => c.partition), ...FIRMWARE_IMAGES]);
 }
 
 /**
@@ -21,7 +25,7 @@ function regenerated(device: DeviceProfile): Set<string> {
  */
 export function checkBaseCoverage(device: DeviceProfile, baseImages: Record<string, string>): void {
   const listed = new Set(device.partitions.map((p) => p.name));
-  const own = regenerated(device);
+  const own = notPassedThrough(device);
   const unlisted = Object.keys(baseImages)
     .filter((name) => !listed.has(name) && !own.has(name))
     .sort();
