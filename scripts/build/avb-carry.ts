@@ -25,20 +25,8 @@ export async function carriedDescriptors(
   edited: ReadonlySet<string>,
 ): Promise<CarriedDescriptors> {
   const out: CarriedDescriptors = new Map();
-  if (!baseImages.vbmeta) return out;
   const footered = new Set(device.avb.footers.map((f) => f.partition));
-  const seen = new Set<string>();
-  const queue = ['vbmeta'];
-  const found: AvbDescriptor[] = [];
-  for (let name = queue.shift(); name; name = queue.shift()) {
-    if (seen.has(name) || !baseImages[name]) continue;
-    seen.add(name);
-    const img = await readAvbImage(baseImages[name]);
-    for (const d of img.vbmeta.descriptors) {
-      if (d.kind === 'chain_partition') queue.push(d.partitionName);
-      else if (d.kind === 'hash' || d.kind === 'hashtree') found.push(d);
-    }
-  }
+  const found = (await readBaseVbmetas(baseImages)).flatMap((v) => v.descriptors);
   for (const d of found) {
     if (d.kind !== 'hash' && d.kind !== 'hashtree') continue;
     const part = d.partitionName;
@@ -60,4 +48,67 @@ export async function carriedDescriptors(
     out.set(target, list);
   }
   return out;
+}
+
+interface BaseVbmeta {
+  /** vbmeta, or the partition a chain descriptor names. */
+  name: string;
+  /** Rollback index location the device checks this vbmeta's index against (0 for vbmeta). */
+  location: number;
+  rollbackIndex: bigint;
+  descriptors: AvbDescriptor[];
+}
+
+/** The base's vbmeta.img and every vbmeta it chains to that the base carries, in chain order. */
+async function readBaseVbmetas(baseImages: Record<string, string>): Promise<BaseVbmeta[]> {
+  const out: BaseVbmeta[] = [];
+  const seen = new Set<string>();
+  const queue: Array<{ name: string; location: number }> = [{ name: 'vbmeta', location: 0 }];
+  for (let q = queue.shift(); q; q = queue.shift()) {
+    if (seen.has(q.name) || !baseImages[q.name]) continue;
+    seen.add(q.name);
+    const img = await readAvbImage(baseImages[q.name]);
+    out.push({ ...q, rollbackIndex: img.vbmeta.header.rollbackIndex, descriptors: img.vbmeta.descriptors });
+    for (const d of img.vbmeta.descriptors)
+      if (d.kind === 'chain_partition')
+        queue.push({ name: d.partitionName, location: d.rollbackIndexLocation });
+  }
+  return out;
+}
+
+/**
+ * The rollback indexes the base's vbmetas carry, per rollback index location. A locked device
+ * stores the highest index it booted per location and refuses a vbmeta with a lower one
+ * (avb_slot_verify: AVB_SLOT_VERIFY_RESULT_ERROR_ROLLBACK_INDEX), and Pixel builds use the
+ * security patch date as index: the remastered image must not go below them.
+ */
+export async function baseRollbackFloors(baseImages: Record<string, string>): Promise<Map<number, bigint>> {
+  const floors = new Map<number, bigint>();
+  for (const v of await readBaseVbmetas(baseImages))
+    if (v.rollbackIndex > (floors.get(v.location) ?? 0n)) floors.set(v.location, v.rollbackIndex);
+  return floors;
+}
+
+/**
+ * Refuses a profile whose rollback index is below one of the base's (AVB_ROLLBACK_BELOW_BASE): a
+ * device that booted the base would refuse the remaster once locked. The profile states the index
+ * (the checker compares vbmeta with it), so it is raised there, not behind the partner's back.
+ */
+export function checkRollbackFloors(device: DeviceProfile, floors: ReadonlyMap<number, bigint>): void {
+  const own = BigInt(device.avb.rollbackIndex);
+  const above = [...floors].filter(([, floor]) => floor > own).sort((a, b) => a[0] - b[0]);
+  if (!above.length) return;
+  const highest = above.reduce((m, [, f]) => (f > m ? f : m), 0n);
+  throw new InputError(
+    `the device profile's avb.rollbackIndex ${own} is below the base's (${above.map(([l, f]) => `${f} at location ${l}`).join(', ')})`,
+    {
+      code: 'AVB_ROLLBACK_BELOW_BASE',
+      context: {
+        device: device.file,
+        profile: String(own),
+        base: Object.fromEntries(above.map(([l, f]) => [String(l), String(f)])),
+      },
+      hint: `set avb.rollbackIndex to ${highest} or more in the device profile: a locked device that booted the base refuses a lower index`,
+    },
+  );
 }

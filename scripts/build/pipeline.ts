@@ -17,7 +17,7 @@ import { certSha256, resolveKeyRef } from '../keys/store.ts';
 import { type DeviceProfile, loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import { applyPlan } from './apply.ts';
-import { carriedDescriptors } from './avb-carry.ts';
+import { baseRollbackFloors, carriedDescriptors, checkRollbackFloors } from './avb-carry.ts';
 import { checkBaseCoverage } from './base-coverage.ts';
 import { GPS_CONF_PATHS, rewriteGpsConf } from './gps-conf.ts';
 import { type OpenedBase, openBase } from './open-base.ts';
@@ -334,6 +334,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     }
     // Base descriptors of partitions the profile does not re-sign (checked now: before any work).
     const carried = await carriedDescriptors(device, base.images, new Set(parts.map((x) => x.name)));
+    checkRollbackFloors(device, await baseRollbackFloors(base.images));
 
     const extraFiles: ExtraFile[] = [];
     if (keys) {

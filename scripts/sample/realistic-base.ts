@@ -63,6 +63,9 @@ export const REALISTIC_GROUPS = {
   google_vendor_dynamic_partitions: ['vendor', 'odm', 'vendor_dlkm'],
 } as const;
 
+/** Rollback indexes of the base's vbmeta (location 0) and vbmeta_system (location 1). */
+export const REALISTIC_ROLLBACK = { vbmeta: 1, vbmetaSystem: 1709251200 } as const;
+
 type Logical = (typeof REALISTIC_LOGICAL)[number];
 
 interface RealisticApp {
@@ -362,7 +365,8 @@ export async function generateRealisticBase(opts: {
   await makeVbmetaImage(vbmetaSystem, {
     algorithm: 'SHA256_RSA2048',
     key: avbKeys.system,
-    rollbackIndex: 0,
+    // Pixel builds use the security patch date as vbmeta_system's rollback index.
+    rollbackIndex: REALISTIC_ROLLBACK.vbmetaSystem,
     rollbackIndexLocation: 1,
     includeDescriptorsFromImages: REALISTIC_VBMETA_SYSTEM.map((p) => images[p]),
     paddingSize: 4096,
@@ -371,7 +375,7 @@ export async function generateRealisticBase(opts: {
   await makeVbmetaImage(vbmeta, {
     algorithm: 'SHA256_RSA4096',
     key: avbKeys.vbmeta,
-    rollbackIndex: 0,
+    rollbackIndex: REALISTIC_ROLLBACK.vbmeta,
     includeDescriptorsFromImages: [
       ...REALISTIC_BOOT.map((p) => images[p]),
       ...REALISTIC_LOGICAL.filter((p) => !(REALISTIC_VBMETA_SYSTEM as readonly string[]).includes(p)).map(

@@ -1,10 +1,14 @@
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { carriedDescriptors } from '../../scripts/build/avb-carry.ts';
+import {
+  baseRollbackFloors,
+  carriedDescriptors,
+  checkRollbackFloors,
+} from '../../scripts/build/avb-carry.ts';
 import { OmieError } from '../../scripts/errors.ts';
 import type { DeviceProfile } from '../../scripts/model/index.ts';
-import { generateRealisticBase } from '../../scripts/sample/realistic-base.ts';
+import { generateRealisticBase, REALISTIC_ROLLBACK } from '../../scripts/sample/realistic-base.ts';
 import { mutate, onceInDir, prng, sampleFixture, workDir } from '../helpers.ts';
 
 const dir = workDir('avb-carry');
@@ -76,6 +80,20 @@ describe('descriptors carried from the base vbmeta', () => {
       'vendor_dlkm',
     ];
     expect((await carriedDescriptors(device(all), images(), new Set())).size).toBe(0);
+  });
+
+  it('rollback floors per location come from the base vbmetas; a profile below them is refused', async () => {
+    const floors = await baseRollbackFloors(images());
+    expect(floors.get(0)).toBe(BigInt(REALISTIC_ROLLBACK.vbmeta));
+    expect(floors.get(1)).toBe(BigInt(REALISTIC_ROLLBACK.vbmetaSystem));
+    const dev = (n: number) => ({ file: 'd.yaml', avb: { rollbackIndex: n } }) as unknown as DeviceProfile;
+    expect(() => checkRollbackFloors(dev(REALISTIC_ROLLBACK.vbmetaSystem), floors)).not.toThrow();
+    expect(() => checkRollbackFloors(dev(5), floors)).toThrow(
+      expect.objectContaining({
+        code: 'AVB_ROLLBACK_BELOW_BASE',
+        context: expect.objectContaining({ base: { '1': String(REALISTIC_ROLLBACK.vbmetaSystem) } }),
+      }),
+    );
   });
 
   it('mutated base vbmeta images give a result or a typed error, never a crash (fuzz, 300 cases)', async () => {

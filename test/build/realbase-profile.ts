@@ -40,7 +40,8 @@ super:
     - { name: google_vendor_dynamic_partitions, maxSize: 100MiB, partitions: [vendor, odm, vendor_dlkm] }
 avb:
   algorithm: SHA256_RSA4096
-  rollbackIndex: 0
+  # Not below the base's (vbmeta_system carries the security patch date, as on Pixels).
+  rollbackIndex: 1709251200
   footers:
     - { partition: boot, type: hash, hashAlgorithm: sha256 }
     - { partition: init_boot, type: hash, hashAlgorithm: sha256 }

@@ -13,7 +13,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { type BuildResult, build } from '../../scripts/build/pipeline.ts';
 import { readApkIdentity } from '../../scripts/build/plan.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
-import { generateRealisticBase, type RealisticBase } from '../../scripts/sample/realistic-base.ts';
+import {
+  generateRealisticBase,
+  REALISTIC_ROLLBACK,
+  type RealisticBase,
+} from '../../scripts/sample/realistic-base.ts';
 import { ORACLES, omie, onceInDir, sampleFixture, workDir } from '../helpers.ts';
 import { writeRealbaseTree } from './realbase-profile.ts';
 
@@ -196,6 +200,9 @@ describe('omie build on the realistic base', () => {
     const sys = await avbInfo(join(out, 'vbmeta_system.img'));
     expect(sys.hashtree).toEqual(['product', 'system', 'system_ext']);
     expect(sys.text).toMatch(/Rollback Index Location:\s+1/);
+    // The profile's index, which is not below the base's.
+    expect(sys.text).toMatch(new RegExp(`Rollback Index:\\s+${REALISTIC_ROLLBACK.vbmetaSystem}\\n`));
+    expect(top.text).toMatch(new RegExp(`Rollback Index:\\s+${REALISTIC_ROLLBACK.vbmetaSystem}\\n`));
     // The partner key signs both: the chain descriptor's key is the one vbmeta_system is signed with.
     const pk = await avbtool(['info_image', '--image', join(out, 'vbmeta_system.img')]);
     expect(top.text).toContain(/Public key \(sha1\):\s+(\S+)/.exec(pk.stdout)![1]);
@@ -353,6 +360,18 @@ describe('bases the device profile does not account for', () => {
     ).rejects.toMatchObject({
       code: 'BASE_PARTITION_NOT_IN_PROFILE',
       context: { unlisted: ['odm', 'vendor_dlkm'] },
+    });
+  }, 300_000);
+
+  it('refuses a profile whose rollback index is below the base vbmeta_system one', async () => {
+    const t = join(dir, 'tree-rollback');
+    rmSync(t, { recursive: true, force: true });
+    const p = writeRealbaseTree(tree, t, (d) => d.replace(/rollbackIndex: \d+/, 'rollbackIndex: 1'));
+    await expect(
+      build({ product: p, base: baseDir, out: join(dir, 'out-rollback'), dryRun: true }),
+    ).rejects.toMatchObject({
+      code: 'AVB_ROLLBACK_BELOW_BASE',
+      context: { profile: '1', base: { '1': String(REALISTIC_ROLLBACK.vbmetaSystem) } },
     });
   }, 300_000);
 
