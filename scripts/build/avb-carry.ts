@@ -98,7 +98,7 @@ export function checkRollbackFloors(device: DeviceProfile, floors: ReadonlyMap<n
   const own = BigInt(device.avb.rollbackIndex);
   const above = [...floors].filter(([, floor]) => floor > own).sort((a, b) => a[0] - b[0]);
   if (!above.length) return;
-  const highest = above.reduce((m, [, f]) => (f > m ? f : m), 0n);
+  const highest = above.map(([, f]) => f).sort((a, b) => (a < b ? 1 : -1))[0]; // bigints: no Math.max
   throw new InputError(
     `the device profile's avb.rollbackIndex ${own} is below the base's (${above.map(([l, f]) => `${f} at location ${l}`).join(', ')})`,
     {
