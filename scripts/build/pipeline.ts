@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey } from 'node:crypto';
-import { constants, existsSync, rmSync } from 'node:fs';
+import { constants, existsSync, rmSync, statSync } from 'node:fs';
 import { copyFile, link, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
@@ -17,6 +17,8 @@ import { certSha256, resolveKeyRef } from '../keys/store.ts';
 import { type DeviceProfile, loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import { applyPlan } from './apply.ts';
+import { baseRollbackFloors, carriedDescriptors, checkRollbackFloors } from './avb-carry.ts';
+import { checkBaseCoverage } from './base-coverage.ts';
 import { GPS_CONF_PATHS, rewriteGpsConf } from './gps-conf.ts';
 import { type OpenedBase, openBase } from './open-base.ts';
 import { buildOverlay, overlayPath } from './overlays.ts';
@@ -164,7 +166,7 @@ function saltFor(p: ResolvedProduct, partition: string): string {
  */
 async function sampleBaseSigners(base: string): Promise<{ google: string[]; testKeys: string[] }> {
   const manifest = join(
-    existsSync(base) && !base.endsWith('.zip') && !base.endsWith('.img') ? base : dirname(base),
+    statSync(base, { throwIfNoEntry: false })?.isDirectory() ? base : dirname(base),
     'sample-base.json',
   );
   if (!existsSync(manifest)) return { google: [], testKeys: [] };
@@ -334,6 +336,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       }
     }
     const base: OpenedBase = await openBase(basePath, work, { kind: p.base?.kind, onProgress: o.onProgress });
+    checkBaseCoverage(device, base.images);
     if (base.boards && !base.boards.some((b) => device.fastboot.products.includes(b))) {
       log(
         `warning: the base is for ${base.boards.join('|')}, the device profile for ${device.fastboot.products.join('|')}`,
@@ -355,6 +358,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         { code: 'BASE_NO_SYSTEM' },
       );
     }
+    // Base descriptors of partitions the profile does not re-sign (checked now: before any work).
+    const carried = await carriedDescriptors(device, base.images, new Set(parts.map((x) => x.name)));
+    checkRollbackFloors(device, await baseRollbackFloors(base.images));
 
     const extraFiles: ExtraFile[] = [];
     if (keys) {
@@ -462,6 +468,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       footered.push(img);
     }
     const chainedParts = new Set(device.avb.chained.flatMap((c) => c.partitions));
+    const footeredParts = new Set(device.avb.footers.map((f) => f.partition));
     const chainImages: Array<{ name: string; path: string; location: number }> = [];
     for (const c of device.avb.chained) {
       const path = join(work, `${c.partition}.img`);
@@ -470,7 +477,11 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         key: keys.avbPem,
         rollbackIndex: device.avb.rollbackIndex,
         rollbackIndexLocation: c.rollbackIndexLocation,
-        includeDescriptorsFromImages: c.partitions.map((n) => base.images[n]).filter(Boolean),
+        descriptors: carried.get(c.partition),
+        includeDescriptorsFromImages: c.partitions
+          .filter((n) => footeredParts.has(n))
+          .map((n) => base.images[n])
+          .filter(Boolean),
       });
       chainImages.push({ name: c.partition, path, location: c.rollbackIndexLocation });
     }
@@ -479,6 +490,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       algorithm: device.avb.algorithm,
       key: keys.avbPem,
       rollbackIndex: device.avb.rollbackIndex,
+      descriptors: carried.get('vbmeta'),
       includeDescriptorsFromImages: device.avb.footers
         .filter((f) => !chainedParts.has(f.partition) && base.images[f.partition])
         .map((f) => base.images[f.partition]),

@@ -56,6 +56,8 @@ export const DEFAULT_GOOGLE_PACKAGES: readonly string[] = [
   'com.google.android.onetimeinitializer',
   'com.google.android.configupdater',
   'com.google.android.apps.*',
+  // GMS configuration overlays (product/overlay/GmsConfigOverlay*.apk and the like on Pixels).
+  'com.google.android.overlay.*',
   'com.google.android.youtube*',
   'com.google.android.gm',
   'com.google.android.calendar',
@@ -404,7 +406,7 @@ export async function makePlan(
       (action === 'remove' ? removedPkgs : keptPkgs).add(id.package);
       if (action === 'remove') {
         const dir = e.path.slice(0, e.path.lastIndexOf('/'));
-        const isAppDir = new RegExp(`^${escapeRe(c.prefix)}/(priv-app|app)/[^/]+$`).test(dir);
+        const isAppDir = new RegExp(`^${escapeRe(rootOf(c, dir).root)}/(priv-app|app)/[^/]+$`).test(dir);
         // An app folder holds one APK (plus oat/, lib/): remove the folder, unless others APKs share it.
         const siblings = c.entries.filter(
           (x) => x.path.startsWith(`${dir}/`) && x.path.endsWith('.apk') && x.path !== e.path,
@@ -436,7 +438,7 @@ export async function makePlan(
   for (const c of ctxs) {
     for (const e of c.entries) {
       if (e.type !== 'file') continue;
-      const rel = e.path.slice(c.prefix.length + 1);
+      const rel = e.path.slice(rootOf(c, e.path).root.length + 1);
       if (/^framework\/(.*\/)?com\.google\.[^/]*$/.test(rel)) {
         c.plan.removals.push({ path: e.path, kind: 'library', reason: 'Google shared library' });
         continue;
@@ -585,6 +587,23 @@ async function readContexts(c: PartCtx, rel: string): Promise<FileContexts | nul
   const path = `${c.prefix}/${rel}`;
   if (!c.byPath.has(path)) return null;
   return FileContexts.parse((await c.input.fs.readFile(path)).toString('utf8'), `${c.input.name}:${path}`);
+}
+
+/**
+ * Partitions a GSI keeps inside system.img (/system/product, /system/system_ext, with /product
+ * and /system_ext symlinks to them) when the build has no separate image for them: their apps,
+ * XMLs and build.prop sit under these roots, laid out as on their own partition.
+ */
+function nestedRoots(c: PartCtx): Array<{ root: string; name: PartitionName }> {
+  if (c.input.name !== 'system' || c.prefix !== '/system') return [];
+  return (['system_ext', 'product'] as const)
+    .filter((n) => c.byPath.get(`/system/${n}`)?.type === 'dir')
+    .map((n) => ({ root: `/system/${n}`, name: n }));
+}
+
+/** The partition root a path lives under: a nested one (GSI) or the partition's own. */
+function rootOf(c: PartCtx, path: string): { root: string; name: PartitionName } {
+  return nestedRoots(c).find((r) => path.startsWith(`${r.root}/`)) ?? { root: c.prefix, name: c.input.name };
 }
 
 function escapeRe(s: string): string {
@@ -736,13 +755,14 @@ async function planProps(
     'ro.omie.version': p.version,
     ...ENFORCED_PROPS,
   };
-  const files: Array<{ c: PartCtx; path: string; text: string }> = [];
+  const files: Array<{ c: PartCtx; part: PartitionName; path: string; text: string }> = [];
   for (const c of ctxs)
-    for (const rel of PROP_FILES) {
-      const path = `${c.prefix}/${rel}`;
-      if (c.byPath.get(path)?.type === 'file')
-        files.push({ c, path, text: (await c.input.fs.readFile(path)).toString('utf8') });
-    }
+    for (const r of [{ root: c.prefix, name: c.input.name }, ...nestedRoots(c)])
+      for (const rel of PROP_FILES) {
+        const path = `${r.root}/${rel}`;
+        if (c.byPath.get(path)?.type === 'file')
+          files.push({ c, part: r.name, path, text: (await c.input.fs.readFile(path)).toString('utf8') });
+      }
   const main =
     files.find((f) => f.c.input.name === 'system' && f.path.endsWith('/build.prop')) ??
     files.find((f) => f.path.endsWith('/build.prop'));
@@ -764,7 +784,7 @@ async function planProps(
     for (const e of parseProps(f.text)) present.add(e.key);
     byFile.set(
       `${f.c.input.name}:${f.path}`,
-      propEditsFor(f.text, f.c.input.name, id, removePatterns, sets, isRemoved, fallback),
+      propEditsFor(f.text, f.part, id, removePatterns, sets, isRemoved, fallback),
     );
   }
   if (main) {

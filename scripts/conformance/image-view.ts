@@ -37,7 +37,12 @@ interface Mounted {
   /** In-filesystem prefix of the partition root: "/system" for a system-as-root image, else "". */
   root: string;
   children: Map<string, FsEntry[]>;
+  /** Sub-trees shown as partitions of their own (a GSI's /system/product): left out here. */
+  exclude: string[];
 }
+
+/** Partitions a GSI keeps inside system.img, at /system/<name> (the root /<name> links there). */
+const NESTED_IN_SYSTEM = ['system_ext', 'product'];
 
 const BOOT_PARTITIONS = ['boot', 'init_boot', 'vendor_boot'];
 
@@ -68,8 +73,9 @@ export async function imageView(input: string, opts: ImageViewOptions = {}): Pro
         arr.push(e);
         children.set(parent, arr);
       }
-      mounted.set(name, { fs, root, children });
+      mounted.set(name, { fs, root, children, exclude: [] });
     }
+    mountNested(mounted);
     if (mounted.size === 0)
       throw new InputError(`${input}: no ext4 or erofs partition found`, {
         code: 'CHECK_NO_FILESYSTEM',
@@ -82,6 +88,25 @@ export async function imageView(input: string, opts: ImageViewOptions = {}): Pro
     throw e;
   }
 }
+
+/**
+ * A GSI (or any build without separate product/system_ext images) keeps those partitions as
+ * directories of system.img; Android sees them at /product and /system_ext all the same, so the
+ * checker reads them as partitions of their own, and the system partition without them.
+ */
+function mountNested(mounted: Map<string, Mounted>): void {
+  const sys = mounted.get('system');
+  if (!sys?.root || sys.root !== '/system') return;
+  for (const name of NESTED_IN_SYSTEM) {
+    const dir = `/system/${name}`;
+    if (mounted.has(name) || !(sys.children.get(dir) ?? []).length) continue;
+    if (!(sys.children.get('/system') ?? []).some((e) => e.path === dir && e.type === 'dir')) continue;
+    mounted.set(name, { fs: sys.fs, root: dir, children: sys.children, exclude: [] });
+    sys.exclude.push(dir);
+  }
+}
+
+const excluded = (m: Mounted, path: string) => m.exclude.some((x) => path === x || path.startsWith(`${x}/`));
 
 function abs(m: Mounted, path: string): string {
   const p = path.replace(/^\/+|\/+$/g, '');
@@ -113,16 +138,18 @@ function makeView(
       const m = mounted.get(partition);
       if (!m) return [];
       const base = abs(m, dir);
-      return (m.children.get(base) ?? []).map((e): FileEntry => {
-        const rel = e.path.slice(m.root.length + 1);
-        return {
-          name: e.path.slice(e.path.lastIndexOf('/') + 1),
-          path: rel,
-          type: e.type === 'file' || e.type === 'dir' || e.type === 'symlink' ? e.type : 'other',
-          size: e.size,
-          mode: e.mode,
-        };
-      });
+      return (m.children.get(base) ?? [])
+        .filter((e) => !excluded(m, e.path))
+        .map((e): FileEntry => {
+          const rel = e.path.slice(m.root.length + 1);
+          return {
+            name: e.path.slice(e.path.lastIndexOf('/') + 1),
+            path: rel,
+            type: e.type === 'file' || e.type === 'dir' || e.type === 'symlink' ? e.type : 'other',
+            size: e.size,
+            mode: e.mode,
+          };
+        });
     },
     async readFile(partition, path) {
       const m = mounted.get(partition);
@@ -141,6 +168,7 @@ function makeView(
         for (const list of m.children.values()) {
           for (const e of list) {
             if (e.type !== 'file' || !e.path.endsWith('.apk') || !e.path.startsWith(`${m.root}/`)) continue;
+            if (excluded(m, e.path)) continue;
             const rel = e.path.slice(m.root.length + 1);
             out.push({ partition, path: rel, localPath: join(work, 'apks', partition, rel) });
           }
@@ -191,7 +219,7 @@ function makeView(
       return vbCache;
     },
     async close() {
-      for (const m of mounted.values()) await m.fs.close().catch(() => {});
+      for (const fs of new Set([...mounted.values()].map((m) => m.fs))) await fs.close().catch(() => {});
       if (ownWork) await rm(work, { recursive: true, force: true });
     },
   };

@@ -144,8 +144,14 @@ export async function openInput(
       throw new InputError(`${input}: no *.img files`, { code: 'CHECK_INPUT_EMPTY', context: { input } });
     // super.img last: a partition image given on its own wins over the one inside super.
     files.sort((a, b) => Number(a === 'super.img') - Number(b === 'super.img'));
-    for (const f of files)
-      await addImage(join(input, f), partitionOf(f), work, images, slot, opts.onProgress);
+    for (const f of files) {
+      // A dump of an A/B device names images by slot (system_a.img, boot_b.img): take the asked slot.
+      const m = /^(.+)_([ab])$/.exec(partitionOf(f));
+      if (m && m[2] !== slot && files.includes(`${m[1]}_${slot}.img`)) continue;
+      const name = m ? m[1] : partitionOf(f);
+      if (images[name]) continue;
+      await addImage(join(input, f), name, work, images, slot, opts.onProgress);
+    }
     let androidInfo: AndroidInfo | undefined;
     for (const z of nested)
       androidInfo ??= await addZipImages(join(input, z), work, images, slot, opts.onProgress);

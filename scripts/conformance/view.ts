@@ -166,7 +166,10 @@ export const BUILD_PROP_ORDER: Array<{ partition: string; paths: string[] }> = [
   { partition: 'system', paths: ['system/etc/prop.default', 'etc/prop.default'] },
   { partition: 'system', paths: ['system/build.prop', 'build.prop'] },
   { partition: 'system_ext', paths: ['etc/build.prop', 'build.prop'] },
-  { partition: 'vendor', paths: ['default.prop', 'build.prop'] },
+  { partition: 'system_dlkm', paths: ['etc/build.prop'] },
+  // Two files, both loaded (a vendor of Android ≤ 11 keeps ro.* defaults in default.prop).
+  { partition: 'vendor', paths: ['default.prop'] },
+  { partition: 'vendor', paths: ['build.prop'] },
   { partition: 'vendor_dlkm', paths: ['etc/build.prop'] },
   { partition: 'odm_dlkm', paths: ['etc/build.prop'] },
   { partition: 'odm', paths: ['etc/build.prop', 'build.prop'] },

@@ -337,6 +337,12 @@ const isImage = (n: string) => /\.img$/i.test(n) && !n.endsWith('/');
 const isNestedZip = (n: string) => /(^|\/)image-[^/]*\.zip$/i.test(n);
 const leaf = (n: string) => n.slice(n.lastIndexOf('/') + 1);
 
+/**
+ * Names a factory zip gives its firmware images (bootloader-<device>-<version>.img,
+ * radio-<device>-<version>.img): flashed and verified by the bootloader itself, outside AVB.
+ */
+export const FIRMWARE_IMAGES: readonly string[] = ['bootloader', 'radio'];
+
 /** Partition an image file flashes: its name without `.img`; `bootloader-*`/`radio-*` → bootloader/radio. */
 export function partitionOf(name: string): string {
   const l = leaf(name).replace(/\.img$/i, '');

@@ -62,7 +62,7 @@ const UUIDS = {
   vendor: '5a6d2c1e-0000-4000-8000-000000000003',
 };
 
-const KEY_SUBJECTS: Record<SampleSigner, { name: string; subject: string }> = {
+export const KEY_SUBJECTS: Record<SampleSigner, { name: string; subject: string }> = {
   google: {
     name: 'google-release-stand-in',
     subject: '/C=US/ST=California/L=Mountain View/O=Google Inc./OU=Android/CN=Android',
@@ -431,7 +431,7 @@ async function buildCachedApk(
 }
 
 /** A tiny but valid (empty-ish) jar: a zip with a manifest, built deterministically by hand. */
-function fakeJar(name: string): Buffer {
+export function fakeJar(name: string): Buffer {
   const data = Buffer.from(`Manifest-Version: 1.0\nCreated-By: omie-sample (${name})\n\n`);
   const fname = Buffer.from('META-INF/MANIFEST.MF');
   const crc = crc32(data);
@@ -499,7 +499,7 @@ async function writePadding(path: string, bytes: number): Promise<void> {
 }
 
 /** Owners, modes and labels for every entry of an erofs source tree (root-owned, 0755/0644). */
-async function erofsMeta(
+export async function erofsMeta(
   root: string,
   mountPoint: string,
   fc: FileContexts,

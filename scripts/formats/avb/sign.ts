@@ -225,6 +225,8 @@ function pyCompare(a: string, b: string): number {
 export interface MakeVbmetaOptions extends VbmetaOptions {
   /** Pad the output so its size is a multiple of this (avbtool --padding_size). */
   paddingSize?: number;
+  /** Descriptors taken as they are (e.g. from another vbmeta), placed before the chain descriptors. */
+  descriptors?: AvbDescriptor[];
 }
 
 /** avbtool make_vbmeta_image: writes a standalone vbmeta image to `out`. */
@@ -232,7 +234,7 @@ export async function makeVbmetaImage(out: string, o: MakeVbmetaOptions): Promis
   let minor = 0;
   if ((o.rollbackIndexLocation ?? 0) > 0) minor = Math.max(minor, 2);
   if (o.chainPartitions?.some((c) => c.doNotUseAb)) minor = Math.max(minor, 3);
-  const res = await generateVbmetaBlob(o, [], minor);
+  const res = await generateVbmetaBlob(o, o.descriptors ?? [], minor);
   let blob = res.blob;
   if (o.paddingSize && o.paddingSize > 0)
     blob = Buffer.concat([blob, Buffer.alloc(roundUp(blob.length, o.paddingSize) - blob.length)]);
