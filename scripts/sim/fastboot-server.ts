@@ -62,13 +62,27 @@ export async function startFastbootServer(opts: FastbootServerOptions): Promise<
     sock.setNoDelay(true);
     const faults = optFaults ?? opts.state.info.faults;
     const useFault = faults && (faults.times === undefined || faultHits < faults.times);
-    new Session(sock, sessionOpts, useFault ? faults : undefined, () => {
-      faultHits++;
-    })
-      .run()
-      .catch(() => {})
-      .finally(() => sock.destroy());
+    track(
+      new Session(
+        sock,
+        sessionOpts,
+        useFault ? faults : undefined,
+        () => {
+          faultHits++;
+        },
+        track,
+      )
+        .run()
+        .catch(() => {})
+        .finally(() => sock.destroy()),
+    );
   });
+  /** Sessions and their delayed state writes: close() waits for them, so the state folder is quiet. */
+  const pending = new Set<Promise<unknown>>();
+  function track(work: Promise<unknown>): void {
+    pending.add(work);
+    void work.finally(() => pending.delete(work));
+  }
   await new Promise<void>((res, rej) => {
     server.once('error', rej);
     server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => res());
@@ -84,11 +98,13 @@ export async function startFastbootServer(opts: FastbootServerOptions): Promise<
       optFaults = f;
       faultHits = 0;
     },
-    close: () =>
-      new Promise<void>((res) => {
+    close: async () => {
+      await new Promise<void>((res) => {
         for (const s of sockets) s.destroy();
         server.close(() => res());
-      }),
+      });
+      while (pending.size) await Promise.allSettled([...pending]);
+    },
   };
 }
 
@@ -105,6 +121,8 @@ class Session {
     private readonly opts: FastbootServerOptions,
     private readonly faults: SimFaults | undefined,
     private readonly onFaultHit: () => void,
+    /** Registers work that outlives the connection (a reboot's delayed mode change), for close(). */
+    private readonly track: (work: Promise<unknown>) => void,
   ) {
     this.reader = new SocketReader(sock, 8 << 20, faults ? this.interceptor(faults) : undefined);
   }
@@ -606,15 +624,17 @@ class Session {
     await this.reply('OKAY', this.userspace ? msg : '');
     this.closing = true;
     const delay = this.opts.rebootDelayMs ?? 200;
-    setTimeout(() => {
-      this.st
-        .update((d) => {
-          d.mode = next;
-          // Booting the system marks the slot as having booted successfully, as update_verifier would.
-          if (next === 'adb' && d.currentSlot && d.slotSuccessful) d.slotSuccessful[d.currentSlot] = true;
-        })
-        .catch(() => {});
-    }, delay);
+    this.track(
+      new Promise((r) => setTimeout(r, delay)).then(() =>
+        this.st
+          .update((d) => {
+            d.mode = next;
+            // Booting the system marks the slot as having booted successfully, as update_verifier would.
+            if (next === 'adb' && d.currentSlot && d.slotSuccessful) d.slotSuccessful[d.currentSlot] = true;
+          })
+          .catch(() => {}),
+      ),
+    );
     this.sock.end();
   }
 
