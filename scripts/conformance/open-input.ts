@@ -146,9 +146,10 @@ export async function openInput(
     files.sort((a, b) => Number(a === 'super.img') - Number(b === 'super.img'));
     for (const f of files) {
       // A dump of an A/B device names images by slot (system_a.img, boot_b.img): take the asked slot.
-      const m = /^(.+)_([ab])$/.exec(partitionOf(f));
+      const partition = partitionOf(f);
+      const m = /^(.+)_([ab])$/.exec(partition);
       if (m && m[2] !== slot && files.includes(`${m[1]}_${slot}.img`)) continue;
-      const name = m ? m[1] : partitionOf(f);
+      const name = m ? m[1] : partition;
       if (images[name]) continue;
       await addImage(join(input, f), name, work, images, slot, opts.onProgress);
     }

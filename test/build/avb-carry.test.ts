@@ -8,7 +8,12 @@ import {
 } from '../../scripts/build/avb-carry.ts';
 import { OmieError } from '../../scripts/errors.ts';
 import type { DeviceProfile } from '../../scripts/model/index.ts';
-import { generateRealisticBase, REALISTIC_ROLLBACK } from '../../scripts/sample/realistic-base.ts';
+import {
+  generateRealisticBase,
+  REALISTIC_BOOT,
+  REALISTIC_LOGICAL,
+  REALISTIC_ROLLBACK,
+} from '../../scripts/sample/realistic-base.ts';
 import { mutate, onceInDir, prng, sampleFixture, workDir } from '../helpers.ts';
 
 const dir = workDir('avb-carry');
@@ -45,18 +50,7 @@ describe('descriptors carried from the base vbmeta', () => {
   });
 
   it('follows the chain and files each descriptor under the vbmeta that now lists its partition', async () => {
-    const all = [
-      'boot',
-      'init_boot',
-      'vendor_boot',
-      'dtbo',
-      'system',
-      'system_ext',
-      'product',
-      'vendor',
-      'odm',
-      'vendor_dlkm',
-    ];
+    const all = [...REALISTIC_BOOT, ...REALISTIC_LOGICAL];
     const keep = ['dtbo', 'product'];
     const got = await carriedDescriptors(device(all.filter((p) => !keep.includes(p))), images(), new Set());
     const names = (k: string) =>
@@ -67,18 +61,7 @@ describe('descriptors carried from the base vbmeta', () => {
 
   it('nothing to carry without a base vbmeta, or when every partition is re-signed', async () => {
     expect((await carriedDescriptors(device([]), {}, new Set())).size).toBe(0);
-    const all = [
-      'boot',
-      'init_boot',
-      'vendor_boot',
-      'dtbo',
-      'system',
-      'system_ext',
-      'product',
-      'vendor',
-      'odm',
-      'vendor_dlkm',
-    ];
+    const all = [...REALISTIC_BOOT, ...REALISTIC_LOGICAL];
     expect((await carriedDescriptors(device(all), images(), new Set())).size).toBe(0);
   });
 
