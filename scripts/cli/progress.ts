@@ -1,6 +1,8 @@
 import cliProgress from 'cli-progress';
 import type { ProgressEvent, ProgressFn } from '../progress.ts';
 
+const THROTTLE_MS = 100;
+
 /**
  * Renders ProgressEvents: one bar per stage on a TTY, a plain line every 10% otherwise, and
  * newline-delimited JSON events on stderr with --json (stdout stays one JSON document).
@@ -20,8 +22,15 @@ export function makeProgress(json: boolean): ProgressFn & { stop(): void } {
     : undefined;
   const bars = new Map<string, cliProgress.SingleBar>();
   const lastDecile = new Map<string, number>();
+  const lastEmit = new Map<string, number>();
 
   const fn = ((e: ProgressEvent) => {
+    // Byte-level producers report every chunk: at most one event per stage every 100 ms (plus the
+    // first and the last), as a synchronous stderr write per chunk costs seconds on a large image.
+    const now = performance.now();
+    const last = lastEmit.get(e.stage);
+    if (last !== undefined && e.done < e.total && now - last < THROTTLE_MS) return;
+    lastEmit.set(e.stage, now);
     if (json) {
       process.stderr.write(`${JSON.stringify({ event: 'progress', ...e })}\n`);
       return;

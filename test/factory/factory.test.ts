@@ -194,6 +194,33 @@ describe('fastboot zip', () => {
   });
 });
 
+describe('extraction checks the data against the central directory', () => {
+  for (const compress of [false, true]) {
+    it(`a changed byte in a ${compress ? 'deflated' : 'stored'} image is a CRC-32 error, never a silently wrong image`, async () => {
+      const zip = join(dir, `crc.${compress}.zip`);
+      // Incompressible: deflate stores it, so a changed byte keeps the stream valid.
+      const data = randomBytes(7, 3 << 20);
+      await zipOf(zip, [
+        { name: 'android-info.txt', data: Buffer.from(ANDROID_INFO) },
+        { name: 'boot.img', data, compress },
+      ]);
+      const good = join(dir, `crc.${compress}.good`);
+      await extractFactoryImage(zip, 'boot.img', good);
+      expect(readFileSync(good).equals(data)).toBe(true);
+      const bytes = readFileSync(zip);
+      bytes[bytes.length >> 1] ^= 0x01; // inside boot.img's data
+
+      const bad = join(dir, `crc.${compress}.bad.zip`);
+      writeFileSync(bad, bytes);
+      const err = await extractFactoryImage(bad, 'boot.img', join(dir, `crc.${compress}.out`)).catch(
+        (e) => e,
+      );
+      expect(err).toBeInstanceOf(FormatError);
+      expect((err as FormatError).context).toMatchObject({ field: 'crc32' });
+    });
+  }
+});
+
 describe('Pixel-style factory zip (nested image-*.zip)', () => {
   for (const stored of [true, false]) {
     it(`lists and extracts images of a ${stored ? 'stored' : 'deflated'} nested zip`, async () => {
