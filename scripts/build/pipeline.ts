@@ -363,25 +363,27 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     checkRollbackFloors(device, await baseRollbackFloors(base.images));
 
     const extraFiles: ExtraFile[] = [];
+    // Overlays (each one aapt + zipalign + signing) are built while the plan is made: the plan
+    // only needs their paths; applying it reads them.
+    let overlaysBuilt: Promise<unknown> = Promise.resolve();
     if (keys) {
       const fw = await frameworkRes(readers, work);
       await mkdir(join(work, 'overlays'), { recursive: true });
-      // Overlays are independent (each one aapt + zipalign + signing): built together, listed in order.
       let built = 0;
       stage('overlays', 0, resolved.overlays.length);
-      const overlayApks = await Promise.all(
-        resolved.overlays.map(async (ov) => {
-          const apk = join(work, 'overlays', `${ov.name}.apk`);
-          await buildOverlay(ov, p, fw, keys.apk, apk);
+      const apks = resolved.overlays.map((ov) => join(work, 'overlays', `${ov.name}.apk`));
+      overlaysBuilt = Promise.all(
+        resolved.overlays.map(async (ov, i) => {
+          await buildOverlay(ov, p, fw, keys.apk, apks[i]);
           stage('overlays', ++built, resolved.overlays.length);
-          return apk;
         }),
       );
+      overlaysBuilt.catch(() => {}); // awaited before the plan is applied
       for (const [i, ov] of resolved.overlays.entries()) {
         extraFiles.push({
           partition: ov.partition,
           path: overlayPath(ov),
-          source: overlayApks[i],
+          source: apks[i],
           package: ov.package,
           reason: `overlay ${ov.name}: ${ov.description ?? ''}`.trim(),
         });
@@ -439,6 +441,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     if (o.dryRun) return { dryRun: true, plan, release: true };
     if (!keys) throw new Error('unreachable: keys are resolved unless --dry-run');
 
+    await overlaysBuilt;
     const epoch = sourceDateEpoch();
     await applyPlan(plan, base.images, { epoch, onProgress: o.onProgress });
 
