@@ -79,37 +79,48 @@ export async function bench(o: BenchOptions): Promise<BenchResult[]> {
   const out = join(o.workDir, 'out');
   const copy = join(o.workDir, 'copy');
   const inputs = (await readdir(base)).filter((f) => f.endsWith('.img')).map((f) => join(base, f));
-  const ours: number[] = [];
+  // The reference is the same for every form of the base: cp of the sample base's files.
   const ref: number[] = [];
-  let rss = 0;
-  let stages = '';
-  for (let i = 0; i < 2; i++) {
-    await rm(out, { recursive: true, force: true });
-    const b = await timed(
-      'node',
-      [...omie, '--json', 'build', product, '--base', join(base, 'factory.zip'), '--out', out],
-      env,
-    );
-    if (b.seconds <= Math.min(...ours)) stages = stageSummary(b.stages);
-    o.log(`build: run ${i + 1}: ${b.seconds.toFixed(1)} s; stages: ${stageSummary(b.stages)}`);
-    ours.push(b.seconds);
-    rss = Math.max(rss, b.rssKiB);
+  const copyInputs = async () => {
     await rm(copy, { recursive: true, force: true });
     await execa('mkdir', ['-p', copy]);
     ref.push((await timed('cp', [...inputs, join(base, 'factory.zip'), copy])).seconds);
-  }
-  const a = Math.min(...ours);
-  const r = Math.min(...ref);
-  o.log(`build: omie build ${a.toFixed(1)} s, cp ${r.toFixed(2)} s, peak RSS ${(rss / 1024).toFixed(0)} MiB`);
-  return [
-    {
-      name: `remaster ${o.sizeMiB} MiB sample base`,
-      ours: a,
-      reference: r,
-      referenceName: 'cp of the inputs',
-      ratio: a / r,
-      goal: '<= 3x',
-      notes: `peak RSS ${(rss / 1024).toFixed(0)} MiB (goal <= 300); ${availableParallelism()} cores, load ${loadavg()[0].toFixed(1)}; fastest run's stages: ${stages}`,
-    },
+  };
+  let rss = 0;
+  const remaster = async (form: string, input: string) => {
+    const ours: number[] = [];
+    let stages = '';
+    for (let i = 0; i < 2; i++) {
+      await rm(out, { recursive: true, force: true });
+      const b = await timed(
+        'node',
+        [...omie, '--json', 'build', product, '--base', input, '--out', out],
+        env,
+      );
+      if (b.seconds <= Math.min(...ours)) stages = stageSummary(b.stages);
+      o.log(`build: ${form} run ${i + 1}: ${b.seconds.toFixed(1)} s; stages: ${stageSummary(b.stages)}`);
+      ours.push(b.seconds);
+      rss = Math.max(rss, b.rssKiB);
+      await copyInputs();
+    }
+    return { form, seconds: Math.min(...ours), stages };
+  };
+  // The factory zip is the hard case (1.2 GB of system.img to inflate); super.img needs no inflating.
+  const runs = [
+    await remaster('factory zip', join(base, 'factory.zip')),
+    await remaster('super.img', join(base, 'super.img')),
   ];
+  const r = Math.min(...ref);
+  o.log(
+    `build: ${runs.map((x) => `from ${x.form} ${x.seconds.toFixed(1)} s`).join(', ')}; cp ${r.toFixed(2)} s; peak RSS ${(rss / 1024).toFixed(0)} MiB`,
+  );
+  return runs.map((x) => ({
+    name: `remaster ${o.sizeMiB} MiB sample base (from ${x.form})`,
+    ours: x.seconds,
+    reference: r,
+    referenceName: "cp of the sample base's files",
+    ratio: x.seconds / r,
+    goal: '<= 3x',
+    notes: `peak RSS ${(rss / 1024).toFixed(0)} MiB (goal <= 300); ${availableParallelism()} cores, load ${loadavg()[0].toFixed(1)}; fastest run's stages: ${x.stages}`,
+  }));
 }
