@@ -16,9 +16,9 @@
 import {
   createPrivateKey,
   createPublicKey,
-  randomBytes,
   sign as cryptoSign,
   type KeyObject,
+  randomBytes,
   X509Certificate,
 } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
