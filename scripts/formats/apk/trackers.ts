@@ -54,8 +54,17 @@ interface Compiled {
   regex: RegExp | null;
 }
 
+/** Character trie over the prefix signatures: one walk along a class name finds every prefix it starts with. */
+interface TrieNode {
+  next: Map<number, TrieNode>;
+  /** Trackers with a prefix ending here. */
+  ends: Compiled[];
+}
+
 export class TrackerDatabase {
   private readonly compiled: Compiled[];
+  private readonly trie: TrieNode = { next: new Map(), ends: [] };
+  private readonly regexes: Compiled[];
 
   constructor(readonly trackers: readonly TrackerDefinition[]) {
     this.compiled = trackers.map((def) => {
@@ -71,6 +80,21 @@ export class TrackerDatabase {
         regex: null,
       };
     });
+    for (const c of this.compiled)
+      for (const p of c.prefixes) {
+        let n = this.trie;
+        for (let i = 0; i < p.length; i++) {
+          const ch = p.charCodeAt(i);
+          let m = n.next.get(ch);
+          if (!m) {
+            m = { next: new Map(), ends: [] };
+            n.next.set(ch, m);
+          }
+          n = m;
+        }
+        if (!n.ends.includes(c)) n.ends.push(c);
+      }
+    this.regexes = this.compiled.filter((c) => c.regex);
   }
 
   static load(file = DEFAULT_TRACKERS_FILE): TrackerDatabase {
@@ -107,15 +131,24 @@ export class TrackerDatabase {
   /** Trackers whose signature matches any of the class names, most matched classes first. */
   match(classNames: Iterable<string>): TrackerMatch[] {
     const hits = new Map<Compiled, { n: number; ex: string[] }>();
+    const hit = (c: Compiled, cls: string) => {
+      const h = hits.get(c) ?? { n: 0, ex: [] };
+      h.n++;
+      if (h.ex.length < 3) h.ex.push(cls);
+      hits.set(c, h);
+    };
+    const found: Compiled[] = [];
     for (const cls of classNames) {
-      for (const c of this.compiled) {
-        const ok = c.regex ? c.regex.test(cls) : c.prefixes.some((p) => cls.startsWith(p));
-        if (!ok) continue;
-        const h = hits.get(c) ?? { n: 0, ex: [] };
-        h.n++;
-        if (h.ex.length < 3) h.ex.push(cls);
-        hits.set(c, h);
+      // A tracker counts a class once, even when several of its prefixes match.
+      found.length = 0;
+      let n: TrieNode | undefined = this.trie;
+      for (let i = 0; i < cls.length; i++) {
+        n = n.next.get(cls.charCodeAt(i));
+        if (!n) break;
+        for (const c of n.ends) if (!found.includes(c)) found.push(c);
       }
+      for (const c of found) hit(c, cls);
+      for (const c of this.regexes) if (c.regex!.test(cls)) hit(c, cls);
     }
     return [...hits]
       .map(([c, h]) => ({
