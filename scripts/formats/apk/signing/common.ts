@@ -524,6 +524,22 @@ function saltedSha256(block: Buffer): Buffer {
 }
 
 export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Promise<Buffer> {
+  // v2, v3 and v3.1 may all carry VERITY_* signatures over the same bytes: compute it once per archive.
+  let cache = digestCache.get(zip);
+  if (!cache) {
+    cache = new Map();
+    digestCache.set(zip, cache);
+  }
+  const key = `verity@${regions.beforeBlockEnd}`;
+  let d = cache.get(key);
+  if (!d) {
+    d = await computeVerityDigest(zip, regions);
+    cache.set(key, d);
+  }
+  return d;
+}
+
+async function computeVerityDigest(zip: ZipArchive, regions: SignedRegions): Promise<Buffer> {
   const BLOCK = 4096;
   const leaves: Buffer[] = [];
   let carry = Buffer.alloc(0);
