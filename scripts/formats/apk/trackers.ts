@@ -54,16 +54,14 @@ interface Compiled {
   regex: RegExp | null;
 }
 
-/** Character trie over the prefix signatures: one walk along a class name finds every prefix it starts with. */
-interface TrieNode {
-  next: Map<number, TrieNode>;
-  /** Trackers with a prefix ending here. */
-  ends: Compiled[];
-}
-
 export class TrackerDatabase {
   private readonly compiled: Compiled[];
-  private readonly trie: TrieNode = { next: new Map(), ends: [] };
+  /**
+   * Prefix signatures bucketed by their first two package segments ("com.google."): a class name
+   * can only start with prefixes of its own bucket. Prefixes with fewer segments are tried always.
+   */
+  private readonly buckets = new Map<string, Array<{ c: Compiled; prefix: string }>>();
+  private readonly unbucketed: Array<{ c: Compiled; prefix: string }> = [];
   private readonly regexes: Compiled[];
 
   constructor(readonly trackers: readonly TrackerDefinition[]) {
@@ -81,18 +79,14 @@ export class TrackerDatabase {
       };
     });
     for (const c of this.compiled)
-      for (const p of c.prefixes) {
-        let n = this.trie;
-        for (let i = 0; i < p.length; i++) {
-          const ch = p.charCodeAt(i);
-          let m = n.next.get(ch);
-          if (!m) {
-            m = { next: new Map(), ends: [] };
-            n.next.set(ch, m);
-          }
-          n = m;
+      for (const prefix of c.prefixes) {
+        const key = bucketKey(prefix);
+        if (key === null) this.unbucketed.push({ c, prefix });
+        else {
+          const list = this.buckets.get(key) ?? [];
+          list.push({ c, prefix });
+          this.buckets.set(key, list);
         }
-        if (!n.ends.includes(c)) n.ends.push(c);
       }
     this.regexes = this.compiled.filter((c) => c.regex);
   }
@@ -138,15 +132,16 @@ export class TrackerDatabase {
       hits.set(c, h);
     };
     const found: Compiled[] = [];
+    const scan = (list: ReadonlyArray<{ c: Compiled; prefix: string }>, cls: string) => {
+      for (const { c, prefix } of list) if (cls.startsWith(prefix) && !found.includes(c)) found.push(c);
+    };
     for (const cls of classNames) {
       // A tracker counts a class once, even when several of its prefixes match.
       found.length = 0;
-      let n: TrieNode | undefined = this.trie;
-      for (let i = 0; i < cls.length; i++) {
-        n = n.next.get(cls.charCodeAt(i));
-        if (!n) break;
-        for (const c of n.ends) if (!found.includes(c)) found.push(c);
-      }
+      const key = bucketKey(cls);
+      const bucket = key === null ? undefined : this.buckets.get(key);
+      if (bucket) scan(bucket, cls);
+      if (this.unbucketed.length) scan(this.unbucketed, cls);
       for (const c of found) hit(c, cls);
       for (const c of this.regexes) if (c.regex!.test(cls)) hit(c, cls);
     }
@@ -162,6 +157,13 @@ export class TrackerDatabase {
       }))
       .sort((a, b) => b.classCount - a.classCount || a.id.localeCompare(b.id));
   }
+}
+
+/** "com.google.firebase.X" → "com.google." (through the second dot), or null. */
+function bucketKey(name: string): string | null {
+  const d1 = name.indexOf('.');
+  const d2 = d1 < 0 ? -1 : name.indexOf('.', d1 + 1);
+  return d2 < 0 ? null : name.slice(0, d2 + 1);
 }
 
 let cached: TrackerDatabase | null = null;
