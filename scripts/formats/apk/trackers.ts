@@ -56,6 +56,13 @@ interface Compiled {
 
 export class TrackerDatabase {
   private readonly compiled: Compiled[];
+  /**
+   * Prefix signatures bucketed by their first two package segments ("com.google."): a class name
+   * can only start with prefixes of its own bucket. Prefixes with fewer segments are tried always.
+   */
+  private readonly buckets = new Map<string, Array<{ c: Compiled; prefix: string }>>();
+  private readonly unbucketed: Array<{ c: Compiled; prefix: string }> = [];
+  private readonly regexes: Compiled[];
 
   constructor(readonly trackers: readonly TrackerDefinition[]) {
     this.compiled = trackers.map((def) => {
@@ -71,6 +78,17 @@ export class TrackerDatabase {
         regex: null,
       };
     });
+    for (const c of this.compiled)
+      for (const prefix of c.prefixes) {
+        const key = bucketKey(prefix);
+        if (key === null) this.unbucketed.push({ c, prefix });
+        else {
+          const list = this.buckets.get(key) ?? [];
+          list.push({ c, prefix });
+          this.buckets.set(key, list);
+        }
+      }
+    this.regexes = this.compiled.filter((c) => c.regex);
   }
 
   static load(file = DEFAULT_TRACKERS_FILE): TrackerDatabase {
@@ -107,15 +125,25 @@ export class TrackerDatabase {
   /** Trackers whose signature matches any of the class names, most matched classes first. */
   match(classNames: Iterable<string>): TrackerMatch[] {
     const hits = new Map<Compiled, { n: number; ex: string[] }>();
+    const hit = (c: Compiled, cls: string) => {
+      const h = hits.get(c) ?? { n: 0, ex: [] };
+      h.n++;
+      if (h.ex.length < 3) h.ex.push(cls);
+      hits.set(c, h);
+    };
+    const found: Compiled[] = [];
+    const scan = (list: ReadonlyArray<{ c: Compiled; prefix: string }>, cls: string) => {
+      for (const { c, prefix } of list) if (cls.startsWith(prefix) && !found.includes(c)) found.push(c);
+    };
     for (const cls of classNames) {
-      for (const c of this.compiled) {
-        const ok = c.regex ? c.regex.test(cls) : c.prefixes.some((p) => cls.startsWith(p));
-        if (!ok) continue;
-        const h = hits.get(c) ?? { n: 0, ex: [] };
-        h.n++;
-        if (h.ex.length < 3) h.ex.push(cls);
-        hits.set(c, h);
-      }
+      // A tracker counts a class once, even when several of its prefixes match.
+      found.length = 0;
+      const key = bucketKey(cls);
+      const bucket = key === null ? undefined : this.buckets.get(key);
+      if (bucket) scan(bucket, cls);
+      if (this.unbucketed.length) scan(this.unbucketed, cls);
+      for (const c of found) hit(c, cls);
+      for (const c of this.regexes) if (c.regex!.test(cls)) hit(c, cls);
     }
     return [...hits]
       .map(([c, h]) => ({
@@ -129,6 +157,13 @@ export class TrackerDatabase {
       }))
       .sort((a, b) => b.classCount - a.classCount || a.id.localeCompare(b.id));
   }
+}
+
+/** "com.google.firebase.X" → "com.google." (through the second dot), or null. */
+function bucketKey(name: string): string | null {
+  const d1 = name.indexOf('.');
+  const d2 = d1 < 0 ? -1 : name.indexOf('.', d1 + 1);
+  return d2 < 0 ? null : name.slice(0, d2 + 1);
 }
 
 let cached: TrackerDatabase | null = null;

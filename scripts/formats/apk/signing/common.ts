@@ -292,9 +292,33 @@ export interface ParsedCertificate {
   spki: Buffer;
 }
 
+/**
+ * Bounded content-keyed memo (key: the exact input bytes). Only pure parses of bytes go here —
+ * never a verification verdict — so a hit is indistinguishable from parsing again. Failures are
+ * not cached. Certificates repeat within an APK (v1, v2, v3, lineage carry the same signer) and
+ * across APKs of one developer or platform.
+ */
+export class ContentMemo<T> {
+  private readonly map = new Map<string, T>();
+  constructor(private readonly limit = 256) {}
+  get(bytes: Uint8Array, make: () => T): T {
+    const key = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+    const hit = this.map.get(key);
+    if (hit !== undefined) return hit;
+    const v = make();
+    if (this.map.size >= this.limit) this.map.delete(this.map.keys().next().value!);
+    this.map.set(key, v);
+    return v;
+  }
+}
+
+const certMemo = new ContentMemo<ParsedCertificate>();
+
 export function parseCertificate(der: Buffer, scheme: string, what: string): ParsedCertificate {
   try {
-    return parseCertificateUnchecked(der);
+    // Callers get their own `der` and `info` objects; the KeyObject and SPKI bytes are immutable.
+    const c = certMemo.get(der, () => parseCertificateUnchecked(Buffer.from(der)));
+    return { der, publicKey: c.publicKey, spki: c.spki, info: { ...c.info } };
   } catch (e) {
     throw new VerificationError(scheme, `malformed certificate (${what}): ${(e as Error).message ?? e}`, {
       code: 'APK_CERT_MALFORMED',
@@ -338,9 +362,18 @@ function parseCertificateUnchecked(der: Buffer): ParsedCertificate {
   };
 }
 
-export function publicKeyFromSpki(spki: Buffer, scheme: string): KeyObject {
+const keyMemo = new ContentMemo<{ key: KeyObject; spki: Buffer }>();
+
+/**
+ * The public key of a v2/v3 signer record, with its SPKI as Node re-encodes it (what the
+ * certificate's key is compared against).
+ */
+export function publicKeyFromSpki(spki: Buffer, scheme: string): { key: KeyObject; spki: Buffer } {
   try {
-    return createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    return keyMemo.get(spki, () => {
+      const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+      return { key, spki: key.export({ type: 'spki', format: 'der' }) };
+    });
   } catch (e) {
     throw new VerificationError(scheme, `malformed public key: ${(e as Error).message}`, {
       code: 'APK_KEY_MALFORMED',
@@ -491,6 +524,22 @@ function saltedSha256(block: Buffer): Buffer {
 }
 
 export async function verityDigest(zip: ZipArchive, regions: SignedRegions): Promise<Buffer> {
+  // v2, v3 and v3.1 may all carry VERITY_* signatures over the same bytes: compute it once per archive.
+  let cache = digestCache.get(zip);
+  if (!cache) {
+    cache = new Map();
+    digestCache.set(zip, cache);
+  }
+  const key = `verity@${regions.beforeBlockEnd}`;
+  let d = cache.get(key);
+  if (!d) {
+    d = await computeVerityDigest(zip, regions);
+    cache.set(key, d);
+  }
+  return d;
+}
+
+async function computeVerityDigest(zip: ZipArchive, regions: SignedRegions): Promise<Buffer> {
   const BLOCK = 4096;
   const leaves: Buffer[] = [];
   let carry = Buffer.alloc(0);

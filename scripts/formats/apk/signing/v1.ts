@@ -6,11 +6,10 @@
  * listed in MANIFEST.MF. Every entry that needs protection must be listed. Entry data is streamed.
  */
 import { createHash, verify as cryptoVerify } from 'node:crypto';
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
 import { FormatError, VerificationError } from '../../../errors.ts';
 import type { ZipArchive, ZipEntry } from '../zip.ts';
 import { type CertificateInfo, type ParsedCertificate, parseCertificate } from './common.ts';
+import { Pkcs7ParseError, type Pkcs7SignerInfo, parsePkcs7Fast, parsePkcs7WithPkijs } from './pkcs7.ts';
 
 const SCHEME = 'v1';
 
@@ -32,8 +31,6 @@ const OID_HASH: Record<string, string> = {
   '2.16.840.1.101.3.4.2.4': 'sha224',
   '1.2.840.113549.2.5': 'md5',
 };
-const OID_SIGNED_DATA = '1.2.840.113549.1.7.2';
-const OID_MESSAGE_DIGEST = '1.2.840.113549.1.9.4';
 
 export interface ManifestSection {
   name: string | null;
@@ -159,10 +156,6 @@ function fail(message: string, code: string, context: Record<string, unknown> = 
   throw new VerificationError(SCHEME, message, { code, context });
 }
 
-function toBuf(v: ArrayBuffer | Uint8Array): Buffer {
-  return Buffer.from(v instanceof Uint8Array ? v : new Uint8Array(v));
-}
-
 /** Verifies one PKCS#7 block over its .SF; returns the signer certificate. */
 function verifyPkcs7(
   block: Buffer,
@@ -170,34 +163,30 @@ function verifyPkcs7(
   blockName: string,
   minSdk: number,
 ): { cert: ParsedCertificate; chain: ParsedCertificate[]; hash: string; sigOid: string } {
-  const asn = asn1js.fromBER(new Uint8Array(block));
-  if (asn.offset === -1) fail(`${blockName}: not valid DER/BER`, 'APK_V1_PKCS7_MALFORMED');
-  let sd: pkijs.SignedData;
-  let rawCerts: Buffer[] = [];
-  try {
-    const ci = new pkijs.ContentInfo({ schema: asn.result });
-    if (ci.contentType !== OID_SIGNED_DATA)
-      fail(`${blockName}: not PKCS#7 SignedData`, 'APK_V1_PKCS7_MALFORMED', { found: ci.contentType });
-    sd = new pkijs.SignedData({ schema: ci.content });
-    // Original certificate bytes (digests are over the exact DER as stored).
-    const sdSeq = (ci.content as asn1js.Sequence).valueBlock.value;
-    const certSet = sdSeq.find((e) => e.idBlock.tagClass === 3 && e.idBlock.tagNumber === 0) as
-      | asn1js.Constructed
-      | undefined;
-    rawCerts = (certSet?.valueBlock.value ?? []).map((c) => toBuf(c.valueBeforeDecodeView));
-  } catch (e) {
-    if (e instanceof VerificationError) throw e;
-    fail(`${blockName}: malformed PKCS#7: ${(e as Error).message ?? e}`, 'APK_V1_PKCS7_MALFORMED');
+  let sd = parsePkcs7Fast(block);
+  if (!sd) {
+    try {
+      const r = parsePkcs7WithPkijs(block);
+      if (!r.sd)
+        fail(`${blockName}: not PKCS#7 SignedData`, 'APK_V1_PKCS7_MALFORMED', { found: r.contentType });
+      sd = r.sd;
+    } catch (e) {
+      if (e instanceof VerificationError) throw e;
+      if (e instanceof Pkcs7ParseError) fail(`${blockName}: ${e.message}`, 'APK_V1_PKCS7_MALFORMED');
+      fail(`${blockName}: malformed PKCS#7: ${(e as Error).message ?? e}`, 'APK_V1_PKCS7_MALFORMED');
+    }
   }
   if (!sd.signerInfos.length) fail(`${blockName}: no SignerInfo`, 'APK_V1_NO_SIGNERS');
-  const chain = rawCerts.map((d, i) => parseCertificate(d, SCHEME, `${blockName} certificate #${i + 1}`));
+  const chain = sd.certificates.map((d, i) =>
+    parseCertificate(d, SCHEME, `${blockName} certificate #${i + 1}`),
+  );
   // Before Android 7.0 only the first SignerInfo is tried; from 7.0 on, the first that verifies
   // wins (apksig verifySigBlockAgainstSigFile).
   const candidates = minSdk < 24 ? sd.signerInfos.slice(0, 1) : sd.signerInfos;
   let lastError: unknown;
   for (const si of candidates) {
     try {
-      return verifySignerInfo(sd, si, chain, sf, blockName);
+      return verifySignerInfo(si, chain, sf, blockName);
     } catch (e) {
       lastError = e;
     }
@@ -207,41 +196,25 @@ function verifyPkcs7(
 
 /** One SignerInfo against the .SF bytes; returns the signer certificate or throws. */
 function verifySignerInfo(
-  sd: pkijs.SignedData,
-  si: pkijs.SignerInfo,
+  si: Pkcs7SignerInfo,
   chain: ParsedCertificate[],
   sf: Buffer,
   blockName: string,
 ): { cert: ParsedCertificate; chain: ParsedCertificate[]; hash: string; sigOid: string } {
-  let cert: ParsedCertificate | undefined;
-  if (si.sid instanceof pkijs.IssuerAndSerialNumber) {
-    const serial = Buffer.from(si.sid.serialNumber.valueBlock.valueHexView)
-      .toString('hex')
-      .replace(/^0+/, '');
-    const pcerts = (sd.certificates ?? []).filter(
-      (c): c is pkijs.Certificate => c instanceof pkijs.Certificate,
-    );
-    const idx = pcerts.findIndex(
-      (c) =>
-        Buffer.from(c.serialNumber.valueBlock.valueHexView).toString('hex').replace(/^0+/, '') === serial &&
-        c.issuer.isEqual((si.sid as pkijs.IssuerAndSerialNumber).issuer),
-    );
-    cert = idx >= 0 ? chain[idx] : undefined;
-  }
+  const idx = si.findCertificate();
+  const cert: ParsedCertificate | undefined = idx >= 0 ? chain[idx] : undefined;
   if (!cert)
     fail(`${blockName}: signer certificate not found in the signature block`, 'APK_V1_SIGNER_CERT_MISSING');
-  const hash = OID_HASH[si.digestAlgorithm.algorithmId];
+  const hash = OID_HASH[si.digestAlgorithmOid];
   if (!hash)
     fail(
-      `${blockName}: unsupported digest algorithm ${si.digestAlgorithm.algorithmId}`,
+      `${blockName}: unsupported digest algorithm ${si.digestAlgorithmOid}`,
       'APK_V1_UNSUPPORTED_ALGORITHM',
     );
   let signed = sf;
   if (si.signedAttrs) {
-    const md = si.signedAttrs.attributes.find((a) => a.type === OID_MESSAGE_DIGEST);
-    const mdValue = md?.values[0] as asn1js.OctetString | undefined;
-    if (!mdValue) fail(`${blockName}: signed attributes lack messageDigest`, 'APK_V1_PKCS7_MALFORMED');
-    const want = Buffer.from(mdValue.valueBlock.valueHexView);
+    const want = si.signedAttrs.messageDigest();
+    if (!want) fail(`${blockName}: signed attributes lack messageDigest`, 'APK_V1_PKCS7_MALFORMED');
     const got = createHash(hash).update(sf).digest();
     if (!want.equals(got))
       fail(`${blockName}: messageDigest does not match the .SF file`, 'APK_V1_SF_DIGEST_MISMATCH', {
@@ -249,10 +222,9 @@ function verifySignerInfo(
         computed: got.toString('hex'),
       });
     // The signature covers the DER SET OF attributes (tag 0x31), not the [0] IMPLICIT form stored.
-    signed = Buffer.from(toBuf(si.signedAttrs.encodedValue));
-    signed[0] = 0x31;
+    signed = si.signedAttrs.der;
   }
-  const sig = toBuf(si.signature.valueBlock.valueHexView);
+  const sig = si.signature();
   let ok = false;
   try {
     ok = cryptoVerify(hash, signed, cert.publicKey, sig);
@@ -260,7 +232,7 @@ function verifySignerInfo(
     ok = false;
   }
   if (!ok) fail(`${blockName}: signature over the .SF file does not verify`, 'APK_V1_SIGNATURE_MISMATCH');
-  return { cert, chain, hash, sigOid: si.signatureAlgorithm.algorithmId };
+  return { cert, chain, hash, sigOid: si.signatureAlgorithmOid };
 }
 
 /** Entries up to this size are inflated in one call; larger ones are streamed in 1 MiB chunks. */

@@ -169,7 +169,7 @@ export async function verifyBlockSigners(
           },
         },
       );
-    const key = publicKeyFromSpki(s.publicKey, scheme);
+    const { key, spki: keySpki } = publicKeyFromSpki(s.publicKey, scheme);
     let best: SignatureAlgorithm | null = null;
     for (const c of chosen.ok) {
       if (!verifySignature(c.algorithm, key, s.signedData, c.sig))
@@ -187,7 +187,7 @@ export async function verifyBlockSigners(
     if (s.certs.length === 0)
       throw new VerificationError(scheme, `${who}: no certificates`, { code: 'APK_SIG_NO_CERTIFICATES' });
     const certs = s.certs.map((c, i) => parseCertificate(c, scheme, `${who} certificate #${i + 1}`));
-    if (!certs[0]!.spki.equals(key.export({ type: 'spki', format: 'der' })))
+    if (!certs[0]!.spki.equals(keySpki))
       throw new VerificationError(
         scheme,
         `${who}: public key mismatch between certificate and signature record`,
