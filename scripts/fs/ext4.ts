@@ -552,8 +552,9 @@ export class Ext4Reader implements FsReader {
       // Children first, so read-only directories are locked only after they were filled.
       for (const { host, e, ino } of done.reverse()) {
         const inode = await this.img.inode(ino);
-        await chmod(host, e.mode);
+        // chown clears setuid/setgid: owners first, then the mode.
         if (asRoot) await lchown(host, e.uid, e.gid);
+        await chmod(host, e.mode);
         await utimes(host, inode.raw.readUInt32LE(0x8), inode.raw.readUInt32LE(0x10));
       }
     });
