@@ -368,6 +368,14 @@ export class Ext4Image {
     const descBlocks = Math.ceil(sb.groupCount / perBlock);
     const metaBg = (sb.featureIncompat & INCOMPAT_META_BG) !== 0;
     const tables: number[] = [];
+    const lastDesc = sb.firstDataBlock + 1 + (metaBg ? Math.min(descBlocks, sb.firstMetaBg) : descBlocks);
+    if (lastDesc * sb.blockSize > this.fileSize)
+      this.fail('group descriptors beyond the end of the image', {
+        field: 's_blocks_count',
+        offset: EXT4_SUPER_OFFSET + 4,
+        expected: `descriptor table within ${this.fileSize} bytes`,
+        found: `${sb.groupCount} groups`,
+      });
     for (let i = 0; i < descBlocks; i++) {
       let blk: number;
       if (!metaBg || i < sb.firstMetaBg) blk = sb.firstDataBlock + 1 + i;
@@ -555,15 +563,35 @@ export class Ext4Image {
 
   private runsCache = new Map<number, Run[]>();
 
+  /** One more extent node or indirect block for the inode being mapped. */
+  private async mapNode(
+    ino: Ext4Inode,
+    blk: number,
+    field: string,
+    offset: number,
+    budget: { left: number },
+  ): Promise<Buffer> {
+    if (--budget.left < 0)
+      this.fail(`block mapping visits more nodes than the filesystem has blocks (inode ${ino.ino})`, {
+        field,
+        offset,
+        expected: `<= ${this.sb.blocksCount}`,
+      });
+    return this.block(blk, field, offset);
+  }
+
   /** The block runs of an extent or block-mapped inode, sorted by logical block. */
   async runs(ino: Ext4Inode): Promise<Run[]> {
     const hit = this.runsCache.get(ino.ino);
     if (hit) return hit;
     const maxLogical = Math.ceil(ino.size / this.sb.blockSize);
     const runs: Run[] = [];
+    // A corrupt tree can point many entries at the same node: bound the nodes visited so such an
+    // image fails instead of walking a combinatorial number of paths.
+    const budget = { left: this.sb.blocksCount };
     if (ino.flags & INODE_FL_EXTENTS)
-      await this.extentNode(ino, ino.iblock, ino.pos + 0x28, -1, runs, maxLogical);
-    else await this.blockMap(ino, runs, maxLogical);
+      await this.extentNode(ino, ino.iblock, ino.pos + 0x28, -1, runs, maxLogical, budget);
+    else await this.blockMap(ino, runs, maxLogical, budget);
     this.runsCache.set(ino.ino, runs);
     if (this.runsCache.size > 8) this.runsCache.delete(this.runsCache.keys().next().value!);
     return runs;
@@ -581,6 +609,7 @@ export class Ext4Image {
     wantDepth: number,
     runs: Run[],
     maxLogical: number,
+    budget: { left: number },
   ): Promise<void> {
     const magic = node.readUInt16LE(0);
     if (magic !== EXTENT_MAGIC)
@@ -613,8 +642,8 @@ export class Ext4Image {
       const logical = node.readUInt32LE(e);
       if (depth > 0) {
         const child = node.readUInt32LE(e + 4) + node.readUInt16LE(e + 8) * 2 ** 32;
-        const b = await this.block(child, 'ei_leaf', pos + e + 4);
-        await this.extentNode(ino, b, child * this.sb.blockSize, depth - 1, runs, maxLogical);
+        const b = await this.mapNode(ino, child, 'ei_leaf', pos + e + 4, budget);
+        await this.extentNode(ino, b, child * this.sb.blockSize, depth - 1, runs, maxLogical, budget);
         continue;
       }
       let len = node.readUInt16LE(e + 4);
@@ -636,7 +665,12 @@ export class Ext4Image {
   }
 
   /** Legacy block map: 12 direct pointers, then single, double and triple indirect blocks. */
-  private async blockMap(ino: Ext4Inode, runs: Run[], maxLogical: number): Promise<void> {
+  private async blockMap(
+    ino: Ext4Inode,
+    runs: Run[],
+    maxLogical: number,
+    budget: { left: number },
+  ): Promise<void> {
     const per = this.sb.blockSize / 4;
     const add = (logical: number, physical: number, at: number) => {
       if (physical === 0) return; // hole
@@ -650,7 +684,7 @@ export class Ext4Image {
     let base = 12;
     const walk = async (blk: number, level: number, start: number, at: number): Promise<void> => {
       if (blk === 0 || start >= maxLogical) return;
-      const b = await this.block(blk, 'indirect block', at);
+      const b = await this.mapNode(ino, blk, 'indirect block', at, budget);
       const span = per ** level;
       for (let i = 0; i < per && start + i * span < maxLogical; i++) {
         const p = b.readUInt32LE(i * 4);
