@@ -90,7 +90,9 @@ export async function runTool(
   const t0 = performance.now();
   const r = await execa(bin, args, { reject: false, stripFinalNewline: true, ...opts, encoding: 'utf8' });
   if (process.env.OMIE_TRACE_TOOLS)
-    process.stderr.write(`omie: ${((performance.now() - t0) / 1000).toFixed(2)}s ${name} ${args.join(' ')}\n`);
+    process.stderr.write(
+      `omie: ${((performance.now() - t0) / 1000).toFixed(2)}s ${name} ${args.join(' ')}\n`,
+    );
   const res: RunResult = {
     stdout: String(r.stdout ?? ''),
     stderr: String(r.stderr ?? ''),
