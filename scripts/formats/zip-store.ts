@@ -44,7 +44,7 @@ const VERSION_45 = 45;
 const MADE_BY_UNIX = (3 << 8) | VERSION_45;
 /** General purpose flag bit 11: names are UTF-8. */
 const FLAG_UTF8 = 0x0800;
-const IO_SIZE = 1 << 20;
+const IO_SIZE = 4 << 20;
 
 function dosDateTime(d: Date): { date: number; time: number } {
   const year = Math.min(Math.max(d.getFullYear(), 1980), 2107);

@@ -272,7 +272,7 @@ export async function buildSuper(
     }
     const total = plan.placements.reduce((a, p) => a + p.imageSize, 0);
     let done = 0;
-    const buf = Buffer.allocUnsafeSlow(1024 * 1024);
+    const buf = Buffer.allocUnsafeSlow(4 * 1024 * 1024);
     for (const p of plan.placements) {
       if (!p.imagePath) continue;
       const img = await openImage(p.imagePath);
@@ -360,7 +360,10 @@ async function writeSparseSuper(
 
   const w = await SparseStreamWriter.create(outPath, bs);
   try {
-    const buf = Buffer.allocUnsafeSlow(Math.max(bs, Math.floor((1024 * 1024) / bs) * bs));
+    const ioSize = Math.max(bs, Math.floor((4 * 1024 * 1024) / bs) * bs);
+    // Two buffers: the next image read is in flight while this one is classified and written.
+    const bufs = [Buffer.allocUnsafeSlow(ioSize), Buffer.allocUnsafeSlow(ioSize)];
+    const buf = bufs[0];
     // The reserved first 4 KiB are zeros nothing reads: DONT_CARE (whole blocks of it).
     const regionStart = Math.floor(primaryGeometryOffset() / bs) * bs;
     await w.skip(regionStart / bs);
@@ -385,20 +388,30 @@ async function writeSparseSuper(
       const dataLen = Math.max(0, Math.min(s.size, p.imageSize - s.imageOffset));
       if (dataLen > 0 && p.imagePath) {
         const img = await openImage(p.imagePath);
+        let which = 0;
+        const readAt = (o: number) => {
+          const n = Math.min(ioSize, dataLen - o);
+          return img.read(bufs[which].subarray(0, n), s.imageOffset + o).then((got) => ({ n, got }));
+        };
+        let pending = readAt(0);
         try {
           for (let o = 0; o < dataLen; ) {
-            const n = Math.min(buf.length, dataLen - o);
-            const got = await img.read(buf.subarray(0, n), s.imageOffset + o);
+            const { n, got } = await pending;
             if (got < n) bad(`image ${p.imagePath} shrank while reading`, { partition: p.name });
+            const cur = bufs[which];
+            which = 1 - which;
+            if (o + n < dataLen) pending = readAt(o + n);
             // A last partial block is padded with the zeros the raw device holds there.
             const padded = Math.ceil(n / bs) * bs;
-            buf.fill(0, n, padded);
-            await w.append(buf.subarray(0, padded));
+            cur.fill(0, n, padded);
+            await w.append(cur.subarray(0, padded));
             o += n;
             done += n;
             onProgress?.({ stage: 'build super', done, total, unit: 'bytes' });
           }
         } finally {
+          // A read still in flight (after an error) must land before the image is closed.
+          await pending.catch(() => {});
           await img.close();
         }
       }

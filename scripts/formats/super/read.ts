@@ -288,7 +288,7 @@ export async function extractPartition(
     };
     const out = await open(outPath, 'w');
     try {
-      const buf = Buffer.allocUnsafeSlow(1024 * 1024);
+      const buf = Buffer.allocUnsafeSlow(4 * 1024 * 1024);
       const zero = Buffer.alloc(buf.length);
       let outPos = 0;
       for (const e of p.extents) {
