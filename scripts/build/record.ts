@@ -40,6 +40,9 @@ function hashInWorker(path: string): Promise<string> {
     const w = new Worker(new URL('./sha256.worker.mjs', import.meta.url), {
       workerData: { path },
       execArgv: [],
+      // Only Buffers (outside the JS heap) pass through: a small young generation keeps the
+      // thread's footprint down (the build's peak RSS is measured).
+      resourceLimits: { maxYoungGenerationSizeMb: 2 },
     });
     w.once('message', (m: { hex?: string; error?: string; code?: string }) => {
       if (m.hex) resolve(m.hex);

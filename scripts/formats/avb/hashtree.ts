@@ -234,6 +234,9 @@ function runWorker(path: string, job: Record<string, unknown>, tick: (n: number)
       workerData: { avbHashtreeJob: job },
       // Plain JS worker: no TypeScript loader needed, whatever the parent runs under.
       execArgv: [],
+      // Only Buffers (outside the JS heap) pass through: a small young generation keeps the
+      // thread's footprint down (the build's peak RSS is measured).
+      resourceLimits: { maxYoungGenerationSizeMb: 2 },
     });
     let settled = false;
     w.on(

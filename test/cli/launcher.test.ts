@@ -1,0 +1,73 @@
+/**
+ * scripts/omie.mjs restarts itself with its memory settings: the exit code and signals must pass
+ * through, and the real CLI process must not outlive a launcher that is killed.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { omie, ROOT } from '../helpers.ts';
+
+const alive = (pid: number) =>
+  existsSync(`/proc/${pid}`) && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+
+function childrenOf(pid: number): number[] {
+  const path = `/proc/${pid}/task/${pid}/children`;
+  return existsSync(path) ? readFileSync(path, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [];
+}
+
+async function until(what: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!what()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts `omie sim` on free ports; resolves once it is listening, with both process ids. */
+async function startSim(): Promise<{ launcher: ReturnType<typeof spawn>; cli: number }> {
+  const launcher = spawn(
+    process.execPath,
+    [join(ROOT, 'scripts/omie.mjs'), 'sim', '--adb-port', '0', '--fastboot-port', '0'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  launcher.stdout?.on('data', (d) => {
+    out += d;
+  });
+  await until(() => /Ctrl-C stops it/.test(out));
+  const [cli] = childrenOf(launcher.pid as number);
+  return { launcher, cli };
+}
+
+let started: number[] = [];
+afterEach(() => {
+  for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  started = [];
+});
+
+describe('omie launcher', () => {
+  it('runs the CLI in a child with a small young generation and passes its exit code on', async () => {
+    expect((await omie(['no-such-command'])).exitCode).toBe(2);
+    const { launcher, cli } = await startSim();
+    started.push(launcher.pid as number, cli);
+    expect(readFileSync(`/proc/${cli}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=4');
+    expect(readFileSync(`/proc/${cli}/environ`, 'utf8').split('\0')).toContain(
+      'MALLOC_MMAP_THRESHOLD_=1048576',
+    );
+    const exited = new Promise<number | null>((r) => launcher.once('exit', (code) => r(code)));
+    launcher.kill('SIGTERM');
+    expect(await exited).toBe(0); // the sim stops cleanly on SIGTERM, forwarded by the launcher
+    await until(() => !alive(cli));
+  }, 60_000);
+
+  it('the CLI process exits when its launcher is killed with SIGKILL', async () => {
+    const { launcher, cli } = await startSim();
+    started.push(launcher.pid as number, cli);
+    expect(alive(cli)).toBe(true);
+    launcher.kill('SIGKILL');
+    await until(() => !alive(cli), 10_000);
+  }, 60_000);
+});
