@@ -4,6 +4,7 @@ import { copyFile, link, mkdir, readdir, readFile, rename, rm, writeFile } from 
 import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { type SigningKey, signApk } from '../apkgen/index.ts';
+import { imageView } from '../conformance/image-view.ts';
 import { runCheckWithFiles } from '../conformance/run.ts';
 import { EnvironmentError, ExitCode, InputError, OmieError } from '../errors.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
@@ -542,78 +543,101 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     });
     await writeFile(join(staging, 'android-info.txt'), androidInfo);
     const zipName = `${p.name}-${p.version}-fastboot.zip`;
-    // super.img, the fastboot zip and the SBOM each only read the finished images: run them
-    // together (the first two are I/O and run on the thread pool, the SBOM's tools in children).
-    // Images are stored in the zip, not deflated: deflating a GiB of filesystem image costs
-    // about a minute, for a zip that `fastboot update` then reads faster (stored entries are
-    // read in place).
-    const [, , apps] = await Promise.all([
+    // Everything below only reads the finished partition images, so it runs together: super.img
+    // and the fastboot zip (I/O on the thread pool), the SBOM (reads every APK back), the
+    // conformance check (main thread), and each output's digest (worker threads) as soon as that
+    // output is final. Images are stored in the zip, not deflated: deflating a GiB of filesystem
+    // image costs about a minute, for a zip that `fastboot update` then reads faster (stored
+    // entries are read in place).
+    const digests = new Map<string, Promise<FileDigest>>();
+    const digestOutput = (name: string) => {
+      const d = digestFile(join(staging, name), name);
+      d.catch(() => {}); // awaited below, unless an earlier failure ends the build first
+      digests.set(name, d);
+    };
+    for (const f of await readdir(staging)) digestOutput(f);
+    const packaged = Promise.allSettled([
       layout &&
         (async () => {
           stage('super', 0);
           await buildSuper(layout, join(staging, 'super.img'), { sparse: true, onProgress: o.onProgress });
           stage('super', 1);
+          digestOutput('super.img');
         })(),
-      writeFastbootZip(
-        join(staging, zipName),
-        { androidInfo, images: images.filter((i) => i.name !== 'super') },
-        { compress: false },
-      ),
-      bundledApps(base.images, plan, work),
+      (async () => {
+        await writeFastbootZip(
+          join(staging, zipName),
+          { androidInfo, images: images.filter((i) => i.name !== 'super') },
+          { compress: false },
+        );
+        digestOutput(zipName);
+      })(),
+      (async () => {
+        const apps = await bundledApps(base.images, plan, work);
+        await writeFile(
+          join(staging, 'sbom.cdx.json'),
+          `${JSON.stringify(makeSbom({ product: p.name, version: p.version, apps }), null, 2)}\n`,
+        );
+        digestOutput('sbom.cdx.json');
+      })(),
     ]);
-    await writeFile(
-      join(staging, 'sbom.cdx.json'),
-      `${JSON.stringify(makeSbom({ product: p.name, version: p.version, apps }), null, 2)}\n`,
-    );
-
-    // The packaged files are final: digest them (worker threads) and ask the tools their
-    // versions while the conformance check runs.
-    const outputsDone = Promise.all(
-      (await readdir(staging))
-        .filter((f) => f !== 'check')
-        .sort()
-        .map((f) => digestFile(join(staging, f), f)),
-    );
     const versionsDone = Promise.all(
       hostTools
         .filter((x) => RECORDED_TOOLS.includes(x.name))
         .map(async (t) => [t.name, await toolVersion(t).catch(() => null)] as const),
     );
     // Settled below; if the check throws first, these must not become unhandled rejections.
-    outputsDone.catch(() => {});
     versionsDone.catch(() => {});
     let check: BuildResult['check'];
-    if (!o.noCheck) {
-      stage('check', 0);
-      const run = await runCheckWithFiles({
-        image: staging,
-        product: resolved,
-        reportDir: join(staging, 'check'),
-        now: new Date(epoch * 1000),
-        stepSummary: false,
-        workDir: join(work, 'check'),
-        onProgress: o.onProgress,
-      });
-      check = {
-        conforms: run.report.summary.conforms,
-        summary: run.report.summary,
-        reportDir: join(outDir, 'check'),
-      };
-      if (!run.report.summary.conforms) {
-        const failed = run.report.results.filter(
-          (r) => r.level === 'MUST' && (r.status === 'fail' || r.status === 'error'),
-        );
-        throw new CheckFailedError(
-          `the image fails ${failed.length} MUST requirement(s) of the Omie spec: ${failed.map((r) => r.id).join(', ')}`,
-          {
-            failed: failed.map((r) => ({ id: r.id, title: r.title, message: r.message })),
-          },
-        );
-      }
-      stage('check', 1);
-    } else check = { skipped: true };
+    try {
+      if (!o.noCheck) {
+        stage('check', 0);
+        // The check reads the partition images (super.img holds the same bytes, and is still
+        // being written): give it a folder of its own with links to them.
+        const checkInput = join(work, 'check-input');
+        await mkdir(checkInput, { recursive: true });
+        for (const i of images) await linkOrCopy(i.path, join(checkInput, basename(i.path)));
+        const view = await imageView(checkInput, { workDir: join(work, 'check'), onProgress: o.onProgress });
+        let run: Awaited<ReturnType<typeof runCheckWithFiles>>;
+        try {
+          // The report names the images where they will be: the output folder.
+          run = await runCheckWithFiles({
+            view: { ...view, input: outDir, description: `image folder ${outDir}` },
+            product: resolved,
+            reportDir: join(staging, 'check'),
+            now: new Date(epoch * 1000),
+            stepSummary: false,
+            onProgress: o.onProgress,
+          });
+        } finally {
+          await view.close();
+        }
+        check = {
+          conforms: run.report.summary.conforms,
+          summary: run.report.summary,
+          reportDir: join(outDir, 'check'),
+        };
+        if (!run.report.summary.conforms) {
+          const failed = run.report.results.filter(
+            (r) => r.level === 'MUST' && (r.status === 'fail' || r.status === 'error'),
+          );
+          throw new CheckFailedError(
+            `the image fails ${failed.length} MUST requirement(s) of the Omie spec: ${failed.map((r) => r.id).join(', ')}`,
+            {
+              failed: failed.map((r) => ({ id: r.id, title: r.title, message: r.message })),
+            },
+          );
+        }
+        stage('check', 1);
+      } else check = { skipped: true };
+    } finally {
+      // Never leave the packaging running (and writing into staging) past this point.
+      await packaged;
+    }
+    const packagingFailed = (await packaged).find((r) => r.status === 'rejected');
+    if (packagingFailed) throw packagingFailed.reason;
 
-    const outputs: FileDigest[] = await outputsDone;
+    const outputs: FileDigest[] = await Promise.all([...digests.keys()].sort().map((k) => digests.get(k)!));
     const inputs: FileDigest[] = [
       await digestFile(resolved.file, 'product'),
       await digestFile(device.file, 'device'),

@@ -228,17 +228,17 @@ export async function readApkIdentity(path: string): Promise<ApkIdentity> {
         code: 'APK_NO_MANIFEST',
         context: { file: path },
       });
+    // Identity needs resources.arsc only when versionName is a reference (@string/…): parsing a
+    // large table (framework-res) for nothing costs time and tens of MiB.
+    const manifestBytes = await zip.read(m);
+    let manifest: ApkManifest = parseManifest(manifestBytes, null, path);
     const arscEntry = zip.entry('resources.arsc');
-    let manifest: ApkManifest;
-    try {
-      manifest = parseManifest(
-        await zip.read(m),
-        arscEntry ? parseArsc(await zip.read(arscEntry), path) : null,
-        path,
-      );
-    } catch {
-      // Resource resolution is only for labels: identity does not need it.
-      manifest = parseManifest(await zip.read(m), null, path);
+    if (arscEntry && manifest.versionName?.startsWith('@')) {
+      try {
+        manifest = parseManifest(manifestBytes, parseArsc(await zip.read(arscEntry), path), path);
+      } catch {
+        // An unreadable table leaves the reference as it is: identity does not need the label.
+      }
     }
     const sig = await verifyApkSignatures(zip, { minSdk: manifest.minSdkVersion });
     return {

@@ -7,7 +7,6 @@ import { dirname, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
-import { deviceView } from './device-view.ts';
 import { runChecks } from './engine.ts';
 import { imageView } from './image-view.ts';
 import { type ProductFacts, productFacts } from './product.ts';
@@ -79,7 +78,8 @@ export async function runCheckWithFiles(opts: RunCheckOptions): Promise<CheckRun
   const view =
     opts.view ??
     (opts.device
-      ? await deviceView(opts.device, { workDir: opts.workDir })
+      ? // Loaded on demand: the adb client is large and image checks (every build) never use it.
+        await (await import('./device-view.ts')).deviceView(opts.device, { workDir: opts.workDir })
       : await imageView(opts.image as string, { workDir: opts.workDir, onProgress: opts.onProgress }));
   let report: Report;
   try {
