@@ -3,8 +3,10 @@
  * APPNOTE 6.3 defines them, with zip64 records when a size or offset needs them. Made for
  * archives of large images: data is copied once with a native CRC-32 (zlib.crc32), the CRC is
  * patched into each local header afterwards (no data descriptors), and nothing is held in memory
- * beyond two 1 MiB buffers. Entry order, timestamps and modes are the caller's, so the same
- * inputs give the same bytes.
+ * beyond two 4 MiB buffers. All-zero chunks of entry data are skipped rather than written, so
+ * they become holes of a sparse file (free space in a filesystem image costs no disk writes;
+ * the bytes read back are the same). Entry order, timestamps and modes are the caller's, so the
+ * same inputs give the same bytes.
  */
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
@@ -45,6 +47,7 @@ const MADE_BY_UNIX = (3 << 8) | VERSION_45;
 /** General purpose flag bit 11: names are UTF-8. */
 const FLAG_UTF8 = 0x0800;
 const IO_SIZE = 4 << 20;
+const ZEROS = Buffer.alloc(IO_SIZE);
 
 function dosDateTime(d: Date): { date: number; time: number } {
   const year = Math.min(Math.max(d.getFullYear(), 1980), 2107);
@@ -136,7 +139,8 @@ export async function writeStoredZip(
             which = 1 - which;
             pending = readAt(copied + n);
             crc = crc32(chunk, crc);
-            await write(chunk);
+            if (n === IO_SIZE && chunk.equals(ZEROS)) pos += n;
+            else await write(chunk);
             copied += n;
           }
         } else if (e.data) {

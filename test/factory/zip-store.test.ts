@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -96,6 +96,31 @@ describe('stored zip writer', () => {
       }
     });
   }
+
+  it('all-zero stretches of an entry become holes, and read back as zeros', async () => {
+    // 16 MiB of zeros between random data, and zeros at the very end of the last entry.
+    const mib = 1024 * 1024;
+    const data = Buffer.concat([
+      bytes(5 * mib + 3, 3),
+      Buffer.alloc(16 * mib),
+      bytes(mib, 4),
+      Buffer.alloc(9 * mib),
+    ]);
+    const src = join(dir, 'holes.bin');
+    writeFileSync(src, data);
+    const zip = join(dir, 'holes.zip');
+    const r = await writeStoredZip(zip, [{ name: 'holes.img', path: src }], {
+      mtime: new Date(2009, 0, 1),
+      mode: 0o100644,
+    });
+    const st = statSync(zip);
+    expect(st.size).toBe(r.size);
+    // Four whole 4 MiB copy chunks are zeros (three in the middle, one near the end): not written.
+    expect(st.blocks * 512).toBeLessThanOrEqual(st.size - 16 * mib + 64 * 1024); // + extent blocks
+    expect(String((await execa('unzip', ['-t', zip])).stdout)).toMatch(/No errors detected/);
+    const x = await execa('unzip', ['-p', zip, 'holes.img'], { encoding: 'buffer', maxBuffer: 64 * mib });
+    expect(Buffer.from(x.stdout).equals(data)).toBe(true);
+  });
 
   it('writeFastbootZip stored: reproducible bytes, and our reader extracts the images', async () => {
     const androidInfo = formatAndroidInfo({ board: ['omie10'] });
