@@ -49,6 +49,15 @@ async function timed(
   return { seconds, rssKiB, stages };
 }
 
+/**
+ * Flushes the page cache's dirty pages before a timed command: otherwise the GiBs the previous
+ * command wrote (cp's or the build's) are written back during the next one, which is then
+ * throttled for I/O it did not do. Neither command's own write-back is timed.
+ */
+async function settle(): Promise<void> {
+  await execa('sync');
+}
+
 /** "stage start+duration" for the stages that took at least 0.3 s. */
 function stageSummary(stages: Stages): string {
   return [...stages]
@@ -84,6 +93,7 @@ export async function bench(o: BenchOptions): Promise<BenchResult[]> {
   const copyInputs = async () => {
     await rm(copy, { recursive: true, force: true });
     await execa('mkdir', ['-p', copy]);
+    await settle();
     ref.push((await timed('cp', [...inputs, join(base, 'factory.zip'), copy])).seconds);
   };
   let rss = 0;
@@ -92,6 +102,7 @@ export async function bench(o: BenchOptions): Promise<BenchResult[]> {
     let stages = '';
     for (let i = 0; i < 2; i++) {
       await rm(out, { recursive: true, force: true });
+      await settle();
       const b = await timed(
         'node',
         [...omie, '--json', 'build', product, '--base', input, '--out', out],
