@@ -55,7 +55,8 @@ const EXT4_COMPAT: Record<number, string> = {
   2048: 'stable_inodes',
   4096: 'orphan_file',
 };
-const EXT4_INCOMPAT: Record<number, string> = {
+/** ext4 incompatible features (ext4.h EXT4_FEATURE_INCOMPAT_*), by bit. */
+export const EXT4_INCOMPAT_NAMES: Record<number, string> = {
   1: 'compression',
   2: 'filetype',
   4: 'needs_recovery',
@@ -182,7 +183,7 @@ export function parseExt4(head: Buffer, file?: string): Ext4Info {
     createdAt: sb.readUInt32LE(0x108),
     features: [
       ...flags(sb.readUInt32LE(92), EXT4_COMPAT),
-      ...flags(incompat, EXT4_INCOMPAT),
+      ...flags(incompat, EXT4_INCOMPAT_NAMES),
       ...flags(sb.readUInt32LE(100), EXT4_RO_COMPAT),
     ],
   };

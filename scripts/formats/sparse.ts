@@ -575,7 +575,8 @@ function chunkHeader(type: number, blocks: number, totalSize: number): Buffer {
   return b;
 }
 
-function fileHeader(blockSize: number, totalBlocks: number, totalChunks: number): Buffer {
+/** The 28-byte sparse file header (format v1.0). */
+export function sparseFileHeader(blockSize: number, totalBlocks: number, totalChunks: number): Buffer {
   const b = Buffer.alloc(SPARSE_HEADER_SIZE);
   b.writeUInt32LE(SPARSE_MAGIC, 0);
   b.writeUInt16LE(1, 4);
@@ -726,7 +727,7 @@ export class SparseStreamWriter {
         throw new InputError(`image too large for sparse format: ${this.rawOffset} bytes`, {
           code: 'SPARSE_TOO_LARGE',
         });
-      await writeAll(this.out, fileHeader(this.blockSize, this.blocks, this.chunks), 0);
+      await writeAll(this.out, sparseFileHeader(this.blockSize, this.blocks, this.chunks), 0);
       await this.out.truncate(this.outPos);
       return { blockSize: this.blockSize, totalBlocks: this.blocks, chunks: this.chunks, size: this.outPos };
     } finally {
@@ -1097,7 +1098,7 @@ function makePiece(src: string, bs: number, totalBlocks: number, blocks: BackedB
     size += CHUNK_HEADER_SIZE;
   }
   async function* stream(): AsyncGenerator<Buffer> {
-    yield fileHeader(bs, totalBlocks, chunks);
+    yield sparseFileHeader(bs, totalBlocks, chunks);
     let lastBlock = 0;
     const fh = blocks.some((b) => b.kind === 'data') ? (await openRead(src)).fh : undefined;
     try {

@@ -14,29 +14,11 @@
  */
 import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError } from '../errors.ts';
+import { EXT4_INCOMPAT_NAMES } from '../formats/fsdetect.ts';
 
 export const EXT4_SUPER_OFFSET = 1024;
 const EXT4_MAGIC = 0xef53;
 
-/** Incompatible features (ext4.h EXT4_FEATURE_INCOMPAT_*), by bit. */
-const INCOMPAT_NAMES: Record<number, string> = {
-  1: 'compression',
-  2: 'filetype',
-  4: 'needs_recovery',
-  8: 'journal_dev',
-  16: 'meta_bg',
-  64: 'extent',
-  128: '64bit',
-  256: 'mmp',
-  512: 'flex_bg',
-  1024: 'ea_inode',
-  4096: 'dirdata',
-  8192: 'metadata_csum_seed',
-  16384: 'large_dir',
-  32768: 'inline_data',
-  65536: 'encrypt',
-  131072: 'casefold',
-};
 /**
  * What this reader handles. needs_recovery is accepted like debugfs does (the journal is not
  * replayed; read-only Android images never have one to replay); casefold only changes htree hashes,
@@ -159,7 +141,7 @@ export function parseExt4Super(b: Buffer, file?: string): Ext4Super {
   for (let bit = 0; bit < 32; bit++) {
     const v = 2 ** bit;
     if ((featureIncompat >>> bit) & 1 && !(INCOMPAT_SUPPORTED & v))
-      unknown.push(INCOMPAT_NAMES[v] ?? `0x${v.toString(16)}`);
+      unknown.push(EXT4_INCOMPAT_NAMES[v] ?? `0x${v.toString(16)}`);
   }
   if (unknown.length)
     throw new FormatError(

@@ -11,13 +11,27 @@
 import type { FileHandle } from 'node:fs/promises';
 import { FormatError } from '../../errors.ts';
 
-export const SPARSE_MAGIC = 0xed26ff3a;
-export const SPARSE_HEADER_SIZE = 28;
-export const CHUNK_HEADER_SIZE = 12;
-export const CHUNK_RAW = 0xcac1;
-export const CHUNK_FILL = 0xcac2;
-export const CHUNK_DONT_CARE = 0xcac3;
-export const CHUNK_CRC32 = 0xcac4;
+import {
+  CHUNK_CRC32,
+  CHUNK_DONT_CARE,
+  CHUNK_FILL,
+  CHUNK_HEADER_SIZE,
+  CHUNK_RAW,
+  SPARSE_HEADER_SIZE,
+  SPARSE_MAGIC,
+  sparseFileHeader,
+} from '../../formats/sparse.ts';
+
+export {
+  CHUNK_CRC32,
+  CHUNK_DONT_CARE,
+  CHUNK_FILL,
+  CHUNK_HEADER_SIZE,
+  CHUNK_RAW,
+  SPARSE_HEADER_SIZE,
+  SPARSE_MAGIC,
+};
+
 const DEFAULT_BLOCK_SIZE = 4096;
 
 /** A run of blocks backed by file data (at `offset` in the source) or by a 32-bit fill value. */
@@ -289,17 +303,7 @@ export async function writeSparse(
   }
   const tail = layout.len - last * bs;
   if (tail > 0) chunks++;
-  const h = Buffer.alloc(SPARSE_HEADER_SIZE);
-  h.writeUInt32LE(SPARSE_MAGIC, 0);
-  h.writeUInt16LE(1, 4);
-  h.writeUInt16LE(0, 6);
-  h.writeUInt16LE(SPARSE_HEADER_SIZE, 8);
-  h.writeUInt16LE(CHUNK_HEADER_SIZE, 10);
-  h.writeUInt32LE(bs, 12);
-  h.writeUInt32LE(totalBlocks, 16);
-  h.writeUInt32LE(chunks, 20);
-  h.writeUInt32LE(0, 24);
-  await write(h);
+  await write(sparseFileHeader(bs, totalBlocks, chunks));
   const chunkHeader = (type: number, blocks: number, total: number) => {
     const c = Buffer.alloc(CHUNK_HEADER_SIZE);
     c.writeUInt16LE(type, 0);
