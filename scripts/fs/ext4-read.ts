@@ -7,13 +7,17 @@
  * reads through a small chunk cache for metadata; file data is read straight into the caller's
  * buffer, extent by extent, so images of any size are never loaded into memory.
  *
- * Checksums (metadata_csum, gdt_csum) are not verified: e2fsprogs' debugfs, which this replaces
- * for reading, ignores them too (it opens images with EXT2_FLAG_IGNORE_CSUM_ERRORS), and the
- * journal is not replayed (debugfs does not either). Every structural check that fails throws a
- * FormatError with the offset and field.
+ * With metadata_csum, the superblock's and every read inode's CRC-32C are verified as the kernel
+ * does before it trusts them (ext4_superblock_csum_verify, ext4_inode_csum_verify; e2fsprogs
+ * csum.c), so a flipped bit in a field this reader does not otherwise need is still caught.
+ * Group descriptor, directory block, extent block and xattr block checksums are not verified, nor
+ * gdt_csum (e2fsprogs' debugfs, the oracle of the tests, ignores all of them), and the journal is
+ * not replayed (debugfs does not either). Every check that fails throws a FormatError with the
+ * offset and field.
  */
 import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError } from '../errors.ts';
+import { crc32cRaw } from '../formats/crc32c.ts';
 import { EXT4_INCOMPAT_NAMES } from '../formats/fsdetect.ts';
 
 export const EXT4_SUPER_OFFSET = 1024;
@@ -32,6 +36,12 @@ const INCOMPAT_64BIT = 0x80;
 const INCOMPAT_EA_INODE = 0x400;
 const COMPAT_SPARSE_SUPER2 = 0x200;
 const RO_COMPAT_SPARSE_SUPER = 0x1;
+const RO_COMPAT_METADATA_CSUM = 0x400;
+const INCOMPAT_CSUM_SEED = 0x2000;
+/** s_checksum: the superblock's CRC-32C covers the 1020 bytes before it. */
+const SUPER_CSUM_OFFSET = 0x3fc;
+/** EXT4_INODE_CSUM_HI_EXTRA_END: i_extra_isize from which i_checksum_hi (0x82) is present. */
+const INODE_CSUM_HI_EXTRA_END = 4;
 
 const INODE_FL_EXTENTS = 0x80000;
 const INODE_FL_EA_INODE = 0x200000;
@@ -63,6 +73,8 @@ const XATTR_PREFIX: Record<number, string> = {
 };
 
 export interface Ext4Super {
+  /** Seed of the metadata checksums; null without metadata_csum. */
+  csumSeed: number | null;
   blockSize: number;
   blocksCount: number;
   firstDataBlock: number;
@@ -190,7 +202,22 @@ export function parseExt4Super(b: Buffer, file?: string): Ext4Super {
       `11..${groupCount * inodesPerGroup}`,
       inodesCount,
     );
+  const metadataCsum = (featureRoCompat & RO_COMPAT_METADATA_CSUM) !== 0;
+  if (metadataCsum) {
+    const checksumType = b[0x175];
+    if (checksumType !== 1) fail('unknown checksum type', 's_checksum_type', 0x175, '1 (crc32c)', checksumType);
+    const want = b.readUInt32LE(SUPER_CSUM_OFFSET);
+    const got = crc32cRaw(0xffffffff, b.subarray(0, SUPER_CSUM_OFFSET));
+    if (got !== want)
+      fail('superblock checksum mismatch', 's_checksum', SUPER_CSUM_OFFSET, hex32(got), hex32(want));
+  }
   return {
+    // ext2fs_init_csum_seed: the stored seed, or the CRC-32C of the filesystem UUID.
+    csumSeed: !metadataCsum
+      ? null
+      : featureIncompat & INCOMPAT_CSUM_SEED
+        ? b.readUInt32LE(0x270)
+        : crc32cRaw(0xffffffff, b.subarray(0x68, 0x78)),
     blockSize,
     blocksCount,
     firstDataBlock,
@@ -391,6 +418,7 @@ export class Ext4Image {
     const g = Math.floor((ino - 1) / sb.inodesPerGroup);
     const pos = this.inodeTables[g] * sb.blockSize + ((ino - 1) % sb.inodesPerGroup) * sb.inodeSize;
     const raw = await this.meta(pos, sb.inodeSize);
+    if (sb.csumSeed !== null) this.verifyInodeChecksum(ino, pos, raw, sb.csumSeed);
     const mode = raw.readUInt16LE(0);
     const size = raw.readUInt32LE(4) + raw.readUInt32LE(0x6c) * 2 ** 32;
     // ext4 addresses at most 2^32 blocks per file.
@@ -411,6 +439,29 @@ export class Ext4Image {
       fileAcl,
       raw,
     };
+  }
+
+  /** e2fsprogs ext2fs_inode_csum_verify: seed, inode number, generation, then the inode. */
+  private verifyInodeChecksum(ino: number, pos: number, raw: Buffer, seed: number): void {
+    const hasHi = raw.length > 128 && raw.readUInt16LE(0x80) >= INODE_CSUM_HI_EXTRA_END;
+    const want = raw.readUInt16LE(0x7c) + (hasHi ? raw.readUInt16LE(0x82) * 0x10000 : 0);
+    const copy = Buffer.from(raw);
+    copy.writeUInt16LE(0, 0x7c);
+    if (hasHi) copy.writeUInt16LE(0, 0x82);
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(ino, 0);
+    raw.copy(head, 4, 0x64, 0x68); // i_generation
+    let got = crc32cRaw(crc32cRaw(seed, head), copy);
+    if (!hasHi) got &= 0xffff;
+    if (got === want) return;
+    // An inode that was never written is all zeros, checksum included (e2fsprogs accepts it).
+    if (raw.subarray(0, 128).every((x) => x === 0)) return;
+    this.fail(`inode ${ino} checksum mismatch`, {
+      field: hasHi ? 'i_checksum_lo/hi' : 'i_checksum_lo',
+      offset: pos + 0x7c,
+      expected: hex32(got),
+      found: hex32(want),
+    });
   }
 
   /**
@@ -793,4 +844,8 @@ export class Ext4Image {
       off += recLen;
     }
   }
+}
+
+function hex32(v: number): string {
+  return `0x${(v >>> 0).toString(16).padStart(8, '0')}`;
 }

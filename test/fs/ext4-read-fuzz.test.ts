@@ -130,9 +130,9 @@ describe.each([
         clearTimeout(timer);
       }
     }
-    // The mutations reach the error paths: some are noticed, the rest still read without a crash.
-    // Only ~10 % (extents-inline, 24-25 of 250) and ~25 % (ext2) are, because the reader does not
-    // verify metadata checksums: a flipped bit in a field it does not need reads on silently.
-    expect(typed).toBeGreaterThan(ITERATIONS / 20);
+    // The mutations reach the error paths: a good share is noticed (about 22 % with metadata_csum,
+    // 25 % for ext2, where superblock and inode checksums catch flips in fields the reader does not
+    // otherwise need), the rest still read without a crash.
+    expect(typed).toBeGreaterThan(ITERATIONS / 10);
   }, 300_000);
 });
