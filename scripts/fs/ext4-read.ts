@@ -205,7 +205,8 @@ export function parseExt4Super(b: Buffer, file?: string): Ext4Super {
   const metadataCsum = (featureRoCompat & RO_COMPAT_METADATA_CSUM) !== 0;
   if (metadataCsum) {
     const checksumType = b[0x175];
-    if (checksumType !== 1) fail('unknown checksum type', 's_checksum_type', 0x175, '1 (crc32c)', checksumType);
+    if (checksumType !== 1)
+      fail('unknown checksum type', 's_checksum_type', 0x175, '1 (crc32c)', checksumType);
     const want = b.readUInt32LE(SUPER_CSUM_OFFSET);
     const got = crc32cRaw(0xffffffff, b.subarray(0, SUPER_CSUM_OFFSET));
     if (got !== want)

@@ -356,7 +356,21 @@ describe('TypeScript ext4 reader: metadata checksums (oracle: e2fsck -fn)', () =
     await writeFile(join(src, 'dir/file.txt'), 'checksummed');
     const image = join(W, `${name}.img`);
     await rm(image, { force: true });
-    await execa('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '4096', '-I', '256', ...features, '-d', src, image, '8M']);
+    await execa('mke2fs', [
+      '-q',
+      '-F',
+      '-t',
+      'ext4',
+      '-b',
+      '4096',
+      '-I',
+      '256',
+      ...features,
+      '-d',
+      src,
+      image,
+      '8M',
+    ]);
     return image;
   }
 
