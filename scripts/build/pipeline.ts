@@ -25,6 +25,7 @@ import { type OpenedBase, openBase } from './open-base.ts';
 import { buildOverlay, overlayPath } from './overlays.ts';
 import { PERSONAL_CLOUD_CONFIG_PATH, personalCloudConfig } from './personal-cloud.ts';
 import {
+  type ApkIdentity,
   type ExtraFile,
   makePlan,
   type PartitionInput,
@@ -258,7 +259,18 @@ async function linkOrCopy(src: string, dest: string): Promise<void> {
 }
 
 /** Every APK in the final partitions, for the SBOM and the record. */
-async function bundledApps(images: Record<string, string>, plan: Plan, work: string): Promise<BundledApp[]> {
+/**
+ * APK identities by content sha256: what the plan read (base APKs, product apps) is not parsed
+ * and verified again for the SBOM when the same bytes are in the output.
+ */
+type IdentityCache = Map<string, ApkIdentity>;
+
+async function bundledApps(
+  images: Record<string, string>,
+  plan: Plan,
+  work: string,
+  known: IdentityCache,
+): Promise<BundledApp[]> {
   const added = new Map<string, 'product' | 'overlay'>();
   for (const part of plan.partitions) {
     for (const a of part.additions)
@@ -273,14 +285,15 @@ async function bundledApps(images: Record<string, string>, plan: Plan, work: str
         if (e.type !== 'file' || !e.path.endsWith('.apk')) continue;
         const tmp = join(work, 'sbom.apk');
         await fs.copyOut(e.path, tmp);
-        const id = await readApkIdentity(tmp);
+        const sha256 = await sha256File(tmp);
+        const id = known.get(sha256) ?? (await readApkIdentity(tmp));
         out.push({
           partition: part.partition,
           path: e.path.replace(/^\//, ''),
           package: id.package,
           versionName: id.versionName ?? undefined,
           versionCode: id.versionCode,
-          sha256: await sha256File(tmp),
+          sha256,
           signerSha256: id.signers,
           source: added.get(`${part.partition}:${e.path}`) ?? 'base',
         });
@@ -418,8 +431,14 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       });
     }
     const sample = await sampleBaseSigners(basePath);
+    const identities: IdentityCache = new Map();
     const planOpts = {
       googleSigners: sample.google,
+      identify: async (apk: string) => {
+        const [id, sha256] = await Promise.all([readApkIdentity(apk), sha256File(apk)]);
+        identities.set(sha256, id);
+        return id;
+      },
       extraFiles,
       onProgress: o.onProgress,
       // Shared by both plans below: the re-plan after re-signing reads no APK again.
@@ -573,7 +592,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         digestOutput(zipName);
       })(),
       (async () => {
-        const apps = await bundledApps(base.images, plan, work);
+        const apps = await bundledApps(base.images, plan, work, identities);
         await writeFile(
           join(staging, 'sbom.cdx.json'),
           `${JSON.stringify(makeSbom({ product: p.name, version: p.version, apps }), null, 2)}\n`,
