@@ -10,6 +10,7 @@
  */
 import { open } from 'node:fs/promises';
 import { InputError } from '../../errors.ts';
+import { SPARSE_HEADER_SIZE } from '../../formats/sparse.ts';
 import type { ProgressFn } from '../../progress.ts';
 import {
   type CommandOptions,
@@ -18,14 +19,7 @@ import {
   type FastbootTransport,
   TransportError,
 } from './protocol.ts';
-import {
-  importLayout,
-  parseSparseHeader,
-  SPARSE_HEADER_SIZE,
-  sparseLength,
-  splitLayout,
-  writeSparse,
-} from './sparse.ts';
+import { importLayout, parseSparseHeader, sparseLength, splitLayout, writeSparse } from './sparse.ts';
 import { TcpTransport } from './tcp.ts';
 import { parseGetvarAll, parseHexSizeVar, parseSlotVar, parseUintVar, parseYesNoVar } from './vars.ts';
 

@@ -22,16 +22,6 @@ import {
   sparseFileHeader,
 } from '../../formats/sparse.ts';
 
-export {
-  CHUNK_CRC32,
-  CHUNK_DONT_CARE,
-  CHUNK_FILL,
-  CHUNK_HEADER_SIZE,
-  CHUNK_RAW,
-  SPARSE_HEADER_SIZE,
-  SPARSE_MAGIC,
-};
-
 const DEFAULT_BLOCK_SIZE = 4096;
 
 /** A run of blocks backed by file data (at `offset` in the source) or by a 32-bit fill value. */
