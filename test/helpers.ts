@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { execa } from 'execa';
 
@@ -128,4 +129,17 @@ export async function sampleFixture(): Promise<{
     base,
     home: SAMPLE_HOME,
   };
+}
+
+/** Flips the bits of `mask` in the byte at `offset` of a file, in place (tamper tests). */
+export async function flipByte(path: string, offset: number, mask = 0x40): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, offset);
+    b[0] ^= mask;
+    await fh.write(b, 0, 1, offset);
+  } finally {
+    await fh.close();
+  }
 }

@@ -1,5 +1,5 @@
 import { chmodSync, writeFileSync } from 'node:fs';
-import { copyFile, mkdir, open, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ import {
   verifyVbmeta,
 } from '../../scripts/formats/avb/index.ts';
 import { fecSize } from '../../scripts/formats/payload/fec.ts';
-import { ROOT } from '../helpers.ts';
+import { flipByte, ROOT } from '../helpers.ts';
 import { AVBTOOL, DIR, HAVE_AVBTOOL, makeImage, testKey } from './fixtures.ts';
 
 /**
@@ -82,15 +82,6 @@ beforeAll(async () => {
   chmodSync(join(BIN, 'fec'), 0o755);
 });
 
-async function flip(path: string, offset: number): Promise<void> {
-  const fh = await open(path, 'r+');
-  const b = Buffer.alloc(1);
-  await fh.read(b, 0, 1, offset);
-  b[0] ^= 0x40;
-  await fh.write(b, 0, 1, offset);
-  await fh.close();
-}
-
 async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
   const e = await p.then(
     () => undefined,
@@ -150,12 +141,12 @@ describe('hashtree footers with FEC (avbtool add_hashtree_footer, FEC generated)
     await mkdir(join(D, 'tree-damaged'), { recursive: true });
     const fecDamaged = join(D, 'fec-damaged', 'system.img');
     await copyFile(sys, fecDamaged);
-    await flip(fecDamaged, ht.fecOffset + 100);
+    await flipByte(fecDamaged, ht.fecOffset + 100);
     await verifyImage(fecDamaged);
     expect((await avb(['verify_image', '--image', fecDamaged])).exitCode).toBe(0);
     const treeDamaged = join(D, 'tree-damaged', 'system.img');
     await copyFile(sys, treeDamaged);
-    await flip(treeDamaged, ht.treeOffset + 100);
+    await flipByte(treeDamaged, ht.treeOffset + 100);
     await expectCode(verifyImage(treeDamaged), 'AVB_HASHTREE_DATA_MISMATCH');
     expect((await avb(['verify_image', '--image', treeDamaged])).exitCode).not.toBe(0);
 

@@ -1,4 +1,4 @@
-import { copyFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import {
   verifyVbmeta,
 } from '../../scripts/formats/avb/index.ts';
 import { which } from '../../scripts/host/tools.ts';
+import { flipByte } from '../helpers.ts';
 import { avbtool, avbtoolStatus, DIR, HAVE_AVBTOOL, makeImage, testKey } from './fixtures.ts';
 
 const D = join(DIR, 'sign');
@@ -44,15 +45,6 @@ async function expectVerifyError(p: Promise<unknown>, code: string): Promise<voi
   expect(e).toBeInstanceOf(VerificationError);
   expect((e as VerificationError).scheme).toBe('avb');
   expect((e as VerificationError).code).toBe(code);
-}
-
-async function flip(path: string, offset: number): Promise<void> {
-  const fh = await open(path, 'r+');
-  const b = Buffer.alloc(1);
-  await fh.read(b, 0, 1, offset);
-  b[0] ^= 0x40;
-  await fh.write(b, 0, 1, offset);
-  await fh.close();
 }
 
 describe('make_vbmeta_image per algorithm', () => {
@@ -258,7 +250,7 @@ describe('footers, chaining and verification', () => {
 
   it('a flipped byte in the system data → AVB_HASHTREE_ROOT_MISMATCH (avbtool fails too)', async () => {
     const dir = await tampered('system-data');
-    await flip(join(dir, 'system.img'), 4096 * 5 + 17);
+    await flipByte(join(dir, 'system.img'), 4096 * 5 + 17);
     await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_HASHTREE_ROOT_MISMATCH');
     if (HAVE_AVBTOOL)
       expect(
@@ -273,7 +265,7 @@ describe('footers, chaining and verification', () => {
 
   it('a flipped byte in the stored hashtree → AVB_HASHTREE_DATA_MISMATCH', async () => {
     const dir = await tampered('system-tree');
-    await flip(join(dir, 'system.img'), 2 * 1024 * 1024 + 100);
+    await flipByte(join(dir, 'system.img'), 2 * 1024 * 1024 + 100);
     await expectVerifyError(verifyImage(join(dir, 'system.img')), 'AVB_HASHTREE_DATA_MISMATCH');
     if (HAVE_AVBTOOL)
       expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'system.img')])).not.toBe(0);
@@ -281,7 +273,7 @@ describe('footers, chaining and verification', () => {
 
   it('a flipped byte in the boot data → AVB_HASH_DESCRIPTOR_MISMATCH', async () => {
     const dir = await tampered('boot-data');
-    await flip(join(dir, 'boot.img'), 1234);
+    await flipByte(join(dir, 'boot.img'), 1234);
     await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_HASH_DESCRIPTOR_MISMATCH');
     await expectVerifyError(verifyImage(join(dir, 'boot.img')), 'AVB_HASH_DESCRIPTOR_MISMATCH');
     if (HAVE_AVBTOOL)
@@ -293,13 +285,13 @@ describe('footers, chaining and verification', () => {
     const img = await readAvbImage(join(dir, 'vbmeta.img'));
     const h = img.vbmeta.header;
     const auxStart = 256 + h.authenticationDataBlockSize;
-    await flip(join(dir, 'vbmeta.img'), auxStart + h.descriptorsSize - 20); // inside the last property
+    await flipByte(join(dir, 'vbmeta.img'), auxStart + h.descriptorsSize - 20); // inside the last property
     await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_HASH_MISMATCH');
     if (HAVE_AVBTOOL)
       expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'vbmeta.img')])).not.toBe(0);
-    await flip(join(dir, 'vbmeta.img'), auxStart + h.descriptorsSize - 20); // undo
+    await flipByte(join(dir, 'vbmeta.img'), auxStart + h.descriptorsSize - 20); // undo
     await verifyImage(join(dir, 'vbmeta.img'));
-    await flip(join(dir, 'vbmeta.img'), 256 + h.signatureOffset + 100);
+    await flipByte(join(dir, 'vbmeta.img'), 256 + h.signatureOffset + 100);
     await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_SIGNATURE_INVALID');
     if (HAVE_AVBTOOL)
       expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'vbmeta.img')])).not.toBe(0);

@@ -26,7 +26,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError } from '../../scripts/errors.ts';
 import { DebugfsExt4Reader, Ext4Reader } from '../../scripts/fs/ext4.ts';
 import { Ext4Image } from '../../scripts/fs/ext4-read.ts';
-import { prng, workDir } from '../helpers.ts';
+import { flipByte, prng, workDir } from '../helpers.ts';
 
 const W = workDir('fs-ext4-read');
 
@@ -382,15 +382,6 @@ describe('TypeScript ext4 reader: metadata checksums (oracle: e2fsck -fn)', () =
     return Number(m[1]) * 4096 + Number.parseInt(m[2], 16);
   }
 
-  async function flip(image: string, offset: number): Promise<void> {
-    const fh = await open(image, 'r+');
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, offset);
-    b[0] ^= 0x10;
-    await fh.write(b, 0, 1, offset);
-    await fh.close();
-  }
-
   const fsckClean = async (image: string) =>
     (await execa('e2fsck', ['-fn', image], { reject: false })).exitCode === 0;
 
@@ -409,7 +400,7 @@ describe('TypeScript ext4 reader: metadata checksums (oracle: e2fsck -fn)', () =
   it('a flipped bit in a field it does not use (i_mtime) fails the inode checksum, as for e2fsck', async () => {
     const image = await makeImage('csum-inode', ['-O', 'metadata_csum']);
     const at = await inodeOffset(image, '/dir/file.txt');
-    await flip(image, at + 0x10); // i_mtime
+    await flipByte(image, at + 0x10, 0x10); // i_mtime
     expect(await fsckClean(image)).toBe(false);
     const err = await new Ext4Reader(image).readFile('/dir/file.txt').catch((e) => e);
     expect(err).toBeInstanceOf(FormatError);
@@ -419,7 +410,7 @@ describe('TypeScript ext4 reader: metadata checksums (oracle: e2fsck -fn)', () =
 
   it('a flipped bit in the superblock fails its checksum', async () => {
     const image = await makeImage('csum-super', ['-O', 'metadata_csum']);
-    await flip(image, 1024 + 0x88); // s_last_mounted
+    await flipByte(image, 1024 + 0x88, 0x10); // s_last_mounted
     expect(await fsckClean(image)).toBe(false);
     const err = await new Ext4Reader(image).list().catch((e) => e);
     expect(err).toBeInstanceOf(FormatError);
@@ -429,7 +420,7 @@ describe('TypeScript ext4 reader: metadata checksums (oracle: e2fsck -fn)', () =
   it('without metadata_csum there is nothing to verify: the same flip reads on', async () => {
     const image = await makeImage('nocsum', ['-O', '^metadata_csum']);
     const at = await inodeOffset(image, '/dir/file.txt');
-    await flip(image, at + 0x10);
+    await flipByte(image, at + 0x10, 0x10);
     expect((await new Ext4Reader(image).readFile('/dir/file.txt')).toString()).toBe('checksummed');
   });
 });
