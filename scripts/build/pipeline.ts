@@ -258,13 +258,13 @@ async function linkOrCopy(src: string, dest: string): Promise<void> {
   }
 }
 
-/** Every APK in the final partitions, for the SBOM and the record. */
 /**
  * APK identities by content sha256: what the plan read (base APKs, product apps) is not parsed
  * and verified again for the SBOM when the same bytes are in the output.
  */
 type IdentityCache = Map<string, ApkIdentity>;
 
+/** Every APK in the final partitions, for the SBOM and the record. */
 async function bundledApps(
   images: Record<string, string>,
   plan: Plan,
