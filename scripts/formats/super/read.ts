@@ -242,7 +242,7 @@ export function looksLikeSuper(head: Buffer): boolean {
 
 /**
  * Copies logical partition `name` out of a super image (raw or sparse) into `outPath`,
- * streaming extent by extent in 1 MiB buffers. All-zero buffers and ZERO extents become holes.
+ * streaming extent by extent in 4 MiB buffers. All-zero buffers and ZERO extents become holes.
  * Extents on other block devices (retrofit or multi-device super: target_source > 0) are read
  * from `devices`, images named by the block device's partition name (e.g. `{ system_b: path }`).
  */
@@ -288,8 +288,10 @@ export async function extractPartition(
     };
     const out = await open(outPath, 'w');
     try {
-      const buf = Buffer.allocUnsafeSlow(4 * 1024 * 1024);
-      const zero = Buffer.alloc(buf.length);
+      // Two buffers: the next read is in flight while this chunk is written (this copy is on
+      // the critical path of a build that starts from a super image).
+      const bufs = [Buffer.allocUnsafeSlow(4 * 1024 * 1024), Buffer.allocUnsafeSlow(4 * 1024 * 1024)];
+      const zero = Buffer.alloc(bufs[0].length);
       let outPos = 0;
       for (const e of p.extents) {
         const src = e.type === 'linear' ? await deviceImage(e.blockDevice) : undefined;
@@ -302,20 +304,32 @@ export async function extractPartition(
             found: e.offset + e.size,
             file: src.path,
           });
-        for (let o = 0; o < e.size; ) {
-          const n = Math.min(buf.length, e.size - o);
-          if (src) {
-            const chunk = buf.subarray(0, n);
-            const got = await src.read(chunk, e.offset + o);
-            if (got < n) chunk.fill(0, got);
-            if (!chunk.equals(zero.subarray(0, n))) {
+        let which = 0;
+        const readAt = (o: number): Promise<Buffer> | undefined => {
+          if (!src || o >= e.size) return undefined;
+          const chunk = bufs[which].subarray(0, Math.min(bufs[which].length, e.size - o));
+          return src
+            .read(chunk, e.offset + o)
+            .then((got) => (got < chunk.length ? chunk.fill(0, got) : chunk));
+        };
+        let pending = readAt(0);
+        try {
+          for (let o = 0; o < e.size; ) {
+            const n = Math.min(bufs[0].length, e.size - o);
+            const chunk = await pending;
+            which = 1 - which;
+            pending = readAt(o + n);
+            if (chunk && !chunk.equals(zero.subarray(0, n))) {
               let w = 0;
               while (w < n) w += (await out.write(chunk, w, n - w, outPos + w)).bytesWritten;
             }
+            o += n;
+            outPos += n;
+            opts.onProgress?.({ stage: `extract ${name}`, done: outPos, total: p.size, unit: 'bytes' });
           }
-          o += n;
-          outPos += n;
-          opts.onProgress?.({ stage: `extract ${name}`, done: outPos, total: p.size, unit: 'bytes' });
+        } finally {
+          // A read still in flight (after an error) must land before its image is closed.
+          await pending?.catch(() => {});
         }
       }
       await out.truncate(outPos);
