@@ -57,3 +57,11 @@ export function crc32AppendZeros(crc: number, len: number): number {
 export function crc32Update(crc: number, data: Buffer): number {
   return crc32(data, crc) >>> 0;
 }
+
+/**
+ * crc32(a || b) from crc32(a), crc32(b) and b's length (zlib's crc32_combine): lets pieces
+ * of one file be checksummed on different threads, or ahead of time, and joined.
+ */
+export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
+  return (shiftZeros(crcA >>> 0, lenB) ^ crcB) >>> 0;
+}

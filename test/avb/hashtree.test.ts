@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
   addHashtreeFooter,
@@ -76,7 +77,10 @@ describe('dm-verity hashtree', () => {
         blockSize: c.blockSize,
         partitionSize: c.partitionSize,
         workers: c.workers,
+        crc32: true,
       });
+      // The CRC-32 taken while hashing (per worker range, joined) is the finished file's.
+      expect(res.crc32).toBe(crc32(await readFile(ours)));
       const d = res.descriptor;
       if (d.kind !== 'hashtree') throw new Error('expected a hashtree descriptor');
       expect(d.salt.toString('hex')).toBe(salt);

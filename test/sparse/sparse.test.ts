@@ -19,6 +19,7 @@ import {
   sparseToRaw,
   splitSparse,
 } from '../../scripts/formats/sparse.ts';
+import { crc32Combine } from '../../scripts/formats/sparse-crc.ts';
 import { mutate, omie, prng, workDir } from '../helpers.ts';
 import { mixedImage, randomBytes, sha256File } from './fixtures.ts';
 
@@ -483,5 +484,16 @@ describe('omie inspect', () => {
     writeFileSync(badPath, bad);
     const j = JSON.parse((await omie(['inspect', '--json', badPath])).stdout);
     expect(j.result.crc32).toMatch(/chunk 5: CRC32 mismatch/);
+  });
+});
+
+describe('crc32Combine', () => {
+  it('joins the CRC-32s of two pieces into the CRC-32 of their concatenation (as zlib)', () => {
+    const data = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7919) & 0xff));
+    for (const cut of [0, 1, 4095, 4096, 33_333, 69_999, 70_000]) {
+      const a = data.subarray(0, cut);
+      const b = data.subarray(cut);
+      expect(crc32Combine(crc32(a), crc32(b), b.length)).toBe(crc32(data));
+    }
   });
 });

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { FormatError, InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
+import { crc32Combine } from '../sparse-crc.ts';
 import { hashBlocks } from './hashtree.worker.mjs';
 import { roundUp } from './vbmeta.ts';
 
@@ -28,6 +29,8 @@ export interface HashtreeOptions {
   /** Read through this (e.g. an Android sparse image reader) instead of the file; single-threaded. */
   read?: (buf: Buffer, position: number) => Promise<number>;
   onProgress?: ProgressFn;
+  /** Also take the CRC-32 of the first `imageSize` bytes while they are read (`dataCrc32`). */
+  crc32?: boolean;
 }
 
 export interface Hashtree {
@@ -37,6 +40,8 @@ export interface Hashtree {
   treeSize: number;
   digestSize: number;
   digestPadding: number;
+  /** CRC-32 of the image's first `imageSize` bytes, when asked for. */
+  dataCrc32?: number;
 }
 
 export function calcHashLevelOffsets(
@@ -109,7 +114,7 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
   // avbtool: a single-block image has an empty tree and the root is that block's hash.
   if (imageSize === blockSize) {
     const one = new Uint8Array(slot);
-    await runHash(path, o, alg, 0, 1, slot, one, 0);
+    const dataCrc32 = await runHash(path, o, alg, 0, 1, slot, one, 0);
     return {
       rootDigest: Buffer.from(one.subarray(0, digestSize)),
       tree: Buffer.alloc(0),
@@ -117,6 +122,7 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
       treeSize,
       digestSize,
       digestPadding,
+      dataCrc32,
     };
   }
 
@@ -135,11 +141,23 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
     done += n;
     o.onProgress?.({ stage, done, total: imageSize, unit: 'bytes' });
   };
+  let dataCrc32: number | undefined;
   if (workers === 1) {
-    await runHash(path, o, alg, 0, numBlocks, slot, new Uint8Array(shared), levelOffsets[0], tick);
+    dataCrc32 = await runHash(
+      path,
+      o,
+      alg,
+      0,
+      numBlocks,
+      slot,
+      new Uint8Array(shared),
+      levelOffsets[0],
+      tick,
+    );
   } else {
     const per = Math.ceil(numBlocks / workers);
-    const jobs: Promise<void>[] = [];
+    const jobs: Promise<number | undefined>[] = [];
+    const ranges: number[] = [];
     for (let w = 0; w < workers; w++) {
       const startBlock = w * per;
       const endBlock = Math.min(numBlocks, startBlock + per);
@@ -158,12 +176,16 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
             slot,
             outOffset: levelOffsets[0] + startBlock * slot,
             shared,
+            crc32: o.crc32 === true,
           },
           tick,
         ),
       );
+      ranges.push(Math.min(imageSize, endBlock * blockSize) - startBlock * blockSize);
     }
-    await Promise.all(jobs);
+    const crcs = await Promise.all(jobs);
+    // Each worker checksummed its own range: join them in image order.
+    if (o.crc32) dataCrc32 = crcs.reduce((acc: number, c, i) => crc32Combine(acc, c ?? 0, ranges[i]), 0);
   }
 
   // Upper levels: small (level 0 / (blockSize/slot)), hashed in this thread from the tree itself.
@@ -189,7 +211,7 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
     .update(salt)
     .update(tree.subarray(top, top + blockSize))
     .digest();
-  return { rootDigest, tree, levelOffsets, treeSize, digestSize, digestPadding };
+  return { rootDigest, tree, levelOffsets, treeSize, digestSize, digestPadding, dataCrc32 };
 }
 
 function shortRead(path: string, e: { message: string; offset?: number }): FormatError {
@@ -206,9 +228,9 @@ async function runHash(
   out: Uint8Array,
   outOffset: number,
   onBytes?: (n: number) => void,
-): Promise<void> {
+): Promise<number | undefined> {
   try {
-    await hashBlocks({
+    return await hashBlocks({
       path,
       imageSize: o.imageSize,
       blockSize: o.blockSize,
@@ -221,6 +243,7 @@ async function runHash(
       outOffset,
       onBytes,
       read: o.read,
+      crc32: o.crc32 === true,
     });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'SHORT_READ') throw shortRead(path, e as Error);
@@ -228,7 +251,11 @@ async function runHash(
   }
 }
 
-function runWorker(path: string, job: Record<string, unknown>, tick: (n: number) => void): Promise<void> {
+function runWorker(
+  path: string,
+  job: Record<string, unknown>,
+  tick: (n: number) => void,
+): Promise<number | undefined> {
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL('./hashtree.worker.mjs', import.meta.url), {
       workerData: { avbHashtreeJob: job },
@@ -241,11 +268,18 @@ function runWorker(path: string, job: Record<string, unknown>, tick: (n: number)
     let settled = false;
     w.on(
       'message',
-      (m: { type: string; bytes?: number; message?: string; code?: string; offset?: number }) => {
+      (m: {
+        type: string;
+        bytes?: number;
+        crc?: number;
+        message?: string;
+        code?: string;
+        offset?: number;
+      }) => {
         if (m.bytes) tick(m.bytes);
         if (m.type === 'done') {
           settled = true;
-          resolve();
+          resolve(m.crc);
           void w.terminate();
         } else if (m.type === 'error') {
           settled = true;

@@ -12,7 +12,9 @@ export function hashBlocks(job: {
   onBytes?: (n: number) => void;
   /** Reads image bytes at a position (e.g. through a sparse reader) instead of opening `path`. */
   read?: (buf: Buffer, position: number) => Promise<number>;
-}): Promise<void>;
+  /** Also checksum the image bytes of these blocks (resolves to their CRC-32). */
+  crc32?: boolean;
+}): Promise<number | undefined>;
 
 /** Reads `want` bytes at `pos` scattered over `views` in order, resuming after partial readv calls. */
 export function readvFully(

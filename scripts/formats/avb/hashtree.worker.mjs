@@ -4,6 +4,7 @@
 import { hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { crc32 } from 'node:zlib';
 
 // Bytes per read. Each read scatters into one iovec per block, and the kernel caps a readv at
 // IOV_MAX (1024) iovecs, so small block sizes get proportionally smaller reads.
@@ -21,8 +22,10 @@ const MAX_IOVECS = 1024;
  * copy or extra JS↔C++ crossings. Two such buffers alternate so disk I/O overlaps hashing.
  * @param {{ path: string, imageSize: number, blockSize: number, hashAlgorithm: string, salt: Uint8Array,
  *   startBlock: number, endBlock: number, slot: number, out: Uint8Array, outOffset: number,
- *   onBytes?: (n: number) => void, read?: (buf: Buffer, position: number) => Promise<number> }} job
- * @returns {Promise<void>}
+ *   onBytes?: (n: number) => void, read?: (buf: Buffer, position: number) => Promise<number>,
+ *   crc32?: boolean }} job
+ * @returns {Promise<number | undefined>} with `crc32`: the CRC-32 of the image bytes of these
+ *   blocks (up to imageSize, without padding), so callers need not read the image again for it
  */
 export async function hashBlocks(job) {
   const { path, imageSize, blockSize, hashAlgorithm, salt, startBlock, endBlock, slot, out, outOffset } = job;
@@ -61,6 +64,7 @@ export async function hashBlocks(job) {
     };
     let cur = startBlock;
     let which = 0;
+    let crc = 0;
     let pending = cur < endBlock ? readChunk(layouts[0], cur) : null;
     while (pending) {
       const n = await pending;
@@ -70,10 +74,17 @@ export async function hashBlocks(job) {
       let at = outOffset + (cur - startBlock) * slot;
       for (let i = 0; i < n; i++, at += slot)
         out.set(hash(hashAlgorithm, buf.subarray(i * stride, (i + 1) * stride), 'buffer'), at);
+      if (job.crc32) {
+        const { views } = layouts[which];
+        const imageBytes = Math.min(n * blockSize, imageSize - cur * blockSize);
+        for (let i = 0; i * blockSize < imageBytes; i++)
+          crc = crc32(views[i].subarray(0, Math.min(blockSize, imageBytes - i * blockSize)), crc);
+      }
       job.onBytes?.(n * blockSize);
       cur = next;
       which = 1 - which;
     }
+    return job.crc32 ? crc >>> 0 : undefined;
   } finally {
     await fh?.close();
   }
@@ -135,7 +146,7 @@ if (!isMainThread && workerData?.avbHashtreeJob) {
       }
     },
   }).then(
-    () => parentPort.postMessage({ type: 'done', bytes: since }),
+    (crc) => parentPort.postMessage({ type: 'done', bytes: since, crc }),
     (e) => parentPort.postMessage({ type: 'error', message: e.message, code: e.code, offset: e.offset }),
   );
 }

@@ -1,6 +1,7 @@
 import { createHash, type KeyObject, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import { InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
 import {
@@ -276,6 +277,11 @@ export interface AddHashtreeFooterOptions extends FooterCommon {
   /** FEC is not implemented: passing true throws. */
   generateFec?: boolean;
   workers?: number;
+  /**
+   * Also return the CRC-32 of the finished image file (`crc32`), e.g. for a zip entry header:
+   * the data is checksummed in the hashing pass, only what is appended after it is read back.
+   */
+  crc32?: boolean;
 }
 
 export interface FooterResult extends BlobResult {
@@ -285,6 +291,8 @@ export interface FooterResult extends BlobResult {
   descriptor: HashDescriptor | HashtreeDescriptor;
   /** Final image size. */
   imageSize: number;
+  /** CRC-32 of the whole image file as written, when asked for (add_hashtree_footer only). */
+  crc32?: number;
 }
 
 function saltBytes(salt: Buffer | string | undefined, digestSize: number, persistent: boolean): Buffer {
@@ -514,6 +522,7 @@ export async function addHashtreeFooter(image: string, o: AddHashtreeFooterOptio
       salt,
       workers: o.workers,
       onProgress: o.onProgress,
+      crc32: o.crc32,
     });
     const tree = o.noHashtree ? Buffer.alloc(0) : ht.tree;
     const descriptor: HashtreeDescriptor = {
@@ -557,9 +566,26 @@ export async function addHashtreeFooter(image: string, o: AddHashtreeFooterOptio
         originalImageSize,
         partitionSize,
       );
-    return { ...res, originalImageSize, vbmetaOffset, descriptor, imageSize: finalSize };
+    const crc32 = ht.dataCrc32 === undefined ? undefined : await crc32From(image, treeOffset, ht.dataCrc32);
+    return { ...res, originalImageSize, vbmetaOffset, descriptor, imageSize: finalSize, crc32 };
   } catch (e) {
     await restore();
     throw e;
+  }
+}
+
+/** Continues `crc` (the CRC-32 of the file's first `offset` bytes) over the rest of the file. */
+async function crc32From(path: string, offset: number, crc: number): Promise<number> {
+  const fh = await openImage(path);
+  try {
+    const buf = Buffer.allocUnsafeSlow(4 << 20);
+    for (let pos = offset; ; ) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) return crc >>> 0;
+      crc = zlibCrc32(buf.subarray(0, bytesRead), crc);
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
   }
 }
