@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey } from 'node:crypto';
 import { constants, existsSync, rmSync, statSync } from 'node:fs';
-import { copyFile, link, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { type SigningKey, signApk } from '../apkgen/index.ts';
@@ -467,6 +467,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 
     // AVB: footers on the partitions the device verifies, then vbmeta signed with the partner key.
     const footered: string[] = [];
+    // CRC-32 of each hashtree-footered image, taken while it is hashed: the fastboot zip's
+    // headers then need no read of their own.
+    const crc32s = new Map<string, number>();
     for (const [i, f] of device.avb.footers.entries()) {
       stage('avb footers', i, device.avb.footers.length);
       const img = base.images[f.partition];
@@ -478,12 +481,14 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         salt: saltFor(resolved, f.partition),
         onProgress: o.onProgress,
       };
-      if (f.type === 'hashtree')
-        await addHashtreeFooter(img, {
+      if (f.type === 'hashtree') {
+        const r = await addHashtreeFooter(img, {
           ...common,
           partitionSize: part.location === 'physical' ? part.size : undefined,
+          crc32: true,
         });
-      else
+        if (r.crc32 !== undefined) crc32s.set(f.partition, r.crc32);
+      } else
         await addHashFooter(img, {
           ...common,
           partitionSize: part.location === 'physical' ? part.size : undefined,
@@ -584,12 +589,20 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
           digestOutput('super.img');
         })(),
       (async () => {
-        await writeFastbootZip(
-          join(staging, zipName),
-          { androidInfo, images: images.filter((i) => i.name !== 'super') },
-          { compress: false },
+        // The zip's digest is taken as it is written (no second read of a GiB file).
+        const zip = join(staging, zipName);
+        const written = await writeFastbootZip(
+          zip,
+          {
+            androidInfo,
+            images: images
+              .filter((i) => i.name !== 'super')
+              .map((i) => ({ ...i, crc32: crc32s.get(i.name) })),
+          },
+          { compress: false, sha256: true },
         );
-        digestOutput(zipName);
+        const d = Promise.resolve({ path: zipName, sha256: written.sha256!, size: (await stat(zip)).size });
+        digests.set(zipName, d);
       })(),
       (async () => {
         const apps = await bundledApps(base.images, plan, work, identities);

@@ -568,13 +568,14 @@ const FIXED_MTIME = new Date(2009, 0, 1, 0, 0, 0);
  * images in the given order, fixed timestamps and modes, so it is byte-for-byte reproducible.
  * `androidInfo` is the file's text (see formatAndroidInfo). Images are deflated unless
  * `compress: false`, which stores them (much faster to write, and fastboot reads stored
- * entries in place).
+ * entries in place); stored zips can also take each image's CRC-32 when the caller has it and
+ * return the archive's SHA-256 taken while writing (`sha256`), see writeStoredZip.
  */
 export async function writeFastbootZip(
   outPath: string,
-  spec: { androidInfo: string; images: Array<{ name: string; path: string }> },
-  opts: { compress?: boolean } = {},
-): Promise<{ path: string; entries: string[] }> {
+  spec: { androidInfo: string; images: Array<{ name: string; path: string; crc32?: number }> },
+  opts: { compress?: boolean; sha256?: boolean } = {},
+): Promise<{ path: string; entries: string[]; sha256?: string }> {
   parseAndroidInfo(spec.androidInfo, 'android-info.txt', { strict: true }); // what we write must parse
   const names = new Set<string>();
   for (const img of spec.images) {
@@ -589,16 +590,17 @@ export async function writeFastbootZip(
   const entryOpts = { mtime: FIXED_MTIME, mode: 0o100644 };
   if (opts.compress === false) {
     // Stored: one native-CRC copy per image (yazl pipes every byte through a JS CRC-32).
-    await writeStoredZip(
+    const written = await writeStoredZip(
       outPath,
       [
         { name: 'android-info.txt', data: Buffer.from(spec.androidInfo, 'utf8') },
         ...spec.images.map((img) => ({
           name: img.name.endsWith('.img') ? img.name : `${img.name}.img`,
           path: img.path,
+          crc32: img.crc32,
         })),
       ],
-      entryOpts,
+      { ...entryOpts, sha256: opts.sha256 },
     ).catch((err: NodeJS.ErrnoException) => {
       if (err instanceof InputError) throw err;
       throw new InputError(`cannot write ${outPath}: ${err.message}`, {
@@ -606,7 +608,7 @@ export async function writeFastbootZip(
         context: { file: outPath, path: err.path },
       });
     });
-    return { path: outPath, entries: ['android-info.txt', ...names] };
+    return { path: outPath, entries: ['android-info.txt', ...names], sha256: written.sha256 };
   }
   const z = new yazl.ZipFile();
   z.addBuffer(Buffer.from(spec.androidInfo, 'utf8'), 'android-info.txt', { ...entryOpts, compress: true });

@@ -6,8 +6,11 @@
  * beyond two 4 MiB buffers. All-zero chunks of entry data are skipped rather than written, so
  * they become holes of a sparse file (free space in a filesystem image costs no disk writes;
  * the bytes read back are the same). Entry order, timestamps and modes are the caller's, so the
- * same inputs give the same bytes.
+ * same inputs give the same bytes. With `sha256`, the archive's digest is taken as it is written
+ * (no second read of a GiB archive): every local header must then be final when written, so
+ * entries whose CRC the caller does not give are checksummed in a pass of their own first.
  */
+import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { InputError } from '../errors.ts';
@@ -18,6 +21,11 @@ export interface StoredEntry {
   /** File to store; or `data`. */
   path?: string;
   data?: Buffer;
+  /**
+   * CRC-32 of the content when the caller already has it (e.g. from a pass that read the file
+   * anyway). It is still checked while the data is copied: a mismatch fails the write.
+   */
+  crc32?: number;
 }
 
 export interface StoredZipOptions {
@@ -27,6 +35,8 @@ export interface StoredZipOptions {
   mode: number;
   /** Write zip64 records even when every size fits in 32 bits (tests; some tools want it). */
   forceZip64?: boolean;
+  /** Return the archive's SHA-256 (hex), computed over the bytes as they are written. */
+  sha256?: boolean;
 }
 
 const LOCAL_SIG = 0x04034b50;
@@ -65,21 +75,39 @@ interface Written {
   zip64: boolean;
 }
 
-/** Writes `entries` stored, in order, to `outPath`. Returns the archive size. */
+/** CRC-32 of a file, read in IO_SIZE chunks into `buf`. */
+async function crc32OfFile(path: string, buf: Buffer): Promise<number> {
+  const fh = await open(path, 'r');
+  try {
+    let crc = 0;
+    for (let pos = 0; ; ) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) return crc >>> 0;
+      crc = crc32(buf.subarray(0, bytesRead), crc);
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes `entries` stored, in order, to `outPath`. Returns the archive size (and digest). */
 export async function writeStoredZip(
   outPath: string,
   entries: StoredEntry[],
   opts: StoredZipOptions,
-): Promise<{ size: number }> {
+): Promise<{ size: number; sha256?: string }> {
   const { date, time } = dosDateTime(opts.mtime);
   const out = await open(outPath, 'w');
   const done: Written[] = [];
+  const digest = opts.sha256 ? createHash('sha256') : undefined;
   let pos = 0;
   const writeAt = async (b: Buffer, at: number) => {
     let w = 0;
     while (w < b.length) w += (await out.write(b, w, b.length - w, at + w)).bytesWritten;
   };
   const write = async (b: Buffer) => {
+    digest?.update(b);
     await writeAt(b, pos);
     pos += b.length;
   };
@@ -97,7 +125,9 @@ export async function writeStoredZip(
         const size = src ? (await src.stat()).size : (e.data?.length ?? 0);
         const zip64 = opts.forceZip64 === true || size >= MAX32;
         const offset = pos;
-        // Local header: sizes are known up front; the CRC is patched in once the data is copied.
+        let known = e.crc32 ?? (e.data ? crc32(e.data) >>> 0 : undefined);
+        if (known === undefined && digest && e.path) known = await crc32OfFile(e.path, bufs[0]);
+        // Local header: sizes are known up front; an unknown CRC is patched in once the data is copied.
         const extra = zip64 ? Buffer.alloc(20) : Buffer.alloc(0);
         if (zip64) {
           extra.writeUInt16LE(ZIP64_EXTRA_ID, 0);
@@ -112,7 +142,7 @@ export async function writeStoredZip(
         h.writeUInt16LE(0, 8); // method: stored
         h.writeUInt16LE(time, 10);
         h.writeUInt16LE(date, 12);
-        h.writeUInt32LE(0, 14); // crc-32, patched below
+        h.writeUInt32LE(known ?? 0, 14); // crc-32 (patched below when not known yet)
         h.writeUInt32LE(zip64 ? MAX32 : size, 18);
         h.writeUInt32LE(zip64 ? MAX32 : size, 22);
         h.writeUInt16LE(name.length, 26);
@@ -139,18 +169,30 @@ export async function writeStoredZip(
             which = 1 - which;
             pending = readAt(copied + n);
             crc = crc32(chunk, crc);
-            if (n === IO_SIZE && chunk.equals(ZEROS)) pos += n;
-            else await write(chunk);
+            if (n === IO_SIZE && chunk.equals(ZEROS)) {
+              digest?.update(chunk);
+              pos += n;
+            } else await write(chunk);
             copied += n;
           }
         } else if (e.data) {
           crc = crc32(e.data);
           await write(e.data);
         }
-        const c = Buffer.alloc(4);
-        c.writeUInt32LE(crc >>> 0, 0);
-        await writeAt(c, offset + 14);
-        done.push({ name, size, crc: crc >>> 0, offset, zip64 });
+        crc >>>= 0;
+        if (known === undefined) {
+          const c = Buffer.alloc(4);
+          c.writeUInt32LE(crc, 0);
+          await writeAt(c, offset + 14);
+        } else if (known !== crc)
+          throw new InputError(
+            `${e.path ?? e.name}: CRC-32 of the data archived (${crc.toString(16)}) is not the one given (${known.toString(16)}): the file changed, or the given CRC is wrong`,
+            {
+              code: 'ZIP_CRC_MISMATCH',
+              context: { entry: e.name, file: e.path, expected: known, found: crc },
+            },
+          );
+        done.push({ name, size, crc, offset, zip64 });
       } finally {
         await src?.close();
       }
@@ -229,7 +271,7 @@ export async function writeStoredZip(
     eocd.writeUInt32LE(Math.min(cdOffset, MAX32), 16);
     await write(eocd);
     await out.truncate(pos);
-    return { size: pos };
+    return { size: pos, sha256: digest?.digest('hex') };
   } finally {
     await out.close();
   }

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../../scripts/errors.ts';
@@ -120,6 +122,39 @@ describe('stored zip writer', () => {
     expect(String((await execa('unzip', ['-t', zip])).stdout)).toMatch(/No errors detected/);
     const x = await execa('unzip', ['-p', zip, 'holes.img'], { encoding: 'buffer', maxBuffer: 64 * mib });
     expect(Buffer.from(x.stdout).equals(data)).toBe(true);
+  });
+
+  it('sha256: the digest of the bytes written, holes included; same bytes as without; given CRCs are checked', async () => {
+    const mib = 1024 * 1024;
+    const holes = join(dir, 'sha-holes.bin');
+    const holesData = Buffer.concat([bytes(mib, 5), Buffer.alloc(8 * mib), bytes(3, 6)]);
+    writeFileSync(holes, holesData);
+    const entries = [
+      { name: 'android-info.txt', data: Buffer.from('require board=x\n') },
+      { name: files[0].name, path: a },
+      { name: 'holes.img', path: holes, crc32: crc32(holesData) },
+    ];
+    const opts = { mtime: new Date(2009, 0, 1), mode: 0o100644 };
+    const plain = join(dir, 'sha-plain.zip');
+    const hashed = join(dir, 'sha-hashed.zip');
+    // Without sha256 the CRCs are patched in after the data; with it, headers are final first.
+    await writeStoredZip(plain, entries.slice(0, 2), opts);
+    const r = await writeStoredZip(hashed, entries, { ...opts, sha256: true });
+    const bytesOut = readFileSync(hashed);
+    expect(r.sha256).toBe(createHash('sha256').update(bytesOut).digest('hex'));
+    const l = await pyList(hashed);
+    expect(l.bad).toBeNull();
+    expect(String((await execa('unzip', ['-t', hashed])).stdout)).toMatch(/No errors detected/);
+    const again = join(dir, 'sha-plain2.zip');
+    await writeStoredZip(again, entries.slice(0, 2), { ...opts, sha256: true });
+    expect(readFileSync(again).equals(readFileSync(plain))).toBe(true);
+    // A CRC that does not match the data fails the write, naming the entry.
+    const err = await writeStoredZip(join(dir, 'sha-bad.zip'), [{ name: 'x.img', path: a, crc32: 1234 }], {
+      ...opts,
+      sha256: true,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err).toMatchObject({ code: 'ZIP_CRC_MISMATCH', context: { entry: 'x.img', expected: 1234 } });
   });
 
   it('writeFastbootZip stored: reproducible bytes, and our reader extracts the images', async () => {
