@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Launcher: runs the TypeScript CLI through tsx so that the kit ships as source (no build step).
+// Launcher: runs the TypeScript CLI through tsx so that the kit ships as source (no build step),
+// or the bundle of it that `npm start` makes, while that is up to date.
 import { spawn } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 
 // The kit streams GiB images through MiB-sized Buffers, outside the JS heap. Two process-wide
 // settings keep a build's peak RSS down, and both are read at start-up only, so the launcher
@@ -45,8 +47,18 @@ if (!chosen) {
     process.channel.unref();
     process.once('disconnect', () => process.exit(143));
   }
-  const { register } = await import('tsx/esm/api');
-  register();
-  const { main } = await import('./cli/main.ts');
+  // The bundle `npm start` makes (scripts/cli/bundle.mjs) when it matches the sources, else the
+  // sources through tsx. OMIE_NO_BUNDLE=1 always runs the sources.
+  const { freshBundle } = await import('./cli/bundle.mjs');
+  const bundle =
+    process.env.OMIE_NO_BUNDLE === '1' ? null : freshBundle(process.env.OMIE_BUNDLE_DIR || undefined);
+  if (process.env.OMIE_TRACE_LAUNCH) console.error(`omie: running ${bundle ?? 'the sources (tsx)'}`);
+  let main;
+  if (bundle) ({ main } = await import(pathToFileURL(bundle).href));
+  else {
+    const { register } = await import('tsx/esm/api');
+    register();
+    ({ main } = await import('./cli/main.ts'));
+  }
   process.exitCode = await main(process.argv);
 }

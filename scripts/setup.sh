@@ -35,3 +35,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
 fi
+
+# The CLI bundled into one module graph (.omie/cli): commands start ~0.5 s faster than through
+# tsx. A cache only: the launcher runs the sources whenever they differ from what was bundled.
+node scripts/cli/bundle.mjs

@@ -3,10 +3,11 @@
  * through, and the real CLI process must not outlive a launcher that is killed.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { omie, ROOT } from '../helpers.ts';
+import { buildBundle } from '../../scripts/cli/bundle.mjs';
+import { omie, ROOT, workDir } from '../helpers.ts';
 
 const alive = (pid: number) =>
   existsSync(`/proc/${pid}`) && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
@@ -70,4 +71,29 @@ describe('omie launcher', () => {
     launcher.kill('SIGKILL');
     await until(() => !alive(cli), 10_000);
   }, 60_000);
+
+  it('runs the bundled CLI while it matches the sources, and the sources once one differs', async () => {
+    const dir = join(workDir('launcher'), 'bundle');
+    const main = await buildBundle(dir);
+    const env = { OMIE_BUNDLE_DIR: dir, OMIE_TRACE_LAUNCH: '1' };
+    // --help reads the bench folder and `schemas` the spec folder, both relative to their own
+    // modules: the bundle must keep each module's import.meta.
+    const help = await omie(['--help'], { env });
+    expect(help.stderr).toContain(`omie: running ${main}`);
+    expect(help.stdout).toContain('Usage: omie');
+    const schemas = await omie(['schemas'], { env });
+    expect(schemas.exitCode).toBe(0);
+    expect(schemas.stdout).toMatch(/ok +spec\/schemas\/product\.schema\.json/);
+    expect((await omie(['--version'], { env: { ...env, OMIE_NO_BUNDLE: '1' } })).stderr).toContain(
+      'running the sources (tsx)',
+    );
+    // A source changed since bundling (here: its recorded size no longer matches): the sources run.
+    const manifest = join(dir, 'inputs.json');
+    const m = JSON.parse(readFileSync(manifest, 'utf8')) as { inputs: Record<string, [number, number]> };
+    m.inputs['scripts/errors.ts'][1] += 1;
+    writeFileSync(manifest, JSON.stringify(m));
+    const stale = await omie(['--version'], { env });
+    expect(stale.stderr).toContain('running the sources (tsx)');
+    expect(stale.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
 });
