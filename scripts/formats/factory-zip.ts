@@ -319,6 +319,7 @@ async function openNested(
 
 /** Read and inflate size: yauzl's and zlib's 16-64 KiB defaults make extraction 4x slower. */
 const CHUNK = 4 << 20;
+const ZEROS = Buffer.alloc(CHUNK);
 
 /**
  * An entry's bytes, inflated, with its size and CRC-32 checked against the central directory
@@ -516,16 +517,23 @@ export async function openFactoryZip(path: string, opts: { tmpDir?: string } = {
       const total = target.uncompressedSize;
       const label = innerName === undefined ? path : `${path}!${outerName}`;
       let done = 0;
-      const counted = async function* () {
+      const out = await open(outPath, 'w');
+      try {
         for await (const c of entryData(zip, target, label)) {
+          // All-zero chunks (free space of a filesystem image) become holes: no page cache to
+          // fill, no disk writes; the file reads back the same.
+          if (!c.equals(ZEROS.subarray(0, Math.min(c.length, ZEROS.length)))) {
+            for (let w = 0; w < c.length; ) w += (await out.write(c, w, c.length - w, done + w)).bytesWritten;
+          }
           done += c.length;
           opts.onProgress?.({ stage: `extract ${leaf(entry)}`, done, total, unit: 'bytes' });
-          yield c;
         }
-      };
-      await pipeline(counted, createWriteStream(outPath, { highWaterMark: CHUNK })).catch((err) => {
+        await out.truncate(done);
+      } catch (err) {
         throw err instanceof FormatError ? err : zipErr(path, err);
-      });
+      } finally {
+        await out.close();
+      }
       return { size: total };
     };
     return { info, extract, close };

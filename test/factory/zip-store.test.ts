@@ -124,6 +124,27 @@ describe('stored zip writer', () => {
     expect(Buffer.from(x.stdout).equals(data)).toBe(true);
   });
 
+  it('extracting an image leaves its all-zero 4 MiB chunks as holes (stored and deflated entries)', async () => {
+    const mib = 1024 * 1024;
+    const data = Buffer.concat([bytes(3 * mib, 7), Buffer.alloc(12 * mib), bytes(mib + 5, 8)]);
+    const src = join(dir, 'x-holes.img');
+    writeFileSync(src, data);
+    for (const compress of [false, true]) {
+      const zip = join(dir, `x-holes-${compress}.zip`);
+      await writeFastbootZip(
+        zip,
+        { androidInfo: 'require board=x\n', images: [{ name: 'system', path: src }] },
+        { compress },
+      );
+      const out = join(dir, `x-holes-${compress}.out`);
+      await extractFactoryImage(zip, 'system.img', out);
+      expect(readFileSync(out).equals(data)).toBe(true);
+      const st = statSync(out);
+      // At least two whole zero chunks of the 12 MiB run are not allocated.
+      expect(st.blocks * 512).toBeLessThanOrEqual(data.length - 8 * mib + 64 * 1024);
+    }
+  });
+
   it('sha256: the digest of the bytes written, holes included; same bytes as without; given CRCs are checked', async () => {
     const mib = 1024 * 1024;
     const holes = join(dir, 'sha-holes.bin');
