@@ -3,7 +3,7 @@
  * through, and the real CLI process must not outlive a launcher that is killed.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildBundle } from '../../scripts/cli/bundle.mjs';
@@ -81,6 +81,14 @@ describe('omie launcher', () => {
     const help = await omie(['--help'], { env });
     expect(help.stderr).toContain(`omie: running ${main}`);
     expect(help.stdout).toContain('Usage: omie');
+    // Every bench area is carried (they are imported by name, not by a computed path).
+    const benchHelp = await omie(['bench', '--help'], { env });
+    const areas = readdirSync(join(ROOT, 'scripts/bench'))
+      .filter((f) => f.endsWith('.ts') && f !== 'types.ts')
+      .map((f) => f.slice(0, -3));
+    expect(areas.length).toBeGreaterThan(3);
+    for (const a of areas)
+      expect(benchHelp.stdout.replace(/\s+/g, ' ')).toMatch(new RegExp(`areas \\(.*\\b${a}\\b`));
     const schemas = await omie(['schemas'], { env });
     expect(schemas.exitCode).toBe(0);
     expect(schemas.stdout).toMatch(/ok +spec\/schemas\/product\.schema\.json/);
