@@ -1,7 +1,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError, InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
-import { crc32AppendZeros, crc32Update } from './sparse-crc.ts';
+import { crc32AppendZeros, crc32Update } from './crc32.ts';
 
 /**
  * Android sparse images, as defined by AOSP system/core/libsparse/sparse_format.h and read /

@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { InputError } from '../errors.ts';
+import { crc32OfFile } from './crc32.ts';
 
 export interface StoredEntry {
   /** Name inside the archive ("/"-separated, no leading "/"). */
@@ -75,22 +76,6 @@ interface Written {
   zip64: boolean;
 }
 
-/** CRC-32 of a file, read in IO_SIZE chunks into `buf`. */
-async function crc32OfFile(path: string, buf: Buffer): Promise<number> {
-  const fh = await open(path, 'r');
-  try {
-    let crc = 0;
-    for (let pos = 0; ; ) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) return crc >>> 0;
-      crc = crc32(buf.subarray(0, bytesRead), crc);
-      pos += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Writes `entries` stored, in order, to `outPath`. Returns the archive size (and digest). */
 export async function writeStoredZip(
   outPath: string,
@@ -126,7 +111,7 @@ export async function writeStoredZip(
         const zip64 = opts.forceZip64 === true || size >= MAX32;
         const offset = pos;
         let known = e.crc32 ?? (e.data ? crc32(e.data) >>> 0 : undefined);
-        if (known === undefined && digest && e.path) known = await crc32OfFile(e.path, bufs[0]);
+        if (known === undefined && digest && e.path) known = await crc32OfFile(e.path, { buffer: bufs[0] });
         // Local header: sizes are known up front; an unknown CRC is patched in once the data is copied.
         const extra = zip64 ? Buffer.alloc(20) : Buffer.alloc(0);
         if (zip64) {

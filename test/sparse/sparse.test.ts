@@ -5,6 +5,7 @@ import { crc32 } from 'node:zlib';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError, InputError, OmieError } from '../../scripts/errors.ts';
+import { crc32Combine } from '../../scripts/formats/crc32.ts';
 import {
   CHUNK_CRC32,
   CHUNK_DONT_CARE,
@@ -19,7 +20,6 @@ import {
   sparseToRaw,
   splitSparse,
 } from '../../scripts/formats/sparse.ts';
-import { crc32Combine } from '../../scripts/formats/sparse-crc.ts';
 import { mutate, omie, prng, workDir } from '../helpers.ts';
 import { mixedImage, randomBytes, sha256File } from './fixtures.ts';
 

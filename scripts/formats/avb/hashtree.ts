@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { FormatError, InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
-import { crc32Combine } from '../sparse-crc.ts';
+import { crc32Combine } from '../crc32.ts';
 import { hashBlocks } from './hashtree.worker.mjs';
 import { roundUp } from './vbmeta.ts';
 

@@ -1,9 +1,9 @@
 import { createHash, type KeyObject, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { crc32 as zlibCrc32 } from 'node:zlib';
 import { InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
+import { crc32OfFile } from '../crc32.ts';
 import {
   type AvbAlgorithmName,
   algorithmByName,
@@ -566,26 +566,13 @@ export async function addHashtreeFooter(image: string, o: AddHashtreeFooterOptio
         originalImageSize,
         partitionSize,
       );
-    const crc32 = ht.dataCrc32 === undefined ? undefined : await crc32From(image, treeOffset, ht.dataCrc32);
+    const crc32 =
+      ht.dataCrc32 === undefined
+        ? undefined
+        : await crc32OfFile(image, { from: treeOffset, crc: ht.dataCrc32 });
     return { ...res, originalImageSize, vbmetaOffset, descriptor, imageSize: finalSize, crc32 };
   } catch (e) {
     await restore();
     throw e;
-  }
-}
-
-/** Continues `crc` (the CRC-32 of the file's first `offset` bytes) over the rest of the file. */
-async function crc32From(path: string, offset: number, crc: number): Promise<number> {
-  const fh = await openImage(path);
-  try {
-    const buf = Buffer.allocUnsafeSlow(4 << 20);
-    for (let pos = offset; ; ) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) return crc >>> 0;
-      crc = zlibCrc32(buf.subarray(0, bytesRead), crc);
-      pos += bytesRead;
-    }
-  } finally {
-    await fh.close();
   }
 }

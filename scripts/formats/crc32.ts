@@ -1,10 +1,11 @@
+import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 
 /**
- * CRC-32 helpers for Android sparse CRC32 chunks. libsparse's sparse_crc32 is the standard
- * (zlib) CRC-32 over the expanded image, so data goes through zlib's native crc32; zero runs
- * (DONT_CARE, zero FILL) are folded in with GF(2) matrix powers, costing O(log n) instead of
- * hashing gigabytes of zeros.
+ * CRC-32 (zlib's) helpers: data goes through zlib's native crc32; zero runs (sparse DONT_CARE,
+ * zero FILL) and pieces checksummed elsewhere are folded in with GF(2) matrix powers, costing
+ * O(log n) instead of hashing gigabytes again. libsparse's sparse_crc32 is this CRC over the
+ * expanded image.
  */
 
 function gf2Times(mat: Uint32Array, vec: number): number {
@@ -64,4 +65,24 @@ export function crc32Update(crc: number, data: Buffer): number {
  */
 export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
   return (shiftZeros(crcA >>> 0, lenB) ^ crcB) >>> 0;
+}
+
+/** Continues `crc` (of whatever came before) over the bytes of `path` from `from` to its end. */
+export async function crc32OfFile(
+  path: string,
+  opts: { from?: number; crc?: number; buffer?: Buffer } = {},
+): Promise<number> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = opts.buffer ?? Buffer.allocUnsafeSlow(4 << 20);
+    let crc = opts.crc ?? 0;
+    for (let pos = opts.from ?? 0; ; ) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) return crc >>> 0;
+      crc = crc32(buf.subarray(0, bytesRead), crc);
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
 }
