@@ -182,6 +182,7 @@ async function sampleBaseSigners(base: string): Promise<{ google: string[]; test
 /**
  * Kept APKs signed with a public test key get the partner's key instead (as AOSP's release
  * signing does): anyone holds the test key, so anyone could ship an "update" of such an app.
+ * `early` holds re-signings already started while the plan was made (by APK sha256).
  */
 async function resignTestKeyApks(
   plan: Plan,
@@ -189,6 +190,7 @@ async function resignTestKeyApks(
   testKeys: Set<string>,
   key: SigningKey,
   work: string,
+  early: Map<string, Promise<string>>,
 ): Promise<ExtraFile[]> {
   const out: ExtraFile[] = [];
   for (const part of plan.partitions) {
@@ -199,9 +201,11 @@ async function resignTestKeyApks(
       const dir = join(work, 'resign', part.partition);
       await mkdir(dir, { recursive: true });
       const original = join(dir, `${apk.package}.in.apk`);
-      const resigned = join(dir, `${apk.package}.apk`);
       await fs.copyOut(apk.path, original);
-      await signApk(original, resigned, { key, v1: true, v2: true, v3: false });
+      const started = early.get(await sha256File(original));
+      let resigned = join(dir, `${apk.package}.apk`);
+      if (started) resigned = await started;
+      else await signApk(original, resigned, { key, v1: true, v2: true, v3: false });
       out.push({
         partition: part.partition,
         path: apk.path.slice(part.prefix.length).replace(/^\//, ''),
@@ -431,12 +435,33 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       });
     }
     const sample = await sampleBaseSigners(basePath);
+    const testKeys = new Set([
+      ...defaultKnownSigners()
+        .signers.filter((k) => k.kind === 'public-test-key')
+        .map((k) => k.sha256),
+      ...sample.testKeys,
+    ]);
     const identities: IdentityCache = new Map();
+    // Re-signing a test-key APK starts a JVM (apksigner): it starts as soon as such an APK is
+    // identified, and runs on the other core while the rest of the plan is made.
+    const early = new Map<string, Promise<string>>();
     const planOpts = {
       googleSigners: sample.google,
       identify: async (apk: string) => {
         const [id, sha256] = await Promise.all([readApkIdentity(apk), sha256File(apk)]);
         identities.set(sha256, id);
+        if (keys && !early.has(sha256) && id.signers.some((x) => testKeys.has(x))) {
+          const dir = join(work, 'resign', 'early');
+          await mkdir(dir, { recursive: true });
+          const original = join(dir, `${sha256}.in.apk`);
+          await copyFile(apk, original);
+          const resigned = join(dir, `${sha256}.apk`);
+          const signing = signApk(original, resigned, { key: keys.apk, v1: true, v2: true, v3: false }).then(
+            () => resigned,
+          );
+          signing.catch(() => {}); // awaited if the APK is kept; settled below either way
+          early.set(sha256, signing);
+        }
         return id;
       },
       extraFiles,
@@ -446,16 +471,12 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     };
     let plan = await makePlan(parts, resolved, planOpts);
     if (keys) {
-      const testKeys = new Set([
-        ...defaultKnownSigners()
-          .signers.filter((k) => k.kind === 'public-test-key')
-          .map((k) => k.sha256),
-        ...sample.testKeys,
-      ]);
-      const resigned = await resignTestKeyApks(plan, readers, testKeys, keys.apk, work);
+      const resigned = await resignTestKeyApks(plan, readers, testKeys, keys.apk, work, early);
       if (resigned.length)
         plan = await makePlan(parts, resolved, { ...planOpts, extraFiles: [...extraFiles, ...resigned] });
     }
+    // Re-signings of APKs the plan removes are not used; none may outlive the build.
+    await Promise.allSettled(early.values());
     for (const r of readers.values()) await r.close();
     readers.clear();
     if (o.dryRun) return { dryRun: true, plan, release: true };
