@@ -9,6 +9,7 @@ import yauzl from 'yauzl';
 import yazl from 'yazl';
 import { FormatError, InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
+import { writeAll } from './io.ts';
 import { writeStoredZip } from './zip-store.ts';
 
 /**
@@ -523,7 +524,7 @@ export async function openFactoryZip(path: string, opts: { tmpDir?: string } = {
           // All-zero chunks (free space of a filesystem image) become holes: no page cache to
           // fill, no disk writes; the file reads back the same.
           if (!c.equals(ZEROS.subarray(0, Math.min(c.length, ZEROS.length)))) {
-            for (let w = 0; w < c.length; ) w += (await out.write(c, w, c.length - w, done + w)).bytesWritten;
+            await writeAll(out, c, done);
           }
           done += c.length;
           opts.onProgress?.({ stage: `extract ${leaf(entry)}`, done, total, unit: 'bytes' });

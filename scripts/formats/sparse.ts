@@ -2,6 +2,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError, InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
 import { crc32AppendZeros, crc32Update } from './crc32.ts';
+import { writeAll } from './io.ts';
 
 /**
  * Android sparse images, as defined by AOSP system/core/libsparse/sparse_format.h and read /
@@ -405,14 +406,6 @@ export async function sparseToRaw(
     return { header, size: header.rawSize };
   } finally {
     await out.close();
-  }
-}
-
-async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    done += bytesWritten;
   }
 }
 

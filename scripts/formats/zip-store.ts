@@ -15,6 +15,7 @@ import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { InputError } from '../errors.ts';
 import { crc32OfFile } from './crc32.ts';
+import { writeAll } from './io.ts';
 
 export interface StoredEntry {
   /** Name inside the archive ("/"-separated, no leading "/"). */
@@ -87,13 +88,9 @@ export async function writeStoredZip(
   const done: Written[] = [];
   const digest = opts.sha256 ? createHash('sha256') : undefined;
   let pos = 0;
-  const writeAt = async (b: Buffer, at: number) => {
-    let w = 0;
-    while (w < b.length) w += (await out.write(b, w, b.length - w, at + w)).bytesWritten;
-  };
   const write = async (b: Buffer) => {
     digest?.update(b);
-    await writeAt(b, pos);
+    await writeAll(out, b, pos);
     pos += b.length;
   };
   try {
@@ -168,7 +165,7 @@ export async function writeStoredZip(
         if (known === undefined) {
           const c = Buffer.alloc(4);
           c.writeUInt32LE(crc, 0);
-          await writeAt(c, offset + 14);
+          await writeAll(out, c, offset + 14);
         } else if (known !== crc)
           throw new InputError(
             `${e.path ?? e.name}: CRC-32 of the data archived (${crc.toString(16)}) is not the one given (${known.toString(16)}): the file changed, or the given CRC is wrong`,

@@ -4,6 +4,7 @@ import { Decompress as ZstdDecompress } from 'fzstd';
 import Bunzip from 'seek-bzip';
 import { FormatError, VerificationError } from '../../errors.ts';
 import { generateHashtree } from '../avb/hashtree.ts';
+import { writeAll } from '../io.ts';
 import { encodeFec, fecSize } from './fec.ts';
 import { type PayloadExtent, type PayloadOperation, type PayloadPartition, SPARSE_HOLE } from './reader.ts';
 import { decodeXz } from './xz.ts';
@@ -93,12 +94,7 @@ class ExtentWriter {
       const room = e.numBlocks * this.blockSize - this.inExtent;
       const n = Math.min(room, data.length - off);
       if (e.startBlock !== SPARSE_HOLE) {
-        const pos = e.startBlock * this.blockSize + this.inExtent;
-        let done = 0;
-        while (done < n) {
-          const { bytesWritten } = await this.fh.write(data, off + done, n - done, pos + done);
-          done += bytesWritten;
-        }
+        await writeAll(this.fh, data.subarray(off, off + n), e.startBlock * this.blockSize + this.inExtent);
       }
       off += n;
       this.inExtent += n;
@@ -367,9 +363,7 @@ async function regenerateVerity(job: PartitionJob, out: FileHandle): Promise<voi
         expected: built.tree.length,
         found: tree.size,
       });
-    let done = 0;
-    while (done < built.tree.length)
-      done += (await out.write(built.tree, done, built.tree.length - done, tree.offset + done)).bytesWritten;
+    await writeAll(out, built.tree, tree.offset);
   }
   const fec = extentBytes(part.fecExtent, bs);
   if (fec && fec.size > 0) {

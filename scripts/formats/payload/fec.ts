@@ -1,4 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
+import { writeAll } from '../io.ts';
 
 /**
  * dm-verity forward error correction as update_engine regenerates it after installing a
@@ -129,8 +130,6 @@ export async function encodeFec(fh: FileHandle, l: FecLayout): Promise<void> {
       for (let k = 0; k < blockSize; k++) rsBlocks[k * rsN + j] = buffer[k];
     }
     for (let j = 0; j < blockSize; j++) rs.encode(rsBlocks, j * rsN, fec, j * roots);
-    let done = 0;
-    const at = l.fecOffset + i * fec.length;
-    while (done < fec.length) done += (await fh.write(fec, done, fec.length - done, at + done)).bytesWritten;
+    await writeAll(fh, fec, l.fecOffset + i * fec.length);
   }
 }

@@ -7,6 +7,7 @@ import yazl from 'yazl';
 import { InputError } from '../../errors.ts';
 import { requireTool } from '../../host/tools.ts';
 import { readAvbImage } from '../avb/image.ts';
+import { writeAll } from '../io.ts';
 import { ManifestMessage, OtaMetadataMessage, SignaturesMessage } from './proto.ts';
 import { PAYLOAD_HEADER_SIZE, PAYLOAD_MAGIC, PAYLOAD_MAJOR_VERSION } from './reader.ts';
 
@@ -314,12 +315,6 @@ async function readChunk(fh: FileHandle, pos: number, len: number): Promise<Buff
     got += bytesRead;
   }
   return buf;
-}
-
-async function writeAll(fh: FileHandle, data: Buffer, pos: number): Promise<void> {
-  let done = 0;
-  while (done < data.length)
-    done += (await fh.write(data, done, data.length - done, pos + done)).bytesWritten;
 }
 
 /**

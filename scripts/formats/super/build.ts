@@ -1,6 +1,7 @@
 import { open, rm } from 'node:fs/promises';
 import { InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
+import { writeAll } from '../io.ts';
 import { openImage, SparseStreamWriter } from '../sparse.ts';
 import {
   backupGeometryOffset,
@@ -283,8 +284,7 @@ export async function buildSuper(
             const n = Math.min(buf.length, e.size - o, img.size - src);
             const got = await img.read(buf.subarray(0, n), src);
             if (got < n) bad(`image ${p.imagePath} shrank while reading`);
-            let w = 0;
-            while (w < n) w += (await out.write(buf, w, n - w, e.offset + o + w)).bytesWritten;
+            await writeAll(out, buf.subarray(0, n), e.offset + o);
             o += n;
             src += n;
             done += n;

@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { FormatError, InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
+import { writeAll } from '../io.ts';
 import { type ImageReader, openImage } from '../sparse.ts';
 import {
   backupGeometryOffset,
@@ -319,10 +320,7 @@ export async function extractPartition(
             const chunk = await pending;
             which = 1 - which;
             pending = readAt(o + n);
-            if (chunk && !chunk.equals(zero.subarray(0, n))) {
-              let w = 0;
-              while (w < n) w += (await out.write(chunk, w, n - w, outPos + w)).bytesWritten;
-            }
+            if (chunk && !chunk.equals(zero.subarray(0, n))) await writeAll(out, chunk, outPos);
             o += n;
             outPos += n;
             opts.onProgress?.({ stage: `extract ${name}`, done: outPos, total: p.size, unit: 'bytes' });
