@@ -107,7 +107,9 @@ export async function writeStoredZip(
         const size = src ? (await src.stat()).size : (e.data?.length ?? 0);
         const zip64 = opts.forceZip64 === true || size >= MAX32;
         const offset = pos;
-        let known = e.crc32 ?? (e.data ? crc32(e.data) >>> 0 : undefined);
+        // In-memory data is checksummed once, here; a file's CRC while it is copied.
+        const dataCrc = e.data && !src ? crc32(e.data) >>> 0 : undefined;
+        let known = e.crc32 ?? dataCrc;
         if (known === undefined && digest && e.path) known = await crc32OfFile(e.path, { buffer: bufs[0] });
         // Local header: sizes are known up front; an unknown CRC is patched in once the data is copied.
         const extra = zip64 ? Buffer.alloc(20) : Buffer.alloc(0);
@@ -158,7 +160,7 @@ export async function writeStoredZip(
             copied += n;
           }
         } else if (e.data) {
-          crc = crc32(e.data);
+          crc = dataCrc ?? 0;
           await write(e.data);
         }
         crc >>>= 0;
