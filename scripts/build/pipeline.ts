@@ -179,6 +179,11 @@ async function sampleBaseSigners(base: string): Promise<{ google: string[]; test
   return { google: m.googleSigners ?? [], testKeys: m.signers?.testkey ? [m.signers.testkey] : [] };
 }
 
+/** Re-signs a test-key APK with the partner key: v1 + v2, as AOSP release signing of base APKs. */
+function resignApk(original: string, resigned: string, key: SigningKey): Promise<void> {
+  return signApk(original, resigned, { key, v1: true, v2: true, v3: false });
+}
+
 /**
  * Kept APKs signed with a public test key get the partner's key instead (as AOSP's release
  * signing does): anyone holds the test key, so anyone could ship an "update" of such an app.
@@ -205,7 +210,7 @@ async function resignTestKeyApks(
       const started = early.get(await sha256File(original));
       let resigned = join(dir, `${apk.package}.apk`);
       if (started) resigned = await started;
-      else await signApk(original, resigned, { key, v1: true, v2: true, v3: false });
+      else await resignApk(original, resigned, key);
       out.push({
         partition: part.partition,
         path: apk.path.slice(part.prefix.length).replace(/^\//, ''),
@@ -456,9 +461,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
           const original = join(dir, `${sha256}.in.apk`);
           await copyFile(apk, original);
           const resigned = join(dir, `${sha256}.apk`);
-          const signing = signApk(original, resigned, { key: keys.apk, v1: true, v2: true, v3: false }).then(
-            () => resigned,
-          );
+          const signing = resignApk(original, resigned, keys.apk).then(() => resigned);
           signing.catch(() => {}); // awaited if the APK is kept; settled below either way
           early.set(sha256, signing);
         }
