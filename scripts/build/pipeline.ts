@@ -598,8 +598,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     // image costs about a minute, for a zip that `fastboot update` then reads faster (stored
     // entries are read in place).
     const digests = new Map<string, Promise<FileDigest>>();
-    const digestOutput = (name: string) => {
-      const d = digestFile(join(staging, name), name);
+    const digestOutput = (name: string, opts: { direct?: boolean } = {}) => {
+      const d = digestFile(join(staging, name), name, opts);
       d.catch(() => {}); // awaited below, unless an earlier failure ends the build first
       digests.set(name, d);
     };
@@ -608,9 +608,13 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       layout &&
         (async () => {
           stage('super', 0);
-          await buildSuper(layout, join(staging, 'super.img'), { sparse: true, onProgress: o.onProgress });
+          await buildSuper(layout, join(staging, 'super.img'), {
+            sparse: true,
+            direct: true,
+            onProgress: o.onProgress,
+          });
           stage('super', 1);
-          digestOutput('super.img');
+          digestOutput('super.img', { direct: true });
         })(),
       (async () => {
         // The zip's digest is taken as it is written (no second read of a GiB file).
@@ -623,7 +627,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
               .filter((i) => i.name !== 'super')
               .map((i) => ({ ...i, crc32: crc32s.get(i.name) })),
           },
-          { compress: false, sha256: true },
+          { compress: false, sha256: true, direct: true },
         );
         const d = Promise.resolve({ path: zipName, sha256: written.sha256!, size: (await stat(zip)).size });
         digests.set(zipName, d);

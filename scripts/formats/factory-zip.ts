@@ -578,12 +578,13 @@ const FIXED_MTIME = new Date(2009, 0, 1, 0, 0, 0);
  * `androidInfo` is the file's text (see formatAndroidInfo). Images are deflated unless
  * `compress: false`, which stores them (much faster to write, and fastboot reads stored
  * entries in place); stored zips can also take each image's CRC-32 when the caller has it and
- * return the archive's SHA-256 taken while writing (`sha256`), see writeStoredZip.
+ * return the archive's SHA-256 taken while writing (`sha256`) and bypass the page cache
+ * (`direct`), see writeStoredZip.
  */
 export async function writeFastbootZip(
   outPath: string,
   spec: { androidInfo: string; images: Array<{ name: string; path: string; crc32?: number }> },
-  opts: { compress?: boolean; sha256?: boolean } = {},
+  opts: { compress?: boolean; sha256?: boolean; direct?: boolean } = {},
 ): Promise<{ path: string; entries: string[]; sha256?: string }> {
   parseAndroidInfo(spec.androidInfo, 'android-info.txt', { strict: true }); // what we write must parse
   const names = new Set<string>();
@@ -609,7 +610,7 @@ export async function writeFastbootZip(
           crc32: img.crc32,
         })),
       ],
-      { ...entryOpts, sha256: opts.sha256 },
+      { ...entryOpts, sha256: opts.sha256, direct: opts.direct },
     ).catch((err: NodeJS.ErrnoException) => {
       if (err instanceof InputError) throw err;
       throw new InputError(`cannot write ${outPath}: ${err.message}`, {

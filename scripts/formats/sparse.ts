@@ -2,7 +2,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError, InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
 import { crc32AppendZeros, crc32Update } from './crc32.ts';
-import { writeAll } from './io.ts';
+import { SequentialWriter, writeAll } from './io.ts';
 
 /**
  * Android sparse images, as defined by AOSP system/core/libsparse/sparse_format.h and read /
@@ -627,7 +627,6 @@ export interface SparseWriteResult {
  * the file header (which needs the chunk count) is written by `finish`.
  */
 export class SparseStreamWriter {
-  private outPos = SPARSE_HEADER_SIZE;
   private chunks = 0;
   private blocks = 0;
   private iov: Buffer[] = [];
@@ -642,15 +641,23 @@ export class SparseStreamWriter {
   private readonly maxRunBlocks: number;
 
   private constructor(
-    private readonly out: FileHandle,
+    private readonly out: SequentialWriter,
     readonly blockSize: number,
   ) {
     this.maxRunBlocks = Math.floor(MAX_CHUNK_BYTES / blockSize);
   }
 
-  static async create(path: string, blockSize = 4096): Promise<SparseStreamWriter> {
+  /** `direct`: bypass the page cache (see SequentialWriter), for a large image nothing reads soon. */
+  static async create(
+    path: string,
+    blockSize = 4096,
+    opts: { direct?: boolean } = {},
+  ): Promise<SparseStreamWriter> {
     checkBlockSize(blockSize);
-    return new SparseStreamWriter(await open(path, 'w'), blockSize);
+    const out = await SequentialWriter.create(path, opts);
+    // The file header is written last (its counts are known then); its room is left now.
+    await out.skip(SPARSE_HEADER_SIZE);
+    return new SparseStreamWriter(out, blockSize);
   }
 
   /** Expanded bytes written so far (always a multiple of the block size). */
@@ -720,17 +727,23 @@ export class SparseStreamWriter {
         throw new InputError(`image too large for sparse format: ${this.rawOffset} bytes`, {
           code: 'SPARSE_TOO_LARGE',
         });
-      await writeAll(this.out, sparseFileHeader(this.blockSize, this.blocks, this.chunks), 0);
-      await this.out.truncate(this.outPos);
-      return { blockSize: this.blockSize, totalBlocks: this.blocks, chunks: this.chunks, size: this.outPos };
-    } finally {
+      await this.out.patch(sparseFileHeader(this.blockSize, this.blocks, this.chunks), 0);
       await this.out.close();
+    } catch (e) {
+      await this.out.abort();
+      throw e;
     }
+    return {
+      blockSize: this.blockSize,
+      totalBlocks: this.blocks,
+      chunks: this.chunks,
+      size: this.out.position,
+    };
   }
 
   /** Closes the file without finishing it (on error). */
   async abort(): Promise<void> {
-    await this.out.close();
+    await this.out.abort();
   }
 
   private async run(kind: number, value: number, blocks: number): Promise<void> {
@@ -773,7 +786,7 @@ export class SparseStreamWriter {
     this.runBlocks = n;
     if (kind === 1) {
       this.runHeader = chunkHeader(CHUNK_RAW, 0, 0);
-      this.runHeaderPos = this.outPos + this.iovBytes;
+      this.runHeaderPos = this.out.position + this.iovBytes;
       this.runHeaderFlushed = false;
       this.push(this.runHeader);
     }
@@ -784,7 +797,7 @@ export class SparseStreamWriter {
     if (this.runKind === 1) {
       this.runHeader!.writeUInt32LE(this.runBlocks, 4);
       this.runHeader!.writeUInt32LE(CHUNK_HEADER_SIZE + this.runBlocks * bs, 8);
-      if (this.runHeaderFlushed) await writeAll(this.out, this.runHeader!, this.runHeaderPos);
+      if (this.runHeaderFlushed) await this.out.patch(this.runHeader!, this.runHeaderPos);
     } else if (this.runKind === 2) {
       const b = Buffer.alloc(CHUNK_HEADER_SIZE + 4);
       chunkHeader(CHUNK_FILL, this.runBlocks, CHUNK_HEADER_SIZE + 4).copy(b);
@@ -806,16 +819,11 @@ export class SparseStreamWriter {
   private async flush(): Promise<void> {
     if (this.iov.length === 0) return;
     const list = this.iov;
-    const bytes = this.iovBytes;
     this.iov = [];
     this.iovBytes = 0;
     // An open data run's header is now on disk: closing the run must patch it in place.
     if (this.runKind === 1) this.runHeaderFlushed = true;
-    // writev may write partially; finish with plain writes.
-    const r = await this.out.writev(list, this.outPos);
-    if (r.bytesWritten < bytes)
-      await writeAll(this.out, Buffer.concat(list).subarray(r.bytesWritten), this.outPos + r.bytesWritten);
-    this.outPos += bytes;
+    await this.out.writev(list);
   }
 }
 

@@ -11,11 +11,11 @@
  * entries whose CRC the caller does not give are checksummed in a pass of their own first.
  */
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { InputError } from '../errors.ts';
 import { crc32OfFile } from './crc32.ts';
-import { writeAll } from './io.ts';
+import { SequentialWriter } from './io.ts';
 
 export interface StoredEntry {
   /** Name inside the archive ("/"-separated, no leading "/"). */
@@ -39,6 +39,11 @@ export interface StoredZipOptions {
   forceZip64?: boolean;
   /** Return the archive's SHA-256 (hex), computed over the bytes as they are written. */
   sha256?: boolean;
+  /**
+   * Write with O_DIRECT, bypassing the page cache (for a large archive nothing reads back soon);
+   * ordinary writes where the filesystem refuses it.
+   */
+  direct?: boolean;
 }
 
 const LOCAL_SIG = 0x04034b50;
@@ -84,14 +89,12 @@ export async function writeStoredZip(
   opts: StoredZipOptions,
 ): Promise<{ size: number; sha256?: string }> {
   const { date, time } = dosDateTime(opts.mtime);
-  const out = await open(outPath, 'w');
+  const out = await SequentialWriter.create(outPath, { direct: opts.direct });
   const done: Written[] = [];
   const digest = opts.sha256 ? createHash('sha256') : undefined;
-  let pos = 0;
   const write = async (b: Buffer) => {
     digest?.update(b);
-    await writeAll(out, b, pos);
-    pos += b.length;
+    await out.write(b);
   };
   try {
     const bufs = [Buffer.allocUnsafeSlow(IO_SIZE), Buffer.allocUnsafeSlow(IO_SIZE)];
@@ -106,7 +109,7 @@ export async function writeStoredZip(
       try {
         const size = src ? (await src.stat()).size : (e.data?.length ?? 0);
         const zip64 = opts.forceZip64 === true || size >= MAX32;
-        const offset = pos;
+        const offset = out.position;
         // In-memory data is checksummed once, here; a file's CRC while it is copied.
         const dataCrc = e.data && !src ? crc32(e.data) >>> 0 : undefined;
         let known = e.crc32 ?? dataCrc;
@@ -155,7 +158,7 @@ export async function writeStoredZip(
             crc = crc32(chunk, crc);
             if (n === IO_SIZE && chunk.equals(ZEROS)) {
               digest?.update(chunk);
-              pos += n;
+              await out.skip(n);
             } else await write(chunk);
             copied += n;
           }
@@ -167,7 +170,7 @@ export async function writeStoredZip(
         if (known === undefined) {
           const c = Buffer.alloc(4);
           c.writeUInt32LE(crc, 0);
-          await writeAll(out, c, offset + 14);
+          await out.patch(c, offset + 14);
         } else if (known !== crc)
           throw new InputError(
             `${e.path ?? e.name}: CRC-32 of the data archived (${crc.toString(16)}) is not the one given (${known.toString(16)}): the file changed, or the given CRC is wrong`,
@@ -183,7 +186,7 @@ export async function writeStoredZip(
     }
 
     // Central directory.
-    const cdOffset = pos;
+    const cdOffset = out.position;
     const central: Buffer[] = [];
     for (const d of done) {
       const needOffset64 = opts.forceZip64 === true || d.offset >= MAX32;
@@ -228,7 +231,7 @@ export async function writeStoredZip(
       cd.length >= MAX32 ||
       done.some((d) => d.zip64);
     if (zip64End) {
-      const recordOffset = pos;
+      const recordOffset = out.position;
       const r = Buffer.alloc(56);
       r.writeUInt32LE(ZIP64_EOCD_SIG, 0);
       r.writeBigUInt64LE(44n, 4); // size of the rest of this record
@@ -254,9 +257,11 @@ export async function writeStoredZip(
     eocd.writeUInt32LE(Math.min(cd.length, MAX32), 12);
     eocd.writeUInt32LE(Math.min(cdOffset, MAX32), 16);
     await write(eocd);
-    await out.truncate(pos);
-    return { size: pos, sha256: digest?.digest('hex') };
-  } finally {
     await out.close();
+    return { size: out.position, sha256: digest?.digest('hex') };
+  } catch (e) {
+    await out.abort();
+    await rm(outPath, { force: true });
+    throw e;
   }
 }

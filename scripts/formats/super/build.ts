@@ -246,17 +246,21 @@ export interface SuperBuildResult {
 /**
  * Writes a full super image (block device 0): geometry twice, every metadata copy, and each
  * partition image streamed to its extents. `sparse: true` writes an Android sparse image
- * where space outside partitions is DONT_CARE (as `lpmake --sparse`).
+ * where space outside partitions is DONT_CARE (as `lpmake --sparse`); with `direct` too, it
+ * bypasses the page cache (see SequentialWriter).
  */
 export async function buildSuper(
   layout: SuperLayout,
   outPath: string,
-  opts: { sparse?: boolean; onProgress?: ProgressFn } = {},
+  opts: { sparse?: boolean; direct?: boolean; onProgress?: ProgressFn } = {},
 ): Promise<SuperBuildResult> {
   const plan = await planSuper(layout);
   const size = layout.blockDevices[0].size;
   if (opts.sparse) {
-    const r = await writeSparseSuper(plan, size, outPath, opts.onProgress);
+    const r = await writeSparseSuper(plan, size, outPath, {
+      onProgress: opts.onProgress,
+      direct: opts.direct,
+    });
     return { path: outPath, sparse: true, size: r.size, plan };
   }
   const out = await open(outPath, 'w');
@@ -323,8 +327,9 @@ async function writeSparseSuper(
   plan: SuperPlan,
   deviceSize: number,
   outPath: string,
-  onProgress?: ProgressFn,
+  opts: { onProgress?: ProgressFn; direct?: boolean },
 ): Promise<{ size: number }> {
+  const { onProgress } = opts;
   const g = plan.geometry;
   const bs = g.logicalBlockSize;
   const metaEnd = backupMetadataOffset(g, g.metadataSlotCount);
@@ -358,7 +363,7 @@ async function writeSparseSuper(
         },
       );
 
-  const w = await SparseStreamWriter.create(outPath, bs);
+  const w = await SparseStreamWriter.create(outPath, bs, { direct: opts.direct });
   try {
     const ioSize = Math.max(bs, Math.floor((4 * 1024 * 1024) / bs) * bs);
     // Two buffers: the next image read is in flight while this one is classified and written.
