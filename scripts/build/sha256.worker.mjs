@@ -51,7 +51,17 @@ async function sha256(path, direct) {
   return h.digest('hex');
 }
 
-sha256(workerData.path, workerData.direct === true).then(
+/** A filesystem may take O_DIRECT at open and refuse the reads: hash through the cache then. */
+async function sha256Any(path, direct) {
+  try {
+    return await sha256(path, direct);
+  } catch (e) {
+    if (!direct || e.code !== 'EINVAL') throw e;
+    return sha256(path, false);
+  }
+}
+
+sha256Any(workerData.path, workerData.direct === true).then(
   (hex) => parentPort.postMessage({ hex }),
   (e) => parentPort.postMessage({ error: e.message, code: e.code }),
 );
