@@ -598,8 +598,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     // image costs about a minute, for a zip that `fastboot update` then reads faster (stored
     // entries are read in place).
     const digests = new Map<string, Promise<FileDigest>>();
-    const digestOutput = (name: string, opts: { direct?: boolean } = {}) => {
-      const d = digestFile(join(staging, name), name, opts);
+    const digestOutput = (name: string) => {
+      const d = digestFile(join(staging, name), name);
       d.catch(() => {}); // awaited below, unless an earlier failure ends the build first
       digests.set(name, d);
     };
@@ -608,13 +608,19 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       layout &&
         (async () => {
           stage('super', 0);
-          await buildSuper(layout, join(staging, 'super.img'), {
+          // Its digest is taken as it is written (a pass that classifies the images' blocks first
+          // makes every sparse header final when written): no read-back of a GiB at the end.
+          const built = await buildSuper(layout, join(staging, 'super.img'), {
             sparse: true,
             direct: true,
+            sha256: true,
             onProgress: o.onProgress,
           });
           stage('super', 1);
-          digestOutput('super.img', { direct: true });
+          digests.set(
+            'super.img',
+            Promise.resolve({ path: 'super.img', sha256: built.sha256!, size: built.size }),
+          );
         })(),
       (async () => {
         // The zip's digest is taken as it is written (no second read of a GiB file).

@@ -10,11 +10,10 @@ const WORKER_MIN_BYTES = 32 * 1024 * 1024;
 
 /**
  * SHA-256 of a file, streamed (images are large). A large file is hashed in a worker thread, so
- * that hashing several at once (Promise.all) uses every core. `direct`: the file was written
- * with O_DIRECT (see SequentialWriter), so read it that way too, not through the page cache.
+ * that hashing several at once (Promise.all) uses every core.
  */
-export async function sha256File(path: string, opts: { direct?: boolean } = {}): Promise<string> {
-  if ((await stat(path)).size >= WORKER_MIN_BYTES) return sha256InWorker(path, opts.direct === true);
+export async function sha256File(path: string): Promise<string> {
+  if ((await stat(path)).size >= WORKER_MIN_BYTES) return sha256InWorker(path);
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) h.update(chunk as Buffer);
   return h.digest('hex');
@@ -25,21 +24,21 @@ export async function sha256File(path: string, opts: { direct?: boolean } = {}):
 let running = 0;
 const waiting: Array<() => void> = [];
 
-async function sha256InWorker(path: string, direct: boolean): Promise<string> {
+async function sha256InWorker(path: string): Promise<string> {
   if (running >= availableParallelism()) await new Promise<void>((r) => waiting.push(r));
   running++;
   try {
-    return await hashInWorker(path, direct);
+    return await hashInWorker(path);
   } finally {
     running--;
     waiting.shift()?.();
   }
 }
 
-function hashInWorker(path: string, direct: boolean): Promise<string> {
+function hashInWorker(path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL('./sha256.worker.mjs', import.meta.url), {
-      workerData: { path, direct },
+      workerData: { path },
       execArgv: [],
       // Only Buffers (outside the JS heap) pass through: a small young generation keeps the
       // thread's footprint down (the build's peak RSS is measured).
@@ -60,12 +59,8 @@ export interface FileDigest {
   size: number;
 }
 
-export async function digestFile(
-  path: string,
-  label = path,
-  opts: { direct?: boolean } = {},
-): Promise<FileDigest> {
-  return { path: label, sha256: await sha256File(path, opts), size: (await stat(path)).size };
+export async function digestFile(path: string, label = path): Promise<FileDigest> {
+  return { path: label, sha256: await sha256File(path), size: (await stat(path)).size };
 }
 
 /** Build time: SOURCE_DATE_EPOCH when set (reproducible builds), else a fixed epoch of the release. */

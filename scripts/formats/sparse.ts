@@ -1,3 +1,4 @@
+import { createHash, type Hash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError, InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
@@ -619,12 +620,33 @@ export interface SparseWriteResult {
   size: number;
 }
 
+/** One chunk of a sparse image, as a planning pass records it: kind, blocks, FILL value. */
+export interface SparseRun {
+  /** 1 RAW, 2 FILL, 3 DONT_CARE. */
+  kind: number;
+  blocks: number;
+  value: number;
+}
+
+/** What a planning pass found: every chunk, in order; `replay` them to write the image. */
+export interface SparsePlan {
+  blockSize: number;
+  totalBlocks: number;
+  runs: SparseRun[];
+}
+
 /**
  * Streams an Android sparse image out chunk by chunk, given its expanded content in order:
  * block-aligned buffers (classified: blocks whose 32-bit words are all equal become FILL,
  * others RAW, equal neighbours merged into one chunk as img2simg does), explicit FILL runs and
- * DONT_CARE runs. Data buffers are written before `append` resolves, so callers may reuse them;
- * the file header (which needs the chunk count) is written by `finish`.
+ * DONT_CARE runs. Data buffers are written before `append` resolves, so callers may reuse them.
+ *
+ * Written in one pass, the file header (which needs the chunk count) and each RAW chunk's
+ * header (its length) are patched in once known. A writer made by `plan` writes nothing and
+ * records the chunks; fed the same content again, a writer made with that plan (`replay`)
+ * writes every header final when it first writes it, so the file is written strictly front to
+ * back and its SHA-256 can be taken as it is written (`sha256`). Content that differs between
+ * the two passes is an error (SPARSE_INPUT_CHANGED), never a wrong image.
  */
 export class SparseStreamWriter {
   private chunks = 0;
@@ -639,25 +661,53 @@ export class SparseStreamWriter {
   private runHeaderPos = 0;
   private runHeaderFlushed = false;
   private readonly maxRunBlocks: number;
+  /** Planning: the chunks so far. */
+  private readonly recorded: SparseRun[] = [];
 
   private constructor(
-    private readonly out: SequentialWriter,
+    private readonly out: SequentialWriter | undefined,
     readonly blockSize: number,
+    private readonly replay?: SparsePlan,
+    private readonly digest?: Hash,
   ) {
     this.maxRunBlocks = Math.floor(MAX_CHUNK_BYTES / blockSize);
   }
 
-  /** `direct`: bypass the page cache (see SequentialWriter), for a large image nothing reads soon. */
+  /**
+   * `direct`: bypass the page cache (see SequentialWriter), for a large image nothing reads soon.
+   * `replay`: the plan a planning pass made of the same content (headers then need no patches);
+   * `sha256` (needs `replay`): hash the file as it is written, returned by `finish`.
+   */
   static async create(
     path: string,
     blockSize = 4096,
-    opts: { direct?: boolean } = {},
+    opts: { direct?: boolean; replay?: SparsePlan; sha256?: boolean } = {},
   ): Promise<SparseStreamWriter> {
     checkBlockSize(blockSize);
+    if (opts.sha256 && !opts.replay) throw new Error('sparse writer: sha256 needs a replayed plan');
+    if (opts.replay && opts.replay.blockSize !== blockSize)
+      throw new Error('sparse writer: the plan was made for another block size');
     const out = await SequentialWriter.create(path, opts);
-    // The file header is written last (its counts are known then); its room is left now.
-    await out.skip(SPARSE_HEADER_SIZE);
-    return new SparseStreamWriter(out, blockSize);
+    const w = new SparseStreamWriter(
+      out,
+      blockSize,
+      opts.replay,
+      opts.sha256 ? createHash('sha256') : undefined,
+    );
+    if (opts.replay) {
+      const head = sparseFileHeader(blockSize, opts.replay.totalBlocks, opts.replay.runs.length);
+      w.digest?.update(head);
+      await out.write(head);
+    }
+    // Otherwise the file header is written last (its counts are known then); its room is left now.
+    else await out.skip(SPARSE_HEADER_SIZE);
+    return w;
+  }
+
+  /** A writer that writes nothing and records the chunks the same content makes (see `replay`). */
+  static plan(blockSize = 4096): SparseStreamWriter {
+    checkBlockSize(blockSize);
+    return new SparseStreamWriter(undefined, blockSize);
   }
 
   /** Expanded bytes written so far (always a multiple of the block size). */
@@ -718,8 +768,11 @@ export class SparseStreamWriter {
     await this.run(3, 0, blocks);
   }
 
-  /** Closes the last chunk, writes the file header; returns what was written. Closes the file. */
-  async finish(): Promise<SparseWriteResult> {
+  /**
+   * Closes the last chunk, writes the file header; returns what was written (with `sha256` when
+   * asked). Closes the file. A planning writer returns its plan instead (`plan`).
+   */
+  async finish(): Promise<SparseWriteResult & { plan?: SparsePlan; sha256?: string }> {
     try {
       await this.closeRun();
       await this.flush();
@@ -727,23 +780,28 @@ export class SparseStreamWriter {
         throw new InputError(`image too large for sparse format: ${this.rawOffset} bytes`, {
           code: 'SPARSE_TOO_LARGE',
         });
-      await this.out.patch(sparseFileHeader(this.blockSize, this.blocks, this.chunks), 0);
-      await this.out.close();
+      if (this.replay && (this.chunks !== this.replay.runs.length || this.blocks !== this.replay.totalBlocks))
+        this.changed(`${this.chunks} chunks of ${this.blocks} blocks`);
+      if (this.out && !this.replay)
+        await this.out.patch(sparseFileHeader(this.blockSize, this.blocks, this.chunks), 0);
+      await this.out?.close();
     } catch (e) {
-      await this.out.abort();
+      await this.out?.abort();
       throw e;
     }
-    return {
-      blockSize: this.blockSize,
-      totalBlocks: this.blocks,
-      chunks: this.chunks,
-      size: this.out.position,
-    };
+    const size = this.out?.position ?? 0;
+    const result = { blockSize: this.blockSize, totalBlocks: this.blocks, chunks: this.chunks, size };
+    if (!this.out)
+      return {
+        ...result,
+        plan: { blockSize: this.blockSize, totalBlocks: this.blocks, runs: this.recorded },
+      };
+    return this.digest ? { ...result, sha256: this.digest.digest('hex') } : result;
   }
 
   /** Closes the file without finishing it (on error). */
   async abort(): Promise<void> {
-    await this.out.abort();
+    await this.out?.abort();
   }
 
   private async run(kind: number, value: number, blocks: number): Promise<void> {
@@ -784,9 +842,16 @@ export class SparseStreamWriter {
     this.runKind = kind;
     this.runValue = value;
     this.runBlocks = n;
+    if (this.replay) {
+      const want = this.replay.runs[this.chunks];
+      if (!want || want.kind !== kind || (kind === 2 && want.value !== value))
+        this.changed(`chunk ${this.chunks} of kind ${kind}`);
+    }
     if (kind === 1) {
-      this.runHeader = chunkHeader(CHUNK_RAW, 0, 0);
-      this.runHeaderPos = this.out.position + this.iovBytes;
+      // Replaying, a RAW chunk's length is known now: its header is final as written.
+      const blocks = this.replay ? this.replay.runs[this.chunks].blocks : 0;
+      this.runHeader = chunkHeader(CHUNK_RAW, blocks, CHUNK_HEADER_SIZE + blocks * this.blockSize);
+      this.runHeaderPos = (this.out?.position ?? 0) + this.iovBytes;
       this.runHeaderFlushed = false;
       this.push(this.runHeader);
     }
@@ -794,10 +859,17 @@ export class SparseStreamWriter {
 
   private async closeRun(): Promise<void> {
     const bs = this.blockSize;
+    if (this.runKind !== 0) {
+      if (this.replay && this.replay.runs[this.chunks].blocks !== this.runBlocks)
+        this.changed(`chunk ${this.chunks} of ${this.runBlocks} blocks`);
+      if (!this.out) this.recorded.push({ kind: this.runKind, blocks: this.runBlocks, value: this.runValue });
+    }
     if (this.runKind === 1) {
-      this.runHeader!.writeUInt32LE(this.runBlocks, 4);
-      this.runHeader!.writeUInt32LE(CHUNK_HEADER_SIZE + this.runBlocks * bs, 8);
-      if (this.runHeaderFlushed) await this.out.patch(this.runHeader!, this.runHeaderPos);
+      if (!this.replay) {
+        this.runHeader!.writeUInt32LE(this.runBlocks, 4);
+        this.runHeader!.writeUInt32LE(CHUNK_HEADER_SIZE + this.runBlocks * bs, 8);
+        if (this.runHeaderFlushed) await this.out?.patch(this.runHeader!, this.runHeaderPos);
+      }
     } else if (this.runKind === 2) {
       const b = Buffer.alloc(CHUNK_HEADER_SIZE + 4);
       chunkHeader(CHUNK_FILL, this.runBlocks, CHUNK_HEADER_SIZE + 4).copy(b);
@@ -809,6 +881,20 @@ export class SparseStreamWriter {
     if (this.runKind !== 0) this.chunks++;
     this.runKind = 0;
     this.runBlocks = 0;
+  }
+
+  private changed(found: string): never {
+    throw new InputError(
+      'sparse writer: the content changed between the planning pass and the writing pass',
+      {
+        code: 'SPARSE_INPUT_CHANGED',
+        context: {
+          found,
+          planned: `${this.replay?.runs.length} chunks of ${this.replay?.totalBlocks} blocks`,
+        },
+        hint: 'something modified the input images while the image was being written; build again',
+      },
+    );
   }
 
   private push(b: Buffer): void {
@@ -823,6 +909,8 @@ export class SparseStreamWriter {
     this.iovBytes = 0;
     // An open data run's header is now on disk: closing the run must patch it in place.
     if (this.runKind === 1) this.runHeaderFlushed = true;
+    if (!this.out) return;
+    if (this.digest) for (const b of list) this.digest.update(b);
     await this.out.writev(list);
   }
 }

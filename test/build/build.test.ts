@@ -66,11 +66,15 @@ describe('omie build on the sample base', () => {
     expect(sbom.specVersion).toBe('1.5');
     expect(sbom.components.map((c: { name: string }) => c.name)).toContain('org.omie.personalcloud');
     const record = JSON.parse(readFileSync(join(outA, 'build-record.json'), 'utf8'));
-    expect(record.outputs.find((o: { path: string }) => o.path === 'system.img').sha256).toBe(
-      createHash('sha256')
-        .update(readFileSync(join(outA, 'system.img')))
-        .digest('hex'),
-    );
+    // Every output's digest, including those taken while writing (super.img, the fastboot zip),
+    // is the digest of the file on disk.
+    const recorded = record.outputs as Array<{ path: string; sha256: string; size: number }>;
+    expect(recorded.map((o) => o.path)).toEqual(expect.arrayContaining(['system.img', 'super.img']));
+    for (const o of recorded) {
+      const bytes = readFileSync(join(outA, o.path));
+      expect(o.sha256, o.path).toBe(createHash('sha256').update(bytes).digest('hex'));
+      expect(o.size, o.path).toBe(bytes.length);
+    }
   });
 
   it('no Google package or Google-signed APK remains on any partition (read back from the output images)', async () => {

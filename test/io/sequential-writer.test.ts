@@ -80,14 +80,13 @@ describe('SequentialWriter', () => {
     await w.abort();
   });
 
-  it('a file written direct hashes the same read direct (worker) and through the cache', async () => {
+  it('a large file written direct reads back whole (hashed in a worker thread)', async () => {
     const f = join(dir, 'hash.bin');
+    const data = noise(33 * MiB + 4097, 6);
     const w = await SequentialWriter.create(f, { direct: true });
-    await w.write(noise(33 * MiB + 4097, 6));
+    await w.write(data);
     await w.close();
-    const want = createHash('sha256').update(readFileSync(f)).digest('hex');
-    expect(await sha256File(f, { direct: true })).toBe(want);
-    expect(await sha256File(f)).toBe(want);
+    expect(await sha256File(f)).toBe(createHash('sha256').update(data).digest('hex'));
   });
 
   it('a fastboot zip written direct is byte-identical and passes unzip -t', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -341,6 +342,58 @@ describe('streaming writer', () => {
         expect(same, `seed ${seed} chunk ${i}`).toBe(false);
       }
     }
+  });
+
+  it('a planning pass then a replay (direct, hashed while written) gives the one-pass bytes', async () => {
+    const bs = 4096;
+    const rnd = prng(77);
+    // Ops on a writer; one long data run (8 MiB) spans flushes, so its header is patched in
+    // the one-pass file and must be final from the start in the replayed one.
+    type Op = (w: SparseStreamWriter) => Promise<void>;
+    const ops: Op[] = [];
+    for (let op = 0; op < 60; op++) {
+      const r = rnd();
+      const blocks = op === 30 ? 2048 : 1 + Math.floor(rnd() * 6);
+      if (r < 0.5 || op === 30) {
+        const b = Buffer.alloc(blocks * bs);
+        for (let k = 0; k < blocks; k++)
+          if (rnd() < 0.7) randomBytes(op * 10_000 + k, bs).copy(b, k * bs);
+          else if (rnd() < 0.5) b.fill(0x5a, k * bs, (k + 1) * bs);
+        ops.push((w) => w.append(b));
+      } else if (r < 0.75) ops.push((w) => w.fill(blocks, 0x01020304));
+      else ops.push((w) => w.skip(blocks));
+    }
+    const onePass = join(dir, 'replay-one-pass.simg');
+    const w1 = await SparseStreamWriter.create(onePass, bs);
+    for (const op of ops) await op(w1);
+    const r1 = await w1.finish();
+    const planner = SparseStreamWriter.plan(bs);
+    for (const op of ops) await op(planner);
+    const { plan } = await planner.finish();
+    expect(plan?.runs.length).toBe(r1.chunks);
+    const replayed = join(dir, 'replay-two-pass.simg');
+    const w2 = await SparseStreamWriter.create(replayed, bs, { replay: plan, sha256: true, direct: true });
+    for (const op of ops) await op(w2);
+    const r2 = await w2.finish();
+    const bytes = readFileSync(replayed);
+    expect(bytes.equals(readFileSync(onePass))).toBe(true);
+    expect(r2.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(r2.size).toBe(r1.size);
+  });
+
+  it('a replay fed other content than was planned fails (SPARSE_INPUT_CHANGED)', async () => {
+    const bs = 4096;
+    const planner = SparseStreamWriter.plan(bs);
+    await planner.append(randomBytes(5, 4 * bs));
+    await planner.skip(3);
+    const { plan } = await planner.finish();
+    const out = join(dir, 'replay-changed.simg');
+    const w = await SparseStreamWriter.create(out, bs, { replay: plan, sha256: true });
+    await w.append(randomBytes(5, 4 * bs));
+    // One block shorter than planned, then a FILL where a DONT_CARE was planned.
+    await w.skip(2);
+    await expect(w.fill(1, 7)).rejects.toMatchObject({ code: 'SPARSE_INPUT_CHANGED' });
+    await w.abort();
   });
 
   it('rejects a buffer that is not whole blocks with a typed error', async () => {

@@ -362,8 +362,10 @@ describe('sparse super written directly from the layout', () => {
       const a = join(sd, `${tag}.det1.simg`);
       const b = join(sd, `${tag}.det2.simg`);
       await buildSuper(l, a, { sparse: true });
-      // Written with O_DIRECT (as the build writes super.img): the same bytes.
-      await buildSuper(l, b, { sparse: true, direct: true });
+      // Written with O_DIRECT and hashed while written (as the build writes super.img): the same
+      // bytes, and the digest of what is on disk.
+      const hashed = await buildSuper(l, b, { sparse: true, direct: true, sha256: true });
+      expect(hashed.sha256).toBe(await sha256File(b));
       const ref = join(sd, `${tag}.ref.simg`);
       await sparseViaRaw(l, join(sd, `${tag}.ref.raw`), ref);
       const da = await sha256File(a);

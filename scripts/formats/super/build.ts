@@ -2,7 +2,7 @@ import { open, rm } from 'node:fs/promises';
 import { InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
 import { writeAll } from '../io.ts';
-import { openImage, SparseStreamWriter } from '../sparse.ts';
+import { openImage, type SparsePlan, SparseStreamWriter } from '../sparse.ts';
 import {
   backupGeometryOffset,
   backupMetadataOffset,
@@ -241,18 +241,21 @@ export interface SuperBuildResult {
   sparse: boolean;
   size: number;
   plan: SuperPlan;
+  /** SHA-256 of the file written, when asked (`sha256`, sparse only). */
+  sha256?: string;
 }
 
 /**
  * Writes a full super image (block device 0): geometry twice, every metadata copy, and each
  * partition image streamed to its extents. `sparse: true` writes an Android sparse image
  * where space outside partitions is DONT_CARE (as `lpmake --sparse`); with `direct` too, it
- * bypasses the page cache (see SequentialWriter).
+ * bypasses the page cache (see SequentialWriter), and with `sha256` its digest is taken as it
+ * is written (after a pass that only classifies the images' blocks).
  */
 export async function buildSuper(
   layout: SuperLayout,
   outPath: string,
-  opts: { sparse?: boolean; direct?: boolean; onProgress?: ProgressFn } = {},
+  opts: { sparse?: boolean; direct?: boolean; sha256?: boolean; onProgress?: ProgressFn } = {},
 ): Promise<SuperBuildResult> {
   const plan = await planSuper(layout);
   const size = layout.blockDevices[0].size;
@@ -260,8 +263,9 @@ export async function buildSuper(
     const r = await writeSparseSuper(plan, size, outPath, {
       onProgress: opts.onProgress,
       direct: opts.direct,
+      sha256: opts.sha256,
     });
-    return { path: outPath, sparse: true, size: r.size, plan };
+    return { path: outPath, sparse: true, size: r.size, plan, sha256: r.sha256 };
   }
   const out = await open(outPath, 'w');
   try {
@@ -321,15 +325,16 @@ interface SuperSpan {
  * filesystem may rely on those zeros), and everything outside partitions and metadata (the
  * reserved first 4 KiB, the padding up to the first logical sector, gaps, the unused tail) as
  * DONT_CARE. Expands to exactly the raw super the raw path writes, with total_blks = device
- * size / block size.
+ * size / block size. With `sha256`, a first pass only classifies (reads every image, writes
+ * nothing) so that the second writes each header final and hashes the file as it goes: no
+ * second read of a GiB image for its digest.
  */
 async function writeSparseSuper(
   plan: SuperPlan,
   deviceSize: number,
   outPath: string,
-  opts: { onProgress?: ProgressFn; direct?: boolean },
-): Promise<{ size: number }> {
-  const { onProgress } = opts;
+  opts: { onProgress?: ProgressFn; direct?: boolean; sha256?: boolean },
+): Promise<{ size: number; sha256?: string }> {
   const g = plan.geometry;
   const bs = g.logicalBlockSize;
   const metaEnd = backupMetadataOffset(g, g.metadataSlotCount);
@@ -363,73 +368,96 @@ async function writeSparseSuper(
         },
       );
 
-  const w = await SparseStreamWriter.create(outPath, bs, { direct: opts.direct });
+  let replay: SparsePlan | undefined;
+  if (opts.sha256) {
+    const planner = SparseStreamWriter.plan(bs);
+    await emitSparseSuper(planner, plan, spans, deviceSize, metaEnd);
+    replay = (await planner.finish()).plan;
+  }
+  const w = await SparseStreamWriter.create(outPath, bs, {
+    direct: opts.direct,
+    replay,
+    sha256: opts.sha256,
+  });
   try {
-    const ioSize = Math.max(bs, Math.floor((4 * 1024 * 1024) / bs) * bs);
-    // Two buffers: the next image read is in flight while this one is classified and written.
-    const bufs = [Buffer.allocUnsafeSlow(ioSize), Buffer.allocUnsafeSlow(ioSize)];
-    const buf = bufs[0];
-    // The reserved first 4 KiB are zeros nothing reads: DONT_CARE (whole blocks of it).
-    const regionStart = Math.floor(primaryGeometryOffset() / bs) * bs;
-    await w.skip(regionStart / bs);
-    // The metadata region, rebuilt piecewise so a large metadataMaxSize costs no memory.
-    const regionEnd = Math.ceil(metaEnd / bs) * bs;
-    for (let pos = regionStart; pos < regionEnd; ) {
-      const n = Math.min(buf.length, regionEnd - pos);
-      metadataRegionBytes(plan, buf.subarray(0, n), pos);
-      await w.append(buf.subarray(0, n));
-      pos += n;
-    }
-    const total = plan.placements.reduce((a, p) => a + p.imageSize, 0);
-    let done = 0;
-    for (const s of spans) {
-      if (s.offset < w.rawOffset)
-        bad(`partition ${s.placement.name} overlaps the metadata region or another partition`, {
-          partition: s.placement.name,
-        });
-      await w.skip((s.offset - w.rawOffset) / bs);
-      const p = s.placement;
-      // Image bytes that land in this span; the rest of the span is zeros.
-      const dataLen = Math.max(0, Math.min(s.size, p.imageSize - s.imageOffset));
-      if (dataLen > 0 && p.imagePath) {
-        const img = await openImage(p.imagePath);
-        let which = 0;
-        const readAt = (o: number) => {
-          const n = Math.min(ioSize, dataLen - o);
-          return img.read(bufs[which].subarray(0, n), s.imageOffset + o).then((got) => ({ n, got }));
-        };
-        let pending = readAt(0);
-        try {
-          for (let o = 0; o < dataLen; ) {
-            const { n, got } = await pending;
-            if (got < n) bad(`image ${p.imagePath} shrank while reading`, { partition: p.name });
-            const cur = bufs[which];
-            which = 1 - which;
-            if (o + n < dataLen) pending = readAt(o + n);
-            // A last partial block is padded with the zeros the raw device holds there.
-            const padded = Math.ceil(n / bs) * bs;
-            cur.fill(0, n, padded);
-            await w.append(cur.subarray(0, padded));
-            o += n;
-            done += n;
-            onProgress?.({ stage: 'build super', done, total, unit: 'bytes' });
-          }
-        } finally {
-          // A read still in flight (after an error) must land before the image is closed.
-          await pending.catch(() => {});
-          await img.close();
-        }
-      }
-      const end = s.offset + s.size;
-      if (end > w.rawOffset) await w.fill((end - w.rawOffset) / bs, 0);
-    }
-    if (deviceSize > w.rawOffset) await w.skip((deviceSize - w.rawOffset) / bs);
+    await emitSparseSuper(w, plan, spans, deviceSize, metaEnd, opts.onProgress);
     return await w.finish();
   } catch (e) {
     await w.abort();
     await rm(outPath, { force: true });
     throw e;
   }
+}
+
+/** Feeds the expanded super device, in order, to a sparse writer (see writeSparseSuper). */
+async function emitSparseSuper(
+  w: SparseStreamWriter,
+  plan: SuperPlan,
+  spans: SuperSpan[],
+  deviceSize: number,
+  metaEnd: number,
+  onProgress?: ProgressFn,
+): Promise<void> {
+  const bs = plan.geometry.logicalBlockSize;
+  const ioSize = Math.max(bs, Math.floor((4 * 1024 * 1024) / bs) * bs);
+  // Two buffers: the next image read is in flight while this one is classified and written.
+  const bufs = [Buffer.allocUnsafeSlow(ioSize), Buffer.allocUnsafeSlow(ioSize)];
+  const buf = bufs[0];
+  // The reserved first 4 KiB are zeros nothing reads: DONT_CARE (whole blocks of it).
+  const regionStart = Math.floor(primaryGeometryOffset() / bs) * bs;
+  await w.skip(regionStart / bs);
+  // The metadata region, rebuilt piecewise so a large metadataMaxSize costs no memory.
+  const regionEnd = Math.ceil(metaEnd / bs) * bs;
+  for (let pos = regionStart; pos < regionEnd; ) {
+    const n = Math.min(buf.length, regionEnd - pos);
+    metadataRegionBytes(plan, buf.subarray(0, n), pos);
+    await w.append(buf.subarray(0, n));
+    pos += n;
+  }
+  const total = plan.placements.reduce((a, p) => a + p.imageSize, 0);
+  let done = 0;
+  for (const s of spans) {
+    if (s.offset < w.rawOffset)
+      bad(`partition ${s.placement.name} overlaps the metadata region or another partition`, {
+        partition: s.placement.name,
+      });
+    await w.skip((s.offset - w.rawOffset) / bs);
+    const p = s.placement;
+    // Image bytes that land in this span; the rest of the span is zeros.
+    const dataLen = Math.max(0, Math.min(s.size, p.imageSize - s.imageOffset));
+    if (dataLen > 0 && p.imagePath) {
+      const img = await openImage(p.imagePath);
+      let which = 0;
+      const readAt = (o: number) => {
+        const n = Math.min(ioSize, dataLen - o);
+        return img.read(bufs[which].subarray(0, n), s.imageOffset + o).then((got) => ({ n, got }));
+      };
+      let pending = readAt(0);
+      try {
+        for (let o = 0; o < dataLen; ) {
+          const { n, got } = await pending;
+          if (got < n) bad(`image ${p.imagePath} shrank while reading`, { partition: p.name });
+          const cur = bufs[which];
+          which = 1 - which;
+          if (o + n < dataLen) pending = readAt(o + n);
+          // A last partial block is padded with the zeros the raw device holds there.
+          const padded = Math.ceil(n / bs) * bs;
+          cur.fill(0, n, padded);
+          await w.append(cur.subarray(0, padded));
+          o += n;
+          done += n;
+          onProgress?.({ stage: 'build super', done, total, unit: 'bytes' });
+        }
+      } finally {
+        // A read still in flight (after an error) must land before the image is closed.
+        await pending.catch(() => {});
+        await img.close();
+      }
+    }
+    const end = s.offset + s.size;
+    if (end > w.rawOffset) await w.fill((end - w.rawOffset) / bs, 0);
+  }
+  if (deviceSize > w.rawOffset) await w.skip((deviceSize - w.rawOffset) / bs);
 }
 
 /**
