@@ -584,7 +584,7 @@ const FIXED_MTIME = new Date(2009, 0, 1, 0, 0, 0);
 export async function writeFastbootZip(
   outPath: string,
   spec: { androidInfo: string; images: Array<{ name: string; path: string; crc32?: number }> },
-  opts: { compress?: boolean; sha256?: boolean; direct?: boolean } = {},
+  opts: { compress?: boolean; sha256?: boolean; direct?: boolean; verifyGivenCrc32?: boolean } = {},
 ): Promise<{ path: string; entries: string[]; sha256?: string }> {
   parseAndroidInfo(spec.androidInfo, 'android-info.txt', { strict: true }); // what we write must parse
   const names = new Set<string>();
@@ -610,7 +610,7 @@ export async function writeFastbootZip(
           crc32: img.crc32,
         })),
       ],
-      { ...entryOpts, sha256: opts.sha256, direct: opts.direct },
+      { ...entryOpts, sha256: opts.sha256, direct: opts.direct, verifyGivenCrc32: opts.verifyGivenCrc32 },
     ).catch((err: NodeJS.ErrnoException) => {
       if (err instanceof InputError) throw err;
       throw new InputError(`cannot write ${outPath}: ${err.message}`, {

@@ -25,7 +25,8 @@ export interface StoredEntry {
   data?: Buffer;
   /**
    * CRC-32 of the content when the caller already has it (e.g. from a pass that read the file
-   * anyway). It is still checked while the data is copied: a mismatch fails the write.
+   * anyway). It is checked while the data is copied (a mismatch fails the write), unless the
+   * archive's `verifyGivenCrc32` is false.
    */
   crc32?: number;
 }
@@ -39,6 +40,11 @@ export interface StoredZipOptions {
   forceZip64?: boolean;
   /** Return the archive's SHA-256 (hex), computed over the bytes as they are written. */
   sha256?: boolean;
+  /**
+   * Check given CRC-32s against the data copied (default true). False saves a CRC pass over
+   * every byte, for a caller that took the CRC over the same final file itself.
+   */
+  verifyGivenCrc32?: boolean;
   /**
    * Write with O_DIRECT, bypassing the page cache (for a large archive nothing reads back soon);
    * ordinary writes where the filesystem refuses it.
@@ -136,6 +142,7 @@ export async function writeStoredZip(
         h.writeUInt16LE(extra.length, 28);
         await write(Buffer.concat([h, name, extra]));
         let crc = 0;
+        const checksum = known === undefined || opts.verifyGivenCrc32 !== false;
         if (src) {
           // Double-buffered: the next read is in flight while this chunk is checksummed and written.
           let copied = 0;
@@ -155,7 +162,7 @@ export async function writeStoredZip(
             const chunk = bufs[which].subarray(0, n);
             which = 1 - which;
             pending = readAt(copied + n);
-            crc = crc32(chunk, crc);
+            if (checksum) crc = crc32(chunk, crc);
             if (n === IO_SIZE && chunk.equals(ZEROS)) {
               digest?.update(chunk);
               await out.skip(n);
@@ -166,7 +173,7 @@ export async function writeStoredZip(
           crc = dataCrc ?? 0;
           await write(e.data);
         }
-        crc >>>= 0;
+        crc = checksum ? crc >>> 0 : (known as number);
         if (known === undefined) {
           const c = Buffer.alloc(4);
           c.writeUInt32LE(crc, 0);

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,6 +76,10 @@ describe('omie build on the sample base', () => {
       expect(o.sha256, o.path).toBe(createHash('sha256').update(bytes).digest('hex'));
       expect(o.size, o.path).toBe(bytes.length);
     }
+    // The fastboot zip's CRC-32s come from the hashtree pass (not recomputed while zipping):
+    // Info-ZIP recomputes every one.
+    const zip = recorded.find((o) => o.path.endsWith('-fastboot.zip'))!.path;
+    expect(String(execFileSync('unzip', ['-tq', join(outA, zip)]))).toMatch(/No errors detected/);
   });
 
   it('no Google package or Google-signed APK remains on any partition (read back from the output images)', async () => {

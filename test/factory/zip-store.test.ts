@@ -176,6 +176,11 @@ describe('stored zip writer', () => {
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InputError);
     expect(err).toMatchObject({ code: 'ZIP_CRC_MISMATCH', context: { entry: 'x.img', expected: 1234 } });
+    // verifyGivenCrc32: false takes the given CRCs as they are (the same bytes when they are right).
+    const trusted = join(dir, 'sha-trusted.zip');
+    const t = await writeStoredZip(trusted, entries, { ...opts, sha256: true, verifyGivenCrc32: false });
+    expect(t.sha256).toBe(r.sha256);
+    expect(readFileSync(trusted).equals(bytesOut)).toBe(true);
   });
 
   it('writeFastbootZip stored: reproducible bytes, and our reader extracts the images', async () => {
