@@ -1,6 +1,6 @@
 import { open, rm } from 'node:fs/promises';
 import { InputError } from '../../errors.ts';
-import type { ProgressFn } from '../../progress.ts';
+import type { ProgressEvent, ProgressFn } from '../../progress.ts';
 import { writeAll } from '../io.ts';
 import { openImage, type SparsePlan, SparseStreamWriter } from '../sparse.ts';
 import {
@@ -371,7 +371,9 @@ async function writeSparseSuper(
   let replay: SparsePlan | undefined;
   if (opts.sha256) {
     const planner = SparseStreamWriter.plan(bs);
-    await emitSparseSuper(planner, plan, spans, deviceSize, metaEnd);
+    // Named apart from the writing pass, so that progress never runs backwards within a stage.
+    const scan = opts.onProgress && ((e: ProgressEvent) => opts.onProgress?.({ ...e, stage: 'scan super' }));
+    await emitSparseSuper(planner, plan, spans, deviceSize, metaEnd, scan);
     replay = (await planner.finish()).plan;
   }
   const w = await SparseStreamWriter.create(outPath, bs, {
