@@ -22,15 +22,16 @@ const ZERO_CHUNK = new Uint8Array(DIRECT_CHUNK);
  */
 function pageAlignedBuffer(bytes: number): Buffer {
   const pages = Math.ceil(bytes / 65536);
-  return Buffer.from(new WasmMemory({ initial: pages, maximum: pages }).buffer, 0, bytes);
+  return Buffer.from(new WasmMemory!({ initial: pages, maximum: pages }).buffer, 0, bytes);
 }
 
-// Node's types declare WebAssembly's types but not its values (they live in the DOM lib).
+// Node's types declare WebAssembly's types but not its values (they live in the DOM lib). Absent
+// under `node --jitless`: the writer then does ordinary writes.
 const WasmMemory = (
   globalThis as unknown as {
-    WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } };
+    WebAssembly?: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } };
   }
-).WebAssembly.Memory;
+).WebAssembly?.Memory;
 
 function isZero(b: Uint8Array): boolean {
   return Buffer.compare(b, ZERO_CHUNK.subarray(0, b.length)) === 0;
@@ -66,7 +67,7 @@ export class SequentialWriter {
   }
 
   static async create(path: string, opts: { direct?: boolean } = {}): Promise<SequentialWriter> {
-    if (opts.direct) {
+    if (opts.direct && WasmMemory) {
       const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DIRECT;
       try {
         return new SequentialWriter(await open(path, flags, 0o666), true, path);
