@@ -44,8 +44,8 @@ function isZero(b: Uint8Array): boolean {
  * output (super.img, the fastboot zip) is then not copied into the page cache, which on a VM
  * costs more CPU than anything else the build does (fresh page-cache pages fault on the host),
  * and does not evict the images the build still reads. Where the filesystem refuses O_DIRECT
- * (tmpfs, some FUSE), the writer falls back to ordinary writes. Either way, all-zero 4 MiB
- * blocks are left as holes, and the bytes on disk are the same.
+ * (tmpfs, some FUSE), the writer falls back to ordinary writes, with the same bytes on disk.
+ * `skip` leaves holes either way; direct, written all-zero 4 MiB blocks become holes too.
  */
 export class SequentialWriter {
   private pos = 0;
