@@ -36,29 +36,41 @@ export interface RealAdb {
   stop(): Promise<void>;
 }
 
+/**
+ * The server on a port nothing else holds. freePort() can only say a port was free a moment ago:
+ * another test file running in parallel may take it first (adb then reports "protocol fault"
+ * talking to that other server), so a failed start is retried on a new port.
+ */
+async function startServer(dir: string) {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const home = join(dir, `home-${process.pid}-${port}`);
+    rmSync(home, { recursive: true, force: true });
+    mkdirSync(join(home, '.android'), { recursive: true });
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: home,
+      ANDROID_ADB_SERVER_PORT: String(port),
+      ADB_SERVER_SOCKET: `tcp:localhost:${port}`,
+    };
+    const run = async (args: string[], timeoutMs = 20_000, input?: string) => {
+      const r = await execa('adb', ['-P', String(port), ...args], {
+        env,
+        extendEnv: false,
+        reject: false,
+        timeout: timeoutMs,
+        ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
+      });
+      return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
+    };
+    const started = await run(['start-server'], 30_000);
+    if (started.exitCode === 0) return { port, home, env, run };
+    if (attempt === 3) throw new Error(`adb start-server failed on port ${port}: ${started.stderr}`);
+  }
+}
+
 export async function startRealAdb(dir: string): Promise<RealAdb> {
-  const port = await freePort();
-  const home = join(dir, `home-${process.pid}-${port}`);
-  rmSync(home, { recursive: true, force: true });
-  mkdirSync(join(home, '.android'), { recursive: true });
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: home,
-    ANDROID_ADB_SERVER_PORT: String(port),
-    ADB_SERVER_SOCKET: `tcp:localhost:${port}`,
-  };
-  const run = async (args: string[], timeoutMs = 20_000, input?: string) => {
-    const r = await execa('adb', ['-P', String(port), ...args], {
-      env,
-      extendEnv: false,
-      reject: false,
-      timeout: timeoutMs,
-      ...(input === undefined ? { stdin: 'ignore' as const } : { input }),
-    });
-    return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
-  };
-  const started = await run(['start-server'], 30_000);
-  if (started.exitCode !== 0) throw new Error(`adb start-server failed: ${started.stderr}`);
+  const { port, home, env, run } = await startServer(dir);
   const waitState = async (serial: string, state: string, timeoutMs = 15_000): Promise<string> => {
     const end = Date.now() + timeoutMs;
     let last = '';
