@@ -9,7 +9,7 @@ import yauzl from 'yauzl';
 import yazl from 'yazl';
 import { FormatError, InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
-import { writeAll } from './io.ts';
+import { isAllZero, writeAll } from './io.ts';
 import { writeStoredZip } from './zip-store.ts';
 
 /**
@@ -326,7 +326,6 @@ async function openNested(
  * 4 MiB chunks, 1.8-2.0 s with 512 KiB, 1.9-2.9 s with 256 KiB).
  */
 const CHUNK = 512 << 10;
-const ZEROS = Buffer.alloc(CHUNK);
 
 /**
  * An entry's bytes, inflated, with its size and CRC-32 checked against the central directory
@@ -527,11 +526,7 @@ export async function openFactoryZip(path: string, opts: { tmpDir?: string } = {
       const out = await open(outPath, 'w');
       try {
         for await (const c of entryData(zip, target, label)) {
-          // All-zero chunks (free space of a filesystem image) become holes: no page cache to
-          // fill, no disk writes; the file reads back the same.
-          if (!c.equals(ZEROS.subarray(0, Math.min(c.length, ZEROS.length)))) {
-            await writeAll(out, c, done);
-          }
+          if (!isAllZero(c)) await writeAll(out, c, done);
           done += c.length;
           opts.onProgress?.({ stage: `extract ${leaf(entry)}`, done, total, unit: 'bytes' });
         }

@@ -33,8 +33,16 @@ const WasmMemory = (
   }
 ).WebAssembly?.Memory;
 
-function isZero(b: Uint8Array): boolean {
-  return Buffer.compare(b, ZERO_CHUNK.subarray(0, b.length)) === 0;
+/**
+ * Whether every byte of `b` is zero: the image writers leave such chunks as holes (free space of
+ * a filesystem image costs no page cache and no disk writes, and reads back the same).
+ */
+export function isAllZero(b: Uint8Array): boolean {
+  for (let o = 0; o < b.length; o += ZERO_CHUNK.length) {
+    const part = b.subarray(o, o + ZERO_CHUNK.length);
+    if (Buffer.compare(part, ZERO_CHUNK.subarray(0, part.length)) !== 0) return false;
+  }
+  return true;
 }
 
 /**
@@ -161,7 +169,7 @@ export class SequentialWriter {
   async close(): Promise<void> {
     try {
       if (this.direct) {
-        if (this.fill > 0 && !isZero(this.staging[this.cur].subarray(0, this.fill))) {
+        if (this.fill > 0 && !isAllZero(this.staging[this.cur].subarray(0, this.fill))) {
           const padded = Math.ceil(this.fill / DIRECT_ALIGN) * DIRECT_ALIGN;
           this.staging[this.cur].fill(0, this.fill, padded);
           await this.inFlight;
@@ -192,7 +200,7 @@ export class SequentialWriter {
   private async flushChunk(): Promise<void> {
     await this.inFlight;
     const chunk = this.staging[this.cur];
-    if (!isZero(chunk)) {
+    if (!isAllZero(chunk)) {
       const p = this.writeBlock(chunk, this.base);
       p.catch(() => {}); // awaited by the next flush or by close/abort
       this.inFlight = p;

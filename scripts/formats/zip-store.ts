@@ -15,7 +15,7 @@ import { open, rm } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { InputError } from '../errors.ts';
 import { crc32OfFile } from './crc32.ts';
-import { SequentialWriter } from './io.ts';
+import { isAllZero, SequentialWriter } from './io.ts';
 
 export interface StoredEntry {
   /** Name inside the archive ("/"-separated, no leading "/"). */
@@ -70,7 +70,6 @@ const MADE_BY_UNIX = (3 << 8) | VERSION_45;
 /** General purpose flag bit 11: names are UTF-8. */
 const FLAG_UTF8 = 0x0800;
 const IO_SIZE = 4 << 20;
-const ZEROS = Buffer.alloc(IO_SIZE);
 
 function dosDateTime(d: Date): { date: number; time: number } {
   const year = Math.min(Math.max(d.getFullYear(), 1980), 2107);
@@ -163,7 +162,7 @@ export async function writeStoredZip(
             which = 1 - which;
             pending = readAt(copied + n);
             if (checksum) crc = crc32(chunk, crc);
-            if (n === IO_SIZE && chunk.equals(ZEROS)) {
+            if (n === IO_SIZE && isAllZero(chunk)) {
               digest?.update(chunk);
               await out.skip(n);
             } else await write(chunk);

@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import { FormatError, InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
-import { writeAll } from '../io.ts';
+import { isAllZero, writeAll } from '../io.ts';
 import { type ImageReader, openImage } from '../sparse.ts';
 import {
   backupGeometryOffset,
@@ -292,7 +292,6 @@ export async function extractPartition(
       // Two buffers: the next read is in flight while this chunk is written (this copy is on
       // the critical path of a build that starts from a super image).
       const bufs = [Buffer.allocUnsafeSlow(4 * 1024 * 1024), Buffer.allocUnsafeSlow(4 * 1024 * 1024)];
-      const zero = Buffer.alloc(bufs[0].length);
       let outPos = 0;
       for (const e of p.extents) {
         const src = e.type === 'linear' ? await deviceImage(e.blockDevice) : undefined;
@@ -320,7 +319,7 @@ export async function extractPartition(
             const chunk = await pending;
             which = 1 - which;
             pending = readAt(o + n);
-            if (chunk && !chunk.equals(zero.subarray(0, n))) await writeAll(out, chunk, outPos);
+            if (chunk && !isAllZero(chunk)) await writeAll(out, chunk, outPos);
             o += n;
             outPos += n;
             opts.onProgress?.({ stage: `extract ${name}`, done: outPos, total: p.size, unit: 'bytes' });
