@@ -593,8 +593,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     const zipName = `${p.name}-${p.version}-fastboot.zip`;
     // Everything below only reads the finished partition images, so it runs together: super.img
     // and the fastboot zip (I/O on the thread pool), the SBOM (reads every APK back), the
-    // conformance check (main thread), and each output's digest (worker threads) as soon as that
-    // output is final. Images are stored in the zip, not deflated: deflating a GiB of filesystem
+    // conformance check (main thread), and each other output's digest (worker threads) as soon as
+    // that output is final; super.img's and the zip's are taken as they are written. Images are stored in the zip, not deflated: deflating a GiB of filesystem
     // image costs about a minute, for a zip that `fastboot update` then reads faster (stored
     // entries are read in place).
     const digests = new Map<string, Promise<FileDigest>>();
@@ -603,13 +603,15 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       d.catch(() => {}); // awaited below, unless an earlier failure ends the build first
       digests.set(name, d);
     };
+    const digestWritten = (name: string, sha256: string, size: number) =>
+      digests.set(name, Promise.resolve({ path: name, sha256, size }));
     for (const f of await readdir(staging)) digestOutput(f);
     const packaged = Promise.allSettled([
       layout &&
         (async () => {
           stage('super', 0);
-          // Its digest is taken as it is written (a pass that classifies the images' blocks first
-          // makes every sparse header final when written): no read-back of a GiB at the end.
+          // A pass that classifies the images' blocks first makes every sparse header final when
+          // written, so the digest needs no read-back of a GiB at the end.
           const built = await buildSuper(layout, join(staging, 'super.img'), {
             sparse: true,
             direct: true,
@@ -617,13 +619,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
             onProgress: o.onProgress,
           });
           stage('super', 1);
-          digests.set(
-            'super.img',
-            Promise.resolve({ path: 'super.img', sha256: built.sha256!, size: built.size }),
-          );
+          digestWritten('super.img', built.sha256!, built.size);
         })(),
       (async () => {
-        // The zip's digest is taken as it is written (no second read of a GiB file).
         const zip = join(staging, zipName);
         const written = await writeFastbootZip(
           zip,
@@ -636,8 +634,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
           // The CRC-32s were taken over these final bytes by the hashtree pass: not again here.
           { compress: false, sha256: true, direct: true, verifyGivenCrc32: false },
         );
-        const d = Promise.resolve({ path: zipName, sha256: written.sha256!, size: (await stat(zip)).size });
-        digests.set(zipName, d);
+        digestWritten(zipName, written.sha256!, (await stat(zip)).size);
       })(),
       (async () => {
         const apps = await bundledApps(base.images, plan, work, identities);
