@@ -12,6 +12,7 @@ import { encodeAvbPublicKey, isPublicTestKey, publicTestKeyName } from '../forma
 import { addHashFooter, addHashtreeFooter, makeVbmetaImage } from '../formats/avb/sign.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
 import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '../formats/super/index.ts';
+import type { UniformBlocks } from '../formats/uniform-blocks.ts';
 import { type FsReader, openFilesystem } from '../fs/index.ts';
 import { hostTools, toolVersion } from '../host/tools.ts';
 import { certSha256, resolveKeyRef } from '../keys/store.ts';
@@ -494,6 +495,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     // CRC-32 of each hashtree-footered image, taken while it is hashed: the fastboot zip's
     // headers then need no read of their own.
     const crc32s = new Map<string, number>();
+    // Likewise the blocks of each image that repeat one word: super.img's planning pass then
+    // need not read those images again.
+    const uniformBlocks = new Map<string, UniformBlocks>();
     for (const [i, f] of device.avb.footers.entries()) {
       stage('avb footers', i, device.avb.footers.length);
       const img = base.images[f.partition];
@@ -510,8 +514,10 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
           ...common,
           partitionSize: part.location === 'physical' ? part.size : undefined,
           crc32: true,
+          uniformBlocks: part.location === 'super',
         });
         if (r.crc32 !== undefined) crc32s.set(f.partition, r.crc32);
+        if (r.uniformBlocks) uniformBlocks.set(img, r.uniformBlocks);
       } else
         await addHashFooter(img, {
           ...common,
@@ -616,6 +622,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
             sparse: true,
             direct: true,
             sha256: true,
+            uniformBlocks,
             onProgress: o.onProgress,
           });
           stage('super', 1);

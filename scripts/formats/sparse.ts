@@ -758,6 +758,18 @@ export class SparseStreamWriter {
     await this.flush();
   }
 
+  /**
+   * Planning only: appends `blocks` blocks classified elsewhere (see UniformBlocks) exactly as
+   * `append` would classify their bytes: `value` -1 for data (RAW), else the 32-bit word each
+   * block repeats (FILL). The writing pass still reads and classifies every block, and fails if
+   * they are not what the plan says.
+   */
+  async appendClassified(blocks: number, value: number): Promise<void> {
+    if (this.out)
+      throw new Error('sparse writer: classified blocks carry no bytes: only a planning writer takes them');
+    await this.run(value === -1 ? 1 : 2, value === -1 ? -1 : value >>> 0, blocks);
+  }
+
   /** Appends `blocks` blocks of the 32-bit little-endian `value` repeated (FILL). */
   async fill(blocks: number, value: number): Promise<void> {
     await this.run(2, value >>> 0, blocks);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError, InputError, OmieError } from '../../scripts/errors.ts';
+import { generateHashtree } from '../../scripts/formats/avb/hashtree.ts';
 import { rawToSparse } from '../../scripts/formats/sparse.ts';
 import {
   buildSuper,
@@ -21,6 +22,7 @@ import {
   serializeGeometry,
   serializeMetadata,
 } from '../../scripts/formats/super/index.ts';
+import type { UniformBlocks } from '../../scripts/formats/uniform-blocks.ts';
 import { mutate, omie, prng, workDir } from '../helpers.ts';
 import { randomBytes, sha256File } from '../sparse/fixtures.ts';
 
@@ -409,6 +411,60 @@ describe('sparse super written directly from the layout', () => {
     );
     expect(inCache.length).toBeGreaterThan(0);
     expect(inCache.every((r) => r.type === 'fill')).toBe(true);
+  });
+
+  it('plans from the hashing pass maps without reading them: same bytes; a wrong map fails typed, no file', async () => {
+    // Raw images (as the build has them), one with fills and zeros across 4 MiB reads.
+    const patterned = randomBytes(12, 6 * MiB);
+    for (let o = MiB; o < 3 * MiB; o += 4) patterned.writeUInt32LE(o < 2 * MiB ? 0 : 0xdeadbeef, o);
+    const patternedImg = join(sd, 'patterned.img');
+    writeFileSync(patternedImg, patterned);
+    const l = expandAbLayout({
+      ...twoGroups(),
+      groups: [{ name: 'main', maxSize: 30 * MiB }],
+      partitions: [
+        { name: 'system', group: 'main', imagePath: systemImg, readonly: true },
+        { name: 'vendor', group: 'main', imagePath: patternedImg, size: 8 * MiB, readonly: true },
+        // 10,000 bytes: the map covers two blocks, the partial third is read.
+        { name: 'odm', group: 'main', imagePath: oddImg, readonly: true },
+        { name: 'product', group: 'main', imagePath: productImg, readonly: true },
+      ],
+    });
+    const maps = new Map<string, UniformBlocks>();
+    for (const p of [systemImg, patternedImg, oddImg, productImg]) {
+      const ht = await generateHashtree(p, {
+        imageSize: (await stat(p)).size,
+        blockSize: 4096,
+        hashAlgorithm: 'sha256',
+        salt: Buffer.alloc(32, 1),
+        workers: 2,
+        uniformBlocks: true,
+      });
+      maps.set(p, ht.uniformBlocks!);
+    }
+    expect(maps.get(oddImg)!.blocks).toBe(2);
+    const stages = new Set<string>();
+    const plain = await buildSuper(l, join(sd, 'mapped.ref.simg'), { sparse: true, sha256: true });
+    const mapped = await buildSuper(l, join(sd, 'mapped.simg'), {
+      sparse: true,
+      sha256: true,
+      direct: true,
+      uniformBlocks: maps,
+      onProgress: (e) => stages.add(e.stage),
+    });
+    expect(mapped.sha256).toBe(plain.sha256);
+    expect(await sha256File(join(sd, 'mapped.simg'))).toBe(plain.sha256);
+    expect(stages).toContain('scan super');
+
+    // A map that calls the first block of the patterned image zeros: the writing pass, which
+    // reads every block, finds otherwise and fails before a wrong image is finished.
+    const m = maps.get(patternedImg)!;
+    const wrong = new Map(maps).set(patternedImg, { ...m, runs: [0, 1, 0, ...m.runs] });
+    const out = join(sd, 'mapped.wrong.simg');
+    const e = await buildSuper(l, out, { sparse: true, sha256: true, uniformBlocks: wrong }).catch((x) => x);
+    expect(e).toBeInstanceOf(InputError);
+    expect(e.code).toBe('SPARSE_INPUT_CHANGED');
+    await expect(stat(out)).rejects.toThrow();
   });
 
   it('refuses a device of more than 2^32 blocks before writing anything', async () => {

@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { FormatError, InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
 import { crc32Combine } from '../crc32.ts';
+import { joinUniformBlocks, type UniformBlocks } from '../uniform-blocks.ts';
 import { hashBlocks } from './hashtree.worker.mjs';
 import { roundUp } from './vbmeta.ts';
 
@@ -31,6 +32,8 @@ export interface HashtreeOptions {
   onProgress?: ProgressFn;
   /** Also take the CRC-32 of the first `imageSize` bytes while they are read (`dataCrc32`). */
   crc32?: boolean;
+  /** Also map the blocks that repeat one 32-bit word while they are read (`uniformBlocks`). */
+  uniformBlocks?: boolean;
 }
 
 export interface Hashtree {
@@ -42,7 +45,11 @@ export interface Hashtree {
   digestPadding: number;
   /** CRC-32 of the image's first `imageSize` bytes, when asked for. */
   dataCrc32?: number;
+  /** The uniform blocks among the image's whole blocks within `imageSize`, when asked for. */
+  uniformBlocks?: UniformBlocks;
 }
+
+type Level0Result = { crc32?: number; uniform?: number[] };
 
 export function calcHashLevelOffsets(
   imageSize: number,
@@ -114,7 +121,7 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
   // avbtool: a single-block image has an empty tree and the root is that block's hash.
   if (imageSize === blockSize) {
     const one = new Uint8Array(slot);
-    const dataCrc32 = await runHash(path, o, alg, 0, 1, slot, one, 0);
+    const r = await runHash(path, o, alg, 0, 1, slot, one, 0);
     return {
       rootDigest: Buffer.from(one.subarray(0, digestSize)),
       tree: Buffer.alloc(0),
@@ -122,7 +129,10 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
       treeSize,
       digestSize,
       digestPadding,
-      dataCrc32,
+      dataCrc32: r.crc32,
+      uniformBlocks: o.uniformBlocks
+        ? joinUniformBlocks(blockSize, [{ blocks: 1, runs: r.uniform ?? [] }])
+        : undefined,
     };
   }
 
@@ -142,21 +152,16 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
     o.onProgress?.({ stage, done, total: imageSize, unit: 'bytes' });
   };
   let dataCrc32: number | undefined;
+  let uniformBlocks: UniformBlocks | undefined;
+  const fullBlocks = Math.floor(imageSize / blockSize);
   if (workers === 1) {
-    dataCrc32 = await runHash(
-      path,
-      o,
-      alg,
-      0,
-      numBlocks,
-      slot,
-      new Uint8Array(shared),
-      levelOffsets[0],
-      tick,
-    );
+    const r = await runHash(path, o, alg, 0, numBlocks, slot, new Uint8Array(shared), levelOffsets[0], tick);
+    dataCrc32 = r.crc32;
+    if (o.uniformBlocks)
+      uniformBlocks = joinUniformBlocks(blockSize, [{ blocks: fullBlocks, runs: r.uniform ?? [] }]);
   } else {
     const per = Math.ceil(numBlocks / workers);
-    const jobs: Promise<number | undefined>[] = [];
+    const jobs: Promise<Level0Result>[] = [];
     const ranges: number[] = [];
     for (let w = 0; w < workers; w++) {
       const startBlock = w * per;
@@ -177,15 +182,25 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
             outOffset: levelOffsets[0] + startBlock * slot,
             shared,
             crc32: o.crc32 === true,
+            uniform: o.uniformBlocks === true,
           },
           tick,
         ),
       );
       ranges.push(Math.min(imageSize, endBlock * blockSize) - startBlock * blockSize);
     }
-    const crcs = await Promise.all(jobs);
-    // Each worker checksummed its own range: join them in image order.
-    if (o.crc32) dataCrc32 = crcs.reduce((acc: number, c, i) => crc32Combine(acc, c ?? 0, ranges[i]), 0);
+    const results = await Promise.all(jobs);
+    // Each worker checksummed (and mapped) its own range: join them in image order.
+    if (o.crc32)
+      dataCrc32 = results.reduce((acc: number, r, i) => crc32Combine(acc, r.crc32 ?? 0, ranges[i]), 0);
+    if (o.uniformBlocks)
+      uniformBlocks = joinUniformBlocks(
+        blockSize,
+        results.map((r, i) => ({
+          blocks: Math.min(fullBlocks, (i + 1) * per) - Math.min(fullBlocks, i * per),
+          runs: r.uniform ?? [],
+        })),
+      );
   }
 
   // Upper levels: small (level 0 / (blockSize/slot)), hashed in this thread from the tree itself.
@@ -211,7 +226,7 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
     .update(salt)
     .update(tree.subarray(top, top + blockSize))
     .digest();
-  return { rootDigest, tree, levelOffsets, treeSize, digestSize, digestPadding, dataCrc32 };
+  return { rootDigest, tree, levelOffsets, treeSize, digestSize, digestPadding, dataCrc32, uniformBlocks };
 }
 
 function shortRead(path: string, e: { message: string; offset?: number }): FormatError {
@@ -228,7 +243,7 @@ async function runHash(
   out: Uint8Array,
   outOffset: number,
   onBytes?: (n: number) => void,
-): Promise<number | undefined> {
+): Promise<Level0Result> {
   try {
     return await hashBlocks({
       path,
@@ -244,6 +259,7 @@ async function runHash(
       onBytes,
       read: o.read,
       crc32: o.crc32 === true,
+      uniform: o.uniformBlocks === true,
     });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'SHORT_READ') throw shortRead(path, e as Error);
@@ -255,7 +271,7 @@ function runWorker(
   path: string,
   job: Record<string, unknown>,
   tick: (n: number) => void,
-): Promise<number | undefined> {
+): Promise<Level0Result> {
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL('./hashtree.worker.mjs', import.meta.url), {
       workerData: { avbHashtreeJob: job },
@@ -272,6 +288,7 @@ function runWorker(
         type: string;
         bytes?: number;
         crc?: number;
+        uniform?: number[];
         message?: string;
         code?: string;
         offset?: number;
@@ -279,7 +296,7 @@ function runWorker(
         if (m.bytes) tick(m.bytes);
         if (m.type === 'done') {
           settled = true;
-          resolve(m.crc);
+          resolve({ crc32: m.crc, uniform: m.uniform });
           void w.terminate();
         } else if (m.type === 'error') {
           settled = true;

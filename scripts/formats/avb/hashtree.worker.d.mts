@@ -12,9 +12,14 @@ export function hashBlocks(job: {
   onBytes?: (n: number) => void;
   /** Reads image bytes at a position (e.g. through a sparse reader) instead of opening `path`. */
   read?: (buf: Buffer, position: number) => Promise<number>;
-  /** Also checksum the image bytes of these blocks (resolves to their CRC-32). */
+  /** Also checksum the image bytes of these blocks (`crc32`). */
   crc32?: boolean;
-}): Promise<number | undefined>;
+  /**
+   * Also find the runs of whole blocks whose 32-bit words are all equal (`uniform`: flat
+   * `start, count, value` triples in block order).
+   */
+  uniform?: boolean;
+}): Promise<{ crc32?: number; uniform?: number[] }>;
 
 /** Reads `want` bytes at `pos` scattered over `views` in order, resuming after partial readv calls. */
 export function readvFully(

@@ -23,9 +23,12 @@ const MAX_IOVECS = 1024;
  * @param {{ path: string, imageSize: number, blockSize: number, hashAlgorithm: string, salt: Uint8Array,
  *   startBlock: number, endBlock: number, slot: number, out: Uint8Array, outOffset: number,
  *   onBytes?: (n: number) => void, read?: (buf: Buffer, position: number) => Promise<number>,
- *   crc32?: boolean }} job
- * @returns {Promise<number | undefined>} with `crc32`: the CRC-32 of the image bytes of these
- *   blocks (up to imageSize, without padding), so callers need not read the image again for it
+ *   crc32?: boolean, uniform?: boolean }} job
+ * @returns {Promise<{ crc32?: number, uniform?: number[] }>} with `crc32`: the CRC-32 of the
+ *   image bytes of these blocks (up to imageSize, without padding); with `uniform`: the runs of
+ *   whole blocks (within imageSize) whose 32-bit little-endian words are all equal, as flat
+ *   `start, count, value` triples in block order (what a sparse writer makes FILL chunks of).
+ *   Either way callers need not read the image again for it.
  */
 export async function hashBlocks(job) {
   const { path, imageSize, blockSize, hashAlgorithm, salt, startBlock, endBlock, slot, out, outOffset } = job;
@@ -65,6 +68,8 @@ export async function hashBlocks(job) {
     let cur = startBlock;
     let which = 0;
     let crc = 0;
+    const uniform = [];
+    const fullBlocks = Math.floor(imageSize / blockSize);
     let pending = cur < endBlock ? readChunk(layouts[0], cur) : null;
     while (pending) {
       const n = await pending;
@@ -80,14 +85,35 @@ export async function hashBlocks(job) {
         for (let i = 0; i * blockSize < imageBytes; i++)
           crc = crc32(views[i].subarray(0, Math.min(blockSize, imageBytes - i * blockSize)), crc);
       }
+      if (job.uniform) {
+        for (let i = 0, b = cur; i < n && b < fullBlocks; i++, b++) {
+          const v = uniformValue(buf, i * stride + salt.length, blockSize);
+          if (v < 0) continue;
+          const last = uniform.length - 3;
+          if (last >= 0 && uniform[last] + uniform[last + 1] === b && uniform[last + 2] === v)
+            uniform[last + 1]++;
+          else uniform.push(b, 1, v);
+        }
+      }
       job.onBytes?.(n * blockSize);
       cur = next;
       which = 1 - which;
     }
-    return job.crc32 ? crc >>> 0 : undefined;
+    return { crc32: job.crc32 ? crc >>> 0 : undefined, uniform: job.uniform ? uniform : undefined };
   } finally {
     await fh?.close();
   }
+}
+
+/**
+ * The 32-bit little-endian word a block at `off` of `buf` repeats, or -1 when its words differ
+ * (the sparse writer's classification). Cheap for data blocks: three words decide almost all.
+ */
+function uniformValue(buf, off, blockSize) {
+  const v = buf.readUInt32LE(off);
+  if (buf.readUInt32LE(off + 4) !== v || buf.readUInt32LE(off + blockSize - 4) !== v) return -1;
+  // Periodic with period 4 <=> the block equals itself shifted by one word (one memcmp).
+  return buf.compare(buf, off + 4, off + blockSize, off, off + blockSize - 4) === 0 ? v : -1;
 }
 
 /** Reads `want` bytes at `pos` scattered over `views` (in order); returns the bytes read (< want at EOF). */
@@ -146,7 +172,7 @@ if (!isMainThread && workerData?.avbHashtreeJob) {
       }
     },
   }).then(
-    (crc) => parentPort.postMessage({ type: 'done', bytes: since, crc }),
+    (r) => parentPort.postMessage({ type: 'done', bytes: since, crc: r.crc32, uniform: r.uniform }),
     (e) => parentPort.postMessage({ type: 'error', message: e.message, code: e.code, offset: e.offset }),
   );
 }

@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
 import { crc32OfFile } from '../crc32.ts';
+import type { UniformBlocks } from '../uniform-blocks.ts';
 import {
   type AvbAlgorithmName,
   algorithmByName,
@@ -282,6 +283,11 @@ export interface AddHashtreeFooterOptions extends FooterCommon {
    * the data is checksummed in the hashing pass, only what is appended after it is read back.
    */
   crc32?: boolean;
+  /**
+   * Also return which blocks of the image's data repeat one 32-bit word (`uniformBlocks`), mapped
+   * in the hashing pass, e.g. for a sparse writer to plan its chunks without reading the image.
+   */
+  uniformBlocks?: boolean;
 }
 
 export interface FooterResult extends BlobResult {
@@ -293,6 +299,8 @@ export interface FooterResult extends BlobResult {
   imageSize: number;
   /** CRC-32 of the whole image file as written, when asked for (add_hashtree_footer only). */
   crc32?: number;
+  /** Uniform blocks of the image's first `descriptor.imageSize` bytes, when asked for (hashtree only). */
+  uniformBlocks?: UniformBlocks;
 }
 
 function saltBytes(salt: Buffer | string | undefined, digestSize: number, persistent: boolean): Buffer {
@@ -523,6 +531,7 @@ export async function addHashtreeFooter(image: string, o: AddHashtreeFooterOptio
       workers: o.workers,
       onProgress: o.onProgress,
       crc32: o.crc32,
+      uniformBlocks: o.uniformBlocks,
     });
     const tree = o.noHashtree ? Buffer.alloc(0) : ht.tree;
     const descriptor: HashtreeDescriptor = {
@@ -570,7 +579,15 @@ export async function addHashtreeFooter(image: string, o: AddHashtreeFooterOptio
       ht.dataCrc32 === undefined
         ? undefined
         : await crc32OfFile(image, { from: treeOffset, crc: ht.dataCrc32 });
-    return { ...res, originalImageSize, vbmetaOffset, descriptor, imageSize: finalSize, crc32 };
+    return {
+      ...res,
+      originalImageSize,
+      vbmetaOffset,
+      descriptor,
+      imageSize: finalSize,
+      crc32,
+      uniformBlocks: ht.uniformBlocks,
+    };
   } catch (e) {
     await restore();
     throw e;

@@ -3,6 +3,7 @@ import { InputError } from '../../errors.ts';
 import type { ProgressEvent, ProgressFn } from '../../progress.ts';
 import { writeAll } from '../io.ts';
 import { openImage, type SparsePlan, SparseStreamWriter } from '../sparse.ts';
+import { type UniformBlocks, visitUniformBlocks } from '../uniform-blocks.ts';
 import {
   backupGeometryOffset,
   backupMetadataOffset,
@@ -250,12 +251,19 @@ export interface SuperBuildResult {
  * partition image streamed to its extents. `sparse: true` writes an Android sparse image
  * where space outside partitions is DONT_CARE (as `lpmake --sparse`); with `direct` too, it
  * bypasses the page cache (see SequentialWriter), and with `sha256` its digest is taken as it
- * is written (after a pass that only classifies the images' blocks).
+ * is written (after a pass that only classifies the images' blocks; `uniformBlocks`, by image
+ * path, spares that pass the reading of the blocks they cover).
  */
 export async function buildSuper(
   layout: SuperLayout,
   outPath: string,
-  opts: { sparse?: boolean; direct?: boolean; sha256?: boolean; onProgress?: ProgressFn } = {},
+  opts: {
+    sparse?: boolean;
+    direct?: boolean;
+    sha256?: boolean;
+    uniformBlocks?: ReadonlyMap<string, UniformBlocks>;
+    onProgress?: ProgressFn;
+  } = {},
 ): Promise<SuperBuildResult> {
   const plan = await planSuper(layout);
   const size = layout.blockDevices[0].size;
@@ -264,6 +272,7 @@ export async function buildSuper(
       onProgress: opts.onProgress,
       direct: opts.direct,
       sha256: opts.sha256,
+      uniformBlocks: opts.uniformBlocks,
     });
     return { path: outPath, sparse: true, size: r.size, plan, sha256: r.sha256 };
   }
@@ -333,7 +342,12 @@ async function writeSparseSuper(
   plan: SuperPlan,
   deviceSize: number,
   outPath: string,
-  opts: { onProgress?: ProgressFn; direct?: boolean; sha256?: boolean },
+  opts: {
+    onProgress?: ProgressFn;
+    direct?: boolean;
+    sha256?: boolean;
+    uniformBlocks?: ReadonlyMap<string, UniformBlocks>;
+  },
 ): Promise<{ size: number; sha256?: string }> {
   const g = plan.geometry;
   const bs = g.logicalBlockSize;
@@ -373,7 +387,7 @@ async function writeSparseSuper(
     const planner = SparseStreamWriter.plan(bs);
     // Named apart from the writing pass, so that progress never runs backwards within a stage.
     const scan = opts.onProgress && ((e: ProgressEvent) => opts.onProgress?.({ ...e, stage: 'scan super' }));
-    await emitSparseSuper(planner, plan, spans, deviceSize, metaEnd, scan);
+    await emitSparseSuper(planner, plan, spans, deviceSize, metaEnd, scan, opts.uniformBlocks);
     replay = (await planner.finish()).plan;
   }
   const w = await SparseStreamWriter.create(outPath, bs, {
@@ -391,7 +405,10 @@ async function writeSparseSuper(
   }
 }
 
-/** Feeds the expanded super device, in order, to a sparse writer (see writeSparseSuper). */
+/**
+ * Feeds the expanded super device, in order, to a sparse writer (see writeSparseSuper). A
+ * planning writer takes the blocks `known` maps (by image path) as classified, unread.
+ */
 async function emitSparseSuper(
   w: SparseStreamWriter,
   plan: SuperPlan,
@@ -399,6 +416,7 @@ async function emitSparseSuper(
   deviceSize: number,
   metaEnd: number,
   onProgress?: ProgressFn,
+  known?: ReadonlyMap<string, UniformBlocks>,
 ): Promise<void> {
   const bs = plan.geometry.logicalBlockSize;
   const ioSize = Math.max(bs, Math.floor((4 * 1024 * 1024) / bs) * bs);
@@ -427,16 +445,29 @@ async function emitSparseSuper(
     const p = s.placement;
     // Image bytes that land in this span; the rest of the span is zeros.
     const dataLen = Math.max(0, Math.min(s.size, p.imageSize - s.imageOffset));
-    if (dataLen > 0 && p.imagePath) {
+    // Leading whole blocks of the span that a map classifies: planned without reading them.
+    const map = p.imagePath ? known?.get(p.imagePath) : undefined;
+    let mapped = 0;
+    if (map && map.blockSize === bs && s.imageOffset % bs === 0) {
+      const first = s.imageOffset / bs;
+      const last = Math.min(map.blocks, first + Math.floor(dataLen / bs));
+      if (last > first) {
+        await visitUniformBlocks(map, first, last, (count, value) => w.appendClassified(count, value));
+        mapped = (last - first) * bs;
+        done += mapped;
+        onProgress?.({ stage: 'build super', done, total, unit: 'bytes' });
+      }
+    }
+    if (dataLen > mapped && p.imagePath) {
       const img = await openImage(p.imagePath);
       let which = 0;
       const readAt = (o: number) => {
         const n = Math.min(ioSize, dataLen - o);
         return img.read(bufs[which].subarray(0, n), s.imageOffset + o).then((got) => ({ n, got }));
       };
-      let pending = readAt(0);
+      let pending = readAt(mapped);
       try {
-        for (let o = 0; o < dataLen; ) {
+        for (let o = mapped; o < dataLen; ) {
           const { n, got } = await pending;
           if (got < n) bad(`image ${p.imagePath} shrank while reading`, { partition: p.name });
           const cur = bufs[which];
