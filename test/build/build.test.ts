@@ -11,7 +11,7 @@ import { sha256File } from '../../scripts/build/record.ts';
 import { writeOtaZip, writePayload } from '../../scripts/formats/payload/writer.ts';
 import { rawToSparse } from '../../scripts/formats/sparse.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
-import { openKeys } from '../../scripts/keys/store.ts';
+import { certSha256, openKeys } from '../../scripts/keys/store.ts';
 import { ORACLES, omie, sampleFixture, workDir } from '../helpers.ts';
 
 const GOOGLE_RELEASE = 'f0fd6c5b410f25cb25c3b53346c8972fae30f8ee7411df910480ad6b2d60db83';
@@ -92,6 +92,19 @@ describe('omie build on the sample base', () => {
     expect(all.filter((a) => isGoogle(a.package)).map((a) => a.package)).toEqual([]);
     expect(all.filter((a) => a.signers.some((s) => googleSigners.has(s))).map((a) => a.package)).toEqual([]);
     expect(all.map((a) => a.package)).not.toContain('com.oem.weather');
+    // The app the base signed with the public test key is kept, re-signed (in process) with the
+    // partner key, and apksigner accepts it.
+    const dreams = all.find((a) => a.package === 'com.android.dreams.basic')!;
+    expect(dreams.signers).not.toContain(manifest.signers.testkey);
+    expect(dreams.signers).toEqual([await certSha256(openKeys('omie-sample-partner').apk.certPem)]);
+    const fs = await openFilesystem(join(outA, 'system.img'));
+    const tmp = join(dir, 'dreams.apk');
+    try {
+      await fs.copyOut(dreams.path, tmp);
+    } finally {
+      await fs.close();
+    }
+    expect((await execa('apksigner', ['verify', tmp], { reject: false })).exitCode).toBe(0);
   });
 
   it('the six Omie apps are present, pinned and allowlisted; overlays are present and parse', async () => {

@@ -2,7 +2,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateHashtree } from '../../scripts/formats/avb/hashtree.ts';
-import { joinUniformBlocks, type UniformBlocks, visitUniformBlocks } from '../../scripts/formats/uniform-blocks.ts';
+import {
+  joinUniformBlocks,
+  type UniformBlocks,
+  visitUniformBlocks,
+} from '../../scripts/formats/uniform-blocks.ts';
 import { workDir } from '../helpers.ts';
 import { randomBytes } from './fixtures.ts';
 

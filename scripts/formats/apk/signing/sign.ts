@@ -249,8 +249,7 @@ async function layoutSigned(
       { minSdk: opts.minSdk },
     );
   if (zip.layout.zip64) fail('ZIP64 APKs cannot carry v2+ signatures', 'APK_SIG_ZIP64');
-  // Re-signing would need apksig's handling of old v1 files and signing blocks; the build only
-  // signs what it has just made.
+  // Signed input is stripped first, as apksig strips it (resign.ts).
   if (await findSigningBlock(zip)) fail('already has an APK Signing Block', 'APK_ALREADY_SIGNED');
   const jar = zip.entries.find((e) => /^META-INF\/[^/]+\.(SF|RSA|DSA|EC)$/i.test(e.name));
   if (jar) fail(`already has a v1 signature (${jar.name})`, 'APK_ALREADY_SIGNED', { entry: jar.name });

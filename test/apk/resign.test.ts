@@ -1,0 +1,204 @@
+/**
+ * In-process re-signing (formats/apk/signing/resign.ts) against `apksigner sign` re-signing the
+ * same signed APK without v1: byte-identical with RSA keys (stripping, realignment and the v2
+ * block all as apksig does them), accepted by `apksigner verify` and `zipalign -c -p`, with the
+ * new signer only; inputs needing v1 refused; broken inputs only typed errors.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { beforeAll, describe, expect, it } from 'vitest';
+import yazl from 'yazl';
+import { generateSigningKey, type SigningKey, signApk } from '../../scripts/apkgen/index.ts';
+import { OmieError } from '../../scripts/errors.ts';
+import { resignApkFile, stripApkSignatures } from '../../scripts/formats/apk/signing/resign.ts';
+import { loadApkSigningKey } from '../../scripts/formats/apk/signing/sign.ts';
+import { bufferSource, ZipArchive } from '../../scripts/formats/apk/zip.ts';
+import { FRAMEWORK_RES, runTool } from '../../scripts/host/tools.ts';
+import { mutate, prng, workDir } from '../helpers.ts';
+import { apksignerVerify } from './oracles.ts';
+
+const dir = workDir('apk-resign');
+let oldKey: SigningKey;
+let newKey: SigningKey;
+
+function writeSources(name: string, minSdk: number): void {
+  const src = join(dir, `src-${name}`);
+  mkdirSync(join(src, 'res/values'), { recursive: true });
+  writeFileSync(
+    join(src, 'AndroidManifest.xml'),
+    `<?xml version="1.0" encoding="utf-8"?>
+<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="org.omie.resign.${name}" android:versionCode="3" android:versionName="3.0">
+  <uses-sdk android:minSdkVersion="${minSdk}" android:targetSdkVersion="34" />
+  <application android:hasCode="false" />
+</manifest>
+`,
+  );
+  writeFileSync(join(src, 'res/values/v.xml'), '<resources><string name="s">resign</string></resources>\n');
+}
+
+/** A zip as no signer would lay it out: old signature files first, directories, data descriptors. */
+async function awkwardZip(aaptApk: string): Promise<Buffer> {
+  const built = await ZipArchive.open(bufferSource(readFileSync(aaptApk), aaptApk));
+  const z = new yazl.ZipFile();
+  const t = { mtime: new Date(2020, 0, 1) };
+  z.addBuffer(Buffer.from('Signature-Version: 1.0\r\n\r\n'), 'META-INF/OLD.SF', { ...t, compress: false });
+  z.addEmptyDirectory('META-INF/', t);
+  z.addBuffer(Buffer.from('Manifest-Version: 1.0\r\n\r\n'), 'META-INF/MANIFEST.MF', t);
+  for (const e of built.entries) z.addBuffer(await built.read(e), e.name, { ...t, compress: e.method !== 0 });
+  z.addEmptyDirectory('assets/', t);
+  const r = prng(5);
+  const blob = Buffer.alloc(70_001);
+  for (let i = 0; i < blob.length; i++) blob[i] = (r() * 256) | 0;
+  z.addBuffer(blob, 'assets/odd.bin', { ...t, compress: false });
+  z.addBuffer(blob.subarray(0, 9_999), 'lib/arm64-v8a/libomie.so', { ...t, compress: false });
+  // Size unknown up front: yazl writes a data descriptor after the data.
+  z.addReadStream(Readable.from([blob.subarray(5, 4_000)]), 'assets/streamed.bin', { ...t, compress: false });
+  z.addReadStream(Readable.from([blob]), 'assets/streamed.z', t);
+  z.addBuffer(Buffer.from('x'), 'META-INF/services/org.omie.Thing', { ...t, compress: false });
+  z.end();
+  const chunks: Buffer[] = [];
+  for await (const c of z.outputStream as AsyncIterable<Buffer>) chunks.push(c);
+  await built.close();
+  return Buffer.concat(chunks);
+}
+
+async function aapt(name: string, minSdk: number): Promise<string> {
+  writeSources(name, minSdk);
+  const src = join(dir, `src-${name}`);
+  const out = join(dir, `${name}.aapt.apk`);
+  await runTool('aapt', [
+    'package',
+    '-f',
+    '-M',
+    join(src, 'AndroidManifest.xml'),
+    '-S',
+    join(src, 'res'),
+    '-I',
+    FRAMEWORK_RES,
+    '-F',
+    out,
+  ]);
+  return out;
+}
+
+/** `apksigner sign` of an already signed APK, v2 only (what resignApkFile does). */
+async function apksignerResign(input: string, out: string, key: SigningKey, minSdk: number): Promise<void> {
+  await runTool('apksigner', [
+    'sign',
+    '--key',
+    key.keyPk8,
+    '--cert',
+    key.certPem,
+    '--v1-signing-enabled',
+    'false',
+    '--v2-signing-enabled',
+    'true',
+    '--v3-signing-enabled',
+    'false',
+    '--v4-signing-enabled',
+    'false',
+    '--min-sdk-version',
+    String(minSdk),
+    '--out',
+    out,
+    input,
+  ]);
+}
+
+describe('in-process APK re-signing', () => {
+  const inputs: Record<'plain' | 'awkward', string> = { plain: '', awkward: '' };
+  let unalignedSigned = '';
+
+  beforeAll(async () => {
+    oldKey = await generateSigningKey(join(dir, 'keys'), 'old', { subject: '/CN=Old Test Key' });
+    newKey = await generateSigningKey(join(dir, 'keys'), 'new', { subject: '/CN=Partner Key' });
+    const plain = await aapt('plain', 29);
+    // v1 + v2 by the old key, as a test-key-signed base APK carries them.
+    inputs.plain = join(dir, 'plain.old.apk');
+    const aligned = join(dir, 'plain.aligned.apk');
+    await runTool('zipalign', ['-f', '-p', '4', plain, aligned]);
+    await signApk(aligned, inputs.plain, { key: oldKey, v1: true, v2: true, v3: false });
+    // Stale signature files and directories ahead of aligned stored entries: removing them moves
+    // every later record, which must be realigned as apksig does it.
+    const unsignedAwkward = join(dir, 'awkward.unsigned.apk');
+    writeFileSync(unsignedAwkward, await awkwardZip(plain));
+    inputs.awkward = join(dir, 'awkward.aligned.apk');
+    await runTool('zipalign', ['-f', '-p', '4', unsignedAwkward, inputs.awkward]);
+    // The same zip not aligned, signed: apksigner keeps misaligned data misaligned.
+    unalignedSigned = join(dir, 'awkward.old.apk');
+    await signApk(unsignedAwkward, unalignedSigned, {
+      key: oldKey,
+      v1: false,
+      v2: true,
+      v3: false,
+      minSdk: 29,
+    });
+  }, 120_000);
+
+  for (const name of ['plain', 'awkward'] as const) {
+    it(`${name}: byte-identical to apksigner's re-signing, verified, aligned, new signer only`, async () => {
+      const input = inputs[name];
+      const ours = join(dir, `${name}.ours.apk`);
+      const ref = join(dir, `${name}.ref.apk`);
+      await resignApkFile(input, ours, await loadApkSigningKey(newKey));
+      await apksignerResign(input, ref, newKey, 29);
+      expect(readFileSync(ours).equals(readFileSync(ref))).toBe(true);
+      const v = await apksignerVerify(ours);
+      expect(v.verifies).toBe(true);
+      expect(v.schemes.v2).toBe(true);
+      expect(v.signers.length).toBe(1);
+      expect(v.signers[0].dn).toMatch(/Partner Key/);
+      await runTool('zipalign', ['-c', '-p', '4', ours]);
+      // Every entry but the signature files and directories, with the same content.
+      const before = await ZipArchive.openFile(input);
+      const after = await ZipArchive.openFile(ours);
+      const kept = before.entries.filter(
+        (e) => !e.isDirectory && !/^META-INF\/[^/]*\.(SF|RSA|DSA|EC|MF)$/i.test(e.name),
+      );
+      expect(kept.length).toBeLessThan(before.entries.length);
+      expect(after.entries.map((e) => e.name).sort()).toEqual(kept.map((e) => e.name).sort());
+      for (const e of kept)
+        expect((await after.read(after.entry(e.name)!)).equals(await before.read(e)), e.name).toBe(true);
+      await before.close();
+      await after.close();
+    });
+  }
+
+  it('refuses (typed) stored data apksigner would leave misaligned, and writes nothing', async () => {
+    const out = join(dir, 'unaligned.ours.apk');
+    const e = await resignApkFile(unalignedSigned, out, await loadApkSigningKey(newKey)).catch((x) => x);
+    expect(e).toBeInstanceOf(OmieError);
+    expect(e.code).toBe('APK_NOT_ALIGNED');
+    expect(() => readFileSync(out)).toThrow();
+  });
+
+  it('refuses an APK whose minSdk needs v1 (typed), and writes nothing', async () => {
+    const old = join(dir, 'sdk21.old.apk');
+    const plain = await aapt('sdk21', 21);
+    const aligned = join(dir, 'sdk21.aligned.apk');
+    await runTool('zipalign', ['-f', '-p', '4', plain, aligned]);
+    await signApk(aligned, old, { key: oldKey, v1: true, v2: true, v3: false });
+    const out = join(dir, 'sdk21.ours.apk');
+    const e = await resignApkFile(old, out, await loadApkSigningKey(newKey)).catch((x) => x);
+    expect(e).toBeInstanceOf(OmieError);
+    expect(e.code).toBe('APK_RESIGN_NEEDS_V1');
+    expect(() => readFileSync(out)).toThrow();
+  });
+
+  it('only typed errors for mutated signed APKs', async () => {
+    const good = readFileSync(unalignedSigned);
+    const r = prng(99);
+    let typed = 0;
+    for (let i = 0; i < 300; i++) {
+      const bad = mutate(good, r);
+      try {
+        await stripApkSignatures(bad, `mutant-${i}`);
+      } catch (e) {
+        if (!(e instanceof OmieError)) throw new Error(`mutant ${i}: untyped ${(e as Error).stack}`);
+        typed++;
+      }
+    }
+    expect(typed).toBeGreaterThan(0);
+  });
+});
