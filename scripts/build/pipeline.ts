@@ -1,6 +1,17 @@
 import { createHash, createPrivateKey } from 'node:crypto';
 import { constants, existsSync, rmSync, statSync } from 'node:fs';
-import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  copyFile,
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { type SigningKey, signApk } from '../apkgen/index.ts';
@@ -267,6 +278,16 @@ function superLayout(device: DeviceProfile, images: Record<string, string>): Sup
   return device.ab ? expandAbLayout(layout) : layout;
 }
 
+/** Writes the file's dirty pages to the disk (its metadata too, as far as reading it back needs). */
+async function flushToDisk(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
  * Puts `src` at `dest` without copying its bytes when it can: a hard link (the work folder and
  * the staging folder sit side by side, and nothing writes an image once it is packaged), else a
@@ -372,6 +393,12 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       }
     }
     const base: OpenedBase = await openBase(basePath, work, { kind: p.base?.kind, onProgress: o.onProgress });
+    // debugfs, e2fsck and resize2fs fsync the image they open: the first edit would wait for the
+    // unpacked GiB to reach the disk (~0.5 s here). Flushed now, in the background, it gets there
+    // while the plan is made.
+    const flushed = o.dryRun
+      ? Promise.resolve()
+      : Promise.allSettled(Object.values(base.images).map((img) => flushToDisk(img)));
     checkBaseCoverage(device, base.images);
     if (base.boards && !base.boards.some((b) => device.fastboot.products.includes(b))) {
       log(
@@ -499,6 +526,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     if (!keys) throw new Error('unreachable: keys are resolved unless --dry-run');
 
     await overlaysBuilt;
+    await flushed;
     const epoch = sourceDateEpoch();
     await applyPlan(plan, base.images, { epoch, onProgress: o.onProgress });
 
