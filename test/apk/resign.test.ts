@@ -4,7 +4,7 @@
  * block all as apksig does them), accepted by `apksigner verify` and `zipalign -c -p`, with the
  * new signer only; inputs needing v1 refused; broken inputs only typed errors.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -14,28 +14,15 @@ import { OmieError } from '../../scripts/errors.ts';
 import { resignApkFile, stripApkSignatures } from '../../scripts/formats/apk/signing/resign.ts';
 import { loadApkSigningKey } from '../../scripts/formats/apk/signing/sign.ts';
 import { bufferSource, ZipArchive } from '../../scripts/formats/apk/zip.ts';
-import { FRAMEWORK_RES, runTool } from '../../scripts/host/tools.ts';
+import { runTool } from '../../scripts/host/tools.ts';
 import { mutate, prng, workDir } from '../helpers.ts';
+import { aaptApk } from './aapt-apk.ts';
 import { apksignerVerify } from './oracles.ts';
+import { ensureRealApks } from './real-apks.ts';
 
 const dir = workDir('apk-resign');
 let oldKey: SigningKey;
 let newKey: SigningKey;
-
-function writeSources(name: string, minSdk: number): void {
-  const src = join(dir, `src-${name}`);
-  mkdirSync(join(src, 'res/values'), { recursive: true });
-  writeFileSync(
-    join(src, 'AndroidManifest.xml'),
-    `<?xml version="1.0" encoding="utf-8"?>
-<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="org.omie.resign.${name}" android:versionCode="3" android:versionName="3.0">
-  <uses-sdk android:minSdkVersion="${minSdk}" android:targetSdkVersion="34" />
-  <application android:hasCode="false" />
-</manifest>
-`,
-  );
-  writeFileSync(join(src, 'res/values/v.xml'), '<resources><string name="s">resign</string></resources>\n');
-}
 
 /** A zip as no signer would lay it out: old signature files first, directories, data descriptors. */
 async function awkwardZip(aaptApk: string): Promise<Buffer> {
@@ -64,46 +51,12 @@ async function awkwardZip(aaptApk: string): Promise<Buffer> {
 }
 
 async function aapt(name: string, minSdk: number): Promise<string> {
-  writeSources(name, minSdk);
-  const src = join(dir, `src-${name}`);
-  const out = join(dir, `${name}.aapt.apk`);
-  await runTool('aapt', [
-    'package',
-    '-f',
-    '-M',
-    join(src, 'AndroidManifest.xml'),
-    '-S',
-    join(src, 'res'),
-    '-I',
-    FRAMEWORK_RES,
-    '-F',
-    out,
-  ]);
-  return out;
+  return (await aaptApk(dir, name, { package: `org.omie.resign.${name}`, minSdk, targetSdk: 34 })).unsigned;
 }
 
 /** `apksigner sign` of an already signed APK, v2 only (what resignApkFile does). */
-async function apksignerResign(input: string, out: string, key: SigningKey, minSdk: number): Promise<void> {
-  await runTool('apksigner', [
-    'sign',
-    '--key',
-    key.keyPk8,
-    '--cert',
-    key.certPem,
-    '--v1-signing-enabled',
-    'false',
-    '--v2-signing-enabled',
-    'true',
-    '--v3-signing-enabled',
-    'false',
-    '--v4-signing-enabled',
-    'false',
-    '--min-sdk-version',
-    String(minSdk),
-    '--out',
-    out,
-    input,
-  ]);
+function apksignerResign(input: string, out: string, key: SigningKey, minSdk: number): Promise<void> {
+  return signApk(input, out, { key, v1: false, v2: true, v3: false, minSdk });
 }
 
 describe('in-process APK re-signing', () => {
@@ -185,6 +138,21 @@ describe('in-process APK re-signing', () => {
     expect(e.code).toBe('APK_RESIGN_NEEDS_V1');
     expect(() => readFileSync(out)).toThrow();
   });
+
+  it('real APKs (built by AGP and signed by apksigner, from the npm registry): the same bytes as apksigner re-signing them', async () => {
+    const apks = await ensureRealApks();
+    expect(apks.length).toBeGreaterThanOrEqual(3);
+    for (const [i, input] of apks.entries()) {
+      const ours = join(dir, `real-${i}.ours.apk`);
+      const ref = join(dir, `real-${i}.ref.apk`);
+      await resignApkFile(input, ours, await loadApkSigningKey(newKey));
+      await apksignerResign(input, ref, newKey, 26);
+      expect(readFileSync(ours).equals(readFileSync(ref)), input).toBe(true);
+      const v = await apksignerVerify(ours);
+      expect(v.verifies, input).toBe(true);
+      expect(v.signers.map((x) => x.dn)).toEqual([expect.stringMatching(/Partner Key/)]);
+    }
+  }, 300_000);
 
   it('only typed errors for mutated signed APKs', async () => {
     const good = readFileSync(unalignedSigned);

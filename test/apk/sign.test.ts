@@ -4,7 +4,7 @@
  * apksigner and by our verifier; any flipped byte in a signed region rejected by both.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, type SigningKey, signApk } from '../../scripts/apkgen/index.ts';
@@ -21,9 +21,10 @@ import {
 } from '../../scripts/formats/apk/signing/sign.ts';
 import { parseSigners } from '../../scripts/formats/apk/signing/v2.ts';
 import { bufferSource, ZipArchive } from '../../scripts/formats/apk/zip.ts';
-import { FRAMEWORK_RES, runTool } from '../../scripts/host/tools.ts';
+import { FRAMEWORK_RES } from '../../scripts/host/tools.ts';
 import type { ProductYaml, ResolvedOverlay } from '../../scripts/model/index.ts';
-import { prng, workDir } from '../helpers.ts';
+import { workDir } from '../helpers.ts';
+import { aaptApk } from './aapt-apk.ts';
 import { apksignerVerify } from './oracles.ts';
 
 const dir = workDir('apk-sign');
@@ -32,38 +33,6 @@ const signing: Record<string, ApkSigningKey> = {};
 /** Unsigned, zipaligned inputs: a small overlay-like APK and one with a 2.5 MiB stored asset (3 digest chunks). */
 const inputs: Record<'small' | 'big', string> = { small: '', big: '' };
 let unaligned = '';
-
-async function aaptApk(name: string, withAsset: boolean): Promise<{ unsigned: string; aligned: string }> {
-  const src = join(dir, `src-${name}`);
-  mkdirSync(join(src, 'res/values'), { recursive: true });
-  writeFileSync(
-    join(src, 'AndroidManifest.xml'),
-    `<?xml version="1.0" encoding="utf-8"?>
-<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="org.omie.sign.${name}" android:versionCode="1" android:versionName="1.0">
-  <uses-sdk android:minSdkVersion="29" android:targetSdkVersion="29" />
-  <application android:hasCode="false" />
-</manifest>
-`,
-  );
-  writeFileSync(
-    join(src, 'res/values/values.xml'),
-    '<?xml version="1.0" encoding="utf-8"?>\n<resources><string name="hello">hello</string></resources>\n',
-  );
-  const args = ['package', '-f', '-M', join(src, 'AndroidManifest.xml'), '-S', join(src, 'res')];
-  if (withAsset) {
-    mkdirSync(join(src, 'assets'), { recursive: true });
-    const rnd = prng(7);
-    const big = Buffer.alloc(2.5 * 1024 * 1024);
-    for (let i = 0; i < big.length; i++) big[i] = (rnd() * 256) | 0;
-    writeFileSync(join(src, 'assets/blob.bin'), big);
-    args.push('-A', join(src, 'assets'), '-0', 'bin');
-  }
-  const unsigned = join(dir, `${name}-unsigned.apk`);
-  const aligned = join(dir, `${name}-aligned.apk`);
-  await runTool('aapt', [...args, '-I', FRAMEWORK_RES, '-F', unsigned]);
-  await runTool('zipalign', ['-f', '4', unsigned, aligned]);
-  return { unsigned, aligned };
-}
 
 /** apksigner's own output for the same input and key. */
 async function apksignerSigned(input: string, key: SigningKey, v3: boolean, out: string): Promise<Buffer> {
@@ -92,8 +61,8 @@ beforeAll(async () => {
   keys.rsa4096 = await generateSigningKey(join(dir, 'keys'), 'rsa4096', { bits: 4096 });
   keys.ec = await generateSigningKey(join(dir, 'keys'), 'ec', { algorithm: 'ec' });
   for (const [n, k] of Object.entries(keys)) signing[n] = await loadApkSigningKey(k);
-  const small = await aaptApk('small', false);
-  const big = await aaptApk('big', true);
+  const small = await aaptApk(dir, 'small', { package: 'org.omie.sign.small', minSdk: 29 });
+  const big = await aaptApk(dir, 'big', { package: 'org.omie.sign.big', minSdk: 29, bigAsset: true });
   inputs.small = small.aligned;
   inputs.big = big.aligned;
   unaligned = big.unsigned;

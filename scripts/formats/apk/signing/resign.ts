@@ -8,7 +8,8 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { FormatError, InputError } from '../../../errors.ts';
 import { parseManifest } from '../manifest.ts';
-import { bufferSource, type ZipArchive as Zip, ZipArchive } from '../zip.ts';
+import { bufferSource, type ZipArchive as Zip, ZipArchive, type ZipEntry } from '../zip.ts';
+import { findSigningBlock } from './block.ts';
 import { type ApkSigningKey, signApkBuffer } from './sign.ts';
 import { needsV1Digest } from './v1.ts';
 
@@ -75,9 +76,9 @@ function aligningExtra(extra: Buffer, extraStart: number, alignment: number): Bu
  * The APK with its signatures stripped, ready for signApkBuffer: the APK Signing Block goes,
  * and so does every entry apksig keeps out of a v1 manifest (MANIFEST.MF, the META-INF
  * signature files, directory entries), as `apksigner sign` drops them when it signs without v1.
- * Other entries keep their local records byte for byte (compressed data untouched); a stored
- * entry whose aligned data the removals would misalign gets a 0xd935 padding field, exactly as
- * apksig realigns it.
+ * Other entries keep their local records byte for byte (compressed data untouched), in file
+ * order, with whatever bytes lay between or after them; a stored entry whose aligned data the
+ * removals would misalign gets a 0xd935 padding field, exactly as apksig realigns it.
  */
 export async function stripApkSignatures(apk: Buffer, name = '<apk>'): Promise<Buffer> {
   const zip = await ZipArchive.open(bufferSource(apk, name));
@@ -86,14 +87,25 @@ export async function stripApkSignatures(apk: Buffer, name = '<apk>'): Promise<B
       code: 'APK_ZIP64',
       context: { file: name },
     });
-  const kept = [...zip.entries]
-    .filter((e) => needsV1Digest(e.name))
-    .sort((a, b) => a.localHeaderOffset - b.localHeaderOffset);
+  // apksig copies the local-file section, [0, signing block or central directory): records in
+  // file order, dropped ones skipped, any bytes between or after records (an old signing block's
+  // zero padding) verbatim, as "this signer is supposed to preserve as much of input as possible".
+  const sectionEnd = (await findSigningBlock(zip))?.offset ?? zip.layout.centralDirectoryOffset;
+  const byOffset = [...zip.entries].sort((a, b) => a.localHeaderOffset - b.localHeaderOffset);
   const parts: Buffer[] = [];
-  const central: Buffer[] = [];
+  const newCd = new Map<ZipEntry, Buffer>();
   let out = 0;
-  for (const e of kept) {
+  let inOff = 0;
+  const emit = (b: Buffer) => {
+    parts.push(b);
+    out += b.length;
+  };
+  for (const e of byOffset) {
     const at = e.localHeaderOffset;
+    if (at > inOff) {
+      emit(apk.subarray(inOff, at));
+      inOff = at;
+    }
     const dataStart = await zip.dataOffset(e); // checks the local header against the directory
     const lfh = apk.subarray(at, at + LFH_SIZE);
     if (lfh.readUInt32LE(0) !== LFH_SIG) bad(name, 'bad local file header signature', e.name, at);
@@ -104,37 +116,35 @@ export async function stripApkSignatures(apk: Buffer, name = '<apk>'): Promise<B
       // Data descriptor: CRC and sizes after the data, with or without its signature.
       end += end + 4 <= apk.length && apk.readUInt32LE(end) === DATA_DESCRIPTOR_SIG ? 16 : 12;
     }
-    if (end > zip.layout.centralDirectoryOffset)
-      bad(name, 'entry data runs into the central directory', e.name, dataStart);
+    if (end > sectionEnd)
+      bad(name, 'entry data runs into the signing block or central directory', e.name, dataStart);
+    inOff += end - at;
+    if (!needsV1Digest(e.name)) continue;
+    newCd.set(e, centralRecord(zip, apk, e.cdRecordOffset, out, name, e.name));
     const alignment = dataAlignment(e.method, e.name, extra);
-    let record: Buffer[];
     // apksig outputInputJarEntryLfhRecordPreservingDataAlignment: a record is copied as it is
     // unless it moves and its data, aligned before, would no longer be; misaligned data stays so.
     if (at === out || alignment <= 1 || at % alignment === out % alignment || dataStart % alignment !== 0)
-      record = [apk.subarray(at, end)];
+      emit(apk.subarray(at, end));
     else {
       const newExtra = aligningExtra(extra, out + LFH_SIZE + nameLen, alignment);
       if (newExtra.length > 0xffff)
         bad(name, 'extra field too long to realign', e.name, at + LFH_SIZE + nameLen);
       const header = Buffer.from(lfh);
       header.writeUInt16LE(newExtra.length, 28);
-      record = [
-        header,
-        apk.subarray(at + LFH_SIZE, at + LFH_SIZE + nameLen),
-        newExtra,
-        apk.subarray(dataStart, end),
-      ];
-    }
-    central.push(centralRecord(zip, apk, e.cdRecordOffset, out, name, e.name));
-    for (const b of record) {
-      parts.push(b);
-      out += b.length;
+      emit(header);
+      emit(apk.subarray(at + LFH_SIZE, at + LFH_SIZE + nameLen));
+      emit(newExtra);
+      emit(apk.subarray(dataStart, end));
     }
   }
+  if (inOff < sectionEnd) emit(apk.subarray(inOff, sectionEnd));
+  // The central directory keeps the input's order.
+  const central = zip.entries.filter((e) => newCd.has(e)).map((e) => newCd.get(e)!);
   const cd = Buffer.concat(central);
   const eocd = Buffer.from(apk.subarray(zip.layout.eocdOffset, zip.layout.eocdOffset + zip.layout.eocdSize));
-  eocd.writeUInt16LE(kept.length, 8);
-  eocd.writeUInt16LE(kept.length, 10);
+  eocd.writeUInt16LE(central.length, 8);
+  eocd.writeUInt16LE(central.length, 10);
   eocd.writeUInt32LE(cd.length, 12);
   eocd.writeUInt32LE(out, 16);
   return Buffer.concat([...parts, cd, eocd]);
