@@ -27,7 +27,7 @@ import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
 import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '../formats/super/index.ts';
 import type { UniformBlocks } from '../formats/uniform-blocks.ts';
 import { type FsReader, openFilesystem } from '../fs/index.ts';
-import { hostTools, toolVersion } from '../host/tools.ts';
+import { hostTools, preloadToolRunner, toolVersion } from '../host/tools.ts';
 import { certSha256, resolveKeyRef } from '../keys/store.ts';
 import { type DeviceProfile, loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
@@ -392,6 +392,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         });
       }
     }
+    // The process runner (first used by the overlays) loads while the base is unpacked: the main
+    // thread mostly waits on I/O then, whereas loading it up front delays the first stage.
+    preloadToolRunner();
     const base: OpenedBase = await openBase(basePath, work, { kind: p.base?.kind, onProgress: o.onProgress });
     // debugfs, e2fsck and resize2fs fsync the image they open: the first edit would wait for the
     // unpacked GiB to reach the disk (~0.5 s here). Flushed now, in the background, it gets there

@@ -1,6 +1,6 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { type Options as ExecaOptions, execa } from 'execa';
+import type { Options as ExecaOptions } from 'execa';
 import { EnvironmentError } from '../errors.ts';
 import table from './tools.json' with { type: 'json' };
 
@@ -77,6 +77,19 @@ export interface RunResult {
   exitCode: number;
 }
 
+// execa and its dependencies take ~85 ms to load: on first use, or ahead of it with
+// preloadToolRunner while a command waits on I/O anyway.
+let execaModule: Promise<typeof import('execa')> | undefined;
+const loadExeca = () => {
+  execaModule ??= import('execa');
+  return execaModule;
+};
+
+/** Starts loading the process runner now, so that the first runTool does not wait for it. */
+export function preloadToolRunner(): void {
+  loadExeca().catch(() => {}); // a failure surfaces at the first runTool
+}
+
 /**
  * Runs a host tool. Non-zero exit becomes an EnvironmentError carrying the command line and
  * the tool's stderr, unless `reject: false`.
@@ -87,6 +100,7 @@ export async function runTool(
   opts: ExecaOptions & { reject?: boolean } = {},
 ): Promise<RunResult> {
   const bin = requireTool(name);
+  const { execa } = await loadExeca();
   const t0 = performance.now();
   const r = await execa(bin, args, { reject: false, stripFinalNewline: true, ...opts, encoding: 'utf8' });
   if (process.env.OMIE_TRACE_TOOLS)
@@ -117,6 +131,7 @@ function lastLines(s: string, n = 6): string {
 /** First line that looks like a version for a tool, or null when the tool has no version flag. */
 export async function toolVersion(t: HostTool): Promise<string | null> {
   if (!t.versionArgs) return null;
+  const { execa } = await loadExeca();
   const r = await execa(t.name, t.versionArgs, { reject: false, timeout: 20_000, all: true });
   const out = String(r.all ?? '');
   const line = out.split('\n').find((l) => /\d+\.\d+/.test(l)) ?? out.split('\n')[0] ?? '';
