@@ -14,13 +14,11 @@ import {
 } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
-import { type SigningKey, signApk } from '../apkgen/index.ts';
+import type { SigningKey } from '../apkgen/index.ts';
 import { imageView } from '../conformance/image-view.ts';
 import { runCheckWithFiles } from '../conformance/run.ts';
 import { EnvironmentError, ExitCode, InputError, OmieError } from '../errors.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
-import { resignApkFile } from '../formats/apk/signing/resign.ts';
-import { loadApkSigningKey } from '../formats/apk/signing/sign.ts';
 import { encodeAvbPublicKey, isPublicTestKey, publicTestKeyName } from '../formats/avb/keys.ts';
 import { addHashFooter, addHashtreeFooter, makeVbmetaImage } from '../formats/avb/sign.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
@@ -55,6 +53,7 @@ import {
   sha256File,
   sourceDateEpoch,
 } from './record.ts';
+import { resignApk } from './resign.ts';
 
 export interface BuildOptions {
   /** Product YAML. */
@@ -191,21 +190,6 @@ async function sampleBaseSigners(base: string): Promise<{ google: string[]; test
     signers?: { testkey?: string };
   };
   return { google: m.googleSigners ?? [], testKeys: m.signers?.testkey ? [m.signers.testkey] : [] };
-}
-
-/**
- * Re-signs a test-key APK with the partner key: in process (v2, as `apksigner sign` does for
- * minSdk >= 24: no JVM per APK, and a test-key-signed base may have a hundred), else with
- * apksigner, v1 + v2 as AOSP release signing of base APKs.
- */
-async function resignApk(original: string, resigned: string, key: SigningKey): Promise<void> {
-  try {
-    await resignApkFile(original, resigned, await loadApkSigningKey(key));
-  } catch (e) {
-    if (!(e instanceof InputError && (e.code === 'APK_RESIGN_NEEDS_V1' || e.code === 'APK_NOT_ALIGNED')))
-      throw e;
-    await signApk(original, resigned, { key, v1: true, v2: true, v3: false });
-  }
 }
 
 /**

@@ -126,6 +126,18 @@ describe('in-process APK re-signing', () => {
     expect(() => readFileSync(out)).toThrow();
   });
 
+  it('refuses (typed) an APK larger than it holds in memory, and writes nothing', async () => {
+    const out = join(dir, 'big.ours.apk');
+    const size = readFileSync(inputs.plain).length;
+    const key = await loadApkSigningKey(newKey);
+    const e = await resignApkFile(inputs.plain, out, key, { maxBytes: size - 1 }).catch((x) => x);
+    expect(e).toBeInstanceOf(OmieError);
+    expect(e.code).toBe('APK_RESIGN_TOO_LARGE');
+    expect(() => readFileSync(out)).toThrow();
+    await resignApkFile(inputs.plain, out, key, { maxBytes: size });
+    expect((await apksignerVerify(out)).verifies).toBe(true);
+  });
+
   it('refuses an APK whose minSdk needs v1 (typed), and writes nothing', async () => {
     const old = join(dir, 'sdk21.old.apk');
     const plain = await aapt('sdk21', 21);

@@ -5,13 +5,16 @@
  * the result is signed with v2 (and v3) by sign.ts. No JVM: a LineageOS-style base signed with
  * the public test keys has a hundred such APKs.
  */
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { FormatError, InputError } from '../../../errors.ts';
 import { parseManifest } from '../manifest.ts';
 import { bufferSource, type ZipArchive as Zip, ZipArchive, type ZipEntry } from '../zip.ts';
 import { findSigningBlock } from './block.ts';
 import { type ApkSigningKey, signApkBuffer } from './sign.ts';
 import { needsV1Digest } from './v1.ts';
+
+/** Largest APK re-signed in process by default (larger ones: apksigner, which streams). */
+export const MAX_IN_MEMORY_APK = 64 * 1024 * 1024;
 
 /** Lowest minSdkVersion for which the platform needs no v1 (JAR) signature. */
 export const MIN_SDK_WITHOUT_V1 = 24;
@@ -172,15 +175,25 @@ function centralRecord(
  * Re-signs the APK at `inPath` with `key` into `outPath` (v2, and v3 when asked), in process.
  * Refuses (typed) what apksigner would sign but this signer cannot, so that the caller can
  * use apksigner then: an APK whose minSdkVersion is below 24 (APK_RESIGN_NEEDS_V1: those
- * platforms need a v1 signature), or stored entries that stay misaligned once the old
- * signatures are gone (APK_NOT_ALIGNED: apksigner leaves them so; this signer refuses them).
+ * platforms need a v1 signature), stored entries that stay misaligned once the old signatures
+ * are gone (APK_NOT_ALIGNED: apksigner leaves them so; this signer refuses them), or an APK
+ * larger than `maxBytes` (APK_RESIGN_TOO_LARGE; default MAX_IN_MEMORY_APK).
  */
 export async function resignApkFile(
   inPath: string,
   outPath: string,
   key: ApkSigningKey,
-  opts: { v3?: boolean } = {},
+  opts: { v3?: boolean; maxBytes?: number } = {},
 ): Promise<void> {
+  // The APK is held in memory about three times over (input, stripped, signed).
+  const maxBytes = opts.maxBytes ?? MAX_IN_MEMORY_APK;
+  const size = (await stat(inPath)).size;
+  if (size > maxBytes)
+    throw new InputError(`${inPath}: ${size} bytes is more than the in-process signer holds in memory`, {
+      code: 'APK_RESIGN_TOO_LARGE',
+      context: { file: inPath, size, max: maxBytes },
+      hint: 'sign it with apksigner, which streams it',
+    });
   const apk = await readFile(inPath);
   const zip = await ZipArchive.open(bufferSource(apk, inPath));
   const m = zip.entry('AndroidManifest.xml');
