@@ -4,7 +4,10 @@ import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import yazl from 'yazl';
 import { extractPayload } from '../../scripts/formats/payload/extract.ts';
-import { ManifestMessage } from '../../scripts/formats/payload/proto.ts';
+import { payloadProtos } from '../../scripts/formats/payload/proto.ts';
+
+const { ManifestMessage } = payloadProtos();
+
 import { listPayload, locatePayload, readPayload } from '../../scripts/formats/payload/reader.ts';
 import { writePayload, writeRawPayload } from '../../scripts/formats/payload/writer.ts';
 import { prng, workDir } from '../helpers.ts';

@@ -7,7 +7,10 @@ import yazl from 'yazl';
 import { FormatError, InputError, OmieError, VerificationError } from '../../scripts/errors.ts';
 import { applyPartition } from '../../scripts/formats/payload/apply.ts';
 import { extractPayload } from '../../scripts/formats/payload/extract.ts';
-import { ManifestMessage } from '../../scripts/formats/payload/proto.ts';
+import { payloadProtos } from '../../scripts/formats/payload/proto.ts';
+
+const { ManifestMessage } = payloadProtos();
+
 import {
   DeltaPayloadError,
   listPayload,

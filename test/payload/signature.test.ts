@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError, VerificationError } from '../../scripts/errors.ts';
-import { OtaMetadataMessage, SignaturesMessage } from '../../scripts/formats/payload/proto.ts';
+import { payloadProtos } from '../../scripts/formats/payload/proto.ts';
+
+const { OtaMetadataMessage, SignaturesMessage } = payloadProtos();
+
 import { PAYLOAD_HEADER_SIZE, parseOtaMetadata, readPayload } from '../../scripts/formats/payload/reader.ts';
 import { assertPayloadSigned, checkPayloadSignatures } from '../../scripts/formats/payload/signature.ts';
 import { writeOtaZip, writePayload } from '../../scripts/formats/payload/writer.ts';

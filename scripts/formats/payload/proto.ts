@@ -1,21 +1,41 @@
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import protobuf from 'protobufjs';
+import type { Enum, Type } from 'protobufjs';
 
 /**
  * The protobuf schemas of payload.bin (update_metadata.proto) and of an OTA zip's metadata.pb
- * (ota_metadata.proto), loaded once with protobufjs. Only reader.ts and writer.ts use it; everyone else sees the plain types of reader.ts.
+ * (ota_metadata.proto), loaded with protobufjs on first use: only OTA bases need them, and
+ * protobufjs is ~50 modules that every build and check would otherwise load at start-up. (A
+ * synchronous require keeps the readers' synchronous parsers as they are.) Only reader.ts and
+ * writer.ts use it; everyone else sees the plain types of reader.ts.
  */
-const root = protobuf.loadSync(fileURLToPath(new URL('./update_metadata.proto', import.meta.url)));
+export interface PayloadProtos {
+  ManifestMessage: Type;
+  SignaturesMessage: Type;
+  /** META-INF/com/android/metadata.pb of an OTA zip (ota_metadata.proto next to this file). */
+  OtaMetadataMessage: Type;
+  OperationTypeEnum: Enum;
+  /** InstallOperation.Type names by value, exactly as in AOSP. */
+  OPERATION_TYPE_NAMES: Readonly<Record<number, string>>;
+}
 
-export const ManifestMessage = root.lookupType('chromeos_update_engine.DeltaArchiveManifest');
-export const SignaturesMessage = root.lookupType('chromeos_update_engine.Signatures');
-/** META-INF/com/android/metadata.pb of an OTA zip (ota_metadata.proto next to this file). */
-export const OtaMetadataMessage = protobuf
-  .loadSync(fileURLToPath(new URL('./ota_metadata.proto', import.meta.url)))
-  .lookupType('build.tools.releasetools.OtaMetadata');
-export const OperationTypeEnum = root.lookupEnum('chromeos_update_engine.InstallOperation.Type');
+let loaded: PayloadProtos | undefined;
 
-/** InstallOperation.Type names by value, exactly as in AOSP. */
-export const OPERATION_TYPE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
-  Object.entries(OperationTypeEnum.values).map(([name, value]) => [value, name]),
-);
+export function payloadProtos(): PayloadProtos {
+  if (loaded) return loaded;
+  const protobuf = createRequire(import.meta.url)('protobufjs') as typeof import('protobufjs');
+  const root = protobuf.loadSync(fileURLToPath(new URL('./update_metadata.proto', import.meta.url)));
+  const OperationTypeEnum = root.lookupEnum('chromeos_update_engine.InstallOperation.Type');
+  loaded = {
+    ManifestMessage: root.lookupType('chromeos_update_engine.DeltaArchiveManifest'),
+    SignaturesMessage: root.lookupType('chromeos_update_engine.Signatures'),
+    OtaMetadataMessage: protobuf
+      .loadSync(fileURLToPath(new URL('./ota_metadata.proto', import.meta.url)))
+      .lookupType('build.tools.releasetools.OtaMetadata'),
+    OperationTypeEnum,
+    OPERATION_TYPE_NAMES: Object.fromEntries(
+      Object.entries(OperationTypeEnum.values).map(([name, value]) => [value, name]),
+    ),
+  };
+  return loaded;
+}

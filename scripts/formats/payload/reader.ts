@@ -1,8 +1,9 @@
 import { type FileHandle, open } from 'node:fs/promises';
+import type { Type } from 'protobufjs';
 import yauzl from 'yauzl';
 import { FormatError, InputError } from '../../errors.ts';
 import { checkBound } from '../binary.ts';
-import { ManifestMessage, OPERATION_TYPE_NAMES, OtaMetadataMessage, SignaturesMessage } from './proto.ts';
+import { payloadProtos } from './proto.ts';
 
 /**
  * Reader for A/B OTA payloads (`payload.bin`, major version 2), alone or inside an OTA zip.
@@ -417,6 +418,7 @@ async function readProperties(
 
 /** Decodes META-INF/com/android/metadata.pb (OtaMetadata) into plain values. */
 export function parseOtaMetadata(buf: Buffer, file?: string): OtaMetadata {
+  const { OtaMetadataMessage } = payloadProtos();
   let o: Obj;
   try {
     o = OtaMetadataMessage.toObject(OtaMetadataMessage.decode(buf), {
@@ -593,14 +595,14 @@ export async function parsePayloadMetadata(
   const blobsStart = PAYLOAD_HEADER_SIZE + mSize + metadataSignatureSize;
   const blobsSize = loc.size - blobsStart;
   const manifest = normalizeManifest(
-    decode(ManifestMessage, manifestBuf, loc, 'manifest', loc.offset + PAYLOAD_HEADER_SIZE),
+    decode(payloadProtos().ManifestMessage, manifestBuf, loc, 'manifest', loc.offset + PAYLOAD_HEADER_SIZE),
     loc,
     blobsSize,
   );
   const metadataSignatures = metaSigBuf
     ? signaturesOf(
         decode(
-          SignaturesMessage,
+          payloadProtos().SignaturesMessage,
           metaSigBuf,
           loc,
           'metadata signature',
@@ -627,7 +629,13 @@ export async function parsePayloadMetadata(
       });
     const buf = await readAt(manifest.signaturesSize, blobsStart + off, 'payload signatures');
     payloadSignatures = signaturesOf(
-      decode(SignaturesMessage, buf, loc, 'payload signatures', loc.offset + blobsStart + off),
+      decode(
+        payloadProtos().SignaturesMessage,
+        buf,
+        loc,
+        'payload signatures',
+        loc.offset + blobsStart + off,
+      ),
     );
   }
   return {
@@ -645,13 +653,7 @@ export async function parsePayloadMetadata(
 
 type Obj = Record<string, unknown>;
 
-function decode(
-  type: typeof ManifestMessage,
-  buf: Buffer,
-  loc: PayloadLocation,
-  what: string,
-  offset: number,
-): Obj {
+function decode(type: Type, buf: Buffer, loc: PayloadLocation, what: string, offset: number): Obj {
   try {
     const msg = type.decode(buf);
     return type.toObject(msg, { longs: String, enums: String, defaults: false, arrays: true }) as Obj;
@@ -706,7 +708,9 @@ function normalizeManifest(m: Obj, loc: PayloadLocation, blobsSize: number): Pay
     const operations = ((p.operations as Obj[]) ?? []).map((o, index): PayloadOperation => {
       const f = `${where}.operations[${index}]`;
       const type =
-        typeof o.type === 'number' ? (OPERATION_TYPE_NAMES[o.type] ?? `UNKNOWN_${o.type}`) : String(o.type);
+        typeof o.type === 'number'
+          ? (payloadProtos().OPERATION_TYPE_NAMES[o.type] ?? `UNKNOWN_${o.type}`)
+          : String(o.type);
       const dataOffset = num(o.dataOffset, `${f}.data_offset`) ?? 0;
       const dataLength = num(o.dataLength, `${f}.data_length`) ?? 0;
       if (dataOffset + dataLength > blobsSize)

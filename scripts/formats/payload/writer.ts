@@ -8,7 +8,7 @@ import { InputError } from '../../errors.ts';
 import { requireTool } from '../../host/tools.ts';
 import { readAvbImage } from '../avb/image.ts';
 import { writeAll } from '../io.ts';
-import { ManifestMessage, OtaMetadataMessage, SignaturesMessage } from './proto.ts';
+import { payloadProtos } from './proto.ts';
 import { PAYLOAD_HEADER_SIZE, PAYLOAD_MAGIC, PAYLOAD_MAJOR_VERSION } from './reader.ts';
 
 /**
@@ -215,11 +215,13 @@ export async function writePayload(out: string, opts: WritePayloadOptions): Prom
 
 export function encodeSignatures(blobs: Buffer[]): Buffer {
   return Buffer.from(
-    SignaturesMessage.encode(
-      SignaturesMessage.fromObject({
-        signatures: blobs.map((data) => ({ data, unpaddedSignatureSize: data.length })),
-      }),
-    ).finish(),
+    payloadProtos()
+      .SignaturesMessage.encode(
+        payloadProtos().SignaturesMessage.fromObject({
+          signatures: blobs.map((data) => ({ data, unpaddedSignatureSize: data.length })),
+        }),
+      )
+      .finish(),
   );
 }
 
@@ -233,6 +235,7 @@ export async function writeRawPayload(
   blobsPath: string | undefined,
   opts: { metadataSignature?: Buffer; trailer?: Buffer; majorVersion?: number } = {},
 ): Promise<{ size: number; manifestSize: number }> {
+  const { ManifestMessage } = payloadProtos();
   const m = Buffer.from(ManifestMessage.encode(ManifestMessage.fromObject(manifest)).finish());
   const header = Buffer.alloc(PAYLOAD_HEADER_SIZE);
   header.write(PAYLOAD_MAGIC, 0, 'latin1');
@@ -358,7 +361,11 @@ export async function writeOtaZip(
   const zip = new yazl.ZipFile();
   if (opts.metadataPb)
     zip.addBuffer(
-      Buffer.from(OtaMetadataMessage.encode(OtaMetadataMessage.fromObject(opts.metadataPb)).finish()),
+      Buffer.from(
+        payloadProtos()
+          .OtaMetadataMessage.encode(payloadProtos().OtaMetadataMessage.fromObject(opts.metadataPb))
+          .finish(),
+      ),
       'META-INF/com/android/metadata.pb',
       { compress: false },
     );
