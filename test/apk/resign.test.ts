@@ -4,7 +4,7 @@
  * block all as apksig does them), accepted by `apksigner verify` and `zipalign -c -p`, with the
  * new signer only; inputs needing v1 refused; broken inputs only typed errors.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -128,6 +128,7 @@ describe('in-process APK re-signing', () => {
 
   it('refuses (typed) an APK larger than it holds in memory, and writes nothing', async () => {
     const out = join(dir, 'big.ours.apk');
+    rmSync(out, { force: true }); // written below, by an earlier run too
     const size = readFileSync(inputs.plain).length;
     const key = await loadApkSigningKey(newKey);
     const e = await resignApkFile(inputs.plain, out, key, { maxBytes: size - 1 }).catch((x) => x);
