@@ -8,7 +8,7 @@
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { FormatError, InputError } from '../../../errors.ts';
 import { parseManifest } from '../manifest.ts';
-import { bufferSource, type ZipArchive as Zip, ZipArchive, type ZipEntry } from '../zip.ts';
+import { bufferSource, ZipArchive, type ZipEntry } from '../zip.ts';
 import { findSigningBlock } from './block.ts';
 import { type ApkSigningKey, signApkBuffer } from './sign.ts';
 import { needsV1Digest } from './v1.ts';
@@ -155,7 +155,7 @@ export async function stripApkSignatures(apk: Buffer, name = '<apk>'): Promise<B
 
 /** A copy of the central directory record at `at`, pointing at the local record now at `localOffset`. */
 function centralRecord(
-  zip: Zip,
+  zip: ZipArchive,
   apk: Buffer,
   at: number,
   localOffset: number,
