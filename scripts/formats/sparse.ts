@@ -4,6 +4,7 @@ import { FormatError, InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
 import { crc32AppendZeros, crc32Update } from './crc32.ts';
 import { SequentialWriter, writeAll } from './io.ts';
+import { uniformWord } from './uniform-word.mjs';
 
 /**
  * Android sparse images, as defined by AOSP system/core/libsparse/sparse_format.h and read /
@@ -592,15 +593,6 @@ function checkBlockSize(blockSize: number): void {
     });
 }
 
-/** Fill value of a whole block of 32-bit words all equal, or -1 when it is data. */
-function classify(buf: Buffer, u32: Uint32Array, off: number, bs: number): number {
-  const w = off >>> 2;
-  const v = u32[w];
-  if (u32[w + 1] !== v || u32[w + (bs >>> 2) - 1] !== v) return -1;
-  // Periodic with period 4 <=> the block equals itself shifted by one word (one memcmp).
-  return buf.compare(buf, off + 4, off + bs, off, off + bs - 4) === 0 ? v : -1;
-}
-
 export interface RawToSparseOptions {
   /** Default 4096, as img2simg. */
   blockSize?: number;
@@ -729,19 +721,12 @@ export class SparseStreamWriter {
       throw new InputError(`sparse writer: ${buf.length} bytes is not a whole number of ${bs}-byte blocks`, {
         code: 'SPARSE_UNALIGNED',
       });
-    if (buf.byteOffset % 4 !== 0) {
-      // Classification reads 32-bit words: work on an aligned copy.
-      const aligned = Buffer.allocUnsafeSlow(buf.length);
-      buf.copy(aligned);
-      buf = aligned;
-    }
-    const u32 = new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
     const nBlocks = buf.length / bs;
     const base = this.rawOffset;
     let dataStart = -1; // start in buf of the pending data slice of the open data run
     for (let b = 0; b < nBlocks; b++) {
       const off = b * bs;
-      const v = opts.allData ? -1 : classify(buf, u32, off, bs);
+      const v = opts.allData ? -1 : uniformWord(buf, off, bs);
       const kind = v === -1 ? 1 : v === 0 && opts.zeroAsDontCare?.(base + off) ? 3 : 2;
       if (!this.extend(kind, v, 1)) {
         if (dataStart >= 0) {
@@ -1071,13 +1056,12 @@ async function backedBlocksOf(
     const bs = 4096;
     const list: BackedBlock[] = [];
     const buf = Buffer.allocUnsafeSlow(IO_SIZE);
-    const u32 = new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
     for (let pos = 0; pos < size; ) {
       const n = await readFully(fh, buf.subarray(0, Math.min(IO_SIZE, size - pos)), pos);
       if (n === 0) break;
       for (let off = 0; off < n; off += bs) {
         const len = Math.min(bs, n - off);
-        const v = len < bs ? -1 : classify(buf, u32, off, bs);
+        const v = len < bs ? -1 : uniformWord(buf, off, bs);
         const blk = (pos + off) / bs;
         const last = list[list.length - 1];
         if (v === -1) {

@@ -3,6 +3,8 @@
  * that read the image anyway (the dm-verity hashing): a sparse writer turns exactly those blocks
  * into FILL chunks, so it can plan its chunks from this instead of reading the image again.
  */
+import { addUniformRun } from './uniform-word.mjs';
+
 export interface UniformBlocks {
   blockSize: number;
   /** Blocks classified, from block 0: the map says nothing about later ones. */
@@ -23,13 +25,7 @@ export function joinUniformBlocks(
   const runs: number[] = [];
   let blocks = 0;
   for (const p of parts) {
-    for (let i = 0; i < p.runs.length; i += 3) {
-      const [start, count, value] = [p.runs[i], p.runs[i + 1], p.runs[i + 2]];
-      const last = runs.length - 3;
-      if (last >= 0 && runs[last] + runs[last + 1] === start && runs[last + 2] === value)
-        runs[last + 1] += count;
-      else runs.push(start, count, value);
-    }
+    for (let i = 0; i < p.runs.length; i += 3) addUniformRun(runs, p.runs[i], p.runs[i + 1], p.runs[i + 2]);
     blocks += p.blocks;
   }
   return { blockSize, blocks, runs };

@@ -5,6 +5,7 @@ import { hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
+import { addUniformRun, uniformWord } from '../uniform-word.mjs';
 
 // Bytes per read. Each read scatters into one iovec per block, and the kernel caps a readv at
 // IOV_MAX (1024) iovecs, so small block sizes get proportionally smaller reads.
@@ -87,12 +88,8 @@ export async function hashBlocks(job) {
       }
       if (job.uniform) {
         for (let i = 0, b = cur; i < n && b < fullBlocks; i++, b++) {
-          const v = uniformValue(buf, i * stride + salt.length, blockSize);
-          if (v < 0) continue;
-          const last = uniform.length - 3;
-          if (last >= 0 && uniform[last] + uniform[last + 1] === b && uniform[last + 2] === v)
-            uniform[last + 1]++;
-          else uniform.push(b, 1, v);
+          const v = uniformWord(buf, i * stride + salt.length, blockSize);
+          if (v >= 0) addUniformRun(uniform, b, 1, v);
         }
       }
       job.onBytes?.(n * blockSize);
@@ -103,17 +100,6 @@ export async function hashBlocks(job) {
   } finally {
     await fh?.close();
   }
-}
-
-/**
- * The 32-bit little-endian word a block at `off` of `buf` repeats, or -1 when its words differ
- * (the sparse writer's classification). Cheap for data blocks: three words decide almost all.
- */
-function uniformValue(buf, off, blockSize) {
-  const v = buf.readUInt32LE(off);
-  if (buf.readUInt32LE(off + 4) !== v || buf.readUInt32LE(off + blockSize - 4) !== v) return -1;
-  // Periodic with period 4 <=> the block equals itself shifted by one word (one memcmp).
-  return buf.compare(buf, off + 4, off + blockSize, off, off + blockSize - 4) === 0 ? v : -1;
 }
 
 /** Reads `want` bytes at `pos` scattered over `views` (in order); returns the bytes read (< want at EOF). */
