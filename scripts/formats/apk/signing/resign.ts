@@ -10,7 +10,7 @@ import { FormatError, InputError } from '../../../errors.ts';
 import { parseManifest } from '../manifest.ts';
 import { bufferSource, ZipArchive, type ZipEntry } from '../zip.ts';
 import { findSigningBlock } from './block.ts';
-import { type ApkSigningKey, signApkBuffer } from './sign.ts';
+import { type ApkSigningKey, defaultDataAlignment, signApkBuffer } from './sign.ts';
 import { needsV1Digest } from './v1.ts';
 
 /** Largest APK re-signed in process by default (larger ones: apksigner, which streams). */
@@ -25,11 +25,23 @@ const LFH_SIZE = 30;
 /** apksig ApkSigner: extra field that pads a stored entry's data to its alignment. */
 const ALIGNMENT_EXTRA_ID = 0xd935;
 const ALIGNMENT_EXTRA_MIN_SIZE = 6;
-const STORED_ALIGNMENT = 4;
-const LIBRARY_ALIGNMENT = 4096;
 
 function bad(apk: string, reason: string, field: string, offset: number): never {
   throw new FormatError({ format: 'zip', reason, field, offset, file: apk });
+}
+
+/**
+ * The records of a zip extra field (ID, data size, their bytes), as apksig walks them: up to
+ * the first one whose size runs past the end, and never a tail shorter than a record header.
+ */
+function* extraRecords(extra: Buffer): Generator<{ id: number; size: number; at: number; bytes: Buffer }> {
+  for (let o = 0; o + 4 <= extra.length; ) {
+    const id = extra.readUInt16LE(o);
+    const size = extra.readUInt16LE(o + 2);
+    if (o + 4 + size > extra.length) return;
+    yield { id, size, at: o, bytes: extra.subarray(o, o + 4 + size) };
+    o += 4 + size;
+  }
 }
 
 /**
@@ -38,17 +50,12 @@ function bad(apk: string, reason: string, field: string, offset: number): never 
  */
 function dataAlignment(method: number, name: string, extra: Buffer): number {
   if (method !== 0) return 1;
-  for (let o = 0; o + 4 <= extra.length; ) {
-    const id = extra.readUInt16LE(o);
-    const size = extra.readUInt16LE(o + 2);
-    if (o + 4 + size > extra.length) break;
-    if (id === ALIGNMENT_EXTRA_ID) {
-      if (size < 2) break;
-      return extra.readUInt16LE(o + 4);
-    }
-    o += 4 + size;
+  for (const r of extraRecords(extra)) {
+    if (r.id !== ALIGNMENT_EXTRA_ID) continue;
+    if (r.size < 2) break;
+    return extra.readUInt16LE(r.at + 4);
   }
-  return name.endsWith('.so') ? LIBRARY_ALIGNMENT : STORED_ALIGNMENT;
+  return defaultDataAlignment(name);
 }
 
 /**
@@ -57,14 +64,9 @@ function dataAlignment(method: number, name: string, extra: Buffer): number {
  * so that data starting after it (the extra starting at `extraStart`) is aligned.
  */
 function aligningExtra(extra: Buffer, extraStart: number, alignment: number): Buffer {
-  const kept: Buffer[] = [];
-  for (let o = 0; o + 4 <= extra.length; ) {
-    const id = extra.readUInt16LE(o);
-    const size = extra.readUInt16LE(o + 2);
-    if (o + 4 + size > extra.length) break;
-    if (!(id === ALIGNMENT_EXTRA_ID || (id === 0 && size === 0))) kept.push(extra.subarray(o, o + 4 + size));
-    o += 4 + size;
-  }
+  const kept = [...extraRecords(extra)]
+    .filter((r) => !(r.id === ALIGNMENT_EXTRA_ID || (r.id === 0 && r.size === 0)))
+    .map((r) => r.bytes);
   const head = Buffer.concat(kept);
   const padding =
     (alignment - ((extraStart + head.length + ALIGNMENT_EXTRA_MIN_SIZE) % alignment)) % alignment;

@@ -50,6 +50,11 @@ const V3_MAX_SDK = 0x7fffffff;
 const STORED_ALIGNMENT = 4;
 const LIBRARY_ALIGNMENT = 4096;
 
+/** apksig's alignment for a stored entry's data when no 0xd935 extra field says otherwise. */
+export function defaultDataAlignment(name: string): number {
+  return name.endsWith('.so') ? LIBRARY_ALIGNMENT : STORED_ALIGNMENT;
+}
+
 /** Reads a key pair from a PEM private key file and a PEM/DER certificate file. */
 export async function loadApkSigningKey(paths: { keyPem: string; certPem: string }): Promise<ApkSigningKey> {
   return { privateKey: await readFile(paths.keyPem), certificate: await readFile(paths.certPem) };
@@ -257,7 +262,7 @@ async function layoutSigned(
   // so the input must already be aligned the way apksigner would leave it (zipalign -f 4 does).
   for (const e of zip.entries) {
     if (e.method !== 0) continue;
-    const align = e.name.endsWith('.so') ? LIBRARY_ALIGNMENT : STORED_ALIGNMENT;
+    const align = defaultDataAlignment(e.name);
     const at = await zip.dataOffset(e);
     if (at % align)
       fail(
