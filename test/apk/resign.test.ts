@@ -50,8 +50,26 @@ async function awkwardZip(aaptApk: string): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function aapt(name: string, minSdk: number): Promise<string> {
-  return (await aaptApk(dir, name, { package: `org.omie.resign.${name}`, minSdk, targetSdk: 34 })).unsigned;
+/** An aapt-built APK (zipaligned) signed v1 + v2 by the old key, as a test-key-signed base APK is. */
+async function signedByOldKey(name: string, minSdk: number): Promise<{ unsigned: string; signed: string }> {
+  const { unsigned, aligned } = await aaptApk(dir, name, {
+    package: `org.omie.resign.${name}`,
+    minSdk,
+    targetSdk: 34,
+  });
+  const signed = join(dir, `${name}.old.apk`);
+  await signApk(aligned, signed, { key: oldKey, v1: true, v2: true, v3: false });
+  return { unsigned, signed };
+}
+
+/** resignApkFile refuses `input` with `code`, and leaves nothing at the output path. */
+async function expectRefused(input: string, name: string, code: string, opts: { maxBytes?: number } = {}) {
+  const out = join(dir, `${name}.ours.apk`);
+  rmSync(out, { force: true });
+  const e = await resignApkFile(input, out, await loadApkSigningKey(newKey), opts).catch((x) => x);
+  expect(e).toBeInstanceOf(OmieError);
+  expect(e.code).toBe(code);
+  expect(() => readFileSync(out)).toThrow();
 }
 
 /** `apksigner sign` of an already signed APK, v2 only (what resignApkFile does). */
@@ -66,16 +84,12 @@ describe('in-process APK re-signing', () => {
   beforeAll(async () => {
     oldKey = await generateSigningKey(join(dir, 'keys'), 'old', { subject: '/CN=Old Test Key' });
     newKey = await generateSigningKey(join(dir, 'keys'), 'new', { subject: '/CN=Partner Key' });
-    const plain = await aapt('plain', 29);
-    // v1 + v2 by the old key, as a test-key-signed base APK carries them.
-    inputs.plain = join(dir, 'plain.old.apk');
-    const aligned = join(dir, 'plain.aligned.apk');
-    await runTool('zipalign', ['-f', '-p', '4', plain, aligned]);
-    await signApk(aligned, inputs.plain, { key: oldKey, v1: true, v2: true, v3: false });
+    const plain = await signedByOldKey('plain', 29);
+    inputs.plain = plain.signed;
     // Stale signature files and directories ahead of aligned stored entries: removing them moves
     // every later record, which must be realigned as apksig does it.
     const unsignedAwkward = join(dir, 'awkward.unsigned.apk');
-    writeFileSync(unsignedAwkward, await awkwardZip(plain));
+    writeFileSync(unsignedAwkward, await awkwardZip(plain.unsigned));
     inputs.awkward = join(dir, 'awkward.aligned.apk');
     await runTool('zipalign', ['-f', '-p', '4', unsignedAwkward, inputs.awkward]);
     // The same zip not aligned, signed: apksigner keeps misaligned data misaligned.
@@ -119,37 +133,19 @@ describe('in-process APK re-signing', () => {
   }
 
   it('refuses (typed) stored data apksigner would leave misaligned, and writes nothing', async () => {
-    const out = join(dir, 'unaligned.ours.apk');
-    const e = await resignApkFile(unalignedSigned, out, await loadApkSigningKey(newKey)).catch((x) => x);
-    expect(e).toBeInstanceOf(OmieError);
-    expect(e.code).toBe('APK_NOT_ALIGNED');
-    expect(() => readFileSync(out)).toThrow();
+    await expectRefused(unalignedSigned, 'unaligned', 'APK_NOT_ALIGNED');
   });
 
   it('refuses (typed) an APK larger than it holds in memory, and writes nothing', async () => {
-    const out = join(dir, 'big.ours.apk');
-    rmSync(out, { force: true }); // written below, by an earlier run too
     const size = readFileSync(inputs.plain).length;
-    const key = await loadApkSigningKey(newKey);
-    const e = await resignApkFile(inputs.plain, out, key, { maxBytes: size - 1 }).catch((x) => x);
-    expect(e).toBeInstanceOf(OmieError);
-    expect(e.code).toBe('APK_RESIGN_TOO_LARGE');
-    expect(() => readFileSync(out)).toThrow();
-    await resignApkFile(inputs.plain, out, key, { maxBytes: size });
+    await expectRefused(inputs.plain, 'big', 'APK_RESIGN_TOO_LARGE', { maxBytes: size - 1 });
+    const out = join(dir, 'big.ours.apk');
+    await resignApkFile(inputs.plain, out, await loadApkSigningKey(newKey), { maxBytes: size });
     expect((await apksignerVerify(out)).verifies).toBe(true);
   });
 
   it('refuses an APK whose minSdk needs v1 (typed), and writes nothing', async () => {
-    const old = join(dir, 'sdk21.old.apk');
-    const plain = await aapt('sdk21', 21);
-    const aligned = join(dir, 'sdk21.aligned.apk');
-    await runTool('zipalign', ['-f', '-p', '4', plain, aligned]);
-    await signApk(aligned, old, { key: oldKey, v1: true, v2: true, v3: false });
-    const out = join(dir, 'sdk21.ours.apk');
-    const e = await resignApkFile(old, out, await loadApkSigningKey(newKey)).catch((x) => x);
-    expect(e).toBeInstanceOf(OmieError);
-    expect(e.code).toBe('APK_RESIGN_NEEDS_V1');
-    expect(() => readFileSync(out)).toThrow();
+    await expectRefused((await signedByOldKey('sdk21', 21)).signed, 'sdk21', 'APK_RESIGN_NEEDS_V1');
   });
 
   it('real APKs (built by AGP and signed by apksigner, from the npm registry): the same bytes as apksigner re-signing them', async () => {
