@@ -627,9 +627,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     // Everything below only reads the finished partition images, so it runs together: super.img
     // and the fastboot zip (I/O on the thread pool), the SBOM (reads every APK back), the
     // conformance check (main thread), and each other output's digest (worker threads) as soon as
-    // that output is final; super.img's and the zip's are taken as they are written. Images are stored in the zip, not deflated: deflating a GiB of filesystem
-    // image costs about a minute, for a zip that `fastboot update` then reads faster (stored
-    // entries are read in place).
+    // that output is final; super.img's and the zip's are taken as they are written. Images are
+    // stored in the zip, not deflated: deflating a GiB of filesystem image costs about a minute,
+    // for a zip that `fastboot update` then reads faster (stored entries are read in place).
     const digests = new Map<string, Promise<FileDigest>>();
     const digestOutput = (name: string) => {
       const d = digestFile(join(staging, name), name);
@@ -643,8 +643,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       layout &&
         (async () => {
           stage('super', 0);
-          // A pass that classifies the images' blocks first makes every sparse header final when
-          // written, so the digest needs no read-back of a GiB at the end.
+          // A planning pass (most blocks' classes from the hashtree pass's maps) makes every sparse
+          // header final when written, so the digest needs no read-back of a GiB at the end.
           const built = await buildSuper(layout, join(staging, 'super.img'), {
             sparse: true,
             direct: true,
