@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Enum, Type } from 'protobufjs';
+import type { Type } from 'protobufjs';
 
 /**
  * The protobuf schemas of payload.bin (update_metadata.proto) and of an OTA zip's metadata.pb
@@ -14,7 +14,6 @@ export interface PayloadProtos {
   SignaturesMessage: Type;
   /** META-INF/com/android/metadata.pb of an OTA zip (ota_metadata.proto next to this file). */
   OtaMetadataMessage: Type;
-  OperationTypeEnum: Enum;
   /** InstallOperation.Type names by value, exactly as in AOSP. */
   OPERATION_TYPE_NAMES: Readonly<Record<number, string>>;
 }
@@ -32,7 +31,6 @@ export function payloadProtos(): PayloadProtos {
     OtaMetadataMessage: protobuf
       .loadSync(fileURLToPath(new URL('./ota_metadata.proto', import.meta.url)))
       .lookupType('build.tools.releasetools.OtaMetadata'),
-    OperationTypeEnum,
     OPERATION_TYPE_NAMES: Object.fromEntries(
       Object.entries(OperationTypeEnum.values).map(([name, value]) => [value, name]),
     ),

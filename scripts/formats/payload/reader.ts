@@ -594,15 +594,16 @@ export async function parsePayloadMetadata(
       : undefined;
   const blobsStart = PAYLOAD_HEADER_SIZE + mSize + metadataSignatureSize;
   const blobsSize = loc.size - blobsStart;
+  const { ManifestMessage, SignaturesMessage } = payloadProtos();
   const manifest = normalizeManifest(
-    decode(payloadProtos().ManifestMessage, manifestBuf, loc, 'manifest', loc.offset + PAYLOAD_HEADER_SIZE),
+    decode(ManifestMessage, manifestBuf, loc, 'manifest', loc.offset + PAYLOAD_HEADER_SIZE),
     loc,
     blobsSize,
   );
   const metadataSignatures = metaSigBuf
     ? signaturesOf(
         decode(
-          payloadProtos().SignaturesMessage,
+          SignaturesMessage,
           metaSigBuf,
           loc,
           'metadata signature',
@@ -629,13 +630,7 @@ export async function parsePayloadMetadata(
       });
     const buf = await readAt(manifest.signaturesSize, blobsStart + off, 'payload signatures');
     payloadSignatures = signaturesOf(
-      decode(
-        payloadProtos().SignaturesMessage,
-        buf,
-        loc,
-        'payload signatures',
-        loc.offset + blobsStart + off,
-      ),
+      decode(SignaturesMessage, buf, loc, 'payload signatures', loc.offset + blobsStart + off),
     );
   }
   return {
@@ -684,6 +679,7 @@ function normalizeManifest(m: Obj, loc: PayloadLocation, blobsSize: number): Pay
   };
   const hex = (v: unknown) =>
     v && (v as Uint8Array).length ? Buffer.from(v as Uint8Array).toString('hex') : undefined;
+  const { OPERATION_TYPE_NAMES } = payloadProtos();
   const blockSize = num(m.blockSize, 'block_size') ?? 4096;
   if (blockSize < 512 || blockSize > 1 << 20 || (blockSize & (blockSize - 1)) !== 0)
     throw fail(loc, 'block size must be a power of two in [512, 1 MiB]', {
@@ -708,9 +704,7 @@ function normalizeManifest(m: Obj, loc: PayloadLocation, blobsSize: number): Pay
     const operations = ((p.operations as Obj[]) ?? []).map((o, index): PayloadOperation => {
       const f = `${where}.operations[${index}]`;
       const type =
-        typeof o.type === 'number'
-          ? (payloadProtos().OPERATION_TYPE_NAMES[o.type] ?? `UNKNOWN_${o.type}`)
-          : String(o.type);
+        typeof o.type === 'number' ? (OPERATION_TYPE_NAMES[o.type] ?? `UNKNOWN_${o.type}`) : String(o.type);
       const dataOffset = num(o.dataOffset, `${f}.data_offset`) ?? 0;
       const dataLength = num(o.dataLength, `${f}.data_length`) ?? 0;
       if (dataOffset + dataLength > blobsSize)

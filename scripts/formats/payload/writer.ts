@@ -214,14 +214,13 @@ export async function writePayload(out: string, opts: WritePayloadOptions): Prom
 }
 
 export function encodeSignatures(blobs: Buffer[]): Buffer {
+  const { SignaturesMessage } = payloadProtos();
   return Buffer.from(
-    payloadProtos()
-      .SignaturesMessage.encode(
-        payloadProtos().SignaturesMessage.fromObject({
-          signatures: blobs.map((data) => ({ data, unpaddedSignatureSize: data.length })),
-        }),
-      )
-      .finish(),
+    SignaturesMessage.encode(
+      SignaturesMessage.fromObject({
+        signatures: blobs.map((data) => ({ data, unpaddedSignatureSize: data.length })),
+      }),
+    ).finish(),
   );
 }
 
@@ -359,13 +358,10 @@ export async function writeOtaZip(
   } = {},
 ): Promise<void> {
   const zip = new yazl.ZipFile();
+  const { OtaMetadataMessage } = payloadProtos();
   if (opts.metadataPb)
     zip.addBuffer(
-      Buffer.from(
-        payloadProtos()
-          .OtaMetadataMessage.encode(payloadProtos().OtaMetadataMessage.fromObject(opts.metadataPb))
-          .finish(),
-      ),
+      Buffer.from(OtaMetadataMessage.encode(OtaMetadataMessage.fromObject(opts.metadataPb)).finish()),
       'META-INF/com/android/metadata.pb',
       { compress: false },
     );
