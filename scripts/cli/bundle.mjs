@@ -57,7 +57,13 @@ export async function buildBundle(dir = DEFAULT_BUNDLE_DIR) {
     },
   };
   const r = await esbuild.build({
-    entryPoints: [join(ROOT, 'scripts/cli/main.ts')],
+    entryPoints: {
+      main: join(ROOT, 'scripts/cli/main.ts'),
+      // Worker threads cannot inherit the launcher's TypeScript loader: TypeScript workers are
+      // bundled as entries of their own, found by the bundled code through __OMIE_BUNDLE_DIR__.
+      'extract.worker': join(ROOT, 'scripts/formats/payload/extract.worker.ts'),
+    },
+    define: { __OMIE_BUNDLE_DIR__: JSON.stringify(dir) },
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -67,7 +73,7 @@ export async function buildBundle(dir = DEFAULT_BUNDLE_DIR) {
     // zx …) are not loaded by every command.
     splitting: true,
     outdir: tmp,
-    entryNames: 'main',
+    entryNames: '[name]',
     chunkNames: 'chunk-[hash]',
     outExtension: { '.js': '.mjs' },
     metafile: true,

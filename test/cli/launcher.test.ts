@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildBundle } from '../../scripts/cli/bundle.mjs';
+import { writePayload } from '../../scripts/formats/payload/writer.ts';
 import { omie, ROOT, workDir } from '../helpers.ts';
 
 const alive = (pid: number) =>
@@ -89,6 +90,27 @@ describe('omie launcher', () => {
     expect(areas.length).toBeGreaterThan(3);
     for (const a of areas)
       expect(benchHelp.stdout.replace(/\s+/g, ' ')).toMatch(new RegExp(`areas \\(.*\\b${a}\\b`));
+    // Worker threads get no TypeScript loader from the launcher: the bundle carries its own build
+    // of the payload extractor's worker, and the sources boot theirs through tsx. Same bytes.
+    const W = workDir('launcher-ota');
+    const image = join(W, 'system.img');
+    writeFileSync(image, Buffer.from(Array.from({ length: 64 * 4096 }, (_, i) => (i * 7919) >> 5)));
+    const payload = join(W, 'payload.bin');
+    await writePayload(payload, {
+      partitions: [{ name: 'system', imagePath: image, ops: 'mixed' }],
+      chunkSize: 16 * 4096,
+    });
+    for (const [runner, runEnv] of [
+      [main, env],
+      ['the sources (tsx)', { ...env, OMIE_NO_BUNDLE: '1' }],
+    ] as const) {
+      const out = join(W, runner === main ? 'bundled' : 'sources');
+      const x = await omie(['--json', 'extract-ota', payload, out], { env: runEnv });
+      expect(x.stderr).toContain(`omie: running ${runner}`);
+      expect(x.exitCode, x.stderr).toBe(0);
+      expect(readFileSync(join(out, 'system.img')).equals(readFileSync(image))).toBe(true);
+    }
+    expect(existsSync(join(dir, 'extract.worker.mjs'))).toBe(true);
     const schemas = await omie(['schemas'], { env });
     expect(schemas.exitCode).toBe(0);
     expect(schemas.stdout).toMatch(/ok +spec\/schemas\/product\.schema\.json/);

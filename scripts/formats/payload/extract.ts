@@ -101,20 +101,36 @@ export async function extractPartitions(
   return results;
 }
 
-// Workers load TypeScript through tsx's API (resolved by absolute URL, so any cwd works): the
-// `--import tsx` flag alone does not reach a worker's entry module on Node 20.
-const TSX_API = pathToFileURL(
-  join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist/esm/api/index.mjs'),
-).href;
-const WORKER = new URL('./extract.worker.ts', import.meta.url).href;
-const BOOT = `import(${JSON.stringify(TSX_API)}).then((m) => { m.register(); return import(${JSON.stringify(WORKER)}); })`;
+/** Set (by esbuild's define) only in the CLI bundle: the folder that holds its entries. */
+declare const __OMIE_BUNDLE_DIR__: string | undefined;
+
+/**
+ * The worker's entry. In the CLI bundle, the bundle's own plain-JavaScript build of
+ * extract.worker.ts. From the sources, the TypeScript module loaded through tsx's API (resolved by
+ * absolute URL, so any cwd works): the `--import tsx` flag alone does not reach a worker's entry
+ * module on Node 20, and a loader registered inside each worker is slow to start and not safe
+ * under load, hence the bundle's build wherever there is one.
+ */
+function workerEntry(): { entry: string | URL; eval: boolean } {
+  if (typeof __OMIE_BUNDLE_DIR__ === 'string')
+    return { entry: pathToFileURL(join(__OMIE_BUNDLE_DIR__, 'extract.worker.mjs')), eval: false };
+  const tsxApi = pathToFileURL(
+    join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist/esm/api/index.mjs'),
+  ).href;
+  const worker = new URL('./extract.worker.ts', import.meta.url).href;
+  return {
+    entry: `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(worker)}); })`,
+    eval: true,
+  };
+}
 
 function applyInWorker(
   job: PartitionJob,
   onBytes?: (done: number, total: number) => void,
 ): Promise<PartitionResult> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(BOOT, { eval: true, workerData: job });
+    const { entry, eval: isCode } = workerEntry();
+    const w = new Worker(entry, { eval: isCode, workerData: job });
     let settled = false;
     w.on(
       'message',
