@@ -1,4 +1,3 @@
-import { createHash, type Hash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError, InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
@@ -660,7 +659,6 @@ export class SparseStreamWriter {
     private readonly out: SequentialWriter | undefined,
     readonly blockSize: number,
     private readonly replay?: SparsePlan,
-    private readonly digest?: Hash,
   ) {
     this.maxRunBlocks = Math.floor(MAX_CHUNK_BYTES / blockSize);
   }
@@ -680,17 +678,9 @@ export class SparseStreamWriter {
     if (opts.replay && opts.replay.blockSize !== blockSize)
       throw new Error('sparse writer: the plan was made for another block size');
     const out = await SequentialWriter.create(path, opts);
-    const w = new SparseStreamWriter(
-      out,
-      blockSize,
-      opts.replay,
-      opts.sha256 ? createHash('sha256') : undefined,
-    );
-    if (opts.replay) {
-      const head = sparseFileHeader(blockSize, opts.replay.totalBlocks, opts.replay.runs.length);
-      w.digest?.update(head);
-      await out.write(head);
-    }
+    const w = new SparseStreamWriter(out, blockSize, opts.replay);
+    if (opts.replay)
+      await out.write(sparseFileHeader(blockSize, opts.replay.totalBlocks, opts.replay.runs.length));
     // Otherwise the file header is written last (its counts are known then); its room is left now.
     else await out.skip(SPARSE_HEADER_SIZE);
     return w;
@@ -770,6 +760,7 @@ export class SparseStreamWriter {
    * asked). Closes the file. A planning writer returns its plan instead (`plan`).
    */
   async finish(): Promise<SparseWriteResult & { plan?: SparsePlan; sha256?: string }> {
+    let sha256: string | undefined;
     try {
       await this.closeRun();
       await this.flush();
@@ -781,7 +772,7 @@ export class SparseStreamWriter {
         this.changed(`${this.chunks} chunks of ${this.blocks} blocks`);
       if (this.out && !this.replay)
         await this.out.patch(sparseFileHeader(this.blockSize, this.blocks, this.chunks), 0);
-      await this.out?.close();
+      sha256 = await this.out?.close();
     } catch (e) {
       await this.out?.abort();
       throw e;
@@ -793,7 +784,7 @@ export class SparseStreamWriter {
         ...result,
         plan: { blockSize: this.blockSize, totalBlocks: this.blocks, runs: this.recorded },
       };
-    return this.digest ? { ...result, sha256: this.digest.digest('hex') } : result;
+    return sha256 ? { ...result, sha256 } : result;
   }
 
   /** Closes the file without finishing it (on error). */
@@ -907,7 +898,6 @@ export class SparseStreamWriter {
     // An open data run's header is now on disk: closing the run must patch it in place.
     if (this.runKind === 1) this.runHeaderFlushed = true;
     if (!this.out) return;
-    if (this.digest) for (const b of list) this.digest.update(b);
     await this.out.writev(list);
   }
 }

@@ -10,7 +10,6 @@
  * (no second read of a GiB archive): every local header must then be final when written, so
  * entries whose CRC the caller does not give are checksummed in a pass of their own first.
  */
-import { createHash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { InputError } from '../errors.ts';
@@ -94,13 +93,10 @@ export async function writeStoredZip(
   opts: StoredZipOptions,
 ): Promise<{ size: number; sha256?: string }> {
   const { date, time } = dosDateTime(opts.mtime);
-  const out = await SequentialWriter.create(outPath, { direct: opts.direct });
+  // The writer hashes what it writes (off the main thread when direct): no patches then.
+  const out = await SequentialWriter.create(outPath, { direct: opts.direct, sha256: opts.sha256 });
   const done: Written[] = [];
-  const digest = opts.sha256 ? createHash('sha256') : undefined;
-  const write = async (b: Buffer) => {
-    digest?.update(b);
-    await out.write(b);
-  };
+  const write = (b: Buffer) => out.write(b);
   try {
     const bufs = [Buffer.allocUnsafeSlow(IO_SIZE), Buffer.allocUnsafeSlow(IO_SIZE)];
     for (const e of entries) {
@@ -118,7 +114,8 @@ export async function writeStoredZip(
         // In-memory data is checksummed once, here; a file's CRC while it is copied.
         const dataCrc = e.data && !src ? crc32(e.data) >>> 0 : undefined;
         let known = e.crc32 ?? dataCrc;
-        if (known === undefined && digest && e.path) known = await crc32OfFile(e.path, { buffer: bufs[0] });
+        if (known === undefined && opts.sha256 && e.path)
+          known = await crc32OfFile(e.path, { buffer: bufs[0] });
         // Local header: sizes are known up front; an unknown CRC is patched in once the data is copied.
         const extra = zip64 ? Buffer.alloc(20) : Buffer.alloc(0);
         if (zip64) {
@@ -162,10 +159,8 @@ export async function writeStoredZip(
             which = 1 - which;
             pending = readAt(copied + n);
             if (checksum) crc = crc32(chunk, crc);
-            if (n === IO_SIZE && isAllZero(chunk)) {
-              digest?.update(chunk);
-              await out.skip(n);
-            } else await write(chunk);
+            if (n === IO_SIZE && isAllZero(chunk)) await out.skip(n);
+            else await write(chunk);
             copied += n;
           }
         } else if (e.data) {
@@ -263,8 +258,8 @@ export async function writeStoredZip(
     eocd.writeUInt32LE(Math.min(cd.length, MAX32), 12);
     eocd.writeUInt32LE(Math.min(cdOffset, MAX32), 16);
     await write(eocd);
-    await out.close();
-    return { size: out.position, sha256: digest?.digest('hex') };
+    const sha256 = await out.close();
+    return { size: out.position, sha256 };
   } catch (e) {
     await out.abort();
     await rm(outPath, { force: true });

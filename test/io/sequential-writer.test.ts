@@ -87,6 +87,35 @@ describe('SequentialWriter', () => {
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
   });
 
+  it('hashes what it writes, direct (in a worker, from the staging blocks) and buffered', async () => {
+    for (const direct of [true, false]) {
+      const f = join(dir, `hashed-${direct}.bin`);
+      const w = await SequentialWriter.create(f, { direct, sha256: true });
+      await w.write(Buffer.from('HEAD'));
+      await w.write(noise(3 * MiB + 5, 1));
+      await w.skip(9 * MiB + 123); // whole blocks skipped, and zeros in a staged block
+      await w.writev([noise(777, 2), noise(5 * MiB, 3), Buffer.alloc(4 * MiB)]);
+      await w.skip(8 * MiB - ((w.position + 8 * MiB) % (4 * MiB))); // ends on a block boundary
+      await w.skip(8 * MiB); // whole blocks from an empty staging block: posted as zeros
+      await w.write(noise(4096 * 3 + 17, 5)); // unaligned tail
+      if (direct) await w.patch(Buffer.from('late'), w.position - 20); // still staged: allowed
+      await expect(w.patch(Buffer.from('x'), 0)).rejects.toThrow(/already hashed/);
+      const sha256 = await w.close();
+      expect(sha256).toBe(createHash('sha256').update(readFileSync(f)).digest('hex'));
+    }
+    // Hashing or not, the same bytes.
+    const [a, b] = [true, false].map((d) => readFileSync(join(dir, `hashed-${d}.bin`)).subarray(0, -20));
+    expect(a.length).toBe(b.length);
+    expect(a.equals(b)).toBe(true);
+  });
+
+  it('a hashing writer that is aborted stops its worker (nothing keeps the process up)', async () => {
+    const w = await SequentialWriter.create(join(dir, 'hash-abort.bin'), { direct: true, sha256: true });
+    await w.write(noise(9 * MiB, 9));
+    await w.abort();
+    expect(await w.close().catch((e: Error) => e.message)).toMatch(/stopped|closed|EBADF/i);
+  });
+
   it('refuses a patch beyond what was written', async () => {
     const w = await SequentialWriter.create(join(dir, 'bad.bin'), { direct: true });
     await w.write(Buffer.alloc(10, 1));
