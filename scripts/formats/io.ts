@@ -16,6 +16,12 @@ export async function writeAll(fh: FileHandle, buf: Uint8Array, position: number
 /** Direct I/O moves whole aligned blocks: 4 KiB covers every logical block size Linux allows. */
 const DIRECT_ALIGN = 4096;
 const DIRECT_CHUNK = 4 << 20;
+/**
+ * Direct mode's staging blocks: one filling while the others are on their way to the disk. The
+ * main thread also runs the image check while super.img and the zip are written; blocks queued
+ * ahead keep the disk busy through its longer steps (two blocks left it idle then).
+ */
+const STAGING_BLOCKS = 4;
 const ZERO_CHUNK = new Uint8Array(DIRECT_CHUNK);
 
 /**
@@ -126,7 +132,7 @@ class BlockHasher {
 /**
  * An output file written front to back (with small patches of bytes already written), as the
  * image writers produce them. With `direct`, whole 4 MiB blocks go to the disk with O_DIRECT
- * from two page-aligned staging buffers, the next one filling while the last is written: a GiB
+ * from page-aligned staging blocks, one filling while the others are being written: a GiB
  * output (super.img, the fastboot zip) is then not copied into the page cache, which on a VM
  * costs more CPU than anything else the build does (fresh page-cache pages fault on the host),
  * and does not evict the images the build still reads. Where the filesystem refuses O_DIRECT
@@ -142,7 +148,11 @@ export class SequentialWriter {
   private fill = 0;
   private staging: Buffer[] = [];
   private cur = 0;
-  private inFlight: Promise<void> = Promise.resolve();
+  /** Per staging block: settles once its last contents are on disk (and hashed). */
+  private busy: Promise<void>[] = [];
+  /** The O_DIRECT handle, once a refused write has made the writer reopen the file. */
+  private retired?: FileHandle;
+  private reopening?: Promise<FileHandle>;
   /** Direct mode: patches of bytes already handed to the disk, applied after the last write. */
   private late: Array<{ at: number; bytes: Buffer }> = [];
   /** `sha256`, direct: the staging blocks' hasher; buffered: the hash of what is written. */
@@ -156,7 +166,8 @@ export class SequentialWriter {
     sha256: boolean,
   ) {
     if (direct) {
-      this.staging = [pageAlignedBuffer(DIRECT_CHUNK, sha256), pageAlignedBuffer(DIRECT_CHUNK, sha256)];
+      this.staging = Array.from({ length: STAGING_BLOCKS }, () => pageAlignedBuffer(DIRECT_CHUNK, sha256));
+      this.busy = this.staging.map(() => Promise.resolve());
       if (sha256) this.hasher = new BlockHasher(this.staging);
     } else if (sha256) this.hash = createHash('sha256');
   }
@@ -280,10 +291,9 @@ export class SequentialWriter {
         if (this.fill > 0 && !isAllZero(this.staging[this.cur].subarray(0, this.fill))) {
           const padded = Math.ceil(this.fill / DIRECT_ALIGN) * DIRECT_ALIGN;
           this.staging[this.cur].fill(0, this.fill, padded);
-          await this.inFlight;
           await this.writeBlock(this.staging[this.cur].subarray(0, padded), this.base);
         }
-        await this.inFlight;
+        await Promise.all(this.busy);
       }
       await this.fh.truncate(this.pos);
       if (this.late.length) {
@@ -297,6 +307,8 @@ export class SequentialWriter {
       written = true;
     } finally {
       if (!written) this.hasher?.stop(); // else digest() stops it once it has answered
+      if (!written) await Promise.allSettled(this.busy);
+      await this.retired?.close().catch(() => {});
       await this.fh.close();
     }
     return sha256 ? await sha256 : this.hash?.digest('hex');
@@ -305,25 +317,24 @@ export class SequentialWriter {
   /** Closes the file without finishing it (on error); the caller removes it. Idempotent. */
   async abort(): Promise<void> {
     this.hasher?.stop();
-    await this.inFlight.catch(() => {});
+    await Promise.allSettled(this.busy);
+    await this.retired?.close().catch(() => {});
     await this.fh.close().catch(() => {});
   }
 
   private async flushChunk(): Promise<void> {
-    await this.inFlight;
     const chunk = this.staging[this.cur];
     // The block is reused once it is both on disk and hashed.
     const jobs: Promise<void>[] = [];
     if (!isAllZero(chunk)) jobs.push(this.writeBlock(chunk, this.base));
     if (this.hasher) jobs.push(this.hasher.block(this.cur, DIRECT_CHUNK));
-    if (jobs.length) {
-      const p = jobs.length === 1 ? jobs[0] : Promise.all(jobs).then(() => {});
-      p.catch(() => {}); // awaited by the next flush or by close/abort
-      this.inFlight = p;
-    }
-    this.cur = 1 - this.cur;
+    const done = jobs.length > 1 ? Promise.all(jobs).then(() => {}) : (jobs[0] ?? Promise.resolve());
+    done.catch(() => {}); // awaited when the block comes round again, or by close/abort
+    this.busy[this.cur] = done;
+    this.cur = (this.cur + 1) % this.staging.length;
     this.base += DIRECT_CHUNK;
     this.fill = 0;
+    await this.busy[this.cur];
   }
 
   /**
@@ -331,14 +342,19 @@ export class SequentialWriter {
    * (EINVAL): the file is then reopened for ordinary writes, and the rest goes that way.
    */
   private async writeBlock(block: Buffer, at: number): Promise<void> {
+    const fh = this.fh;
     try {
-      await writeAll(this.fh, block, at);
+      await writeAll(fh, block, at);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
-      const fh = await open(this.path, 'r+');
-      await this.fh.close();
-      this.fh = fh;
-      await writeAll(this.fh, block, at);
+      // Several blocks may be refused at once: one reopening serves them all. The O_DIRECT
+      // handle stays open until the end, as other writes may still be using it.
+      this.reopening ??= open(this.path, 'r+').then((plain) => {
+        this.retired = fh;
+        this.fh = plain;
+        return plain;
+      });
+      await writeAll(await this.reopening, block, at);
     }
   }
 }
