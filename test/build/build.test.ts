@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -264,6 +264,50 @@ describe('omie build on the sample base', () => {
     });
     expect(bad.exitCode).toBe(1);
     expect(JSON.parse(bad.stdout).reasons.map((r: { code: string }) => r.code)).toEqual(['SUBJECT_MISMATCH']);
+  });
+
+  it('a plan that keeps a Google package fails before repacking, naming it and the fix; a dry run warns; a waiver lets it pass', async () => {
+    const env = { OMIE_HOME: fx.home };
+    const variant = (name: string, edit: (y: string) => string) => {
+      const file = join(fx.product, '..', `${name}.yaml`);
+      writeFileSync(file, edit(readFileSync(fx.product, 'utf8')));
+      return file;
+    };
+    const keeps = variant('keeps-maps', (y) =>
+      y.replace(/^ {2}keep: \[\]$/m, '  keep: [com.google.android.apps.maps]'),
+    );
+    const out = join(dir, 'keeps-maps');
+    const t0 = Date.now();
+    const r = await omie(['--json', 'build', keeps, '--base', join(fx.base, 'factory.zip'), '--out', out], {
+      env,
+    });
+    expect(r.exitCode, r.stderr).toBe(1);
+    const err = JSON.parse(r.stdout).error;
+    expect(err.code).toBe('BUILD_CHECK_WOULD_FAIL');
+    expect(err.context.requirement).toBe('2.1/C-0-1');
+    expect(err.context.packages.map((x: { package: string }) => x.package)).toEqual([
+      'com.google.android.apps.maps',
+    ]);
+    expect(err.context.packages[0].where.join()).toMatch(/\.apk/);
+    expect(err.hint).toMatch(/removals\.packages/);
+    expect(existsSync(out)).toBe(false);
+    expect(Date.now() - t0).toBeLessThan(60_000); // the plan only: nothing was repacked
+    const dry = await omie(['build', keeps, '--base', join(fx.base, 'factory.zip'), '--dry-run'], { env });
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stderr).toMatch(
+      /com\.google\.android\.apps\.maps.*check would fail|check would fail.*com\.google\.android\.apps\.maps/s,
+    );
+    const waived = variant('keeps-maps-waived', (y) =>
+      y
+        .replace(/^ {2}keep: \[\]$/m, '  keep: [com.google.android.apps.maps]')
+        .replace(
+          /^waivers: \[\]$/m,
+          'waivers: [{ id: 2.1/C-0-1, reason: "maps kept for a field test", expires: 2099-01-01 }]',
+        ),
+    );
+    const ok = await omie(['build', waived, '--base', join(fx.base, 'factory.zip'), '--dry-run'], { env });
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    expect(ok.stderr).not.toMatch(/check would fail/);
   });
 
   it('--dry-run prints the plan; a wrong key reference exits 2 naming the fix', async () => {
