@@ -9,7 +9,6 @@ import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.ts';
 import { type AndroidInfo, openFactoryZip, partitionOf } from '../formats/factory-zip.ts';
-import { extractPayload } from '../formats/payload/extract.ts';
 import { isOtaZip } from '../formats/payload/reader.ts';
 import { isSparse, openImage, sparseToRaw } from '../formats/sparse.ts';
 import { extractPartition, looksLikeSuper, readSuper } from '../formats/super/index.ts';
@@ -162,6 +161,8 @@ export async function openInput(
   const isPayload = h.subarray(0, 4).toString('latin1') === 'CrAU';
   if (isPayload || h.subarray(0, 4).equals(ZIP_MAGIC)) {
     if (isPayload || (await isOtaZip(input))) {
+      // Loaded for OTAs only: the payload decompressors are of no use to any other base.
+      const { extractPayload } = await import('../formats/payload/extract.ts');
       for (const r of await extractPayload(input, work, { onProgress: opts.onProgress }))
         images[r.name] = join(work, `${r.name}.img`);
       return { kind: 'ota', images };
