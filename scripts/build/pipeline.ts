@@ -45,7 +45,7 @@ import {
   type Plan,
   readApkIdentity,
 } from './plan.ts';
-import { NO_GOOGLE_PACKAGE, packagesTheCheckRefuses } from './preflight.ts';
+import { apksTheCheckRefuses } from './preflight.ts';
 import {
   type BundledApp,
   digestFile,
@@ -510,23 +510,24 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     await Promise.allSettled(early.values());
     for (const r of readers.values()) await r.close();
     readers.clear();
-    // The check at the end would refuse Google packages the plan keeps: say so now, not after
+    // The check at the end would refuse Google apps the plan keeps: say so now, not after
     // minutes of repacking (a dry run warns).
     const refused = o.noCheck
       ? []
-      : await packagesTheCheckRefuses(plan, resolved, new Date(sourceDateEpoch() * 1000));
+      : await apksTheCheckRefuses(plan, resolved, new Date(sourceDateEpoch() * 1000));
     if (refused.length) {
+      const requirements = [...new Set(refused.map((r) => r.requirement))];
       const list = refused
-        .map((r) => `${r.package}${r.where.length ? ` (${r.where.join(', ')})` : ''}`)
-        .join(', ');
-      const message = `the plan keeps ${refused.length} package(s) that ${NO_GOOGLE_PACKAGE} (no Google package on any partition) forbids, so the check would fail: ${list}`;
+        .map((r) => `${r.package}${r.where ? ` (${r.where})` : ''}: ${r.requirement}, ${r.because}`)
+        .join('; ');
+      const message = `the plan keeps ${refused.length} APK(s) that ${requirements.join(' and ')} (no Google package or signer) forbid, so the check would fail: ${list}`;
       if (o.dryRun) log(`warning: ${message}`);
       else
         throw new OmieError(message, {
           code: 'BUILD_CHECK_WOULD_FAIL',
           exitCode: ExitCode.checkFailed,
-          context: { requirement: NO_GOOGLE_PACKAGE, packages: refused, product: resolved.file },
-          hint: `remove them (removals.packages or removals.patterns, and not in removals.keep, in ${resolved.file}), waive ${NO_GOOGLE_PACKAGE} there with a reason and expiry, or pass --no-check`,
+          context: { requirements, apks: refused, product: resolved.file },
+          hint: `remove them (removals.packages or removals.patterns, and not in removals.keep, in ${resolved.file}), waive ${requirements.join(' / ')} there with a reason and expiry, or pass --no-check`,
         });
     }
     if (o.dryRun) return { dryRun: true, plan, release: true };

@@ -1,52 +1,67 @@
 /**
- * What the build's conformance check would fail on, known from the plan alone: packages the plan
- * keeps or adds that 2.1/C-0-1 names as Google's (a base with Google apps outside the default
- * removal set, or a product that keeps one). Found before anything is repacked, so a build that
- * would fail its check at the end fails in seconds instead, naming the packages and the fix.
+ * What the build's conformance check would fail on, known from the plan alone: APKs the plan
+ * keeps or adds that section 2.1 calls Google's, by package name (2.1/C-0-1: a base's Google app
+ * outside the default removal set, a `removals.keep` entry) or by signer (2.1/C-0-2: kept with
+ * `removals.defaults: false` or `keep`). Found before anything is repacked, so a build that would
+ * fail its check at the end fails in seconds instead, naming the APKs and the fix.
  */
 import { matchesAny, stringList } from '../conformance/context.ts';
 import { DEFAULT_SPEC_DIR } from '../conformance/run.ts';
 import { loadSpec } from '../conformance/spec.ts';
+import { loadKnownSigners } from '../conformance/spec-data.ts';
 import { isExpired } from '../conformance/waivers.ts';
 import type { ResolvedProduct } from '../model/index.ts';
 import type { Plan } from './plan.ts';
 
-/** The requirement the preflight anticipates: no Google package on any partition. */
+/** No Google package on any partition. */
 export const NO_GOOGLE_PACKAGE = '2.1/C-0-1';
+/** No APK signed by a Google release key. */
+export const NO_GOOGLE_SIGNER = '2.1/C-0-2';
 
-export interface ForbiddenPackage {
+export interface RefusedApk {
+  requirement: typeof NO_GOOGLE_PACKAGE | typeof NO_GOOGLE_SIGNER;
   package: string;
-  /** `partition:path` of each APK holding it (none for a product app). */
-  where: string[];
-  pattern: string;
+  /** `partition:path` of the APK (absent for a product app, which has no path in the image yet). */
+  where?: string;
+  /** The package pattern or the signer digest the check will flag. */
+  because: string;
 }
 
 /**
- * The packages of `plan` that the check's 2.1/C-0-1 will flag, unless the product waives that
- * requirement (a waiver still in force on `now`). Patterns come from the spec the check uses.
+ * The APKs of `plan` that 2.1/C-0-1 and 2.1/C-0-2 will flag, with the parameters of the spec the
+ * check uses; a requirement the product waives (a waiver still in force on `now`) is skipped.
  */
-export async function packagesTheCheckRefuses(
+export async function apksTheCheckRefuses(
   plan: Plan,
   product: ResolvedProduct,
   now: Date,
   specDir = DEFAULT_SPEC_DIR,
-): Promise<ForbiddenPackage[]> {
-  if ((product.product.waivers ?? []).some((w) => w.id === NO_GOOGLE_PACKAGE && !isExpired(w, now)))
-    return [];
-  const req = (await loadSpec(specDir)).requirements.find((r) => r.id === NO_GOOGLE_PACKAGE);
-  const patterns = stringList(req?.params?.packagePatterns);
-  if (!req || !patterns.length) return [];
-  const found = new Map<string, ForbiddenPackage>();
-  const flag = (pkg: string, where?: string) => {
-    const pattern = matchesAny(pkg, patterns);
-    if (!pattern) return;
-    const f = found.get(pkg) ?? { package: pkg, where: [], pattern };
-    if (where) f.where.push(where);
-    found.set(pkg, f);
+): Promise<RefusedApk[]> {
+  const waived = (id: string) =>
+    (product.product.waivers ?? []).some((w) => w.id === id && !isExpired(w, now));
+  const spec = await loadSpec(specDir);
+  const params = (id: string) => spec.requirements.find((r) => r.id === id)?.params;
+  const patterns = waived(NO_GOOGLE_PACKAGE) ? [] : stringList(params(NO_GOOGLE_PACKAGE)?.packagePatterns);
+  const googleSigners = new Set<string>();
+  if (!waived(NO_GOOGLE_SIGNER) && params(NO_GOOGLE_SIGNER)) {
+    for (const s of stringList(params(NO_GOOGLE_SIGNER)?.googleSignerSha256))
+      googleSigners.add(s.toLowerCase());
+    for (const [digest, k] of await loadKnownSigners(specDir))
+      if (k.kind === 'google') googleSigners.add(digest);
+  }
+  const out: RefusedApk[] = [];
+  const byName = (pkg: string, where?: string) => {
+    const pattern = patterns.length ? matchesAny(pkg, patterns) : undefined;
+    if (pattern) out.push({ requirement: NO_GOOGLE_PACKAGE, package: pkg, where, because: pattern });
   };
   for (const part of plan.partitions)
-    for (const apk of part.apks)
-      if (apk.action === 'keep') flag(apk.package, `${part.partition}:${apk.path}`);
-  for (const pkg of plan.addedPackages) flag(pkg);
-  return [...found.values()].sort((a, b) => a.package.localeCompare(b.package));
+    for (const apk of part.apks) {
+      if (apk.action !== 'keep') continue;
+      const where = `${part.partition}:${apk.path}`;
+      byName(apk.package, where);
+      const signer = apk.signers.find((s) => googleSigners.has(s));
+      if (signer) out.push({ requirement: NO_GOOGLE_SIGNER, package: apk.package, where, because: signer });
+    }
+  for (const pkg of plan.addedPackages) byName(pkg);
+  return out;
 }
