@@ -64,6 +64,33 @@ describe('tampering', () => {
     expect(await oracleRejects(bad, 'entry')).toBe(true);
   }, 30_000);
 
+  it('consultedOnly leaves out a v1 signature the verdict does not consult (minSdk >= 24 with v2/v3), as apksig does', async () => {
+    const apk = readFileSync(paths.v123!);
+    const verify = async (minSdk: number, consultedOnly?: boolean) =>
+      verifyApkSignatures(await ZipArchive.open(bufferSource(apk, 'v123.apk')), { minSdk, consultedOnly });
+    const all = await verify(24);
+    expect(all.schemes.v1).toMatchObject({ present: true, verified: true, considered: false });
+    const consulted = await verify(24, true);
+    expect(consulted.schemes.v1).toMatchObject({
+      present: true,
+      verified: false,
+      considered: false,
+      error: null,
+    });
+    expect(consulted.verified).toBe(true);
+    expect(consulted.signers).toEqual(all.signers);
+    expect(consulted.schemes.v2.verified && consulted.schemes.v3.verified).toBe(true);
+    // Below 24 the platform needs v1: it is verified all the same.
+    expect((await verify(23, true)).schemes.v1).toMatchObject({ verified: true, considered: true });
+    // A v1 signature the verdict does not consult is still one where there is nothing newer.
+    const v1only = readFileSync(paths['v1-only']!);
+    const r = await verifyApkSignatures(await ZipArchive.open(bufferSource(v1only, 'v1-only.apk')), {
+      minSdk: 24,
+      consultedOnly: true,
+    });
+    expect(r.schemes.v1).toMatchObject({ verified: true, considered: true });
+  });
+
   it('a byte in a deflated entry is rejected by v1 (corrupt or digest mismatch) and v2', async () => {
     const orig = readFileSync(paths.v123!);
     const z = await ZipArchive.open(bufferSource(orig));

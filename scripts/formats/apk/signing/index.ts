@@ -27,7 +27,7 @@ export interface SchemeReport {
   scheme: SchemeName;
   /** The APK carries a signature of this scheme. */
   present: boolean;
-  /** Present and verified (we verify every scheme present, even one the platform would skip). */
+  /** Present and verified (every scheme present is verified, even one the platform would skip, unless `consultedOnly`). */
   verified: boolean;
   /**
    * Whether apksigner/the platform consults this scheme for the APK's SDK range (apksig
@@ -68,6 +68,13 @@ function asSchemeError(e: unknown): SchemeError {
 export interface VerifyOptions {
   /** The APK's minSdkVersion (decides whether v1 is required). */
   minSdk: number;
+  /**
+   * Verify only the schemes the verdict consults: v1 is then skipped (reported present, not
+   * verified) when minSdk >= 24 and a v2/v3 signature exists, as apksig skips it. Verifying v1
+   * inflates and hashes every entry; a build reads every APK twice (plan, check) for the verdict
+   * and the signers alone. Default false: every scheme present is verified.
+   */
+  consultedOnly?: boolean;
 }
 
 /** Verifies all schemes; never throws for a bad signature (see `assertVerified`). */
@@ -125,34 +132,38 @@ export async function verifyApkSignatures(zip: ZipArchive, opts: VerifyOptions):
       if (r.lineage) lineage = r.lineage;
     });
   }
-  try {
-    const r = await verifyV1(zip, opts.minSdk);
-    if (r) {
-      schemes.v1.present = true;
-      schemes.v1.verified = true;
-      schemes.v1.signers = r.signers.map((s) => ({
-        certificates: s.certificates,
-        algorithm: `${s.digestAlgorithm} (${s.signatureAlgorithmOid})`,
-        algorithms: [s.signatureAlgorithmOid],
-        attributeIds: [],
-      }));
-      certsOf.v1 = r.signers.map((s) => s.certificates[0]!.sha256);
-      for (const n of r.apkSignedSchemes) {
-        const s = n === 2 ? 'v2' : n === 3 ? 'v3' : null;
-        if (s && !schemes[s].present) {
-          schemes.v1.verified = false;
-          schemes.v1.error = {
-            code: 'APK_SIG_STRIPPED',
-            message: `v1: .SF declares APK Signature Scheme v${n}, but the APK has no v${n} signature (stripped)`,
-            context: { scheme: 'v1', declared: n },
-          };
+  const newer = schemes.v2.present || schemes.v3.present || schemes['v3.1'].present;
+  if (opts.consultedOnly && opts.minSdk >= 24 && newer)
+    schemes.v1.present = zip.entries.some((e) => /^META-INF\/[^/]+\.SF$/i.test(e.name));
+  else
+    try {
+      const r = await verifyV1(zip, opts.minSdk);
+      if (r) {
+        schemes.v1.present = true;
+        schemes.v1.verified = true;
+        schemes.v1.signers = r.signers.map((s) => ({
+          certificates: s.certificates,
+          algorithm: `${s.digestAlgorithm} (${s.signatureAlgorithmOid})`,
+          algorithms: [s.signatureAlgorithmOid],
+          attributeIds: [],
+        }));
+        certsOf.v1 = r.signers.map((s) => s.certificates[0]!.sha256);
+        for (const n of r.apkSignedSchemes) {
+          const s = n === 2 ? 'v2' : n === 3 ? 'v3' : null;
+          if (s && !schemes[s].present) {
+            schemes.v1.verified = false;
+            schemes.v1.error = {
+              code: 'APK_SIG_STRIPPED',
+              message: `v1: .SF declares APK Signature Scheme v${n}, but the APK has no v${n} signature (stripped)`,
+              context: { scheme: 'v1', declared: n },
+            };
+          }
         }
       }
+    } catch (e) {
+      schemes.v1.present = true;
+      schemes.v1.error = asSchemeError(e);
     }
-  } catch (e) {
-    schemes.v1.present = true;
-    schemes.v1.error = asSchemeError(e);
-  }
 
   const hasV2 = schemes.v2.present;
   const hasV3 = schemes.v3.present || schemes['v3.1'].present;
