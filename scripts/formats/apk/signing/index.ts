@@ -7,7 +7,7 @@ import { OmieError, VerificationError } from '../../../errors.ts';
 import type { ZipArchive } from '../zip.ts';
 import { BlockId, findSigningBlock } from './block.ts';
 import type { CertificateInfo } from './common.ts';
-import { verifyV1 } from './v1.ts';
+import { v1SignatureBlocks, verifyV1 } from './v1.ts';
 import { type SchemeSigner, verifyV2 } from './v2.ts';
 import { type LineageNode, verifyV3 } from './v3.ts';
 
@@ -134,7 +134,7 @@ export async function verifyApkSignatures(zip: ZipArchive, opts: VerifyOptions):
   }
   const newer = schemes.v2.present || schemes.v3.present || schemes['v3.1'].present;
   if (opts.consultedOnly && opts.minSdk >= 24 && newer)
-    schemes.v1.present = zip.entries.some((e) => /^META-INF\/[^/]+\.SF$/i.test(e.name));
+    schemes.v1.present = v1SignatureBlocks(zip).length > 0;
   else
     try {
       const r = await verifyV1(zip, opts.minSdk);

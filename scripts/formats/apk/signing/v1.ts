@@ -247,13 +247,18 @@ async function digestEntry(zip: ZipArchive, e: ZipEntry, hashes: string[]): Prom
   return new Map(hs.map(([n, h]) => [n, h.digest('base64')]));
 }
 
+/** The APK's JAR signature blocks (META-INF/X.RSA|DSA|EC): none means it has no v1 signature. */
+export function v1SignatureBlocks(zip: ZipArchive): ZipEntry[] {
+  return zip.entries.filter((e) => /^META-INF\/[^/]+\.(RSA|DSA|EC)$/.test(e.name));
+}
+
 /** Verifies the v1 signature; null when the APK has no JAR signature at all. */
 /**
  * `minSdk`: the APK's minSdkVersion (below 24 only the first PKCS#7 SignerInfo counts). Names are
  * matched case-sensitively (META-INF/X.RSA + META-INF/X.SF), as apksig does.
  */
 export async function verifyV1(zip: ZipArchive, minSdk = 1): Promise<V1Result | null> {
-  const blocks = zip.entries.filter((e) => /^META-INF\/[^/]+\.(RSA|DSA|EC)$/.test(e.name));
+  const blocks = v1SignatureBlocks(zip);
   if (!blocks.length) return null;
   const mfEntry = zip.entry('META-INF/MANIFEST.MF');
   if (!mfEntry) fail('META-INF/MANIFEST.MF is missing', 'APK_V1_NO_MANIFEST');
