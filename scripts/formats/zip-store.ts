@@ -96,7 +96,6 @@ export async function writeStoredZip(
   // The writer hashes what it writes (off the main thread when direct): no patches then.
   const out = await SequentialWriter.create(outPath, { direct: opts.direct, sha256: opts.sha256 });
   const done: Written[] = [];
-  const write = (b: Buffer) => out.write(b);
   try {
     const bufs = [Buffer.allocUnsafeSlow(IO_SIZE), Buffer.allocUnsafeSlow(IO_SIZE)];
     for (const e of entries) {
@@ -136,7 +135,7 @@ export async function writeStoredZip(
         h.writeUInt32LE(zip64 ? MAX32 : size, 22);
         h.writeUInt16LE(name.length, 26);
         h.writeUInt16LE(extra.length, 28);
-        await write(Buffer.concat([h, name, extra]));
+        await out.write(Buffer.concat([h, name, extra]));
         let crc = 0;
         const checksum = known === undefined || opts.verifyGivenCrc32 !== false;
         if (src) {
@@ -160,12 +159,12 @@ export async function writeStoredZip(
             pending = readAt(copied + n);
             if (checksum) crc = crc32(chunk, crc);
             if (n === IO_SIZE && isAllZero(chunk)) await out.skip(n);
-            else await write(chunk);
+            else await out.write(chunk);
             copied += n;
           }
         } else if (e.data) {
           crc = dataCrc ?? 0;
-          await write(e.data);
+          await out.write(e.data);
         }
         crc = checksum ? crc >>> 0 : (known as number);
         if (known === undefined) {
@@ -223,7 +222,7 @@ export async function writeStoredZip(
       central.push(h, d.name, extra);
     }
     const cd = Buffer.concat(central);
-    await write(cd);
+    await out.write(cd);
     const count = done.length;
     const zip64End =
       opts.forceZip64 === true ||
@@ -249,7 +248,7 @@ export async function writeStoredZip(
       l.writeUInt32LE(0, 4);
       l.writeBigUInt64LE(BigInt(recordOffset), 8);
       l.writeUInt32LE(1, 16); // total disks
-      await write(Buffer.concat([r, l]));
+      await out.write(Buffer.concat([r, l]));
     }
     const eocd = Buffer.alloc(22);
     eocd.writeUInt32LE(EOCD_SIG, 0);
@@ -257,7 +256,7 @@ export async function writeStoredZip(
     eocd.writeUInt16LE(Math.min(count, MAX16), 10);
     eocd.writeUInt32LE(Math.min(cd.length, MAX32), 12);
     eocd.writeUInt32LE(Math.min(cdOffset, MAX32), 16);
-    await write(eocd);
+    await out.write(eocd);
     const sha256 = await out.close();
     return { size: out.position, sha256 };
   } catch (e) {
