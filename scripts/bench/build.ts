@@ -1,9 +1,9 @@
 import { existsSync, statSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { copyFile, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { execa } from 'execa';
+import { sha256File } from '../build/record.ts';
 import type { BenchOptions, BenchResult } from './types.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -67,34 +67,17 @@ function stageSummary(stages: Stages): string {
     .join(', ');
 }
 
-// One lane of requiredWork: hashes (OpenSSL through node:crypto, as the build) or copies
-// (copy_file_range through libuv, as cp) the files it is given, in order.
-const LANE = `
-const { workerData, parentPort } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const { closeSync, copyFileSync, openSync, readSync } = require('node:fs');
-const buf = Buffer.allocUnsafe(4 << 20);
-for (const job of workerData) {
-  if (job.to) { copyFileSync(job.file, job.to); continue; }
-  const h = createHash('sha256');
-  const fd = openSync(job.file, 'r');
-  for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
-  closeSync(fd);
-  h.digest();
-}
-parentPort.postMessage('done');
-`;
-
 /**
  * Seconds the least work any build of the base must do takes, whatever its code: SHA-256 of every
- * byte the build record and AVB need hashed, and one write of each large output. Spread over all
- * cores (longest jobs first), with no parsing, editing or checking at all: a floor for the build.
+ * byte the build record and AVB need hashed (with the build's own file hasher), and one write of
+ * each large output (copyFile: copy_file_range, as cp). Spread over as many lanes as cores
+ * (longest jobs first), with no parsing, editing or checking at all: a floor for the build.
  */
 async function requiredWork(hash: string[], write: Array<{ file: string; to: string }>): Promise<number> {
-  const jobs = [...hash.map((file) => ({ file })), ...write]
+  const jobs = [...hash.map((file) => ({ file, to: undefined as string | undefined })), ...write]
     .map((j) => ({ ...j, size: statSync(j.file).size }))
     .sort((a, b) => b.size - a.size);
-  const lanes = Array.from({ length: availableParallelism() }, () => ({ bytes: 0, jobs: [] as object[] }));
+  const lanes = Array.from({ length: availableParallelism() }, () => ({ bytes: 0, jobs: [] as typeof jobs }));
   for (const j of jobs) {
     const lane = lanes.reduce((a, b) => (b.bytes < a.bytes ? b : a));
     lane.bytes += j.size;
@@ -103,14 +86,9 @@ async function requiredWork(hash: string[], write: Array<{ file: string; to: str
   await settle();
   const t0 = performance.now();
   await Promise.all(
-    lanes.map(
-      (l) =>
-        new Promise<void>((done, fail) => {
-          const w = new Worker(LANE, { eval: true, workerData: l.jobs });
-          w.once('message', () => done());
-          w.once('error', fail);
-        }),
-    ),
+    lanes.map(async (l) => {
+      for (const j of l.jobs) await (j.to ? copyFile(j.file, j.to) : sha256File(j.file));
+    }),
   );
   return (performance.now() - t0) / 1000;
 }
