@@ -306,8 +306,10 @@ export class SequentialWriter {
       }
       written = true;
     } finally {
-      if (!written) this.hasher?.stop(); // else digest() stops it once it has answered
-      if (!written) await Promise.allSettled(this.busy);
+      if (!written) {
+        this.hasher?.stop(); // else digest() stops it once it has answered
+        await Promise.allSettled(this.busy);
+      }
       await this.retired?.close().catch(() => {});
       await this.fh.close();
     }
