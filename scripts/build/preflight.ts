@@ -5,6 +5,7 @@
  * `removals.defaults: false` or `keep`). Found before anything is repacked, so a build that would
  * fail its check at the end fails in seconds instead, naming the APKs and the fix.
  */
+import { googlePackagePatterns } from '../conformance/checks/google.ts';
 import { matchesAny, stringList } from '../conformance/context.ts';
 import { DEFAULT_SPEC_DIR } from '../conformance/run.ts';
 import { loadSpec } from '../conformance/spec.ts';
@@ -40,15 +41,18 @@ export async function apksTheCheckRefuses(
   const waived = (id: string) =>
     (product.product.waivers ?? []).some((w) => w.id === id && !isExpired(w, now));
   const spec = await loadSpec(specDir);
-  const params = (id: string) => spec.requirements.find((r) => r.id === id)?.params;
-  const patterns = waived(NO_GOOGLE_PACKAGE) ? [] : stringList(params(NO_GOOGLE_PACKAGE)?.packagePatterns);
+  // A requirement the spec lacks or the product waives is not anticipated.
+  const inForce = (id: string) => (waived(id) ? undefined : spec.requirements.find((r) => r.id === id));
+  const nameRule = inForce(NO_GOOGLE_PACKAGE);
+  const signerRule = inForce(NO_GOOGLE_SIGNER);
+  const patterns = nameRule ? googlePackagePatterns(nameRule.params) : [];
   const googleSigners = new Set<string>();
-  if (!waived(NO_GOOGLE_SIGNER) && params(NO_GOOGLE_SIGNER)) {
-    for (const s of stringList(params(NO_GOOGLE_SIGNER)?.googleSignerSha256))
-      googleSigners.add(s.toLowerCase());
+  if (signerRule) {
+    for (const s of stringList(signerRule.params.googleSignerSha256)) googleSigners.add(s.toLowerCase());
     for (const [digest, k] of await loadKnownSigners(specDir))
       if (k.kind === 'google') googleSigners.add(digest);
   }
+
   const out: RefusedApk[] = [];
   const byName = (pkg: string, where?: string) => {
     const pattern = patterns.length ? matchesAny(pkg, patterns) : undefined;

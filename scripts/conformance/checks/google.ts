@@ -6,9 +6,14 @@ import { type CheckFamily, type CheckOutcome, type Evidence, fail, pass, verdict
 /** Google package patterns from 2.1/C-0-1, shared by the other Google checks. */
 export const DEFAULT_GOOGLE_PACKAGES = ['com.google.*', 'com.android.vending', 'com.android.chrome'];
 
-function googlePatterns(ctx: CheckContext): string[] {
-  const own = stringList(ctx.params.packagePatterns);
+/** 2.1/C-0-1's `packagePatterns`, or the defaults when the spec gives none. */
+export function googlePackagePatterns(params: Record<string, unknown> | undefined): string[] {
+  const own = stringList(params?.packagePatterns);
   return own.length ? own : DEFAULT_GOOGLE_PACKAGES;
+}
+
+function googlePatterns(ctx: CheckContext): string[] {
+  return googlePackagePatterns(ctx.params);
 }
 
 /** The package part of `pkg`, `pkg/.Class` or `pkg/pkg.Class`. */
