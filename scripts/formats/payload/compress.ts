@@ -40,8 +40,8 @@ export function xzBcjFilter(data: Uint8Array): string[] {
 export function xzDictFor(size: number): number {
   const preset = 8 << 20;
   for (let i = 11; i <= 30; i++) {
-    if (2 ** i >= size) return Math.min(preset, 2 ** i);
-    if (3 * 2 ** i >= size) return Math.min(preset, 3 * 2 ** i);
+    if (size <= 2 << i) return Math.min(preset, 2 << i);
+    if (size <= 3 << i) return Math.min(preset, 3 << i);
   }
   return preset;
 }
