@@ -112,3 +112,28 @@ export async function certSha256(certPem: string): Promise<string> {
 export function certSha256Of(cert: Buffer): string {
   return createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
 }
+
+/** A private key and its certificate, as files. */
+export interface KeyPairFiles {
+  /** DER PKCS#8 (AOSP's .pk8) or PEM. */
+  key: string;
+  certPem: string;
+}
+
+/**
+ * The key pair an APK-style key reference names: a named key set's APK key, or an AOSP-style
+ * prefix (`<prefix>.pk8` + `<prefix>.x509.pem`, either file named).
+ */
+export function apkStyleKeyFiles(ref: KeyRef, what: string): KeyPairFiles {
+  const r = resolveKeyRef(ref, 'apk');
+  const pair = r.keys
+    ? { key: r.keys.apk.keyPk8, certPem: r.keys.apk.certPem }
+    : {
+        key: `${(r.file as string).replace(/\.(pk8|x509\.pem)$/, '')}.pk8`,
+        certPem: `${(r.file as string).replace(/\.(pk8|x509\.pem)$/, '')}.x509.pem`,
+      };
+  for (const f of [pair.key, pair.certPem])
+    if (!existsSync(f))
+      throw new InputError(`${what} file not found: ${f}`, { code: 'KEY_MISSING', context: { file: f } });
+  return pair;
+}

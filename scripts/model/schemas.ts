@@ -98,6 +98,26 @@ export const deviceSchema = z
       unlock: z.array(z.string()).default(['flashing unlock']),
       lock: z.array(z.string()).default(['flashing lock']),
     }),
+    ota: z
+      .strictObject({
+        compression: z
+          .enum(['xz', 'zstd'])
+          .default('xz')
+          .describe(
+            'operation data of OTAs: xz (REPLACE_XZ, any update_engine) or zstd (REPLACE_ZSTD, Android 12+)',
+          ),
+        virtualAb: z
+          .strictObject({
+            compression: z
+              .enum(['none', 'gz', 'lz4', 'zstd', 'brotli'])
+              .optional()
+              .describe('compressed snapshots (Virtual A/B compression) and their algorithm'),
+          })
+          .optional()
+          .describe('the device updates through Virtual A/B snapshots'),
+      })
+      .optional()
+      .describe('how OTA packages for this device are made (`omie ota`)'),
   })
   .describe('device/<vendor>/<codename>/device.yaml: a tablet model');
 
@@ -201,7 +221,15 @@ export const productSchema = z
         remove: z.array(z.string()).default([]),
       })
       .default({ set: {}, remove: [] }),
-    signing: z.strictObject({ avbKey: keyRef, apkKey: keyRef }),
+    signing: z.strictObject({
+      avbKey: keyRef,
+      apkKey: keyRef,
+      otaKey: keyRef
+        .optional()
+        .describe(
+          'signs OTA packages and goes into the image as the trusted OTA certificate; default apkKey',
+        ),
+    }),
     trust: z
       .strictObject({
         baseSigners: z
