@@ -198,7 +198,15 @@ export async function readWholeFileSignature(file: string): Promise<WholeFileSig
     if (si.signedAttrs)
       throw fail(file, 'the signer has signed attributes (recovery verifies only a direct signature)');
     const certificate = sd.certificates[ci];
-    const x509 = new X509Certificate(certificate);
+    let x509: X509Certificate;
+    try {
+      x509 = new X509Certificate(certificate);
+    } catch (e) {
+      throw fail(
+        file,
+        `the signer's certificate does not parse: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
     const digest = wholeFileDigest(x509);
     const v = createVerify(digest);
     const buf = Buffer.allocUnsafe(4 << 20);
