@@ -1,10 +1,11 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
-import { brotliCompressSync, crc32, constants as zlibConstants } from 'node:zlib';
+import { brotliCompressSync, constants as zlibConstants } from 'node:zlib';
 import { execa } from 'execa';
 import { FormatError, InputError } from '../../errors.ts';
 import { requireTool } from '../../host/tools.ts';
+import { singleBlockStream } from './xz.ts';
 
 /**
  * Operation data the way delta_generator encodes it (payload_generator/xz_android.cc, bzip.cc,
@@ -113,40 +114,6 @@ export function brotli(data: Uint8Array): Buffer {
 // Whole partitions through one xz process
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
-const CHECK_NONE_FLAGS = Buffer.from([0x00, 0x00]);
-
-function varint(v: number): number[] {
-  const out: number[] = [];
-  while (v >= 0x80) {
-    out.push((v % 0x80) | 0x80);
-    v = Math.floor(v / 0x80);
-  }
-  out.push(v);
-  return out;
-}
-
-function u32le(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(v >>> 0);
-  return b;
-}
-
-/**
- * A single-block .xz stream (tukaani xz-file-format 1.1.0) around one block of a check-less
- * stream: stream header, the block as xz wrote it, an index of one record, stream footer. The
- * result is byte for byte what `xz --check=none` writes for that block's data alone.
- */
-export function xzStreamOfBlock(block: Buffer, unpaddedSize: number, uncompressedSize: number): Buffer {
-  const header = Buffer.concat([XZ_MAGIC, CHECK_NONE_FLAGS, u32le(crc32(CHECK_NONE_FLAGS))]);
-  const fields = Buffer.from([0x00, ...varint(1), ...varint(unpaddedSize), ...varint(uncompressedSize)]);
-  const indexBody = Buffer.concat([fields, Buffer.alloc((4 - (fields.length % 4)) % 4)]);
-  const index = Buffer.concat([indexBody, u32le(crc32(indexBody))]);
-  const backward = Buffer.alloc(6);
-  backward.writeUInt32LE(index.length / 4 - 1, 0);
-  CHECK_NONE_FLAGS.copy(backward, 4);
-  const footer = Buffer.concat([u32le(crc32(backward)), backward, Buffer.from('YZ', 'latin1')]);
-  return Buffer.concat([header, block, index, footer]);
-}
 
 /**
  * Reads exact byte counts from a stream (a child's stdout) as they arrive, pausing the stream
@@ -294,7 +261,7 @@ export async function* xzChunks(
       yield {
         index,
         size: u.value,
-        stream: xzStreamOfBlock(Buffer.concat([header, data]), headerSize + c.value, u.value),
+        stream: singleBlockStream(Buffer.concat([header, data]), headerSize + c.value, u.value),
       };
     }
     // The rest (index and footer) needs no reading; drain it so xz can exit.
