@@ -433,6 +433,45 @@ describe('omie ota --from: incremental package', () => {
   });
 });
 
+describe('omie ota: device profile settings', () => {
+  it('Virtual A/B (snapshots, VABC compression, COW estimates) and zstd operations come from the device profile', async () => {
+    const dir = join(FIX, 'tree2/device/omie/tablet');
+    writeFileSync(
+      join(dir, 'device-vab.yaml'),
+      `${readFileSync(join(dir, 'device.yaml'), 'utf8')}ota:\n  compression: zstd\n  virtualAb: { compression: lz4 }\n`,
+    );
+    const product = join(dir, 'products/omie-tablet-vab.yaml');
+    writeFileSync(
+      product,
+      readFileSync(PRODUCT(join(FIX, 'tree2')), 'utf8').replace(
+        /^device: .*$/m,
+        'device: ../device-vab.yaml',
+      ),
+    );
+    const out = at('vab.zip');
+    const r = await omie(['--json', 'ota', B2, '--from', B1, '--out', out, '--product', product]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const p = await readPayload(out);
+    expect(p.manifest.dynamicPartitions).toMatchObject({
+      snapshotEnabled: true,
+      vabcEnabled: true,
+      vabcCompressionParam: 'lz4',
+    });
+    for (const part of p.manifest.partitions) {
+      const logical = part.name !== 'vbmeta';
+      expect(part.estimateCowSize !== undefined, part.name).toBe(logical);
+      const written = part.operations
+        .filter((o) => o.type !== 'SOURCE_COPY' && o.type !== 'ZERO')
+        .reduce((a, o) => a + o.dstExtents.reduce((b, e) => b + e.numBlocks, 0), 0);
+      if (logical) expect(part.estimateCowSize!).toBeGreaterThanOrEqual(written * 4096);
+      expect(part.operations.some((o) => o.type === 'REPLACE_XZ')).toBe(false);
+    }
+    imagesOf(B1, at('b1-images'));
+    const x = await omie(['extract-ota', out, at('vab-extract'), '--source', at('b1-images')]);
+    expect(x.exitCode, x.stderr).toBe(0);
+  });
+});
+
 describe('omie ota: refusals', () => {
   it('no --out, not a build folder, a public test key, a key the build does not trust', async () => {
     const noOut = await omie(['--json', 'ota', B1]);
