@@ -192,8 +192,14 @@ async function blockAligned(image: string, work: string, role: 'old' | 'new'): P
   return padded;
 }
 
-async function filesOf(image: string): Promise<DeltaFile[] | undefined> {
-  const files = await fileDataRanges(image).catch(() => null);
+/** The files of an ext4/erofs image as delta extents; undefined for raw images (boot, vbmeta). */
+async function filesOf(image: string, log: (l: string) => void): Promise<DeltaFile[] | undefined> {
+  const files = await fileDataRanges(image).catch((e: unknown) => {
+    log(
+      `warning: ${image}: cannot read its files (${e instanceof Error ? e.message : e}); diffing it block by block`,
+    );
+    return null;
+  });
   return files?.map((f) => ({
     name: f.path,
     extents: f.ranges.map(([a, b]) => ({
@@ -312,8 +318,8 @@ export async function makeOta(o: MakeOtaOptions): Promise<MadeOta> {
           codecs,
           diffType: 'BROTLI_BSDIFF',
           blobs,
-          oldFiles: await filesOf(old),
-          newFiles: await filesOf(image),
+          oldFiles: await filesOf(old, log),
+          newFiles: await filesOf(image, log),
           skip,
           threads,
           onBytes,
