@@ -62,11 +62,14 @@ export function certSha256(file: string): string | undefined {
   }
 }
 
-/** Digest of the certificate of a named key in $OMIE_HOME/keys/<name>/ (any *.x509.pem / cert.pem there). */
+/**
+ * Digest of the certificate of a named key in $OMIE_HOME/keys/<name>/: its APK signing key
+ * (apk.x509.pem, see `omie keys init`), else any *.x509.pem / cert.pem there.
+ */
 export function namedKeyCertSha256(name: string): string | undefined {
   const dir = join(omieHome(), 'keys', name);
   if (!existsSync(dir)) return undefined;
-  for (const f of readdirSync(dir).sort()) {
+  for (const f of ['apk.x509.pem', ...readdirSync(dir).sort()]) {
     if (!/(\.x509\.pem|cert\.pem|\.crt|\.der)$/.test(f)) continue;
     const d = certSha256(join(dir, f));
     if (d) return d;
@@ -99,6 +102,9 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
     personalCloud: p.personalCloud ? { defaultRemote: p.personalCloud.defaultRemote } : undefined,
     partnerSignerSha256: [
       partnerKeyCertSha256(p.signing.apkKey),
+      ...Object.entries(p.signing.apkKeys ?? {}).map(([role, ref]) =>
+        ref ? partnerKeyCertSha256(ref, role) : undefined,
+      ),
       ...p.trust.baseSigners.map((b) => ('sha256' in b ? b.sha256 : certSha256(expandHome(b.cert)))),
     ].filter((x): x is string => Boolean(x)),
     avb: r.device.avb
@@ -116,9 +122,15 @@ export function expandHome(p: string): string {
   return p.replace(/^\$OMIE_HOME(?=\/|$)/, omieHome()).replace(/^~(?=\/)/, homedir());
 }
 
-/** The product's APK signing key certificate: a named key set, or an AOSP-style <prefix>.x509.pem. */
-function partnerKeyCertSha256(ref: ResolvedProduct['product']['signing']['apkKey']): string | undefined {
-  if ('name' in ref) return namedKeyCertSha256(ref.name);
+/**
+ * The certificate of one of the product's APK signing keys: a named key set's apk key (or its
+ * `<role>` key), or an AOSP-style <prefix>.x509.pem.
+ */
+function partnerKeyCertSha256(
+  ref: ResolvedProduct['product']['signing']['apkKey'],
+  role?: string,
+): string | undefined {
+  if ('name' in ref) return certSha256(join(omieHome(), 'keys', ref.name, `${role ?? 'apk'}.x509.pem`));
   const file = 'file' in ref ? ref.file.replace(/^~(?=\/)/, homedir()) : process.env[ref.env];
   return file ? certSha256(`${file.replace(/\.(pk8|x509\.pem)$/, '')}.x509.pem`) : undefined;
 }
