@@ -16,10 +16,10 @@ import { parseArsc } from '../formats/apk/arsc.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
 import { type ApkManifest, parseManifest } from '../formats/apk/manifest.ts';
 import { verifyApkSignatures } from '../formats/apk/signing/index.ts';
-import { ZipArchive } from '../formats/apk/zip.ts';
+import { bufferSource, ZipArchive } from '../formats/apk/zip.ts';
 import { FileContexts } from '../fs/selinux.ts';
 import type { FsEntry, FsReader } from '../fs/types.ts';
-import { certSha256, openKeys } from '../keys/store.ts';
+import { certSha256, certSha256Of, openKeys } from '../keys/store.ts';
 import type { ResolvedApp, ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import {
@@ -117,6 +117,8 @@ export interface ApkIdentity {
   signers: string[];
   /** Whether the signatures verify. */
   verified: boolean;
+  /** android:sharedUserId (members of one shared UID must share a signer). */
+  sharedUserId?: string | null;
 }
 
 export interface PlannedApk {
@@ -247,6 +249,7 @@ export async function readApkIdentity(path: string): Promise<ApkIdentity> {
       versionName: manifest.versionName,
       signers: sig.signers.map((s) => s.sha256.toLowerCase()),
       verified: sig.verified,
+      sharedUserId: manifest.sharedUserId,
     };
   } finally {
     await zip.close();
@@ -467,6 +470,20 @@ export async function makePlan(
         });
     }
   }
+
+  // 2b. OTA certificates that are public test keys (a test-keys build's otacerts.zip).
+  for (const c of ctxs)
+    for (const r of [{ root: c.prefix }, ...nestedRoots(c)]) {
+      const path = `${r.root}/${OTACERTS}`;
+      if (c.byPath.get(path)?.type !== 'file') continue;
+      const keys = await otacertsTestKeys(await c.input.fs.readFile(path), `${c.input.name}:${path}`);
+      if (keys.length)
+        c.plan.removals.push({
+          path,
+          kind: 'file',
+          reason: `OTA certificate(s) ${keys.join(', ')}: public test key(s), anyone could sign an update this device installs (no OTA is accepted until the partner's OTA certificate is written)`,
+        });
+    }
 
   // 3. The product's apps, with allowlists.
   const personalClouds = product.apps.filter((a) => a.role === 'personal-cloud');
@@ -736,6 +753,36 @@ export function personalCloudXml(app: Pick<ResolvedApp, 'package' | 'name'>): st
     <system-user-whitelisted-app package="${xmlAttr(app.package)}" />
 </config>
 `;
+}
+
+/** Where recovery and update_engine read the certificates an OTA must be signed with. */
+export const OTACERTS = 'etc/security/otacerts.zip';
+
+/**
+ * Names of the public test keys among the certificates of an otacerts.zip (PEM or DER entries,
+ * as AOSP's releasetools write them). An unreadable archive is not judged (nothing to verify with).
+ */
+export async function otacertsTestKeys(zipBytes: Buffer, name: string): Promise<string[]> {
+  const known = defaultKnownSigners();
+  const out: string[] = [];
+  let zip: ZipArchive;
+  try {
+    zip = await ZipArchive.open(bufferSource(zipBytes, name));
+  } catch {
+    return [];
+  }
+  for (const e of zip.entries) {
+    if (e.name.endsWith('/')) continue;
+    let sha: string;
+    try {
+      sha = certSha256Of(await zip.read(e, 1024 * 1024));
+    } catch {
+      continue;
+    }
+    const k = known.lookup(sha);
+    if (k?.kind === 'public-test-key') out.push(`${e.name} (${k.name})`);
+  }
+  return out;
 }
 
 /** Property files per partition, relative to its prefix, in the order init loads them. */
