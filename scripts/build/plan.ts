@@ -30,6 +30,7 @@ import {
   type PropEdit,
   parseProps,
   propPatternMatches,
+  releaseTags,
 } from './props.ts';
 import { declaredLibraries, removePackageReferences, type XmlReference, xmlAttr } from './xml-edits.ts';
 
@@ -810,6 +811,10 @@ async function planProps(
         if (c.byPath.get(path)?.type === 'file')
           files.push({ c, part: r.name, path, text: (await c.input.fs.readFile(path)).toString('utf8') });
       }
+  // Each partition's own build.prop (not prop.default): where its namespace's identity keys go
+  // when the base lacks them (a GSI's system has no ro.product.system.* of the product's).
+  const own = new Map<PartitionName, (typeof files)[number]>();
+  for (const f of files) if (/\/build\.prop$/.test(f.path) && !own.has(f.part)) own.set(f.part, f);
   const main =
     files.find((f) => f.c.input.name === 'system' && f.path.endsWith('/build.prop')) ??
     files.find((f) => f.path.endsWith('/build.prop'));
@@ -831,7 +836,10 @@ async function planProps(
     for (const e of parseProps(f.text)) present.add(e.key);
     byFile.set(
       `${f.c.input.name}:${f.path}`,
-      propEditsFor(f.text, f.part, id, removePatterns, sets, isRemoved, fallback),
+      propEditsFor(f.text, f.part, id, removePatterns, sets, isRemoved, fallback, {
+        complete: own.get(f.part) === f,
+        main: main === f,
+      }),
     );
   }
   if (main) {
@@ -851,9 +859,19 @@ async function planProps(
   }
 }
 
+/** The identity fields of every partition namespace (ro.product.<partition>.<field>). */
+const IDENTITY_FIELDS = ['brand', 'manufacturer', 'model', 'device', 'name'] as const;
+
 /**
  * Property edits for one file. `part` is the partition name used in namespaced keys
- * (ro.product.<part>.brand, ro.<part>.build.fingerprint).
+ * (ro.product.<part>.brand, ro.<part>.build.fingerprint). Every identity key and fingerprint the
+ * file has becomes the product's, with the release-keys tags of a release build (what AOSP's
+ * sign_target_files_apks does to a test-keys build's tags). With `complete` (the partition's own
+ * build.prop), the keys of its namespace it lacks are added; with `main` (the system build.prop,
+ * loaded first), so are ro.product.<field>, ro.build.fingerprint and ro.build.tags themselves:
+ * init derives those only when unset, from the first partition of
+ * ro.product.property_source_order that sets them, which could be a vendor image the build
+ * does not touch, so they are set outright.
  */
 export function propEditsFor(
   text: string,
@@ -863,6 +881,7 @@ export function propEditsFor(
   sets: Readonly<Record<string, string>>,
   isRemovedPackage: (pkg: string) => boolean,
   fallback: { release: string; buildId: string; incremental: string },
+  opts: { complete?: boolean; main?: boolean } = {},
 ): PropEdit[] {
   const props = parseProps(text);
   const edits: PropEdit[] = [];
@@ -881,7 +900,6 @@ export function propEditsFor(
     if (prev >= 0) edits[prev] = { op: 'set', key: k, value: v, reason };
     else if (value(k) !== v) edits.push({ op: 'set', key: k, value: v, reason });
   };
-  const ns = ['', `${part}.`];
   const release =
     value(`ro.${part}.build.version.release`) ?? value('ro.build.version.release') ?? fallback.release;
   const buildId = value(`ro.${part}.build.id`) ?? value('ro.build.id') ?? fallback.buildId;
@@ -890,15 +908,28 @@ export function propEditsFor(
     value('ro.build.version.incremental') ??
     fallback.incremental;
   const fp = buildFingerprint(id, release, buildId, incremental);
-  for (const field of ['brand', 'manufacturer', 'model', 'device', 'name'] as const)
-    for (const n of ns)
-      if (keys.includes(`ro.product.${n}${field}`))
-        set(`ro.product.${n}${field}`, id[field], 'product identity');
-  for (const n of ns) {
-    if (keys.includes(`ro.${n}build.fingerprint`))
-      set(`ro.${n}build.fingerprint`, fp, 'fingerprint of the Omie build');
-    if (keys.includes(`ro.${n}build.tags`)) set(`ro.${n}build.tags`, 'release-keys', 'release build');
-    if (keys.includes(`ro.${n}build.type`)) set(`ro.${n}build.type`, 'user', 'release build');
+  const required = new Set<string>();
+  if (opts.complete) {
+    for (const field of IDENTITY_FIELDS) required.add(`ro.product.${part}.${field}`);
+    required.add(`ro.${part}.build.fingerprint`);
+  }
+  if (opts.main) {
+    for (const field of IDENTITY_FIELDS) required.add(`ro.product.${field}`);
+    required.add('ro.build.fingerprint');
+    required.add('ro.build.tags');
+  }
+  const added = (k: string) => (keys.includes(k) ? '' : ' (added: the base lacks it)');
+  for (const k of [...keys, ...[...required].filter((x) => !keys.includes(x))]) {
+    const field = /^ro\.product\.(?:[a-z0-9_]+\.)?(brand|manufacturer|model|device|name)$/.exec(k)?.[1] as
+      | (typeof IDENTITY_FIELDS)[number]
+      | undefined;
+    if (field) set(k, id[field], `product identity${added(k)}`);
+    else if (/^ro\.(?:[a-z0-9_]+\.)?build\.fingerprint$/.test(k))
+      set(k, fp, `fingerprint of the Omie build${added(k)}`);
+    else if (/^ro\.(?:[a-z0-9_]+\.)?build\.thumbprint$/.test(k))
+      set(k, releaseTags(value(k) ?? '', '/'), 'release build');
+    else if (/^ro\.(?:[a-z0-9_]+\.)?build\.tags$/.test(k)) set(k, 'release-keys', `release build${added(k)}`);
+    else if (/^ro\.(?:[a-z0-9_]+\.)?build\.type$/.test(k)) set(k, 'user', 'release build');
   }
   if (keys.includes('ro.build.description'))
     set(
