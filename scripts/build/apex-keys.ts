@@ -14,7 +14,7 @@ import { verifyApkSignatures } from '../formats/apk/signing/index.ts';
 import { ZipArchive } from '../formats/apk/zip.ts';
 import { publicTestKeyName } from '../formats/avb/keys.ts';
 import type { FsReader } from '../fs/types.ts';
-import type { Plan } from './plan.ts';
+import { type Plan, planFiles } from './plan.ts';
 
 export interface TestKeyApex {
   partition: string;
@@ -64,17 +64,12 @@ export async function testKeyApexes(
   const out: TestKeyApex[] = [];
   const dir = join(work, 'apex-keys');
   await mkdir(dir, { recursive: true });
-  for (const part of plan.partitions) {
-    const fs = readers.get(part.partition);
-    if (!fs) continue;
-    for (const e of await fs.list()) {
-      if (e.type !== 'file' || !/\/apex\/[^/]+\.c?apex$/.test(e.path)) continue;
-      const host = join(dir, 'probe.apex');
-      await fs.copyOut(e.path, host);
-      const keys = await apexTestKeys(host);
-      await rm(host, { force: true });
-      if (keys.length) out.push({ partition: part.partition, path: e.path, keys });
-    }
+  for await (const f of planFiles(plan, readers, (path) => /\/apex\/[^/]+\.c?apex$/.test(path))) {
+    const host = join(dir, 'probe.apex');
+    await f.fs.copyOut(f.path, host);
+    const keys = await apexTestKeys(host);
+    await rm(host, { force: true });
+    if (keys.length) out.push({ partition: f.part.partition, path: f.path, keys });
   }
   return out;
 }

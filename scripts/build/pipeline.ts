@@ -55,7 +55,9 @@ import {
   OTACERTS,
   type PartitionInput,
   type PartitionName,
+  type PartitionPlan,
   type Plan,
+  planFiles,
   readApkIdentity,
 } from './plan.ts';
 import { apksTheCheckRefuses } from './preflight.ts';
@@ -110,6 +112,11 @@ const RECORDED_TOOLS = [
 
 /** Partitions whose filesystem the build edits (others are passed through). */
 const EDITABLE: readonly PartitionName[] = ['system', 'system_ext', 'product', 'vendor', 'odm'];
+/**
+ * Kernel-module partitions: their build.prop gets release-keys tags (nothing else), so they are
+ * edited only when the profile re-signs them (else the base's descriptor for them is carried).
+ */
+const DLKM: readonly PartitionName[] = ['system_dlkm', 'vendor_dlkm', 'odm_dlkm'];
 
 export class CheckFailedError extends OmieError {
   constructor(message: string, context: Record<string, unknown>) {
@@ -222,21 +229,17 @@ async function frameworkApks(plan: Plan, readers: Map<string, FsReader>, work: s
   const out: BaseApk[] = [];
   const dir = join(work, 'framework-apks');
   await mkdir(dir, { recursive: true });
-  for (const part of plan.partitions) {
-    const fs = readers.get(part.partition);
-    if (!fs) continue;
-    for (const e of await fs.list()) {
-      if (e.type !== 'file' || !e.path.endsWith('.apk') || !e.path.startsWith(`${part.prefix}/framework/`))
-        continue;
-      const host = join(dir, `${out.length}.apk`);
-      await fs.copyOut(e.path, host);
-      out.push({
-        partition: part.partition,
-        path: e.path,
-        rel: e.path.slice(part.prefix.length).replace(/^\//, ''),
-        identity: await readApkIdentity(host),
-      });
-    }
+  const framework = (path: string, part: PartitionPlan) =>
+    path.endsWith('.apk') && path.startsWith(`${part.prefix}/framework/`);
+  for await (const f of planFiles(plan, readers, framework)) {
+    const host = join(dir, `${out.length}.apk`);
+    await f.fs.copyOut(f.path, host);
+    out.push({
+      partition: f.part.partition,
+      path: f.path,
+      rel: f.path.slice(f.part.prefix.length).replace(/^\//, ''),
+      identity: await readApkIdentity(host),
+    });
   }
   return out;
 }
@@ -333,34 +336,29 @@ async function macPermissionsFiles(
 ): Promise<ExtraFile[]> {
   const found: Array<{ where: string; before: string; after: string; roles: ApkKeyRole[]; file: ExtraFile }> =
     [];
-  for (const part of plan.partitions) {
-    const fs = readers.get(part.partition);
-    if (!fs) continue;
-    for (const e of await fs.list()) {
-      if (e.type !== 'file' || !/\/etc\/selinux\/[^/]*mac_permissions\.xml$/.test(e.path)) continue;
-      if (!e.path.startsWith(`${part.prefix}/`)) continue;
-      const before = (await fs.readFile(e.path)).toString('utf8');
-      const r = rewriteMacPermissions(before, roles, keys.roles, resignedRoles);
-      if (!r) continue;
-      const where = `${part.partition}:${e.path}`;
-      if (r.left.length)
-        log(
-          `warning: ${where} names the public test key of ${r.left.join(', ')}, whose APKs (inside APEXes) the build does not re-sign: left as it is`,
-        );
-      if (!r.roles.length) continue;
-      found.push({
-        where,
-        before,
-        after: r.text,
-        roles: r.roles,
-        file: {
-          partition: part.partition,
-          path: e.path.slice(part.prefix.length).replace(/^\//, ''),
-          content: r.text,
-          reason: `SELinux seinfo of the re-signed roles (${r.roles.join(', ')}): their partner certificates replace the public test keys`,
-        },
-      });
-    }
+  const macPermissions = (path: string) => /\/etc\/selinux\/[^/]*mac_permissions\.xml$/.test(path);
+  for await (const { part, fs, path } of planFiles(plan, readers, macPermissions)) {
+    const before = (await fs.readFile(path)).toString('utf8');
+    const r = rewriteMacPermissions(before, roles, keys.roles, resignedRoles);
+    if (!r) continue;
+    const where = `${part.partition}:${path}`;
+    if (r.left.length)
+      log(
+        `warning: ${where} names the public test key of ${r.left.join(', ')}, whose APKs (inside APEXes) the build does not re-sign: left as it is`,
+      );
+    if (!r.roles.length) continue;
+    found.push({
+      where,
+      before,
+      after: r.text,
+      roles: r.roles,
+      file: {
+        partition: part.partition,
+        path: path.slice(part.prefix.length).replace(/^\//, ''),
+        content: r.text,
+        reason: `SELinux seinfo of the re-signed roles (${r.roles.join(', ')}): their partner certificates replace the public test keys`,
+      },
+    });
   }
   checkMacPermissionsUnique(found, keys.roles);
   return found.map((f) => f.file);
@@ -532,7 +530,11 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     const parts: PartitionInput[] = [];
     for (const part of device.partitions) {
       const img = base.images[part.name];
-      if (!img || part.fs === 'raw' || !EDITABLE.includes(part.name as PartitionName)) continue;
+      const signed = device.avb.footers.some((f) => f.partition === part.name);
+      const editable =
+        EDITABLE.includes(part.name as PartitionName) ||
+        (signed && DLKM.includes(part.name as PartitionName));
+      if (!img || part.fs === 'raw' || !editable) continue;
       const fs = await openFilesystem(img);
       readers.set(part.name, fs);
       parts.push({ name: part.name as PartitionName, fs });

@@ -103,7 +103,22 @@ export const ENFORCED_PROPS: Readonly<Record<string, string>> = {
 /** Directories whose XMLs configure packages (frameworks/base SystemConfig + default-permissions). */
 const CONFIG_DIRS = ['etc/permissions', 'etc/sysconfig', 'etc/default-permissions', 'etc/preferred-apps'];
 
-export type PartitionName = 'system' | 'system_ext' | 'product' | 'vendor' | 'odm';
+export type PartitionName =
+  | 'system'
+  | 'system_ext'
+  | 'product'
+  | 'vendor'
+  | 'odm'
+  | 'system_dlkm'
+  | 'vendor_dlkm'
+  | 'odm_dlkm';
+
+/**
+ * The partitions whose ro.product.<partition>.* init reads to derive ro.product.*
+ * (property_service.cpp RO_PRODUCT_PROPS_ALLOWED_SOURCES): the product's identity goes there.
+ * The kernel-module partitions (*_dlkm) only get release-keys tags, as sign_target_files_apks does.
+ */
+const IDENTITY_NAMESPACES: readonly PartitionName[] = ['system', 'system_ext', 'product', 'vendor', 'odm'];
 
 export interface PartitionInput {
   name: PartitionName;
@@ -298,6 +313,10 @@ const OWN_CONTEXTS: Record<PartitionName, string> = {
   product: 'etc/selinux/product_file_contexts',
   vendor: 'etc/selinux/vendor_file_contexts',
   odm: 'etc/selinux/odm_file_contexts',
+  // Kernel-module partitions carry no file_contexts of their own (system's labels them).
+  system_dlkm: 'etc/selinux/system_dlkm_file_contexts',
+  vendor_dlkm: 'etc/selinux/vendor_dlkm_file_contexts',
+  odm_dlkm: 'etc/selinux/odm_dlkm_file_contexts',
 };
 
 /** Computes the plan for a product over the opened partitions of its base. */
@@ -756,6 +775,24 @@ export function personalCloudXml(app: Pick<ResolvedApp, 'package' | 'name'>): st
 `;
 }
 
+/**
+ * The files of the planned partitions that `match` (their path inside the image, under the
+ * partition's prefix), each with the reader of its partition.
+ */
+export async function* planFiles(
+  plan: Plan,
+  readers: ReadonlyMap<string, FsReader>,
+  match: (path: string, part: PartitionPlan) => boolean,
+): AsyncGenerator<{ part: PartitionPlan; fs: FsReader; path: string }> {
+  for (const part of plan.partitions) {
+    const fs = readers.get(part.partition);
+    if (!fs) continue;
+    for (const e of await fs.list())
+      if (e.type === 'file' && e.path.startsWith(`${part.prefix}/`) && match(e.path, part))
+        yield { part, fs, path: e.path };
+  }
+}
+
 /** Where recovery and update_engine read the certificates an OTA must be signed with. */
 export const OTACERTS = 'etc/security/otacerts.zip';
 
@@ -908,8 +945,9 @@ export function propEditsFor(
     value('ro.build.version.incremental') ??
     fallback.incremental;
   const fp = buildFingerprint(id, release, buildId, incremental);
+  const identity = IDENTITY_NAMESPACES.includes(part);
   const required = new Set<string>();
-  if (opts.complete) {
+  if (opts.complete && identity) {
     for (const field of IDENTITY_FIELDS) required.add(`ro.product.${part}.${field}`);
     required.add(`ro.${part}.build.fingerprint`);
   }
@@ -923,13 +961,14 @@ export function propEditsFor(
     const field = /^ro\.product\.(?:[a-z0-9_]+\.)?(brand|manufacturer|model|device|name)$/.exec(k)?.[1] as
       | (typeof IDENTITY_FIELDS)[number]
       | undefined;
-    if (field) set(k, id[field], `product identity${added(k)}`);
-    else if (/^ro\.(?:[a-z0-9_]+\.)?build\.fingerprint$/.test(k))
-      set(k, fp, `fingerprint of the Omie build${added(k)}`);
+    const fingerprint = /^ro\.(?:[a-z0-9_]+\.)?build\.fingerprint$/.test(k);
+    if (field && identity) set(k, id[field], `product identity${added(k)}`);
+    else if (fingerprint && identity) set(k, fp, `fingerprint of the Omie build${added(k)}`);
+    else if (fingerprint) set(k, releaseTags(value(k) ?? '', '/'), 'release build');
     else if (/^ro\.(?:[a-z0-9_]+\.)?build\.thumbprint$/.test(k))
       set(k, releaseTags(value(k) ?? '', '/'), 'release build');
     else if (/^ro\.(?:[a-z0-9_]+\.)?build\.tags$/.test(k)) set(k, 'release-keys', `release build${added(k)}`);
-    else if (/^ro\.(?:[a-z0-9_]+\.)?build\.type$/.test(k)) set(k, 'user', 'release build');
+    else if (identity && /^ro\.(?:[a-z0-9_]+\.)?build\.type$/.test(k)) set(k, 'user', 'release build');
   }
   if (keys.includes('ro.build.description'))
     set(

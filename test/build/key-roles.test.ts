@@ -200,7 +200,7 @@ describe('release tags and identity properties', () => {
   const fallback = { release: '14', buildId: 'UQ1A', incremental: '1' };
   const edited = (
     text: string,
-    part: 'system' | 'system_ext' | 'vendor',
+    part: 'system' | 'system_ext' | 'vendor' | 'vendor_dlkm',
     opts: { complete?: boolean; main?: boolean },
   ) => {
     const edits = propEditsFor(text, part, id, [], {}, () => false, fallback, opts);
@@ -234,6 +234,21 @@ describe('release tags and identity properties', () => {
     expect(out['ro.build.tags']).toBe('release-keys');
     expect(out['ro.system.build.tags']).toBe('release-keys');
     expect(out['ro.build.thumbprint']).toBe('14/UQ1A/1:userdebug/release-keys');
+  });
+
+  it('gives a kernel-module partition release-keys tags and nothing else (as sign_target_files_apks)', () => {
+    const text =
+      'ro.vendor_dlkm.build.fingerprint=oem/x/y:14/A/1:userdebug/test-keys\nro.vendor_dlkm.build.tags=test-keys\nro.vendor_dlkm.build.type=userdebug\nro.product.vendor_dlkm.brand=oem\n';
+    const { out } = edited(text, 'vendor_dlkm', { complete: true });
+    expect(out).toEqual({
+      'ro.vendor_dlkm.build.fingerprint': 'oem/x/y:14/A/1:userdebug/release-keys',
+      'ro.vendor_dlkm.build.tags': 'release-keys',
+      'ro.vendor_dlkm.build.type': 'userdebug',
+      'ro.product.vendor_dlkm.brand': 'oem',
+    });
+    expect(
+      edited('ro.vendor_dlkm.build.tags=release-keys\n', 'vendor_dlkm', { complete: true }).edits,
+    ).toEqual([]);
   });
 
   it('rewrites any namespace a file carries (a vendor build.prop with ro.product.odm.* and ro.bootimage.build.fingerprint)', () => {

@@ -7,8 +7,8 @@
  * plat_mac_permissions.xml naming the test certificates as insertkeys.py writes them, and an
  * otacerts.zip holding testkey. The keys are the real ones (../shared/fixtures/aosp-testkeys).
  *
- * system (ext4, system-as-root), system_ext (ext4), product (erofs), vendor (ext4): a folder of
- * images as `omie build --base` takes it. The `extras` variant adds what the build must refuse:
+ * system (ext4, system-as-root), system_ext (ext4), product (erofs), vendor (ext4), vendor_dlkm
+ * (erofs): a folder of images as `omie build --base` takes it. The `extras` variant adds what the build must refuse:
  * an APEX whose container is signed with the platform test key, and an app of android.uid.system
  * signed with an OEM key (the framework's test key cannot be mapped onto it).
  */
@@ -38,7 +38,7 @@ import { contextsFor } from '../../scripts/sample/realistic-base.ts';
 /** Key roles of AOSP's build/make/target/product/security that the base signs with. */
 export type TestKey = 'testkey' | 'platform' | 'shared' | 'media' | 'networkstack' | 'bluetooth';
 
-export const TESTKEYS_PARTITIONS = ['system', 'system_ext', 'product', 'vendor'] as const;
+export const TESTKEYS_PARTITIONS = ['system', 'system_ext', 'product', 'vendor', 'vendor_dlkm'] as const;
 type Part = (typeof TESTKEYS_PARTITIONS)[number];
 
 export interface TestKeysApp {
@@ -281,6 +281,12 @@ export async function generateTestKeysBase(opts: {
     `${commonProps('vendor', BUILD.vendorFingerprint)}${identityProps('vendor', OEM_VENDOR)}ro.product.property_source_order=vendor,odm,product,system_ext,system\nro.board.platform=oemtab\n`,
   );
   await put('vendor', '/etc/selinux/vendor_file_contexts', vendorFileContexts());
+  await put(
+    'vendor_dlkm',
+    '/etc/build.prop',
+    `${commonProps('vendor_dlkm', BUILD.vendorFingerprint)}${identityProps('vendor_dlkm', OEM_VENDOR)}`,
+  );
+  await put('vendor_dlkm', '/lib/modules/modules.load', 'wlan.ko\n');
 
   // framework-res (package android, android.uid.system), zipaligned and signed with the platform
   // key (v1 + v2) as an AOSP build makes it (Debian's copy is not aligned).
@@ -321,7 +327,7 @@ export async function generateTestKeysBase(opts: {
 
   const plat = FileContexts.parse(platFileContexts(), 'plat_file_contexts');
   const own = (p: Part) =>
-    p === 'system'
+    p === 'system' || p === 'vendor_dlkm'
       ? plat
       : FileContexts.concat(
           plat,
@@ -332,7 +338,7 @@ export async function generateTestKeysBase(opts: {
     images[p] = join(outDir, `${p}.img`);
     const mountPoint = p === 'system' ? '/' : `/${p}`;
     const uuid = `5a6d2c1e-0000-4000-8000-0000000003${String(i).padStart(2, '0')}`;
-    if (p === 'product')
+    if (p === 'product' || p === 'vendor_dlkm')
       await buildErofs(root(p), images[p], await erofsMeta(root(p), mountPoint, own(p)), {
         uuid,
         epoch: SAMPLE_EPOCH,

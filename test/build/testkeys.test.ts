@@ -12,6 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { type BuildResult, build } from '../../scripts/build/pipeline.ts';
 import { parseProps } from '../../scripts/build/props.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
+import { loadProduct } from '../../scripts/model/index.ts';
 import { omie, onceInDir, SAMPLE_HOME, sampleFixture, workDir } from '../helpers.ts';
 import { AOSP_TESTKEYS } from '../oracles.ts';
 import { EXTRA_APEX, generateTestKeysBase, TESTKEYS_APPS, type TestKey } from './testkeys-base.ts';
@@ -38,6 +39,7 @@ partitions:
   - { name: system_ext, fs: ext4, location: super, size: 256MiB }
   - { name: product, fs: erofs, location: super, size: 256MiB }
   - { name: vendor, fs: ext4, location: super, size: 128MiB }
+  - { name: vendor_dlkm, fs: erofs, location: super, size: 32MiB }
 super:
   name: super
   blockDevices:
@@ -45,7 +47,7 @@ super:
   metadataSlots: 3
   metadataMaxSize: 65536
   groups:
-    - { name: main, maxSize: 1500MiB, partitions: [system, system_ext, product, vendor] }
+    - { name: main, maxSize: 1500MiB, partitions: [system, system_ext, product, vendor, vendor_dlkm] }
 avb:
   algorithm: SHA256_RSA4096
   rollbackIndex: 0
@@ -54,6 +56,7 @@ avb:
     - { partition: system_ext, type: hashtree, hashAlgorithm: sha256 }
     - { partition: product, type: hashtree, hashAlgorithm: sha256 }
     - { partition: vendor, type: hashtree, hashAlgorithm: sha256 }
+    - { partition: vendor_dlkm, type: hashtree, hashAlgorithm: sha256 }
   chained: []
 bootloader:
   unlock: ["flashing unlock"]
@@ -121,12 +124,16 @@ describe.skipIf(!AOSP_TESTKEYS.present)(`omie build on a test-keys base ${AOSP_T
   const out = join(dir, 'out');
   const logs: string[] = [];
   let res: BuildResult;
+  /** The product's identity, as its YAML says. */
+  let id: Record<string, string>;
   const apks = new Map<string, { signers: string[]; verify: string; path: string }>();
   const props = new Map<string, Record<string, string>>();
 
   beforeAll(async () => {
+    const product = productWith('tkeytab', PARTNER + ROLE_KEYS);
+    id = { ...(await loadProduct(product)).product.identity };
     res = await build({
-      product: productWith('tkeytab', PARTNER + ROLE_KEYS),
+      product,
       base: baseDir,
       out,
       log: (l) => logs.push(l),
@@ -134,7 +141,7 @@ describe.skipIf(!AOSP_TESTKEYS.present)(`omie build on a test-keys base ${AOSP_T
     const probe = join(dir, 'probe');
     rmSync(probe, { recursive: true, force: true });
     mkdirSync(probe, { recursive: true });
-    for (const p of ['system', 'system_ext', 'product', 'vendor']) {
+    for (const p of ['system', 'system_ext', 'product', 'vendor', 'vendor_dlkm']) {
       const fs = await openFilesystem(join(out, `${p}.img`));
       try {
         for (const e of await fs.list()) {
@@ -246,22 +253,19 @@ describe.skipIf(!AOSP_TESTKEYS.present)(`omie build on a test-keys base ${AOSP_T
           expect([file, k, v]).toEqual([file, k, expect.stringMatching(/release-keys$/)]);
           expect(v).not.toMatch(/test-keys/);
         }
-        if (/build\.fingerprint$/.test(k)) fps.push(v);
+        if (/build\.fingerprint$/.test(k) && !file.startsWith('vendor_dlkm:')) fps.push(v);
       }
     }
     expect(fps.length).toBeGreaterThanOrEqual(5);
     for (const fp of fps)
       expect(fp).toMatch(/^Omie\/omie_tablet\/tablet:14\/UQ1A\.240205\.004\/[^:]+:user\/release-keys$/);
+    // A kernel-module partition gets the release tags only, as sign_target_files_apks does.
+    expect(props.get('vendor_dlkm:/etc/build.prop')?.['ro.vendor_dlkm.build.fingerprint']).toBe(
+      'oem/oemtab/oemtab:14/UQ1A.240205.004/20240205:userdebug/release-keys',
+    );
   });
 
   it('writes the identity of every partition namespace, adding the keys the base lacks', () => {
-    const id = {
-      brand: 'Omie',
-      manufacturer: 'Omie',
-      model: 'Omie Tablet',
-      device: 'tablet',
-      name: 'omie_tablet',
-    };
     const files: Record<string, string> = {
       system: 'system:/system/build.prop',
       system_ext: 'system_ext:/etc/build.prop',
@@ -289,13 +293,7 @@ describe.skipIf(!AOSP_TESTKEYS.present)(`omie build on a test-keys base ${AOSP_T
       Object.assign(merged, props.get(f));
     expect(merged['ro.product.property_source_order']).toBe('vendor,odm,product,system_ext,system');
     const order = merged['ro.product.property_source_order'].split(',');
-    for (const [f, v] of Object.entries({
-      brand: 'Omie',
-      model: 'Omie Tablet',
-      device: 'tablet',
-      name: 'omie_tablet',
-      manufacturer: 'Omie',
-    })) {
+    for (const [f, v] of Object.entries(id)) {
       const derived =
         merged[`ro.product.${f}`] ?? order.map((s) => merged[`ro.product.${s}.${f}`]).find(Boolean);
       expect([f, derived]).toEqual([f, v]);
@@ -430,9 +428,12 @@ describe.skipIf(!AOSP_TESTKEYS.present)(
       expect(r.exitCode).toBe(2);
       const e = JSON.parse(r.stdout).error;
       expect(e.code).toBe('BASE_PARTITION_MISSING');
-      expect(e.message).toContain('vendor (logical)');
-      expect(e.hint).toContain("add the device's vendor.img to the base folder");
-      expect(e.hint).toContain('drop vendor from');
+      expect(e.message).toContain(
+        'the device profile signs vendor (logical), vendor_dlkm (logical), but the base has no such image',
+      );
+      expect(e.hint).toContain("add the device's vendor.img, vendor_dlkm.img to the base folder");
+      expect(e.hint).toContain('or drop vendor, vendor_dlkm from');
+      expect(existsSync(join(dir, 'out-gsi'))).toBe(false);
     }, 300_000);
   },
 );
