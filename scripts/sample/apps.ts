@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { type ApkSpec, buildApk } from '../apkgen/index.ts';
 import { initKeys } from '../keys/store.ts';
 import type { ResolvedApp } from '../model/index.ts';
+import { ROLE_META_DATA } from '../model/app-roles.ts';
 import { loadApp } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 
@@ -68,14 +69,17 @@ function specFor(app: ResolvedApp): ApkSpec {
           permission: 'org.omie.permission.PERSONAL_CLOUD',
         },
       ],
-      metaData: [{ name: 'org.omie.ROLE', value: 'personal-cloud' }],
+      metaData: [{ name: ROLE_META_DATA, value: app.role }],
     };
   }
   return {
     ...base,
     usesPermissions: [...(base.usesPermissions ?? []), 'org.omie.permission.PERSONAL_CLOUD'],
     queries: { packages: [PERSONAL_CLOUD_PACKAGE] },
-    metaData: [{ name: PERSONAL_CLOUD_META, value: PERSONAL_CLOUD_AUTHORITY }],
+    metaData: [
+      { name: ROLE_META_DATA, value: app.role },
+      { name: PERSONAL_CLOUD_META, value: PERSONAL_CLOUD_AUTHORITY },
+    ],
   };
 }
 
