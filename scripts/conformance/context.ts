@@ -4,7 +4,7 @@
  */
 import { basename } from 'node:path';
 import { asOmieError } from '../errors.ts';
-import type { ProductFacts } from './product.ts';
+import type { ProductFacts, RepoApp } from './product.ts';
 import type { Profile, Requirement } from './spec-schema.ts';
 import type { ApkFacts, ApkRef, SystemView } from './view.ts';
 import { allElements, parseXml, type XmlElement } from './xml.ts';
@@ -41,6 +41,10 @@ export interface SpecData {
   knownSigners: Map<string, { name: string; kind: string }>;
   /** Pins declared in prebuilt-apps/ of the repository: package → signer digests. */
   repoPins: Map<string, string[]>;
+  /** Apps declared in prebuilt-apps/ of the repository (role, internet reason), by package. */
+  repoApps?: Map<string, RepoApp>;
+  /** Signers the repository's products vouch for (APK key, trust.baseSigners), with the product file. */
+  repoProductSigners?: Array<{ sha256: string; source: string }>;
 }
 
 export const CONFIG_DIRS = [

@@ -52,6 +52,8 @@ async function signersKnown(ctx: CheckContext): Promise<CheckOutcome> {
   for (const a of ctx.product?.apps ?? []) for (const s of a.signerSha256) pinned.add(s);
   for (const s of ctx.product?.partnerSignerSha256 ?? []) pinned.add(s);
   for (const pins of ctx.facts.data.repoPins.values()) for (const s of pins) pinned.add(s);
+  // Without a product, what the repository's products vouch for (their APK key, trust.baseSigners).
+  if (!ctx.product) for (const t of ctx.facts.data.repoProductSigners ?? []) pinned.add(t.sha256);
   const ev: Evidence[] = [];
   for (const a of apps) {
     const signers = a.facts.signing.signerSha256;
@@ -60,7 +62,7 @@ async function signersKnown(ctx: CheckContext): Promise<CheckOutcome> {
         ...apkWhere(a.ref),
         package: a.facts.package,
         value: signers.join(', ') || '(unsigned)',
-        detail: 'signer is neither pinned in prebuilt-apps/ nor a key of the base',
+        detail: `signer is neither pinned in prebuilt-apps/, nor the ${ctx.product ? "product's" : "repository products'"} APK key or trust.baseSigners, nor a key of the base`,
       });
   }
   return verdict(
