@@ -100,6 +100,29 @@ export class Facts {
     return (await this.apps()).filter((a): a is { ref: ApkRef; facts: ApkFacts } => Boolean(a.facts));
   }
 
+  /**
+   * Why a check that reads `input` has nothing to judge on this view, or undefined when the
+   * input is there. A check returns not-applicable with this reason instead of passing on nothing.
+   */
+  async missing(input: 'apks' | 'config-xmls' | 'props' | 'framework-res'): Promise<string | undefined> {
+    switch (input) {
+      case 'apks':
+        return (await this.apps()).length ? undefined : 'no APK on any partition: nothing to check';
+      case 'config-xmls':
+        return (await this.configXmls()).length
+          ? undefined
+          : `no XML under ${CONFIG_DIRS.join(', ')} of any partition: nothing to check`;
+      case 'props':
+        return Object.keys(await this.props()).length
+          ? undefined
+          : 'no build.prop (or getprop) to read: nothing to check';
+      case 'framework-res':
+        return (await this.frameworkRes())
+          ? undefined
+          : 'framework-res.apk (package android) is not on the image, so the platform defaults cannot be read';
+    }
+  }
+
   /** framework-res.apk (package `android`), when present. */
   async frameworkRes(): Promise<{ ref: ApkRef; facts: ApkFacts } | undefined> {
     return (await this.readableApps()).find((a) => a.facts.package === 'android');

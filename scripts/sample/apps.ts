@@ -3,8 +3,8 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ApkSpec, buildApk } from '../apkgen/index.ts';
 import { initKeys } from '../keys/store.ts';
-import type { ResolvedApp } from '../model/index.ts';
 import { ROLE_META_DATA } from '../model/app-roles.ts';
+import type { ResolvedApp } from '../model/index.ts';
 import { loadApp } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 

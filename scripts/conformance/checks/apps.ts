@@ -1,6 +1,6 @@
 /** Section 5: Apps. */
 import { apkWhere, type CheckContext, stringList } from '../context.ts';
-import { type CheckFamily, type CheckOutcome, type Evidence, verdict } from '../types.ts';
+import { type CheckFamily, type CheckOutcome, type Evidence, notApplicable, verdict } from '../types.ts';
 
 /** PermissionInfo.PROTECTION_FLAG_PRIVILEGED. */
 const PROTECTION_FLAG_PRIVILEGED = 0x10;
@@ -21,6 +21,8 @@ export async function privilegedPermissionSet(ctx: CheckContext): Promise<Set<st
 const V2_OR_LATER = [2, 3, 31];
 
 async function allVerify(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const ev: Evidence[] = [];
   const apps = await ctx.facts.apps();
   for (const a of apps) {
@@ -43,6 +45,8 @@ async function allVerify(ctx: CheckContext): Promise<CheckOutcome> {
 }
 
 async function signersKnown(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const apps = await ctx.facts.readableApps();
   const anchors = new Set(stringList(ctx.params.baseAnchorPackages));
   const base = new Set<string>();
@@ -73,6 +77,8 @@ async function signersKnown(ctx: CheckContext): Promise<CheckOutcome> {
 }
 
 async function noTestKeys(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const test = new Map<string, string>();
   for (const d of stringList(ctx.params.publicTestKeySha256))
     test.set(d.toLowerCase(), 'AOSP public test key');
@@ -93,6 +99,8 @@ async function noTestKeys(ctx: CheckContext): Promise<CheckOutcome> {
 }
 
 async function noDebuggable(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const ev: Evidence[] = [];
   for (const a of await ctx.facts.readableApps()) {
     const flags = [a.facts.debuggable && 'debuggable', a.facts.testOnly && 'testOnly'].filter(Boolean);
@@ -126,6 +134,8 @@ async function privappAllowlistsComplete(ctx: CheckContext): Promise<CheckOutcom
         detail: `${missing.length} privileged permission(s) missing from ${a.ref.partition}/etc/permissions privapp-permissions (boot aborts under enforce)`,
       });
   }
+  if (n === 0)
+    return notApplicable('no APK under priv-app/ of any partition: no privileged app to allowlist');
   return verdict(
     ev,
     `${n} priv-app(s) have complete allowlists`,

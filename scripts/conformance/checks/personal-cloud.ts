@@ -166,7 +166,8 @@ async function noOtherTransport(ctx: CheckContext): Promise<CheckOutcome> {
   const clouds = distinctPackages(await personalClouds(ctx));
   const allowed = new Set([...clouds, ...stringList(ctx.params.allowedTransports)]);
   const ev: Evidence[] = [];
-  for (const t of await transportServices(ctx)) {
+  const transports = await transportServices(ctx);
+  for (const t of transports) {
     if (!allowed.has(pkgOf(t.service)))
       ev.push({
         partition: t.partition,
@@ -176,14 +177,20 @@ async function noOtherTransport(ctx: CheckContext): Promise<CheckOutcome> {
         detail: `line ${t.line}: another backup transport is allowlisted`,
       });
   }
-  if (ctx.view.shell) {
-    const out = await ctx.view.shell('bmgr list transports').catch(() => '');
-    for (const line of out.split('\n')) {
-      const s = line.replace(/^\s*\*?\s*/, '').trim();
-      if (s.includes('/') && !allowed.has(pkgOf(s)))
-        ev.push({ package: pkgOf(s), value: s, detail: 'bmgr list transports' });
-    }
-  }
+  // A device also says which transports are registered.
+  const bmgr = ctx.view.shell ? await ctx.view.shell('bmgr list transports').catch(() => '') : '';
+  const registered = bmgr
+    .split('\n')
+    .map((line) => line.replace(/^\s*\*?\s*/, '').trim())
+    .filter((s) => s.includes('/'));
+  for (const s of registered)
+    if (!allowed.has(pkgOf(s))) ev.push({ package: pkgOf(s), value: s, detail: 'bmgr list transports' });
+  if (!transports.length && !registered.length && (await ctx.facts.missing('config-xmls')))
+    return notApplicable(
+      ctx.view.shell
+        ? 'no sysconfig XML to read and `bmgr list transports` listed none: nothing to check'
+        : ((await ctx.facts.missing('config-xmls')) as string),
+    );
   return verdict(
     ev,
     'no backup transport other than the personal cloud',
