@@ -49,6 +49,9 @@ export function junitXml(report: Report): string {
     lines.push(`      <property name="spec.version" value="${xmlEscape(report.spec.version)}"/>`);
     lines.push(`      <property name="profile" value="${report.profile}"/>`);
     lines.push(`      <property name="target" value="${xmlEscape(report.target.input)}"/>`);
+    // JUnit has one `skipped` count: say how many of them were waived and how many did not apply.
+    lines.push(`      <property name="omie.waived" value="${count(rs, 'waived')}"/>`);
+    lines.push(`      <property name="omie.notApplicable" value="${count(rs, 'not-applicable')}"/>`);
     lines.push('    </properties>');
     for (const r of rs) {
       const name = `${r.id} [${r.level}] ${r.title}`;
