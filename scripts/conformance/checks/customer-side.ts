@@ -4,7 +4,7 @@
  * needs the network.
  */
 import { personalCloudConfigSchema } from '../../build/personal-cloud.ts';
-import { manifestRole } from '../../model/app-roles.ts';
+import { DATA_STORE_META_DATA, manifestRole, PERSONAL_CLOUD_PERMISSION } from '../../model/app-roles.ts';
 import { apkWhere, type CheckContext, stringList } from '../context.ts';
 import {
   type CheckFamily,
@@ -112,8 +112,8 @@ async function syncOwnerChangeable(ctx: CheckContext): Promise<CheckOutcome> {
 async function keepsDataInPersonalCloud(ctx: CheckContext): Promise<CheckOutcome> {
   const { apps } = await customerApps(ctx);
   if (apps.length === 0) return notApplicable('no customer-side app on the image');
-  const meta = String(ctx.params.metaDataName ?? 'org.omie.DATA_STORE');
-  const permission = String(ctx.params.permission ?? 'org.omie.permission.PERSONAL_CLOUD');
+  const meta = String(ctx.params.metaDataName ?? DATA_STORE_META_DATA);
+  const permission = String(ctx.params.permission ?? PERSONAL_CLOUD_PERMISSION);
   const ev: Evidence[] = [];
   for (const a of apps) {
     const declares = a.facts.appMetaData[meta] !== undefined && a.facts.usesPermissions.includes(permission);
