@@ -4,6 +4,7 @@
  * <skipped> with the reason.
  */
 import type { Report, RequirementResult } from '../spec-schema.ts';
+import { evidenceLine } from './text.ts';
 
 export function xmlEscape(s: string): string {
   // XML 1.0 forbids most C0 controls even escaped: drop them.
@@ -13,19 +14,7 @@ export function xmlEscape(s: string): string {
 }
 
 function evidenceText(r: RequirementResult): string {
-  return r.evidence
-    .map((e) => {
-      const where = [e.partition, e.file].filter(Boolean).join('/');
-      const what = [
-        e.package && `package ${e.package}`,
-        e.prop && `${e.prop}${e.value !== undefined ? `=${e.value}` : ''}`,
-        !e.prop && e.value && `value ${e.value}`,
-      ]
-        .filter(Boolean)
-        .join(', ');
-      return `- ${[where, what, e.detail].filter(Boolean).join(': ')}`;
-    })
-    .join('\n');
+  return r.evidence.map((e) => `- ${evidenceLine(e)}`).join('\n');
 }
 
 const secs = (ms: number) => (ms / 1000).toFixed(3);
