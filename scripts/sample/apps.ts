@@ -59,7 +59,6 @@ function specFor(app: ResolvedApp): ApkSpec {
       usesPermissions: [
         ...(base.usesPermissions ?? []),
         ...app.privilegedPermissions,
-        'android.permission.RECEIVE_BOOT_COMPLETED',
         // The authenticator turns on sync for the account it adds.
         'android.permission.READ_SYNC_SETTINGS',
         'android.permission.WRITE_SYNC_SETTINGS',
@@ -97,7 +96,9 @@ function specFor(app: ResolvedApp): ApkSpec {
         {
           type: 'service',
           name: '.SyncService',
-          exported: true,
+          // Bound by SyncManager in system_server, whose uid reaches unexported components;
+          // no other app needs to bind it.
+          exported: false,
           intentFilters: [{ actions: ['android.content.SyncAdapter'] }],
           metaData: [{ name: 'android.content.SyncAdapter', resource: '@xml/syncadapter' }],
         },

@@ -50,6 +50,17 @@ describe('omie sample-apps', () => {
     expect(pin).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it("the kit's own app audit finds nothing to warn the owner about", async () => {
+    const apks = names.map((n) => join(tree, 'prebuilt-apps', n, `${n}.apk`));
+    const r = await omie(['audit', ...apks, '--format', 'json']);
+    const doc = JSON.parse(r.stdout);
+    const warnings = doc.apps.flatMap(
+      (a: { package: string; warnings: Array<{ id: string; detail?: string }> }) =>
+        a.warnings.map((w) => `${a.package}: ${w.id}`),
+    );
+    expect(warnings).toEqual([]);
+  });
+
   it('the sample key lives outside the tree with 0600 files', () => {
     const keyDir = join(home, 'keys/omie-sample-apps');
     for (const f of readdirSync(keyDir)) expect(statSync(join(keyDir, f)).mode & 0o077, f).toBe(0);
