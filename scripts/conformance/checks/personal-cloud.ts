@@ -185,12 +185,9 @@ async function noOtherTransport(ctx: CheckContext): Promise<CheckOutcome> {
     .filter((s) => s.includes('/'));
   for (const s of registered)
     if (!allowed.has(pkgOf(s))) ev.push({ package: pkgOf(s), value: s, detail: 'bmgr list transports' });
-  if (!transports.length && !registered.length && (await ctx.facts.missing('config-xmls')))
-    return notApplicable(
-      ctx.view.shell
-        ? 'no sysconfig XML to read and `bmgr list transports` listed none: nothing to check'
-        : ((await ctx.facts.missing('config-xmls')) as string),
-    );
+  const noXml = await ctx.facts.missing('config-xmls');
+  if (noXml && !registered.length)
+    return notApplicable(ctx.view.shell ? `${noXml}, and \`bmgr list transports\` listed none` : noXml);
   return verdict(
     ev,
     'no backup transport other than the personal cloud',
