@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { APK_KEY_ROLES, type ApkKeyRole } from '../formats/apk/known-signers.ts';
+import { APP_ROLE_NAMES, ROLE_META_DATA } from './app-roles.ts';
 import { parseSize, SIZE_PATTERN } from './size.ts';
 
 /**
@@ -246,7 +247,11 @@ export const appSchema = z
   .strictObject({
     package: packageName,
     label: z.string().min(1),
-    role: z.enum(['personal-cloud', 'customer-app', 'system']),
+    role: z
+      .enum(APP_ROLE_NAMES)
+      .describe(
+        `what the app is for Omie (docs/app-roles.md); its APK declares the same role as <meta-data android:name="${ROLE_META_DATA}">`,
+      ),
     partition: z.enum(['system', 'product', 'system_ext', 'vendor']),
     privileged: z.boolean().describe('priv-app (true) or app (false)'),
     privilegedPermissions: z
