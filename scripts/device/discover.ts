@@ -26,6 +26,8 @@ export interface DiscoveredDevice {
   protocol: 'adb' | 'fastboot';
   transport: 'usb' | 'tcp';
   state: DeviceState;
+  /** USB bus and port path ("1-1.4"), for USB devices: `usb:<port>` selects the device by it. */
+  port?: string;
   /** The device's own serial number (ro.serialno / getvar serialno) when readable. */
   serial?: string;
   product?: string;
@@ -147,15 +149,18 @@ async function fastbootTcp(address: string, timeoutMs: number): Promise<Discover
 }
 
 async function fastbootUsb(timeoutMs: number): Promise<DiscoveredDevice[]> {
-  const { listUsbFastbootDevices } = await import('./fastboot/usb.ts');
+  const { listUsbFastbootDevices, usbAddresses } = await import('./fastboot/usb.ts');
   const found = await listUsbFastbootDevices();
+  const ids = usbAddresses(found);
   const out: DiscoveredDevice[] = [];
-  for (const dev of found) {
+  for (const [i, dev] of found.entries()) {
     const base: DiscoveredDevice = {
-      id: dev.serial,
+      id: ids[i],
       protocol: 'fastboot',
       transport: 'usb',
       state: 'bootloader',
+      port: dev.port,
+      ...(dev.serial ? { serial: dev.serial } : {}),
     };
     let client: FastbootClient | undefined;
     try {
