@@ -18,6 +18,7 @@ export type DeviceState =
   | 'bootloader'
   | 'fastbootd'
   | 'unreachable'
+  | 'no permissions'
   | string;
 
 export interface DiscoveredDevice {
@@ -167,7 +168,9 @@ async function fastbootUsb(timeoutMs: number): Promise<DiscoveredDevice[]> {
       client = new FastbootClient(await dev.open(), { timeoutMs });
       out.push({ ...base, ...(await identifyFastboot(client)) });
     } catch (e) {
-      out.push({ ...base, state: 'unreachable', error: msg(e) });
+      // As adb and fastboot say it: the device is there, its node is not open to this user.
+      const denied = e instanceof OmieError && e.code === 'USB_ACCESS';
+      out.push({ ...base, state: denied ? 'no permissions' : 'unreachable', error: msg(e) });
     } finally {
       await client?.close().catch(() => {});
     }

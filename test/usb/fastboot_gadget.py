@@ -654,6 +654,9 @@ class Port:
         if link:
             link.start(e.on_link_packet, e.on_link_closed)
         g.tb.attach_ioctl(e.devnode, e.base)
+        # umockdev's preload connects to this socket even when the open() it wraps failed, and
+        # exits if it cannot: let other users connect, so that they just get the open()'s EACCES.
+        os.chmod(os.path.join(g.tb.get_root_dir(), 'ioctl', e.devnode.lstrip('/')), 0o666)
         g.tb.add_from_string(device_record(persona, self.name, e.devnum))
         g.tb.uevent(self.syspath, 'add')
         g.tb.uevent(self.syspath + '/' + self.name + ':1.0', 'add')
@@ -707,6 +710,10 @@ class Port:
 class Gadget:
     def __init__(self, devices):
         self.tb = UMockdev.Testbed.new()
+        # Open to other users, as /sys and /dev are: they see the bus (and get EACCES on the device
+        # nodes, which only root may write, as without udev rules). Writable with the sticky bit,
+        # like /tmp, because their libudev monitors create their event sockets in it.
+        os.chmod(self.tb.get_root_dir(), 0o1777)
         self.tb.add_from_string(ROOT_HUB)
         self.next_devnum = 2
         self.ports = [Port(self, '1-%d' % (i + 1), d, h, p) for i, (d, h, p) in enumerate(devices)]

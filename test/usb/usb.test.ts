@@ -5,7 +5,8 @@
  * when it reboots, so both clients have to wait for it as on hardware.
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFastbootZip } from '../../scripts/formats/factory-zip.ts';
@@ -17,7 +18,7 @@ import {
   partitionHashes,
   type Sim,
 } from '../fastboot/fixtures.ts';
-import { omie, workDir } from '../helpers.ts';
+import { omie, ROOT, workDir } from '../helpers.ts';
 import { startUsbGadget, UMOCKDEV, type UsbGadget } from './gadget.ts';
 
 const root = workDir('usb');
@@ -174,6 +175,51 @@ describe.skipIf(!UMOCKDEV.present)(`fastboot over emulated USB ${UMOCKDEV.reason
       expect(
         gadget.events.filter((e) => e.event === 'attached' && e.port === port && e.mode === 'fastbootd'),
       ).toHaveLength(1);
+  });
+
+  it('omie doctor checks the node of each Android USB device; without access, devices says no permissions', async () => {
+    const { gadget } = await rig(['OMIEUSB0004']);
+    const cli = resolve(ROOT, 'scripts/omie.mjs');
+    // Root may open anything: the user without access is nobody then, else the user running this.
+    const asRoot = process.getuid?.() === 0;
+    const run = async (args: string[], denied: boolean) => {
+      const r = await execa(process.execPath, [cli, ...args, '--json'], {
+        env: { ...gadget.env, HOME: tmpdir() },
+        reject: false,
+        ...(denied && asRoot ? { uid: 65534, gid: 65534 } : {}),
+      });
+      return JSON.parse(r.stdout);
+    };
+    type Finding = {
+      id: string;
+      ok: boolean;
+      message: string;
+      fix?: string;
+      details?: Record<string, unknown>;
+    };
+    const device = (report: { usb: Finding[] }) => report.usb.find((f) => f.id === 'usb-device:1-1');
+
+    if (asRoot) {
+      const mine = device(await run(['doctor'], false));
+      expect(mine).toMatchObject({ ok: true, details: { devnode: '/dev/bus/usb/001/002', writable: true } });
+      expect(mine?.message).toMatch(/^fastboot device OMIEUSB0004 \(18d1:4ee0, USB 1-1\)/);
+    }
+    const theirs = await run(['doctor'], true);
+    const d = device(theirs);
+    expect(d).toMatchObject({
+      ok: false,
+      details: { interface: 'fastboot', serial: 'OMIEUSB0004', vendorId: '18d1', writable: false },
+    });
+    expect(d?.message).toMatch(/\/dev\/bus\/usb\/001\/002 is not writable by/);
+    // With a rule for 18d1 installed the fix is the group; without one, the rule line itself.
+    const rules = theirs.usb.find((f: Finding) => f.id === 'udev-rules');
+    expect(d?.fix).toMatch(
+      rules.ok ? /usermod -aG plugdev/ : /ATTR\{idVendor\}=="18d1", MODE="0660", GROUP="plugdev"/,
+    );
+
+    const listed = (await run(['devices', '--no-adb'], true)).devices;
+    expect(listed).toMatchObject([{ id: 'OMIEUSB0004', state: 'no permissions', serial: 'OMIEUSB0004' }]);
+    expect(listed[0].error).toMatch(/no permission to open USB device OMIEUSB0004 .*omie doctor/);
   });
 
   it('a device vanishing mid-download gives a typed error, keeps the old slot, and a re-run completes', async () => {

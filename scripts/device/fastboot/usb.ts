@@ -98,14 +98,28 @@ type UsbModule = typeof import('usb');
 let usbModule: Promise<UsbModule> | undefined;
 
 async function loadUsb(): Promise<UsbModule> {
-  usbModule ??= import('usb').catch((e: unknown) => {
-    usbModule = undefined;
-    throw new EnvironmentError(`USB support could not be loaded: ${(e as Error).message}`, {
-      code: 'USB_UNAVAILABLE',
-      hint: 'run `bash scripts/setup.sh` (it installs the `usb` npm package and checks that its libusb binding loads); fastboot over TCP works without it',
-      cause: e,
-    });
-  });
+  usbModule ??= import('usb').then(
+    (mod) => {
+      // libusb_init failed (e.g. no udev monitor in a container): the module loads without devices.
+      if (mod.usb.INIT_ERROR)
+        throw new EnvironmentError(
+          `libusb could not start (${libusbName(mod, mod.usb.INIT_ERROR, false)}): USB devices cannot be reached`,
+          {
+            code: 'USB_UNAVAILABLE',
+            context: { libusb: mod.usb.INIT_ERROR },
+            hint: 'fastboot over TCP works without it',
+          },
+        );
+      return mod;
+    },
+    (e: unknown) => {
+      throw new EnvironmentError(`USB support could not be loaded: ${(e as Error).message}`, {
+        code: 'USB_UNAVAILABLE',
+        hint: 'run `bash scripts/setup.sh` (it installs the `usb` npm package and checks that its libusb binding loads); fastboot over TCP works without it',
+        cause: e,
+      });
+    },
+  );
   return usbModule;
 }
 
