@@ -240,7 +240,7 @@ CAPABILITIES = 0x1F
 # actual_length@28 ... (56 bytes); struct usbdevfs_bulktransfer: ep@0 len@4 timeout@8 data@16.
 URB_SIZE = 56
 URB_TYPE_CONTROL = 2
-EAGAIN, ENOENT, ENODEV, EINVAL, ENOTTY, EPIPE = 11, 2, 19, 22, 25, 32
+EIO, EAGAIN, ENODEV, EINVAL, ENOTTY, EPIPE = 5, 11, 19, 22, 25, 32
 ENODATA, ETIMEDOUT, ECONNRESET, ESHUTDOWN = 61, 110, 104, 108
 USB_SPEED_HIGH = 3
 # An idle client's libusb event loop polls REAPURBNDELAY without pause (the emulated node is a
@@ -257,6 +257,13 @@ class Client:
         self.pending_in = deque()   # (urb_addr, buflen) waiting for device data
         self.completed = deque()    # (urb_addr, status, in_data or None, actual_length or None)
         self.waiting = None         # a deferred REAPURB(NDELAY) or synchronous bulk IN
+        self.busy = False           # an ioctl of this client awaits its answer
+
+    def finish(self, res, err):
+        """Answers the client's ioctl, once: the preload waits for exactly one answer."""
+        if self.busy:
+            self.busy = False
+            self.client.complete(res, err)
 
 
 class Enumeration:
@@ -318,19 +325,25 @@ class Enumeration:
             if not c.client.get_connected():  # closed: the kernel kills its URBs
                 del self.clients[key]
                 continue
-            while c.pending_in and self.in_packets:
-                addr, buflen = c.pending_in.popleft()
-                c.completed.append((addr, 0, self.take_in(buflen), None))
-            w = c.waiting
-            if w is None:
-                continue
-            if w[0] == 'reap' and (c.completed or self.gone):
-                self.finish_wait(c)
-                if not self.reap(c):
-                    c.client.complete(-1, ENODEV)
-            elif w[0] == 'bulk-in' and (self.in_packets or self.gone):
-                self.finish_wait(c)
-                self.bulk_in(c, w[1], w[2])
+            try:
+                while c.pending_in and self.in_packets:
+                    addr, buflen = c.pending_in.popleft()
+                    c.completed.append((addr, 0, self.take_in(buflen), None))
+                w = c.waiting
+                if w is None:
+                    continue
+                if w[0] == 'reap' and (c.completed or self.gone):
+                    self.finish_wait(c)
+                    if not self.reap(c):
+                        c.finish(-1, ENODEV)
+                elif w[0] == 'bulk-in' and (self.in_packets or self.gone):
+                    self.finish_wait(c)
+                    self.bulk_in(c, w[1], w[2])
+            except Exception as e:  # never leave a client waiting
+                print('[gadget] error answering a deferred ioctl: %r' % (e,), file=sys.stderr, flush=True)
+                if c.waiting is not None:
+                    self.finish_wait(c)
+                c.finish(-1, EIO)
 
     def take_in(self, maxlen):
         pkt = self.in_packets.popleft()
@@ -352,7 +365,7 @@ class Enumeration:
             def fire(*_):
                 if c.waiting is not None and c.waiting[-1] is src:
                     c.waiting = None
-                    on_timeout()
+                    c.finish(*on_timeout)
                 return False
             src.set_callback(fire)
             src.attach(self.ctx)
@@ -373,17 +386,17 @@ class Enumeration:
         urb.update(4, struct.pack('<i', status))
         urb.update(28, struct.pack('<i', actual))
         holder.update(0, struct.pack('<Q', addr))
-        c.client.complete(0, 0)
+        c.finish(0, 0)
         return True
 
     def bulk_in(self, c, bt, length):
         if not self.in_packets:
-            c.client.complete(-1, ENODEV if self.gone else ETIMEDOUT)
+            c.finish(-1, ENODEV if self.gone else ETIMEDOUT)
             return
         data = self.take_in(length)
         if data:
             bt.resolve(16, length).update(0, data)
-        c.client.complete(len(data), 0)
+        c.finish(len(data), 0)
 
     def host_out(self, data):
         """Bulk OUT payload: returns how many bytes the device took before vanishing (or all)."""
@@ -425,35 +438,39 @@ class Enumeration:
 
     def on_ioctl(self, base, client):
         if self.ctx is None:
-            self.ctx = GLib.MainContext.get_thread_default() or GLib.MainContext.default()
+            # umockdev's worker thread runs its context as the thread default; every source of
+            # this enumeration (timeouts, calls from the link's thread) goes there.
+            self.ctx = GLib.MainContext.get_thread_default()
         key = id(client)
         c = self.clients.get(key)
         if c is None:
             c = self.clients[key] = Client(client)
+        c.busy = True
         req = client.get_request()
-        arg = client.get_arg()
         try:
-            self.handle(c, req, arg)
+            self.handle(c, req, client.get_arg())
         except Exception as e:  # never leave the client waiting
             print('[gadget] error in %s: %r' % (NAMES.get(req, hex(req)), e), file=sys.stderr, flush=True)
-            client.complete(-1, EINVAL)
+            if c.waiting is not None:
+                self.finish_wait(c)
+            c.finish(-1, EIO)
         return True
 
     def handle(self, c, req, arg):
-        client = c.client
+        done = c.finish
         if req in (USBDEVFS_REAPURB, USBDEVFS_REAPURBNDELAY):
             self.pump()
             if self.reap(c):
                 return
             if self.gone:
-                client.complete(-1, ENODEV)
+                done(-1, ENODEV)
             elif req == USBDEVFS_REAPURB:
                 self.wait(c, 'reap')
             else:
-                self.wait(c, 'reap', timeout_ms=IDLE_REAP_MS, on_timeout=lambda: client.complete(-1, EAGAIN))
+                self.wait(c, 'reap', timeout_ms=IDLE_REAP_MS, on_timeout=(-1, EAGAIN))
             return
         if self.gone:
-            client.complete(-1, ENODEV)
+            done(-1, ENODEV)
             return
         if req == USBDEVFS_SUBMITURB:
             # Read the client's pointer before resolve() swaps it for a local one.
@@ -485,15 +502,14 @@ class Enumeration:
                     for a, _ in c.pending_in:
                         c.completed.append((a, -ESHUTDOWN, b'', None))
                     c.pending_in.clear()
-            client.complete(0, 0)
-            self.pump()
+            done(0, 0)
         elif req == USBDEVFS_DISCARDURB:
             addr = struct.unpack('<Q', bytes(arg.retrieve()))[0]
             hit = [x for x in c.pending_in if x[0] == addr]
             for x in hit:
                 c.pending_in.remove(x)
                 c.completed.append((addr, -ECONNRESET, b'', None))  # as usb_unlink_urb reports it
-            client.complete(0 if hit else -1, 0 if hit else EINVAL)
+            done(0 if hit else -1, 0 if hit else EINVAL)
         elif req == USBDEVFS_BULK:
             bt = arg.resolve(0, 24)
             ep, length, timeout = struct.unpack_from('<III', bytes(bt.retrieve()), 0)
@@ -502,43 +518,42 @@ class Enumeration:
                     self.bulk_in(c, bt, length)
                 else:
                     self.wait(c, 'bulk-in', bt, length, timeout_ms=timeout or None,
-                              on_timeout=lambda: client.complete(-1, ETIMEDOUT))
+                              on_timeout=(-1, ETIMEDOUT))
             else:
                 data = bytes(bt.resolve(16, length).retrieve()) if length else b''
                 took = self.host_out(data)
                 if self.gone:
-                    client.complete(-1, ENODEV)
+                    done(-1, ENODEV)
                 else:
-                    client.complete(took, 0)
-                self.pump()
+                    done(took, 0)
         elif req == USBDEVFS_CONTROL:
             ct = arg.resolve(0, 24)
             bm, rq, value, index, length, _timeout = struct.unpack_from('<BBHHHI', bytes(ct.retrieve()), 0)
             resp = self.control(bm, rq, value, index, length)
             if resp is None:
-                client.complete(-1, EPIPE)
+                done(-1, EPIPE)
             elif bm & 0x80:
                 resp = resp[:length]
                 if resp:
                     ct.resolve(16, length).update(0, resp)
-                client.complete(len(resp), 0)
+                done(len(resp), 0)
             else:
-                client.complete(length, 0)
+                done(length, 0)
         elif req == USBDEVFS_GET_CAPABILITIES:
             arg.resolve(0, 4).update(0, struct.pack('<I', CAPABILITIES))
-            client.complete(0, 0)
+            done(0, 0)
         elif req == USBDEVFS_GET_SPEED:
-            client.complete(USB_SPEED_HIGH, 0)
+            done(USB_SPEED_HIGH, 0)
         elif req == USBDEVFS_CONNECTINFO:
             arg.resolve(0, 8).update(0, struct.pack('<IB3x', self.devnum, 0))
-            client.complete(0, 0)
+            done(0, 0)
         elif req in (USBDEVFS_GETDRIVER, USBDEVFS_IOCTL):
-            client.complete(-1, ENODATA)  # no kernel driver is bound to the interface
+            done(-1, ENODATA)  # no kernel driver is bound to the interface
         elif req in ALWAYS_OK:
-            client.complete(0, 0)
+            done(0, 0)
         else:
             log('unhandled ioctl', NAMES.get(req, hex(req)))
-            client.complete(-1, ENOTTY)
+            done(-1, ENOTTY)
 
 
 # ---------------------------------------------------------------- the link to the sim (fastboot TCP)
