@@ -18,8 +18,11 @@ when the sim is back in the bootloader or fastbootd, a new device with the same 
 at the next address, with the descriptors of that mode. In Android or recovery it shows an adb
 interface (ff/42/01) instead, which no fastboot client may pick.
 
-Usage:  /usr/bin/python3 fastboot_gadget.py --device STATE_DIR=HOST:PORT [--device ...] [-v]
-Each --device is one sim behind its own root hub port (1-1, 1-2, ...).
+Usage:  LD_PRELOAD=libumockdev-preload.so.0 /usr/bin/python3 fastboot_gadget.py \
+            --device STATE_DIR=HOST:PORT [--device ...] [-v]
+Each --device is one sim behind its own root hub port (1-1, 1-2, ...). The gadget itself must run
+under the preload library: libudev builds the uevents it sends from the emulated sysfs, and a
+long-running libusb (its udev backend) sees devices come and go only through those uevents.
 
 Talks JSON lines: events on stdout ({"event": "ready", "umockdevDir": ...}, "attached",
 "detached"), commands on stdin ({"cmd": "vanish", "port": "1-1", "afterBytes": N, "replugMs": M}:
