@@ -55,6 +55,7 @@ export {
   formatAvbInfo,
   infoImage,
   type VbmetaVerification,
+  type VerifiedDescriptor,
   type VerifyImageOptions,
   type VerifyImageResult,
   verifyImage,

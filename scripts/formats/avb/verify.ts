@@ -229,18 +229,20 @@ export async function verifyImage(path: string, opts: VerifyImageOptions = {}): 
   return out;
 }
 
-async function verifyHash(
+/** Checks a hash descriptor against the first `imageSize` bytes of `file` (raw or sparse); throws the problem. */
+export async function verifyHash(
   d: HashDescriptor,
   file: string,
-  opts: VerifyImageOptions,
+  opts: Pick<VerifyImageOptions, 'onProgress'> = {},
 ): Promise<VerifiedDescriptor> {
   return verifyContent(d, file, (r) => checkHash(d, file, r, opts.onProgress));
 }
 
-async function verifyHashtree(
+/** Rebuilds the dm-verity tree of `file` (raw or sparse) and checks its root and the stored tree; throws the first problem. */
+export async function verifyHashtree(
   d: HashtreeDescriptor,
   file: string,
-  opts: VerifyImageOptions,
+  opts: Pick<VerifyImageOptions, 'onProgress' | 'acceptZeroedHashtree'> = {},
 ): Promise<VerifiedDescriptor> {
   // avbtool verify_image checks the tree, never the FEC.
   return verifyContent(d, file, (r) =>
