@@ -5,9 +5,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { certSha256 } from '../../scripts/conformance/product.ts';
 import { runCheck } from '../../scripts/conformance/run.ts';
 import type { Report } from '../../scripts/conformance/spec-schema.ts';
+import { readAvbImage } from '../../scripts/formats/avb/index.ts';
 import { writeFastbootZip } from '../../scripts/formats/factory-zip.ts';
 import { buildSuper } from '../../scripts/formats/super/index.ts';
-import { omie, ROOT } from '../helpers.ts';
+import { flipByte, omie, ROOT } from '../helpers.ts';
 import { buildImages, E2E } from './image-fixture.ts';
 
 const repo = join(E2E, 'repo');
@@ -105,6 +106,31 @@ describe('omie check on real images', () => {
     expect(report.results.find((x) => x.id === '6.3/C-0-1')?.status).toBe('fail');
     // rebuild the signed clean image for any later test
     clean = await buildImages('clean');
+  });
+
+  it('one flipped byte deep inside the signed system.img fails 6.3/C-0-5, naming the partition and block', async () => {
+    const dir = join(E2E, 'flipped');
+    await rm(dir, { recursive: true, force: true });
+    await cp(clean, dir, { recursive: true });
+    const { descriptors } = (await readAvbImage(join(dir, 'vbmeta.img'))).vbmeta;
+    const d = descriptors.find((x) => x.kind === 'hashtree' && x.partitionName === 'system');
+    if (d?.kind !== 'hashtree') throw new Error('no system hashtree descriptor');
+    // The last data block: deep inside, past anything the filesystem readers look at.
+    const block = d.imageSize / d.dataBlockSize - 1;
+    await flipByte(join(dir, 'system.img'), block * d.dataBlockSize + 1000);
+    const r = await omie(['check', dir, '--spec', spec, '--json', '--format', 'json']);
+    expect(r.exitCode).toBe(1);
+    const report = JSON.parse(r.stdout) as Report;
+    const c = report.results.find((x) => x.id === '6.3/C-0-5');
+    expect(c?.status).toBe('fail');
+    expect(c?.evidence).toMatchObject([
+      {
+        partition: 'system',
+        file: 'system.img',
+        value: `data block ${block} (offset ${block * d.dataBlockSize})`,
+      },
+    ]);
+    expect(report.summary.conforms).toBe(false);
   });
 
   it('reads the same image packed as a sparse super.img and as a fastboot zip', async () => {

@@ -202,10 +202,24 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
     ],
     cmdline: 'console=ttyS0 androidboot.hardware=omie',
     vbmeta,
+    avbContents: {
+      ok: true,
+      vbmetaDigest: 'ee'.repeat(32),
+      vbmetas: [{ partition: 'vbmeta', ok: true }],
+      descriptors: ['system', 'product', 'vendor', 'boot'].map((partition) => ({
+        partition,
+        kind: partition === 'boot' ? ('hash' as const) : ('hashtree' as const),
+        vbmeta: 'vbmeta',
+        result: 'verified' as const,
+        bytes: 1 << 20,
+      })),
+      problems: [],
+    },
     rawPartitions: ['boot', 'vbmeta'],
   };
   if (kind === 'device') {
     sys.vbmeta = null;
+    sys.avbContents = undefined;
     sys.cmdline = 'console=ttyS0 androidboot.hardware=omie androidboot.verifiedbootstate=green';
     sys.settings = {
       'global/captive_portal_https_url': 'https://captive.omie.example/generate_204',
@@ -566,6 +580,25 @@ export const violations: Record<
     apply: (f) => {
       const v = f.sys.vbmeta?.[0];
       if (v) v.flags = 2;
+    },
+  },
+  '6.3/C-0-5': {
+    what: 'a flipped byte in a data block of system.img',
+    apply: (f) => {
+      const c = f.sys.avbContents;
+      if (!c) return;
+      c.ok = false;
+      c.descriptors[0].result = 'failed';
+      c.problems.push({
+        code: 'AVB_HASHTREE_ROOT_MISMATCH',
+        partition: 'system',
+        vbmeta: 'vbmeta',
+        file: '/images/system.img',
+        area: 'data',
+        firstBadBlock: 100,
+        offset: 409600,
+        message: 'data block 100 (offset 409600) of system.img does not match its digest',
+      });
     },
   },
   '6.4/C-1-1': {

@@ -1,4 +1,5 @@
 /** Section 6: Security (build properties, su, SELinux, AVB, verified boot state). */
+import { basename } from 'node:path';
 import type { CheckContext } from '../context.ts';
 import { stringList } from '../context.ts';
 import {
@@ -276,6 +277,39 @@ async function rollbackAndFlags(ctx: CheckContext): Promise<CheckOutcome> {
   );
 }
 
+/** 6.3/C-0-5: the partition bytes, not only the descriptors, match what vbmeta signs. */
+async function contentsMatch(ctx: CheckContext): Promise<CheckOutcome> {
+  if (!ctx.view.avbContents)
+    return notApplicable(
+      'the partition bytes are not readable here; on a device see 6.3/C-0-1 (vbmeta digest)',
+    );
+  const v = await ctx.view.avbContents();
+  if (!v)
+    return fail('the image has no vbmeta: no partition is verified at boot', [
+      { detail: 'no vbmeta.img / vbmeta_*.img / AVB footer found' },
+    ]);
+  const ev: Evidence[] = v.problems.map((p) => ({
+    partition: p.partition,
+    file: p.file ? basename(p.file) : undefined,
+    value:
+      p.firstBadBlock !== undefined
+        ? `${p.area} block ${p.firstBadBlock} (offset ${p.offset})`
+        : `${p.area}${p.code ? ` ${p.code}` : ''}`,
+    detail: `${p.vbmeta === p.partition ? '' : `descriptor in ${p.vbmeta}: `}${p.message}`,
+  }));
+  const ok: Evidence[] = v.descriptors.map((d) => ({
+    partition: d.partition,
+    value: d.kind,
+    detail: `${d.result}${d.result === 'trusted-data' ? ' (data digests taken by the build from the same bytes; stored tree verified here)' : ''}${d.fec && d.fec !== 'absent' ? `, FEC ${d.fec}` : ''} (descriptor in ${d.vbmeta})`,
+  }));
+  return verdict(
+    ev,
+    `${v.descriptors.length} hash/hashtree descriptor(s) match the partition bytes${v.vbmetaDigest ? `; vbmeta digest ${v.vbmetaDigest}` : ''}`,
+    (k) => `${k} verified-boot mismatch(es): ${[...new Set(v.problems.map((p) => p.partition))].join(', ')}`,
+    ok,
+  );
+}
+
 async function verifiedBootState(ctx: CheckContext): Promise<CheckOutcome> {
   if (ctx.view.kind !== 'device') return notApplicable('a property of a booted device');
   const props = await ctx.facts.props();
@@ -333,6 +367,7 @@ export const securityChecks: CheckFamily = {
   '6.3/C-0-2': vbmetaNotTestKey,
   '6.3/C-0-3': descriptorsCover,
   '6.3/C-0-4': rollbackAndFlags,
+  '6.3/C-0-5': contentsMatch,
   '6.4/C-1-1': verifiedBootState,
   '6.4/C-1-2': bootloaderLocked,
 };
