@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { asOmieError, InputError } from '../errors.ts';
 import {
+  calculateVbmetaDigest,
   type PartitionsVerification,
   readAvbImage,
   type TrustedHashtree,
@@ -230,6 +231,9 @@ function makeView(
     vbmeta() {
       vbCache ??= readVbmetas(images);
       return vbCache;
+    },
+    async vbmetaDigest() {
+      return images.vbmeta ? calculateVbmetaDigest(images.vbmeta, (name) => images[name]) : null;
     },
     avbContents() {
       contentsCache ??= images.vbmeta

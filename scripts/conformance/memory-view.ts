@@ -95,6 +95,7 @@ export function memoryView(sys: MemorySystem, input = 'memory'): SystemView {
   if (sys.avbContents !== undefined) {
     const contents = sys.avbContents;
     view.avbContents = async () => contents;
+    view.vbmetaDigest = async () => contents?.vbmetaDigest ?? null;
   }
   if (sys.shell) {
     const sh = sys.shell;

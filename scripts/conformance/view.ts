@@ -125,6 +125,8 @@ export interface SystemView {
    * bytes (scripts/formats/avb/partitions.ts); null when there is no vbmeta; absent on a device.
    */
   avbContents?(): Promise<PartitionsVerification | null>;
+  /** avbtool calculate_vbmeta_digest of the image's vbmeta (cheap: vbmeta blobs only); null without one. */
+  vbmetaDigest?(): Promise<string | null>;
   /** Runs a shell command on a device; absent on images. */
   shell?(cmd: string): Promise<string>;
   close(): Promise<void>;

@@ -2,6 +2,7 @@
  * A clean Omie system described in memory (it passes every requirement), and for each
  * requirement a mutation that violates it. Shared by the unit tests and the image end-to-end tests.
  */
+import type { BuildReference } from '../../scripts/conformance/build-ref.ts';
 import { apkFacts, type MemorySystem } from '../../scripts/conformance/memory-view.ts';
 import type { ProductFacts } from '../../scripts/conformance/product.ts';
 import type { ApkFacts, VbmetaFacts } from '../../scripts/conformance/view.ts';
@@ -75,6 +76,8 @@ export const PERSONAL_CLOUD_JSON = JSON.stringify({
 export interface Fixture {
   sys: MemorySystem;
   product: ProductFacts;
+  /** The build a device is checked against (`--image`). */
+  build?: BuildReference;
 }
 
 function apk(partition: string, path: string, facts: ApkFacts) {
@@ -289,7 +292,16 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
     },
     waivers: [],
   };
-  return { sys, product };
+  const build: BuildReference | undefined =
+    kind === 'device'
+      ? {
+          source: 'out/omie-tablet',
+          from: 'build-record',
+          vbmetaDigest: 'ee'.repeat(32),
+          avbPublicKeySha256: PARTNER_AVB,
+        }
+      : undefined;
+  return { sys, product, build };
 }
 
 function app(f: Fixture, pkg: string): ApkFacts {
@@ -616,6 +628,13 @@ export const violations: Record<
         f.sys.deviceProps['ro.boot.flash.locked'] = '0';
         f.sys.deviceProps['ro.boot.vbmeta.device_state'] = 'unlocked';
       }
+    },
+  },
+  '6.4/C-1-3': {
+    profile: 'device',
+    what: 'the device booted another build',
+    apply: (f) => {
+      if (f.sys.deviceProps) f.sys.deviceProps['ro.boot.vbmeta.digest'] = 'ab'.repeat(32);
     },
   },
   '7.1/C-0-1': {
