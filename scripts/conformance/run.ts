@@ -3,7 +3,7 @@
  * Opens the target (image or device), loads the spec, product and waivers, runs every
  * requirement, and writes the requested reports.
  */
-import { dirname, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { InputError } from '../errors.ts';
 import { loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
