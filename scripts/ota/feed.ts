@@ -9,7 +9,7 @@ import { InputError, VerificationError } from '../errors.ts';
 import { readWholeFileSignature } from '../formats/ota/whole-file.ts';
 import { readPayload } from '../formats/payload/reader.ts';
 import { assertPayloadSigned, loadPayloadSigningKey } from '../formats/payload/signature.ts';
-import { apkStyleKeyFiles } from '../keys/store.ts';
+import { otaSigningKey } from '../keys/store.ts';
 import { loadProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import { RELEASE_ENTRY, type ReleaseInfo } from './make.ts';
@@ -188,7 +188,7 @@ export async function publishOta(o: PublishOptions): Promise<PublishResult> {
     throw new InputError(`${product.file} is ${product.product.name}, the package ${pkg.info.product}`, {
       code: 'OTA_PRODUCT_MISMATCH',
     });
-  const files = apkStyleKeyFiles(product.product.signing.otaKey ?? product.product.signing.apkKey, 'OTA key');
+  const files = otaSigningKey(product.product.signing);
   const certPem = await readFile(files.certPem);
   const cert = new X509Certificate(certPem);
   const certSha = createHash('sha256').update(cert.raw).digest('hex');
@@ -197,7 +197,7 @@ export async function publishOta(o: PublishOptions): Promise<PublishResult> {
       code: 'OTA_SIGNER_UNTRUSTED',
       context: { expected: certSha, found: pkg.signature.certificateSha256 },
     });
-  const key = (await loadPayloadSigningKey(files.key)).key;
+  const key = (await loadPayloadSigningKey(files.keyPk8)).key;
 
   await mkdir(feed, { recursive: true });
   let manifest: FeedManifest = {

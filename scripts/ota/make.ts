@@ -21,7 +21,7 @@ import {
 } from '../formats/payload/payload-file.ts';
 import { loadPayloadSigningKey } from '../formats/payload/signature.ts';
 import { fileDataRanges } from '../fs/index.ts';
-import { apkStyleKeyFiles, certSha256 } from '../keys/store.ts';
+import { certSha256, otaSigningKey } from '../keys/store.ts';
 import { type DeviceProfile, loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import { type BuildOutput, openBuildOutput, partitionProp, readBuildOutput } from './build-output.ts';
@@ -121,8 +121,7 @@ async function resolveProduct(build: BuildOutput, explicit?: string): Promise<Re
 
 /** The OTA signing key and certificate, refusing the public AOSP test keys unless allowed. */
 async function otaKey(p: ResolvedProduct, allowTestKeys: boolean) {
-  const ref = p.product.signing.otaKey ?? p.product.signing.apkKey;
-  const files = apkStyleKeyFiles(ref, 'OTA signing key');
+  const files = otaSigningKey(p.product.signing);
   const certificateFile = await readFile(files.certPem);
   const certificate = new X509Certificate(certificateFile);
   const sha256 = await certSha256(files.certPem);
@@ -137,11 +136,11 @@ async function otaKey(p: ResolvedProduct, allowTestKeys: boolean) {
         hint: 'set signing.otaKey (or signing.apkKey) to a partner key, or pass --allow-test-keys for a test package',
       },
     );
-  const signing = await loadPayloadSigningKey(files.key);
+  const signing = await loadPayloadSigningKey(files.keyPk8);
   if (!certificate.checkPrivateKey(signing.key))
-    throw new InputError(`${files.key} is not the private key of ${files.certPem}`, {
+    throw new InputError(`${files.keyPk8} is not the private key of ${files.certPem}`, {
       code: 'KEY_MISMATCH',
-      context: { key: files.key, cert: files.certPem },
+      context: { key: files.keyPk8, cert: files.certPem },
     });
   return { signing, certificate, certificateFile, sha256, release };
 }

@@ -1,4 +1,6 @@
 /** Section 6: Security (build properties, su, SELinux, AVB, verified boot state). */
+import { basename } from 'node:path';
+import { PUBLIC_TEST_KEY_SHA256 } from '../../formats/avb/keys.ts';
 import type { CheckContext } from '../context.ts';
 import { stringList } from '../context.ts';
 import {
@@ -10,7 +12,7 @@ import {
   pass,
   verdict,
 } from '../types.ts';
-import type { VbmetaFacts } from '../view.ts';
+import { CMDLINE_PARTITIONS, type VbmetaFacts } from '../view.ts';
 
 async function propEquals(ctx: CheckContext): Promise<CheckOutcome> {
   const prop = String(ctx.params.prop);
@@ -44,6 +46,13 @@ const SU_PATHS = [
 async function noSu(ctx: CheckContext): Promise<CheckOutcome> {
   const ev: Evidence[] = [];
   if (ctx.view.kind === 'device' && ctx.view.shell) {
+    // Every Android has /system/bin/sh: if listing it prints nothing, an empty answer below
+    // would mean nothing either.
+    if (!(await ctx.view.shell('ls /system/bin/sh')).trim())
+      return fail(
+        'files cannot be listed over adb (`ls /system/bin/sh` printed nothing): su was not looked for',
+        [{ file: '/system/bin/sh', detail: '`ls` printed nothing' }],
+      );
     // One `ls` per path: portable across toybox and minimal shells; a missing file prints nothing.
     for (const f of SU_PATHS) {
       if ((await ctx.view.shell(`ls ${f}`)).trim()) ev.push({ file: f, detail: 'su binary present' });
@@ -54,7 +63,9 @@ async function noSu(ctx: CheckContext): Promise<CheckOutcome> {
       (k) => `${k} su binar(ies)`,
     );
   }
-  for (const partition of await ctx.facts.partitions()) {
+  const partitions = await ctx.facts.partitions();
+  if (!partitions.length) return notApplicable('no readable filesystem partition: nothing to check');
+  for (const partition of partitions) {
     const stack = [''];
     while (stack.length) {
       const dir = stack.pop() as string;
@@ -83,17 +94,28 @@ async function selinuxEnforcing(ctx: CheckContext): Promise<CheckOutcome> {
     if (!ev.length) ok.push({ value: cmdline.slice(0, 300), detail: 'kernel command line' });
   }
   const props = await ctx.facts.props();
-  if (props['ro.boot.selinux'] === 'permissive')
+  const bootSelinux = props['ro.boot.selinux'];
+  if (bootSelinux === 'permissive')
     ev.push({ prop: 'ro.boot.selinux', value: 'permissive', detail: 'bootloader asked for permissive' });
-  if (ctx.view.kind === 'device' && ctx.view.shell) {
+  else if (bootSelinux)
+    ok.push({ prop: 'ro.boot.selinux', value: bootSelinux, detail: 'bootloader setting' });
+  if (ctx.view.kind === 'device') {
     // getenforce may be unavailable to the shell user; then cmdline and ro.boot.selinux decide.
-    const mode = (await ctx.view.shell('getenforce')).trim();
+    const mode = ctx.view.shell ? (await ctx.view.shell('getenforce')).trim() : '';
     if (mode) (mode === 'Enforcing' ? ok : ev).push({ value: mode, detail: 'getenforce' });
+    if (!ev.length && !ok.length)
+      return fail(
+        'the SELinux mode could not be observed: getenforce printed nothing and /proc/cmdline is unreadable',
+        [{ detail: 'getenforce, /proc/cmdline and ro.boot.selinux gave nothing to check' }],
+      );
   } else if (cmdline === null) {
-    return pass(
-      'no kernel command line on the image sets SELinux permissive (no boot image or cmdline descriptor found)',
-      [],
-    );
+    const boots = (await ctx.view.allPartitions()).filter((p) => CMDLINE_PARTITIONS.includes(p));
+    if (!boots.length)
+      return notApplicable(
+        `the image carries no kernel command line (no ${CMDLINE_PARTITIONS.join(', ')} image, no vbmeta cmdline descriptor): check the device with --device`,
+      );
+    // Boot images were read and carry an empty command line (GKI boot images do).
+    ok.push(...boots.map((p) => ({ partition: p, detail: 'boot image without a kernel command line' })));
   }
   return verdict(ev, 'SELinux is not permissive', (k) => `${k} sign(s) of permissive SELinux`, ok);
 }
@@ -122,7 +144,16 @@ async function vbmetaSigned(ctx: CheckContext): Promise<CheckOutcome> {
           { prop: 'ro.boot.vbmeta.digest', value: d, detail: `AVB ${v}` },
         ])
       : fail('the bootloader reported no vbmeta verification', [
-          { prop: 'ro.boot.vbmeta.avb_version', value: v ?? '', detail: 'unset: boot did not use AVB' },
+          {
+            prop: 'ro.boot.vbmeta.avb_version',
+            value: v ?? '',
+            detail: v ? 'AVB version' : 'not set: boot did not use AVB',
+          },
+          {
+            prop: 'ro.boot.vbmeta.digest',
+            value: d ?? '',
+            detail: d ? 'vbmeta digest' : 'not set: no verified vbmeta',
+          },
         ]);
   }
   const vb = await vbmetaOrFail(ctx);
@@ -160,7 +191,8 @@ async function vbmetaNotTestKey(ctx: CheckContext): Promise<CheckOutcome> {
   if (ctx.view.kind === 'device') {
     const d = (await ctx.facts.props())['ro.boot.vbmeta.public_key_digest'];
     if (!d) return notApplicable('the device does not expose ro.boot.vbmeta.public_key_digest');
-    const n = testName(d.toLowerCase());
+    // The digest is the SHA-256 of the AVB public key blob, as the image check computes it.
+    const n = PUBLIC_TEST_KEY_SHA256[d.toLowerCase()] ?? testName(d.toLowerCase());
     return n
       ? fail(`vbmeta is signed with ${n}`, [
           { prop: 'ro.boot.vbmeta.public_key_digest', value: d, detail: n },
@@ -232,16 +264,28 @@ async function descriptorsCover(ctx: CheckContext): Promise<CheckOutcome> {
 
 async function rollbackAndFlags(ctx: CheckContext): Promise<CheckOutcome> {
   if (ctx.view.kind === 'device') {
-    const props = await ctx.facts.props();
-    const mode = props['ro.boot.veritymode'];
-    if (mode && mode !== 'enforcing' && mode !== 'eio')
-      return fail(`dm-verity is ${mode}`, [
-        { prop: 'ro.boot.veritymode', value: mode, detail: 'verification disabled' },
+    // libavb's avb_slot_verify always passes androidboot.veritymode: enforcing (restart or panic on
+    // corruption), eio (I/O errors only), logging, or disabled. Only enforcing stops a changed
+    // block from being used; an absent value means nothing is known.
+    const mode = (await ctx.facts.props())['ro.boot.veritymode'];
+    const ev = { prop: 'ro.boot.veritymode', value: mode ?? '' };
+    if (mode === undefined)
+      return fail('the bootloader reported no dm-verity mode (ro.boot.veritymode is not set)', [
+        { ...ev, detail: 'not set: verified boot state of the partitions unknown' },
       ]);
-    return pass(
-      'dm-verity is enforcing',
-      mode ? [{ prop: 'ro.boot.veritymode', value: mode, detail: 'verity mode' }] : [],
-    );
+    return mode === 'enforcing'
+      ? pass('dm-verity is enforcing', [{ ...ev, detail: 'verity mode' }])
+      : fail(`dm-verity is ${mode}, not enforcing`, [
+          {
+            ...ev,
+            detail:
+              mode === 'eio'
+                ? 'corrupt blocks only return I/O errors: the device keeps running a changed system'
+                : mode === 'logging'
+                  ? 'corruption is only logged'
+                  : 'verification is off',
+          },
+        ]);
   }
   const vb = await vbmetaOrFail(ctx);
   if (isOutcome(vb)) return vb;
@@ -276,6 +320,39 @@ async function rollbackAndFlags(ctx: CheckContext): Promise<CheckOutcome> {
   );
 }
 
+/** 6.3/C-0-5: the partition bytes, not only the descriptors, match what vbmeta signs. */
+async function contentsMatch(ctx: CheckContext): Promise<CheckOutcome> {
+  if (!ctx.view.avbContents)
+    return notApplicable(
+      'the partition bytes are not readable here; on a device see 6.3/C-0-1 (vbmeta digest)',
+    );
+  const v = await ctx.view.avbContents();
+  if (!v)
+    return fail('the image has no vbmeta: no partition is verified at boot', [
+      { detail: 'no vbmeta.img / vbmeta_*.img / AVB footer found' },
+    ]);
+  const ev: Evidence[] = v.problems.map((p) => ({
+    partition: p.partition,
+    file: p.file ? basename(p.file) : undefined,
+    value:
+      p.firstBadBlock !== undefined
+        ? `${p.area} block ${p.firstBadBlock} (offset ${p.offset})`
+        : `${p.area}${p.code ? ` ${p.code}` : ''}`,
+    detail: `${p.vbmeta === p.partition ? '' : `descriptor in ${p.vbmeta}: `}${p.message}`,
+  }));
+  const ok: Evidence[] = v.descriptors.map((d) => ({
+    partition: d.partition,
+    value: d.kind,
+    detail: `${d.result}${d.result === 'trusted-data' ? ' (data digests taken by the build from the same bytes; stored tree verified here)' : ''}${d.fec && d.fec !== 'absent' ? `, FEC ${d.fec}` : ''} (descriptor in ${d.vbmeta})`,
+  }));
+  return verdict(
+    ev,
+    `${v.descriptors.length} hash/hashtree descriptor(s) match the partition bytes${v.vbmetaDigest ? `; vbmeta digest ${v.vbmetaDigest}` : ''}`,
+    (k) => `${k} verified-boot mismatch(es): ${[...new Set(v.problems.map((p) => p.partition))].join(', ')}`,
+    ok,
+  );
+}
+
 async function verifiedBootState(ctx: CheckContext): Promise<CheckOutcome> {
   if (ctx.view.kind !== 'device') return notApplicable('a property of a booted device');
   const props = await ctx.facts.props();
@@ -288,22 +365,30 @@ async function verifiedBootState(ctx: CheckContext): Promise<CheckOutcome> {
   if (state === 'green') return pass('verified boot state is green', [ev]);
   if (state === 'yellow') {
     const digest = props['ro.boot.vbmeta.public_key_digest']?.toLowerCase();
-    const want = ctx.product?.avb?.publicKeySha256;
+    // The partner's key: the one the build being certified is signed with, else the product's.
+    const want = ctx.build?.avbPublicKeySha256 ?? ctx.product?.avb?.publicKeySha256;
+    const whose = ctx.build?.avbPublicKeySha256 ? `the build's (${ctx.build.source})` : "the product's";
     if (digest && want && digest === want)
-      return pass("yellow with the product's partner key", [
+      return pass(`yellow with ${whose} partner key`, [
         ev,
-        { prop: 'ro.boot.vbmeta.public_key_digest', value: digest, detail: 'matches the product key' },
+        { prop: 'ro.boot.vbmeta.public_key_digest', value: digest, detail: `matches ${whose} AVB key` },
       ]);
-    return fail("yellow, but the key is not shown to be the product's partner key", [
+    return fail("yellow, but the key is not shown to be the partner's", [
       ev,
       {
         prop: 'ro.boot.vbmeta.public_key_digest',
         value: digest ?? '',
-        detail: want ? `expected ${want}` : 'no product key to compare with (pass --product)',
+        detail: !digest
+          ? 'not set: the device does not say which key it booted with'
+          : want
+            ? `expected ${want}, ${whose} AVB key`
+            : 'no partner key to compare with (pass --image <build> or --product)',
       },
     ]);
   }
-  return fail(`verified boot state is ${state ?? 'unknown'}`, [ev]);
+  return fail(state ? `verified boot state is ${state}` : 'the bootloader reported no verified boot state', [
+    { ...ev, detail: state ? ev.detail : 'ro.boot.verifiedbootstate is not set' },
+  ]);
 }
 
 async function bootloaderLocked(ctx: CheckContext): Promise<CheckOutcome> {
@@ -312,12 +397,45 @@ async function bootloaderLocked(ctx: CheckContext): Promise<CheckOutcome> {
   const locked = props['ro.boot.flash.locked'];
   const state = props['ro.boot.vbmeta.device_state'];
   const ev: Evidence[] = [
-    { prop: 'ro.boot.flash.locked', value: locked ?? '', detail: 'flash lock' },
-    { prop: 'ro.boot.vbmeta.device_state', value: state ?? '', detail: 'device state' },
+    {
+      prop: 'ro.boot.flash.locked',
+      value: locked ?? '',
+      detail: locked === undefined ? 'not set' : 'flash lock',
+    },
+    {
+      prop: 'ro.boot.vbmeta.device_state',
+      value: state ?? '',
+      detail: state === undefined ? 'not set' : 'device state',
+    },
   ];
-  return locked === '1' && state === 'locked'
-    ? pass('bootloader locked', ev)
-    : fail('bootloader is not locked', ev);
+  if (locked === '1' && state === 'locked') return pass('bootloader locked', ev);
+  return fail(
+    locked === undefined || state === undefined
+      ? 'the bootloader does not report its lock state: not shown to be locked'
+      : 'bootloader is not locked',
+    ev,
+  );
+}
+
+/** 6.4/C-1-3: the device booted the very build being certified (its vbmeta digest). */
+async function runsTheBuild(ctx: CheckContext): Promise<CheckOutcome> {
+  if (ctx.view.kind !== 'device') return notApplicable('a property of a booted device');
+  if (!ctx.build)
+    return notApplicable('no build to compare with: pass the build as --image <folder | build-record.json>');
+  const d = (await ctx.facts.props())['ro.boot.vbmeta.digest']?.toLowerCase();
+  const want = ctx.build.vbmetaDigest;
+  const ev = { prop: 'ro.boot.vbmeta.digest', value: d ?? '' };
+  if (!d)
+    return fail('the bootloader reported no vbmeta digest: which build the device runs is unknown', [
+      { ...ev, detail: `not set; the build's is ${want}` },
+    ]);
+  return d === want
+    ? pass(`the device runs the build (vbmeta digest ${d})`, [
+        { ...ev, detail: `equals ${ctx.build.source}'s` },
+      ])
+    : fail('the device runs another build than the one being certified', [
+        { ...ev, detail: `the build's (${ctx.build.source}) is ${want}` },
+      ]);
 }
 
 export const securityChecks: CheckFamily = {
@@ -333,6 +451,8 @@ export const securityChecks: CheckFamily = {
   '6.3/C-0-2': vbmetaNotTestKey,
   '6.3/C-0-3': descriptorsCover,
   '6.3/C-0-4': rollbackAndFlags,
+  '6.3/C-0-5': contentsMatch,
   '6.4/C-1-1': verifiedBootState,
   '6.4/C-1-2': bootloaderLocked,
+  '6.4/C-1-3': runsTheBuild,
 };
