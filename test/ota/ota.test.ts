@@ -472,6 +472,32 @@ describe('omie ota: device profile settings', () => {
   });
 });
 
+describe('omie ota --verity-on-device', () => {
+  it('leaves the hash trees to the device: hash_tree fields instead of their blocks, rebuilt exactly on apply', async () => {
+    const out = at('verity.zip');
+    const r = await omie(['--json', 'ota', B2, '--from', B1, '--out', out, '--verity-on-device']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const p = await readPayload(out);
+    const system = p.manifest.partitions.find((x) => x.name === 'system')!;
+    expect(system.hashTreeExtent?.numBlocks).toBeGreaterThan(0);
+    const tree = system.hashTreeExtent!;
+    for (const op of system.operations)
+      for (const e of op.dstExtents)
+        expect(
+          e.startBlock + e.numBlocks <= tree.startBlock || e.startBlock >= tree.startBlock + tree.numBlocks,
+        ).toBe(true);
+    expect(readFileSync(out).length).toBeLessThan(readFileSync(INCR).length);
+    imagesOf(B1, at('b1-images'));
+    const next = imagesOf(B2, at('b2-images'));
+    const x = await omie(['extract-ota', out, at('verity-out'), '--source', at('b1-images')]);
+    expect(x.exitCode, x.stderr).toBe(0);
+    for (const part of PARTS)
+      expect(readFileSync(join(at('verity-out'), `${part}.img`)).equals(readFileSync(next[part])), part).toBe(
+        true,
+      );
+  });
+});
+
 describe('omie ota: refusals', () => {
   it('no --out, not a build folder, a public test key, a key the build does not trust', async () => {
     const noOut = await omie(['--json', 'ota', B1]);
