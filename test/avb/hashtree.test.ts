@@ -89,6 +89,17 @@ describe('dm-verity hashtree', () => {
     return made.get(c.name)!;
   }
 
+  /** The tree generated on its own (not as a footer), from the descriptor's parameters. */
+  function rebuildTree(c: Case, image: string, d: Awaited<ReturnType<typeof footerOurs>>['d']) {
+    return generateHashtree(image, {
+      imageSize: d.imageSize,
+      blockSize: d.dataBlockSize,
+      hashAlgorithm: c.hash,
+      salt: d.salt,
+      workers: 1,
+    });
+  }
+
   for (const c of cases) {
     it(`${c.name}: our footer verifies, its tree rebuilds to the same root, CRC-32 taken while hashing`, async () => {
       const { salt, ours, res, d } = await footer(c);
@@ -97,13 +108,7 @@ describe('dm-verity hashtree', () => {
       expect(d.salt.toString('hex')).toBe(salt);
       const v = await verifyImage(ours);
       expect(v.descriptors).toEqual([expect.objectContaining({ kind: 'hashtree', result: 'verified' })]);
-      const again = await generateHashtree(ours, {
-        imageSize: d.imageSize,
-        blockSize: d.dataBlockSize,
-        hashAlgorithm: c.hash,
-        salt: d.salt,
-        workers: 1,
-      });
+      const again = await rebuildTree(c, ours, d);
       expect(again.rootDigest.equals(d.rootDigest)).toBe(true);
     });
 
@@ -131,13 +136,7 @@ describe('dm-verity hashtree', () => {
         const text = await avbtool(['info_image', '--image', ref]);
         expect(text).toContain(`Root Digest:           ${d.rootDigest.toString('hex')}`);
         // A tree generated on its own (not as a footer) is avbtool's too.
-        const again = await generateHashtree(ours, {
-          imageSize: d.imageSize,
-          blockSize: d.dataBlockSize,
-          hashAlgorithm: c.hash,
-          salt: d.salt,
-          workers: 1,
-        });
+        const again = await rebuildTree(c, ours, d);
         expect(again.tree.equals(b.subarray(d.treeOffset, d.treeOffset + d.treeSize))).toBe(true);
         await avbtool(['verify_image', '--image', ours]);
       },
