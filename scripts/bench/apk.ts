@@ -121,8 +121,8 @@ async function generate(p: Planned, keysDir: string): Promise<void> {
   if (!p.assetBytes) {
     await buildApk(p.spec, sign, tmp);
   } else {
-    // aapt adds the asset to the unsigned APK (stored as aapt stores .bin: deflated, and random
-    // bytes do not shrink), then the APK is realigned and signed like the others.
+    // aapt adds the asset to the unsigned APK (it deflates .bin entries, and random bytes do not
+    // shrink), then the APK is realigned and signed like the others.
     const work = await mkdtemp(join(tmpdir(), 'omie-bench-apk-'));
     try {
       const unsigned = join(work, 'unsigned.apk');
