@@ -16,6 +16,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import type { SigningKey } from '../apkgen/index.ts';
 import { imageView } from '../conformance/image-view.ts';
+import { REPORT_FILES } from '../conformance/reporters/index.ts';
+import { failingResults, failureDigest } from '../conformance/reporters/text.ts';
 import { runCheckWithFiles } from '../conformance/run.ts';
 import { EnvironmentError, ExitCode, InputError, OmieError } from '../errors.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
@@ -104,7 +106,7 @@ export class CheckFailedError extends OmieError {
       code: 'BUILD_CHECK_FAILED',
       exitCode: ExitCode.checkFailed,
       context,
-      hint: 'fix the failing requirements (see the report), add a waiver with a reason and expiry, or pass --no-check to package anyway',
+      hint: 'fix what each failing requirement names (the reports say why each protects the owner), add a waiver with a reason and expiry to the product, or pass --no-check to package anyway',
     });
   }
 }
@@ -359,6 +361,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   const tag = `${process.pid}-${Date.now()}`;
   const work = join(dirname(outDir), `.${basename(outDir)}.work-${tag}`);
   const staging = join(dirname(outDir), `.${basename(outDir)}.tmp-${tag}`);
+  /** Where the conformance reports of a refused build go (the output itself is not written). */
+  const refusedDir = `${outDir}.refused`;
   const cleanup = () => {
     rmSync(staging, { recursive: true, force: true });
     if (!o.keepWork) rmSync(work, { recursive: true, force: true });
@@ -517,10 +521,18 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       : await apksTheCheckRefuses(plan, resolved, new Date(sourceDateEpoch() * 1000));
     if (refused.length) {
       const requirements = [...new Set(refused.map((r) => r.requirement))];
-      const list = refused
-        .map((r) => `${r.package}${r.where ? ` (${r.where})` : ''}: ${r.requirement}, ${r.because}`)
-        .join('; ');
-      const message = `the plan keeps ${refused.length} APK(s) that ${requirements.join(' and ')} (no Google package or signer) forbid, so the check would fail: ${list}`;
+      const lines = requirements.flatMap((id) => {
+        const apks = refused.filter((r) => r.requirement === id);
+        return [
+          `  ${id}:`,
+          ...apks.slice(0, 5).map((r) => `    - ${r.package}${r.where ? ` (${r.where})` : ''}: ${r.because}`),
+          ...(apks.length > 5 ? [`    … and ${apks.length - 5} more (see context.apks with --json)`] : []),
+        ];
+      });
+      const message = [
+        `the plan keeps ${refused.length} APK(s) that ${requirements.join(' and ')} (no Google package or signer) forbid, so the check would fail:`,
+        ...lines,
+      ].join('\n');
       if (o.dryRun) log(`warning: ${message}`);
       else
         throw new OmieError(message, {
@@ -737,13 +749,26 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
           reportDir: join(outDir, 'check'),
         };
         if (!run.report.summary.conforms) {
-          const failed = run.report.results.filter(
-            (r) => r.level === 'MUST' && (r.status === 'fail' || r.status === 'error'),
-          );
+          // The output is not published, but the reports of the refusal are: beside it.
+          await rm(refusedDir, { recursive: true, force: true });
+          await rename(join(staging, 'check'), refusedDir);
+          const reportPath = join(refusedDir, REPORT_FILES.html);
+          const failed = failingResults(run.report).filter((r) => r.level === 'MUST');
+          const digest = failureDigest({ ...run.report, results: failed }, { reportPath });
           throw new CheckFailedError(
-            `the image fails ${failed.length} MUST requirement(s) of the Omie spec: ${failed.map((r) => r.id).join(', ')}`,
+            [
+              `the image fails ${failed.length} MUST requirement(s) of the Omie spec, so nothing was written to ${outDir}:`,
+              ...digest.map((l) => `  ${l}`),
+              `reports: ${reportPath} (and report.json, junit.xml, report.sarif beside it)`,
+            ].join('\n'),
             {
-              failed: failed.map((r) => ({ id: r.id, title: r.title, message: r.message })),
+              reports: refusedDir,
+              failed: failed.map((r) => ({
+                id: r.id,
+                title: r.title,
+                message: r.message,
+                evidence: r.evidence.slice(0, 5),
+              })),
             },
           );
         }
@@ -797,6 +822,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     if (existsSync(outDir)) await rename(outDir, old);
     await rename(staging, outDir);
     await rm(old, { recursive: true, force: true });
+    // Reports of an earlier refusal no longer describe the output.
+    await rm(refusedDir, { recursive: true, force: true });
     return { dryRun: false, plan, outDir, files: outputs, check, release: keys.release };
   } catch (e) {
     if (e instanceof OmieError) throw e;

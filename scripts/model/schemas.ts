@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { APP_ROLE_NAMES, ROLE_META_DATA } from './app-roles.ts';
 import { parseSize, SIZE_PATTERN } from './size.ts';
 
 /**
@@ -229,7 +230,11 @@ export const appSchema = z
   .strictObject({
     package: packageName,
     label: z.string().min(1),
-    role: z.enum(['personal-cloud', 'customer-app', 'system']),
+    role: z
+      .enum(APP_ROLE_NAMES)
+      .describe(
+        `what the app is for Omie (docs/app-roles.md); its APK declares the same role as <meta-data android:name="${ROLE_META_DATA}">`,
+      ),
     partition: z.enum(['system', 'product', 'system_ext', 'vendor']),
     privileged: z.boolean().describe('priv-app (true) or app (false)'),
     privilegedPermissions: z
