@@ -10,7 +10,14 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { asOmieError, InputError } from '../errors.ts';
-import { readAvbImage, verifyVbmeta } from '../formats/avb/index.ts';
+import {
+  calculateVbmetaDigest,
+  type PartitionsVerification,
+  readAvbImage,
+  type TrustedHashtree,
+  verifyPartitions,
+  verifyVbmeta,
+} from '../formats/avb/index.ts';
 import { publicTestKeyName } from '../formats/avb/keys.ts';
 import { readBootImage } from '../formats/bootimg.ts';
 import { detectFilesystem, type FsEntry, type FsReader, openFilesystem } from '../fs/index.ts';
@@ -31,6 +38,11 @@ export interface ImageViewOptions {
   /** Scratch folder (default: a new temp folder, removed on close). */
   workDir?: string;
   onProgress?: ProgressFn;
+  /**
+   * Hashtree digests the caller took of these very image files (a build, just after writing
+   * them): their data blocks are not hashed again (see verifyPartitions' trustedHashtrees).
+   */
+  trustedHashtrees?: Map<string, TrustedHashtree>;
 }
 
 interface Mounted {
@@ -81,7 +93,7 @@ export async function imageView(input: string, opts: ImageViewOptions = {}): Pro
         context: { input, images: Object.keys(images) },
         hint: 'omie check reads system/vendor/product partitions; pass a folder of *.img, a super.img or a fastboot zip',
       });
-    return makeView(input, base.kind, images, mounted, work, ownWork);
+    return makeView(input, base.kind, images, mounted, work, ownWork, opts);
   } catch (e) {
     if (ownWork) await rm(work, { recursive: true, force: true });
     throw e;
@@ -119,10 +131,12 @@ function makeView(
   mounted: Map<string, Mounted>,
   work: string,
   ownWork: boolean,
+  opts: ImageViewOptions,
 ): SystemView {
   let apkCache: ApkRef[] | undefined;
   const factsCache = new Map<string, Promise<ApkFacts>>();
   let vbCache: Promise<VbmetaFacts[] | null> | undefined;
+  let contentsCache: Promise<PartitionsVerification | null> | undefined;
   const view: SystemView = {
     kind: 'image',
     input,
@@ -216,6 +230,19 @@ function makeView(
     vbmeta() {
       vbCache ??= readVbmetas(images);
       return vbCache;
+    },
+    async vbmetaDigest() {
+      return images.vbmeta ? calculateVbmetaDigest(images.vbmeta, (name) => images[name]) : null;
+    },
+    avbContents() {
+      contentsCache ??= images.vbmeta
+        ? verifyPartitions(images.vbmeta, {
+            resolvePartition: (name) => images[name],
+            trustedHashtrees: opts.trustedHashtrees,
+            onProgress: opts.onProgress,
+          })
+        : Promise.resolve(null);
+      return contentsCache;
     },
     async close() {
       for (const fs of new Set([...mounted.values()].map((m) => m.fs))) await fs.close().catch(() => {});

@@ -6,7 +6,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { certSha256Of, omieHome } from '../keys/store.ts';
+import { avbPublicKeySha256, readAvbPublicKey } from '../formats/avb/keys.ts';
+import { certSha256Of, omieHome, resolveKeyRef } from '../keys/store.ts';
 import type { AppRole } from '../model/app-roles.ts';
 import type { ResolvedProduct } from '../model/index.ts';
 import type { Waiver } from './spec-schema.ts';
@@ -29,6 +30,8 @@ export interface ProductFacts {
   name: string;
   version: string;
   file: string;
+  /** The product's device profile file (device.yaml). */
+  deviceProfile?: string;
   identity?: { brand: string; manufacturer: string; model: string; device: string; name: string };
   endpoints?: {
     captivePortalHttpsUrl?: string;
@@ -63,11 +66,14 @@ export function certSha256(file: string): string | undefined {
   }
 }
 
-/** Digest of the certificate of a named key in $OMIE_HOME/keys/<name>/ (any *.x509.pem / cert.pem there). */
+/**
+ * Digest of the certificate of a named key in $OMIE_HOME/keys/<name>/: its APK signing key
+ * (apk.x509.pem, see `omie keys init`), else any *.x509.pem / cert.pem there.
+ */
 export function namedKeyCertSha256(name: string): string | undefined {
   const dir = join(omieHome(), 'keys', name);
   if (!existsSync(dir)) return undefined;
-  for (const f of readdirSync(dir).sort()) {
+  for (const f of ['apk.x509.pem', ...readdirSync(dir).sort()]) {
     if (!/(\.x509\.pem|cert\.pem|\.crt|\.der)$/.test(f)) continue;
     const d = certSha256(join(dir, f));
     if (d) return d;
@@ -81,6 +87,7 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
     name: p.name,
     version: p.version,
     file: r.file,
+    deviceProfile: r.device.file,
     identity: p.identity,
     endpoints: p.endpoints,
     apps: r.apps.map((a) => ({
@@ -100,12 +107,16 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
     personalCloud: p.personalCloud ? { defaultRemote: p.personalCloud.defaultRemote } : undefined,
     partnerSignerSha256: [
       partnerKeyCertSha256(p.signing.apkKey),
+      ...Object.entries(p.signing.apkKeys ?? {}).map(([role, ref]) =>
+        ref ? partnerKeyCertSha256(ref, role) : undefined,
+      ),
       ...p.trust.baseSigners.map((b) => ('sha256' in b ? b.sha256 : certSha256(expandHome(b.cert)))),
     ].filter((x): x is string => Boolean(x)),
     avb: r.device.avb
       ? {
           rollbackIndex: Number(r.device.avb.rollbackIndex ?? 0),
           footers: (r.device.avb.footers ?? []).map((f) => ({ partition: f.partition, type: f.type })),
+          publicKeySha256: partnerAvbKeySha256(p.signing.avbKey),
         }
       : undefined,
     waivers: p.waivers ?? [],
@@ -117,9 +128,26 @@ export function expandHome(p: string): string {
   return p.replace(/^\$OMIE_HOME(?=\/|$)/, omieHome()).replace(/^~(?=\/)/, homedir());
 }
 
-/** The product's APK signing key certificate: a named key set, or an AOSP-style <prefix>.x509.pem. */
-function partnerKeyCertSha256(ref: ResolvedProduct['product']['signing']['apkKey']): string | undefined {
-  if ('name' in ref) return namedKeyCertSha256(ref.name);
+/** SHA-256 of the AVB public key blob of the product's AVB key, when the key is readable here. */
+function partnerAvbKeySha256(ref: ResolvedProduct['product']['signing']['avbKey']): string | undefined {
+  try {
+    const { keys, file } = resolveKeyRef(ref, 'avb');
+    const path = keys?.avbPem ?? file;
+    return path ? avbPublicKeySha256(readAvbPublicKey(path)) : undefined;
+  } catch {
+    return undefined; // a lab checking a partner's build need not hold the partner's key
+  }
+}
+
+/**
+ * The certificate of one of the product's APK signing keys: a named key set's apk key (or its
+ * `<role>` key), or an AOSP-style <prefix>.x509.pem.
+ */
+function partnerKeyCertSha256(
+  ref: ResolvedProduct['product']['signing']['apkKey'],
+  role?: string,
+): string | undefined {
+  if ('name' in ref) return certSha256(join(omieHome(), 'keys', ref.name, `${role ?? 'apk'}.x509.pem`));
   const file = 'file' in ref ? ref.file.replace(/^~(?=\/)/, homedir()) : process.env[ref.env];
   return file ? certSha256(`${file.replace(/\.(pk8|x509\.pem)$/, '')}.x509.pem`) : undefined;
 }

@@ -1,7 +1,5 @@
-import { chmodSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
-import { execa } from 'execa';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { VerificationError } from '../../scripts/errors.ts';
 import {
@@ -15,9 +13,9 @@ import {
   verifyVbmeta,
 } from '../../scripts/formats/avb/index.ts';
 import { fecSize } from '../../scripts/formats/payload/fec.ts';
-import { flipByte, ROOT } from '../helpers.ts';
+import { flipByte } from '../helpers.ts';
 import { AVBTOOL } from '../oracles.ts';
-import { DIR, makeImage, testKey } from './fixtures.ts';
+import { avbtoolWithFec, DIR, installFakeFec, makeImage, testKey } from './fixtures.ts';
 
 /**
  * Images real builds make that our own builder does not: hashtree footers with FEC
@@ -31,56 +29,11 @@ import { DIR, makeImage, testKey } from './fixtures.ts';
  * vbmeta and footer itself, which is what the parser and verifier must cope with.
  */
 const D = join(DIR, 'fec');
-const BIN = join(D, 'bin');
-
-async function avb(args: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-  const r = await execa('python3', [AVBTOOL.path, ...args], {
-    cwd: D,
-    reject: false,
-    stripFinalNewline: false,
-    env: { PATH: `${BIN}${delimiter}${process.env.PATH}` },
-  });
-  return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
-}
-
-const FAKE_FEC = `
-import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { encodeFec, fecSize } from ${JSON.stringify(join(ROOT, 'scripts/formats/payload/fec.ts'))};
-const a = process.argv.slice(2);
-const roots = Number(a[a.indexOf('--roots') + 1]);
-if (a[0] === '--print-fec-size') {
-  // libfec fec_ecc_get_size: parity plus one 4096-byte header block.
-  console.log(fecSize(Math.ceil(Number(a[1]) / 4096) * 4096, roots, 4096) + 4096);
-} else {
-  const [input, output] = a.slice(-2);
-  const size = statSync(input).size;
-  const parity = fecSize(size, roots, 4096);
-  copyFileSync(input, output);
-  const fh = await open(output, 'r+');
-  await encodeFec(fh, { dataOffset: 0, dataSize: size, fecOffset: size, fecSize: parity, roots, blockSize: 4096 });
-  await fh.close();
-  const fec = readFileSync(output).subarray(size);
-  const header = Buffer.alloc(4096);
-  // struct fec_header at the end: magic, version, size, roots, fec_size, inp_size, hash[32]
-  const h = header.subarray(4096 - 60);
-  h.writeUInt32LE(0xfecfecfe, 0);
-  h.writeUInt32LE(0, 4);
-  h.writeUInt32LE(60, 8);
-  h.writeUInt32LE(roots, 12);
-  h.writeUInt32LE(parity, 16);
-  h.writeBigUInt64LE(BigInt(size), 20);
-  writeFileSync(output, Buffer.concat([fec, header]));
-}
-`;
+const avb = (args: string[]) => avbtoolWithFec(args, D);
 
 beforeAll(async () => {
-  await mkdir(BIN, { recursive: true });
-  const script = join(BIN, 'fec.mts');
-  await writeFile(script, FAKE_FEC);
-  const tsx = join(ROOT, 'node_modules/.bin/tsx');
-  writeFileSync(join(BIN, 'fec'), `#!/bin/sh\nexec ${JSON.stringify(tsx)} ${JSON.stringify(script)} "$@"\n`);
-  chmodSync(join(BIN, 'fec'), 0o755);
+  await mkdir(D, { recursive: true });
+  await installFakeFec();
 });
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
