@@ -14,7 +14,8 @@ import { writeOtaZip, writePayload } from '../../scripts/formats/payload/writer.
 import { rawToSparse } from '../../scripts/formats/sparse.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
 import { certSha256, openKeys } from '../../scripts/keys/store.ts';
-import { ORACLES, omie, sampleFixture, workDir } from '../helpers.ts';
+import { omie, sampleFixture, workDir } from '../helpers.ts';
+import { AVBTOOL } from '../oracles.ts';
 
 const GOOGLE_RELEASE = 'f0fd6c5b410f25cb25c3b53346c8972fae30f8ee7411df910480ad6b2d60db83';
 const dir = workDir('build');
@@ -198,13 +199,13 @@ describe('omie build on the sample base', () => {
     }
   });
 
-  it.skipIf(!existsSync(join(ORACLES, 'avbtool')))(
-    'avbtool verify_image passes with the partner key',
+  it.skipIf(!AVBTOOL.present)(
+    `avbtool verify_image passes with the partner key ${AVBTOOL.reason}`,
     async () => {
       const key = openKeys('omie-sample-partner').avbPem;
       const r = await execa(
         'python3',
-        [join(ORACLES, 'avbtool'), 'verify_image', '--image', join(outA, 'vbmeta.img'), '--key', key],
+        [AVBTOOL.path, 'verify_image', '--image', join(outA, 'vbmeta.img'), '--key', key],
         { reject: false },
       );
       expect(r.exitCode, r.stderr + r.stdout).toBe(0);
