@@ -27,8 +27,9 @@ import { type VbmetaVerification, verifyVbmeta } from './verify.ts';
  * semantics: the first failure throws), every problem is collected, and each names the partition,
  * what is damaged (data, tree, FEC, vbmeta) and, where blocks can tell, the first bad block.
  *
- * Streamed: each image's data is read once (level 0 of the tree by one worker thread per core,
- * scripts/formats/avb/hashtree.ts); the tree (≈ 1/128 of the data) and the FEC pass read the rest.
+ * Streamed: each image's data is read once for its tree (level 0 on one thread per core,
+ * scripts/formats/avb/hashtree.ts), then the stored tree (≈ 1/128 of the data); where there is FEC,
+ * its check reads data and tree once more (in RS-interleaved order).
  */
 
 export interface AvbProblem extends ContentProblem {
