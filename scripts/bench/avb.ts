@@ -5,15 +5,15 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
+import { AVBTOOL, benchVerify } from './avb/verify.ts';
 import type { BenchOptions, BenchResult } from './types.ts';
-import { AVBTOOL, benchVerify } from './verify.ts';
 
 /**
  * Hashtree of an image: ours (addHashtreeFooter, worker threads) vs the reference
  * `avbtool add_hashtree_footer --do_not_generate_fec` (goal: >= 3x faster) and vs the throughput
  * of `openssl dgst -sha256` over the same file (goal: >= 70%). Ours runs in a child process so
  * its peak RSS can be reported (goal: < 300 MiB). Then the verification of that image (ours vs
- * `avbtool verify_image`, see verify.ts): random data, so no block is spared hashing. All runs
+ * `avbtool verify_image`, see avb/verify.ts): random data, so no block is spared hashing. All runs
  * read the file from the page cache (it is read once before timing).
  */
 const SALT = '0f'.repeat(32);

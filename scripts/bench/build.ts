@@ -4,8 +4,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { sha256File } from '../build/record.ts';
+import { AVBTOOL, benchVerify } from './avb/verify.ts';
 import type { BenchOptions, BenchResult } from './types.ts';
-import { AVBTOOL, benchVerify } from './verify.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 

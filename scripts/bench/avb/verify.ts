@@ -3,9 +3,9 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
-import type { BenchOptions, BenchResult } from './types.ts';
+import type { BenchOptions, BenchResult } from '../types.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
+const ROOT = resolve(import.meta.dirname, '../../..');
 export const AVBTOOL = resolve(ROOT, '../shared/oracles/avbtool');
 
 /** Wall and CPU (user + sys, every thread and child) seconds of one run. */
