@@ -7,6 +7,15 @@ export { type AvbFooter, encodeFooter, FOOTER_SIZE, parseFooter, readFooter } fr
 export { calcHashLevelOffsets, generateHashtree, type Hashtree, type HashtreeOptions } from './hashtree.ts';
 export { type AvbImage, readAvbImage } from './image.ts';
 export {
+  AVB_ROLLBACK_LOCATIONS,
+  type AvbSlotVerifyResult,
+  type ImageSetProblem,
+  type ImageSetVerification,
+  type LoadedVbmeta,
+  type VerifyImageSetOptions,
+  verifyImageSet,
+} from './image-set.ts';
+export {
   avbPublicKeyFromBytes,
   avbPublicKeySha1,
   avbPublicKeySha256,
@@ -38,6 +47,7 @@ export {
   formatAvbInfo,
   infoImage,
   type VbmetaVerification,
+  type VerifiedDescriptor,
   type VerifyImageOptions,
   type VerifyImageResult,
   verifyImage,

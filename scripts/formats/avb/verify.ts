@@ -228,10 +228,11 @@ export async function verifyImage(path: string, opts: VerifyImageOptions = {}): 
   return out;
 }
 
-async function verifyHash(
+/** Checks a hash descriptor against the first `imageSize` bytes of `file` (raw or sparse). */
+export async function verifyHash(
   d: HashDescriptor,
   file: string,
-  opts: VerifyImageOptions,
+  opts: Pick<VerifyImageOptions, 'onProgress'> = {},
 ): Promise<VerifiedDescriptor> {
   const base = { kind: 'hash' as const, partitionName: d.partitionName, image: file };
   let h: ReturnType<typeof createHash>;
@@ -286,10 +287,11 @@ async function verifyHash(
   return { ...base, result: 'verified' };
 }
 
-async function verifyHashtree(
+/** Rebuilds the dm-verity tree of `file` (raw or sparse) and checks its root and the stored tree. */
+export async function verifyHashtree(
   d: HashtreeDescriptor,
   file: string,
-  opts: VerifyImageOptions,
+  opts: Pick<VerifyImageOptions, 'onProgress' | 'acceptZeroedHashtree'> = {},
 ): Promise<VerifiedDescriptor> {
   const base = { kind: 'hashtree' as const, partitionName: d.partitionName, image: file };
   if (d.dataBlockSize !== d.hashBlockSize)
