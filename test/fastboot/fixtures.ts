@@ -4,9 +4,15 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import {
+  addHashFooter,
+  addHashtreeFooter,
+  generateAvbKey,
+  makeVbmetaImage,
+} from '../../scripts/formats/avb/index.ts';
 import { type FastbootServer, startFastbootServer } from '../../scripts/sim/fastboot-server.ts';
 import { type DeviceMode, defaultSimProfile, type SimProfile, SimState } from '../../scripts/sim/state.ts';
-import { prng, workDir } from '../helpers.ts';
+import { onceInDir, prng, workDir } from '../helpers.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -110,4 +116,43 @@ export function realFastboot(sim: Sim, args: string[], timeout = 60_000) {
     timeout,
     env: { ANDROID_PRODUCT_OUT: '' },
   });
+}
+
+/** The test partner's AVB key (RSA-2048, made once per run): what `omie build` signs with. */
+export async function partnerKey(): Promise<string> {
+  const dir = join(workDir('fastboot'), 'partner-key');
+  await onceInDir(dir, async () => {
+    await mkdir(dir, { recursive: true });
+    await generateAvbKey(join(dir, 'partner.pem'), 2048);
+  });
+  return join(dir, 'partner.pem');
+}
+
+/**
+ * Signs a build folder's images as `omie build` does: an AVB hash footer (`hash`) or hashtree
+ * footer (`hashtree`) on each image, then vbmeta.img over all of them, signed with `key` (default:
+ * the test partner's). `file` is the image to sign when it is not <dir>/<name>.img (e.g. a raw
+ * image made sparse afterwards).
+ */
+export async function signImages(
+  dir: string,
+  images: Array<{ name: string; kind: 'hash' | 'hashtree'; file?: string }>,
+  opts: { key?: string; rollbackIndex?: number } = {},
+): Promise<string> {
+  const key = opts.key ?? (await partnerKey());
+  const files: string[] = [];
+  for (const img of images) {
+    const file = img.file ?? join(dir, `${img.name}.img`);
+    const common = { partitionName: img.name, hashAlgorithm: 'sha256' };
+    if (img.kind === 'hash') await addHashFooter(file, common);
+    else await addHashtreeFooter(file, common);
+    files.push(file);
+  }
+  await makeVbmetaImage(join(dir, 'vbmeta.img'), {
+    algorithm: 'SHA256_RSA2048',
+    key,
+    rollbackIndex: opts.rollbackIndex ?? 0,
+    includeDescriptorsFromImages: files,
+  });
+  return key;
 }

@@ -19,6 +19,7 @@ import {
   partitionHashes,
   type Sim,
   sha256,
+  signImages,
   writeFileIn,
 } from './fixtures.ts';
 
@@ -39,11 +40,16 @@ async function makeBuild(
     ),
   );
   await writeFileIn(dir, 'boot.img', mixedImage(512 * 1024 * k, 11));
-  await writeFileIn(dir, 'vbmeta.img', mixedImage(8 * 1024, 12));
   const sys = await writeFileIn(dir, 'system.raw', mixedImage(3 * 1024 * 1024 * k, 13));
+  await writeFileIn(dir, 'vendor.img', mixedImage(1024 * 1024 * k + 4096, 14));
+  // Signed as `omie build` signs: omie flash verifies a build against its vbmeta before writing.
+  await signImages(dir, [
+    { name: 'boot', kind: 'hash' },
+    { name: 'system', kind: 'hashtree', file: sys },
+    { name: 'vendor', kind: 'hashtree' },
+  ]);
   if (HAVE_IMG2SIMG) await execa('img2simg', [sys, join(dir, 'system.img')]);
   else await writeFileIn(dir, 'system.img', await readFile(sys));
-  await writeFileIn(dir, 'vendor.img', mixedImage(1024 * 1024 * k + 4096, 14));
   if (opts.superEmpty !== false)
     await buildSuperEmpty(
       {
@@ -283,8 +289,11 @@ describe('omie flash against the sim', () => {
           failures++;
           expect(first).toBeInstanceOf(OmieError);
         }
-        // Let a reboot the fault interrupted finish before "power-cycling" into the bootloader.
+        // Let a reboot the fault interrupted finish (the boot verifies the slot) before
+        // "power-cycling" into the bootloader.
         await new Promise((r) => setTimeout(r, 60));
+        for (let w = 0; w < 300 && (await sim.state.reload()).mode === 'off'; w++)
+          await new Promise((res) => setTimeout(res, 10));
         const mid = await partitionHashes(sim, slotFiles);
         for (const f of activeFiles) expect(mid[f], `run ${i}: ${f} changed`).toBe(hashes[f]);
         const now = await sim.state.reload();
