@@ -134,12 +134,28 @@ describe('omie flash against the sim', () => {
       try {
         const r = await flashDevice(b, { fastboot: sim.addr }, { slot: 'a', wipe: true, noWaitAdb: true });
         expect(r.slot).toBe('a');
+        // As fastboot -w: erase and format what the device has (no cache here: skipped).
+        const cmds = r.steps.map((st) => st.command.replace(/^fastboot -s \S+ /, ''));
+        expect(cmds.filter((c) => /^(erase|format) /.test(c))).toEqual([
+          'erase userdata',
+          'format userdata',
+          'erase metadata',
+          'format metadata',
+        ]);
+        expect(r.wiped).toBe(true);
+        expect(r.adbAfter).toBe('off-after-wipe');
       } finally {
         await b.close();
       }
       await expectSlotMatchesBuild(sim, 'a', buildDir);
+      // userdata and metadata hold fresh ext4 filesystems that e2fsck accepts; the old data is gone.
+      for (const p of ['userdata', 'metadata']) {
+        const img = join(sim.dir, 'partitions', `${p}.img`);
+        const fsck = await execa('e2fsck', ['-fn', img], { reject: false });
+        expect(fsck.exitCode, `${p}: ${fsck.stdout}`).toBe(0);
+      }
       const ud = await readFile(join(sim.dir, 'partitions', 'userdata.img'));
-      expect(ud.every((x) => x === 0)).toBe(true);
+      expect(ud.includes(Buffer.alloc(4096, 7))).toBe(false);
     } finally {
       await sim.close();
     }
