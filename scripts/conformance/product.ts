@@ -6,7 +6,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { certSha256Of, omieHome } from '../keys/store.ts';
+import { avbPublicKeyFromBytes, avbPublicKeySha256 } from '../formats/avb/keys.ts';
+import { certSha256Of, omieHome, resolveKeyRef } from '../keys/store.ts';
 import type { ResolvedProduct } from '../model/index.ts';
 import type { Waiver } from './spec-schema.ts';
 
@@ -105,6 +106,7 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
       ? {
           rollbackIndex: Number(r.device.avb.rollbackIndex ?? 0),
           footers: (r.device.avb.footers ?? []).map((f) => ({ partition: f.partition, type: f.type })),
+          publicKeySha256: partnerAvbKeySha256(p.signing.avbKey),
         }
       : undefined,
     waivers: p.waivers ?? [],
@@ -114,6 +116,20 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
 /** Expands a leading $OMIE_HOME or ~ in a path from a product file. */
 export function expandHome(p: string): string {
   return p.replace(/^\$OMIE_HOME(?=\/|$)/, omieHome()).replace(/^~(?=\/)/, homedir());
+}
+
+/**
+ * SHA-256 of the product's AVB public key blob (what a bootloader reports as
+ * androidboot.vbmeta.public_key_digest when it boots an image signed with it); undefined if unreadable.
+ */
+function partnerAvbKeySha256(ref: ResolvedProduct['product']['signing']['avbKey']): string | undefined {
+  try {
+    const { keys, file } = resolveKeyRef(ref, 'avb');
+    const pem = keys?.avbPem ?? file;
+    return pem ? avbPublicKeySha256(avbPublicKeyFromBytes(readFileSync(pem), pem)) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The product's APK signing key certificate: a named key set, or an AOSP-style <prefix>.x509.pem. */

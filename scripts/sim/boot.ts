@@ -15,6 +15,7 @@
  * `ro.boot.verifiedbootstate`, `ro.boot.vbmeta.digest`, `ro.boot.slot_suffix` and
  * `sys.boot_completed` come from the boot record written here.
  */
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ProgressFn } from '../progress.ts';
@@ -78,6 +79,7 @@ export async function bootAndroid(st: SimState, opts: BootOptions = {}): Promise
     record.verifiedBootState = verdict.state;
     record.vbmetaDigest = v.vbmetaDigest;
     record.vbmetaSize = v.vbmetaSize;
+    if (v.publicKey?.length) record.publicKeyDigest = createHash('sha256').update(v.publicKey).digest('hex');
     log(`slot ${record.slot ?? '-'}: ${verdict.state}, vbmeta digest ${v.vbmetaDigest ?? '-'}`);
   }
   const slot = record.slot;

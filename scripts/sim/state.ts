@@ -85,6 +85,8 @@ export interface BootRecord {
   /** androidboot.vbmeta.digest (sha256 over every vbmeta struct) and .size. */
   vbmetaDigest?: string;
   vbmetaSize?: number;
+  /** androidboot.vbmeta.public_key_digest: SHA-256 of the top-level vbmeta's AVB public key. */
+  publicKeyDigest?: string;
   /** Slots that did not verify on the way (red), with libavb's result and the first problem. */
   failures: Array<{ slot: Slot | null; result: string; message: string }>;
 }

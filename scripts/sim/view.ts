@@ -261,6 +261,7 @@ export class DeviceView {
             'vbmeta.size': String(b.vbmetaSize ?? 0),
             'vbmeta.digest': b.vbmetaDigest,
             'vbmeta.invalidate_on_error': 'yes',
+            ...(b.publicKeyDigest ? { 'vbmeta.public_key_digest': b.publicKeyDigest } : {}),
           }
         : {}),
     };
