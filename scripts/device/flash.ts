@@ -354,7 +354,7 @@ async function adbConnect(host: Awaited<ReturnType<typeof adbHost>>, serial: str
   if (m) await host.connect(m[1], Number(m[2])).catch(() => {});
 }
 
-async function rebootFromAdb(adb: string, target: 'bootloader'): Promise<void> {
+export async function rebootFromAdb(adb: string, target: 'bootloader'): Promise<void> {
   const host = await adbHost();
   await adbConnect(host, adb);
   const state = await host.state(adb);
