@@ -10,6 +10,7 @@ import {
   generateAvbKey,
   makeVbmetaImage,
 } from '../../scripts/formats/avb/index.ts';
+import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { type FastbootServer, startFastbootServer } from '../../scripts/sim/fastboot-server.ts';
 import { type DeviceMode, defaultSimProfile, type SimProfile, SimState } from '../../scripts/sim/state.ts';
 import { onceInDir, prng, workDir } from '../helpers.ts';
@@ -155,4 +156,44 @@ export async function signImages(
     includeDescriptorsFromImages: files,
   });
   return key;
+}
+
+/** super_empty.img for the small profile's super: system and vendor of both slots in one group. */
+export async function smallSuperEmpty(dir: string): Promise<string> {
+  const out = join(dir, 'super_empty.img');
+  await buildSuperEmpty(
+    {
+      blockDevices: [{ name: 'super', size: 64 * MiB }],
+      groups: [{ name: 'main', maxSize: 60 * MiB }],
+      partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
+      metadataSlots: 2,
+      metadataMaxSize: 65536,
+    },
+    out,
+  );
+  return out;
+}
+
+/**
+ * A small partner-signed A/B build in `dir` (made anew): boot, system, vendor and vbmeta for
+ * board omie_tablet, `extra` unsigned images, and super_empty.img unless told not to.
+ */
+export async function signedBuild(
+  dir: string,
+  opts: { seed?: number; superEmpty?: boolean; extra?: Record<string, Buffer> } = {},
+): Promise<string> {
+  const seed = opts.seed ?? 21;
+  await rm(dir, { recursive: true, force: true });
+  await writeFileIn(dir, 'android-info.txt', Buffer.from('require board=omie_tablet\n'));
+  await writeFileIn(dir, 'boot.img', mixedImage(64 * KiB, seed));
+  await writeFileIn(dir, 'system.img', mixedImage(512 * KiB, seed + 1));
+  await writeFileIn(dir, 'vendor.img', mixedImage(128 * KiB, seed + 2));
+  for (const [n, b] of Object.entries(opts.extra ?? {})) await writeFileIn(dir, `${n}.img`, b);
+  await signImages(dir, [
+    { name: 'boot', kind: 'hash' },
+    { name: 'system', kind: 'hashtree' },
+    { name: 'vendor', kind: 'hashtree' },
+  ]);
+  if (opts.superEmpty !== false) await smallSuperEmpty(dir);
+  return dir;
 }

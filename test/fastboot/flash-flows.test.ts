@@ -19,7 +19,7 @@ import {
   mixedImage,
   realFastboot,
   type Sim,
-  signImages,
+  signedBuild,
   smallProfile,
   writeFileIn,
 } from './fixtures.ts';
@@ -28,22 +28,9 @@ const root = join(workDir('fastboot'), 'flows');
 const cmdsOf = (r: { steps: Array<{ command: string; why?: string }> }) =>
   r.steps.map((s) => s.command.replace(/^fastboot -s \S+ /, ''));
 
-/** A small signed build: boot, system, vendor, vbmeta, plus `extra` unsigned images. */
-async function makeBuild(name: string, extra: Record<string, Buffer> = {}): Promise<string> {
-  const dir = join(root, name);
-  rmSync(dir, { recursive: true, force: true });
-  await writeFileIn(dir, 'android-info.txt', Buffer.from('require board=omie_tablet\n'));
-  await writeFileIn(dir, 'boot.img', mixedImage(64 * 1024, 31));
-  await writeFileIn(dir, 'system.img', mixedImage(512 * 1024, 32));
-  await writeFileIn(dir, 'vendor.img', mixedImage(128 * 1024, 33));
-  for (const [n, b] of Object.entries(extra)) await writeFileIn(dir, `${n}.img`, b);
-  await signImages(dir, [
-    { name: 'boot', kind: 'hash' },
-    { name: 'system', kind: 'hashtree' },
-    { name: 'vendor', kind: 'hashtree' },
-  ]);
-  return dir;
-}
+/** A small signed build (no super_empty: the devices' logical partitions are resized as flashed). */
+const makeBuild = (name: string, extra: Record<string, Buffer> = {}) =>
+  signedBuild(join(root, name), { seed: 31, superEmpty: false, extra });
 
 async function settle(sim: { state: { reload(): Promise<{ mode: string }> } }): Promise<string> {
   let mode = '';

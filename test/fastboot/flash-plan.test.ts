@@ -11,7 +11,6 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuildInput, classifyImages, flashDevice, openBuild } from '../../scripts/device/flash.ts';
 import { OmieError } from '../../scripts/errors.ts';
-import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { workDir } from '../helpers.ts';
 import {
   makeSim,
@@ -21,6 +20,7 @@ import {
   type Sim,
   signImages,
   smallProfile,
+  smallSuperEmpty,
   writeFileIn,
 } from './fixtures.ts';
 
@@ -55,17 +55,7 @@ async function makeBuild(
         .filter((n) => ['boot', 'system', 'vendor'].includes(n))
         .map((n) => ({ name: n, kind: n === 'boot' ? ('hash' as const) : ('hashtree' as const) })),
     );
-  if (superEmpty)
-    await buildSuperEmpty(
-      {
-        blockDevices: [{ name: 'super', size: 64 * MiB }],
-        groups: [{ name: 'main', maxSize: 60 * MiB }],
-        partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
-        metadataSlots: 2,
-        metadataMaxSize: 65536,
-      },
-      join(dir, 'super_empty.img'),
-    );
+  if (superEmpty) await smallSuperEmpty(dir);
   return dir;
 }
 

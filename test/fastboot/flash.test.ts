@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuildInput, flashDevice, flashDevices, openBuild } from '../../scripts/device/flash.ts';
 import { OmieError } from '../../scripts/errors.ts';
 import { writeFastbootZip } from '../../scripts/formats/factory-zip.ts';
-import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { omie, prng, workDir } from '../helpers.ts';
 import {
   HAVE_IMG2SIMG,
@@ -20,6 +19,7 @@ import {
   type Sim,
   sha256,
   signImages,
+  smallSuperEmpty,
   writeFileIn,
 } from './fixtures.ts';
 
@@ -50,17 +50,7 @@ async function makeBuild(
   ]);
   if (HAVE_IMG2SIMG) await execa('img2simg', [sys, join(dir, 'system.img')]);
   else await writeFileIn(dir, 'system.img', await readFile(sys));
-  if (opts.superEmpty !== false)
-    await buildSuperEmpty(
-      {
-        blockDevices: [{ name: 'super', size: 64 * 1024 * 1024 }],
-        groups: [{ name: 'main', maxSize: 60 * 1024 * 1024 }],
-        partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
-        metadataSlots: 2,
-        metadataMaxSize: 65536,
-      },
-      join(dir, 'super_empty.img'),
-    );
+  if (opts.superEmpty !== false) await smallSuperEmpty(dir);
   return dir;
 }
 

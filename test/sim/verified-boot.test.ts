@@ -11,9 +11,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flashDevice, openBuild } from '../../scripts/device/flash.ts';
 import { readAvbPublicKey } from '../../scripts/formats/avb/index.ts';
-import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { type SimHandle, startSim } from '../../scripts/sim/index.ts';
-import { HAVE_FASTBOOT, mixedImage, signImages, smallProfile, writeFileIn } from '../fastboot/fixtures.ts';
+import { HAVE_FASTBOOT, signedBuild, smallProfile, writeFileIn } from '../fastboot/fixtures.ts';
 import { flipByte, workDir } from '../helpers.ts';
 import { AVBTOOL } from '../oracles.ts';
 import { type RealAdb, startRealAdb } from './real-adb.ts';
@@ -24,32 +23,6 @@ let adb: RealAdb;
 async function avbtoolDigest(image: string): Promise<string> {
   const r = await execa('python3', [AVBTOOL.path, 'calculate_vbmeta_digest', '--image', image]);
   return String(r.stdout).trim();
-}
-
-/** A small partner-signed A/B build (boot, system, vendor, vbmeta, super_empty). */
-async function partnerBuild(name: string): Promise<string> {
-  const b = join(dir, name);
-  rmSync(b, { recursive: true, force: true });
-  await writeFileIn(b, 'android-info.txt', Buffer.from('require board=omie_tablet\n'));
-  await writeFileIn(b, 'boot.img', mixedImage(256 * 1024, 21));
-  await writeFileIn(b, 'system.img', mixedImage(1024 * 1024, 22));
-  await writeFileIn(b, 'vendor.img', mixedImage(256 * 1024, 23));
-  await signImages(b, [
-    { name: 'boot', kind: 'hash' },
-    { name: 'system', kind: 'hashtree' },
-    { name: 'vendor', kind: 'hashtree' },
-  ]);
-  await buildSuperEmpty(
-    {
-      blockDevices: [{ name: 'super', size: 64 * 1024 * 1024 }],
-      groups: [{ name: 'main', maxSize: 60 * 1024 * 1024 }],
-      partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
-      metadataSlots: 2,
-      metadataMaxSize: 65536,
-    },
-    join(b, 'super_empty.img'),
-  );
-  return b;
 }
 
 async function startTestSim(name: string, o: Parameters<typeof smallProfile>[0] = {}): Promise<SimHandle> {
@@ -114,7 +87,7 @@ describe.skipIf(!HAVE_FASTBOOT)('verified boot on the sim (real fastboot and adb
   let build: string;
   let pkmd: string;
   beforeAll(async () => {
-    build = await partnerBuild('partner');
+    build = await signedBuild(join(dir, 'partner'));
     pkmd = join(dir, 'avb_pkmd.bin');
     await mkdir(dir, { recursive: true });
     await writeFile(pkmd, readAvbPublicKey(join(workDir('fastboot'), 'partner-key', 'partner.pem')));

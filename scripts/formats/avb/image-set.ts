@@ -295,6 +295,24 @@ async function loadVbmeta(
     return;
   }
   const hashtreeDisabled = (out.flags & VBMETA_FLAG_HASHTREE_DISABLED) !== 0;
+  const progress = { onProgress: opts.onProgress };
+  const imageOf = (d: { partitionName: string; flags: number }, noAb: number) =>
+    opts.partition(d.partitionName, !(d.flags & noAb)) as string;
+  /** A hash or hashtree descriptor against its partition's bytes (missing partition: ERROR_IO). */
+  const checkAgainstPartition = async (
+    d: { kind: string; partitionName: string; flags: number },
+    verify: () => Promise<VerifiedDescriptor>,
+  ): Promise<void> => {
+    const image = imageOf(d, d.kind === 'hash' ? HASH_FLAG_DO_NOT_USE_AB : HASHTREE_FLAG_DO_NOT_USE_AB);
+    if (!image || !existsSync(image))
+      return problem('ERROR_IO', missing(d.partitionName, `${d.kind} descriptor for`));
+    try {
+      out.descriptors.push(await verify());
+    } catch (e) {
+      if (e instanceof Stop) throw e;
+      problem(classify(e), e as OmieError);
+    }
+  };
   for (const d of parsed.descriptors) {
     if (d.kind === 'hash') {
       if (!d.digest.length && !(d.flags & HASH_FLAG_DO_NOT_USE_AB)) {
@@ -317,30 +335,12 @@ async function loadVbmeta(
         );
         continue;
       }
-      const image = opts.partition(d.partitionName, !(d.flags & HASH_FLAG_DO_NOT_USE_AB));
-      if (!image || !existsSync(image)) {
-        problem('ERROR_IO', missing(d.partitionName, 'hash descriptor for'));
-        continue;
-      }
-      try {
-        out.descriptors.push(await verifyHash(d, image, { onProgress: opts.onProgress }));
-      } catch (e) {
-        if (e instanceof Stop) throw e;
-        problem(classify(e), e as OmieError);
-      }
+      await checkAgainstPartition(d, () => verifyHash(d, imageOf(d, HASH_FLAG_DO_NOT_USE_AB), progress));
     } else if (d.kind === 'hashtree') {
       if (hashtreeDisabled || opts.hashtrees === false) continue;
-      const image = opts.partition(d.partitionName, !(d.flags & HASHTREE_FLAG_DO_NOT_USE_AB));
-      if (!image || !existsSync(image)) {
-        problem('ERROR_IO', missing(d.partitionName, 'hashtree descriptor for'));
-        continue;
-      }
-      try {
-        out.descriptors.push(await verifyHashtree(d, image, { onProgress: opts.onProgress }));
-      } catch (e) {
-        if (e instanceof Stop) throw e;
-        problem(classify(e), e as OmieError);
-      }
+      await checkAgainstPartition(d, () =>
+        verifyHashtree(d, imageOf(d, HASHTREE_FLAG_DO_NOT_USE_AB), progress),
+      );
     } else if (d.kind === 'chain_partition') {
       const bad = !main
         ? 'a chained vbmeta may not chain further'
