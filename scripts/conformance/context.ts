@@ -4,7 +4,7 @@
  */
 import { basename } from 'node:path';
 import { asOmieError } from '../errors.ts';
-import type { ProductFacts } from './product.ts';
+import type { ProductFacts, RepoApp } from './product.ts';
 import type { Profile, Requirement } from './spec-schema.ts';
 import type { ApkFacts, ApkRef, SystemView } from './view.ts';
 import { allElements, parseXml, type XmlElement } from './xml.ts';
@@ -41,6 +41,10 @@ export interface SpecData {
   knownSigners: Map<string, { name: string; kind: string }>;
   /** Pins declared in prebuilt-apps/ of the repository: package → signer digests. */
   repoPins: Map<string, string[]>;
+  /** Apps declared in prebuilt-apps/ of the repository (role, internet reason), by package. */
+  repoApps?: Map<string, RepoApp>;
+  /** Signers the repository's products vouch for (APK key, trust.baseSigners), with the product file. */
+  repoProductSigners?: Array<{ sha256: string; source: string }>;
 }
 
 export const CONFIG_DIRS = [
@@ -94,6 +98,29 @@ export class Facts {
   /** APKs whose facts were read. */
   async readableApps(): Promise<Array<{ ref: ApkRef; facts: ApkFacts }>> {
     return (await this.apps()).filter((a): a is { ref: ApkRef; facts: ApkFacts } => Boolean(a.facts));
+  }
+
+  /**
+   * Why a check that reads `input` has nothing to judge on this view, or undefined when the
+   * input is there. A check returns not-applicable with this reason instead of passing on nothing.
+   */
+  async missing(input: 'apks' | 'config-xmls' | 'props' | 'framework-res'): Promise<string | undefined> {
+    switch (input) {
+      case 'apks':
+        return (await this.apps()).length ? undefined : 'no APK on any partition: nothing to check';
+      case 'config-xmls':
+        return (await this.configXmls()).length
+          ? undefined
+          : `no XML under ${CONFIG_DIRS.join(', ')} of any partition: nothing to check`;
+      case 'props':
+        return Object.keys(await this.props()).length
+          ? undefined
+          : 'no build.prop (or getprop) to read: nothing to check';
+      case 'framework-res':
+        return (await this.frameworkRes())
+          ? undefined
+          : 'framework-res.apk (package android) is not on the image, so the platform defaults cannot be read';
+    }
   }
 
   /** framework-res.apk (package `android`), when present. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { InputError } from '../errors.ts';
 import type { SpecData, TrackerSignature } from './context.ts';
-import { repoSignerPins } from './product.ts';
+import { repoApps, repoProductSigners, repoSignerPins } from './product.ts';
 
 /**
  * Used only when spec/trackers.yaml is absent: the most common tracker SDKs by their Exodus
@@ -134,5 +134,7 @@ export async function loadSpecData(specDir: string, repoRoot?: string): Promise<
     trackers: await loadTrackers(specDir),
     knownSigners: await loadKnownSigners(specDir),
     repoPins: repoRoot ? repoSignerPins(repoRoot) : new Map(),
+    repoApps: repoRoot ? repoApps(repoRoot) : new Map(),
+    repoProductSigners: repoRoot ? repoProductSigners(repoRoot) : [],
   };
 }

@@ -3,11 +3,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { allChecks, checkFamilies } from '../../scripts/conformance/checks/index.ts';
 import type { SpecData } from '../../scripts/conformance/context.ts';
 import { runChecks } from '../../scripts/conformance/engine.ts';
-import { memoryView } from '../../scripts/conformance/memory-view.ts';
+import { type MemorySystem, memoryView } from '../../scripts/conformance/memory-view.ts';
 import { loadSpec, type Spec } from '../../scripts/conformance/spec.ts';
 import { loadSpecData } from '../../scripts/conformance/spec-data.ts';
 import { ROOT } from '../helpers.ts';
-import { cleanFixture, type Fixture, violations } from './fixtures.ts';
+import { cleanFixture, type Fixture } from './fixtures.ts';
+import { violations } from './violations.ts';
 
 let spec: Spec;
 let data: SpecData;
@@ -40,8 +41,14 @@ describe('spec ↔ checks', () => {
     expect(new Set(all).size).toBe(all.length);
   });
 
-  it('every requirement has a violation fixture', () => {
-    expect(spec.requirements.map((r) => r.id).filter((id) => !violations[id])).toEqual([]);
+  it('every requirement has a fixture that fails it, on each profile it belongs to', () => {
+    const missing = spec.requirements.flatMap((r) =>
+      r.profiles.filter((p) => !violations[r.id]?.[p]).map((p) => `${r.id} (${p})`),
+    );
+    // Add them to test/conformance/violations.ts, keyed by requirement ID.
+    expect(missing).toEqual([]);
+    const ids = new Set(spec.requirements.map((r) => r.id));
+    expect(Object.keys(violations).filter((id) => !ids.has(id))).toEqual([]);
   });
 
   it('covers the six families of the issue', () => {
@@ -78,9 +85,14 @@ describe('clean Omie', () => {
 });
 
 describe('each requirement fails on a system that violates it', () => {
-  for (const [id, v] of Object.entries(violations)) {
-    it(`${id}: ${v.what}`, async () => {
-      const profile = v.profile ?? 'image';
+  const cases = Object.entries(violations).flatMap(([id, byProfile]) =>
+    (['image', 'device'] as const).flatMap((profile) => {
+      const v = byProfile[profile];
+      return v ? [{ id, profile, v }] : [];
+    }),
+  );
+  for (const { id, profile, v } of cases) {
+    it(`${id} (${profile}): ${v.what}`, async () => {
       const f = cleanFixture(profile);
       const before = await run(f, profile, [id]);
       expect(before.results[0].status, before.results[0].message).toBe('pass');
@@ -92,6 +104,32 @@ describe('each requirement fails on a system that violates it', () => {
       expect(after.summary.conforms).toBe(res.level !== 'MUST');
     });
   }
+});
+
+describe('no requirement passes on a system that gives it nothing to check', () => {
+  // The device side of 6.3 (ro.boot.veritymode, ro.boot.vbmeta.*) is reworked with the
+  // verified-boot device properties; until then 6.3/C-0-4 passes a device that reports nothing.
+  const VERIFIED_BOOT_DEVICE_PROPS = ['6.3/C-0-4'];
+  for (const profile of ['image', 'device'] as const)
+    for (const withProduct of [true, false])
+      it(`an empty ${profile}, ${withProduct ? 'with' : 'without'} a product: every result fails or says why it does not apply`, async () => {
+        const sys: MemorySystem =
+          profile === 'image'
+            ? { kind: 'image', files: {}, apks: [] }
+            : { kind: 'device', files: {}, apks: [], settings: {}, deviceProps: {}, shell: () => '' };
+        const r = await runChecks(spec, memoryView(sys), {
+          profile,
+          product: withProduct ? cleanFixture(profile).product : undefined,
+          data,
+        });
+        const passed = r.results
+          .filter((x) => x.status === 'pass' && !VERIFIED_BOOT_DEVICE_PROPS.includes(x.id))
+          .map((x) => `${x.id}: ${x.message}`);
+        expect(passed).toEqual([]);
+        for (const x of r.results.filter((x) => x.status === 'not-applicable'))
+          expect(x.message.length, x.id).toBeGreaterThan(10);
+        expect(r.summary.conforms).toBe(false);
+      });
 });
 
 describe('details', () => {
@@ -165,7 +203,7 @@ describe('details', () => {
 describe('waivers', () => {
   it('a valid waiver turns a failure into waived and keeps conformance', async () => {
     const f = cleanFixture();
-    violations['6.1/C-0-6'].apply(f);
+    violations['6.1/C-0-6'].image?.apply(f);
     const r = await runChecks(spec, memoryView(f.sys), {
       profile: 'image',
       product: f.product,
@@ -188,7 +226,7 @@ describe('waivers', () => {
 
   it('an expired waiver fails, with evidence that it expired', async () => {
     const f = cleanFixture();
-    violations['6.1/C-0-6'].apply(f);
+    violations['6.1/C-0-6'].image?.apply(f);
     const r = await runChecks(spec, memoryView(f.sys), {
       profile: 'image',
       product: f.product,
