@@ -50,7 +50,11 @@ function avbDir(st: SimState): string {
  * its own) and, when the sim holds the private half, a vbmeta signed with it in every slot, so a
  * new locked device boots green as it left the factory.
  */
-export async function provisionAvb(st: SimState, profile: SimAvbProfile = {}): Promise<void> {
+export async function provisionAvb(
+  st: SimState,
+  profile: SimAvbProfile = {},
+  opts: { factoryImage?: boolean } = {},
+): Promise<void> {
   const dir = avbDir(st);
   await mkdir(dir, { recursive: true });
   const priv = join(dir, OEM_PRIVATE);
@@ -75,12 +79,16 @@ export async function provisionAvb(st: SimState, profile: SimAvbProfile = {}): P
   await st.update((d) => {
     d.avb = { ...d.avb, oemKeySha256: createHash('sha256').update(publicKey).digest('hex') };
   });
-  if (existsSync(priv)) await writeFactoryVbmeta(st, priv);
+  if (existsSync(priv) && opts.factoryImage !== false) await writeFactoryVbmeta(st, priv);
 }
 
-/** A state made before the sim had verified boot gets its keys (and factory vbmeta) now. */
+/**
+ * A state made before the sim had verified boot gets its OEM key now; what its slots hold stays
+ * (a flashed vbmeta signed by another key then boots as such: orange unlocked, red locked).
+ */
 export async function ensureAvb(st: SimState): Promise<void> {
-  if (!st.info.avb || !existsSync(join(avbDir(st), OEM_PUBLIC))) await provisionAvb(st);
+  if (!st.info.avb || !existsSync(join(avbDir(st), OEM_PUBLIC)))
+    await provisionAvb(st, {}, { factoryImage: false });
 }
 
 /** The factory OS: a vbmeta signed by the OEM key over the start of `boot`, in each slot. */
