@@ -15,6 +15,15 @@ export {
 } from './hashtree.ts';
 export { type AvbImage, readAvbImage } from './image.ts';
 export {
+  AVB_ROLLBACK_LOCATIONS,
+  type AvbSlotVerifyResult,
+  type ImageSetProblem,
+  type ImageSetVerification,
+  type LoadedVbmeta,
+  type VerifyImageSetOptions,
+  verifyImageSet,
+} from './image-set.ts';
+export {
   avbPublicKeyFromBytes,
   avbPublicKeySha1,
   avbPublicKeySha256,
