@@ -163,17 +163,18 @@ async function verifyBuildOnce(
   if (!build.images.has('vbmeta')) return undefined;
   const r = await verifyImageSet({ partition: (name) => build.images.get(name), onProgress });
   const first = r.problems[0];
-  if (first || !r.vbmetaDigest || !r.publicKey)
+  if (first || !r.vbmetaDigest || !r.publicKey) {
+    const { message, context, ...where } = first ?? { message: 'no vbmeta' };
     throw new VerificationError(
       'flash',
-      `the build does not verify against its own vbmeta.img (${r.result}): ${first?.error.message ?? 'no vbmeta'}`,
+      `the build does not verify against its own vbmeta.img (${r.result}): ${message}`,
       {
         code: 'FLASH_BUILD_UNVERIFIED',
-        context: { build: build.dir, result: r.result, ...first?.error.context },
+        context: { build: build.dir, ...where, ...context, result: r.result },
         hint: 'a tampered or damaged build: nothing was written; rebuild it or fetch it again',
-        cause: first?.error,
       },
     );
+  }
   return {
     vbmetaDigest: r.vbmetaDigest,
     publicKey: r.publicKey,

@@ -19,6 +19,7 @@ import { InputError } from '../errors.ts';
 import {
   type AvbSlotVerifyResult,
   avbPublicKeyFromBytes,
+  continuable,
   decodeAvbPublicKey,
   generateAvbKey,
   generateVbmetaBlob,
@@ -200,14 +201,15 @@ export async function verifySlot(
   const v = await verifyImageSet({
     partition: (name, ab) => slotPartition(st, slot, name, ab),
     topLevel: st.info.partitions.vbmeta ? 'vbmeta' : 'boot',
+    abSlot: slot !== null,
     trustedKey: (pk) => pk.equals(oem) || (custom?.equals(pk) ?? false),
     storedRollbackIndex: (loc) => storedRollbackIndex(st, loc),
     allowVerificationError: !locked,
     onProgress: opts.onProgress,
   });
-  const first = v.problems[0]?.error.message;
+  const first = v.problems[0]?.message;
   if (!locked) {
-    const boots = !v.problems.some((p) => !TOLERATED.has(p.result));
+    const boots = v.problems.every((p) => continuable(p.result));
     return { boots, state: boots ? 'orange' : undefined, result: v.result, message: first, verification: v };
   }
   if (v.result !== 'OK') return { boots: false, result: v.result, message: first, verification: v };
@@ -221,14 +223,6 @@ export async function verifySlot(
   const state: VerifiedBootState = v.publicKey?.equals(oem) ? 'green' : 'yellow';
   return { boots: true, state, result: 'OK', verification: v };
 }
-
-/** What an unlocked bootloader boots past (libavb's result_should_continue). */
-const TOLERATED = new Set<AvbSlotVerifyResult>([
-  'OK',
-  'ERROR_VERIFICATION',
-  'ERROR_ROLLBACK_INDEX',
-  'ERROR_PUBLIC_KEY_REJECTED',
-]);
 
 /**
  * Rollback indexes a slot's vbmeta structs carry (top-level and chained), read without verifying:

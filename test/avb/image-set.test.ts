@@ -13,6 +13,7 @@ import {
   makeVbmetaImage,
   readAvbPublicKey,
   verifyImageSet,
+  verifyPartitions,
 } from '../../scripts/formats/avb/index.ts';
 import { flipByte } from '../helpers.ts';
 import { AVBTOOL } from '../oracles.ts';
@@ -28,7 +29,16 @@ async function avbtool(args: string[]) {
 }
 
 /** A signed set in `dir`: boot (hash), system (hashtree, chained through vbmeta_system). */
-async function makeSet(dir: string, o: { chainSigner?: string; rollbackIndex?: number } = {}) {
+async function makeSet(
+  dir: string,
+  o: {
+    chainSigner?: string;
+    rollbackIndex?: number;
+    flags?: number;
+    chainFlags?: number;
+    unsigned?: boolean;
+  } = {},
+) {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   await makeImage(join(dir, 'boot.img'), 192 * 1024, 1);
@@ -47,12 +57,13 @@ async function makeSet(dir: string, o: { chainSigner?: string; rollbackIndex?: n
     algorithm: 'SHA256_RSA2048',
     key: o.chainSigner ?? chainKey,
     rollbackIndexLocation: 1,
+    flags: o.chainFlags,
     includeDescriptorsFromImages: [join(dir, 'system.img')],
   });
   await makeVbmetaImage(join(dir, 'vbmeta.img'), {
-    algorithm: 'SHA256_RSA4096',
-    key,
+    ...(o.unsigned ? {} : { algorithm: 'SHA256_RSA4096' as const, key }),
     rollbackIndex: o.rollbackIndex ?? 3,
+    flags: o.flags,
     includeDescriptorsFromImages: [join(dir, 'boot.img')],
     chainPartitions: [{ partitionName: 'vbmeta_system', rollbackIndexLocation: 1, publicKeyPath: chainKey }],
   });
@@ -79,10 +90,9 @@ describe('verifyImageSet', () => {
       ['vbmeta', 0, 3n],
       ['vbmeta_system', 1, 0n],
     ]);
-    expect(r.descriptors.map((d) => `${d.kind}:${d.partitionName}:${d.result}`).sort()).toEqual([
-      'chain_partition:vbmeta_system:chained',
-      'hash:boot:verified',
-      'hashtree:system:verified',
+    expect(r.descriptors.map((d) => `${d.vbmeta}:${d.kind}:${d.partition}:${d.result}`).sort()).toEqual([
+      'vbmeta:hash:boot:verified',
+      'vbmeta_system:hashtree:system:verified',
     ]);
     expect(r.rollbackIndexes).toEqual(
       new Map([
@@ -114,8 +124,10 @@ describe('verifyImageSet', () => {
       const r = await verifyImageSet({ partition: inDir(dir) });
       expect(r.result).toBe('ERROR_VERIFICATION');
       expect(r.problems).toHaveLength(1);
-      expect(r.problems[0].error.code).toBe('AVB_HASHTREE_ROOT_MISMATCH');
-      expect(r.problems[0].error.context.partition).toBe('system');
+      expect(r.problems[0].code).toBe('AVB_HASHTREE_ROOT_MISMATCH');
+      expect(r.problems[0].partition).toBe('system');
+      // The bad block is named, as the conformance check names it (one routine for both).
+      expect(r.problems[0]).toMatchObject({ area: 'data', firstBadBlock: 1 });
       const v = await avbtool([
         'verify_image',
         '--image',
@@ -132,9 +144,9 @@ describe('verifyImageSet', () => {
     await flipByte(join(dir, 'boot.img'), 100);
     const r = await verifyImageSet({ partition: inDir(dir), allowVerificationError: true });
     expect(r.result).toBe('ERROR_VERIFICATION');
-    expect(r.problems.map((p) => p.error.code)).toEqual(['AVB_HASH_DESCRIPTOR_MISMATCH']);
+    expect(r.problems.map((p) => p.code)).toEqual(['AVB_HASH_DESCRIPTOR_MISMATCH']);
     // Allowed errors do not stop the walk: the chained struct and system were still verified.
-    expect(r.descriptors.map((d) => d.partitionName)).toContain('system');
+    expect(r.descriptors.map((d) => d.partition)).toContain('system');
     expect(r.vbmetaDigest).toBe(good.vbmetaDigest);
   });
 
@@ -154,12 +166,12 @@ describe('verifyImageSet', () => {
       storedRollbackIndex: (loc) => (loc === 0 ? 4n : 0n),
     });
     expect(rolled.result).toBe('ERROR_ROLLBACK_INDEX');
-    expect(rolled.problems[0].error.context).toMatchObject({ location: 0, found: '3' });
+    expect(rolled.problems[0].context).toMatchObject({ location: 0, found: '3' });
 
     const bad = await makeSet(join(D, 'chain-other'), { chainSigner: otherKey });
     const r = await verifyImageSet({ partition: inDir(bad) });
     expect(r.result).toBe('ERROR_PUBLIC_KEY_REJECTED');
-    expect(r.problems[0].error.code).toBe('AVB_CHAIN_KEY_MISMATCH');
+    expect(r.problems[0].code).toBe('AVB_CHAIN_KEY_MISMATCH');
   });
 
   it('unreadable or missing structs: ERROR_INVALID_METADATA / ERROR_IO, even when errors are allowed', async () => {
@@ -173,11 +185,37 @@ describe('verifyImageSet', () => {
     await rm(join(dir, 'boot.img'));
     const m = await verifyImageSet({ partition: inDir(dir), allowVerificationError: true });
     expect(m.result).toBe('ERROR_IO');
-    expect(m.problems[0].error.code).toBe('AVB_PARTITION_MISSING');
+    expect(m.problems[0].code).toBe('AVB_IMAGE_MISSING');
     // A partition the resolver does not know is missing too.
     await copyFile(join(D, 'good', 'boot.img'), join(dir, 'boot.img'));
     const none = await verifyImageSet({ partition: (n) => (n === 'system' ? undefined : inDir(dir)(n)) });
     expect(none.result).toBe('ERROR_IO');
-    expect(none.problems[0].error.context.partition).toBe('system');
+    expect(none.problems[0].partition).toBe('system');
+  });
+
+  it("libavb's rules beyond avbtool: unsigned, chained flags, VERIFICATION_DISABLED; the check's walk is the same", async () => {
+    const unsigned = await makeSet(join(D, 'unsigned'), { unsigned: true });
+    const u = await verifyImageSet({ partition: inDir(unsigned), allowVerificationError: true });
+    expect(u.result).toBe('ERROR_VERIFICATION');
+    expect(u.problems.map((p) => p.code)).toEqual(['AVB_NOT_SIGNED']);
+    // avbtool and the conformance check accept an unsigned vbmeta (6.3 reports it on its own).
+    expect((await verifyPartitions(join(unsigned, 'vbmeta.img'))).problems).toEqual([]);
+
+    const flagged = await makeSet(join(D, 'chain-flags'), { chainFlags: 1 });
+    const f = await verifyImageSet({ partition: inDir(flagged), allowVerificationError: true });
+    expect(f.result).toBe('ERROR_INVALID_METADATA');
+    expect(f.problems[0]).toMatchObject({ code: 'AVB_CHAINED_FLAGS', partition: 'vbmeta_system' });
+    // Not something an unlocked bootloader carries past: no partition was read.
+    expect(f.descriptors).toEqual([]);
+
+    const disabled = await makeSet(join(D, 'verification-disabled'), { flags: 2 });
+    await flipByte(join(disabled, 'system.img'), 5000);
+    const d = await verifyImageSet({ partition: inDir(disabled) });
+    expect(d.result).toBe('OK');
+    expect(d.flags).toBe(2);
+    expect(d.vbmetas.map((v) => v.partition)).toEqual(['vbmeta']);
+    // The check still reads the bytes whatever the flags say.
+    const c = await verifyPartitions(join(disabled, 'vbmeta.img'));
+    expect(c.problems.map((p) => `${p.partition}:${p.code}`)).toEqual(['system:AVB_HASHTREE_ROOT_MISMATCH']);
   });
 });

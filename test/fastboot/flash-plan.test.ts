@@ -53,6 +53,21 @@ async function makeBuild(
   return dir;
 }
 
+/** `avbtool make_vbmeta_image` in `dir`, signed with the partner key, over `images` of `dir`. */
+async function avbtoolVbmeta(dir: string, images: string[] = []) {
+  await execa('python3', [
+    AVBTOOL.path,
+    'make_vbmeta_image',
+    '--output',
+    join(dir, 'vbmeta.img'),
+    '--algorithm',
+    'SHA256_RSA2048',
+    '--key',
+    await partnerKey(),
+    ...images.flatMap((i) => ['--include_descriptors_from_image', join(dir, i)]),
+  ]);
+}
+
 const GOOD_INFO = 'require board=omie_tablet\nrequire version-bootloader=omie-bl-1.0\n';
 
 /** Closes a sim after the reboot a flash ended with has landed (its timer writes device.json). */
@@ -296,18 +311,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
           '--algorithm',
           'NONE',
         ]);
-        await execa('python3', [
-          AVBTOOL.path,
-          'make_vbmeta_image',
-          '--output',
-          join(dir, 'vbmeta.img'),
-          '--algorithm',
-          'SHA256_RSA2048',
-          '--key',
-          await partnerKey(),
-          '--include_descriptors_from_image',
-          join(dir, 'boot.img'),
-        ]);
+        await avbtoolVbmeta(dir, ['boot.img']);
         const b = await openBuild(dir);
         try {
           await flashDevice(b, { fastboot: sim.addr }, { noWaitAdb: true });
@@ -332,16 +336,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
       const sim = await makeSim('plan-vbmeta-flags');
       const dir = await makeBuild('vbmeta-flags', GOOD_INFO, ['boot', 'vbmeta'], false, false);
       try {
-        await execa('python3', [
-          AVBTOOL.path,
-          'make_vbmeta_image',
-          '--output',
-          join(dir, 'vbmeta.img'),
-          '--algorithm',
-          'SHA256_RSA2048',
-          '--key',
-          await partnerKey(),
-        ]);
+        await avbtoolVbmeta(dir);
         const b = await openBuild(dir);
         try {
           const r = await flashDevice(

@@ -2,7 +2,8 @@
  * Verified boot on the virtual device, driven with Debian's real fastboot and adb: the sim's own OEM
  * key (green), a custom key enrolled in avb_custom_key (yellow), unlocked (orange), a locked slot
  * that does not verify (red: marked unbootable, the other slot boots), what the bootloader refuses,
- * and the vbmeta digest compared with `avbtool calculate_vbmeta_digest`.
+ * ro.boot.veritymode from the booted vbmeta's flags, and the vbmeta digest compared with
+ * `avbtool calculate_vbmeta_digest`.
  */
 import { rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -54,6 +55,7 @@ async function bootProps(sim: SimHandle): Promise<Record<string, string>> {
   await adb.reconnect(id, 'device');
   const keys = [
     'ro.boot.verifiedbootstate',
+    'ro.boot.veritymode',
     'ro.boot.vbmeta.digest',
     'ro.boot.slot_suffix',
     'sys.boot_completed',
@@ -114,6 +116,7 @@ describe.skipIf(!HAVE_FASTBOOT)('verified boot on the sim (real fastboot and adb
     await fastbootReboot(sim);
     const locked = await bootProps(sim);
     expect(locked['ro.boot.verifiedbootstate']).toBe('green');
+    expect(locked['ro.boot.veritymode']).toBe('enforcing');
     expect(locked['ro.boot.flash.locked']).toBe('1');
     expect(locked['ro.boot.vbmeta.digest']).toBe(props['ro.boot.vbmeta.digest']);
   }, 120_000);
@@ -181,6 +184,34 @@ describe.skipIf(!HAVE_FASTBOOT)('verified boot on the sim (real fastboot and adb
     expect(sim.state.info.boot?.failures.map((f) => f.slot)).toEqual(['a']);
     const r = await fastboot(sim, ['getvar', 'slot-unbootable:a']);
     expect(r.stderr).toMatch(/slot-unbootable:a: yes/);
+  }, 120_000);
+});
+
+describe.skipIf(!HAVE_FASTBOOT)('ro.boot.veritymode from the vbmeta that booted', () => {
+  it('flashed with --disable-verity, the unlocked device boots orange with dm-verity disabled', async () => {
+    const sim = await startTestSim('verity');
+    const build = await signedBuild(join(dir, 'verity-build'), { seed: 41 });
+    try {
+      expect((await bootProps(sim))['ro.boot.veritymode']).toBe('enforcing');
+      await rebootToBootloader(sim);
+      const b = await openBuild(build);
+      try {
+        await flashDevice(
+          b,
+          { fastboot: `tcp:127.0.0.1:${sim.fastbootPort}` },
+          { noWaitAdb: true, disableVerity: true },
+        );
+      } finally {
+        await b.close();
+      }
+      await until(sim, 'adb');
+      const props = await bootProps(sim);
+      expect(props['ro.boot.slot_suffix']).toBe('_b');
+      expect(props['ro.boot.verifiedbootstate']).toBe('orange');
+      expect(props['ro.boot.veritymode']).toBe('disabled');
+    } finally {
+      await sim.close();
+    }
   }, 120_000);
 });
 

@@ -15,11 +15,11 @@ export {
 } from './hashtree.ts';
 export { type AvbImage, readAvbImage } from './image.ts';
 export {
-  AVB_ROLLBACK_LOCATIONS,
   type AvbSlotVerifyResult,
+  continuable,
   type ImageSetProblem,
   type ImageSetVerification,
-  type LoadedVbmeta,
+  slotVerifyResult,
   type VerifyImageSetOptions,
   verifyImageSet,
 } from './image-set.ts';
@@ -36,6 +36,7 @@ export {
   readAvbPublicKey,
 } from './keys.ts';
 export {
+  AVB_ROLLBACK_LOCATIONS,
   type AvbProblem,
   calculateVbmetaDigest,
   type DescriptorVerification,
