@@ -144,8 +144,10 @@ export async function makeTestBuild(dir: string, opts: BuildOptions = {}): Promi
   await writeFileIn(dir, 'boot.img', mixedImage(512 * 1024 * k, 11));
   const sys = await writeFileIn(dir, 'system.raw', mixedImage(3 * 1024 * 1024 * k, 13));
   await writeFileIn(dir, 'vendor.img', mixedImage(1024 * 1024 * k + 4096, 14));
+  // boot.img fills its partition, footer at the end, as AOSP builds it (BOARD_BOOTIMAGE_PARTITION_SIZE):
+  // Debian's fastboot (29) predates copy_avb_footer, so only then does it write what omie writes.
   await signImages(dir, [
-    { name: 'boot', kind: 'hash' },
+    { name: 'boot', kind: 'hash', partitionSize: 4 * MiB },
     { name: 'system', kind: 'hashtree', file: sys },
     { name: 'vendor', kind: 'hashtree' },
   ]);
@@ -180,18 +182,18 @@ export async function partnerKey(): Promise<string> {
  * Signs a build folder's images as `omie build` does: an AVB hash footer (`hash`) or hashtree
  * footer (`hashtree`) on each image, then vbmeta.img over all of them, signed with `key` (default:
  * the test partner's). `file` is the image to sign when it is not <dir>/<name>.img (e.g. a raw
- * image made sparse afterwards).
+ * image made sparse afterwards); `partitionSize` makes the image that size, footer at the end.
  */
 export async function signImages(
   dir: string,
-  images: Array<{ name: string; kind: 'hash' | 'hashtree'; file?: string }>,
+  images: Array<{ name: string; kind: 'hash' | 'hashtree'; file?: string; partitionSize?: number }>,
   opts: { key?: string; rollbackIndex?: number } = {},
 ): Promise<string> {
   const key = opts.key ?? (await partnerKey());
   const files: string[] = [];
   for (const img of images) {
     const file = img.file ?? join(dir, `${img.name}.img`);
-    const common = { partitionName: img.name, hashAlgorithm: 'sha256' };
+    const common = { partitionName: img.name, hashAlgorithm: 'sha256', partitionSize: img.partitionSize };
     if (img.kind === 'hash') await addHashFooter(file, common);
     else await addHashtreeFooter(file, common);
     files.push(file);

@@ -183,7 +183,9 @@ back). A dropped connection is retried per partition; re-running completes an in
           ...x.report,
           ...(x.error ? { error: x.error.toJSON() } : {}),
         }));
-        out.result({ ok: failed.length === 0, devices }, () =>
+        // `error` as every command reports a failure: the first device's, whose exit code is used.
+        const error = failed[0]?.error?.toJSON();
+        out.result({ ok: failed.length === 0, ...(error ? { error } : {}), devices }, () =>
           outcomes
             .map(({ report: r, error }) => {
               if (error)
