@@ -19,12 +19,12 @@ import { InputError } from '../errors.ts';
 import {
   type AvbSlotVerifyResult,
   avbPublicKeyFromBytes,
-  continuable,
   decodeAvbPublicKey,
   generateAvbKey,
   generateVbmetaBlob,
   type ImageSetVerification,
   readAvbImage,
+  resultShouldContinue,
   VBMETA_FLAG_HASHTREE_DISABLED,
   VBMETA_FLAG_VERIFICATION_DISABLED,
   verifyImageSet,
@@ -209,7 +209,7 @@ export async function verifySlot(
   });
   const first = v.problems[0]?.message;
   if (!locked) {
-    const boots = v.problems.every((p) => continuable(p.result));
+    const boots = v.problems.every((p) => resultShouldContinue(p.result));
     return { boots, state: boots ? 'orange' : undefined, result: v.result, message: first, verification: v };
   }
   if (v.result !== 'OK') return { boots: false, result: v.result, message: first, verification: v };

@@ -91,7 +91,7 @@ export function slotVerifyResult(p: AvbProblem): ImageSetProblem['result'] {
 }
 
 /** libavb's result_should_continue(): what allowVerificationError may carry on past. */
-export function continuable(r: AvbSlotVerifyResult): boolean {
+export function resultShouldContinue(r: AvbSlotVerifyResult): boolean {
   return (
     r === 'OK' ||
     r === 'ERROR_VERIFICATION' ||
@@ -109,7 +109,7 @@ export async function verifyImageSet(opts: VerifyImageSetOptions): Promise<Image
     trustedKey: opts.trustedKey,
     storedRollbackIndex: opts.storedRollbackIndex,
     bootloader: { abSlot: opts.abSlot === true },
-    stopAt: (p) => !allow || !continuable(slotVerifyResult(p)),
+    stopAt: (p) => !allow || !resultShouldContinue(slotVerifyResult(p)),
     fec: false,
     onProgress: opts.onProgress,
   });

@@ -16,9 +16,9 @@ export {
 export { type AvbImage, readAvbImage } from './image.ts';
 export {
   type AvbSlotVerifyResult,
-  continuable,
   type ImageSetProblem,
   type ImageSetVerification,
+  resultShouldContinue,
   slotVerifyResult,
   type VerifyImageSetOptions,
   verifyImageSet,
