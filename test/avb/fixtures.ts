@@ -1,27 +1,28 @@
 import { generateKeyPair } from 'node:crypto';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
-import { delimiter, join, resolve } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { execa } from 'execa';
-import { ORACLES, prng, ROOT, workDir } from '../helpers.ts';
+import { prng, ROOT, workDir } from '../helpers.ts';
+import { AVBTOOL } from '../oracles.ts';
 
-/** Shared fixtures for the AVB tests: keys (cached across runs), images, the avbtool oracle. */
-
-export const AVBTOOL = resolve(ORACLES, 'avbtool');
-export const HAVE_AVBTOOL = existsSync(AVBTOOL);
+/**
+ * Shared fixtures for the AVB tests: keys (cached across runs), images, the avbtool oracle.
+ * A test that runs avbtool is `it.skipIf(!AVBTOOL.present)` (test/oracles.ts).
+ */
 export const DIR = workDir('avb');
 
 /** Runs the reference avbtool; returns stdout, throws with stderr on failure. */
 export async function avbtool(args: string[], cwd = DIR): Promise<string> {
-  const r = await execa('python3', [AVBTOOL, ...args], { cwd, reject: false, stripFinalNewline: false });
+  const r = await execa('python3', [AVBTOOL.path, ...args], { cwd, reject: false, stripFinalNewline: false });
   if (r.exitCode !== 0) throw new Error(`avbtool ${args.join(' ')} failed (${r.exitCode}): ${r.stderr}`);
   return String(r.stdout);
 }
 
 /** Exit code of avbtool (for "must fail" cross-checks). */
 export async function avbtoolStatus(args: string[], cwd = DIR): Promise<number> {
-  const r = await execa('python3', [AVBTOOL, ...args], { cwd, reject: false });
+  const r = await execa('python3', [AVBTOOL.path, ...args], { cwd, reject: false });
   return r.exitCode ?? -1;
 }
 
@@ -61,7 +62,7 @@ export async function makeImage(path: string, size: number, seed: number): Promi
  * Public half of AOSP's testkey_rsa4096 (external/avb/test/data/testkey_rsa4096.pem, a key AOSP
  * publishes for tests). The PEM text was found through the code search tool in a public GitHub
  * source file embedding that key (wuxianlin spreadtrumtools MainActivity.java); only the public
- * key is kept here. Its AVB blob digest must equal the one in ../shared/oracles/README.md.
+ * key is kept here. Its AVB blob digest must equal the one the oracles' README states (test/avb/keys.test.ts).
  */
 export const AOSP_TESTKEY_RSA4096_PUBLIC_PEM = `-----BEGIN PUBLIC KEY-----
 MIICIjANBgkqhkiG9w0BAQEFAAOCAg8AMIICCgKCAgEA2ASv49OEbH4NiT3CjNMS
@@ -89,7 +90,7 @@ export async function avbtoolWithFec(
   args: string[],
   cwd = DIR,
 ): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-  const r = await execa('python3', [AVBTOOL, ...args], {
+  const r = await execa('python3', [AVBTOOL.path, ...args], {
     cwd,
     reject: false,
     stripFinalNewline: false,

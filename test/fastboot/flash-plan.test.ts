@@ -1,48 +1,72 @@
-/**
- * The flash plan for real-world builds and devices: a Pixel-style fastboot zip's image set, the
- * `fastboot update` order, android-info.txt rules as fastboot's CheckRequirements, bootloader/radio
- * firmware before the version check, a virtual A/B snapshot cancelled first, an ABL-style
- * bootloader ("_a" slots, decimal sizes), and fastbootd's update-super keeping only the other slot.
- */
-import { existsSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuildInput, classifyImages, flashDevice, openBuild } from '../../scripts/device/flash.ts';
 import { OmieError } from '../../scripts/errors.ts';
-import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { workDir } from '../helpers.ts';
-import { makeSim, mixedImage, partitionHashes, type Sim, smallProfile, writeFileIn } from './fixtures.ts';
+import { AVBTOOL } from '../oracles.ts';
+import {
+  makeSim,
+  mixedImage,
+  partitionHashes,
+  partnerKey,
+  type Sim,
+  signImages,
+  smallProfile,
+  smallSuperEmpty,
+  writeFileIn,
+} from './fixtures.ts';
 
 const root = join(workDir('fastboot'), 'flash-plan');
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** A build folder: android-info.txt plus the named images (small), optional super_empty.img. */
-async function makeBuild(name: string, info: string, images: string[], superEmpty = true): Promise<string> {
+/**
+ * A build folder: android-info.txt plus the named images (small), optional super_empty.img. With
+ * "vbmeta" among them, boot (hash), system and vendor (hashtree) are signed as `omie build` does
+ * and vbmeta.img covers them, unless `sign` is false (the test makes its own).
+ */
+async function makeBuild(
+  name: string,
+  info: string,
+  images: string[],
+  superEmpty = true,
+  sign = true,
+): Promise<string> {
   const dir = join(root, name);
   await writeFileIn(dir, 'android-info.txt', Buffer.from(info));
   let seed = 1;
   for (const img of images) {
+    if (img === 'vbmeta') continue;
     const size = img === 'system' ? 512 * KiB : img === 'vendor' ? 256 * KiB : 16 * KiB;
     await writeFileIn(dir, `${img}.img`, mixedImage(size, seed++));
   }
-  if (superEmpty)
-    await buildSuperEmpty(
-      {
-        blockDevices: [{ name: 'super', size: 64 * MiB }],
-        groups: [{ name: 'main', maxSize: 60 * MiB }],
-        partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
-        metadataSlots: 2,
-        metadataMaxSize: 65536,
-      },
-      join(dir, 'super_empty.img'),
+  if (images.includes('vbmeta') && sign)
+    await signImages(
+      dir,
+      images
+        .filter((n) => ['boot', 'system', 'vendor'].includes(n))
+        .map((n) => ({ name: n, kind: n === 'boot' ? ('hash' as const) : ('hashtree' as const) })),
     );
+  if (superEmpty) await smallSuperEmpty(dir);
   return dir;
 }
 
-const AVBTOOL = resolve('../shared/oracles/avbtool');
+/** `avbtool make_vbmeta_image` in `dir`, signed with the partner key, over `images` of `dir`. */
+async function avbtoolVbmeta(dir: string, images: string[] = []) {
+  await execa('python3', [
+    AVBTOOL.path,
+    'make_vbmeta_image',
+    '--output',
+    join(dir, 'vbmeta.img'),
+    '--algorithm',
+    'SHA256_RSA2048',
+    '--key',
+    await partnerKey(),
+    ...images.flatMap((i) => ['--include_descriptors_from_image', join(dir, i)]),
+  ]);
+}
 
 const GOOD_INFO = 'require board=omie_tablet\nrequire version-bootloader=omie-bl-1.0\n';
 
@@ -268,15 +292,16 @@ describe('flash plan against real-device behaviours (sim)', () => {
     }
   });
 
-  it.skipIf(!existsSync(AVBTOOL))(
-    'a boot image with an AVB footer smaller than its partition gets the footer at the partition end (avbtool reads it)',
+  it.skipIf(!AVBTOOL.present)(
+    `a boot image with an AVB footer smaller than its partition gets the footer at the partition end (avbtool reads it) ${AVBTOOL.reason}`,
     async () => {
       const sim = await makeSim('plan-avb-footer');
-      const dir = await makeBuild('avb-footer', GOOD_INFO, ['boot', 'vbmeta'], false);
+      const dir = await makeBuild('avb-footer', GOOD_INFO, ['boot', 'vbmeta'], false, false);
       try {
-        // A hash footer on a minimal image, as `avbtool add_hash_footer --dynamic_partition_size`.
+        // A hash footer on a minimal image, as `avbtool add_hash_footer --dynamic_partition_size`,
+        // and a vbmeta over it signed with the partner key.
         await execa('python3', [
-          AVBTOOL,
+          AVBTOOL.path,
           'add_hash_footer',
           '--image',
           join(dir, 'boot.img'),
@@ -286,6 +311,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
           '--algorithm',
           'NONE',
         ]);
+        await avbtoolVbmeta(dir, ['boot.img']);
         const b = await openBuild(dir);
         try {
           await flashDevice(b, { fastboot: sim.addr }, { noWaitAdb: true });
@@ -294,7 +320,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
         }
         const onDevice = join(root, 'boot_b-from-device.img');
         await copyFile(join(sim.dir, 'partitions', 'boot_b.img'), onDevice);
-        const info = await execa('python3', [AVBTOOL, 'info_image', '--image', onDevice]);
+        const info = await execa('python3', [AVBTOOL.path, 'info_image', '--image', onDevice]);
         expect(info.stdout).toMatch(/Footer version:\s+1\.0/);
         expect(info.stdout).toMatch(new RegExp(`Image size:\\s+${4 * MiB} bytes`));
         expect(info.stdout).toMatch(/Partition Name:\s+boot/);
@@ -304,20 +330,13 @@ describe('flash plan against real-device behaviours (sim)', () => {
     },
   );
 
-  it.skipIf(!existsSync(AVBTOOL))(
-    '--disable-verity/--disable-verification set the vbmeta flags as fastboot does (avbtool reads Flags: 3)',
+  it.skipIf(!AVBTOOL.present)(
+    `--disable-verity/--disable-verification set the vbmeta flags as fastboot does (avbtool reads Flags: 3) ${AVBTOOL.reason}`,
     async () => {
       const sim = await makeSim('plan-vbmeta-flags');
-      const dir = await makeBuild('vbmeta-flags', GOOD_INFO, ['boot', 'vbmeta'], false);
+      const dir = await makeBuild('vbmeta-flags', GOOD_INFO, ['boot', 'vbmeta'], false, false);
       try {
-        await execa('python3', [
-          AVBTOOL,
-          'make_vbmeta_image',
-          '--output',
-          join(dir, 'vbmeta.img'),
-          '--algorithm',
-          'NONE',
-        ]);
+        await avbtoolVbmeta(dir);
         const b = await openBuild(dir);
         try {
           const r = await flashDevice(
@@ -331,10 +350,10 @@ describe('flash plan against real-device behaviours (sim)', () => {
         }
         const onDevice = join(root, 'vbmeta_b-from-device.img');
         await copyFile(join(sim.dir, 'partitions', 'vbmeta_b.img'), onDevice);
-        const info = await execa('python3', [AVBTOOL, 'info_image', '--image', onDevice]);
+        const info = await execa('python3', [AVBTOOL.path, 'info_image', '--image', onDevice]);
         expect(info.stdout).toMatch(/Flags:\s+3/);
         // The build's own image is untouched.
-        const own = await execa('python3', [AVBTOOL, 'info_image', '--image', join(dir, 'vbmeta.img')]);
+        const own = await execa('python3', [AVBTOOL.path, 'info_image', '--image', join(dir, 'vbmeta.img')]);
         expect(own.stdout).toMatch(/Flags:\s+0/);
       } finally {
         await closeSettled(sim);
