@@ -83,12 +83,13 @@ export class FormatError extends OmieError {
   readonly offset?: number | bigint;
   readonly field?: string;
 
-  constructor(d: FormatErrorDetails, opts: { code?: string; cause?: unknown } = {}) {
+  constructor(d: FormatErrorDetails, opts: { code?: string; cause?: unknown; hint?: string } = {}) {
     super(FormatError.describe(d), {
       code: opts.code ?? `${d.format.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}_INVALID`,
       exitCode: ExitCode.input,
       context: { ...d, offset: typeof d.offset === 'bigint' ? d.offset.toString() : d.offset },
       cause: opts.cause,
+      hint: opts.hint,
     });
     this.format = d.format;
     this.offset = d.offset;

@@ -16,7 +16,7 @@ type Stages = Map<string, { first: number; last: number }>;
  * Wall time and peak RSS (KiB) of a whole command, from GNU time; with `--json`, the progress
  * events the command writes on stderr are timed as they arrive, giving a per-stage breakdown.
  */
-async function timed(
+export async function timed(
   cmd: string,
   args: string[],
   env: Record<string, string> = {},
@@ -56,7 +56,7 @@ async function timed(
  * command wrote (cp's or the build's) are written back during the next one, which is then
  * throttled for I/O it did not do. Neither command's own write-back is timed.
  */
-async function settle(): Promise<void> {
+export async function settle(): Promise<void> {
   await execa('sync');
 }
 

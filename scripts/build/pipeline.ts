@@ -30,7 +30,7 @@ import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '.
 import type { UniformBlocks } from '../formats/uniform-blocks.ts';
 import { type FsReader, openFilesystem } from '../fs/index.ts';
 import { hostTools, preloadToolRunner, toolVersion } from '../host/tools.ts';
-import { apkSigningKey, certSha256, resolveKeyRef } from '../keys/store.ts';
+import { apkSigningKey, certSha256, otaSigningKey, resolveKeyRef } from '../keys/store.ts';
 import { type DeviceProfile, loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import { testKeyApexes } from './apex-keys.ts';
@@ -50,6 +50,7 @@ import {
   testKeyRoles,
 } from './key-roles.ts';
 import { type OpenedBase, openBase } from './open-base.ts';
+import { otaTrustFiles, PAYLOAD_KEY_PATH } from './otacerts.ts';
 import { buildOverlay, overlayPath } from './overlays.ts';
 import { PERSONAL_CLOUD_CONFIG_PATH, personalCloudConfig } from './personal-cloud.ts';
 import {
@@ -612,6 +613,33 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         reason: 'personal cloud sync options the owner picks from at setup',
       });
     }
+    // The image trusts the partner's OTA key: its certificate replaces the base's otacerts.zip.
+    const otaCert = keys ? otaSigningKey(p.signing).certPem : undefined;
+    if (otaCert && keys) {
+      const known = defaultKnownSigners().lookup(await certSha256(otaCert));
+      if (known?.kind === 'public-test-key') {
+        if (!o.allowTestKeys)
+          throw new InputError(
+            `the OTA key ${otaCert} is the public ${known.name}: anyone could sign updates`,
+            {
+              code: 'TEST_KEY_REFUSED',
+              context: { key: otaCert },
+              hint: 'use a partner key for signing.otaKey, or --allow-test-keys for a non-release image',
+            },
+          );
+        keys.release = false;
+      }
+      const system = readers.get('system')!;
+      const root = (await system.exists('/system/build.prop')) ? '/system/' : '/';
+      extraFiles.push(
+        ...(await otaTrustFiles(
+          otaCert,
+          work,
+          sourceDateEpoch(),
+          await system.exists(`${root}${PAYLOAD_KEY_PATH}`),
+        )),
+      );
+    }
     const sample = await sampleBaseSigners(basePath);
     const roles = testKeyRoles(sample.testKeys);
     const roleOf = (signers: readonly string[]) => roleOfSigners(signers, roles);
@@ -1011,7 +1039,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         apkCertSha256: await certSha256(keys.apk.certPem),
         // The key each AOSP key role was re-signed with (signing.apkKeys, else signing.apkKey).
         apkRoleCertSha256: Object.fromEntries(Object.entries(keys.roles).map(([r, k]) => [r, k.certSha256])),
+        otaCertSha256: otaCert ? await certSha256(otaCert) : null,
       },
+      sources: { product: resolved.file, device: device.file },
       personalCloud: cloud ? JSON.parse(cloud.json) : null,
       inputs,
       // Host paths of generated files live in a per-run work folder: record them relative to it.

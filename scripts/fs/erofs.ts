@@ -37,6 +37,7 @@ import { runTool, which } from '../host/tools.ts';
 import type { ProgressFn } from '../progress.ts';
 import { alignUp, ZMap } from './erofs-zmap.ts';
 import {
+  type FileDataRanges,
   type FsEdit,
   type FsEntry,
   type FsReader,
@@ -729,6 +730,55 @@ export class ErofsReader implements FsReader {
     entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     this.cache = entries;
     return entries;
+  }
+
+  /**
+   * Where every file, directory and symlink keeps its data: the blocks of flat layouts (the
+   * inline tail block excepted), each chunk of chunk-based ones, each pcluster of compressed ones
+   * (inline tails and packed fragments excepted).
+   */
+  async fileDataRanges(): Promise<FileDataRanges[]> {
+    await this.list();
+    const bs = this.sb!.blockSize;
+    const out: FileDataRanges[] = [];
+    for (const [path, ino] of [...this.inodes].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      if (ino.size === 0 || !['file', 'dir', 'symlink'].includes(fileTypeFromMode(ino.mode))) continue;
+      const ranges: Array<[number, number]> = [];
+      const add = (start: number, end: number) => {
+        const last = ranges[ranges.length - 1];
+        if (last && last[1] === start) last[1] = end;
+        else if (!last || last[0] !== start) ranges.push([start, end]);
+      };
+      if (ino.layout === LAYOUT_FLAT_PLAIN || ino.layout === LAYOUT_FLAT_INLINE) {
+        const blocks = Math.ceil(ino.size / bs) - (ino.layout === LAYOUT_FLAT_INLINE ? 1 : 0);
+        if (blocks > 0) add(ino.blkaddr * bs, (ino.blkaddr + blocks) * bs);
+      } else if (ino.layout === LAYOUT_CHUNK_BASED) {
+        const format = ino.blkaddr & 0xffff;
+        const chunk = bs * 2 ** (format & CHUNK_FORMAT_BLKBITS_MASK);
+        const unit = format & CHUNK_FORMAT_INDEXES ? 8 : 4;
+        const table = alignUp(ino.pos + ino.isize + ino.xattrSize, unit);
+        const count = Math.ceil(ino.size / chunk);
+        const index = await this.read(table, count * unit);
+        for (let n = 0; n < count; n++) {
+          const blk = unit === 8 ? index.readUInt32LE(n * 8 + 4) : index.readUInt32LE(n * 4);
+          if (blk === NULL_ADDR) continue;
+          const len = Math.ceil(Math.min(chunk, ino.size - n * chunk) / bs) * bs;
+          add(blk * bs, blk * bs + len);
+        }
+      } else {
+        const zmap = await this.zmapOf(ino);
+        for (let at = 0; at < ino.size; ) {
+          const ext = zmap.mapExtent(at);
+          if (!ext.inline && !ext.fragment && ext.plen > 0) add(ext.pa, ext.pa + ext.plen);
+          const next = ext.la + ext.llen;
+          if (next <= at)
+            this.fail(`extent does not advance (nid ${ino.nid})`, { field: 'lcluster', found: at });
+          at = next;
+        }
+      }
+      if (ranges.length) out.push({ path, ranges });
+    }
+    return out;
   }
 
   async stat(path: string): Promise<FsEntry | null> {

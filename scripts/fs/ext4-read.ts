@@ -732,6 +732,13 @@ export class Ext4Image {
     }
   }
 
+  /** The block runs holding an inode's data: none when it is inline, or a fast symlink's. */
+  async dataRuns(ino: Ext4Inode): Promise<Run[]> {
+    if (ino.flags & INODE_FL_INLINE_DATA) return [];
+    if ((ino.mode & 0o170000) === 0o120000 && ino.size < 60) return [];
+    return this.runs(ino);
+  }
+
   /** `len` bytes of an inode's data from `off` (holes and uninitialized extents read as zeros). */
   async readRange(ino: Ext4Inode, off: number, len: number, into?: Buffer, at = 0): Promise<Buffer> {
     const out = into ?? Buffer.alloc(len);

@@ -37,6 +37,7 @@ import { Ext4Image } from './ext4-read.ts';
 import { capabilitiesXattr, type FsConfigRule, resolveFsConfig } from './fs-config.ts';
 import type { FileContexts } from './selinux.ts';
 import {
+  type FileDataRanges,
   type FsEdit,
   type FsEntry,
   type FsReader,
@@ -460,6 +461,22 @@ export class Ext4Reader implements FsReader {
     this.byPath = new Map(entries.map((e) => [e.path, e]));
     this.inoOf = inoOf;
     return entries;
+  }
+
+  /** Where every file, directory and long symlink keeps its data (extents or block maps). */
+  async fileDataRanges(): Promise<FileDataRanges[]> {
+    await this.list();
+    const img = this.img;
+    const out: FileDataRanges[] = [];
+    await img.use(async () => {
+      const bs = img.sb.blockSize;
+      for (const [path, ino] of [...this.inoOf].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+        const runs = await img.dataRuns(await img.inode(ino));
+        if (runs.length)
+          out.push({ path, ranges: runs.map((r) => [r.physical * bs, (r.physical + r.len) * bs]) });
+      }
+    });
+    return out;
   }
 
   async stat(path: string): Promise<FsEntry | null> {

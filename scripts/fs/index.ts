@@ -6,7 +6,7 @@ import { InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
 import { applyErofsEdits, ErofsReader, isErofs } from './erofs.ts';
 import { applyExt4Edits, Ext4Reader, isExt4, readHead } from './ext4.ts';
-import type { FsEdit, FsReader } from './types.ts';
+import type { FileDataRanges, FsEdit, FsReader } from './types.ts';
 
 export { capabilitiesXattr, capabilityNames, type FsConfigRule } from './fs-config.ts';
 export { FileContexts, parseFileContexts } from './selinux.ts';
@@ -31,6 +31,18 @@ export async function openFilesystem(imagePath: string): Promise<FsReader> {
     code: 'FS_UNKNOWN',
     context: { file: imagePath },
   });
+}
+
+/** Where each file's data lies in an ext4 or erofs image, or null for any other image. */
+export async function fileDataRanges(imagePath: string): Promise<FileDataRanges[] | null> {
+  const kind = await detectFilesystem(imagePath);
+  const reader =
+    kind === 'erofs' ? new ErofsReader(imagePath) : kind === 'ext4' ? new Ext4Reader(imagePath) : null;
+  try {
+    return reader ? await reader.fileDataRanges() : null;
+  } finally {
+    await reader?.close();
+  }
 }
 
 export interface ApplyEditsOptions {

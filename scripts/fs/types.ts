@@ -26,6 +26,16 @@ export interface FsEntry {
   xattrs: Record<string, string>;
 }
 
+/**
+ * Where one entry's data lies in its image, as byte ranges in file order (blocks of regular
+ * files, directories and long symlinks; inline data and packed tails are left out, as they share
+ * metadata blocks). What an incremental OTA diffs file by file.
+ */
+export interface FileDataRanges {
+  path: string;
+  ranges: Array<[start: number, end: number]>;
+}
+
 /** Read access to a filesystem image without mounting it. */
 export interface FsReader {
   readonly kind: 'ext4' | 'erofs';

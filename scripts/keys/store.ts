@@ -151,8 +151,11 @@ export function resolveKeyRef(ref: KeyRef, kind: 'avb' | 'apk'): { keys?: Partne
  * key prefix, `<prefix>.pk8` + `<prefix>.x509.pem`, as `sign_target_files_apks -k` takes them.
  * Throws KEY_MISSING naming the file and how to create it.
  */
-export function apkSigningKey(ref: KeyRef, role?: ApkKeyRole): SigningKey {
-  const where = role ? `signing.apkKeys.${role}` : 'signing.apkKey';
+export function apkSigningKey(
+  ref: KeyRef,
+  role?: ApkKeyRole,
+  where = role ? `signing.apkKeys.${role}` : 'signing.apkKey',
+): SigningKey {
   let key: SigningKey;
   if ('name' in ref) {
     const set = openKeys(ref.name);
@@ -184,4 +187,14 @@ export async function certSha256(certPem: string): Promise<string> {
 /** Same as certSha256 for certificate bytes (PEM or DER). */
 export function certSha256Of(cert: Buffer): string {
   return createHash('sha256').update(new X509Certificate(cert).raw).digest('hex');
+}
+
+/**
+ * The key that signs OTA packages, whose certificate the image trusts for them: signing.otaKey,
+ * else the release APK key (signing.apkKey), as AOSP signs OTAs with its releasekey.
+ */
+export function otaSigningKey(signing: { apkKey: KeyRef; otaKey?: KeyRef }): SigningKey {
+  return signing.otaKey
+    ? apkSigningKey(signing.otaKey, undefined, 'signing.otaKey')
+    : apkSigningKey(signing.apkKey);
 }

@@ -100,6 +100,26 @@ export const deviceSchema = z
       unlock: z.array(z.string()).default(['flashing unlock']),
       lock: z.array(z.string()).default(['flashing lock']),
     }),
+    ota: z
+      .strictObject({
+        compression: z
+          .enum(['xz', 'zstd'])
+          .default('xz')
+          .describe(
+            'operation data of OTAs: xz (REPLACE_XZ, any update_engine) or zstd (REPLACE_ZSTD, Android 12+)',
+          ),
+        virtualAb: z
+          .strictObject({
+            compression: z
+              .enum(['none', 'gz', 'lz4', 'zstd', 'brotli'])
+              .optional()
+              .describe('compressed snapshots (Virtual A/B compression) and their algorithm'),
+          })
+          .optional()
+          .describe('the device updates through Virtual A/B snapshots'),
+      })
+      .optional()
+      .describe('how OTA packages for this device are made (`omie ota`)'),
   })
   .describe('device/<vendor>/<codename>/device.yaml: a tablet model');
 
@@ -218,6 +238,11 @@ export const productSchema = z
         .optional()
         .describe(
           "a key per AOSP key role (as sign_target_files_apks maps them): base APKs signed with the public test key of a role are re-signed with that role's key; a named key set gives its <role> key (`omie keys init <name> --roles ...`)",
+        ),
+      otaKey: keyRef
+        .optional()
+        .describe(
+          'signs OTA packages and goes into the image as the trusted OTA certificate; default apkKey',
         ),
     }),
     trust: z

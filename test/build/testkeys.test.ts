@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type BuildResult, build } from '../../scripts/build/pipeline.ts';
+import { otacertsTestKeys } from '../../scripts/build/plan.ts';
 import { parseProps } from '../../scripts/build/props.ts';
+import { bufferSource, ZipArchive } from '../../scripts/formats/apk/zip.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
 import { loadProduct } from '../../scripts/model/index.ts';
 import { omie, onceInDir, SAMPLE_HOME, sampleFixture, workDir } from '../helpers.ts';
@@ -301,10 +303,19 @@ describe.skipIf(!AOSP_TESTKEYS.present)(`omie build on a test-keys base ${AOSP_T
     expect(merged['ro.build.fingerprint']).toMatch(/^Omie\/omie_tablet\/tablet:.*:user\/release-keys$/);
   });
 
-  it('does not leave the test-key otacerts.zip in place silently', async () => {
+  it("replaces the test-key otacerts.zip with the partner's OTA certificate, and says so", async () => {
     const fs = await openFilesystem(join(out, 'system.img'));
     try {
-      expect(await fs.exists('/system/etc/security/otacerts.zip')).toBe(false);
+      const zip = await fs.readFile('/system/etc/security/otacerts.zip');
+      expect(await otacertsTestKeys(zip, 'otacerts.zip')).toEqual([]);
+      const z = await ZipArchive.open(bufferSource(zip, 'otacerts.zip'));
+      // signing.otaKey is not set: the release APK key signs OTAs, as AOSP's releasekey does.
+      expect(z.entries.map((e) => e.name)).toEqual(['apk.x509.pem']);
+      expect(certOf(keyFile('apk'))).toBe(
+        createHash('sha256')
+          .update(new X509Certificate(await z.read(z.entries[0])).raw)
+          .digest('hex'),
+      );
     } finally {
       await fs.close();
     }

@@ -241,6 +241,35 @@ describe.each(VARIANTS)('TypeScript ext4 reader vs e2fsprogs: $name', (v) => {
     ({ image, src } = await buildVariant(v));
   }, 180_000);
 
+  it("finds every file's data blocks where debugfs stat says they are (OTA delta extents)", async () => {
+    const ranges = (await new Ext4Reader(image).fileDataRanges()).filter((r) => !r.path.startsWith('/many/'));
+    const paths = ranges.map((r) => r.path);
+    expect(paths).toEqual(
+      expect.arrayContaining(['/system/size-300000', '/system/app/Foo/Foo.apk', '/many']),
+    );
+    if (v.mkfs.join(' ').includes('inline_data')) expect(paths).not.toContain('/system/size-59');
+    const cmds = join(W, `stat-${v.name}`);
+    await writeFile(cmds, paths.map((p) => `stat "${p}"`).join('\n'));
+    const out = (await execa('debugfs', ['-f', cmds, image])).stdout.split(/^debugfs: stat /m).slice(1);
+    expect(out).toHaveLength(paths.length);
+    const merge = (runs: Array<[number, number]>) => {
+      const sorted = [...runs].sort((a, b) => a[0] - b[0]);
+      const m: Array<[number, number]> = [];
+      for (const [a, b] of sorted)
+        if (m.length && m[m.length - 1][1] === a) m[m.length - 1][1] = b;
+        else m.push([a, b]);
+      return m;
+    };
+    for (const [i, r] of ranges.entries()) {
+      // Data runs only: (IND)/(DIND)/(TIND) and (ETBn) are mapping blocks, not the file's data.
+      const theirs = [...out[i].matchAll(/\((\d+)(?:-(\d+))?\):(\d+)(?:-(\d+))?/g)].map(
+        (m) => [Number(m[3]), Number(m[4] ?? m[3]) + 1] as [number, number],
+      );
+      const ours = r.ranges.map(([a, b]) => [a / v.blockSize, b / v.blockSize] as [number, number]);
+      expect(merge(ours), r.path).toEqual(merge(theirs));
+    }
+  });
+
   it('lists exactly what debugfs lists (paths, types, modes, owners, sizes, targets, xattrs)', async () => {
     const stats = (await execa('debugfs', ['-R', 'stats', image])).stdout;
     if (v.expectFeature) expect(stats).toMatch(new RegExp(`features:.*\\b${v.expectFeature}\\b`));

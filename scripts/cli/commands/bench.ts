@@ -16,6 +16,7 @@ const BENCHES: Record<string, () => Promise<{ bench: BenchFn }>> = {
   avb: () => import('../../bench/avb.ts'),
   build: () => import('../../bench/build.ts'),
   flash: () => import('../../bench/flash.ts'),
+  ota: () => import('../../bench/ota.ts'),
   sparse: () => import('../../bench/sparse.ts'),
 };
 

@@ -7,11 +7,15 @@ export function registerExtractOta(program: Command): void {
   program
     .command('extract-ota')
     .description(
-      'extract partition images from a full A/B OTA (OTA zip or payload.bin), verifying every operation and partition hash',
+      'extract partition images from an A/B OTA (OTA zip or payload.bin), verifying every operation and partition hash; incremental OTAs apply over --source',
     )
     .argument('<ota>', 'OTA zip or payload.bin')
     .argument('<outdir>', 'directory for <partition>.img files')
     .option('-p, --partition <name...>', 'only these partitions (default: all)')
+    .option(
+      '--source <dir>',
+      'incremental OTAs: folder with <partition>.img of the build the OTA updates (each checked against the OTA first)',
+    )
     .option('--no-verify', 'skip operation and partition SHA-256 checks')
     .option('--no-verity', 'do not recompute the dm-verity hash tree / FEC the device would compute')
     .option(
@@ -21,13 +25,25 @@ export function registerExtractOta(program: Command): void {
     .option('-j, --jobs <n>', 'parallel worker threads (default: CPU cores)', (v) => Number.parseInt(v, 10))
     .addHelpText(
       'after',
-      '\nIncremental (delta) OTAs are refused: they need the old partitions. Exit 1 when a hash or signature does not match.',
+      [
+        '',
+        'Incremental OTAs need --source (SOURCE_COPY, SOURCE_BSDIFF, BROTLI_BSDIFF, ZERO, DISCARD; PUFFDIFF,',
+        'ZUCCHINI and LZ4DIFF operations are refused by name). Exit 1 when a hash or signature does not match,',
+        '2 when an incremental OTA is given without --source.',
+      ].join('\n'),
     )
     .action(
       async (
         ota: string,
         outdir: string,
-        o: { partition?: string[]; verify: boolean; verity: boolean; jobs?: number; cert?: string },
+        o: {
+          partition?: string[];
+          verify: boolean;
+          verity: boolean;
+          jobs?: number;
+          cert?: string;
+          source?: string;
+        },
         cmd: Command,
       ) => {
         const json = globalOpts(cmd).json;
@@ -52,6 +68,7 @@ export function registerExtractOta(program: Command): void {
             verify: o.verify,
             regenerateVerity: o.verity,
             concurrency: o.jobs,
+            sourceDir: o.source,
             onProgress: progress,
           });
           progress.stop();

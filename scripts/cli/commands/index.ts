@@ -10,6 +10,7 @@ import { registerFlash } from './flash.ts';
 import { registerInit } from './init.ts';
 import { registerInspect } from './inspect.ts';
 import { registerKeys } from './keys.ts';
+import { registerOta } from './ota.ts';
 import { registerSampleApps } from './sample-apps.ts';
 import { registerSampleBase } from './sample-base.ts';
 import { registerSchemas } from './schemas.ts';
@@ -31,6 +32,7 @@ export const commands: Array<(program: Command) => void> = [
   registerInspect,
   registerExtractOta,
   registerBuild,
+  registerOta,
   registerSourceTree,
   registerCheck,
   registerBench,

@@ -2,18 +2,24 @@ import { createHash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import Bunzip from 'seek-bzip';
-import { FormatError, VerificationError } from '../../errors.ts';
+import { FormatError, InputError, VerificationError } from '../../errors.ts';
 import { generateHashtree } from '../avb/hashtree.ts';
 import { writeAll } from '../io.ts';
+import { bspatch } from './bsdiff.ts';
 import { encodeFec, fecSize } from './fec.ts';
 import { type PayloadExtent, type PayloadOperation, type PayloadPartition, SPARSE_HOLE } from './reader.ts';
 import { decodeXz } from './xz.ts';
 
 /**
- * Rebuilds one partition image from the full-payload operations in the manifest. Runs inside a
- * worker thread (extract.worker.ts) but has no thread-specific code, so tests and small jobs can
- * call it directly. Memory is bounded by one operation's data (AOSP full payloads cut partitions
- * into 2 MiB chunks; MAX_OPERATION_DATA stops forged lengths).
+ * Rebuilds one partition image from its operations, as update_engine's PartitionWriter does: full
+ * operations (REPLACE*, ZERO, DISCARD) alone, delta operations (SOURCE_COPY, SOURCE_BSDIFF,
+ * BROTLI_BSDIFF) from the source partition, whose blocks each operation checks against its
+ * src_sha256_hash before using them. The result is a new file (ZERO and DISCARD leave holes that
+ * read as zeros): a virtual device applies an OTA to its inactive slot by giving that slot's image
+ * as `outPath` and the active slot's as `sourcePath`. Runs inside a worker thread (extract.worker.ts)
+ * but has no thread-specific code, so tests and small jobs can call it directly. Memory is bounded
+ * by one operation's data (AOSP cuts partitions into operations of a few MiB; MAX_OPERATION_DATA
+ * stops forged lengths).
  */
 
 export interface PartitionJob {
@@ -26,6 +32,11 @@ export interface PartitionJob {
   outPath: string;
   /** Check data_sha256_hash of every operation and the final new_partition_info hash (default true). */
   verify?: boolean;
+  /**
+   * The partition the delta operations read (its first old_partition_info.size bytes); required
+   * when the partition has source operations. Its whole hash is checked by extract.ts first.
+   */
+  sourcePath?: string;
   /**
    * Recompute the dm-verity hash tree and FEC the manifest asks the device to compute (default
    * true). Without it those blocks stay zero and the final hash of such partitions mismatches.
@@ -44,6 +55,16 @@ export interface PartitionResult {
 }
 
 const MAX_OPERATION_DATA = 512 * 1024 * 1024;
+
+/** Operations this applier refuses by name: formats it does not implement. */
+const UNSUPPORTED_OPERATIONS: Record<string, string> = {
+  PUFFDIFF: 'puffin (deflate-aware) patches',
+  ZUCCHINI: 'zucchini patches',
+  LZ4DIFF_BSDIFF: 'lz4diff patches',
+  LZ4DIFF_PUFFDIFF: 'lz4diff patches',
+  MOVE: 'in-place moves (major version 1)',
+  BSDIFF: 'in-place bsdiff (major version 1)',
+};
 const IO_CHUNK = 1024 * 1024;
 
 /** Error for operation failures, naming partition, operation index and type. */
@@ -229,6 +250,7 @@ export async function applyPartition(
   const { partition: part } = job;
   const src = await open(job.file, 'r');
   const out = await open(job.outPath, 'w+');
+  let source: FileHandle | undefined;
   try {
     // A fresh, truncated file reads as zeros: ZERO and DISCARD need no writes and stay sparse.
     await out.truncate(part.size);
@@ -239,34 +261,12 @@ export async function applyPartition(
     for (const op of part.operations) {
       checkExtents(job, op);
       const w = new ExtentWriter(out, op, job.blockSize, job);
+      if (op.srcExtents.length && !source && !UNSUPPORTED_OPERATIONS[op.type])
+        source = await openSource(job, op);
       if (op.type === 'ZERO' || op.type === 'DISCARD') {
         // nothing to write (see above)
       } else if (op.type.startsWith('REPLACE')) {
-        if (op.dataLength > MAX_OPERATION_DATA)
-          throw opError(job, op, 'data_length too large', {
-            expected: `<= ${MAX_OPERATION_DATA}`,
-            found: op.dataLength,
-          });
-        const data = await readData(src, job.blobsOffset + op.dataOffset, op.dataLength, job, op);
-        if (verify && op.dataSha256) {
-          const found = createHash('sha256').update(data).digest('hex');
-          if (found !== op.dataSha256)
-            throw new VerificationError(
-              'payload',
-              `partition ${part.name} operation ${op.index} (${op.type}): data sha256 mismatch (expected ${op.dataSha256}, found ${found})`,
-              {
-                code: 'PAYLOAD_OPERATION_HASH_MISMATCH',
-                context: {
-                  file: job.file,
-                  partition: part.name,
-                  operation: op.index,
-                  type: op.type,
-                  expected: op.dataSha256,
-                  found,
-                },
-              },
-            );
-        }
+        const data = await operationData(src, job, op, verify);
         if (op.type === 'REPLACE') await w.write(data);
         else if (op.type === 'REPLACE_BZ')
           for (const p of decompressBzip2(data, w, job, op)) await w.write(p);
@@ -275,8 +275,40 @@ export async function applyPartition(
         else if (op.type === 'REPLACE_ZSTD') await decompressZstd(data, w, job, op);
         else throw opError(job, op, 'unknown operation type');
         await w.padWithZeros();
+      } else if (op.type === 'SOURCE_COPY') {
+        await w.write(await sourceData(job, op, verify, source!));
+      } else if (op.type === 'SOURCE_BSDIFF' || op.type === 'BROTLI_BSDIFF') {
+        const patch = await operationData(src, job, op, verify);
+        let old = await sourceData(job, op, verify, source!);
+        if (op.srcLength !== undefined) old = old.subarray(0, op.srcLength);
+        let result: Buffer;
+        try {
+          result = bspatch(old, patch, w.total);
+        } catch (e) {
+          if (e instanceof FormatError) throw opError(job, op, `bsdiff patch: ${e.message}`);
+          throw e;
+        }
+        if (op.dstLength !== undefined && result.length !== op.dstLength)
+          throw opError(job, op, 'patched data is not dst_length long', {
+            expected: op.dstLength,
+            found: result.length,
+          });
+        await w.write(result);
+        await w.padWithZeros();
+      } else if (UNSUPPORTED_OPERATIONS[op.type]) {
+        throw new FormatError(
+          {
+            format: 'payload',
+            reason: `partition ${part.name} operation ${op.index} is ${op.type}: ${UNSUPPORTED_OPERATIONS[op.type]} are not supported`,
+            field: `partitions(${part.name}).operations[${op.index}].type`,
+            found: op.type,
+            expected: 'REPLACE*, ZERO, DISCARD, SOURCE_COPY, SOURCE_BSDIFF or BROTLI_BSDIFF',
+            file: job.file,
+          },
+          { code: 'PAYLOAD_OPERATION_UNSUPPORTED' },
+        );
       } else {
-        throw opError(job, op, 'not a full-payload operation: a full OTA is required');
+        throw opError(job, op, 'unknown operation type');
       }
       done += w.total;
       onBytes(done, total);
@@ -308,9 +340,106 @@ export async function applyPartition(
       operations: part.operations.length,
     };
   } finally {
+    await source?.close();
     await out.close();
     await src.close();
   }
+}
+
+/** An operation's data blob, its data_sha256_hash checked. */
+async function operationData(src: FileHandle, job: PartitionJob, op: PayloadOperation, verify: boolean) {
+  if (op.dataLength > MAX_OPERATION_DATA)
+    throw opError(job, op, 'data_length too large', {
+      expected: `<= ${MAX_OPERATION_DATA}`,
+      found: op.dataLength,
+    });
+  const data = await readData(src, job.blobsOffset + op.dataOffset, op.dataLength, job, op);
+  if (verify && op.dataSha256) {
+    const found = createHash('sha256').update(data).digest('hex');
+    if (found !== op.dataSha256)
+      throw new VerificationError(
+        'payload',
+        `partition ${job.partition.name} operation ${op.index} (${op.type}): data sha256 mismatch (expected ${op.dataSha256}, found ${found})`,
+        {
+          code: 'PAYLOAD_OPERATION_HASH_MISMATCH',
+          context: {
+            file: job.file,
+            partition: job.partition.name,
+            operation: op.index,
+            type: op.type,
+            expected: op.dataSha256,
+            found,
+          },
+        },
+      );
+  }
+  return data;
+}
+
+async function openSource(job: PartitionJob, op: PayloadOperation): Promise<FileHandle> {
+  if (!job.sourcePath)
+    throw new InputError(
+      `partition ${job.partition.name} operation ${op.index} is ${op.type}: it reads the old partition, and none was given`,
+      {
+        code: 'PAYLOAD_SOURCE_REQUIRED',
+        context: { file: job.file, partition: job.partition.name, operation: op.index },
+        hint: 'give the images the OTA was made from (extract-ota --source <dir with <partition>.img>)',
+      },
+    );
+  return open(job.sourcePath, 'r').catch((e: NodeJS.ErrnoException) => {
+    throw new InputError(`cannot open ${job.sourcePath}: ${e.code ?? e.message}`, {
+      code: e.code ?? 'OPEN_FAILED',
+      context: { file: job.sourcePath },
+    });
+  });
+}
+
+/** The source blocks an operation reads, checked against its src_sha256_hash. */
+async function sourceData(job: PartitionJob, op: PayloadOperation, verify: boolean, fh: FileHandle) {
+  const bs = job.blockSize;
+  const oldBlocks = Math.ceil((job.partition.oldSize ?? 0) / bs);
+  const total = op.srcExtents.reduce((a, e) => a + e.numBlocks, 0) * bs;
+  if (!op.srcExtents.length) throw opError(job, op, 'no src_extents');
+  if (total > MAX_OPERATION_DATA)
+    throw opError(job, op, 'src_extents too large', { expected: `<= ${MAX_OPERATION_DATA}`, found: total });
+  const buf = Buffer.alloc(total);
+  let at = 0;
+  for (const [i, e] of op.srcExtents.entries()) {
+    if (e.startBlock === SPARSE_HOLE || e.startBlock + e.numBlocks > oldBlocks)
+      throw opError(job, op, `src_extents[${i}] is outside the source partition`, {
+        expected: `blocks < ${oldBlocks}`,
+        found: `${e.startBlock}+${e.numBlocks}`,
+      });
+    const len = e.numBlocks * bs;
+    for (let got = 0; got < len; ) {
+      const { bytesRead } = await fh.read(buf, at + got, len - got, e.startBlock * bs + got);
+      if (bytesRead === 0)
+        throw opError(job, op, `the source image ends before src_extents[${i}]`, {
+          expected: `${(e.startBlock + e.numBlocks) * bs} bytes`,
+        });
+      got += bytesRead;
+    }
+    at += len;
+  }
+  if (verify && op.srcSha256) {
+    const found = createHash('sha256').update(buf).digest('hex');
+    if (found !== op.srcSha256)
+      throw new VerificationError(
+        'payload',
+        `partition ${job.partition.name} operation ${op.index} (${op.type}): the source blocks are not the ones the OTA was made from (sha256 ${found}, expected ${op.srcSha256})`,
+        {
+          code: 'PAYLOAD_SOURCE_HASH_MISMATCH',
+          context: {
+            file: job.sourcePath,
+            partition: job.partition.name,
+            operation: op.index,
+            expected: op.srcSha256,
+            found,
+          },
+        },
+      );
+  }
+  return buf;
 }
 
 const extentBytes = (e: PayloadExtent | undefined, bs: number) =>

@@ -1,7 +1,10 @@
-import { mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
@@ -15,7 +18,7 @@ import {
 } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
 import { applyPartition, type PartitionJob, type PartitionResult } from './apply.ts';
-import { assertFullPayload, type Payload, readPayload } from './reader.ts';
+import { assertFullPayload, deltaReason, type Payload, readPayload } from './reader.ts';
 
 export type { PartitionResult } from './apply.ts';
 
@@ -30,14 +33,20 @@ export interface ExtractOptions {
   regenerateVerity?: boolean;
   /** Run in this thread instead of worker threads (small payloads, debugging). */
   inProcess?: boolean;
+  /**
+   * Folder with `<partition>.img` of the build an incremental OTA was made from. Every source
+   * image is checked against old_partition_info before anything is written.
+   */
+  sourceDir?: string;
   onProgress?: ProgressFn;
 }
 
 /**
- * Extracts partitions of a full A/B OTA (payload.bin or OTA zip) into `outDir/<name>.img`.
- * Each partition is rebuilt in its own worker thread, writing operation output at its
- * dst_extents offsets; every operation's data hash and every partition's final hash is checked.
- * Delta payloads throw DeltaPayloadError ("a full OTA is required").
+ * Extracts partitions of an A/B OTA (payload.bin or OTA zip) into `outDir/<name>.img`. Each
+ * partition is rebuilt in its own worker thread, writing operation output at its dst_extents
+ * offsets; every operation's data hash and every partition's final hash is checked. An
+ * incremental OTA needs `sourceDir` (the images it was made from, checked first); without it,
+ * DeltaPayloadError ("a full OTA is required").
  */
 export async function extractPayload(
   path: string,
@@ -63,7 +72,13 @@ export async function extractPartitions(
         context: { file: payload.location.file, partition: n, available: all.map((p) => p.name) },
       });
   const parts = all.filter((p) => wanted.includes(p.name));
-  assertFullPayload({ ...payload, manifest: { ...payload.manifest, partitions: parts } });
+  const selected: Payload = { ...payload, manifest: { ...payload.manifest, partitions: parts } };
+  const sources = opts.sourceDir && deltaReason(selected) ? await checkSources(selected, opts) : undefined;
+  if (!sources)
+    assertFullPayload(
+      selected,
+      'an incremental OTA applies over the images of the build it updates: give their folder (extract-ota --source <dir>)',
+    );
   await mkdir(outDir, { recursive: true });
   const jobs: PartitionJob[] = parts.map((partition) => ({
     file: payload.location.file,
@@ -71,6 +86,7 @@ export async function extractPartitions(
     blockSize: payload.manifest.blockSize,
     partition,
     outPath: join(outDir, `${partition.name}.img`),
+    sourcePath: sources?.get(partition.name),
     verify: opts.verify,
     regenerateVerity: opts.regenerateVerity,
   }));
@@ -99,6 +115,54 @@ export async function extractPartitions(
   await Promise.all(lanes);
   if (failed !== undefined) throw failed;
   return results;
+}
+
+/**
+ * The source image of every partition of an incremental payload, each checked against
+ * old_partition_info (size and SHA-256 of its first `size` bytes) before anything is applied:
+ * applying an OTA to the wrong build must fail before it writes a byte.
+ */
+async function checkSources(payload: Payload, opts: ExtractOptions): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const part of payload.manifest.partitions) {
+    const path = join(opts.sourceDir!, `${part.name}.img`);
+    if (part.oldSize === undefined) continue;
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile())
+      throw new InputError(`the incremental OTA patches ${part.name}, and ${path} does not exist`, {
+        code: 'PAYLOAD_SOURCE_MISSING',
+        context: { file: payload.location.file, partition: part.name, source: path },
+        hint: 'give the folder of images the OTA was made from (<partition>.img each)',
+      });
+    if (st.size < part.oldSize)
+      throw new VerificationError(
+        'payload',
+        `${path} is ${st.size} bytes, smaller than the ${part.oldSize} the OTA was made from`,
+        {
+          code: 'PAYLOAD_SOURCE_SIZE_MISMATCH',
+          context: { partition: part.name, source: path, expected: part.oldSize, found: st.size },
+        },
+      );
+    const found = await sha256Prefix(path, part.oldSize);
+    if (part.oldSha256 && found !== part.oldSha256)
+      throw new VerificationError(
+        'payload',
+        `${path} is not the ${part.name} image this OTA was made from (sha256 ${found}, expected ${part.oldSha256})`,
+        {
+          code: 'PAYLOAD_SOURCE_HASH_MISMATCH',
+          context: { partition: part.name, source: path, expected: part.oldSha256, found },
+        },
+      );
+    opts.onProgress?.({ stage: `check source ${part.name}`, done: 1, total: 1, unit: 'items' });
+    out.set(part.name, path);
+  }
+  return out;
+}
+
+async function sha256Prefix(path: string, size: number): Promise<string> {
+  const h = createHash('sha256');
+  if (size > 0) await pipeline(createReadStream(path, { start: 0, end: size - 1 }), h);
+  return h.digest('hex');
 }
 
 /** Set (by esbuild's define) only in the CLI bundle: the folder that holds its entries. */

@@ -4,7 +4,7 @@ import type { Type } from 'protobufjs';
 
 /**
  * The protobuf schemas of payload.bin (update_metadata.proto) and of an OTA zip's metadata.pb
- * (ota_metadata.proto), loaded with protobufjs on first use: only OTA bases need them, and
+ * (ota_metadata.proto) and care_map.pb (care_map.proto), loaded with protobufjs on first use: only OTA bases need them, and
  * protobufjs is ~50 modules that every build and check would otherwise load at start-up. (A
  * synchronous require keeps the readers' synchronous parsers as they are.) Only reader.ts and
  * writer.ts use it; everyone else sees the plain types of reader.ts.
@@ -14,6 +14,8 @@ export interface PayloadProtos {
   SignaturesMessage: Type;
   /** META-INF/com/android/metadata.pb of an OTA zip (ota_metadata.proto next to this file). */
   OtaMetadataMessage: Type;
+  /** care_map.pb of an OTA zip (care_map.proto next to this file). */
+  CareMapMessage: Type;
   /** InstallOperation.Type names by value, exactly as in AOSP. */
   OPERATION_TYPE_NAMES: Readonly<Record<number, string>>;
 }
@@ -31,6 +33,9 @@ export function payloadProtos(): PayloadProtos {
     OtaMetadataMessage: protobuf
       .loadSync(fileURLToPath(new URL('./ota_metadata.proto', import.meta.url)))
       .lookupType('build.tools.releasetools.OtaMetadata'),
+    CareMapMessage: protobuf
+      .loadSync(fileURLToPath(new URL('./care_map.proto', import.meta.url)))
+      .lookupType('UpdateVerifier.CareMap'),
     OPERATION_TYPE_NAMES: Object.fromEntries(
       Object.entries(OperationTypeEnum.values).map(([name, value]) => [value, name]),
     ),

@@ -118,6 +118,9 @@ export interface PayloadOperation {
   /** SHA-256 of the stored data blob, hex; undefined when the manifest has none. */
   dataSha256?: string;
   srcSha256?: string;
+  /** Legacy SOURCE_BSDIFF (minor version 3 and lower): bytes of the source and result it patches. */
+  srcLength?: number;
+  dstLength?: number;
 }
 
 export interface PayloadPartition {
@@ -722,6 +725,8 @@ function normalizeManifest(m: Obj, loc: PayloadLocation, blobsSize: number): Pay
         dstExtents: ((o.dstExtents as Obj[]) ?? []).map((e, i) => extent(e, `${f}.dst_extents[${i}]`)!),
         dataSha256: hex(o.dataSha256Hash),
         srcSha256: hex(o.srcSha256Hash),
+        srcLength: num(o.srcLength, `${f}.src_length`),
+        dstLength: num(o.dstLength, `${f}.dst_length`),
       };
     });
     return {
@@ -818,7 +823,7 @@ export function deltaReason(p: Payload): { reason: string; field: string; found:
 
 /** An incremental (delta) OTA was given where a full one is needed. */
 export class DeltaPayloadError extends FormatError {
-  constructor(file: string, d: { reason: string; field: string; found: unknown }) {
+  constructor(file: string, d: { reason: string; field: string; found: unknown }, hint?: string) {
     super(
       {
         format: 'payload',
@@ -828,15 +833,15 @@ export class DeltaPayloadError extends FormatError {
         expected: 'full payload (REPLACE/REPLACE_BZ/REPLACE_XZ/REPLACE_ZSTD/ZERO/DISCARD only)',
         file,
       },
-      { code: 'PAYLOAD_FULL_OTA_REQUIRED' },
+      { code: 'PAYLOAD_FULL_OTA_REQUIRED', hint },
     );
   }
 }
 
 /** Throws DeltaPayloadError unless every partition can be rebuilt from the payload alone. */
-export function assertFullPayload(p: Payload): void {
+export function assertFullPayload(p: Payload, hint?: string): void {
   const d = deltaReason(p);
-  if (d) throw new DeltaPayloadError(p.location.file, d);
+  if (d) throw new DeltaPayloadError(p.location.file, d, hint);
 }
 
 /** What `omie inspect` shows of a payload. */

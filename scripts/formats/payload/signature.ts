@@ -1,5 +1,6 @@
 import {
   createHash,
+  createPrivateKey,
   createPublicKey,
   createVerify,
   type KeyObject,
@@ -8,6 +9,7 @@ import {
 } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
 import { InputError, VerificationError } from '../../errors.ts';
+import { payloadProtos } from './proto.ts';
 import { PAYLOAD_HEADER_SIZE, type Payload, type PayloadSignature } from './reader.ts';
 
 /**
@@ -205,4 +207,80 @@ export async function assertPayloadSigned(
         context: { ...ctx, property: k, expected: p.location.properties?.[k] },
       });
   return r;
+}
+
+/** A private key that signs payloads the way payload_signer does. */
+export interface PayloadSigningKey {
+  key: KeyObject;
+  /**
+   * Bytes every signature is padded to (GetMaximumSignatureSize): the RSA modulus size, or the
+   * largest DER ECDSA signature of the curve. Fixed before signing, since the manifest records
+   * the signature blob's size.
+   */
+  signatureSize: number;
+}
+
+/** Loads an RSA or EC private key (PEM, or DER PKCS#8 such as AOSP's .pk8) for payload signing. */
+export async function loadPayloadSigningKey(path: string): Promise<PayloadSigningKey> {
+  const buf = await readFile(path).catch((e: NodeJS.ErrnoException) => {
+    throw new InputError(`cannot read ${path}: ${e.code ?? e.message}`, {
+      code: e.code ?? 'OPEN_FAILED',
+      context: { file: path },
+    });
+  });
+  let key: KeyObject | undefined;
+  for (const attempt of [
+    () => createPrivateKey(buf),
+    () => createPrivateKey({ key: buf, format: 'der', type: 'pkcs8' }),
+  ]) {
+    try {
+      key = attempt();
+      break;
+    } catch {
+      // try the next encoding
+    }
+  }
+  if (!key)
+    throw new InputError(`${path} is not a private key (PEM, or DER PKCS#8)`, {
+      code: 'PAYLOAD_KEY_INVALID',
+      context: { file: path },
+    });
+  return { key, signatureSize: maxSignatureSize(key, path) };
+}
+
+function maxSignatureSize(key: KeyObject, file: string): number {
+  const d = key.asymmetricKeyDetails ?? {};
+  // update_engine pads RSA-2048 and RSA-4096 signatures only (PadRSASHA256Hash; Android 9: 2048).
+  if (key.asymmetricKeyType === 'rsa' && (d.modulusLength === 2048 || d.modulusLength === 4096))
+    return d.modulusLength / 8;
+  if (key.asymmetricKeyType === 'ec') {
+    const bits = { prime256v1: 256, secp384r1: 384 }[d.namedCurve ?? ''];
+    if (bits) {
+      // SEQUENCE { INTEGER r, INTEGER s }, each at most one byte longer than the order.
+      const int = Math.ceil(bits / 8) + 1 + 2;
+      return 2 * int + 2;
+    }
+  }
+  throw new InputError(
+    `${file}: OTA signing needs an RSA-2048, RSA-4096 or EC P-256 / P-384 key (found ${key.asymmetricKeyType} ${d.modulusLength ?? d.namedCurve ?? ''})`,
+    { code: 'PAYLOAD_KEY_UNSUPPORTED', context: { file, type: key.asymmetricKeyType } },
+  );
+}
+
+/**
+ * A Signatures message holding one signature, zero-padded to `paddedSize`, with its real length
+ * in unpadded_signature_size (payload_signer.cc ConvertSignaturesToProtobuf).
+ */
+export function payloadSignaturesMessage(signature: Buffer, paddedSize: number): Buffer {
+  if (signature.length > paddedSize)
+    throw new InputError(`signature of ${signature.length} bytes is larger than ${paddedSize}`, {
+      code: 'PAYLOAD_SIGNATURE_SIZE',
+    });
+  const { SignaturesMessage } = payloadProtos();
+  const data = Buffer.concat([signature, Buffer.alloc(paddedSize - signature.length)]);
+  return Buffer.from(
+    SignaturesMessage.encode(
+      SignaturesMessage.fromObject({ signatures: [{ data, unpaddedSignatureSize: signature.length }] }),
+    ).finish(),
+  );
 }

@@ -263,6 +263,28 @@ async function decodeBlock(
   return out;
 }
 
+/**
+ * A check-less .xz stream holding one block as stored (header, data, padding): stream header, the
+ * block, an index of one record, stream footer. What `xz --check=none` writes for that data alone.
+ */
+export function singleBlockStream(block: Buffer, unpaddedSize: number, uncompressedSize: number): Buffer {
+  const streamFlags = Buffer.from([0, 0]);
+  const index = Buffer.from([0, ...putVarint(1), ...putVarint(unpaddedSize), ...putVarint(uncompressedSize)]);
+  const indexPadded = Buffer.concat([index, Buffer.alloc(roundUp4(index.length) - index.length)]);
+  const footerBody = Buffer.concat([le32((indexPadded.length + 4) / 4 - 1), streamFlags]);
+  return Buffer.concat([
+    HEADER_MAGIC,
+    streamFlags,
+    le32(crc32(streamFlags)),
+    block,
+    indexPadded,
+    le32(crc32(indexPadded)),
+    le32(crc32(footerBody)),
+    footerBody,
+    Buffer.from(FOOTER_MAGIC, 'latin1'),
+  ]);
+}
+
 /** Re-wraps one block's LZMA2 data as a minimal stream (no check, no BCJ) and decodes it. */
 async function decodeLzma2(
   compressed: Buffer,
@@ -271,31 +293,13 @@ async function decodeLzma2(
   r: BinaryReader,
   what: string,
 ): Promise<Buffer> {
-  const streamFlags = Buffer.from([0, 0]);
   const blockHeader = Buffer.from([2, 0, FILTER_LZMA2, 1, dictProp[0], 0, 0, 0]);
   const blockPadding = Buffer.alloc(roundUp4(compressed.length) - compressed.length);
-  const index = Buffer.from([
-    0,
-    ...putVarint(1),
-    ...putVarint(12 + compressed.length),
-    ...putVarint(rec.uncompressedSize),
-  ]);
-  const indexPadded = Buffer.concat([index, Buffer.alloc(roundUp4(index.length) - index.length)]);
-  const footerBody = Buffer.concat([le32((indexPadded.length + 4) / 4 - 1), streamFlags]);
-  const stream = Buffer.concat([
-    HEADER_MAGIC,
-    streamFlags,
-    le32(crc32(streamFlags)),
-    blockHeader,
-    le32(crc32(blockHeader)),
-    compressed,
-    blockPadding,
-    indexPadded,
-    le32(crc32(indexPadded)),
-    le32(crc32(footerBody)),
-    footerBody,
-    Buffer.from(FOOTER_MAGIC, 'latin1'),
-  ]);
+  const stream = singleBlockStream(
+    Buffer.concat([blockHeader, le32(crc32(blockHeader)), compressed, blockPadding]),
+    12 + compressed.length,
+    rec.uncompressedSize,
+  );
   const out = Buffer.alloc(rec.uncompressedSize);
   let got = 0;
   const reader = new xz.XzReadableStream(new Blob([stream]).stream()).getReader();
