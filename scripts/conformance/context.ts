@@ -4,15 +4,23 @@
  */
 import { basename } from 'node:path';
 import { asOmieError } from '../errors.ts';
+import type { MainlineModule } from './mainline.ts';
 import type { ProductFacts } from './product.ts';
 import type { Profile, Requirement } from './spec-schema.ts';
-import type { ApkFacts, ApkRef, SystemView } from './view.ts';
+import type { ApexFacts, ApexRef, ApkFacts, ApkRef, SystemView } from './view.ts';
 import { allElements, parseXml, type XmlElement } from './xml.ts';
 
 export interface AppInfo {
   ref: ApkRef;
   facts?: ApkFacts;
   /** Why the APK could not be read (it is then evidence of its own). */
+  error?: string;
+}
+
+export interface ApexInfo {
+  ref: ApexRef;
+  facts?: ApexFacts;
+  /** Why the APEX could not be read (it is then evidence of its own). */
   error?: string;
 }
 
@@ -41,6 +49,8 @@ export interface SpecData {
   knownSigners: Map<string, { name: string; kind: string }>;
   /** Pins declared in prebuilt-apps/ of the repository: package → signer digests. */
   repoPins: Map<string, string[]>;
+  /** Google's Mainline modules and their AOSP replacements (spec/mainline-modules.yaml). */
+  mainline?: MainlineModule[];
 }
 
 export const CONFIG_DIRS = [
@@ -94,6 +104,21 @@ export class Facts {
   /** APKs whose facts were read. */
   async readableApps(): Promise<Array<{ ref: ApkRef; facts: ApkFacts }>> {
     return (await this.apps()).filter((a): a is { ref: ApkRef; facts: ApkFacts } => Boolean(a.facts));
+  }
+
+  /** Every APEX with its facts (or the error reading it). */
+  apexes(): Promise<ApexInfo[]> {
+    return this.once('apexes', async () => {
+      const out: ApexInfo[] = [];
+      for (const ref of await this.view.apexes()) {
+        try {
+          out.push({ ref, facts: await this.view.apexFacts(ref) });
+        } catch (e) {
+          out.push({ ref, error: asOmieError(e).message });
+        }
+      }
+      return out;
+    });
   }
 
   /** framework-res.apk (package `android`), when present. */

@@ -8,12 +8,13 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { certSha256Of, omieHome } from '../keys/store.ts';
 import type { ResolvedProduct } from '../model/index.ts';
+import type { AppYaml } from '../model/schemas.ts';
 import type { Waiver } from './spec-schema.ts';
 
 export interface ProductApp {
   name: string;
   package: string;
-  role: 'personal-cloud' | 'customer-app' | 'system';
+  role: AppYaml['role'];
   partition: string;
   privileged: boolean;
   privilegedPermissions: string[];

@@ -229,7 +229,11 @@ export const appSchema = z
   .strictObject({
     package: packageName,
     label: z.string().min(1),
-    role: z.enum(['personal-cloud', 'customer-app', 'system']),
+    role: z
+      .enum(['personal-cloud', 'customer-app', 'system', 'webview', 'setup'])
+      .describe(
+        "personal-cloud: the owner's cloud (exactly one); customer-app; system; webview: a WebView provider (listed in config_webview_packages); setup: finishes first-boot setup (sets device_provisioned)",
+      ),
     partition: z.enum(['system', 'product', 'system_ext', 'vendor']),
     privileged: z.boolean().describe('priv-app (true) or app (false)'),
     privilegedPermissions: z

@@ -62,7 +62,16 @@ describe('omie check on real images', () => {
       'org.omie.mysuppliers',
       'org.omie.personalcloud',
     ]);
-    expect(byId['5.1/C-0-1'].message).toBe('all 4 APK(s) verify');
+    // The TzUpdater inside the APEX counts too, read from the APEX's ext4 payload.
+    expect(byId['5.1/C-0-1'].message).toBe('all 6 APK(s) verify');
+    expect(byId['5.3/C-0-1'].evidence).toEqual([
+      expect.objectContaining({
+        partition: 'system',
+        file: 'apex/com.android.tzdata.apex',
+        detail: expect.stringMatching(/^com\.android\.tzdata version 340090000, payload key [0-9a-f]{64}$/),
+      }),
+    ]);
+    expect(byId['2.6/C-0-1'].evidence[0]).toMatchObject({ package: 'com.android.provision' });
   });
 
   it('an image that violates requirements fails them (exit 1) with evidence', async () => {
@@ -83,6 +92,20 @@ describe('omie check on real images', () => {
       partition: 'product',
       file: 'priv-app/GmsCore/GmsCore.apk',
     });
+    // Google's build of the tzdata APEX, named with its AOSP module; its jar's tracker SDK.
+    expect(byId['2.5/C-0-1'].evidence).toEqual([
+      expect.objectContaining({
+        file: 'apex/com.google.android.tzdata6.apex',
+        package: 'com.google.android.tzdata6',
+        value: 'com.android.tzdata',
+      }),
+    ]);
+    expect(byId['3.1/C-0-1'].evidence).toContainEqual(
+      expect.objectContaining({
+        file: 'apex/com.google.android.tzdata6.apex!javalib/framework-tz.jar',
+        value: 'com.appsflyer.AppsFlyerLib',
+      }),
+    );
     expect(report.summary.conforms).toBe(false);
   });
 

@@ -2,9 +2,9 @@
  * A clean Omie system described in memory (it passes every requirement), and for each
  * requirement a mutation that violates it. Shared by the unit tests and the image end-to-end tests.
  */
-import { apkFacts, type MemorySystem } from '../../scripts/conformance/memory-view.ts';
+import { apexFacts, apkFacts, type MemorySystem } from '../../scripts/conformance/memory-view.ts';
 import type { ProductFacts } from '../../scripts/conformance/product.ts';
-import type { ApkFacts, VbmetaFacts } from '../../scripts/conformance/view.ts';
+import type { ApexFacts, ApkFacts, VbmetaFacts } from '../../scripts/conformance/view.ts';
 
 export const PLATFORM = 'aa'.repeat(32);
 export const OMIE = 'bb'.repeat(32);
@@ -128,6 +128,20 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
       ),
       apk(
         'system',
+        'priv-app/Provision/Provision.apk',
+        apkFacts('com.android.provision', {
+          signing: { verified: true, schemes: [2], signerSha256: [PLATFORM] },
+        }),
+      ),
+      apk(
+        'apex',
+        'com.android.permission/priv-app/PermissionController/PermissionController.apk',
+        apkFacts('com.android.permissioncontroller', {
+          signing: { verified: true, schemes: [2], signerSha256: [PLATFORM] },
+        }),
+      ),
+      apk(
+        'system',
         'priv-app/SettingsProvider/SettingsProvider.apk',
         apkFacts('com.android.providers.settings', {
           signing: { verified: true, schemes: [2], signerSha256: [PLATFORM] },
@@ -199,6 +213,32 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
           classes: ['org.omie.mysuppliers.Main'],
         }),
       ),
+    ],
+    apexes: [
+      {
+        partition: 'system',
+        path: 'apex/com.android.permission.apex',
+        facts: apexFacts('com.android.permission', {
+          version: 340090000,
+          signing: { verified: true, signerSha256: [PLATFORM] },
+          payloadKeySha256: PARTNER_AVB,
+          apks: ['priv-app/PermissionController/PermissionController.apk'],
+          jars: [
+            { path: 'javalib/framework-permission.jar', classes: ['android.permission.PermissionManager'] },
+          ],
+        }),
+      },
+      {
+        partition: 'system',
+        path: 'apex/com.android.tzdata.capex',
+        facts: apexFacts('com.android.tzdata', {
+          version: 340090000,
+          compressed: true,
+          signing: { verified: true, signerSha256: [PLATFORM] },
+          payloadKeySha256: PARTNER_AVB,
+          payloadFs: 'erofs',
+        }),
+      },
     ],
     cmdline: 'console=ttyS0 androidboot.hardware=omie',
     vbmeta,
@@ -276,6 +316,12 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
     waivers: [],
   };
   return { sys, product };
+}
+
+function apexOf(f: Fixture, name: string): ApexFacts {
+  const a = f.sys.apexes?.find((x) => !(x.facts instanceof Error) && x.facts.name === name);
+  if (!a || a.facts instanceof Error) throw new Error(`fixture has no APEX ${name}`);
+  return a.facts;
 }
 
 function app(f: Fixture, pkg: string): ApkFacts {
@@ -371,6 +417,36 @@ export const violations: Record<
     what: 'Google WebView is a provider',
     apply: (f) => {
       app(f, 'android').webviewProviders = ['com.google.android.webview', 'com.android.webview'];
+    },
+  },
+  '2.5/C-0-1': {
+    what: "Google's build of the time zone APEX",
+    apply: (f) => {
+      f.sys.apexes?.push({
+        partition: 'system',
+        path: 'apex/com.google.android.tzdata6.apex',
+        facts: apexFacts('com.android.tzdata', {
+          package: 'com.google.android.tzdata6',
+          version: 339990000,
+          signing: { verified: true, signerSha256: [STRANGER] },
+        }),
+      });
+      f.sys.apexes = f.sys.apexes?.filter((a) => a.path !== 'apex/com.android.tzdata.capex');
+    },
+  },
+  '2.6/C-0-1': {
+    what: "Provision replaced by Google's setup wizard",
+    apply: (f) => {
+      f.sys.apks = f.sys.apks.filter((a) => a.path !== 'priv-app/Provision/Provision.apk');
+      f.sys.apks.push(
+        apk(
+          'system',
+          'priv-app/SetupWizard/SetupWizard.apk',
+          apkFacts('com.google.android.setupwizard', {
+            signing: { verified: true, schemes: [2], signerSha256: [STRANGER] },
+          }),
+        ),
+      );
     },
   },
   '3.1/C-0-1': {
@@ -507,6 +583,14 @@ export const violations: Record<
     what: 'debuggable app',
     apply: (f) => {
       app(f, 'org.omie.mysuppliers').debuggable = true;
+    },
+  },
+  '5.3/C-0-1': {
+    what: 'an APEX payload signed with the AVB public test key',
+    apply: (f) => {
+      const a = apexOf(f, 'com.android.tzdata');
+      a.payloadTestKey = 'testkey_rsa4096';
+      a.payloadKeySha256 = '7728e30f50bfa5cea165f473175a08803f6a8346642b5aa10913e9d9e6defef6';
     },
   },
   '5.2/C-0-1': {
