@@ -16,7 +16,10 @@ import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import type { SigningKey } from '../apkgen/index.ts';
 import { imageView } from '../conformance/image-view.ts';
-import { runCheckWithFiles } from '../conformance/run.ts';
+import { loadMainlineModules, MAINLINE_REQUIREMENT, type MainlineModule } from '../conformance/mainline.ts';
+import { DEFAULT_SPEC_DIR, runCheckWithFiles } from '../conformance/run.ts';
+import { loadSpec } from '../conformance/spec.ts';
+import { isExpired } from '../conformance/waivers.ts';
 import { EnvironmentError, ExitCode, InputError, OmieError } from '../errors.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
 import { encodeAvbPublicKey, isPublicTestKey, publicTestKeyName } from '../formats/avb/keys.ts';
@@ -34,7 +37,7 @@ import { baseRollbackFloors, carriedDescriptors, checkRollbackFloors } from './a
 import { checkBaseCoverage } from './base-coverage.ts';
 import { GPS_CONF_PATHS, rewriteGpsConf } from './gps-conf.ts';
 import { type OpenedBase, openBase } from './open-base.ts';
-import { buildOverlay, overlayPath } from './overlays.ts';
+import { buildOverlay, overlayPath, webviewOverlay } from './overlays.ts';
 import { PERSONAL_CLOUD_CONFIG_PATH, personalCloudConfig } from './personal-cloud.ts';
 import {
   type ApkIdentity,
@@ -167,6 +170,29 @@ async function resolveKeys(
   }
   if (!release) log('warning: signing with public test keys; the image is marked non-release');
   return { avbPem, apk, release };
+}
+
+/**
+ * The plan's Mainline policy from the spec the build checks against (2.5/C-0-1 and
+ * spec/mainline-modules.yaml): none when the spec lacks the requirement; Google's modules kept
+ * (never removed without their replacement) when the product waives it.
+ */
+async function mainlinePolicy(
+  p: ResolvedProduct,
+  now: Date,
+): Promise<{ mainline?: MainlineModule[]; googleApexPatterns?: string[]; keepGoogleMainline?: boolean }> {
+  const spec = await loadSpec(DEFAULT_SPEC_DIR);
+  const rule = spec.requirements.find((r) => r.id === MAINLINE_REQUIREMENT);
+  if (!rule) return {};
+  const waived = (p.product.waivers ?? []).some((w) => w.id === MAINLINE_REQUIREMENT && !isExpired(w, now));
+  const patterns = Array.isArray(rule.params.googleApexPatterns)
+    ? rule.params.googleApexPatterns.filter((x): x is string => typeof x === 'string')
+    : undefined;
+  return {
+    mainline: await loadMainlineModules(DEFAULT_SPEC_DIR),
+    googleApexPatterns: patterns,
+    ...(waived ? { keepGoogleMainline: true } : {}),
+  };
 }
 
 /** Digest-derived salt: reproducible, yet different per product, version and partition. */
@@ -421,16 +447,19 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       const fw = await frameworkRes(readers, work);
       await mkdir(join(work, 'overlays'), { recursive: true });
       let built = 0;
-      stage('overlays', 0, resolved.overlays.length);
-      const apks = resolved.overlays.map((ov) => join(work, 'overlays', `${ov.name}.apk`));
+      // The product's overlays, and the one naming its WebView providers (role: webview).
+      const webview = webviewOverlay(resolved);
+      const overlays = webview ? [...resolved.overlays, webview] : resolved.overlays;
+      stage('overlays', 0, overlays.length);
+      const apks = overlays.map((ov) => join(work, 'overlays', `${ov.name}.apk`));
       overlaysBuilt = Promise.all(
-        resolved.overlays.map(async (ov, i) => {
+        overlays.map(async (ov, i) => {
           await buildOverlay(ov, p, fw, keys.apk, apks[i]);
-          stage('overlays', ++built, resolved.overlays.length);
+          stage('overlays', ++built, overlays.length);
         }),
       );
       overlaysBuilt.catch(() => {}); // awaited before the plan is applied
-      for (const [i, ov] of resolved.overlays.entries()) {
+      for (const [i, ov] of overlays.entries()) {
         extraFiles.push({
           partition: ov.partition,
           path: overlayPath(ov),
@@ -479,6 +508,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     // identified, and runs on the other core while the rest of the plan is made.
     const early = new Map<string, Promise<string>>();
     const planOpts = {
+      ...(await mainlinePolicy(resolved, new Date(sourceDateEpoch() * 1000))),
       googleSigners: sample.google,
       identify: async (apk: string) => {
         const [id, sha256] = await Promise.all([readApkIdentity(apk), sha256File(apk)]);
@@ -510,6 +540,18 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     await Promise.allSettled(early.values());
     for (const r of readers.values()) await r.close();
     readers.clear();
+    // Google's Mainline modules, WebView or setup wizard removed with nothing in their place
+    // would leave a device that does not work: refuse (a dry run warns).
+    if (plan.refusals.length) {
+      const message = `the plan removes ${plan.refusals.length} platform component(s) nothing replaces: ${plan.refusals.map((r) => r.message).join('; ')}`;
+      if (o.dryRun) log(`warning: ${message}`);
+      else
+        throw new InputError(message, {
+          code: 'BUILD_REFUSED',
+          context: { refusals: plan.refusals, product: resolved.file },
+          hint: `add the missing replacements to prebuilt-apps/ and to apps: in ${resolved.file} (see the messages), or keep Google's with removals.keep and a waiver`,
+        });
+    }
     // The check at the end would refuse Google apps the plan keeps: say so now, not after
     // minutes of repacking (a dry run warns).
     const refused = o.noCheck

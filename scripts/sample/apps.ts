@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { buildApex } from '../apexgen/index.ts';
 import { type ApkSpec, buildApk } from '../apkgen/index.ts';
+import { WEBVIEW_LIBRARY_META_DATA } from '../build/plan.ts';
 import { initKeys } from '../keys/store.ts';
 import type { ResolvedApp } from '../model/index.ts';
 import { loadApp } from '../model/index.ts';
@@ -35,6 +37,42 @@ function specFor(app: ResolvedApp): ApkSpec {
       },
     ],
   };
+  if (app.role === 'webview') {
+    // A WebView provider: no launcher; WebViewFactory loads the library its meta-data names.
+    return {
+      ...base,
+      components: [],
+      metaData: [
+        { name: WEBVIEW_LIBRARY_META_DATA, value: 'libwebviewchromium.so' },
+        { name: 'org.omie.role', value: 'webview' },
+      ],
+    };
+  }
+  if (app.role === 'setup') {
+    // First-boot setup, as AOSP's Provision: a HOME activity that runs once, sets
+    // device_provisioned / user_setup_complete (WRITE_SECURE_SETTINGS) and disables itself.
+    return {
+      ...base,
+      usesPermissions: [...(base.usesPermissions ?? []), ...app.privilegedPermissions],
+      components: [
+        {
+          type: 'activity',
+          name: '.SetupActivity',
+          exported: true,
+          intentFilters: [
+            {
+              actions: ['android.intent.action.MAIN'],
+              categories: ['android.intent.category.HOME', 'android.intent.category.DEFAULT'],
+            },
+          ],
+        },
+      ],
+      queries: { packages: [PERSONAL_CLOUD_PACKAGE] },
+      metaData: [{ name: 'org.omie.role', value: 'setup' }],
+    };
+  }
+  if (app.role === 'system')
+    return { ...base, components: [], metaData: [{ name: 'org.omie.role', value: 'system' }] };
   if (app.role === 'personal-cloud') {
     return {
       ...base,
@@ -105,7 +143,20 @@ export async function generateSampleApps(
     const app = await loadApp(join(repoRoot, 'prebuilt-apps', name, 'app.yaml'));
     if (!('generated' in app.apk)) continue;
     const tmp = `${app.apkPath}.tmp`;
-    await buildApk(specFor(app), { key: keys.apk, v1: true, v2: true, v3: true }, tmp);
+    if (app.kind === 'apex')
+      // A platform module: the AOSP-style APEX of that name, payload signed with the sample AVB key.
+      await buildApex(
+        {
+          name: app.package,
+          version: 1,
+          versionName: '1.0.0',
+          files: { 'etc/omie-sample-module.txt': `${app.label}: a sample APEX made by omie sample-apps\n` },
+        },
+        { payloadKey: keys.avbPem, containerKey: keys.apk },
+        tmp,
+        { compressed: app.apkPath.endsWith('.capex') },
+      );
+    else await buildApk(specFor(app), { key: keys.apk, v1: true, v2: true, v3: true }, tmp);
     await rename(tmp, app.apkPath);
     const sha256 = createHash('sha256')
       .update(await readFile(app.apkPath))

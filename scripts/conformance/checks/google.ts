@@ -3,6 +3,7 @@ import { apkWhere, type CheckContext, matchesAny, stringList } from '../context.
 import { googleHostsIn, isGoogleHost } from '../endpoints.ts';
 import { DEFAULT_GOOGLE_APEX_PATTERNS, googleMainlineModule } from '../mainline.ts';
 import { type CheckFamily, type CheckOutcome, type Evidence, fail, pass, verdict } from '../types.ts';
+import { ROLE_META } from './personal-cloud.ts';
 
 /** Google package patterns from 2.1/C-0-1, shared by the other Google checks. */
 export const DEFAULT_GOOGLE_PACKAGES = ['com.google.*', 'com.android.vending', 'com.android.chrome'];
@@ -391,9 +392,6 @@ async function webview(ctx: CheckContext): Promise<CheckOutcome> {
   );
 }
 
-/** Meta-data an Omie app carries to name its role (see prebuilt-apps/ `role:`). */
-export const ROLE_META_DATA = 'org.omie.role';
-
 /**
  * 2.6/C-0-1: something sets DEVICE_PROVISIONED / USER_SETUP_COMPLETE without Google: AOSP's
  * Provision app, an app with role `setup`, or SettingsProvider defaults that start provisioned.
@@ -409,7 +407,7 @@ async function provisionedWithoutGoogle(ctx: CheckContext): Promise<CheckOutcome
   for (const a of await ctx.facts.readableApps()) {
     const pkg = a.facts.package;
     if (provision.has(pkg)) ok.push({ ...apkWhere(a.ref), package: pkg, detail: "AOSP's Provision app" });
-    else if (setupApps.has(pkg) || a.facts.appMetaData[ROLE_META_DATA] === 'setup')
+    else if (setupApps.has(pkg) || a.facts.appMetaData[ROLE_META] === 'setup')
       ok.push({ ...apkWhere(a.ref), package: pkg, detail: 'an app with role setup' });
     else if (/^com\.google\.android\.setupwizard/.test(pkg))
       google.push({ ...apkWhere(a.ref), package: pkg, detail: "Google's setup wizard (does not count)" });
