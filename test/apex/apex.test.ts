@@ -23,7 +23,7 @@ import { readAvbPublicKey } from '../../scripts/formats/avb/keys.ts';
 import { writeStoredZip } from '../../scripts/formats/zip-store.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
 import { AOSP_TESTKEY_RSA4096_PUBLIC_PEM } from '../avb/fixtures.ts';
-import { mutate, prng, workDir } from '../helpers.ts';
+import { mutate, omie, prng, workDir } from '../helpers.ts';
 import { AVBTOOL } from '../oracles.ts';
 import { type ApexFixtures, apexFixtures, TZDATA } from './fixtures.ts';
 
@@ -295,5 +295,50 @@ describe('bad input', () => {
         expect(e).toBeInstanceOf(OmieError);
       }
     }
+  });
+});
+
+describe('omie inspect <apex>', () => {
+  it('summarises an .apex and a .capex: name, version, package, container signer, payload key and contents', async () => {
+    for (const [file, fsType] of [
+      [f.apex, 'ext4'],
+      [f.capex, 'erofs'],
+    ] as const) {
+      const r = await omie(['inspect', '--json', file]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const { kind, result } = JSON.parse(r.stdout);
+      expect(kind).toBe('apex');
+      const info = await readApexInfo(file);
+      expect(result).toMatchObject({
+        name: TZDATA.name,
+        package: TZDATA.packageName,
+        version: TZDATA.version,
+        compressed: file === f.capex,
+        payloadKey: { sha256: info.publicKeySha256, publicTestKey: null },
+        container: { verified: true, signers: info.container.signers },
+        payload: {
+          fsType,
+          signed: true,
+          keyMatchesApexPubkey: true,
+          partitionName: TZDATA.name,
+          problems: [],
+          apks: ['/priv-app/TzUpdater/TzUpdater.apk'],
+          jars: ['/javalib/framework-tz.jar'],
+        },
+      });
+    }
+    const human = await omie(['inspect', f.apex]);
+    expect(human.stdout).toMatch(/: apex\n {2}APEX com\.android\.tzdata version 339990000 \(2024a\)/);
+  });
+
+  it('names the AVB public test key of an APEX signed with it', async () => {
+    const pem = join(D, 'testkey_rsa4096_pub.pem');
+    await writeFile(pem, AOSP_TESTKEY_RSA4096_PUBLIC_PEM);
+    const file = join(D, 'inspect-testkey.apex');
+    await repack(f.apex, { apex_pubkey: readAvbPublicKey(pem) }, file);
+    const r = await omie(['inspect', file]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/the AVB public test key testkey_rsa4096/);
+    expect(r.stdout).toMatch(/problem: the payload is signed with another key than apex_pubkey/);
   });
 });
