@@ -705,22 +705,7 @@ export async function makePlan(
     if (app.kind === 'apex') {
       // apexd activates the preinstalled APEXes of <partition>/apex/, by file; AOSP names the
       // file after the module.
-      const apexIdentify = opts.identifyApex ?? readApexIdentity;
-      const sha256 = await verifyApp(
-        app,
-        opts.verifyApps !== false
-          ? async (path) => {
-              const id = await apexIdentify(path);
-              return {
-                package: id.package,
-                versionCode: id.version,
-                versionName: null,
-                signers: id.signers,
-                verified: id.verified,
-              };
-            }
-          : null,
-      );
+      const sha256 = await verifyApp(app, opts.verifyApps !== false ? identify : null, opts.identifyApex);
       // The base's own build of the module goes (two APEXes of one name and apexd activates neither).
       for (const f of apexFiles) {
         const planned = f.c.plan.apexes.find((x) => x.path === f.e.path);
@@ -914,6 +899,7 @@ function labelFor(c: PartCtx, path: string, type: 'file' | 'dir'): string | null
 export async function verifyApp(
   app: ResolvedApp,
   identify: ((p: string) => Promise<ApkIdentity>) | null,
+  identifyApex: (p: string) => Promise<ApexIdentity> = readApexIdentity,
 ): Promise<string> {
   const bytes = await readFile(app.apkPath).catch(() => {
     throw new InputError(`APK of ${app.name} not found: ${app.apkPath}`, {
@@ -940,7 +926,15 @@ export async function verifyApp(
         hint: 'regenerate the APK or update the pin in app.yaml',
       },
     );
-  const id = await identify(app.apkPath);
+  // An APEX's package is its container's; its signer the container's.
+  const id =
+    app.kind === 'apex'
+      ? await identifyApex(app.apkPath).then((x) => ({
+          package: x.package,
+          signers: x.signers,
+          verified: x.verified,
+        }))
+      : await identify(app.apkPath);
   if (id.package !== app.package)
     throw new VerificationError(
       'apk-identity',
