@@ -46,6 +46,7 @@ import {
   type PartitionInput,
   type PartitionName,
   type Plan,
+  readApexIdentity,
   readApkIdentity,
 } from './plan.ts';
 import { apksTheCheckRefuses } from './preflight.ts';
@@ -318,7 +319,7 @@ async function linkOrCopy(src: string, dest: string): Promise<void> {
  */
 type IdentityCache = Map<string, ApkIdentity>;
 
-/** Every APK in the final partitions, for the SBOM and the record. */
+/** Every APK and APEX in the final partitions, for the SBOM and the record. */
 async function bundledApps(
   images: Record<string, string>,
   plan: Plan,
@@ -328,15 +329,33 @@ async function bundledApps(
   const added = new Map<string, 'product' | 'overlay'>();
   for (const part of plan.partitions) {
     for (const a of part.additions)
-      if (a.package && a.path.endsWith('.apk'))
+      if (a.package && /\.(apk|c?apex)$/.test(a.path))
         added.set(`${part.partition}:${a.path}`, a.path.includes('/overlay/') ? 'overlay' : 'product');
   }
   const out: BundledApp[] = [];
   for (const part of plan.partitions) {
     const fs = await openFilesystem(images[part.partition]);
+    const apexDir = `${part.prefix}/apex/`;
     try {
       for (const e of await fs.list()) {
-        if (e.type !== 'file' || !e.path.endsWith('.apk')) continue;
+        if (e.type !== 'file') continue;
+        if (e.path.startsWith(apexDir) && /\.c?apex$/.test(e.path)) {
+          const tmp = join(work, 'sbom.apex');
+          await fs.copyOut(e.path, tmp);
+          const id = await readApexIdentity(tmp);
+          out.push({
+            partition: part.partition,
+            path: e.path.replace(/^\//, ''),
+            package: id.package,
+            apexName: id.name,
+            versionCode: id.version,
+            sha256: await sha256File(tmp),
+            signerSha256: id.signers,
+            source: added.get(`${part.partition}:${e.path}`) ?? 'base',
+          });
+          continue;
+        }
+        if (!e.path.endsWith('.apk')) continue;
         const tmp = join(work, 'sbom.apk');
         await fs.copyOut(e.path, tmp);
         const sha256 = await sha256File(tmp);

@@ -199,6 +199,16 @@ describe('omie build on the sample base', () => {
     expect((await execa('aapt', ['dump', 'xmltree', overlay, 'AndroidManifest.xml'])).stdout).toMatch(
       /A: android:targetPackage\(0x[0-9a-f]+\)="android"/,
     );
+    // The SBOM lists the APEX modules too, with their APEX name.
+    const sbom = JSON.parse(readFileSync(join(outA, 'sbom.cdx.json'), 'utf8'));
+    const tz = sbom.components.find((c: { name: string }) => c.name === 'com.android.tzdata');
+    expect(tz.properties).toEqual(
+      expect.arrayContaining([
+        { name: 'omie:path', value: 'system/apex/com.android.tzdata.apex' },
+        { name: 'omie:source', value: 'product' },
+        { name: 'android:apexName', value: 'com.android.tzdata' },
+      ]),
+    );
     const report = JSON.parse(readFileSync(join(outA, 'check', 'report.json'), 'utf8'));
     const byId = Object.fromEntries(report.results.map((r: { id: string }) => [r.id, r]));
     for (const id of ['2.4/C-0-6', '2.5/C-0-1', '2.6/C-0-1', '5.3/C-0-1'])
