@@ -344,6 +344,14 @@ describe('APEXes, Mainline modules and provisioning', () => {
     });
   });
 
+  it('2.5 and 5.3 do not pass on nothing: without APKs and APEXes they are not applicable', async () => {
+    const f = cleanFixture();
+    f.sys.apexes = [];
+    expect((await run(f, 'image', ['5.3/C-0-1'])).results[0].status).toBe('not-applicable');
+    f.sys.apks = [];
+    expect((await run(f, 'image', ['2.5/C-0-1'])).results[0].status).toBe('not-applicable');
+  });
+
   it('5.3: test-key containers, payload problems and unreadable APEXes fail; a sound APEX is reported', async () => {
     const ok = (await run(cleanFixture(), 'image', ['5.3/C-0-1'])).results[0];
     expect(ok.status).toBe('pass');

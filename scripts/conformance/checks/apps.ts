@@ -1,6 +1,6 @@
 /** Section 5: Apps. */
 import { apkWhere, type CheckContext, stringList } from '../context.ts';
-import { type CheckFamily, type CheckOutcome, type Evidence, verdict } from '../types.ts';
+import { type CheckFamily, type CheckOutcome, type Evidence, notApplicable, verdict } from '../types.ts';
 
 /** PermissionInfo.PROTECTION_FLAG_PRIVILEGED. */
 const PROTECTION_FLAG_PRIVILEGED = 0x10;
@@ -147,6 +147,8 @@ async function apexesSound(ctx: CheckContext): Promise<CheckOutcome> {
   const ev: Evidence[] = [];
   const ok: Evidence[] = [];
   const apexes = await ctx.facts.apexes();
+  // Nothing to verify is not a pass (an AOSP base before Android 10, a partial image).
+  if (!apexes.length) return notApplicable('no APEX on the image or device');
   for (const x of apexes) {
     const where = { partition: x.ref.partition, file: x.ref.path };
     if (!x.facts) {

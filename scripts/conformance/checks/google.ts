@@ -2,7 +2,15 @@
 import { apkWhere, type CheckContext, matchesAny, stringList } from '../context.ts';
 import { googleHostsIn, isGoogleHost } from '../endpoints.ts';
 import { DEFAULT_GOOGLE_APEX_PATTERNS, googleMainlineModule } from '../mainline.ts';
-import { type CheckFamily, type CheckOutcome, type Evidence, fail, pass, verdict } from '../types.ts';
+import {
+  type CheckFamily,
+  type CheckOutcome,
+  type Evidence,
+  fail,
+  notApplicable,
+  pass,
+  verdict,
+} from '../types.ts';
 import { ROLE_META } from './personal-cloud.ts';
 
 /** Google package patterns from 2.1/C-0-1, shared by the other Google checks. */
@@ -98,7 +106,10 @@ async function mainlineIsAosp(ctx: CheckContext): Promise<CheckOutcome> {
     aosp ? `replace it with the AOSP module ${aosp}` : 'remove it (the platform needs no AOSP counterpart)';
   const ev: Evidence[] = [];
   const ok: Evidence[] = [];
-  for (const a of await ctx.facts.readableApps()) {
+  const apps = await ctx.facts.readableApps();
+  const apexes = await ctx.facts.apexes();
+  if (!apps.length && !apexes.length) return notApplicable('no APK or APEX to read');
+  for (const a of apps) {
     const m = googleMainlineModule(a.facts.package, 'apk', modules, apexPatterns);
     if (m)
       ev.push({
@@ -108,7 +119,6 @@ async function mainlineIsAosp(ctx: CheckContext): Promise<CheckOutcome> {
         detail: `Google's build of a Mainline module: ${fix(m.aosp)}`,
       });
   }
-  const apexes = await ctx.facts.apexes();
   for (const x of apexes) {
     if (!x.facts) continue;
     const f = x.facts;
