@@ -510,13 +510,14 @@ export async function makePlan(
     kind: 'apk' | 'apex',
     signers: string[],
     where: string,
+    apexName?: string,
   ): { action: 'remove' | 'keep'; reason: string } => {
     if (keep.has(pkg)) return { action: 'keep', reason: 'kept by product removals.keep' };
     const googleSigned = signers.some((s) => googleSigners.has(s));
     const module =
       googleMainlineModule(pkg, kind, mainline, opts.googleApexPatterns) ??
       // A Google-signed APEX is Google's build of the module its manifest names.
-      (kind === 'apex' && googleSigned && mainline.length ? { google: pkg, aosp: null } : null);
+      (kind === 'apex' && googleSigned && apexName ? { google: pkg, aosp: apexName } : null);
     if (module && mainline.length) {
       if (opts.keepGoogleMainline)
         return { action: 'keep', reason: 'Google Mainline module, kept: the product waives 2.5/C-0-1' };
@@ -527,7 +528,7 @@ export async function makePlan(
           action: 'remove',
           reason: `Google Mainline module, replaced by the AOSP module ${module.aosp}`,
         };
-      if (basePackages.has(module.aosp) && module.aosp !== pkg)
+      if (module.aosp !== pkg && basePackages.has(module.aosp))
         return {
           action: 'remove',
           reason: `Google Mainline module; the base has the AOSP module ${module.aosp}`,
@@ -537,7 +538,10 @@ export async function makePlan(
         package: pkg,
         where,
         replacement: module.aosp,
-        message: `${pkg} (${where}) is Google's build of a Mainline module: provide the AOSP module ${module.aosp} in prebuilt-apps/ and the product's apps`,
+        message:
+          module.aosp === pkg
+            ? `${pkg} (${where}) is signed by Google: provide a build of ${module.aosp} the partner signed in prebuilt-apps/ and the product's apps`
+            : `${pkg} (${where}) is Google's build of a Mainline module: provide the AOSP module ${module.aosp} in prebuilt-apps/ and the product's apps`,
       });
       return {
         action: 'remove',
@@ -585,7 +589,7 @@ export async function makePlan(
     }
   }
   for (const { c, e, id } of apexFiles) {
-    const { action, reason } = decide(id.package, 'apex', id.signers, `${c.input.name}:${e.path}`);
+    const { action, reason } = decide(id.package, 'apex', id.signers, `${c.input.name}:${e.path}`, id.name);
     c.plan.apexes.push({
       path: e.path,
       name: id.name,

@@ -10,7 +10,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApex } from '../../scripts/apexgen/index.ts';
 import { buildApk, generateSigningKey, type SigningKey } from '../../scripts/apkgen/index.ts';
 import { applyPlan } from '../../scripts/build/apply.ts';
-import { makePlan, type PartitionInput, type Plan, renderPlan } from '../../scripts/build/plan.ts';
+import {
+  makePlan,
+  type PartitionInput,
+  type Plan,
+  readApexIdentity,
+  renderPlan,
+} from '../../scripts/build/plan.ts';
 import { loadMainlineModules, type MainlineModule } from '../../scripts/conformance/mainline.ts';
 import { readApexInfo } from '../../scripts/formats/apex/index.ts';
 import { generateAvbKey } from '../../scripts/formats/avb/keys.ts';
@@ -150,6 +156,21 @@ describe('the plan refuses to remove what nothing replaces', () => {
       ],
     );
     expect(both.refusals.filter((r) => r.kind === 'setup')).toEqual([]);
+  }, 300_000);
+
+  it('an APEX Google signed under its AOSP name needs a build the partner signed', async () => {
+    const googleSigned = await plan([await cloud()], [], {
+      identifyApex: async (path: string) => ({
+        ...(await readApexIdentity(path)),
+        signers: base.googleSigners,
+      }),
+    });
+    const i18n = googleSigned.refusals.find((r) => r.package === 'com.android.i18n');
+    expect(i18n).toMatchObject({ kind: 'mainline', replacement: 'com.android.i18n' });
+    expect(i18n?.message).toMatch(
+      /is signed by Google: provide a build of com\.android\.i18n the partner signed/,
+    );
+    expect(googleSigned.refusals.filter((r) => r.package === 'com.android.i18n')).toHaveLength(1);
   }, 300_000);
 
   it('with 2.5/C-0-1 waived, Google modules are kept rather than removed', async () => {
