@@ -10,9 +10,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { FRAMEWORK_RES, requireFile, runTool } from '../host/tools.ts';
-import { classList, manifestXml, smaliClass, stringsXml } from './manifest-xml.ts';
+import { manifestXml, smaliSources, stringsXml } from './manifest-xml.ts';
 
-export { classList, manifestXml, qualifyClass, smaliClass, stringsXml } from './manifest-xml.ts';
+export {
+  classList,
+  manifestXml,
+  qualifyClass,
+  smaliClass,
+  smaliSources,
+  stringsXml,
+} from './manifest-xml.ts';
 
 /** Paths of one signing key's files (all PEM/DER written by openssl, mode 0600). */
 export interface SigningKey {
@@ -120,7 +127,8 @@ export interface ApkSpec {
   compileSdk?: number;
   sharedUserId?: string;
   usesPermissions?: Array<string | { name: string; maxSdkVersion?: number }>;
-  permissions?: Array<{ name: string; protectionLevel?: string }>;
+  /** `label` is text or a @string reference; `description` must be a @string reference (see `resources`). */
+  permissions?: Array<{ name: string; protectionLevel?: string; label?: string; description?: string }>;
   application?: {
     debuggable?: boolean;
     testOnly?: boolean;
@@ -140,13 +148,21 @@ export interface ApkSpec {
       categories?: string[];
       data?: Array<Record<string, string>>;
     }>;
-    metaData?: Array<{ name: string; value: string }>;
+    /** `resource` is a reference such as `@xml/authenticator` (see `xmlResources`). */
+    metaData?: Array<{ name: string; value?: string; resource?: string }>;
   }>;
   metaData?: Array<{ name: string; value?: string; resource?: string }>;
   usesLibraries?: Array<{ name: string; required?: boolean }>;
   queries?: { packages?: string[]; providers?: string[] };
   /** Java class names; each becomes a minimal smali class. `<package>.Main` and component classes are always added. */
   classes?: string[];
+  /**
+   * Complete smali sources: a class named here replaces the generated minimal class of the same
+   * name (a component's implementation), others are added (helpers the components use).
+   */
+  code?: SmaliSource[];
+  /** XML resources: name → document, written as res/xml/<name>.xml (referenced as @xml/<name>). */
+  xmlResources?: Record<string, string>;
   /** Split the classes over classes.dex, classes2.dex, … (multidex): this many extra DEX files. */
   extraDexFiles?: number;
   /** Extra string resources (name → value). */
@@ -157,6 +173,13 @@ export interface ApkSpec {
   builder?: 'aapt' | 'aapt2';
   /** aapt2 only: pass --enable-sparse-encoding (aapt2 decides per type chunk whether sparse pays off). */
   sparseResources?: boolean;
+}
+
+/** One class in smali syntax, as `smali assemble` reads it. */
+export interface SmaliSource {
+  /** Java name, e.g. `org.omie.personalcloud.DataStoreProvider`. */
+  name: string;
+  smali: string;
 }
 
 export interface SignOptions {
@@ -192,6 +215,16 @@ export async function buildApk(spec: ApkSpec, sign: SignOptions | null, outPath:
     await writeFile(join(work, 'AndroidManifest.xml'), manifestXml(spec));
     await writeFile(join(res, 'values', 'strings.xml'), stringsXml(spec));
     await fixTimes([join(work, 'AndroidManifest.xml'), join(res, 'values', 'strings.xml')]);
+    for (const [name, xml] of Object.entries(spec.xmlResources ?? {})) {
+      if (!/^[a-z][a-z0-9_]*$/.test(name))
+        throw new InputError(`invalid XML resource name ${JSON.stringify(name)}`, {
+          code: 'APK_RESOURCE_NAME',
+        });
+      const f = join(res, 'xml', `${name}.xml`);
+      await mkdir(dirname(f), { recursive: true });
+      await writeFile(f, xml);
+      await fixTimes([f]);
+    }
     for (const [q, strings] of Object.entries(spec.localizedResources ?? {})) {
       if (!/^[a-zA-Z0-9-]+$/.test(q))
         throw new InputError(`invalid resource qualifier ${JSON.stringify(q)}`, { code: 'APK_QUALIFIER' });
@@ -215,15 +248,14 @@ export async function buildApk(spec: ApkSpec, sign: SignOptions | null, outPath:
       await runTool('aapt', [...pkg, '-I', fw, '-F', unaligned]);
     }
 
-    const classes = classList(spec);
+    const classes = smaliSources(spec);
     const nDex = 1 + Math.max(0, Math.min(spec.extraDexFiles ?? 0, classes.length - 1));
     const dexNames: string[] = [];
     for (let d = 0; d < nDex; d++) {
       const src = join(work, `smali${d}`);
       await mkdir(src, { recursive: true });
       const mine = classes.filter((_, i) => i % nDex === d);
-      for (const [i, c] of mine.entries())
-        await writeFile(join(src, `C${i}.smali`), smaliClass(c.name, c.superClass));
+      for (const [i, c] of mine.entries()) await writeFile(join(src, `C${i}.smali`), c.smali);
       const dexName = d === 0 ? 'classes.dex' : `classes${d + 1}.dex`;
       await runTool('smali', ['assemble', '-o', join(work, dexName), src]);
       dexNames.push(dexName);

@@ -1,4 +1,4 @@
-import type { ApkSpec } from './index.ts';
+import type { ApkSpec, SmaliSource } from './index.ts';
 
 /**
  * Renders an ApkSpec as a source AndroidManifest.xml for `aapt package`. Kept separate from the
@@ -33,7 +33,12 @@ export function manifestXml(spec: ApkSpec): string {
   );
   for (const p of spec.permissions ?? [])
     L.push(
-      `  <permission${attrs({ 'android:name': p.name, 'android:protectionLevel': p.protectionLevel })}/>`,
+      `  <permission${attrs({
+        'android:name': p.name,
+        'android:protectionLevel': p.protectionLevel,
+        'android:label': p.label,
+        'android:description': p.description,
+      })}/>`,
     );
   for (const u of spec.usesPermissions ?? []) {
     const p = typeof u === 'string' ? { name: u } : u;
@@ -86,7 +91,9 @@ export function manifestXml(spec: ApkSpec): string {
       inner.push('      </intent-filter>');
     }
     for (const m of c.metaData ?? [])
-      inner.push(`      <meta-data${attrs({ 'android:name': m.name, 'android:value': m.value })}/>`);
+      inner.push(
+        `      <meta-data${attrs({ 'android:name': m.name, 'android:value': m.value, 'android:resource': m.resource })}/>`,
+      );
     if (inner.length) L.push(`${head}>`, ...inner, `    </${c.type}>`);
     else L.push(`${head}/>`);
   }
@@ -132,10 +139,54 @@ export function classList(spec: ApkSpec): Array<{ name: string; superClass: stri
   return [...out].map(([name, superClass]) => ({ name, superClass }));
 }
 
-/** One minimal class in smali syntax: a public no-arg constructor calling its superclass. */
+/**
+ * The abstract methods of the framework classes components extend, each with a minimal body
+ * that is valid for its return type, so a generated class is concrete (the runtime would throw
+ * AbstractMethodError on the first framework call otherwise). Signatures from the AOSP sources
+ * (android.app.Service, android.content.BroadcastReceiver / ContentProvider,
+ * android.app.backup.BackupAgent).
+ */
+const ABSTRACT_METHODS: Record<string, string[]> = {
+  'Landroid/app/Service;': ['public onBind(Landroid/content/Intent;)Landroid/os/IBinder;'],
+  'Landroid/content/BroadcastReceiver;': [
+    'public onReceive(Landroid/content/Context;Landroid/content/Intent;)V',
+  ],
+  'Landroid/content/ContentProvider;': [
+    'public onCreate()Z',
+    'public query(Landroid/net/Uri;[Ljava/lang/String;Ljava/lang/String;[Ljava/lang/String;Ljava/lang/String;)Landroid/database/Cursor;',
+    'public getType(Landroid/net/Uri;)Ljava/lang/String;',
+    'public insert(Landroid/net/Uri;Landroid/content/ContentValues;)Landroid/net/Uri;',
+    'public delete(Landroid/net/Uri;Ljava/lang/String;[Ljava/lang/String;)I',
+    'public update(Landroid/net/Uri;Landroid/content/ContentValues;Ljava/lang/String;[Ljava/lang/String;)I',
+  ],
+  'Landroid/app/backup/BackupAgent;': [
+    'public onBackup(Landroid/os/ParcelFileDescriptor;Landroid/app/backup/BackupDataOutput;Landroid/os/ParcelFileDescriptor;)V',
+    'public onRestore(Landroid/app/backup/BackupDataInput;ILandroid/os/ParcelFileDescriptor;)V',
+  ],
+};
+
+/** A body returning the default value of the method's return type (void, 0/false, null). */
+function defaultBody(signature: string): string[] {
+  const ret = signature.slice(signature.lastIndexOf(')') + 1);
+  if (ret === 'V') return ['    .locals 0', '    return-void'];
+  if (ret === 'J' || ret === 'D') return ['    .locals 2', '    const-wide/16 v0, 0x0', '    return-wide v0'];
+  if (ret.length === 1) return ['    .locals 1', '    const/4 v0, 0x0', '    return v0'];
+  return ['    .locals 1', '    const/4 v0, 0x0', '    return-object v0'];
+}
+
+/**
+ * One minimal class in smali syntax: a public no-arg constructor calling its superclass and,
+ * for a framework component superclass, a default implementation of each abstract method.
+ */
 export function smaliClass(name: string, superClass: string): string {
   const desc = `L${name.replace(/\./g, '/')};`;
   const src = `${name.split('.').pop()!.split('$')[0]}.java`;
+  const methods = (ABSTRACT_METHODS[superClass] ?? []).flatMap((m) => [
+    `.method ${m}`,
+    ...defaultBody(m),
+    '.end method',
+    '',
+  ]);
   return [
     `.class public ${desc}`,
     `.super ${superClass}`,
@@ -147,5 +198,20 @@ export function smaliClass(name: string, superClass: string): string {
     '    return-void',
     '.end method',
     '',
+    ...methods,
   ].join('\n');
+}
+
+/**
+ * The smali source of every class of the APK: the spec's own code for the classes it implements,
+ * a minimal class (smaliClass) for every other class of classList, then the spec's helper classes.
+ */
+export function smaliSources(spec: ApkSpec): SmaliSource[] {
+  const own = new Map((spec.code ?? []).map((c) => [c.name, c]));
+  const out: SmaliSource[] = classList(spec).map(
+    (c) => own.get(c.name) ?? { name: c.name, smali: smaliClass(c.name, c.superClass) },
+  );
+  const listed = new Set(out.map((c) => c.name));
+  for (const c of spec.code ?? []) if (!listed.has(c.name)) out.push(c);
+  return out;
 }

@@ -1,6 +1,6 @@
 /**
  * Flash bench: the same image flashed to the virtual device by our fastboot client and by Debian's
- * `fastboot flash`, in the same run. The sim runs in its own process (`omie sim`), as a device
+ * `fastboot flash`, in the same run, over TCP and over emulated USB (usb/flash.ts). The sim runs in its own process (`omie sim`), as a device
  * would, so neither client shares an event loop with it. max-download-size is 256 MiB, so an image
  * of 1 GiB goes as resparsed pieces in both cases (the real client's own splitting path).
  */
@@ -104,6 +104,7 @@ export async function bench(opts: BenchOptions): Promise<BenchResult[]> {
       ours = Math.min(ours, await runOurs());
     }
     opts.log(`flash ${sizeMiB} MiB: ours ${ours.toFixed(2)} s, fastboot ${real.toFixed(2)} s`);
+    const { benchFlashUsb } = await import('./usb/flash.ts');
     return [
       {
         name: `flash ${sizeMiB} MiB to the sim (TCP, 256 MiB max-download-size)`,
@@ -113,6 +114,7 @@ export async function bench(opts: BenchOptions): Promise<BenchResult[]> {
         ratio: ours / real,
         goal: '<= 1.1x',
       },
+      ...(await benchFlashUsb({ stateDir, fastbootPort: port, image: img, sizeMiB, log: opts.log })),
     ];
   } finally {
     sim.kill('SIGTERM');

@@ -48,6 +48,8 @@ export async function applyPlan(
     try {
       const edits = await partitionEdits(part, fs, work);
       await fs.close();
+      // Nothing to change (a kernel-module partition already release-keys): leave its bytes.
+      if (!edits.length) continue;
       await applyEdits(image, edits, {
         epoch: opts.epoch,
         shrink: opts.shrink ?? true,

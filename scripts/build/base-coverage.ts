@@ -20,8 +20,9 @@ function notPassedThrough(device: DeviceProfile): Set<string> {
 /**
  * Throws InputError BASE_PARTITION_NOT_IN_PROFILE when the base has partition images the profile
  * does not list (they would be silently left out of the output), and BASE_PARTITION_MISSING when
- * the profile signs a physical partition (boot, init_boot, vendor_boot, dtbo…) the base does not
- * carry: the device would keep the old image, whose descriptor is no longer in vbmeta.
+ * the profile signs a partition the base does not carry: a physical one (boot, dtbo…) would keep
+ * the device's old image, whose descriptor is no longer in vbmeta; a logical one (a GSI without
+ * vendor) would be missing from super altogether. Both are refused before any work.
  */
 export function checkBaseCoverage(device: DeviceProfile, baseImages: Record<string, string>): void {
   const listed = new Set(device.partitions.map((p) => p.name));
@@ -39,18 +40,20 @@ export function checkBaseCoverage(device: DeviceProfile, baseImages: Record<stri
       },
     );
   }
-  const missing = device.avb.footers
-    .map((f) => f.partition)
-    .filter((name) => device.partitions.find((p) => p.name === name)?.location === 'physical')
-    .filter((name) => !baseImages[name])
-    .sort();
+  const signed = new Set([
+    ...device.avb.footers.map((f) => f.partition),
+    ...device.avb.chained.flatMap((c) => c.partitions),
+  ]);
+  const missing = [...signed].filter((name) => !baseImages[name]).sort();
   if (missing.length) {
+    const where = (name: string) =>
+      device.partitions.find((p) => p.name === name)?.location === 'super' ? 'logical' : 'physical';
     throw new InputError(
-      `the device profile signs ${missing.join(', ')}, but the base has no such image(s)`,
+      `the device profile signs ${missing.map((n) => `${n} (${where(n)})`).join(', ')}, but the base has no such image: the new vbmeta would describe no ${missing.join(', ')}, and the device would not boot`,
       {
         code: 'BASE_PARTITION_MISSING',
         context: { device: device.file, missing, base: Object.keys(baseImages).sort() },
-        hint: 'build from a base that carries them (a factory/fastboot zip or a folder with boot.img, dtbo.img…): the new vbmeta must describe every verified partition, or the device will not boot',
+        hint: `either add the device's ${missing.map((n) => `${n}.img`).join(', ')} to the base folder (a GSI carries no vendor: take it from the device's factory image), or drop ${missing.join(', ')} from ${device.file} (partitions, super groups, avb.footers, avb.chained) if this device has no such partition`,
       },
     );
   }

@@ -17,11 +17,13 @@ import pkg from '../../package.json' with { type: 'json' };
 import type { SigningKey } from '../apkgen/index.ts';
 import { imageView } from '../conformance/image-view.ts';
 import { loadMainlineModules, MAINLINE_REQUIREMENT, type MainlineModule } from '../conformance/mainline.ts';
+import { REPORT_FILES } from '../conformance/reporters/index.ts';
+import { failingResults, failureDigest } from '../conformance/reporters/text.ts';
 import { DEFAULT_SPEC_DIR, runCheckWithFiles } from '../conformance/run.ts';
 import { loadSpec } from '../conformance/spec.ts';
 import { isExpired } from '../conformance/waivers.ts';
 import { EnvironmentError, ExitCode, InputError, OmieError } from '../errors.ts';
-import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
+import { type ApkKeyRole, defaultKnownSigners } from '../formats/apk/known-signers.ts';
 import { encodeAvbPublicKey, isPublicTestKey, publicTestKeyName } from '../formats/avb/keys.ts';
 import { addHashFooter, addHashtreeFooter, makeVbmetaImage } from '../formats/avb/sign.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
@@ -29,13 +31,25 @@ import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '.
 import type { UniformBlocks } from '../formats/uniform-blocks.ts';
 import { type FsReader, openFilesystem } from '../fs/index.ts';
 import { hostTools, preloadToolRunner, toolVersion } from '../host/tools.ts';
-import { certSha256, resolveKeyRef } from '../keys/store.ts';
+import { apkSigningKey, certSha256, resolveKeyRef } from '../keys/store.ts';
 import { type DeviceProfile, loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
+import { testKeyApexes } from './apex-keys.ts';
 import { applyPlan } from './apply.ts';
 import { baseRollbackFloors, carriedDescriptors, checkRollbackFloors } from './avb-carry.ts';
 import { checkBaseCoverage } from './base-coverage.ts';
 import { GPS_CONF_PATHS, rewriteGpsConf } from './gps-conf.ts';
+import {
+  checkMacPermissionsUnique,
+  checkRoleKeysDistinct,
+  checkSharedUids,
+  type RoleKey,
+  resolveRoleKeys,
+  rewriteMacPermissions,
+  roleOfSigners,
+  type SharedUidMember,
+  testKeyRoles,
+} from './key-roles.ts';
 import { type OpenedBase, openBase } from './open-base.ts';
 import { buildOverlay, overlayPath, webviewOverlay } from './overlays.ts';
 import { PERSONAL_CLOUD_CONFIG_PATH, personalCloudConfig } from './personal-cloud.ts';
@@ -43,9 +57,12 @@ import {
   type ApkIdentity,
   type ExtraFile,
   makePlan,
+  OTACERTS,
   type PartitionInput,
   type PartitionName,
+  type PartitionPlan,
   type Plan,
+  planFiles,
   readApexIdentity,
   readApkIdentity,
 } from './plan.ts';
@@ -101,6 +118,11 @@ const RECORDED_TOOLS = [
 
 /** Partitions whose filesystem the build edits (others are passed through). */
 const EDITABLE: readonly PartitionName[] = ['system', 'system_ext', 'product', 'vendor', 'odm'];
+/**
+ * Kernel-module partitions: their build.prop gets release-keys tags (nothing else), so they are
+ * edited only when the profile re-signs them (else the base's descriptor for them is carried).
+ */
+const DLKM: readonly PartitionName[] = ['system_dlkm', 'vendor_dlkm', 'odm_dlkm'];
 
 export class CheckFailedError extends OmieError {
   constructor(message: string, context: Record<string, unknown>) {
@@ -108,14 +130,17 @@ export class CheckFailedError extends OmieError {
       code: 'BUILD_CHECK_FAILED',
       exitCode: ExitCode.checkFailed,
       context,
-      hint: 'fix the failing requirements (see the report), add a waiver with a reason and expiry, or pass --no-check to package anyway',
+      hint: 'fix what each failing requirement names (the reports say why each protects the owner), add a waiver with a reason and expiry to the product, or pass --no-check to package anyway',
     });
   }
 }
 
 interface Keys {
   avbPem: string;
+  /** signing.apkKey: the product's apps and overlays. */
   apk: SigningKey;
+  /** The key of each AOSP key role, for base APKs signed with that role's public test key. */
+  roles: Record<ApkKeyRole, RoleKey>;
   release: boolean;
 }
 
@@ -126,22 +151,9 @@ async function resolveKeys(
   log: (l: string) => void,
 ): Promise<Keys> {
   const avbRef = resolveKeyRef(p.product.signing.avbKey, 'avb');
-  const apkRef = resolveKeyRef(p.product.signing.apkKey, 'apk');
   const avbPem = avbRef.keys?.avbPem ?? (avbRef.file as string);
-  // A file reference for APK signing names an AOSP-style key prefix: <prefix>.pk8 + <prefix>.x509.pem.
-  const apk: SigningKey = apkRef.keys?.apk ?? {
-    name: basename(apkRef.file as string),
-    keyPk8: `${(apkRef.file as string).replace(/\.(pk8|x509\.pem)$/, '')}.pk8`,
-    certPem: `${(apkRef.file as string).replace(/\.(pk8|x509\.pem)$/, '')}.x509.pem`,
-    keyPem: '',
-  };
-  for (const f of [apk.keyPk8, apk.certPem]) {
-    if (!existsSync(f))
-      throw new InputError(`APK signing key file not found: ${f}`, {
-        code: 'KEY_MISSING',
-        context: { file: f },
-      });
-  }
+  const apk = apkSigningKey(p.product.signing.apkKey);
+  const roles = await resolveRoleKeys(p.product.signing);
   let release = true;
   const blob = encodeAvbPublicKey(createPrivateKey(await readFile(avbPem)));
   if (isPublicTestKey(blob)) {
@@ -157,20 +169,23 @@ async function resolveKeys(
     }
     release = false;
   }
-  const apkCert = await certSha256(apk.certPem);
-  const known = defaultKnownSigners().lookup(apkCert);
-  if (known?.kind === 'public-test-key') {
+  const apkKeys = new Map<string, { certPem: string; sha256: string; from: string }>();
+  for (const r of Object.values(roles))
+    apkKeys.set(r.key.certPem, { certPem: r.key.certPem, sha256: r.certSha256, from: r.from });
+  for (const k of apkKeys.values()) {
+    const known = defaultKnownSigners().lookup(k.sha256);
+    if (known?.kind !== 'public-test-key') continue;
     if (!allowTestKeys) {
-      throw new InputError(`the APK signing key ${apk.certPem} is the public ${known.name}`, {
+      throw new InputError(`the APK signing key ${k.certPem} (${k.from}) is the public ${known.name}`, {
         code: 'TEST_KEY_REFUSED',
-        context: { key: apk.certPem, sha256: apkCert },
-        hint: 'use a partner key (`omie keys init <name>`), or --allow-test-keys for a non-release image',
+        context: { key: k.certPem, sha256: k.sha256, field: k.from },
+        hint: 'use a partner key (`omie keys init <name> [--roles ...]`), or --allow-test-keys for a non-release image',
       });
     }
     release = false;
   }
   if (!release) log('warning: signing with public test keys; the image is marked non-release');
-  return { avbPem, apk, release };
+  return { avbPem, apk, roles, release };
 }
 
 /**
@@ -207,56 +222,175 @@ function saltFor(p: ResolvedProduct, partition: string): string {
  * A base made by `omie sample-base` names its stand-in keys: which one plays Google's release
  * certificate and which one the public AOSP test key (real bases are matched by the real digests).
  */
-async function sampleBaseSigners(base: string): Promise<{ google: string[]; testKeys: string[] }> {
+async function sampleBaseSigners(
+  base: string,
+): Promise<{ google: string[]; testKeys: Map<string, ApkKeyRole> }> {
   const manifest = join(
     statSync(base, { throwIfNoEntry: false })?.isDirectory() ? base : dirname(base),
     'sample-base.json',
   );
-  if (!existsSync(manifest)) return { google: [], testKeys: [] };
+  if (!existsSync(manifest)) return { google: [], testKeys: new Map() };
   const m = JSON.parse(await readFile(manifest, 'utf8')) as {
     googleSigners?: string[];
     signers?: { testkey?: string };
   };
-  return { google: m.googleSigners ?? [], testKeys: m.signers?.testkey ? [m.signers.testkey] : [] };
+  // The stand-in plays AOSP's testkey, whose role is releasekey.
+  const testKeys = new Map<string, ApkKeyRole>(m.signers?.testkey ? [[m.signers.testkey, 'releasekey']] : []);
+  return { google: m.googleSigners ?? [], testKeys };
+}
+
+/** An APK of the base: where it is, what it is. */
+interface BaseApk {
+  partition: PartitionName;
+  /** Path inside the partition image. */
+  path: string;
+  /** Path relative to the partition root (where the plan puts a replacement). */
+  rel: string;
+  identity: ApkIdentity;
 }
 
 /**
- * Kept APKs signed with a public test key get the partner's key instead (as AOSP's release
- * signing does): anyone holds the test key, so anyone could ship an "update" of such an app.
+ * The APKs under each partition's framework/ (framework-res.apk, an OEM's framework resource
+ * APKs): the plan leaves them alone, but they are signed like any app, framework-res with the
+ * platform key that every android.uid.system app must share.
+ */
+async function frameworkApks(plan: Plan, readers: Map<string, FsReader>, work: string): Promise<BaseApk[]> {
+  const out: BaseApk[] = [];
+  const dir = join(work, 'framework-apks');
+  await mkdir(dir, { recursive: true });
+  const framework = (path: string, part: PartitionPlan) =>
+    path.endsWith('.apk') && path.startsWith(`${part.prefix}/framework/`);
+  for await (const f of planFiles(plan, readers, framework)) {
+    const host = join(dir, `${out.length}.apk`);
+    await f.fs.copyOut(f.path, host);
+    out.push({
+      partition: f.part.partition,
+      path: f.path,
+      rel: f.path.slice(f.part.prefix.length).replace(/^\//, ''),
+      identity: await readApkIdentity(host),
+    });
+  }
+  return out;
+}
+
+/** A base APK the image keeps, with the key role it is re-signed for (null: kept as signed). */
+interface KeptApk extends BaseApk {
+  role: ApkKeyRole | null;
+}
+
+/** The base APKs the plan keeps, framework ones included, each with its test-key role. */
+function keptBaseApks(
+  plan: Plan,
+  identities: Map<string, ApkIdentity>,
+  framework: BaseApk[],
+  roleOf: (signers: readonly string[]) => ApkKeyRole | null,
+): KeptApk[] {
+  const kept: BaseApk[] = plan.partitions.flatMap((part) =>
+    part.apks
+      .filter((apk) => apk.action === 'keep')
+      .map((apk) => ({
+        partition: part.partition,
+        path: apk.path,
+        rel: apk.path.slice(part.prefix.length).replace(/^\//, ''),
+        identity: identityOf(identities, `${part.partition}:${apk.path}`),
+      })),
+  );
+  return [...framework, ...kept].map((a) => ({ ...a, role: roleOf(a.identity.signers) }));
+}
+
+/** What a kept APK is for the shared UID check: the signer it ends with. */
+function sharedUidMember(apk: KeptApk, keys: Keys): SharedUidMember {
+  return {
+    where: `${apk.partition}:${apk.path}`,
+    package: apk.identity.package,
+    sharedUserId: apk.identity.sharedUserId,
+    signers: apk.role ? [keys.roles[apk.role].certSha256] : apk.identity.signers,
+  };
+}
+
+/**
+ * Kept APKs signed with a public test key get the partner's key of the same role instead (as
+ * AOSP's release signing does): anyone holds the test keys, so anyone could ship an "update" of
+ * such an app, or a new app joining its shared UID. framework-res and the other framework APKs
+ * are re-signed too, so that the apps sharing android.uid.system still match the framework.
  * `early` holds re-signings already started while the plan was made (by APK sha256).
  */
 async function resignTestKeyApks(
-  plan: Plan,
+  apks: KeptApk[],
   readers: Map<string, FsReader>,
-  testKeys: Set<string>,
-  key: SigningKey,
+  keys: Keys,
   work: string,
   early: Map<string, Promise<string>>,
 ): Promise<ExtraFile[]> {
-  const out: ExtraFile[] = [];
-  for (const part of plan.partitions) {
-    const fs = readers.get(part.partition);
-    if (!fs) continue;
-    for (const apk of part.apks) {
-      if (apk.action !== 'keep' || !apk.signers.some((s) => testKeys.has(s))) continue;
-      const dir = join(work, 'resign', part.partition);
-      await mkdir(dir, { recursive: true });
-      const original = join(dir, `${apk.package}.in.apk`);
-      await fs.copyOut(apk.path, original);
-      const started = early.get(await sha256File(original));
-      let resigned = join(dir, `${apk.package}.apk`);
-      if (started) resigned = await started;
-      else await resignApk(original, resigned, key);
-      out.push({
-        partition: part.partition,
-        path: apk.path.slice(part.prefix.length).replace(/^\//, ''),
-        source: resigned,
-        package: apk.package,
-        reason: `re-signed with the partner key: was signed with a public test key (${apk.signers.join(', ')})`,
-      });
-    }
+  const files: ExtraFile[] = [];
+  for (const [i, apk] of apks.entries()) {
+    if (!apk.role) continue;
+    const fs = readers.get(apk.partition)!;
+    const dir = join(work, 'resign', apk.partition);
+    await mkdir(dir, { recursive: true });
+    const original = join(dir, `${i}-${apk.identity.package}.in.apk`);
+    await fs.copyOut(apk.path, original);
+    const started = early.get(await sha256File(original));
+    let resigned = join(dir, `${i}-${apk.identity.package}.apk`);
+    if (started) resigned = await started;
+    else await resignApk(original, resigned, keys.roles[apk.role].key);
+    files.push({
+      partition: apk.partition,
+      path: apk.rel,
+      source: resigned,
+      package: apk.identity.package,
+      reason: `re-signed with the ${apk.role} key (${keys.roles[apk.role].from}): was signed with a public test key (${apk.identity.signers.join(', ')})`,
+    });
   }
-  return out;
+  return files;
+}
+
+function identityOf(identities: Map<string, ApkIdentity>, key: string): ApkIdentity {
+  const id = identities.get(key);
+  if (!id) throw new Error(`internal: the plan read no identity for ${key}`);
+  return id;
+}
+
+/**
+ * Every mac_permissions.xml of the base with its public test-key certificates replaced by the
+ * partner certificates of their roles (refused when that makes two stanzas name one key).
+ */
+async function macPermissionsFiles(
+  plan: Plan,
+  readers: Map<string, FsReader>,
+  roles: ReadonlyMap<string, ApkKeyRole>,
+  resignedRoles: ReadonlySet<ApkKeyRole>,
+  keys: Keys,
+  log: (line: string) => void,
+): Promise<ExtraFile[]> {
+  const found: Array<{ where: string; before: string; after: string; roles: ApkKeyRole[]; file: ExtraFile }> =
+    [];
+  const macPermissions = (path: string) => /\/etc\/selinux\/[^/]*mac_permissions\.xml$/.test(path);
+  for await (const { part, fs, path } of planFiles(plan, readers, macPermissions)) {
+    const before = (await fs.readFile(path)).toString('utf8');
+    const r = rewriteMacPermissions(before, roles, keys.roles, resignedRoles);
+    if (!r) continue;
+    const where = `${part.partition}:${path}`;
+    if (r.left.length)
+      log(
+        `warning: ${where} names the public test key of ${r.left.join(', ')}, whose APKs (inside APEXes) the build does not re-sign: left as it is`,
+      );
+    if (!r.roles.length) continue;
+    found.push({
+      where,
+      before,
+      after: r.text,
+      roles: r.roles,
+      file: {
+        partition: part.partition,
+        path: path.slice(part.prefix.length).replace(/^\//, ''),
+        content: r.text,
+        reason: `SELinux seinfo of the re-signed roles (${r.roles.join(', ')}): their partner certificates replace the public test keys`,
+      },
+    });
+  }
+  checkMacPermissionsUnique(found, keys.roles);
+  return found.map((f) => f.file);
 }
 
 async function frameworkRes(readers: Map<string, FsReader>, work: string): Promise<string> {
@@ -404,6 +538,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   const tag = `${process.pid}-${Date.now()}`;
   const work = join(dirname(outDir), `.${basename(outDir)}.work-${tag}`);
   const staging = join(dirname(outDir), `.${basename(outDir)}.tmp-${tag}`);
+  /** Where the conformance reports of a refused build go (the output itself is not written). */
+  const refusedDir = `${outDir}.refused`;
   const cleanup = () => {
     rmSync(staging, { recursive: true, force: true });
     if (!o.keepWork) rmSync(work, { recursive: true, force: true });
@@ -443,7 +579,11 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     const parts: PartitionInput[] = [];
     for (const part of device.partitions) {
       const img = base.images[part.name];
-      if (!img || part.fs === 'raw' || !EDITABLE.includes(part.name as PartitionName)) continue;
+      const signed = device.avb.footers.some((f) => f.partition === part.name);
+      const editable =
+        EDITABLE.includes(part.name as PartitionName) ||
+        (signed && DLKM.includes(part.name as PartitionName));
+      if (!img || part.fs === 'raw' || !editable) continue;
       const fs = await openFilesystem(img);
       readers.set(part.name, fs);
       parts.push({ name: part.name as PartitionName, fs });
@@ -516,29 +656,27 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       });
     }
     const sample = await sampleBaseSigners(basePath);
-    const testKeys = new Set([
-      ...defaultKnownSigners()
-        .signers.filter((k) => k.kind === 'public-test-key')
-        .map((k) => k.sha256),
-      ...sample.testKeys,
-    ]);
+    const roles = testKeyRoles(sample.testKeys);
+    const roleOf = (signers: readonly string[]) => roleOfSigners(signers, roles);
     const identities: IdentityCache = new Map();
-    // Re-signing a test-key APK starts a JVM (apksigner): it starts as soon as such an APK is
+    // Re-signing a test-key APK may start a JVM (apksigner): it starts as soon as such an APK is
     // identified, and runs on the other core while the rest of the plan is made.
     const early = new Map<string, Promise<string>>();
+    const apkIdentities = new Map<string, ApkIdentity>();
     const planOpts = {
       ...(await mainlinePolicy(resolved, new Date(sourceDateEpoch() * 1000))),
       googleSigners: sample.google,
       identify: async (apk: string) => {
         const [id, sha256] = await Promise.all([readApkIdentity(apk), sha256File(apk)]);
         identities.set(sha256, id);
-        if (keys && !early.has(sha256) && id.signers.some((x) => testKeys.has(x))) {
+        const role = roleOf(id.signers);
+        if (keys && role && !early.has(sha256)) {
           const dir = join(work, 'resign', 'early');
           await mkdir(dir, { recursive: true });
           const original = join(dir, `${sha256}.in.apk`);
           await copyFile(apk, original);
           const resigned = join(dir, `${sha256}.apk`);
-          const signing = resignApk(original, resigned, keys.apk).then(() => resigned);
+          const signing = resignApk(original, resigned, keys.roles[role].key).then(() => resigned);
           signing.catch(() => {}); // awaited if the APK is kept; settled below either way
           early.set(sha256, signing);
         }
@@ -547,13 +685,49 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       extraFiles,
       onProgress: o.onProgress,
       // Shared by both plans below: the re-plan after re-signing reads no APK again.
-      apkIdentities: new Map(),
+      apkIdentities,
     };
     let plan = await makePlan(parts, resolved, planOpts);
+    for (const part of plan.partitions)
+      for (const r of part.removals)
+        if (r.path.endsWith(`/${OTACERTS}`))
+          log(`warning: removing ${part.partition}:${r.path}: ${r.reason}`);
+    const apexes = await testKeyApexes(plan, readers, work);
+    if (apexes.length) {
+      const list = apexes.map((a) => `${a.partition}:${a.path} (${a.keys.join(', ')})`).join('; ');
+      const message = `${apexes.length} APEX(es) of the base are signed with public test keys, which the build does not re-sign: ${list}`;
+      if (o.dryRun || o.allowTestKeys) log(`warning: ${message}`);
+      else
+        throw new InputError(message, {
+          code: 'APEX_TEST_KEY',
+          context: { apexes },
+          hint: 'anyone could sign an update of them: re-sign them with your keys before the build (AOSP sign_apex / sign_target_files_apks with your apexkeys), use a base whose APEXes carry release keys, or pass --allow-test-keys for a non-release image',
+        });
+    }
     if (keys) {
-      const resigned = await resignTestKeyApks(plan, readers, testKeys, keys.apk, work, early);
-      if (resigned.length)
-        plan = await makePlan(parts, resolved, { ...planOpts, extraFiles: [...extraFiles, ...resigned] });
+      const framework = await frameworkApks(plan, readers, work);
+      const kept = keptBaseApks(plan, apkIdentities, framework, roleOf);
+      const resignedRoles = new Set(kept.flatMap((a) => (a.role ? [a.role] : [])));
+      checkRoleKeysDistinct(resignedRoles, keys.roles);
+      const added = plan.partitions.flatMap((part) =>
+        part.additions
+          .filter((a) => a.package && a.sha256 && identities.has(a.sha256))
+          .map((a) => {
+            const id = identities.get(a.sha256!)!;
+            return {
+              where: `${part.partition}:${a.path}`,
+              package: id.package,
+              sharedUserId: id.sharedUserId,
+              signers: id.signers,
+            };
+          }),
+      );
+      checkSharedUids([...kept.map((a) => sharedUidMember(a, keys)), ...added]);
+      const selinux = await macPermissionsFiles(plan, readers, roles, resignedRoles, keys, log);
+      const resigned = await resignTestKeyApks(kept, readers, keys, work, early);
+      const more = [...resigned, ...selinux];
+      if (more.length)
+        plan = await makePlan(parts, resolved, { ...planOpts, extraFiles: [...extraFiles, ...more] });
     }
     // Re-signings of APKs the plan removes are not used; none may outlive the build.
     await Promise.allSettled(early.values());
@@ -562,7 +736,10 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     // Google's Mainline modules, WebView or setup wizard removed with nothing in their place
     // would leave a device that does not work: refuse (a dry run warns).
     if (plan.refusals.length) {
-      const message = `the plan removes ${plan.refusals.length} platform component(s) nothing replaces: ${plan.refusals.map((r) => r.message).join('; ')}`;
+      const message = [
+        `the plan removes ${plan.refusals.length} platform component(s) nothing replaces:`,
+        ...plan.refusals.map((r) => `  - ${r.message}`),
+      ].join('\n');
       if (o.dryRun) log(`warning: ${message}`);
       else
         throw new InputError(message, {
@@ -578,10 +755,18 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       : await apksTheCheckRefuses(plan, resolved, new Date(sourceDateEpoch() * 1000));
     if (refused.length) {
       const requirements = [...new Set(refused.map((r) => r.requirement))];
-      const list = refused
-        .map((r) => `${r.package}${r.where ? ` (${r.where})` : ''}: ${r.requirement}, ${r.because}`)
-        .join('; ');
-      const message = `the plan keeps ${refused.length} APK(s) that ${requirements.join(' and ')} (no Google package or signer) forbid, so the check would fail: ${list}`;
+      const lines = requirements.flatMap((id) => {
+        const apks = refused.filter((r) => r.requirement === id);
+        return [
+          `  ${id}:`,
+          ...apks.slice(0, 5).map((r) => `    - ${r.package}${r.where ? ` (${r.where})` : ''}: ${r.because}`),
+          ...(apks.length > 5 ? [`    … and ${apks.length - 5} more (see context.apks with --json)`] : []),
+        ];
+      });
+      const message = [
+        `the plan keeps ${refused.length} APK(s) that ${requirements.join(' and ')} (no Google package or signer) forbid, so the check would fail:`,
+        ...lines,
+      ].join('\n');
       if (o.dryRun) log(`warning: ${message}`);
       else
         throw new OmieError(message, {
@@ -798,13 +983,26 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
           reportDir: join(outDir, 'check'),
         };
         if (!run.report.summary.conforms) {
-          const failed = run.report.results.filter(
-            (r) => r.level === 'MUST' && (r.status === 'fail' || r.status === 'error'),
-          );
+          // The output is not published, but the reports of the refusal are: beside it.
+          await rm(refusedDir, { recursive: true, force: true });
+          await rename(join(staging, 'check'), refusedDir);
+          const reportPath = join(refusedDir, REPORT_FILES.html);
+          const failed = failingResults(run.report).filter((r) => r.level === 'MUST');
+          const digest = failureDigest({ ...run.report, results: failed }, { reportPath });
           throw new CheckFailedError(
-            `the image fails ${failed.length} MUST requirement(s) of the Omie spec: ${failed.map((r) => r.id).join(', ')}`,
+            [
+              `the image fails ${failed.length} MUST requirement(s) of the Omie spec, so nothing was written to ${outDir}:`,
+              ...digest.map((l) => `  ${l}`),
+              `reports: ${reportPath} (and report.json, junit.xml, report.sarif beside it)`,
+            ].join('\n'),
             {
-              failed: failed.map((r) => ({ id: r.id, title: r.title, message: r.message })),
+              reports: refusedDir,
+              failed: failed.map((r) => ({
+                id: r.id,
+                title: r.title,
+                message: r.message,
+                evidence: r.evidence.slice(0, 5),
+              })),
             },
           );
         }
@@ -839,6 +1037,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
           .update(encodeAvbPublicKey(createPrivateKey(await readFile(keys.avbPem))))
           .digest('hex'),
         apkCertSha256: await certSha256(keys.apk.certPem),
+        // The key each AOSP key role was re-signed with (signing.apkKeys, else signing.apkKey).
+        apkRoleCertSha256: Object.fromEntries(Object.entries(keys.roles).map(([r, k]) => [r, k.certSha256])),
       },
       personalCloud: cloud ? JSON.parse(cloud.json) : null,
       inputs,
@@ -858,6 +1058,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     if (existsSync(outDir)) await rename(outDir, old);
     await rename(staging, outDir);
     await rm(old, { recursive: true, force: true });
+    // Reports of an earlier refusal no longer describe the output.
+    await rm(refusedDir, { recursive: true, force: true });
     return { dryRun: false, plan, outDir, files: outputs, check, release: keys.release };
   } catch (e) {
     if (e instanceof OmieError) throw e;

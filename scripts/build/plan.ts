@@ -18,10 +18,10 @@ import { parseArsc } from '../formats/apk/arsc.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
 import { type ApkManifest, parseManifest } from '../formats/apk/manifest.ts';
 import { verifyApkSignatures } from '../formats/apk/signing/index.ts';
-import { ZipArchive } from '../formats/apk/zip.ts';
+import { bufferSource, ZipArchive } from '../formats/apk/zip.ts';
 import { FileContexts } from '../fs/selinux.ts';
 import type { FsEntry, FsReader } from '../fs/types.ts';
-import { certSha256, openKeys } from '../keys/store.ts';
+import { certSha256, certSha256Of, openKeys } from '../keys/store.ts';
 import type { ResolvedApp, ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
 import {
@@ -32,6 +32,7 @@ import {
   type PropEdit,
   parseProps,
   propPatternMatches,
+  releaseTags,
 } from './props.ts';
 import { declaredLibraries, removePackageReferences, type XmlReference, xmlAttr } from './xml-edits.ts';
 
@@ -104,7 +105,22 @@ export const ENFORCED_PROPS: Readonly<Record<string, string>> = {
 /** Directories whose XMLs configure packages (frameworks/base SystemConfig + default-permissions). */
 const CONFIG_DIRS = ['etc/permissions', 'etc/sysconfig', 'etc/default-permissions', 'etc/preferred-apps'];
 
-export type PartitionName = 'system' | 'system_ext' | 'product' | 'vendor' | 'odm';
+export type PartitionName =
+  | 'system'
+  | 'system_ext'
+  | 'product'
+  | 'vendor'
+  | 'odm'
+  | 'system_dlkm'
+  | 'vendor_dlkm'
+  | 'odm_dlkm';
+
+/**
+ * The partitions whose ro.product.<partition>.* init reads to derive ro.product.*
+ * (property_service.cpp RO_PRODUCT_PROPS_ALLOWED_SOURCES): the product's identity goes there.
+ * The kernel-module partitions (*_dlkm) only get release-keys tags, as sign_target_files_apks does.
+ */
+const IDENTITY_NAMESPACES: readonly PartitionName[] = ['system', 'system_ext', 'product', 'vendor', 'odm'];
 
 export interface PartitionInput {
   name: PartitionName;
@@ -119,6 +135,8 @@ export interface ApkIdentity {
   signers: string[];
   /** Whether the signatures verify. */
   verified: boolean;
+  /** android:sharedUserId (members of one shared UID must share a signer). */
+  sharedUserId?: string | null;
   /** A WebView provider: its manifest names the library WebViewFactory loads (com.android.webview.WebViewLibrary). */
   webviewProvider?: boolean;
 }
@@ -303,6 +321,7 @@ export async function readApkIdentity(path: string): Promise<ApkIdentity> {
       versionName: manifest.versionName,
       signers: sig.signers.map((s) => s.sha256.toLowerCase()),
       verified: sig.verified,
+      sharedUserId: manifest.sharedUserId,
       ...(webview ? { webviewProvider: true } : {}),
     };
   } finally {
@@ -374,6 +393,10 @@ const OWN_CONTEXTS: Record<PartitionName, string> = {
   product: 'etc/selinux/product_file_contexts',
   vendor: 'etc/selinux/vendor_file_contexts',
   odm: 'etc/selinux/odm_file_contexts',
+  // Kernel-module partitions carry no file_contexts of their own (system's labels them).
+  system_dlkm: 'etc/selinux/system_dlkm_file_contexts',
+  vendor_dlkm: 'etc/selinux/vendor_dlkm_file_contexts',
+  odm_dlkm: 'etc/selinux/odm_dlkm_file_contexts',
 };
 
 /** Computes the plan for a product over the opened partitions of its base. */
@@ -682,6 +705,20 @@ export async function makePlan(
         });
     }
   }
+
+  // 2b. OTA certificates that are public test keys (a test-keys build's otacerts.zip).
+  for (const c of ctxs)
+    for (const r of [{ root: c.prefix }, ...nestedRoots(c)]) {
+      const path = `${r.root}/${OTACERTS}`;
+      if (c.byPath.get(path)?.type !== 'file') continue;
+      const keys = await otacertsTestKeys(await c.input.fs.readFile(path), `${c.input.name}:${path}`);
+      if (keys.length)
+        c.plan.removals.push({
+          path,
+          kind: 'file',
+          reason: `OTA certificate(s) ${keys.join(', ')}: public test key(s), anyone could sign an update this device installs (no OTA is accepted until the partner's OTA certificate is written)`,
+        });
+    }
 
   // 3. The product's apps, with allowlists.
   const personalClouds = product.apps.filter((a) => a.role === 'personal-cloud');
@@ -995,6 +1032,54 @@ export function personalCloudXml(app: Pick<ResolvedApp, 'package' | 'name'>): st
 `;
 }
 
+/**
+ * The files of the planned partitions that `match` (their path inside the image, under the
+ * partition's prefix), each with the reader of its partition.
+ */
+export async function* planFiles(
+  plan: Plan,
+  readers: ReadonlyMap<string, FsReader>,
+  match: (path: string, part: PartitionPlan) => boolean,
+): AsyncGenerator<{ part: PartitionPlan; fs: FsReader; path: string }> {
+  for (const part of plan.partitions) {
+    const fs = readers.get(part.partition);
+    if (!fs) continue;
+    for (const e of await fs.list())
+      if (e.type === 'file' && e.path.startsWith(`${part.prefix}/`) && match(e.path, part))
+        yield { part, fs, path: e.path };
+  }
+}
+
+/** Where recovery and update_engine read the certificates an OTA must be signed with. */
+export const OTACERTS = 'etc/security/otacerts.zip';
+
+/**
+ * Names of the public test keys among the certificates of an otacerts.zip (PEM or DER entries,
+ * as AOSP's releasetools write them). An unreadable archive is not judged (nothing to verify with).
+ */
+export async function otacertsTestKeys(zipBytes: Buffer, name: string): Promise<string[]> {
+  const known = defaultKnownSigners();
+  const out: string[] = [];
+  let zip: ZipArchive;
+  try {
+    zip = await ZipArchive.open(bufferSource(zipBytes, name));
+  } catch {
+    return [];
+  }
+  for (const e of zip.entries) {
+    if (e.name.endsWith('/')) continue;
+    let sha: string;
+    try {
+      sha = certSha256Of(await zip.read(e, 1024 * 1024));
+    } catch {
+      continue;
+    }
+    const k = known.lookup(sha);
+    if (k?.kind === 'public-test-key') out.push(`${e.name} (${k.name})`);
+  }
+  return out;
+}
+
 /** Property files per partition, relative to its prefix, in the order init loads them. */
 const PROP_FILES = ['etc/prop.default', 'build.prop', 'etc/build.prop', 'default.prop'];
 
@@ -1020,6 +1105,10 @@ async function planProps(
         if (c.byPath.get(path)?.type === 'file')
           files.push({ c, part: r.name, path, text: (await c.input.fs.readFile(path)).toString('utf8') });
       }
+  // Each partition's own build.prop (not prop.default): where its namespace's identity keys go
+  // when the base lacks them (a GSI's system has no ro.product.system.* of the product's).
+  const own = new Map<PartitionName, (typeof files)[number]>();
+  for (const f of files) if (/\/build\.prop$/.test(f.path) && !own.has(f.part)) own.set(f.part, f);
   const main =
     files.find((f) => f.c.input.name === 'system' && f.path.endsWith('/build.prop')) ??
     files.find((f) => f.path.endsWith('/build.prop'));
@@ -1041,7 +1130,10 @@ async function planProps(
     for (const e of parseProps(f.text)) present.add(e.key);
     byFile.set(
       `${f.c.input.name}:${f.path}`,
-      propEditsFor(f.text, f.part, id, removePatterns, sets, isRemoved, fallback),
+      propEditsFor(f.text, f.part, id, removePatterns, sets, isRemoved, fallback, {
+        complete: own.get(f.part) === f,
+        main: main === f,
+      }),
     );
   }
   if (main) {
@@ -1061,9 +1153,19 @@ async function planProps(
   }
 }
 
+/** The identity fields of every partition namespace (ro.product.<partition>.<field>). */
+const IDENTITY_FIELDS = ['brand', 'manufacturer', 'model', 'device', 'name'] as const;
+
 /**
  * Property edits for one file. `part` is the partition name used in namespaced keys
- * (ro.product.<part>.brand, ro.<part>.build.fingerprint).
+ * (ro.product.<part>.brand, ro.<part>.build.fingerprint). Every identity key and fingerprint the
+ * file has becomes the product's, with the release-keys tags of a release build (what AOSP's
+ * sign_target_files_apks does to a test-keys build's tags). With `complete` (the partition's own
+ * build.prop), the keys of its namespace it lacks are added; with `main` (the system build.prop,
+ * loaded first), so are ro.product.<field>, ro.build.fingerprint and ro.build.tags themselves:
+ * init derives those only when unset, from the first partition of
+ * ro.product.property_source_order that sets them, which could be a vendor image the build
+ * does not touch, so they are set outright.
  */
 export function propEditsFor(
   text: string,
@@ -1073,6 +1175,7 @@ export function propEditsFor(
   sets: Readonly<Record<string, string>>,
   isRemovedPackage: (pkg: string) => boolean,
   fallback: { release: string; buildId: string; incremental: string },
+  opts: { complete?: boolean; main?: boolean } = {},
 ): PropEdit[] {
   const props = parseProps(text);
   const edits: PropEdit[] = [];
@@ -1091,7 +1194,6 @@ export function propEditsFor(
     if (prev >= 0) edits[prev] = { op: 'set', key: k, value: v, reason };
     else if (value(k) !== v) edits.push({ op: 'set', key: k, value: v, reason });
   };
-  const ns = ['', `${part}.`];
   const release =
     value(`ro.${part}.build.version.release`) ?? value('ro.build.version.release') ?? fallback.release;
   const buildId = value(`ro.${part}.build.id`) ?? value('ro.build.id') ?? fallback.buildId;
@@ -1100,15 +1202,30 @@ export function propEditsFor(
     value('ro.build.version.incremental') ??
     fallback.incremental;
   const fp = buildFingerprint(id, release, buildId, incremental);
-  for (const field of ['brand', 'manufacturer', 'model', 'device', 'name'] as const)
-    for (const n of ns)
-      if (keys.includes(`ro.product.${n}${field}`))
-        set(`ro.product.${n}${field}`, id[field], 'product identity');
-  for (const n of ns) {
-    if (keys.includes(`ro.${n}build.fingerprint`))
-      set(`ro.${n}build.fingerprint`, fp, 'fingerprint of the Omie build');
-    if (keys.includes(`ro.${n}build.tags`)) set(`ro.${n}build.tags`, 'release-keys', 'release build');
-    if (keys.includes(`ro.${n}build.type`)) set(`ro.${n}build.type`, 'user', 'release build');
+  const identity = IDENTITY_NAMESPACES.includes(part);
+  const required = new Set<string>();
+  if (opts.complete && identity) {
+    for (const field of IDENTITY_FIELDS) required.add(`ro.product.${part}.${field}`);
+    required.add(`ro.${part}.build.fingerprint`);
+  }
+  if (opts.main) {
+    for (const field of IDENTITY_FIELDS) required.add(`ro.product.${field}`);
+    required.add('ro.build.fingerprint');
+    required.add('ro.build.tags');
+  }
+  const added = (k: string) => (keys.includes(k) ? '' : ' (added: the base lacks it)');
+  for (const k of [...keys, ...[...required].filter((x) => !keys.includes(x))]) {
+    const field = /^ro\.product\.(?:[a-z0-9_]+\.)?(brand|manufacturer|model|device|name)$/.exec(k)?.[1] as
+      | (typeof IDENTITY_FIELDS)[number]
+      | undefined;
+    const fingerprint = /^ro\.(?:[a-z0-9_]+\.)?build\.fingerprint$/.test(k);
+    if (field && identity) set(k, id[field], `product identity${added(k)}`);
+    else if (fingerprint && identity) set(k, fp, `fingerprint of the Omie build${added(k)}`);
+    else if (fingerprint) set(k, releaseTags(value(k) ?? '', '/'), 'release build');
+    else if (/^ro\.(?:[a-z0-9_]+\.)?build\.thumbprint$/.test(k))
+      set(k, releaseTags(value(k) ?? '', '/'), 'release build');
+    else if (/^ro\.(?:[a-z0-9_]+\.)?build\.tags$/.test(k)) set(k, 'release-keys', `release build${added(k)}`);
+    else if (identity && /^ro\.(?:[a-z0-9_]+\.)?build\.type$/.test(k)) set(k, 'user', 'release build');
   }
   if (keys.includes('ro.build.description'))
     set(

@@ -118,3 +118,18 @@ export function buildDescription(
 ): string {
   return `${id.name}-user ${release} ${buildId} ${incremental} release-keys`;
 }
+
+/**
+ * The tags of a release build in place of a test build's, as AOSP's sign_target_files_apks
+ * EditTags does to the last `sep`-separated piece of a value (ro.build.thumbprint
+ * "…:user/test-keys"): test-keys and dev-keys go, release-keys comes, the others stay (sorted).
+ */
+export function releaseTags(value: string, sep: string): string {
+  const at = value.lastIndexOf(sep);
+  const tags = new Set(value.slice(at + 1).split(','));
+  tags.delete('test-keys');
+  tags.delete('dev-keys');
+  tags.delete('');
+  tags.add('release-keys');
+  return `${value.slice(0, at + 1)}${[...tags].sort().join(',')}`;
+}

@@ -37,6 +37,9 @@ export function jsonReplacer(_key: string, v: unknown): unknown {
   return v;
 }
 
+/** Longest structured context value shown to people as JSON. */
+const CONTEXT_WIDTH = 300;
+
 export function printError(e: OmieError, json: boolean): void {
   if (json) {
     process.stdout.write(`${JSON.stringify({ ok: false, error: e.toJSON() }, jsonReplacer, 2)}\n`);
@@ -45,7 +48,11 @@ export function printError(e: OmieError, json: boolean): void {
   const lines = [`error: ${e.message}`];
   for (const [k, v] of Object.entries(e.context)) {
     if (v === undefined || k === 'stack' || (typeof v === 'string' && e.message.includes(v))) continue;
-    lines.push(`  ${k}: ${typeof v === 'string' ? v : JSON.stringify(v, jsonReplacer)}`);
+    let text = typeof v === 'string' ? v : JSON.stringify(v, jsonReplacer);
+    // Long structured context (lists of offenders, which the message sums up) is for scripts.
+    if (typeof v !== 'string' && text.length > CONTEXT_WIDTH)
+      text = Array.isArray(v) ? `${v.length} item(s), listed with --json` : 'listed with --json';
+    lines.push(`  ${k}: ${text}`);
   }
   if (e.hint) lines.push(`  hint: ${e.hint}`);
   if (e.exitCode === ExitCode.environment && e.code === 'INTERNAL' && e.context.stack)

@@ -5,7 +5,7 @@
 import { basename } from 'node:path';
 import { asOmieError } from '../errors.ts';
 import type { MainlineModule } from './mainline.ts';
-import type { ProductFacts } from './product.ts';
+import type { ProductFacts, RepoApp } from './product.ts';
 import type { Profile, Requirement } from './spec-schema.ts';
 import type { ApexFacts, ApexRef, ApkFacts, ApkRef, SystemView } from './view.ts';
 import { allElements, parseXml, type XmlElement } from './xml.ts';
@@ -51,6 +51,10 @@ export interface SpecData {
   repoPins: Map<string, string[]>;
   /** Google's Mainline modules and their AOSP replacements (spec/mainline-modules.yaml). */
   mainline?: MainlineModule[];
+  /** Apps declared in prebuilt-apps/ of the repository (role, internet reason), by package. */
+  repoApps?: Map<string, RepoApp>;
+  /** Signers the repository's products vouch for (APK key, trust.baseSigners), with the product file. */
+  repoProductSigners?: Array<{ sha256: string; source: string }>;
 }
 
 export const CONFIG_DIRS = [
@@ -119,6 +123,29 @@ export class Facts {
       }
       return out;
     });
+  }
+
+  /**
+   * Why a check that reads `input` has nothing to judge on this view, or undefined when the
+   * input is there. A check returns not-applicable with this reason instead of passing on nothing.
+   */
+  async missing(input: 'apks' | 'config-xmls' | 'props' | 'framework-res'): Promise<string | undefined> {
+    switch (input) {
+      case 'apks':
+        return (await this.apps()).length ? undefined : 'no APK on any partition: nothing to check';
+      case 'config-xmls':
+        return (await this.configXmls()).length
+          ? undefined
+          : `no XML under ${CONFIG_DIRS.join(', ')} of any partition: nothing to check`;
+      case 'props':
+        return Object.keys(await this.props()).length
+          ? undefined
+          : 'no build.prop (or getprop) to read: nothing to check';
+      case 'framework-res':
+        return (await this.frameworkRes())
+          ? undefined
+          : 'framework-res.apk (package android) is not on the image, so the platform defaults cannot be read';
+    }
   }
 
   /** framework-res.apk (package `android`), when present. */

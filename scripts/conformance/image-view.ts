@@ -24,6 +24,7 @@ import {
   type ApexRef,
   type ApkFacts,
   type ApkRef,
+  CMDLINE_PARTITIONS,
   type FileEntry,
   mergedBuildProps,
   type SystemView,
@@ -47,8 +48,6 @@ interface Mounted {
 
 /** Partitions a GSI keeps inside system.img, at /system/<name> (the root /<name> links there). */
 const NESTED_IN_SYSTEM = ['system_ext', 'product'];
-
-const BOOT_PARTITIONS = ['boot', 'init_boot', 'vendor_boot'];
 
 /** Opens an image for checking. Throws InputError when the input is not an image we can read. */
 export async function imageView(input: string, opts: ImageViewOptions = {}): Promise<SystemView> {
@@ -269,7 +268,7 @@ function makeView(
     },
     async kernelCmdline() {
       const parts: string[] = [];
-      for (const b of BOOT_PARTITIONS) {
+      for (const b of CMDLINE_PARTITIONS) {
         if (!images[b]) continue;
         try {
           const info = await readBootImage(images[b]);

@@ -7,14 +7,14 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { certSha256Of, omieHome } from '../keys/store.ts';
+import type { AppRole } from '../model/app-roles.ts';
 import type { ResolvedProduct } from '../model/index.ts';
-import type { AppYaml } from '../model/schemas.ts';
 import type { Waiver } from './spec-schema.ts';
 
 export interface ProductApp {
   name: string;
   package: string;
-  role: AppYaml['role'];
+  role: AppRole;
   partition: string;
   privileged: boolean;
   privilegedPermissions: string[];
@@ -63,11 +63,14 @@ export function certSha256(file: string): string | undefined {
   }
 }
 
-/** Digest of the certificate of a named key in $OMIE_HOME/keys/<name>/ (any *.x509.pem / cert.pem there). */
+/**
+ * Digest of the certificate of a named key in $OMIE_HOME/keys/<name>/: its APK signing key
+ * (apk.x509.pem, see `omie keys init`), else any *.x509.pem / cert.pem there.
+ */
 export function namedKeyCertSha256(name: string): string | undefined {
   const dir = join(omieHome(), 'keys', name);
   if (!existsSync(dir)) return undefined;
-  for (const f of readdirSync(dir).sort()) {
+  for (const f of ['apk.x509.pem', ...readdirSync(dir).sort()]) {
     if (!/(\.x509\.pem|cert\.pem|\.crt|\.der)$/.test(f)) continue;
     const d = certSha256(join(dir, f));
     if (d) return d;
@@ -100,6 +103,9 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
     personalCloud: p.personalCloud ? { defaultRemote: p.personalCloud.defaultRemote } : undefined,
     partnerSignerSha256: [
       partnerKeyCertSha256(p.signing.apkKey),
+      ...Object.entries(p.signing.apkKeys ?? {}).map(([role, ref]) =>
+        ref ? partnerKeyCertSha256(ref, role) : undefined,
+      ),
       ...p.trust.baseSigners.map((b) => ('sha256' in b ? b.sha256 : certSha256(expandHome(b.cert)))),
     ].filter((x): x is string => Boolean(x)),
     avb: r.device.avb
@@ -117,40 +123,106 @@ export function expandHome(p: string): string {
   return p.replace(/^\$OMIE_HOME(?=\/|$)/, omieHome()).replace(/^~(?=\/)/, homedir());
 }
 
-/** The product's APK signing key certificate: a named key set, or an AOSP-style <prefix>.x509.pem. */
-function partnerKeyCertSha256(ref: ResolvedProduct['product']['signing']['apkKey']): string | undefined {
-  if ('name' in ref) return namedKeyCertSha256(ref.name);
+/**
+ * The certificate of one of the product's APK signing keys: a named key set's apk key (or its
+ * `<role>` key), or an AOSP-style <prefix>.x509.pem.
+ */
+function partnerKeyCertSha256(
+  ref: ResolvedProduct['product']['signing']['apkKey'],
+  role?: string,
+): string | undefined {
+  if ('name' in ref) return certSha256(join(omieHome(), 'keys', ref.name, `${role ?? 'apk'}.x509.pem`));
   const file = 'file' in ref ? ref.file.replace(/^~(?=\/)/, homedir()) : process.env[ref.env];
   return file ? certSha256(`${file.replace(/\.(pk8|x509\.pem)$/, '')}.x509.pem`) : undefined;
 }
 
+/** What the repository's prebuilt-apps/<App>/app.yaml declares about one app. */
+export interface RepoApp {
+  package: string;
+  role?: string;
+  /** Pinned signer certificate digests (a named key resolves only where the key is). */
+  signerSha256: string[];
+  internetReason?: string;
+  /** The app.yaml, for evidence. */
+  file: string;
+}
+
 /**
- * Signer pins of every app under `<repoRoot>/prebuilt-apps/` (used without a product, so an
- * image is still held to the pins the repository declares).
+ * Every app under `<repoRoot>/prebuilt-apps/` (used without a product, so an image is still held
+ * to what the repository declares). Read leniently: an invalid app.yaml is `omie validate`'s to report.
  */
-export function repoSignerPins(repoRoot: string): Map<string, string[]> {
-  const out = new Map<string, string[]>();
+export function repoApps(repoRoot: string): Map<string, RepoApp> {
+  const out = new Map<string, RepoApp>();
   const dir = join(repoRoot, 'prebuilt-apps');
   if (!existsSync(dir)) return out;
-  for (const name of readdirSync(dir)) {
-    const f = join(dir, name, 'app.yaml');
-    if (!existsSync(f)) continue;
+  for (const name of readdirSync(dir).sort()) {
+    const file = join(dir, name, 'app.yaml');
+    if (!existsSync(file)) continue;
     try {
-      const y = parse(readFileSync(f, 'utf8')) as {
+      const y = parse(readFileSync(file, 'utf8')) as {
         package?: string;
+        role?: string;
         signer?: { sha256?: string[]; key?: string };
+        internet?: { reason?: string };
       };
-      if (!y?.package || !y.signer) continue;
+      if (!y?.package) continue;
       const pins =
-        y.signer.sha256 ??
-        [y.signer.key ? namedKeyCertSha256(y.signer.key) : undefined].filter((x): x is string => Boolean(x));
-      out.set(
-        y.package,
-        pins.map((s) => s.toLowerCase()),
-      );
+        y.signer?.sha256 ??
+        [y.signer?.key ? namedKeyCertSha256(y.signer.key) : undefined].filter((x): x is string => Boolean(x));
+      out.set(y.package, {
+        package: y.package,
+        role: y.role,
+        signerSha256: pins.map((s) => s.toLowerCase()),
+        internetReason: y.internet?.reason,
+        file,
+      });
     } catch {
       /* an invalid app.yaml is reported by `omie validate`, not here */
     }
   }
   return out;
+}
+
+/** Signer pins of every app under `<repoRoot>/prebuilt-apps/`: package → digests. */
+export function repoSignerPins(repoRoot: string): Map<string, string[]> {
+  return new Map([...repoApps(repoRoot).values()].map((a) => [a.package, a.signerSha256]));
+}
+
+/**
+ * Signers the repository's products vouch for (each product's APK signing key, which signs its
+ * overlays and re-signed apps, and its `trust.baseSigners`), with the product file that does.
+ * Used without a product: the image is then held to what any product of the repository trusts.
+ */
+export function repoProductSigners(repoRoot: string): Array<{ sha256: string; source: string }> {
+  const out: Array<{ sha256: string; source: string }> = [];
+  for (const file of productFiles(repoRoot)) {
+    try {
+      const y = parse(readFileSync(file, 'utf8')) as {
+        signing?: { apkKey?: ResolvedProduct['product']['signing']['apkKey'] };
+        trust?: { baseSigners?: Array<{ sha256?: string; cert?: string }> };
+      };
+      const digests = [
+        typeof y?.signing?.apkKey === 'object' ? partnerKeyCertSha256(y.signing.apkKey) : undefined,
+        ...(y?.trust?.baseSigners ?? []).map((b) =>
+          b.sha256 ? b.sha256.toLowerCase() : b.cert ? certSha256(expandHome(b.cert)) : undefined,
+        ),
+      ];
+      for (const sha256 of digests) if (sha256) out.push({ sha256, source: file });
+    } catch {
+      /* an invalid product is reported by `omie validate`, not here */
+    }
+  }
+  return out;
+}
+
+/** device/<vendor>/<codename>/products/*.yaml of a repository. */
+function productFiles(repoRoot: string): string[] {
+  const out: string[] = [];
+  const ls = (d: string) => (existsSync(d) ? readdirSync(d, { withFileTypes: true }) : []);
+  for (const vendor of ls(join(repoRoot, 'device')).filter((e) => e.isDirectory()))
+    for (const codename of ls(join(repoRoot, 'device', vendor.name)).filter((e) => e.isDirectory())) {
+      const dir = join(repoRoot, 'device', vendor.name, codename.name, 'products');
+      for (const f of ls(dir)) if (f.isFile() && /\.ya?ml$/.test(f.name)) out.push(join(dir, f.name));
+    }
+  return out.sort();
 }

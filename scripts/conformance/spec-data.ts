@@ -10,7 +10,7 @@ import { parse } from 'yaml';
 import { InputError } from '../errors.ts';
 import type { SpecData, TrackerSignature } from './context.ts';
 import { loadMainlineModules } from './mainline.ts';
-import { repoSignerPins } from './product.ts';
+import { repoApps, repoProductSigners, repoSignerPins } from './product.ts';
 
 /**
  * Used only when spec/trackers.yaml is absent: the most common tracker SDKs by their Exodus
@@ -136,5 +136,7 @@ export async function loadSpecData(specDir: string, repoRoot?: string): Promise<
     knownSigners: await loadKnownSigners(specDir),
     repoPins: repoRoot ? repoSignerPins(repoRoot) : new Map(),
     mainline: await loadMainlineModules(specDir),
+    repoApps: repoRoot ? repoApps(repoRoot) : new Map(),
+    repoProductSigners: repoRoot ? repoProductSigners(repoRoot) : [],
   };
 }

@@ -164,6 +164,9 @@ export interface SystemView {
   close(): Promise<void>;
 }
 
+/** Boot-type partitions whose headers carry a kernel command line or bootconfig. */
+export const CMDLINE_PARTITIONS = ['boot', 'init_boot', 'vendor_boot'];
+
 /** Every file under `dir` of a partition, depth first; skips symlinks' targets. */
 export async function walk(
   view: SystemView,

@@ -18,6 +18,7 @@ export type DeviceState =
   | 'bootloader'
   | 'fastbootd'
   | 'unreachable'
+  | 'no permissions'
   | string;
 
 export interface DiscoveredDevice {
@@ -26,6 +27,8 @@ export interface DiscoveredDevice {
   protocol: 'adb' | 'fastboot';
   transport: 'usb' | 'tcp';
   state: DeviceState;
+  /** USB bus and port path ("1-1.4"), for USB devices: `usb:<port>` selects the device by it. */
+  port?: string;
   /** The device's own serial number (ro.serialno / getvar serialno) when readable. */
   serial?: string;
   product?: string;
@@ -147,22 +150,27 @@ async function fastbootTcp(address: string, timeoutMs: number): Promise<Discover
 }
 
 async function fastbootUsb(timeoutMs: number): Promise<DiscoveredDevice[]> {
-  const { listUsbFastbootDevices } = await import('./fastboot/usb.ts');
+  const { listUsbFastbootDevices, usbAddresses } = await import('./fastboot/usb.ts');
   const found = await listUsbFastbootDevices();
+  const ids = usbAddresses(found);
   const out: DiscoveredDevice[] = [];
-  for (const dev of found) {
+  for (const [i, dev] of found.entries()) {
     const base: DiscoveredDevice = {
-      id: dev.serial,
+      id: ids[i],
       protocol: 'fastboot',
       transport: 'usb',
       state: 'bootloader',
+      port: dev.port,
+      ...(dev.serial ? { serial: dev.serial } : {}),
     };
     let client: FastbootClient | undefined;
     try {
       client = new FastbootClient(await dev.open(), { timeoutMs });
       out.push({ ...base, ...(await identifyFastboot(client)) });
     } catch (e) {
-      out.push({ ...base, state: 'unreachable', error: msg(e) });
+      // As adb and fastboot say it: the device is there, its node is not open to this user.
+      const denied = e instanceof OmieError && e.code === 'USB_ACCESS';
+      out.push({ ...base, state: denied ? 'no permissions' : 'unreachable', error: msg(e) });
     } finally {
       await client?.close().catch(() => {});
     }

@@ -19,8 +19,20 @@ export interface HostFile {
   required: boolean;
 }
 
+/** Debian's multiarch triplet for this machine, which library paths contain. */
+const MULTIARCH: Record<string, string> = {
+  x64: 'x86_64-linux-gnu',
+  arm64: 'aarch64-linux-gnu',
+  arm: 'arm-linux-gnueabihf',
+  ia32: 'i386-linux-gnu',
+  riscv64: 'riscv64-linux-gnu',
+};
+
 export const hostTools: readonly HostTool[] = table.tools;
-export const hostFiles: readonly HostFile[] = table.files;
+export const hostFiles: readonly HostFile[] = table.files.map((f) => ({
+  ...f,
+  path: f.path.replace('$MULTIARCH', MULTIARCH[process.arch] ?? `${process.arch}-linux-gnu`),
+}));
 
 export const FRAMEWORK_RES = '/usr/share/android-framework-res/framework-res.apk';
 

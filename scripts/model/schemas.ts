@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { APK_KEY_ROLES, type ApkKeyRole } from '../formats/apk/known-signers.ts';
+import { APP_ROLE_NAMES, ROLE_META_DATA } from './app-roles.ts';
 import { parseSize, SIZE_PATTERN } from './size.ts';
 
 /**
@@ -201,7 +203,23 @@ export const productSchema = z
         remove: z.array(z.string()).default([]),
       })
       .default({ set: {}, remove: [] }),
-    signing: z.strictObject({ avbKey: keyRef, apkKey: keyRef }),
+    signing: z.strictObject({
+      avbKey: keyRef,
+      apkKey: keyRef.describe(
+        'signs the product apps and overlays, and re-signs base APKs of every key role apkKeys does not name',
+      ),
+      apkKeys: z
+        .strictObject(
+          Object.fromEntries(APK_KEY_ROLES.map((r) => [r, keyRef.optional()])) as Record<
+            ApkKeyRole,
+            z.ZodOptional<typeof keyRef>
+          >,
+        )
+        .optional()
+        .describe(
+          "a key per AOSP key role (as sign_target_files_apks maps them): base APKs signed with the public test key of a role are re-signed with that role's key; a named key set gives its <role> key (`omie keys init <name> --roles ...`)",
+        ),
+    }),
     trust: z
       .strictObject({
         baseSigners: z
@@ -230,9 +248,9 @@ export const appSchema = z
     package: packageName,
     label: z.string().min(1),
     role: z
-      .enum(['personal-cloud', 'customer-app', 'system', 'webview', 'setup'])
+      .enum(APP_ROLE_NAMES)
       .describe(
-        "personal-cloud: the owner's cloud (exactly one); customer-app; system; webview: a WebView provider (listed in config_webview_packages); setup: finishes first-boot setup (sets device_provisioned)",
+        `what the app is for Omie (docs/app-roles.md); its APK declares the same role as <meta-data android:name="${ROLE_META_DATA}">`,
       ),
     partition: z.enum(['system', 'product', 'system_ext', 'vendor']),
     privileged: z.boolean().describe('priv-app (true) or app (false)'),

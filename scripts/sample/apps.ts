@@ -5,17 +5,27 @@ import { buildApex } from '../apexgen/index.ts';
 import { type ApkSpec, buildApk } from '../apkgen/index.ts';
 import { WEBVIEW_LIBRARY_META_DATA } from '../build/plan.ts';
 import { initKeys } from '../keys/store.ts';
+import { DATA_STORE_META_DATA, PERSONAL_CLOUD_PERMISSION, ROLE_META_DATA } from '../model/app-roles.ts';
 import type { ResolvedApp } from '../model/index.ts';
 import { loadApp } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
+import { mainActivity, personalCloudCode, personalCloudXml, setupActivity } from './app-code.ts';
 
 /** Meta-data a customer-side app carries to say its data lives in the owner's personal cloud. */
-export const PERSONAL_CLOUD_META = 'org.omie.DATA_STORE';
+export const PERSONAL_CLOUD_META = DATA_STORE_META_DATA;
 export const PERSONAL_CLOUD_AUTHORITY = 'org.omie.personalcloud.provider';
 export const PERSONAL_CLOUD_PACKAGE = 'org.omie.personalcloud';
 export const SAMPLE_APPS_KEY = 'omie-sample-apps';
 
-/** What each sample app does, in manifest terms. The app.yaml stays the source of identity and role. */
+/**
+ * The protection level of PERSONAL_CLOUD_PERMISSION: `dangerous`, so a customer-side app from
+ * any publisher can ask for it and the owner grants (or refuses, or later revokes) it at run
+ * time. `signature` would shut out every app not signed with the personal cloud's key, and
+ * `normal` would hand the owner's data to any installed app without asking (docs/personal-cloud.md).
+ */
+export const PERSONAL_CLOUD_PROTECTION_LEVEL = 'dangerous';
+
+/** What each sample app does, in manifest terms, and the code of every component it declares. */
 function specFor(app: ResolvedApp): ApkSpec {
   const base: ApkSpec = {
     package: app.package,
@@ -36,15 +46,17 @@ function specFor(app: ResolvedApp): ApkSpec {
         ],
       },
     ],
+    metaData: [{ name: ROLE_META_DATA, value: app.role }],
+    code: [mainActivity(app.package)],
   };
   if (app.role === 'webview') {
-    // A WebView provider: no launcher; WebViewFactory loads the library its meta-data names.
+    // A WebView provider: WebViewFactory loads the library its meta-data names. Its launcher
+    // activity plays the part of WebView's DevTools entry.
     return {
       ...base,
-      components: [],
       metaData: [
+        ...(base.metaData ?? []),
         { name: WEBVIEW_LIBRARY_META_DATA, value: 'libwebviewchromium.so' },
-        { name: 'org.omie.role', value: 'webview' },
       ],
     };
   }
@@ -67,21 +79,38 @@ function specFor(app: ResolvedApp): ApkSpec {
           ],
         },
       ],
-      queries: { packages: [PERSONAL_CLOUD_PACKAGE] },
-      metaData: [{ name: 'org.omie.role', value: 'setup' }],
+      code: [setupActivity(app.package)],
     };
   }
-  if (app.role === 'system')
-    return { ...base, components: [], metaData: [{ name: 'org.omie.role', value: 'system' }] };
   if (app.role === 'personal-cloud') {
+    const names = {
+      package: app.package,
+      authority: PERSONAL_CLOUD_AUTHORITY,
+      accountType: app.package,
+      transportName: `${app.package}/.BackupTransportService`,
+    };
     return {
       ...base,
       usesPermissions: [
         ...(base.usesPermissions ?? []),
         ...app.privilegedPermissions,
-        'android.permission.RECEIVE_BOOT_COMPLETED',
+        // The authenticator turns on sync for the account it adds.
+        'android.permission.READ_SYNC_SETTINGS',
+        'android.permission.WRITE_SYNC_SETTINGS',
       ],
-      permissions: [{ name: 'org.omie.permission.PERSONAL_CLOUD', protectionLevel: 'signature|privileged' }],
+      permissions: [
+        {
+          name: PERSONAL_CLOUD_PERMISSION,
+          protectionLevel: PERSONAL_CLOUD_PROTECTION_LEVEL,
+          label: '@string/permission_label',
+          description: '@string/permission_description',
+        },
+      ],
+      resources: {
+        permission_label: 'keep its data in your personal cloud',
+        permission_description:
+          'Lets the app store and read its own data in your personal cloud. It sees only what it stored itself.',
+      },
       components: [
         ...(base.components ?? []),
         {
@@ -97,23 +126,34 @@ function specFor(app: ResolvedApp): ApkSpec {
           exported: true,
           permission: 'android.permission.ACCOUNT_MANAGER',
           intentFilters: [{ actions: ['android.accounts.AccountAuthenticator'] }],
+          metaData: [{ name: 'android.accounts.AccountAuthenticator', resource: '@xml/authenticator' }],
+        },
+        {
+          type: 'service',
+          name: '.SyncService',
+          // Bound by SyncManager in system_server, whose uid reaches unexported components;
+          // no other app needs to bind it.
+          exported: false,
+          intentFilters: [{ actions: ['android.content.SyncAdapter'] }],
+          metaData: [{ name: 'android.content.SyncAdapter', resource: '@xml/syncadapter' }],
         },
         {
           type: 'provider',
           name: '.DataStoreProvider',
           exported: true,
           authorities: PERSONAL_CLOUD_AUTHORITY,
-          permission: 'org.omie.permission.PERSONAL_CLOUD',
+          permission: PERSONAL_CLOUD_PERMISSION,
         },
       ],
-      metaData: [{ name: 'org.omie.ROLE', value: 'personal-cloud' }],
+      code: personalCloudCode(names),
+      xmlResources: personalCloudXml(names),
     };
   }
   return {
     ...base,
-    usesPermissions: [...(base.usesPermissions ?? []), 'org.omie.permission.PERSONAL_CLOUD'],
+    usesPermissions: [...(base.usesPermissions ?? []), PERSONAL_CLOUD_PERMISSION],
     queries: { packages: [PERSONAL_CLOUD_PACKAGE] },
-    metaData: [{ name: PERSONAL_CLOUD_META, value: PERSONAL_CLOUD_AUTHORITY }],
+    metaData: [...(base.metaData ?? []), { name: PERSONAL_CLOUD_META, value: PERSONAL_CLOUD_AUTHORITY }],
   };
 }
 

@@ -196,7 +196,7 @@ ro.product.${partition}.name=omie_tablet
 `;
 }
 
-function contextsFor(partition: string, extra = ''): string {
+export function contextsFor(partition: string, extra = ''): string {
   return `# ${partition}_file_contexts
 /(${partition}|system/${partition})(/.*)?	u:object_r:system_file:s0
 /(${partition}|system/${partition})/etc/selinux/${partition}_file_contexts	u:object_r:file_contexts_file:s0

@@ -41,13 +41,44 @@ describe('base partitions against the device profile', () => {
     );
   });
 
-  it('names a physical partition the profile signs but the base lacks; a missing logical one is fine', () => {
+  it('names a physical partition the profile signs but the base lacks', () => {
     expect(() => checkBaseCoverage(device, { system: 's' })).toThrow(
       expect.objectContaining({
         code: 'BASE_PARTITION_MISSING',
         context: expect.objectContaining({ missing: ['boot'] }),
       }),
     );
-    expect(() => checkBaseCoverage(device, { boot: 'b' })).not.toThrow();
+  });
+
+  it('names a logical one too (a GSI without vendor), with both fixes', () => {
+    const withVendor = {
+      ...device,
+      partitions: [...device.partitions, { name: 'vendor', fs: 'ext4', location: 'super', size: 1 << 28 }],
+      avb: {
+        ...device.avb,
+        footers: [...device.avb.footers, { partition: 'vendor', type: 'hashtree', hashAlgorithm: 'sha256' }],
+      },
+    } as unknown as DeviceProfile;
+    let err: { code?: string; message?: string; hint?: string; context?: { missing?: string[] } } = {};
+    try {
+      checkBaseCoverage(withVendor, { boot: 'b', system: 's' });
+    } catch (e) {
+      err = e as typeof err;
+    }
+    expect(err.code).toBe('BASE_PARTITION_MISSING');
+    expect(err.context?.missing).toEqual(['vendor']);
+    expect(err.message).toContain('vendor (logical)');
+    expect(err.hint).toContain("add the device's vendor.img to the base folder");
+    expect(err.hint).toMatch(/drop vendor from device\.yaml/);
+  });
+
+  it('counts the partitions of a chained vbmeta as signed', () => {
+    const chainedOnly = {
+      ...device,
+      avb: { ...device.avb, footers: device.avb.footers.filter((f) => f.partition === 'boot') },
+    } as unknown as DeviceProfile;
+    expect(() => checkBaseCoverage(chainedOnly, { boot: 'b' })).toThrow(
+      expect.objectContaining({ context: expect.objectContaining({ missing: ['system'] }) }),
+    );
   });
 });

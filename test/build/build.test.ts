@@ -8,6 +8,7 @@ import { openBase } from '../../scripts/build/open-base.ts';
 import { type BuildResult, build } from '../../scripts/build/pipeline.ts';
 import { DEFAULT_GOOGLE_PACKAGES, packageMatcher, readApkIdentity } from '../../scripts/build/plan.ts';
 import { sha256File } from '../../scripts/build/record.ts';
+import type { Report } from '../../scripts/conformance/spec-schema.ts';
 import { writeOtaZip, writePayload } from '../../scripts/formats/payload/writer.ts';
 import { rawToSparse } from '../../scripts/formats/sparse.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
@@ -419,6 +420,74 @@ describe('omie build on the sample base', () => {
     expect(dry.exitCode, dry.stderr).toBe(0);
     expect(dry.stdout).toMatch(/The build refuses this plan \(4\):/);
     expect(dry.stderr).toMatch(/warning: the plan removes 4 platform component\(s\) nothing replaces/);
+  });
+
+  it('the sample passes its own spec with and without --product (omie check on the fastboot zip)', async () => {
+    const env = { OMIE_HOME: fx.home };
+    const zip = join(outA, 'omie-tablet-1.0.0-fastboot.zip');
+    for (const args of [[], ['--product', fx.product]]) {
+      const r = await omie(['check', zip, ...args, '--json'], { env });
+      const report = JSON.parse(r.stdout) as Report;
+      const bad = report.results.filter((x) => x.status === 'fail' || x.status === 'error');
+      expect(bad.map((b) => `${b.id}: ${b.message} ${JSON.stringify(b.evidence.slice(0, 3))}`)).toEqual([]);
+      expect(r.exitCode, args.join(' ')).toBe(0);
+      const byId = Object.fromEntries(report.results.map((x) => [x.id, x]));
+      // Read from the apps themselves: the personal cloud, the five customer-side apps, the
+      // WebView provider and the setup app.
+      expect(byId['4.1/C-0-1'].message).toBe('one personal cloud: org.omie.personalcloud');
+      expect(byId['4.2/C-0-1'].evidence.map((e) => e.package).sort()).toEqual([
+        'org.omie.intentcasting',
+        'org.omie.mysuppliers',
+        'org.omie.mytransactions',
+        'org.omie.personalcloud',
+        'org.omie.setup',
+        'org.omie.smartcart',
+        'org.omie.wallet',
+        'org.omie.webview',
+      ]);
+      expect(byId['4.3/C-0-2'].status).toBe('pass');
+      expect(byId['4.3/C-0-3'].status).toBe('pass');
+    }
+  });
+
+  it('a build the check refuses writes nothing, prints the first offenders of each failing requirement and keeps the reports', async () => {
+    const env = { OMIE_HOME: fx.home };
+    // A product property the build does not enforce: the image says test-keys.
+    const file = join(fx.product, '..', 'test-keys.yaml');
+    writeFileSync(
+      file,
+      readFileSync(fx.product, 'utf8').replace(
+        /^ {4}ro\.omie\.version: 1\.0\.0$/m,
+        '    ro.omie.version: 1.0.0\n    ro.build.tags: test-keys',
+      ),
+    );
+    const out = join(dir, 'test-keys');
+    const r = await omie(['build', file, '--base', join(fx.base, 'factory.zip'), '--out', out], { env });
+    expect(r.exitCode, r.stderr).toBe(1);
+    expect(existsSync(out)).toBe(false);
+    const reports = `${out}.refused`;
+    expect(r.stderr).toContain(
+      '6.1/C-0-5 [MUST] ro.build.tags is release-keys: ro.build.tags=test-keys, expected release-keys',
+    );
+    expect(r.stderr).toContain('  - ro.build.tags=test-keys: expected release-keys');
+    // The fingerprint still says release-keys: 7.1/C-0-2 fails too, with its own offender.
+    expect(r.stderr).toMatch(
+      /7\.1\/C-0-2 \[MUST\][^\n]*\n\s+- ro\.build\.fingerprint=Omie\/omie_tablet\/tablet:[^\n]*ro\.build\.tags is test-keys/,
+    );
+    expect(r.stderr).toContain(`reports: ${join(reports, 'report.html')}`);
+    const report = JSON.parse(readFileSync(join(reports, 'report.json'), 'utf8')) as Report;
+    expect(report.results.find((x) => x.id === '6.1/C-0-5')?.status).toBe('fail');
+    expect(existsSync(join(reports, 'junit.xml'))).toBe(true);
+    const j = await omie(['--json', 'build', file, '--base', join(fx.base, 'factory.zip'), '--out', out], {
+      env,
+    });
+    const err = JSON.parse(j.stdout).error;
+    expect(err.code).toBe('BUILD_CHECK_FAILED');
+    expect(err.context.reports).toBe(reports);
+    expect(err.context.failed.map((f: { id: string }) => f.id)).toEqual(['6.1/C-0-5', '7.1/C-0-2']);
+    expect(err.context.failed[0].evidence).toEqual([
+      expect.objectContaining({ prop: 'ro.build.tags', value: 'test-keys' }),
+    ]);
   });
 
   it('--dry-run prints the plan; a wrong key reference exits 2 naming the fix', async () => {

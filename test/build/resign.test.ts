@@ -37,4 +37,15 @@ describe('resignApk', () => {
       expect(v.signers.map((s) => s.dn)).toEqual([expect.stringMatching(/Partner/)]);
     });
   }
+
+  it('signs with an AOSP-style key (a .pk8 and a .x509.pem, no PEM private key) in process', async () => {
+    const { aligned } = await aaptApk(dir, 'pk8', { package: 'org.omie.resignpk8', minSdk: 29 });
+    const signed = join(dir, 'pk8.testkey.apk');
+    await signApk(aligned, signed, { key: testKey, v1: true, v2: true, v3: false });
+    const out = join(dir, 'pk8.partner.apk');
+    await resignApk(signed, out, { ...partner, keyPem: '' });
+    const v = await apksignerVerify(out);
+    expect(v.verifies).toBe(true);
+    expect(v.signers.map((s) => s.dn)).toEqual([expect.stringMatching(/Partner/)]);
+  });
 });

@@ -17,9 +17,8 @@ describe('omie doctor', () => {
     const aapt = report.tools.find((t: { name: string }) => t.name === 'aapt');
     expect(aapt.found).toBe(true);
     expect(aapt.version).toMatch(/Android Asset Packaging Tool/);
-    expect(r.exitCode).toBe(
-      report.tools.every((t: { found: boolean; required: boolean }) => t.found || !t.required) ? 0 : 3,
-    );
+    const present = (x: { found: boolean; required: boolean }) => x.found || !x.required;
+    expect(r.exitCode).toBe(report.tools.every(present) && report.files.every(present) ? 0 : 3);
   });
 
   it('names the Debian package and install command for a missing tool', async () => {

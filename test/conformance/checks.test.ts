@@ -3,12 +3,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { allChecks, checkFamilies } from '../../scripts/conformance/checks/index.ts';
 import type { SpecData } from '../../scripts/conformance/context.ts';
 import { runChecks } from '../../scripts/conformance/engine.ts';
-import { apkFacts, memoryView } from '../../scripts/conformance/memory-view.ts';
+import { apkFacts, type MemorySystem, memoryView } from '../../scripts/conformance/memory-view.ts';
 import { loadSpec, type Spec } from '../../scripts/conformance/spec.ts';
 import { loadSpecData } from '../../scripts/conformance/spec-data.ts';
 import type { ApexFacts } from '../../scripts/conformance/view.ts';
 import { ROOT } from '../helpers.ts';
-import { AOSP_TESTKEY, cleanFixture, type Fixture, GOOGLE, PARTNER_AVB, violations } from './fixtures.ts';
+import { AOSP_TESTKEY, cleanFixture, type Fixture, GOOGLE, PARTNER_AVB } from './fixtures.ts';
+import { violations } from './violations.ts';
 
 let spec: Spec;
 let data: SpecData;
@@ -41,8 +42,14 @@ describe('spec ↔ checks', () => {
     expect(new Set(all).size).toBe(all.length);
   });
 
-  it('every requirement has a violation fixture', () => {
-    expect(spec.requirements.map((r) => r.id).filter((id) => !violations[id])).toEqual([]);
+  it('every requirement has a fixture that fails it, on each profile it belongs to', () => {
+    const missing = spec.requirements.flatMap((r) =>
+      r.profiles.filter((p) => !violations[r.id]?.[p]).map((p) => `${r.id} (${p})`),
+    );
+    // Add them to test/conformance/violations.ts, keyed by requirement ID.
+    expect(missing).toEqual([]);
+    const ids = new Set(spec.requirements.map((r) => r.id));
+    expect(Object.keys(violations).filter((id) => !ids.has(id))).toEqual([]);
   });
 
   it('covers the six families of the issue', () => {
@@ -79,9 +86,14 @@ describe('clean Omie', () => {
 });
 
 describe('each requirement fails on a system that violates it', () => {
-  for (const [id, v] of Object.entries(violations)) {
-    it(`${id}: ${v.what}`, async () => {
-      const profile = v.profile ?? 'image';
+  const cases = Object.entries(violations).flatMap(([id, byProfile]) =>
+    (['image', 'device'] as const).flatMap((profile) => {
+      const v = byProfile[profile];
+      return v ? [{ id, profile, v }] : [];
+    }),
+  );
+  for (const { id, profile, v } of cases) {
+    it(`${id} (${profile}): ${v.what}`, async () => {
       const f = cleanFixture(profile);
       const before = await run(f, profile, [id]);
       expect(before.results[0].status, before.results[0].message).toBe('pass');
@@ -93,6 +105,32 @@ describe('each requirement fails on a system that violates it', () => {
       expect(after.summary.conforms).toBe(res.level !== 'MUST');
     });
   }
+});
+
+describe('no requirement passes on a system that gives it nothing to check', () => {
+  // The device side of 6.3 (ro.boot.veritymode, ro.boot.vbmeta.*) is reworked with the
+  // verified-boot device properties; until then 6.3/C-0-4 passes a device that reports nothing.
+  const VERIFIED_BOOT_DEVICE_PROPS = ['6.3/C-0-4'];
+  for (const profile of ['image', 'device'] as const)
+    for (const withProduct of [true, false])
+      it(`an empty ${profile}, ${withProduct ? 'with' : 'without'} a product: every result fails or says why it does not apply`, async () => {
+        const sys: MemorySystem =
+          profile === 'image'
+            ? { kind: 'image', files: {}, apks: [] }
+            : { kind: 'device', files: {}, apks: [], settings: {}, deviceProps: {}, shell: () => '' };
+        const r = await runChecks(spec, memoryView(sys), {
+          profile,
+          product: withProduct ? cleanFixture(profile).product : undefined,
+          data,
+        });
+        const passed = r.results
+          .filter((x) => x.status === 'pass' && !VERIFIED_BOOT_DEVICE_PROPS.includes(x.id))
+          .map((x) => `${x.id}: ${x.message}`);
+        expect(passed).toEqual([]);
+        for (const x of r.results.filter((x) => x.status === 'not-applicable'))
+          expect(x.message.length, x.id).toBeGreaterThan(10);
+        expect(r.summary.conforms).toBe(false);
+      });
 });
 
 describe('details', () => {
@@ -166,7 +204,7 @@ describe('details', () => {
 describe('waivers', () => {
   it('a valid waiver turns a failure into waived and keeps conformance', async () => {
     const f = cleanFixture();
-    violations['6.1/C-0-6'].apply(f);
+    violations['6.1/C-0-6'].image?.apply(f);
     const r = await runChecks(spec, memoryView(f.sys), {
       profile: 'image',
       product: f.product,
@@ -189,7 +227,7 @@ describe('waivers', () => {
 
   it('an expired waiver fails, with evidence that it expired', async () => {
     const f = cleanFixture();
-    violations['6.1/C-0-6'].apply(f);
+    violations['6.1/C-0-6'].image?.apply(f);
     const r = await runChecks(spec, memoryView(f.sys), {
       profile: 'image',
       product: f.product,
@@ -239,7 +277,7 @@ describe('APEXes, Mainline modules and provisioning', () => {
       `APEX com.android.tzdata version 340090000, payload key ${PARTNER_AVB}`,
     ]);
     const f = cleanFixture();
-    violations['2.5/C-0-1'].apply(f);
+    violations['2.5/C-0-1'].image!.apply(f);
     f.sys.apks.push(
       {
         partition: 'product',
@@ -276,7 +314,7 @@ describe('APEXes, Mainline modules and provisioning', () => {
   it('2.6: an overlay starting provisioned, or an app with role setup, finishes setup', async () => {
     const base = () => {
       const f = cleanFixture();
-      violations['2.6/C-0-1'].apply(f);
+      violations['2.6/C-0-1'].image!.apply(f);
       return f;
     };
     const fail = (await run(base(), 'image', ['2.6/C-0-1'])).results[0];
@@ -327,7 +365,7 @@ describe('APEXes, Mainline modules and provisioning', () => {
     expect((await run(byProduct, 'image', ['2.6/C-0-1'], false)).results[0].status).toBe('fail');
 
     const device = cleanFixture('device');
-    violations['2.6/C-0-1'].apply(device);
+    violations['2.6/C-0-1'].device!.apply(device);
     device.sys.settings!['global/device_provisioned'] = '1';
     device.sys.settings!['secure/user_setup_complete'] = '1';
     expect((await run(device, 'device', ['2.6/C-0-1'])).results[0].status).toBe('pass');

@@ -56,6 +56,9 @@ describe('omie check --device against the virtual device', () => {
     expect(byId['2.1/C-0-1'].status).toBe('pass');
     expect(byId['2.1/C-0-1'].message).toMatch(/none of [1-9]\d* packages/);
     expect(byId['4.1/C-0-1'].status).toBe('pass');
+    // Files are listed over adb (the su check first makes sure `ls` answers at all).
+    expect(byId['6.2/C-0-1'], byId['6.2/C-0-1'].message).toMatchObject({ status: 'pass' });
+    expect(['pass', 'fail']).toContain(byId['6.2/C-0-2'].status);
   });
 
   it('lists the APEXes (pm list packages -f --apex-only) and the APKs under /apex, and checks them', () => {

@@ -109,6 +109,29 @@ describe('omie check on real images', () => {
     expect(report.summary.conforms).toBe(false);
   });
 
+  it('a failing check says what to fix: the first offenders of each failing requirement and the report', async () => {
+    const reports = join(E2E, 'reports-bad');
+    const r = await omie(['check', bad, '--spec', spec, '--report-dir', reports, '--format', 'html,json']);
+    expect(r.exitCode).toBe(1);
+    const fix = r.stdout.slice(r.stdout.indexOf('What to fix'));
+    expect(fix).toContain(
+      '6.2/C-0-1 [MUST] No su binary: 1 su binar(ies) found\n    - system/xbin/su: su file present',
+    );
+    expect(fix).toContain(
+      '2.1/C-0-1 [MUST] No Google package on any partition: 1 Google package(s) present\n    - product/priv-app/GmsCore/GmsCore.apk: package com.google.android.gms',
+    );
+    expect(fix).toContain(
+      `Every offender and why each requirement protects the owner: ${join(reports, 'report.html')}`,
+    );
+    // Without reports, it says how to get them.
+    const plain = await omie(['check', bad, '--spec', spec]);
+    expect(plain.stdout).toContain('rerun with --report-dir <dir>');
+    // A conforming image has nothing to fix.
+    const ok = await omie(['check', clean, '--spec', spec]);
+    expect(ok.exitCode).toBe(0);
+    expect(ok.stdout).not.toContain('What to fix');
+  });
+
   it('a waivers file waives, and an expired waiver fails', async () => {
     const w = join(E2E, 'waivers.yaml');
     await writeFile(

@@ -11,6 +11,11 @@ import { buildApex } from '../../scripts/apexgen/index.ts';
 import { type ApkSpec, buildApk, generateSigningKey, type SigningKey } from '../../scripts/apkgen/index.ts';
 import { addHashtreeFooter, generateAvbKey, makeVbmetaImage } from '../../scripts/formats/avb/index.ts';
 import { runTool } from '../../scripts/host/tools.ts';
+import {
+  DATA_STORE_META_DATA,
+  PERSONAL_CLOUD_PERMISSION,
+  ROLE_META_DATA,
+} from '../../scripts/model/app-roles.ts';
 import { workDir } from '../helpers.ts';
 import {
   BACKUP_SYSCONFIG,
@@ -85,7 +90,7 @@ function apkSpecs(variant: 'clean' | 'bad'): Record<string, { spec: ApkSpec; key
         targetSdk: 34,
         minSdk: 29,
         usesPermissions: [`${P}BACKUP`, `${P}INTERNET`],
-        metaData: [{ name: 'org.omie.role', value: 'personal-cloud' }],
+        metaData: [{ name: ROLE_META_DATA, value: 'personal-cloud' }],
         components: [
           {
             type: 'service',
@@ -110,10 +115,10 @@ function apkSpecs(variant: 'clean' | 'bad'): Record<string, { spec: ApkSpec; key
         targetSdk: 34,
         minSdk: 29,
         metaData: [
-          { name: 'org.omie.role', value: 'customer-app' },
-          { name: 'org.omie.DATA_STORE', value: 'org.omie.personalcloud.provider' },
+          { name: ROLE_META_DATA, value: 'customer-app' },
+          { name: DATA_STORE_META_DATA, value: 'org.omie.personalcloud.provider' },
         ],
-        usesPermissions: ['org.omie.permission.PERSONAL_CLOUD'],
+        usesPermissions: [PERSONAL_CLOUD_PERMISSION],
         classes: variant === 'bad' ? ['com.google.firebase.analytics.FirebaseAnalytics'] : [],
         application: { debuggable: variant === 'bad' },
       },

@@ -17,8 +17,9 @@ import { conformanceSchemas, type Report, reportSchema } from '../../scripts/con
 import { which } from '../../scripts/host/tools.ts';
 import { jsonSchemaText } from '../../scripts/model/json-schemas.ts';
 import { ROOT, workDir } from '../helpers.ts';
-import { cleanFixture, violations } from './fixtures.ts';
+import { cleanFixture } from './fixtures.ts';
 import { JUNIT_XSD } from './junit-xsd.ts';
+import { violations } from './violations.ts';
 
 const dir = join(workDir('conformance'), 'reporters');
 let report: Report;
@@ -29,10 +30,13 @@ async function mixedReport(): Promise<Report> {
   const spec = await loadSpec(resolve(ROOT, 'spec'));
   const data = await loadSpecData(spec.dir);
   const f = cleanFixture();
-  violations['2.1/C-0-1'].apply(f); // Google package
-  violations['3.2/C-0-3'].apply(f); // SHOULD
-  violations['6.1/C-0-6'].apply(f); // waived below
-  violations['6.2/C-0-1'].apply(f); // su
+  violations['2.1/C-0-1'].image?.apply(f); // Google package
+  violations['3.2/C-0-3'].image?.apply(f); // SHOULD
+  violations['6.1/C-0-6'].image?.apply(f); // waived below
+  violations['6.2/C-0-1'].image?.apply(f); // su
+  // No boot image and no cmdline descriptor: 6.2/C-0-2 does not apply, with the reason.
+  f.sys.cmdline = null;
+  f.sys.rawPartitions = ['vbmeta'];
   f.sys.files.product['etc/permissions/evil <&> "quoted".xml'] =
     '<permissions><privapp-permissions package="com.google.android.gsf"/></permissions>';
   return runChecks(spec, memoryView(f.sys, 'out/omie <tablet> & "images"'), {
@@ -85,6 +89,11 @@ describe('report.json', () => {
       shouldFailed: 1,
       conforms: false,
     });
+    expect(doc.results.find((r: { id: string }) => r.id === '6.2/C-0-2')).toMatchObject({
+      status: 'not-applicable',
+      message: expect.stringContaining('no kernel command line'),
+    });
+    expect(doc.summary.notApplicable).toBe(3);
   });
 
   it('the published schemas are generated from the zod schemas', () => {
@@ -120,6 +129,18 @@ describe('JUnit XML', () => {
     expect((xml.match(/<failure /g) ?? []).length).toBe(4);
     expect((xml.match(/<error /g) ?? []).length).toBe(1);
     expect((xml.match(/<skipped /g) ?? []).length).toBe(report.summary.waived + report.summary.notApplicable);
+    expect((xml.match(/<skipped message="not-applicable: /g) ?? []).length).toBe(
+      report.summary.notApplicable,
+    );
+    expect((xml.match(/<skipped message="waived: /g) ?? []).length).toBe(report.summary.waived);
+    expect(xml).toContain('<skipped message="not-applicable: the image carries no kernel command line');
+    const counted = (name: string) =>
+      [...xml.matchAll(new RegExp(`<property name="${name}" value="(\\d+)"/>`, 'g'))].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
+    expect(counted('omie.notApplicable')).toBe(report.summary.notApplicable);
+    expect(counted('omie.waived')).toBe(report.summary.waived);
     expect(xml).toContain('&lt;tablet&gt; &amp; &quot;images&quot;');
   });
 });
@@ -146,7 +167,15 @@ describe('SARIF', () => {
     expect(res.locations[0].physicalLocation.artifactLocation.uri).toBe('system/xbin/su');
     const waived = run.results.find((r: { ruleId: string }) => r.ruleId === '6.1/C-0-6');
     expect(waived.suppressions[0].justification).toContain('partner HSM pending');
-    expect(run.results.filter((r: { suppressions?: unknown }) => !r.suppressions)).toHaveLength(5);
+    const failing = run.results.filter((r: { kind: string }) => r.kind === 'fail');
+    expect(failing.filter((r: { suppressions?: unknown }) => !r.suppressions)).toHaveLength(5);
+    // Not-applicable is its own verdict, with the reason, never a failure.
+    const na = run.results.filter((r: { kind: string }) => r.kind === 'notApplicable');
+    expect(na).toHaveLength(report.summary.notApplicable);
+    expect(na.every((r: { level: string }) => r.level === 'none')).toBe(true);
+    expect(na.find((r: { ruleId: string }) => r.ruleId === '6.2/C-0-2').message.text).toContain(
+      'no kernel command line',
+    );
   });
 });
 
@@ -159,6 +188,10 @@ describe('HTML', () => {
     expect(html).toContain(`href="#${anchor('2.1/C-0-1')}"`);
     expect(html).toContain(`id="${anchor('2.1/C-0-1')}"`);
     expect(html).toContain('&lt;tablet&gt;');
+    // A not-applicable requirement shows its own badge and the reason.
+    const na = html.slice(html.indexOf(`id="${anchor('6.2/C-0-2')}"`));
+    expect(na.slice(0, 600)).toContain('data-status="not-applicable"');
+    expect(na.slice(0, 900)).toContain('no kernel command line');
   });
 
   it('shows the summary counts when rendered by headless Chromium', async () => {

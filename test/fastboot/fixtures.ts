@@ -4,6 +4,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { expect } from 'vitest';
+import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { type FastbootServer, startFastbootServer } from '../../scripts/sim/fastboot-server.ts';
 import { type DeviceMode, defaultSimProfile, type SimProfile, SimState } from '../../scripts/sim/state.ts';
 import { prng, workDir } from '../helpers.ts';
@@ -110,4 +112,55 @@ export function realFastboot(sim: Sim, args: string[], timeout = 60_000) {
     timeout,
     env: { ANDROID_PRODUCT_OUT: '' },
   });
+}
+
+export interface BuildOptions {
+  board?: string;
+  bootloader?: string;
+  superEmpty?: boolean;
+  scale?: number;
+}
+
+/**
+ * A small A/B build in `dir` for {@link smallProfile}: two physical images, two logical ones (one
+ * sparse), android-info.txt and super_empty.img.
+ */
+export async function makeTestBuild(dir: string, opts: BuildOptions = {}): Promise<string> {
+  const k = opts.scale ?? 1;
+  await writeFileIn(
+    dir,
+    'android-info.txt',
+    Buffer.from(
+      `require board=${opts.board ?? 'omie_tablet'}\nrequire version-bootloader=${opts.bootloader ?? 'omie-bl-1.0'}\n`,
+    ),
+  );
+  await writeFileIn(dir, 'boot.img', mixedImage(512 * 1024 * k, 11));
+  await writeFileIn(dir, 'vbmeta.img', mixedImage(8 * 1024, 12));
+  const sys = await writeFileIn(dir, 'system.raw', mixedImage(3 * 1024 * 1024 * k, 13));
+  if (HAVE_IMG2SIMG) await execa('img2simg', [sys, join(dir, 'system.img')]);
+  else await writeFileIn(dir, 'system.img', await readFile(sys));
+  await writeFileIn(dir, 'vendor.img', mixedImage(1024 * 1024 * k + 4096, 14));
+  if (opts.superEmpty !== false)
+    await buildSuperEmpty(
+      {
+        blockDevices: [{ name: 'super', size: 64 * 1024 * 1024 }],
+        groups: [{ name: 'main', maxSize: 60 * 1024 * 1024 }],
+        partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
+        metadataSlots: 2,
+        metadataMaxSize: 65536,
+      },
+      join(dir, 'super_empty.img'),
+    );
+  return dir;
+}
+
+/** The sim's `slot` holds the images of the build made by {@link makeTestBuild} in `dir`. */
+export async function expectSlotMatchesBuild(sim: Pick<Sim, 'dir'>, slot: 'a' | 'b', dir: string) {
+  const p = (f: string) => readFile(join(sim.dir, 'partitions', f));
+  const boot = await readFile(join(dir, 'boot.img'));
+  expect((await p(`boot_${slot}.img`)).subarray(0, boot.length).equals(boot)).toBe(true);
+  const sys = await readFile(join(dir, 'system.raw'));
+  expect(sha256((await p(`system_${slot}.img`)).subarray(0, sys.length))).toBe(sha256(sys));
+  const vendor = await readFile(join(dir, 'vendor.img'));
+  expect((await p(`vendor_${slot}.img`)).equals(vendor)).toBe(true);
 }

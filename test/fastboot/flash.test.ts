@@ -5,68 +5,22 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuildInput, flashDevice, flashDevices, openBuild } from '../../scripts/device/flash.ts';
 import { OmieError } from '../../scripts/errors.ts';
 import { writeFastbootZip } from '../../scripts/formats/factory-zip.ts';
-import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { omie, prng, workDir } from '../helpers.ts';
 import {
-  HAVE_IMG2SIMG,
+  type BuildOptions,
+  expectSlotMatchesBuild,
   makeSim,
-  mixedImage,
+  makeTestBuild,
   partitionHashes,
-  type Sim,
-  sha256,
   writeFileIn,
 } from './fixtures.ts';
 
 const root = join(workDir('fastboot'), 'flash');
-
-/** A small A/B build: two physical images, two logical ones (one sparse), super_empty.img. */
-async function makeBuild(
-  name: string,
-  opts: { board?: string; bootloader?: string; superEmpty?: boolean; scale?: number } = {},
-) {
-  const dir = join(root, name);
-  const k = opts.scale ?? 1;
-  await writeFileIn(
-    dir,
-    'android-info.txt',
-    Buffer.from(
-      `require board=${opts.board ?? 'omie_tablet'}\nrequire version-bootloader=${opts.bootloader ?? 'omie-bl-1.0'}\n`,
-    ),
-  );
-  await writeFileIn(dir, 'boot.img', mixedImage(512 * 1024 * k, 11));
-  await writeFileIn(dir, 'vbmeta.img', mixedImage(8 * 1024, 12));
-  const sys = await writeFileIn(dir, 'system.raw', mixedImage(3 * 1024 * 1024 * k, 13));
-  if (HAVE_IMG2SIMG) await execa('img2simg', [sys, join(dir, 'system.img')]);
-  else await writeFileIn(dir, 'system.img', await readFile(sys));
-  await writeFileIn(dir, 'vendor.img', mixedImage(1024 * 1024 * k + 4096, 14));
-  if (opts.superEmpty !== false)
-    await buildSuperEmpty(
-      {
-        blockDevices: [{ name: 'super', size: 64 * 1024 * 1024 }],
-        groups: [{ name: 'main', maxSize: 60 * 1024 * 1024 }],
-        partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
-        metadataSlots: 2,
-        metadataMaxSize: 65536,
-      },
-      join(dir, 'super_empty.img'),
-    );
-  return dir;
-}
-
-async function expectSlotMatchesBuild(sim: Sim, slot: 'a' | 'b', dir: string) {
-  const p = (f: string) => readFile(join(sim.dir, 'partitions', f));
-  const boot = await readFile(join(dir, 'boot.img'));
-  expect((await p(`boot_${slot}.img`)).subarray(0, boot.length).equals(boot)).toBe(true);
-  const sys = await readFile(join(dir, 'system.raw'));
-  expect(sha256((await p(`system_${slot}.img`)).subarray(0, sys.length))).toBe(sha256(sys));
-  const vendor = await readFile(join(dir, 'vendor.img'));
-  expect((await p(`vendor_${slot}.img`)).equals(vendor)).toBe(true);
-}
+const makeBuild = (name: string, opts?: BuildOptions) => makeTestBuild(join(root, name), opts);
 
 describe('omie flash against the sim', () => {
   let buildDir: string;

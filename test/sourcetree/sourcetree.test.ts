@@ -192,7 +192,8 @@ describe('omie source-tree', () => {
       input:
         'include BoardConfigOmie.mk\nall:\n\t@echo "$(BOARD_AVB_ALGORITHM) $(BOARD_AVB_ROLLBACK_INDEX)"\n',
     });
-    expect(board.stdout.trim()).toBe('SHA256_RSA4096 0');
+    // The reference device profile's avb.rollbackIndex.
+    expect(board.stdout.trim()).toBe('SHA256_RSA4096 1');
   });
 
   it('an APK that does not match its pin is refused (exit 1) and nothing is written', async () => {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { parseFormats, REPORT_FORMATS } from '../../conformance/reporters/index.ts';
+import { failureDigest } from '../../conformance/reporters/text.ts';
 import type { Report } from '../../conformance/spec-schema.ts';
 import { InputError } from '../../errors.ts';
 import { globalOpts } from '../main.ts';
@@ -39,6 +40,20 @@ function human(report: Report, files: Record<string, string>): string {
       ? 'CONFORMS: every MUST requirement passed'
       : `DOES NOT CONFORM: ${s.mustFailed} MUST requirement(s) failed`,
   ];
+  const reportPath = files.html ?? files.json;
+  const digest = failureDigest(report, { reportPath });
+  if (digest.length) {
+    lines.push(
+      '',
+      'What to fix (first offenders of each failing requirement):',
+      ...digest.map((l) => `  ${l}`),
+    );
+    lines.push(
+      reportPath
+        ? `Every offender and why each requirement protects the owner: ${reportPath}`
+        : 'Every offender and why each requirement protects the owner: rerun with --report-dir <dir> (report.html, report.json)',
+    );
+  }
   for (const [f, p] of Object.entries(files)) lines.push(`${f}: ${p}`);
   return lines.join('\n');
 }

@@ -21,7 +21,7 @@ export function registerDoctor(program: Command): void {
       const blocking =
         !report.node.ok ||
         report.tools.some((t) => t.required && !t.found) ||
-        report.files.some((f) => !f.found);
+        report.files.some((f) => f.required && !f.found);
       process.exitCode = blocking ? ExitCode.environment : ExitCode.ok;
     });
 }
@@ -38,7 +38,8 @@ function human(r: DoctorReport): string {
     '',
     table(rows, ['', 'tool', 'version', 'debian package']),
   ];
-  for (const f of r.files) lines.push(`${f.found ? 'ok' : 'MISSING'}  ${f.path} (${f.debianPackage})`);
+  for (const f of r.files)
+    lines.push(`${f.found ? 'ok' : f.required ? 'MISSING' : 'missing'}  ${f.path} (${f.debianPackage})`);
   const missing = [
     ...r.tools.filter((t) => !t.found).map((t) => t.debianPackage),
     ...r.files.filter((f) => !f.found).map((f) => f.debianPackage),

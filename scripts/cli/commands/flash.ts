@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { FlashTarget } from '../../device/flash.ts';
-import { ExitCode, InputError, OmieError } from '../../errors.ts';
+import { EnvironmentError, ExitCode, InputError, OmieError } from '../../errors.ts';
 import { globalOpts } from '../main.ts';
 import { makeOutput } from '../output.ts';
 import { makeProgress } from '../progress.ts';
@@ -19,7 +19,7 @@ export function registerFlash(program: Command): void {
     )
     .option(
       '-s, --serial <serial>',
-      'device to flash: USB fastboot serial or tcp:HOST:PORT (repeatable, flashed in parallel)',
+      'device to flash: USB fastboot serial, usb:PORT (as `omie devices` lists it) or tcp:HOST:PORT (repeatable, flashed in parallel)',
       collect,
       [],
     )
@@ -73,9 +73,14 @@ back). A dropped connection is retried per partition; re-running completes an in
         throw new InputError(`--slot must be inactive, a or b (got ${o.slot})`, { code: 'USAGE' });
       const addresses: string[] = [...o.fastboot, ...o.serial];
       if (o.all) {
-        const { listUsbFastbootDevices } = await import('../../device/fastboot/usb.ts');
-        for (const d of await listUsbFastbootDevices())
-          if (d.serial && !addresses.includes(d.serial)) addresses.push(d.serial);
+        const { listUsbFastbootDevices, usbAddresses } = await import('../../device/fastboot/usb.ts');
+        const found = await listUsbFastbootDevices();
+        for (const id of usbAddresses(found)) if (!addresses.includes(id)) addresses.push(id);
+        if (!found.length)
+          throw new EnvironmentError('--all: no USB device is in fastboot', {
+            code: 'FLASH_NO_DEVICE',
+            hint: 'reboot the device to the bootloader (adb reboot bootloader, or its key combination) and check `omie devices`',
+          });
       }
       if (!addresses.length)
         throw new InputError('no device given', {

@@ -13,17 +13,40 @@ export function registerKeys(program: Command): void {
     )
     .argument('<name>', 'key set name, referenced from products as { name: <name> }')
     .option('--avb-bits <n>', 'AVB RSA key size: 2048, 4096 or 8192', '4096')
-    .action(async (name: string, o: { avbBits: string }, cmd: Command) => {
+    .option(
+      '--roles <list>',
+      'also an APK key per AOSP key role, comma-separated (releasekey, platform, shared, media, networkstack, bluetooth, sdk_sandbox, nfc), for signing.apkKeys',
+    )
+    .action(async (name: string, o: { avbBits: string; roles?: string }, cmd: Command) => {
       const out = makeOutput(globalOpts(cmd).json);
-      const { certSha256, initKeys } = await import('../../keys/store.ts');
-      const k = await initKeys(name, { avbBits: Number(o.avbBits) });
+      const { certSha256, initKeys, parseRoles } = await import('../../keys/store.ts');
+      const roles = parseRoles(
+        (o.roles ?? '')
+          .split(',')
+          .map((r) => r.trim())
+          .filter(Boolean),
+      );
+      const k = await initKeys(name, { avbBits: Number(o.avbBits), roles });
       const apkCertSha256 = await certSha256(k.apk.certPem);
-      out.result({ name: k.name, dir: k.dir, apkCert: k.apk.certPem, apkCertSha256, avbKey: k.avbPem }, (v) =>
-        [
-          `key set ${v.name} in ${v.dir}`,
-          `  APK certificate SHA-256: ${v.apkCertSha256}`,
-          `  AVB key: ${v.avbKey}`,
-        ].join('\n'),
+      const roleKeys: Record<string, { cert: string; certSha256: string }> = {};
+      for (const [role, key] of Object.entries(k.roles))
+        roleKeys[role] = { cert: key.certPem, certSha256: await certSha256(key.certPem) };
+      out.result(
+        {
+          name: k.name,
+          dir: k.dir,
+          apkCert: k.apk.certPem,
+          apkCertSha256,
+          avbKey: k.avbPem,
+          roles: roleKeys,
+        },
+        (v) =>
+          [
+            `key set ${v.name} in ${v.dir}`,
+            `  APK certificate SHA-256: ${v.apkCertSha256}`,
+            ...Object.entries(v.roles).map(([r, x]) => `  ${r} certificate SHA-256: ${x.certSha256}`),
+            `  AVB key: ${v.avbKey}`,
+          ].join('\n'),
       );
     });
 }

@@ -21,6 +21,8 @@ export async function privilegedPermissionSet(ctx: CheckContext): Promise<Set<st
 const V2_OR_LATER = [2, 3, 31];
 
 async function allVerify(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const ev: Evidence[] = [];
   const apps = await ctx.facts.apps();
   for (const a of apps) {
@@ -43,6 +45,8 @@ async function allVerify(ctx: CheckContext): Promise<CheckOutcome> {
 }
 
 async function signersKnown(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const apps = await ctx.facts.readableApps();
   const anchors = new Set(stringList(ctx.params.baseAnchorPackages));
   const base = new Set<string>();
@@ -52,6 +56,8 @@ async function signersKnown(ctx: CheckContext): Promise<CheckOutcome> {
   for (const a of ctx.product?.apps ?? []) for (const s of a.signerSha256) pinned.add(s);
   for (const s of ctx.product?.partnerSignerSha256 ?? []) pinned.add(s);
   for (const pins of ctx.facts.data.repoPins.values()) for (const s of pins) pinned.add(s);
+  // Without a product, what the repository's products vouch for (their APK key, trust.baseSigners).
+  if (!ctx.product) for (const t of ctx.facts.data.repoProductSigners ?? []) pinned.add(t.sha256);
   const ev: Evidence[] = [];
   for (const a of apps) {
     const signers = a.facts.signing.signerSha256;
@@ -60,7 +66,7 @@ async function signersKnown(ctx: CheckContext): Promise<CheckOutcome> {
         ...apkWhere(a.ref),
         package: a.facts.package,
         value: signers.join(', ') || '(unsigned)',
-        detail: 'signer is neither pinned in prebuilt-apps/ nor a key of the base',
+        detail: `signer is neither pinned in prebuilt-apps/, nor the ${ctx.product ? "product's" : "repository products'"} APK key or trust.baseSigners, nor a key of the base`,
       });
   }
   return verdict(
@@ -80,6 +86,8 @@ function testKeyCertificates(ctx: CheckContext): Map<string, string> {
 }
 
 async function noTestKeys(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const test = testKeyCertificates(ctx);
   const ev: Evidence[] = [];
   for (const a of await ctx.facts.readableApps()) {
@@ -97,6 +105,8 @@ async function noTestKeys(ctx: CheckContext): Promise<CheckOutcome> {
 }
 
 async function noDebuggable(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const ev: Evidence[] = [];
   for (const a of await ctx.facts.readableApps()) {
     const flags = [a.facts.debuggable && 'debuggable', a.facts.testOnly && 'testOnly'].filter(Boolean);
@@ -130,6 +140,8 @@ async function privappAllowlistsComplete(ctx: CheckContext): Promise<CheckOutcom
         detail: `${missing.length} privileged permission(s) missing from ${a.ref.partition}/etc/permissions privapp-permissions (boot aborts under enforce)`,
       });
   }
+  if (n === 0)
+    return notApplicable('no APK under priv-app/ of any partition: no privileged app to allowlist');
   return verdict(
     ev,
     `${n} priv-app(s) have complete allowlists`,

@@ -4,6 +4,7 @@
  * needs the network.
  */
 import { personalCloudConfigSchema } from '../../build/personal-cloud.ts';
+import { DATA_STORE_META_DATA, manifestRole, PERSONAL_CLOUD_PERMISSION } from '../../model/app-roles.ts';
 import { apkWhere, type CheckContext, stringList } from '../context.ts';
 import {
   type CheckFamily,
@@ -18,13 +19,13 @@ import { personalClouds } from './personal-cloud.ts';
 const CONFIG_PATH = 'etc/omie/personal-cloud.json';
 const INTERNET = 'android.permission.INTERNET';
 
-/** Customer-side apps: by the product's role, else by their org.omie.role meta-data. */
+/** Customer-side apps: by the product's role, else by the role their manifest declares. */
 async function customerApps(ctx: CheckContext) {
   const declared = new Map(
     (ctx.product?.apps ?? []).filter((a) => a.role === 'customer-app').map((a) => [a.package, a]),
   );
   const apps = (await ctx.facts.readableApps()).filter(
-    (a) => declared.has(a.facts.package) || a.facts.appMetaData['org.omie.role'] === 'customer-app',
+    (a) => declared.has(a.facts.package) || manifestRole(a.facts.appMetaData) === 'customer-app',
   );
   return { apps, declared };
 }
@@ -111,8 +112,8 @@ async function syncOwnerChangeable(ctx: CheckContext): Promise<CheckOutcome> {
 async function keepsDataInPersonalCloud(ctx: CheckContext): Promise<CheckOutcome> {
   const { apps } = await customerApps(ctx);
   if (apps.length === 0) return notApplicable('no customer-side app on the image');
-  const meta = String(ctx.params.metaDataName ?? 'org.omie.DATA_STORE');
-  const permission = String(ctx.params.permission ?? 'org.omie.permission.PERSONAL_CLOUD');
+  const meta = String(ctx.params.metaDataName ?? DATA_STORE_META_DATA);
+  const permission = String(ctx.params.permission ?? PERSONAL_CLOUD_PERMISSION);
   const ev: Evidence[] = [];
   for (const a of apps) {
     const declares = a.facts.appMetaData[meta] !== undefined && a.facts.usesPermissions.includes(permission);
@@ -135,19 +136,20 @@ async function keepsDataInPersonalCloud(ctx: CheckContext): Promise<CheckOutcome
 async function internetJustified(ctx: CheckContext): Promise<CheckOutcome> {
   const { apps, declared } = await customerApps(ctx);
   if (apps.length === 0) return notApplicable('no customer-side app on the image');
-  if (!ctx.product) return notApplicable('needs --product: the reasons live in each app.yaml');
+  // Without a product, the app.yaml of prebuilt-apps/ with the same package holds the reason.
+  const repo = ctx.facts.data.repoApps ?? new Map();
   const ev: Evidence[] = [];
   const ok: Evidence[] = [];
   for (const a of apps) {
     if (!a.facts.usesPermissions.includes(INTERNET)) continue;
-    const reason = declared.get(a.facts.package)?.internetReason;
-    if (!reason)
-      ev.push({
-        ...apkWhere(a.ref),
-        package: a.facts.package,
-        detail: 'holds INTERNET but its app.yaml gives no internet.reason',
-      });
-    else ok.push({ package: a.facts.package, detail: `INTERNET: ${reason}` });
+    const where = { ...apkWhere(a.ref), package: a.facts.package };
+    const reason = ctx.product
+      ? declared.get(a.facts.package)?.internetReason
+      : repo.get(a.facts.package)?.internetReason;
+    if (reason) ok.push({ ...where, detail: `INTERNET: ${reason}` });
+    else if (!ctx.product && !repo.has(a.facts.package))
+      ev.push({ ...where, detail: 'holds INTERNET but has no app.yaml in prebuilt-apps/ to say why' });
+    else ev.push({ ...where, detail: 'holds INTERNET but its app.yaml gives no internet.reason' });
   }
   return verdict(
     ev,

@@ -1,4 +1,6 @@
 /** Section 2: No Google dependency. */
+
+import { manifestRole } from '../../model/app-roles.ts';
 import { apkWhere, type CheckContext, matchesAny, stringList } from '../context.ts';
 import { googleHostsIn, isGoogleHost } from '../endpoints.ts';
 import { DEFAULT_GOOGLE_APEX_PATTERNS, googleMainlineModule } from '../mainline.ts';
@@ -11,7 +13,6 @@ import {
   pass,
   verdict,
 } from '../types.ts';
-import { ROLE_META } from './personal-cloud.ts';
 
 /** Google package patterns from 2.1/C-0-1, shared by the other Google checks. */
 export const DEFAULT_GOOGLE_PACKAGES = ['com.google.*', 'com.android.vending', 'com.android.chrome'];
@@ -32,6 +33,8 @@ function packagePart(v: string): string {
 }
 
 async function noGooglePackages(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const patterns = googlePatterns(ctx);
   const ev: Evidence[] = [];
   for (const a of await ctx.facts.apps()) {
@@ -61,6 +64,8 @@ export function googleSignerDigests(ctx: CheckContext): Set<string> {
 }
 
 async function noGoogleSigners(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const digests = googleSignerDigests(ctx);
   const ev: Evidence[] = [];
   for (const a of await ctx.facts.readableApps()) {
@@ -149,6 +154,8 @@ async function mainlineIsAosp(ctx: CheckContext): Promise<CheckOutcome> {
 }
 
 async function noGoogleXmls(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('config-xmls');
+  if (missing) return notApplicable(missing);
   const patterns = googlePatterns(ctx);
   const ev: Evidence[] = [];
   const xmls = await ctx.facts.configXmls();
@@ -183,6 +190,8 @@ async function noGoogleXmls(ctx: CheckContext): Promise<CheckOutcome> {
 }
 
 async function noGoogleProps(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('props');
+  if (missing) return notApplicable(missing);
   const patterns = stringList(ctx.params.propPatterns);
   const ev: Evidence[] = [];
   for (const [k, v] of Object.entries(await ctx.facts.props())) {
@@ -332,6 +341,16 @@ function merge(base: CheckOutcome, extra: { bad: Evidence[]; ok: Evidence[] }): 
   return pass(base.message, [...base.evidence, ...extra.ok]);
 }
 
+/**
+ * A pass with nothing seen means the platform defaults apply; when framework-res.apk, which holds
+ * them, is not on the view, they could not be read: not applicable, with the reason.
+ */
+async function unlessDefaultsUnread(ctx: CheckContext, outcome: CheckOutcome): Promise<CheckOutcome> {
+  if (outcome.status !== 'pass' || outcome.evidence.length) return outcome;
+  const missing = await ctx.facts.missing('framework-res');
+  return missing ? notApplicable(missing) : outcome;
+}
+
 async function supl(ctx: CheckContext): Promise<CheckOutcome> {
   const r = await gpsConfValues(
     ctx,
@@ -341,12 +360,15 @@ async function supl(ctx: CheckContext): Promise<CheckOutcome> {
     if (/supl|psds|xtra/i.test(k) && isGoogleHost(v))
       r.bad.push({ prop: k, value: v, detail: 'property configures GNSS assistance' });
   }
-  return r.bad.length
-    ? fail(`${r.bad.length} GNSS assistance server(s) are Google's`, r.bad)
-    : pass(
-        r.ok.length ? 'no GNSS assistance server is Google' : 'no GNSS assistance server configured',
-        r.ok,
-      );
+  return unlessDefaultsUnread(
+    ctx,
+    r.bad.length
+      ? fail(`${r.bad.length} GNSS assistance server(s) are Google's`, r.bad)
+      : pass(
+          r.ok.length ? 'no GNSS assistance server is Google' : 'no GNSS assistance server configured',
+          r.ok,
+        ),
+  );
 }
 
 const dns = (ctx: CheckContext) =>
@@ -360,7 +382,7 @@ const dns = (ctx: CheckContext) =>
 
 async function locationProviders(ctx: CheckContext): Promise<CheckOutcome> {
   const patterns = DEFAULT_GOOGLE_PACKAGES;
-  return endpointCheck(ctx, {
+  const outcome = await endpointCheck(ctx, {
     what: 'location / geocoder provider',
     resources: [
       'config_networkLocationProviderPackageName',
@@ -373,6 +395,7 @@ async function locationProviders(ctx: CheckContext): Promise<CheckOutcome> {
     props: /^ro\.(location|geocoder)\./,
     isBad: (v) => Boolean(matchesAny(packagePart(v), patterns)),
   });
+  return unlessDefaultsUnread(ctx, outcome);
 }
 
 async function webview(ctx: CheckContext): Promise<CheckOutcome> {
@@ -394,11 +417,14 @@ async function webview(ctx: CheckContext): Promise<CheckOutcome> {
       package: s,
       detail: 'settings global webview_provider',
     });
-  return verdict(
-    ev,
-    ok.length ? 'no WebView provider is Google' : 'no WebView provider list found (no Google one)',
-    (k) => `${k} Google WebView provider(s)`,
-    ok,
+  return unlessDefaultsUnread(
+    ctx,
+    verdict(
+      ev,
+      ok.length ? 'no WebView provider is Google' : 'no WebView provider list found (no Google one)',
+      (k) => `${k} Google WebView provider(s)`,
+      ok,
+    ),
   );
 }
 
@@ -417,7 +443,7 @@ async function provisionedWithoutGoogle(ctx: CheckContext): Promise<CheckOutcome
   for (const a of await ctx.facts.readableApps()) {
     const pkg = a.facts.package;
     if (provision.has(pkg)) ok.push({ ...apkWhere(a.ref), package: pkg, detail: "AOSP's Provision app" });
-    else if (setupApps.has(pkg) || a.facts.appMetaData[ROLE_META] === 'setup')
+    else if (setupApps.has(pkg) || manifestRole(a.facts.appMetaData) === 'setup')
       ok.push({ ...apkWhere(a.ref), package: pkg, detail: 'an app with role setup' });
     else if (/^com\.google\.android\.setupwizard/.test(pkg))
       google.push({ ...apkWhere(a.ref), package: pkg, detail: "Google's setup wizard (does not count)" });

@@ -1,6 +1,7 @@
 /** Section 4: The owner's personal cloud. */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { APP_ROLE_NAMES, APP_ROLES, isAppRole, manifestRole, ROLE_META_DATA } from '../../model/app-roles.ts';
 import { apkWhere, type CheckContext, stringList } from '../context.ts';
 import {
   type CheckFamily,
@@ -14,9 +15,6 @@ import {
 import type { ApkFacts, ApkRef } from '../view.ts';
 import { privilegedPermissionSet } from './apps.ts';
 
-/** Manifest meta-data naming an app's Omie role when no product is given. */
-export const ROLE_META = 'org.omie.role';
-
 type App = { ref: ApkRef; facts: ApkFacts };
 
 /** Apps that are the personal cloud: by the product's role or by manifest meta-data. */
@@ -25,7 +23,7 @@ export async function personalClouds(ctx: CheckContext): Promise<App[]> {
     (ctx.product?.apps ?? []).filter((a) => a.role === 'personal-cloud').map((a) => a.package),
   );
   return (await ctx.facts.readableApps()).filter(
-    (a) => declared.has(a.facts.package) || a.facts.appMetaData[ROLE_META] === 'personal-cloud',
+    (a) => declared.has(a.facts.package) || manifestRole(a.facts.appMetaData) === 'personal-cloud',
   );
 }
 
@@ -168,7 +166,8 @@ async function noOtherTransport(ctx: CheckContext): Promise<CheckOutcome> {
   const clouds = distinctPackages(await personalClouds(ctx));
   const allowed = new Set([...clouds, ...stringList(ctx.params.allowedTransports)]);
   const ev: Evidence[] = [];
-  for (const t of await transportServices(ctx)) {
+  const transports = await transportServices(ctx);
+  for (const t of transports) {
     if (!allowed.has(pkgOf(t.service)))
       ev.push({
         partition: t.partition,
@@ -178,14 +177,17 @@ async function noOtherTransport(ctx: CheckContext): Promise<CheckOutcome> {
         detail: `line ${t.line}: another backup transport is allowlisted`,
       });
   }
-  if (ctx.view.shell) {
-    const out = await ctx.view.shell('bmgr list transports').catch(() => '');
-    for (const line of out.split('\n')) {
-      const s = line.replace(/^\s*\*?\s*/, '').trim();
-      if (s.includes('/') && !allowed.has(pkgOf(s)))
-        ev.push({ package: pkgOf(s), value: s, detail: 'bmgr list transports' });
-    }
-  }
+  // A device also says which transports are registered.
+  const bmgr = ctx.view.shell ? await ctx.view.shell('bmgr list transports').catch(() => '') : '';
+  const registered = bmgr
+    .split('\n')
+    .map((line) => line.replace(/^\s*\*?\s*/, '').trim())
+    .filter((s) => s.includes('/'));
+  for (const s of registered)
+    if (!allowed.has(pkgOf(s))) ev.push({ package: pkgOf(s), value: s, detail: 'bmgr list transports' });
+  const noXml = await ctx.facts.missing('config-xmls');
+  if (noXml && !registered.length)
+    return notApplicable(ctx.view.shell ? `${noXml}, and \`bmgr list transports\` listed none` : noXml);
   return verdict(
     ev,
     'no backup transport other than the personal cloud',
@@ -204,7 +206,7 @@ async function declaredAndPinned(ctx: CheckContext): Promise<CheckOutcome> {
   const ev: Evidence[] = [];
   const ok: Evidence[] = [];
   if (ctx.product) {
-    for (const d of ctx.product.apps.filter((a) => a.role !== 'system')) {
+    for (const d of ctx.product.apps.filter((a) => APP_ROLES[a.role].ownerSide)) {
       const found = apps.filter((a) => a.facts.package === d.package);
       if (!found.length) {
         ev.push({
@@ -236,38 +238,58 @@ async function declaredAndPinned(ctx: CheckContext): Promise<CheckOutcome> {
     }
     const declared = new Set(ctx.product.apps.map((a) => a.package));
     for (const a of apps) {
-      const role = a.facts.appMetaData[ROLE_META];
-      if ((role === 'customer-app' || role === 'personal-cloud') && !declared.has(a.facts.package))
+      const role = manifestRole(a.facts.appMetaData);
+      if (role === undefined || declared.has(a.facts.package)) continue;
+      if (!isAppRole(role) || APP_ROLES[role].ownerSide)
         ev.push({
           ...apkWhere(a.ref),
           package: a.facts.package,
-          detail: `declares itself a ${role} but the product does not list it`,
+          value: role,
+          detail: `its manifest declares the Omie role ${role} but the product does not list it`,
         });
     }
     return ev.length
       ? fail(`${ev.length} customer-side app problem(s)`, ev)
       : pass('every customer-side app is present, declared and pinned', ok);
   }
+  // Without a product the repository is the reference: every APK that declares an Omie role in
+  // its manifest must be an app of prebuilt-apps/, signed by the signer pinned there.
   const pins = ctx.facts.data.repoPins;
-  const roleApps = apps.filter((a) =>
-    ['customer-app', 'personal-cloud'].includes(a.facts.appMetaData[ROLE_META] ?? ''),
-  );
-  if (!roleApps.length) return notApplicable('no product given and no APK declares an Omie role');
+  const roleApps = apps.filter((a) => manifestRole(a.facts.appMetaData) !== undefined);
+  if (!roleApps.length)
+    return notApplicable(
+      `no product given (--product) and no APK declares an Omie role (${ROLE_META_DATA} meta-data)`,
+    );
   for (const a of roleApps) {
+    const role = manifestRole(a.facts.appMetaData) as string;
     const pin = pins.get(a.facts.package);
     const where = { ...apkWhere(a.ref), package: a.facts.package };
-    if (!pin) ev.push({ ...where, detail: 'not declared in prebuilt-apps/' });
+    if (!isAppRole(role))
+      ev.push({
+        ...where,
+        value: role,
+        detail: `declares an unknown Omie role (known: ${APP_ROLE_NAMES.join(', ')})`,
+      });
+    if (!pin)
+      ev.push({
+        ...where,
+        value: role,
+        detail: `declares the Omie role ${role} but is not declared in prebuilt-apps/`,
+      });
     else if (!a.facts.signing.signerSha256.some((s) => pin.includes(s)))
       ev.push({
         ...where,
         value: a.facts.signing.signerSha256.join(', '),
-        detail: 'signer is not the one pinned in prebuilt-apps/',
+        detail: `signer is not the one pinned in prebuilt-apps/ (${pin.join(', ') || 'pin unresolved: named key missing'})`,
       });
-    else ok.push({ ...where, detail: 'pinned in prebuilt-apps/' });
+    else ok.push({ ...where, value: role, detail: 'pinned in prebuilt-apps/' });
   }
   return ev.length
-    ? fail(`${ev.length} customer-side app(s) not declared or not pinned`, ev)
-    : pass('every customer-side app is declared and pinned', ok);
+    ? fail(`${ev.length} customer-side app problem(s): not declared or not pinned`, ev)
+    : pass(
+        `every app that declares an Omie role (${roleApps.length}) is declared and pinned in prebuilt-apps/`,
+        ok,
+      );
 }
 
 export const personalCloudChecks: CheckFamily = {

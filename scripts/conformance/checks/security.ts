@@ -1,4 +1,5 @@
 /** Section 6: Security (build properties, su, SELinux, AVB, verified boot state). */
+import { PUBLIC_TEST_KEY_SHA256 } from '../../formats/avb/keys.ts';
 import type { CheckContext } from '../context.ts';
 import { stringList } from '../context.ts';
 import {
@@ -10,7 +11,7 @@ import {
   pass,
   verdict,
 } from '../types.ts';
-import type { VbmetaFacts } from '../view.ts';
+import { CMDLINE_PARTITIONS, type VbmetaFacts } from '../view.ts';
 
 async function propEquals(ctx: CheckContext): Promise<CheckOutcome> {
   const prop = String(ctx.params.prop);
@@ -44,6 +45,13 @@ const SU_PATHS = [
 async function noSu(ctx: CheckContext): Promise<CheckOutcome> {
   const ev: Evidence[] = [];
   if (ctx.view.kind === 'device' && ctx.view.shell) {
+    // Every Android has /system/bin/sh: if listing it prints nothing, an empty answer below
+    // would mean nothing either.
+    if (!(await ctx.view.shell('ls /system/bin/sh')).trim())
+      return fail(
+        'files cannot be listed over adb (`ls /system/bin/sh` printed nothing): su was not looked for',
+        [{ file: '/system/bin/sh', detail: '`ls` printed nothing' }],
+      );
     // One `ls` per path: portable across toybox and minimal shells; a missing file prints nothing.
     for (const f of SU_PATHS) {
       if ((await ctx.view.shell(`ls ${f}`)).trim()) ev.push({ file: f, detail: 'su binary present' });
@@ -54,7 +62,9 @@ async function noSu(ctx: CheckContext): Promise<CheckOutcome> {
       (k) => `${k} su binar(ies)`,
     );
   }
-  for (const partition of await ctx.facts.partitions()) {
+  const partitions = await ctx.facts.partitions();
+  if (!partitions.length) return notApplicable('no readable filesystem partition: nothing to check');
+  for (const partition of partitions) {
     const stack = [''];
     while (stack.length) {
       const dir = stack.pop() as string;
@@ -83,17 +93,28 @@ async function selinuxEnforcing(ctx: CheckContext): Promise<CheckOutcome> {
     if (!ev.length) ok.push({ value: cmdline.slice(0, 300), detail: 'kernel command line' });
   }
   const props = await ctx.facts.props();
-  if (props['ro.boot.selinux'] === 'permissive')
+  const bootSelinux = props['ro.boot.selinux'];
+  if (bootSelinux === 'permissive')
     ev.push({ prop: 'ro.boot.selinux', value: 'permissive', detail: 'bootloader asked for permissive' });
-  if (ctx.view.kind === 'device' && ctx.view.shell) {
+  else if (bootSelinux)
+    ok.push({ prop: 'ro.boot.selinux', value: bootSelinux, detail: 'bootloader setting' });
+  if (ctx.view.kind === 'device') {
     // getenforce may be unavailable to the shell user; then cmdline and ro.boot.selinux decide.
-    const mode = (await ctx.view.shell('getenforce')).trim();
+    const mode = ctx.view.shell ? (await ctx.view.shell('getenforce')).trim() : '';
     if (mode) (mode === 'Enforcing' ? ok : ev).push({ value: mode, detail: 'getenforce' });
+    if (!ev.length && !ok.length)
+      return fail(
+        'the SELinux mode could not be observed: getenforce printed nothing and /proc/cmdline is unreadable',
+        [{ detail: 'getenforce, /proc/cmdline and ro.boot.selinux gave nothing to check' }],
+      );
   } else if (cmdline === null) {
-    return pass(
-      'no kernel command line on the image sets SELinux permissive (no boot image or cmdline descriptor found)',
-      [],
-    );
+    const boots = (await ctx.view.allPartitions()).filter((p) => CMDLINE_PARTITIONS.includes(p));
+    if (!boots.length)
+      return notApplicable(
+        `the image carries no kernel command line (no ${CMDLINE_PARTITIONS.join(', ')} image, no vbmeta cmdline descriptor): check the device with --device`,
+      );
+    // Boot images were read and carry an empty command line (GKI boot images do).
+    ok.push(...boots.map((p) => ({ partition: p, detail: 'boot image without a kernel command line' })));
   }
   return verdict(ev, 'SELinux is not permissive', (k) => `${k} sign(s) of permissive SELinux`, ok);
 }
@@ -160,7 +181,8 @@ async function vbmetaNotTestKey(ctx: CheckContext): Promise<CheckOutcome> {
   if (ctx.view.kind === 'device') {
     const d = (await ctx.facts.props())['ro.boot.vbmeta.public_key_digest'];
     if (!d) return notApplicable('the device does not expose ro.boot.vbmeta.public_key_digest');
-    const n = testName(d.toLowerCase());
+    // The digest is the SHA-256 of the AVB public key blob, as the image check computes it.
+    const n = PUBLIC_TEST_KEY_SHA256[d.toLowerCase()] ?? testName(d.toLowerCase());
     return n
       ? fail(`vbmeta is signed with ${n}`, [
           { prop: 'ro.boot.vbmeta.public_key_digest', value: d, detail: n },

@@ -1,6 +1,6 @@
 /** Section 3: No tracking. */
 import { apkWhere, type CheckContext, stringList } from '../context.ts';
-import { type CheckFamily, type CheckOutcome, type Evidence, verdict } from '../types.ts';
+import { type CheckFamily, type CheckOutcome, type Evidence, notApplicable, verdict } from '../types.ts';
 
 /** Tracker SDKs found in a list of class names: [{ tracker, class }]. */
 export function findTrackers(
@@ -16,6 +16,8 @@ export function findTrackers(
 }
 
 async function noTrackerSdks(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const ev: Evidence[] = [];
   const apps = await ctx.facts.readableApps();
   for (const a of apps) {
@@ -50,6 +52,8 @@ async function noTrackerSdks(ctx: CheckContext): Promise<CheckOutcome> {
 }
 
 async function noSilentGrants(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('config-xmls');
+  if (missing) return notApplicable(missing);
   const perms = new Set(stringList(ctx.params.consentPermissions));
   const ev: Evidence[] = [];
   for (const x of await ctx.facts.configXmls()) {
@@ -72,6 +76,8 @@ async function noSilentGrants(ctx: CheckContext): Promise<CheckOutcome> {
 }
 
 async function onlyPlatformReadsIdentifiers(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('config-xmls');
+  if (missing) return notApplicable(missing);
   const perms = new Set(stringList(ctx.params.silentIdentifierPermissions));
   const platform = await ctx.facts.platformSigners();
   const byPkg = new Map<string, string[]>();
@@ -103,6 +109,8 @@ async function onlyPlatformReadsIdentifiers(ctx: CheckContext): Promise<CheckOut
 }
 
 async function noBackgroundLocation(ctx: CheckContext): Promise<CheckOutcome> {
+  const missing = await ctx.facts.missing('apks');
+  if (missing) return notApplicable(missing);
   const ev: Evidence[] = [];
   for (const a of await ctx.facts.readableApps()) {
     if (a.facts.usesPermissions.includes('android.permission.ACCESS_BACKGROUND_LOCATION'))

@@ -4,6 +4,7 @@
  * <skipped> with the reason.
  */
 import type { Report, RequirementResult } from '../spec-schema.ts';
+import { evidenceLine } from './text.ts';
 
 export function xmlEscape(s: string): string {
   // XML 1.0 forbids most C0 controls even escaped: drop them.
@@ -13,19 +14,7 @@ export function xmlEscape(s: string): string {
 }
 
 function evidenceText(r: RequirementResult): string {
-  return r.evidence
-    .map((e) => {
-      const where = [e.partition, e.file].filter(Boolean).join('/');
-      const what = [
-        e.package && `package ${e.package}`,
-        e.prop && `${e.prop}${e.value !== undefined ? `=${e.value}` : ''}`,
-        !e.prop && e.value && `value ${e.value}`,
-      ]
-        .filter(Boolean)
-        .join(', ');
-      return `- ${[where, what, e.detail].filter(Boolean).join(': ')}`;
-    })
-    .join('\n');
+  return r.evidence.map((e) => `- ${evidenceLine(e)}`).join('\n');
 }
 
 const secs = (ms: number) => (ms / 1000).toFixed(3);
@@ -49,6 +38,9 @@ export function junitXml(report: Report): string {
     lines.push(`      <property name="spec.version" value="${xmlEscape(report.spec.version)}"/>`);
     lines.push(`      <property name="profile" value="${report.profile}"/>`);
     lines.push(`      <property name="target" value="${xmlEscape(report.target.input)}"/>`);
+    // JUnit has one `skipped` count: say how many of them were waived and how many did not apply.
+    lines.push(`      <property name="omie.waived" value="${count(rs, 'waived')}"/>`);
+    lines.push(`      <property name="omie.notApplicable" value="${count(rs, 'not-applicable')}"/>`);
     lines.push('    </properties>');
     for (const r of rs) {
       const name = `${r.id} [${r.level}] ${r.title}`;

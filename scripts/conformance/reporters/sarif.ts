@@ -1,7 +1,8 @@
 /**
  * SARIF 2.1.0 (OASIS) for code-scanning UIs: one rule per requirement (help = rationale), one
  * result per failing, erroring or waived requirement (waived as a suppression), located at the
- * partition/file of its evidence.
+ * partition/file of its evidence, and one `notApplicable` result (level none) per requirement
+ * that did not apply, with the reason.
  */
 import type { Report, RequirementResult } from '../spec-schema.ts';
 
@@ -74,6 +75,17 @@ export function sarifLog(report: Report): Record<string, unknown> {
         ];
       return res;
     });
+  const notApplicable = report.results
+    .filter((r) => r.status === 'not-applicable')
+    .map((r) => ({
+      ruleId: r.id,
+      ruleIndex: index.get(r.id),
+      // SARIF §3.27.10: a result whose kind is not `fail` has level `none`.
+      kind: 'notApplicable',
+      level: 'none',
+      message: { text: r.message },
+      properties: { status: r.status },
+    }));
   return {
     $schema: SARIF_SCHEMA,
     version: '2.1.0',
@@ -91,7 +103,7 @@ export function sarifLog(report: Report): Record<string, unknown> {
         },
         originalUriBaseIds: { IMAGE: { description: { text: `partitions of ${report.target.input}` } } },
         invocations: [{ executionSuccessful: report.summary.error === 0, startTimeUtc: report.startedAt }],
-        results,
+        results: [...results, ...notApplicable],
         properties: { profile: report.profile, summary: report.summary, target: report.target },
       },
     ],

@@ -62,16 +62,14 @@ export class FastbootClient {
     );
   }
 
-  /** Opens "tcp:host:port" over TCP, anything else as a USB serial number (USB needs the `usb` package). */
+  /**
+   * Opens "tcp:host:port" over TCP; "usb:<port>" or anything else (a serial number) over USB
+   * (USB needs the `usb` package).
+   */
   static async open(target: string, opts: FastbootClientOptions & { connectTimeoutMs?: number } = {}) {
     if (target.startsWith('tcp:')) return FastbootClient.connectTcp(target, opts);
-    const { listUsbFastbootDevices } = await import('./usb.ts');
-    const dev = (await listUsbFastbootDevices()).find((d) => d.serial === target);
-    if (!dev)
-      throw new TransportError(`no fastboot device with serial ${target} on USB`, {
-        context: { serial: target },
-      });
-    return new FastbootClient(await dev.open(), opts);
+    const { findUsbFastbootDevice } = await import('./usb.ts');
+    return new FastbootClient(await (await findUsbFastbootDevice(target)).open(), opts);
   }
 
   async close(): Promise<void> {

@@ -24,8 +24,11 @@ export interface FastbootTransport {
 
 /** The link broke, timed out, or spoke garbage. Retryable after reconnecting. */
 export class TransportError extends EnvironmentError {
-  constructor(message: string, opts: { cause?: unknown; context?: Record<string, unknown> } = {}) {
-    super(message, { code: 'FASTBOOT_TRANSPORT', ...opts });
+  constructor(
+    message: string,
+    opts: { code?: string; cause?: unknown; context?: Record<string, unknown>; hint?: string } = {},
+  ) {
+    super(message, { ...opts, code: opts.code ?? 'FASTBOOT_TRANSPORT' });
   }
 }
 

@@ -4,8 +4,12 @@
  * fastboot/usb_linux.cpp). A command is one OUT transfer, each response one IN transfer of at most
  * 256 bytes; download data goes out in transfers of at most {@link USB_MAX_TRANSFER} bytes.
  *
- * The `usb` npm package (libusb) is loaded lazily, so hosts without libusb still run everything else.
+ * Devices are reached through libusb, as the `usb` npm package 2.x wraps it (its libusb-style API:
+ * getDeviceList, Device, Interface, Endpoint, Transfer). It is loaded lazily, so hosts where it
+ * cannot load still run everything else, and fastboot over TCP never needs it.
  */
+import { readFileSync } from 'node:fs';
+import type { Device, InEndpoint, Interface, LibUSBException, OutEndpoint, Transfer } from 'usb';
 import { EnvironmentError } from '../../errors.ts';
 import { type FastbootTransport, TransportError } from './protocol.ts';
 
@@ -14,8 +18,10 @@ export const FASTBOOT_USB_SUBCLASS = 0x42;
 export const FASTBOOT_USB_PROTOCOL = 0x03;
 /** Largest single bulk OUT transfer, as the host tool's libusb backend (1 MiB). */
 export const USB_MAX_TRANSFER = 1 << 20;
+/** Selects a USB device by its bus and port path ("usb:1-1.4"), as `fastboot -s usb:…` does. */
+export const USB_PORT_PREFIX = 'usb:';
 
-/** The two bulk pipes; the real implementation wraps libusb endpoints, tests use a fake. */
+/** The two bulk pipes of an opened fastboot interface. */
 export interface BulkPipes {
   out(data: Buffer): Promise<void>;
   in(maxLen: number): Promise<Buffer>;
@@ -77,116 +83,312 @@ export class UsbTransport implements FastbootTransport {
 }
 
 export interface UsbFastbootDevice {
+  /** iSerialNumber; empty when the device has none (or it could not be read). */
   serial: string;
   vendorId: number;
   productId: number;
+  /** Bus and port path as the kernel names it ("1-1.4"): stable while the device stays plugged there. */
+  port: string;
+  /** The usbfs device node, /dev/bus/usb/BBB/DDD (Linux). */
+  devnode: string;
   open(): Promise<UsbTransport>;
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: the usb module is optional and loaded at run time
-type UsbModule = any;
+type UsbModule = typeof import('usb');
+let usbModule: Promise<UsbModule> | undefined;
 
 async function loadUsb(): Promise<UsbModule> {
-  try {
-    const name = 'usb';
-    return await import(name);
-  } catch (e) {
-    throw new EnvironmentError('USB support needs the `usb` npm package and libusb', {
-      code: 'USB_UNAVAILABLE',
-      hint: 'run `npm install` (installs usb) and make sure libusb-1.0 is present; TCP devices work without it',
-      cause: e,
-    });
-  }
+  usbModule ??= import('usb').then(
+    (mod) => {
+      // libusb_init failed (e.g. no udev monitor in a container): the module loads without devices.
+      if (mod.usb.INIT_ERROR)
+        throw new EnvironmentError(
+          `libusb could not start (${libusbName(mod, mod.usb.INIT_ERROR, false)}): USB devices cannot be reached`,
+          {
+            code: 'USB_UNAVAILABLE',
+            context: { libusb: mod.usb.INIT_ERROR },
+            hint: 'fastboot over TCP works without it',
+          },
+        );
+      return mod;
+    },
+    (e: unknown) => {
+      throw new EnvironmentError(`USB support could not be loaded: ${(e as Error).message}`, {
+        code: 'USB_UNAVAILABLE',
+        hint: 'run `bash scripts/setup.sh` (it installs the `usb` npm package and checks that its libusb binding loads); fastboot over TCP works without it',
+        cause: e,
+      });
+    },
+  );
+  return usbModule;
 }
 
 /** Lists USB devices currently in fastboot (bootloader or fastbootd). */
 export async function listUsbFastbootDevices(): Promise<UsbFastbootDevice[]> {
-  const mod = await loadUsb();
-  const usb = mod.usb ?? mod.default?.usb ?? mod;
+  const usb = await loadUsb();
   const out: UsbFastbootDevice[] = [];
-  for (const dev of usb.getDeviceList() as UsbModule[]) {
-    const cfg = dev.configDescriptor;
-    if (!cfg) continue;
-    for (const iface of cfg.interfaces ?? []) {
-      const alt = iface[0];
-      if (
-        alt?.bInterfaceClass !== FASTBOOT_USB_CLASS ||
-        alt.bInterfaceSubClass !== FASTBOOT_USB_SUBCLASS ||
-        alt.bInterfaceProtocol !== FASTBOOT_USB_PROTOCOL
-      )
-        continue;
-      const serial = await readSerial(dev).catch(() => '');
-      out.push({
-        serial,
-        vendorId: dev.deviceDescriptor.idVendor,
-        productId: dev.deviceDescriptor.idProduct,
-        open: () => openInterface(dev, alt.bInterfaceNumber, serial),
-      });
+  for (const dev of usb.getDeviceList()) {
+    let cfg: Device['configDescriptor'];
+    try {
+      cfg = dev.configDescriptor;
+    } catch {
+      continue; // a device that cannot even describe itself is no fastboot device we can use
     }
+    const alt = cfg?.interfaces
+      .flat()
+      .find(
+        (a) =>
+          a.bInterfaceClass === FASTBOOT_USB_CLASS &&
+          a.bInterfaceSubClass === FASTBOOT_USB_SUBCLASS &&
+          a.bInterfaceProtocol === FASTBOOT_USB_PROTOCOL,
+      );
+    if (!alt) continue;
+    const port = `${dev.busNumber}-${(dev.portNumbers ?? []).join('.')}`; // root hubs have none
+    const devnode = `/dev/bus/usb/${pad3(dev.busNumber)}/${pad3(dev.deviceAddress)}`;
+    const serial = await readSerial(dev, port);
+    const ident = serial || `${USB_PORT_PREFIX}${port}`;
+    out.push({
+      serial,
+      vendorId: dev.deviceDescriptor.idVendor,
+      productId: dev.deviceDescriptor.idProduct,
+      port,
+      devnode,
+      open: () => openFastbootInterface(usb, dev, alt.bInterfaceNumber, ident, devnode),
+    });
   }
   return out;
 }
 
-function readSerial(dev: UsbModule): Promise<string> {
-  return new Promise((res, rej) => {
-    const idx = dev.deviceDescriptor.iSerialNumber;
-    if (!idx) return res('');
-    try {
-      dev.open();
-    } catch (e) {
-      return rej(e);
-    }
-    dev.getStringDescriptor(idx, (err: unknown, s?: string) => {
-      try {
-        dev.close();
-      } catch {}
-      if (err) rej(err);
-      else res(s ?? '');
-    });
-  });
+/**
+ * How to address each device: its serial number, or `usb:<port>` when the serial is missing or
+ * shared with another device (cheap boards often share one), so that each address is one device.
+ */
+export function usbAddresses(devices: UsbFastbootDevice[]): string[] {
+  const serials = devices.map((d) => d.serial);
+  return devices.map((d) =>
+    d.serial && serials.indexOf(d.serial) === serials.lastIndexOf(d.serial)
+      ? d.serial
+      : `${USB_PORT_PREFIX}${d.port}`,
+  );
 }
 
-async function openInterface(dev: UsbModule, ifaceNo: number, serial: string): Promise<UsbTransport> {
+/**
+ * Finds the one fastboot device `target` names: `usb:<port>` selects by port, anything else is a
+ * serial number. Two devices with the same serial (cheap boards often share one) are refused
+ * rather than guessed between.
+ */
+export async function findUsbFastbootDevice(target: string): Promise<UsbFastbootDevice> {
+  const all = await listUsbFastbootDevices();
+  const byPort = target.startsWith(USB_PORT_PREFIX);
+  const key = byPort ? target.slice(USB_PORT_PREFIX.length) : target;
+  const hits = all.filter((d) => (byPort ? d.port === key : d.serial === key));
+  if (hits.length === 0)
+    throw new TransportError(`no fastboot device ${byPort ? 'at USB port' : 'with serial'} ${key}`, {
+      code: 'USB_NOT_FOUND',
+      context: { target, present: all.map((d) => d.serial || `${USB_PORT_PREFIX}${d.port}`) },
+    });
+  if (hits.length > 1)
+    throw new EnvironmentError(`${hits.length} USB fastboot devices have serial ${key}`, {
+      code: 'USB_AMBIGUOUS',
+      context: { serial: key, ports: hits.map((d) => d.port) },
+      hint: `select one by port: ${hits.map((d) => `${USB_PORT_PREFIX}${d.port}`).join(' or ')}`,
+    });
+  return hits[0];
+}
+
+const pad3 = (n: number) => String(n).padStart(3, '0');
+
+/**
+ * The serial number: on Linux from sysfs (as udev and fastboot read it; needs no access to the
+ * device node), elsewhere from the string descriptor.
+ */
+async function readSerial(dev: Device, port: string): Promise<string> {
+  if (process.platform === 'linux') {
+    try {
+      return readFileSync(`/sys/bus/usb/devices/${port}/serial`, 'utf8').trim();
+    } catch {
+      // no serial attribute (no iSerialNumber) or no sysfs: ask the device
+    }
+  }
+  const idx = dev.deviceDescriptor.iSerialNumber;
+  if (!idx) return '';
+  try {
+    dev.open(false);
+  } catch {
+    return ''; // listed without serial; opening it later reports why
+  }
+  try {
+    return await new Promise<string>((res, rej) =>
+      dev.getStringDescriptor(idx, (err, s) => (err ? rej(err) : res(s ?? ''))),
+    ).catch(() => '');
+  } finally {
+    try {
+      dev.close();
+    } catch {}
+  }
+}
+
+function libusbName(usb: UsbModule, errno: number, transfer: boolean): string {
+  const prefix = transfer ? 'LIBUSB_TRANSFER_' : 'LIBUSB_ERROR_';
+  const hit = Object.entries(usb.usb).find(([k, v]) => k.startsWith(prefix) && v === errno);
+  return hit?.[0] ?? `libusb error ${errno}`;
+}
+
+async function openFastbootInterface(
+  usb: UsbModule,
+  dev: Device,
+  ifaceNo: number,
+  ident: string,
+  devnode: string,
+): Promise<UsbTransport> {
+  const context = { device: ident, devnode };
   try {
     dev.open();
   } catch (e) {
-    throw new EnvironmentError(`cannot open USB device ${serial}: ${(e as Error).message}`, {
+    const errno = (e as LibUSBException).errno;
+    if (errno === usb.usb.LIBUSB_ERROR_ACCESS)
+      throw new EnvironmentError(`no permission to open USB device ${ident} (${devnode})`, {
+        code: 'USB_ACCESS',
+        context,
+        hint: '`omie doctor` shows the udev rule that grants access and whether you are in group plugdev',
+        cause: e,
+      });
+    if (errno === usb.usb.LIBUSB_ERROR_NO_DEVICE)
+      throw new TransportError(`USB device ${ident} disconnected`, {
+        code: 'USB_DISCONNECTED',
+        context,
+        cause: e,
+      });
+    throw new EnvironmentError(`cannot open USB device ${ident}: ${(e as Error).message}`, {
       code: 'USB_OPEN',
-      hint: 'on Linux, add a udev rule granting your user access to the device (see `omie doctor`)',
+      context,
       cause: e,
     });
   }
   const iface = dev.interface(ifaceNo);
   try {
-    if (iface.isKernelDriverActive?.()) iface.detachKernelDriver();
-  } catch {}
-  iface.claim();
-  const eps = iface.endpoints as UsbModule[];
-  const epIn = eps.find((e) => e.direction === 'in' && e.transferType === 2);
-  const epOut = eps.find((e) => e.direction === 'out' && e.transferType === 2);
-  if (!epIn || !epOut)
-    throw new EnvironmentError(`USB device ${serial} has no bulk endpoints`, { code: 'USB_ENDPOINTS' });
-  epIn.timeout = 0;
-  epOut.timeout = 0;
-  const pipes: BulkPipes = {
-    out: (data) =>
-      new Promise((res, rej) =>
-        epOut.transfer(data, (err: unknown) =>
-          err ? rej(new TransportError(`USB write failed: ${err}`, { cause: err })) : res(),
-        ),
-      ),
-    in: (maxLen) =>
-      new Promise((res, rej) =>
-        epIn.transfer(maxLen, (err: unknown, data?: Buffer) =>
-          err
-            ? rej(new TransportError(`USB read failed: ${err}`, { cause: err }))
-            : res(data ?? Buffer.alloc(0)),
-        ),
-      ),
-    close: async () => {
-      await new Promise<void>((res) => iface.release(true, () => res()));
+    if (iface.isKernelDriverActive()) iface.detachKernelDriver();
+    iface.claim();
+  } catch (e) {
+    try {
       dev.close();
-    },
-  };
-  return new UsbTransport(pipes, serial, Number(epOut.descriptor?.wMaxPacketSize) || 512);
+    } catch {}
+    const errno = (e as LibUSBException).errno;
+    if (errno === usb.usb.LIBUSB_ERROR_NO_DEVICE)
+      throw new TransportError(`USB device ${ident} disconnected`, {
+        code: 'USB_DISCONNECTED',
+        context,
+        cause: e,
+      });
+    throw new EnvironmentError(`cannot claim the fastboot interface of ${ident}: ${(e as Error).message}`, {
+      code: errno === usb.usb.LIBUSB_ERROR_BUSY ? 'USB_BUSY' : 'USB_CLAIM',
+      context,
+      hint:
+        errno === usb.usb.LIBUSB_ERROR_BUSY
+          ? 'another program has it open (a fastboot or omie process): let it finish'
+          : undefined,
+      cause: e,
+    });
+  }
+  const bulk = (dir: 'in' | 'out') =>
+    iface.endpoints.find((e) => e.direction === dir && e.transferType === usb.usb.LIBUSB_TRANSFER_TYPE_BULK);
+  const epIn = bulk('in') as InEndpoint | undefined;
+  const epOut = bulk('out') as OutEndpoint | undefined;
+  if (!epIn || !epOut) {
+    await new LibusbPipes(usb, dev, iface, undefined, undefined, ident).close();
+    throw new EnvironmentError(`USB device ${ident} has no bulk endpoints on its fastboot interface`, {
+      code: 'USB_ENDPOINTS',
+      context,
+    });
+  }
+  return new UsbTransport(
+    new LibusbPipes(usb, dev, iface, epIn, epOut, ident),
+    ident,
+    epOut.descriptor.wMaxPacketSize || 512,
+  );
+}
+
+/**
+ * Bulk pipes over libusb transfers. Transfers have no libusb timeout: the fastboot protocol times
+ * out on its own and then closes the transport, which cancels what is still in flight.
+ */
+class LibusbPipes implements BulkPipes {
+  private readonly inflight = new Map<Transfer, Promise<unknown>>();
+  private closed = false;
+
+  constructor(
+    private readonly usb: UsbModule,
+    private readonly dev: Device,
+    private readonly iface: Interface,
+    private readonly epIn: InEndpoint | undefined,
+    private readonly epOut: OutEndpoint | undefined,
+    private readonly ident: string,
+  ) {}
+
+  out(data: Buffer): Promise<void> {
+    return this.submit(this.epOut, data, 'write').then(() => undefined);
+  }
+
+  async in(maxLen: number): Promise<Buffer> {
+    return this.submit(this.epIn, Buffer.allocUnsafe(maxLen), 'read');
+  }
+
+  private submit(ep: InEndpoint | OutEndpoint | undefined, buf: Buffer, what: string): Promise<Buffer> {
+    if (!ep || this.closed) return Promise.reject(new TransportError(`USB device ${this.ident} is closed`));
+    let transfer: Transfer | undefined;
+    const done = new Promise<Buffer>((res, rej) => {
+      transfer = ep.makeTransfer(0, (err, b, actual) => {
+        if (transfer) this.inflight.delete(transfer);
+        if (err) rej(this.transferError(err, what, true));
+        else res(b.subarray(0, actual));
+      });
+      try {
+        transfer.submit(buf);
+      } catch (e) {
+        transfer = undefined;
+        rej(this.transferError(e as LibUSBException, what, false));
+      }
+    });
+    if (transfer)
+      this.inflight.set(
+        transfer,
+        done.catch(() => {}),
+      );
+    return done;
+  }
+
+  private transferError(e: LibUSBException, what: string, transfer: boolean): TransportError {
+    const u = this.usb.usb;
+    const name = libusbName(this.usb, e.errno, transfer);
+    const context = { device: this.ident, libusb: name };
+    if (
+      (transfer && e.errno === u.LIBUSB_TRANSFER_NO_DEVICE) ||
+      (!transfer && e.errno === u.LIBUSB_ERROR_NO_DEVICE)
+    )
+      return new TransportError(`USB device ${this.ident} disconnected during ${what}`, {
+        code: 'USB_DISCONNECTED',
+        context,
+        hint: 'reconnect the device (or let it finish rebooting) and run the command again: an interrupted flash is completed by a re-run',
+        cause: e,
+      });
+    return new TransportError(`USB ${what} failed on ${this.ident}: ${name}`, { context, cause: e });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // A read still waiting (the protocol timed out) is cancelled before the interface goes.
+    for (const t of this.inflight.keys()) {
+      try {
+        t.cancel();
+      } catch {}
+    }
+    await Promise.race([Promise.all(this.inflight.values()), new Promise((r) => setTimeout(r, 1000))]);
+    await new Promise<void>((res) => this.iface.release(true, () => res()));
+    try {
+      this.dev.close();
+    } catch {
+      // already gone (disconnected): nothing left to close
+    }
+  }
 }

@@ -9,6 +9,24 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { InputError } from '../../errors.ts';
 
+/**
+ * Key roles of an AOSP build, as AOSP's sign_target_files_apks maps them
+ * (build/make/target/product/security/<role>): each public test key stands for one role, and a
+ * release build signs that role with a key of its own. `releasekey` is the role of `testkey`
+ * (and `devkey`): the default key of every app that names no other.
+ */
+export const APK_KEY_ROLES = [
+  'releasekey',
+  'platform',
+  'shared',
+  'media',
+  'networkstack',
+  'bluetooth',
+  'sdk_sandbox',
+  'nfc',
+] as const;
+export type ApkKeyRole = (typeof APK_KEY_ROLES)[number];
+
 const signerSchema = z.object({
   id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/),
   name: z.string().min(1),
@@ -16,6 +34,8 @@ const signerSchema = z.object({
   /** public-test-key: private key published in AOSP (never trust for release builds). */
   kind: z.enum(['public-test-key', 'vendor-release', 'platform-release']),
   aliases: z.array(z.string()).optional(),
+  /** For a public test key: the role it signs in an AOSP build. */
+  role: z.enum(APK_KEY_ROLES).optional(),
   source: z.string().min(1),
 });
 const fileSchema = z.object({ signers: z.array(signerSchema).min(1) });
@@ -54,6 +74,12 @@ export class KnownSigners {
 
   lookup(sha256: string): KnownSigner | null {
     return this.bySha.get(sha256.toLowerCase()) ?? null;
+  }
+
+  /** The role of a public test key's certificate (null: not a public test key, or no role). */
+  testKeyRole(sha256: string): ApkKeyRole | null {
+    const s = this.lookup(sha256);
+    return s?.kind === 'public-test-key' ? (s.role ?? null) : null;
   }
 }
 

@@ -55,9 +55,27 @@ export function defaultDataAlignment(name: string): number {
   return name.endsWith('.so') ? LIBRARY_ALIGNMENT : STORED_ALIGNMENT;
 }
 
-/** Reads a key pair from a PEM private key file and a PEM/DER certificate file. */
-export async function loadApkSigningKey(paths: { keyPem: string; certPem: string }): Promise<ApkSigningKey> {
-  return { privateKey: await readFile(paths.keyPem), certificate: await readFile(paths.certPem) };
+/**
+ * Reads a key pair from a PEM private key file (else, as AOSP keeps its keys, an unencrypted
+ * DER PKCS#8 `.pk8`) and a PEM/DER certificate file.
+ */
+export async function loadApkSigningKey(paths: {
+  keyPem: string;
+  keyPk8?: string;
+  certPem: string;
+}): Promise<ApkSigningKey> {
+  const certificate = await readFile(paths.certPem);
+  if (paths.keyPem || !paths.keyPk8) return { privateKey: await readFile(paths.keyPem), certificate };
+  const der = await readFile(paths.keyPk8);
+  try {
+    return { privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }), certificate };
+  } catch (e) {
+    throw new InputError(`${paths.keyPk8}: not an unencrypted PKCS#8 private key: ${(e as Error).message}`, {
+      code: 'SIGNING_KEY_INVALID',
+      context: { file: paths.keyPk8 },
+      cause: e,
+    });
+  }
 }
 
 interface PreparedKey {
