@@ -118,7 +118,11 @@ describe('omie check on real images', () => {
       '6.2/C-0-1 [MUST] No su binary: 1 su binar(ies) found\n    - system/xbin/su: su file present',
     );
     expect(fix).toContain(
-      '2.1/C-0-1 [MUST] No Google package on any partition: 1 Google package(s) present\n    - product/priv-app/GmsCore/GmsCore.apk: package com.google.android.gms',
+      '2.1/C-0-1 [MUST] No Google package on any partition: 2 Google package(s) present\n    - product/priv-app/GmsCore/GmsCore.apk: package com.google.android.gms',
+    );
+    // Google's time zone APEX: its package, and the AOSP module that replaces it.
+    expect(fix).toContain(
+      "    - system/apex/com.google.android.tzdata6.apex: package com.google.android.tzdata6, value com.android.tzdata: Google's build of the Mainline APEX com.android.tzdata: replace it with the AOSP module com.android.tzdata",
     );
     expect(fix).toContain(
       `Every offender and why each requirement protects the owner: ${join(reports, 'report.html')}`,
