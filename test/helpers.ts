@@ -22,9 +22,6 @@ export async function omie(args: string[], opts: { cwd?: string; env?: Record<st
   return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
 }
 
-/** ../shared/oracles, present in CI; absent elsewhere (only cross-checks are then skipped). */
-export const ORACLES = resolve(ROOT, '../shared/oracles');
-
 /**
  * Deterministic PRNG (mulberry32) for fuzzing, so a failing case can be replayed by its seed.
  */

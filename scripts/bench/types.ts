@@ -9,6 +9,11 @@ export interface BenchResult {
   ratio: number;
   /** The goal in words, e.g. "<= 1.0x" or ">= 20x faster". */
   goal: string;
+  /**
+   * ours / the least work any implementation must do, measured in the same run (the build's
+   * floor): how far from physically required, beside the ratio to the reference tool.
+   */
+  floorRatio?: number;
   /** Optional extra figures (peak RSS, throughput). */
   notes?: string;
 }

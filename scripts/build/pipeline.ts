@@ -24,7 +24,9 @@ import { loadSpec } from '../conformance/spec.ts';
 import { isExpired } from '../conformance/waivers.ts';
 import { EnvironmentError, ExitCode, InputError, OmieError } from '../errors.ts';
 import { type ApkKeyRole, defaultKnownSigners } from '../formats/apk/known-signers.ts';
+import type { TrustedHashtree } from '../formats/avb/contents.ts';
 import { encodeAvbPublicKey, isPublicTestKey, publicTestKeyName } from '../formats/avb/keys.ts';
+import { calculateVbmetaDigest } from '../formats/avb/partitions.ts';
 import { addHashFooter, addHashtreeFooter, makeVbmetaImage } from '../formats/avb/sign.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
 import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '../formats/super/index.ts';
@@ -792,6 +794,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     // Likewise the blocks of each image that repeat one word: super.img's planning pass then
     // need not read those images again.
     const uniformBlocks = new Map<string, UniformBlocks>();
+    const trustedHashtrees = new Map<string, TrustedHashtree>();
     for (const [i, f] of device.avb.footers.entries()) {
       stage('avb footers', i, device.avb.footers.length);
       const img = base.images[f.partition];
@@ -812,6 +815,20 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         });
         if (r.crc32 !== undefined) crc32s.set(f.partition, r.crc32);
         if (r.uniformBlocks) uniformBlocks.set(img, r.uniformBlocks);
+        // The check at the end takes this tree's data digests instead of hashing the image again:
+        // they were computed from these very bytes, and the file is identified so that any later
+        // change (or a copy instead of a link) makes the check hash it in full.
+        if (r.descriptor.kind === 'hashtree') {
+          const st = await stat(img);
+          trustedHashtrees.set(f.partition, {
+            file: { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs },
+            rootDigest: r.descriptor.rootDigest,
+            salt: r.descriptor.salt,
+            hashAlgorithm: r.descriptor.hashAlgorithm,
+            imageSize: r.descriptor.imageSize,
+            blockSize: r.descriptor.dataBlockSize,
+          });
+        }
       } else
         await addHashFooter(img, {
           ...common,
@@ -962,7 +979,11 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         const checkInput = join(work, 'check-input');
         await mkdir(checkInput, { recursive: true });
         for (const i of images) await linkOrCopy(i.path, join(checkInput, basename(i.path)));
-        const view = await imageView(checkInput, { workDir: join(work, 'check'), onProgress: o.onProgress });
+        const view = await imageView(checkInput, {
+          workDir: join(work, 'check'),
+          onProgress: o.onProgress,
+          trustedHashtrees,
+        });
         let run: Awaited<ReturnType<typeof runCheckWithFiles>>;
         try {
           // The report names the images where they will be: the output folder.
@@ -1032,6 +1053,14 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       release: keys.release,
       sourceDateEpoch: epoch,
       base: { kind: base.kind, sha256: base.sha256 },
+      // What a device running this build reports as ro.boot.vbmeta.digest (avbtool
+      // calculate_vbmeta_digest): `omie check --device … --image <this folder>` compares the two.
+      avb: {
+        vbmetaDigest: await calculateVbmetaDigest(
+          join(staging, 'vbmeta.img'),
+          (name) => images.find((i) => i.name === name)?.path,
+        ),
+      },
       keys: {
         avbPublicKeySha256: createHash('sha256')
           .update(encodeAvbPublicKey(createPrivateKey(await readFile(keys.avbPem))))

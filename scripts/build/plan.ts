@@ -313,7 +313,11 @@ export async function readApkIdentity(path: string): Promise<ApkIdentity> {
         // An unreadable table leaves the reference as it is: identity does not need the label.
       }
     }
-    const sig = await verifyApkSignatures(zip, { minSdk: manifest.minSdkVersion, consultedOnly: true });
+    const sig = await verifyApkSignatures(zip, {
+      minSdk: manifest.minSdkVersion,
+      targetSdk: manifest.targetSdkVersion,
+      consultedOnly: true,
+    });
     const webview = manifest.metaData.some((m) => m.name === WEBVIEW_LIBRARY_META_DATA);
     return {
       package: manifest.package,

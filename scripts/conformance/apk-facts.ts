@@ -82,7 +82,11 @@ export async function readApkFacts(path: string): Promise<ApkFacts> {
     const mfBuf = await zip.read(mfEntry, 16 * 1024 * 1024);
     const m = parseManifest(mfBuf, res, `${path}!AndroidManifest.xml`);
     const root = parseAxml(mfBuf, `${path}!AndroidManifest.xml`).root;
-    const sig = await verifyApkSignatures(zip, { minSdk: m.minSdkVersion, consultedOnly: true });
+    const sig = await verifyApkSignatures(zip, {
+      minSdk: m.minSdkVersion,
+      targetSdk: m.targetSdkVersion,
+      consultedOnly: true,
+    });
     const classes: string[] = [];
     for (const name of dexEntryNames(zip.entries.map((e) => e.name))) {
       const e = zip.entry(name);

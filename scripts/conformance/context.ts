@@ -4,6 +4,7 @@
  */
 import { basename } from 'node:path';
 import { asOmieError } from '../errors.ts';
+import type { BuildReference } from './build-ref.ts';
 import type { MainlineModule } from './mainline.ts';
 import type { ProductFacts, RepoApp } from './product.ts';
 import type { Profile, Requirement } from './spec-schema.ts';
@@ -263,6 +264,8 @@ export interface CheckContext {
   requirement: Requirement;
   params: Record<string, unknown>;
   product?: ProductFacts;
+  /** The build a device must be running, when the check was given one (`--image` with `--device`). */
+  build?: BuildReference;
   facts: Facts;
   /** Parameters of another requirement of the spec (shared data such as permission lists). */
   paramsOf(id: string): Record<string, unknown>;

@@ -5,6 +5,7 @@
 import pkg from '../../package.json' with { type: 'json' };
 import { asOmieError, InputError } from '../errors.ts';
 import type { ProgressFn } from '../progress.ts';
+import type { BuildReference } from './build-ref.ts';
 import { allChecks } from './checks/index.ts';
 import { type CheckContext, Facts, type SpecData } from './context.ts';
 import type { ProductFacts } from './product.ts';
@@ -16,6 +17,8 @@ import { isExpired, type SourcedWaiver } from './waivers.ts';
 
 export interface EngineOptions {
   profile: Profile;
+  /** The build a device must be running (`check --device … --image BUILD`). */
+  build?: BuildReference;
   product?: ProductFacts;
   waivers?: SourcedWaiver[];
   data: SpecData;
@@ -65,6 +68,7 @@ export async function runChecks(spec: Spec, view: SystemView, opts: EngineOption
         requirement: req,
         params: req.params,
         product: opts.product,
+        build: opts.build,
         facts,
         paramsOf: (id) => spec.requirements.find((r) => r.id === id)?.params ?? {},
       };
@@ -104,22 +108,53 @@ export async function runChecks(spec: Spec, view: SystemView, opts: EngineOption
   return {
     reportVersion: 1,
     tool: { name: 'omie', version: pkg.version },
-    spec: { version: spec.version, sha256: spec.sha256, dir: spec.dir },
+    spec: { version: spec.version, sha256: spec.sha256, dir: spec.dir, files: spec.files },
     target: {
       kind: view.kind,
       input: view.input,
       description: view.description,
       partitions: await view.allPartitions().catch(() => []),
+      ...(await bootIdentity(view, facts)),
+      ...(opts.build ? { build: { source: opts.build.source, vbmetaDigest: opts.build.vbmetaDigest } } : {}),
     },
     profile: opts.profile,
     product: opts.product
-      ? { name: opts.product.name, version: opts.product.version, file: opts.product.file }
+      ? {
+          name: opts.product.name,
+          version: opts.product.version,
+          file: opts.product.file,
+          ...(opts.product.deviceProfile ? { deviceProfile: opts.product.deviceProfile } : {}),
+        }
       : undefined,
+    waivers: waivers.map((w) => ({ id: w.id, reason: w.reason, expires: w.expires, source: w.source })),
     startedAt: started.toISOString(),
     durationMs: Math.round(Date.now() - started.getTime()),
     summary: summarize(results),
     results,
   };
+}
+
+/**
+ * What identifies the verified-boot state of the target: the vbmeta digest (an image: computed
+ * from its vbmeta; a device: the one its bootloader reports) and a device's verified boot state.
+ */
+async function bootIdentity(
+  view: SystemView,
+  facts: Facts,
+): Promise<{ vbmetaDigest?: string; verifiedBootState?: string }> {
+  if (view.kind === 'device') {
+    const props = await facts.props().catch(() => ({}) as Record<string, string>);
+    return {
+      ...(props['ro.boot.vbmeta.digest']
+        ? { vbmetaDigest: props['ro.boot.vbmeta.digest'].toLowerCase() }
+        : {}),
+      ...(props['ro.boot.verifiedbootstate']
+        ? { verifiedBootState: props['ro.boot.verifiedbootstate'] }
+        : {}),
+    };
+  }
+  const digest = await view.vbmetaDigest?.().catch(() => null);
+  return digest ? { vbmetaDigest: digest } : {};
 }
 
 /** A valid waiver turns fail/error into waived; an expired one leaves it failed and says so. */

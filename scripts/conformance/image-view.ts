@@ -10,7 +10,14 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { asOmieError, InputError } from '../errors.ts';
-import { readAvbImage, verifyVbmeta } from '../formats/avb/index.ts';
+import {
+  calculateVbmetaDigest,
+  type PartitionsVerification,
+  readAvbImage,
+  type TrustedHashtree,
+  verifyPartitions,
+  verifyVbmeta,
+} from '../formats/avb/index.ts';
 import { publicTestKeyName } from '../formats/avb/keys.ts';
 import { readBootImage } from '../formats/bootimg.ts';
 import { type OpenedApex, openApex } from '../fs/apex.ts';
@@ -35,6 +42,11 @@ export interface ImageViewOptions {
   /** Scratch folder (default: a new temp folder, removed on close). */
   workDir?: string;
   onProgress?: ProgressFn;
+  /**
+   * Hashtree digests the caller took of these very image files (a build, just after writing
+   * them): their data blocks are not hashed again (see verifyPartitions' trustedHashtrees).
+   */
+  trustedHashtrees?: Map<string, TrustedHashtree>;
 }
 
 interface Mounted {
@@ -85,7 +97,7 @@ export async function imageView(input: string, opts: ImageViewOptions = {}): Pro
         context: { input, images: Object.keys(images) },
         hint: 'omie check reads system/vendor/product partitions; pass a folder of *.img, a super.img or a fastboot zip',
       });
-    return makeView(input, base.kind, images, mounted, work, ownWork);
+    return makeView(input, base.kind, images, mounted, work, ownWork, opts);
   } catch (e) {
     if (ownWork) await rm(work, { recursive: true, force: true });
     throw e;
@@ -123,6 +135,7 @@ function makeView(
   mounted: Map<string, Mounted>,
   work: string,
   ownWork: boolean,
+  opts: ImageViewOptions,
 ): SystemView {
   let apkCache: Promise<ApkRef[]> | undefined;
   let apexCache: ApexRef[] | undefined;
@@ -148,6 +161,7 @@ function makeView(
     return p;
   };
   let vbCache: Promise<VbmetaFacts[] | null> | undefined;
+  let contentsCache: Promise<PartitionsVerification | null> | undefined;
   const view: SystemView = {
     kind: 'image',
     input,
@@ -285,6 +299,19 @@ function makeView(
     vbmeta() {
       vbCache ??= readVbmetas(images);
       return vbCache;
+    },
+    async vbmetaDigest() {
+      return images.vbmeta ? calculateVbmetaDigest(images.vbmeta, (name) => images[name]) : null;
+    },
+    avbContents() {
+      contentsCache ??= images.vbmeta
+        ? verifyPartitions(images.vbmeta, {
+            resolvePartition: (name) => images[name],
+            trustedHashtrees: opts.trustedHashtrees,
+            onProgress: opts.onProgress,
+          })
+        : Promise.resolve(null);
+      return contentsCache;
     },
     async close() {
       for (const o of opened.values()) await (await o.catch(() => null))?.close();

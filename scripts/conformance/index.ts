@@ -1,4 +1,5 @@
 /** Public surface of the conformance checker. */
+export { type BuildReference, readBuildReference } from './build-ref.ts';
 export { checkFamilies } from './checks/index.ts';
 export { deviceView } from './device-view.ts';
 export { runChecks, summarize } from './engine.ts';
@@ -16,6 +17,6 @@ export { junitXml } from './reporters/junit.ts';
 export { markdownSummary } from './reporters/markdown.ts';
 export { sarifLog } from './reporters/sarif.ts';
 export { type CheckRun, DEFAULT_SPEC_DIR, type RunCheckOptions, runCheck, runCheckWithFiles } from './run.ts';
-export { loadSpec, type Spec } from './spec.ts';
+export { diffSpecFiles, loadSpec, type Spec, type SpecFile, specDigest } from './spec.ts';
 export * from './spec-schema.ts';
 export type { SystemView } from './view.ts';

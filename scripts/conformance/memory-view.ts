@@ -2,6 +2,7 @@
  * An in-memory SystemView: a description of partitions, files and APK facts. Used by tests of
  * the per-requirement logic and by callers that already hold the facts (e.g. a build plan).
  */
+import type { PartitionsVerification } from '../formats/avb/index.ts';
 import type { Profile } from './spec-schema.ts';
 import {
   type ApexFacts,
@@ -23,6 +24,8 @@ export interface MemorySystem {
   settings?: Record<string, string | null>;
   cmdline?: string | null;
   vbmeta?: VbmetaFacts[] | null;
+  /** What verifying the partition bytes against vbmeta found (images). */
+  avbContents?: PartitionsVerification | null;
   /** Partition images that are not filesystems (boot, vbmeta, dtbo…). */
   rawPartitions?: string[];
   /** getprop values on a device (override build.prop). */
@@ -104,6 +107,11 @@ export function memoryView(sys: MemorySystem, input = 'memory'): SystemView {
     },
     async close() {},
   };
+  if (sys.avbContents !== undefined) {
+    const contents = sys.avbContents;
+    view.avbContents = async () => contents;
+    view.vbmetaDigest = async () => contents?.vbmetaDigest ?? null;
+  }
   if (sys.shell) {
     const sh = sys.shell;
     view.shell = async (cmd) => sh(cmd);

@@ -6,7 +6,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { certSha256Of, omieHome } from '../keys/store.ts';
+import { avbPublicKeySha256, readAvbPublicKey } from '../formats/avb/keys.ts';
+import { certSha256Of, omieHome, resolveKeyRef } from '../keys/store.ts';
 import type { AppRole } from '../model/app-roles.ts';
 import type { ResolvedProduct } from '../model/index.ts';
 import type { Waiver } from './spec-schema.ts';
@@ -29,6 +30,8 @@ export interface ProductFacts {
   name: string;
   version: string;
   file: string;
+  /** The product's device profile file (device.yaml). */
+  deviceProfile?: string;
   identity?: { brand: string; manufacturer: string; model: string; device: string; name: string };
   endpoints?: {
     captivePortalHttpsUrl?: string;
@@ -84,6 +87,7 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
     name: p.name,
     version: p.version,
     file: r.file,
+    deviceProfile: r.device.file,
     identity: p.identity,
     endpoints: p.endpoints,
     apps: r.apps.map((a) => ({
@@ -112,6 +116,7 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
       ? {
           rollbackIndex: Number(r.device.avb.rollbackIndex ?? 0),
           footers: (r.device.avb.footers ?? []).map((f) => ({ partition: f.partition, type: f.type })),
+          publicKeySha256: partnerAvbKeySha256(p.signing.avbKey),
         }
       : undefined,
     waivers: p.waivers ?? [],
@@ -121,6 +126,17 @@ export function productFacts(r: ResolvedProduct): ProductFacts {
 /** Expands a leading $OMIE_HOME or ~ in a path from a product file. */
 export function expandHome(p: string): string {
   return p.replace(/^\$OMIE_HOME(?=\/|$)/, omieHome()).replace(/^~(?=\/)/, homedir());
+}
+
+/** SHA-256 of the AVB public key blob of the product's AVB key, when the key is readable here. */
+function partnerAvbKeySha256(ref: ResolvedProduct['product']['signing']['avbKey']): string | undefined {
+  try {
+    const { keys, file } = resolveKeyRef(ref, 'avb');
+    const path = keys?.avbPem ?? file;
+    return path ? avbPublicKeySha256(readAvbPublicKey(path)) : undefined;
+  } catch {
+    return undefined; // a lab checking a partner's build need not hold the partner's key
+  }
 }
 
 /**

@@ -3,28 +3,33 @@
  * Opens the target (image or device), loads the spec, product and waivers, runs every
  * requirement, and writes the requested reports.
  */
-import { dirname, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { InputError } from '../errors.ts';
 import { loadProduct, type ResolvedProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
+import { type BuildReference, readBuildReference } from './build-ref.ts';
 import { runChecks } from './engine.ts';
 import { imageView } from './image-view.ts';
 import { type ProductFacts, productFacts } from './product.ts';
 import { type ReportFormat, writeReports, writeStepSummary } from './reporters/index.ts';
-import { loadSpec } from './spec.ts';
+import { DEFAULT_SPEC_DIR, loadSpec } from './spec.ts';
 import { loadSpecData } from './spec-data.ts';
 import type { Profile, Report } from './spec-schema.ts';
 import type { SystemView } from './view.ts';
 import { loadWaiversFile, type SourcedWaiver } from './waivers.ts';
 
-/** The spec shipped with the kit. */
-export const DEFAULT_SPEC_DIR = resolve(import.meta.dirname, '../../spec');
+export { DEFAULT_SPEC_DIR };
 
 export interface RunCheckOptions {
   /** Image folder, super.img, sparse image, fastboot or factory zip. */
   image?: string;
   /** adb serial of a device. */
   device?: string;
+  /**
+   * With `device`: the build the device must be running (image folder, build output folder,
+   * build-record.json, or an image file / zip), or its already-read reference.
+   */
+  build?: string | BuildReference;
   /** An already-open view (library callers); takes precedence over image/device. Not closed. */
   view?: SystemView;
   /** Spec folder (default: the kit's spec/). */
@@ -75,6 +80,12 @@ export async function runCheckWithFiles(opts: RunCheckOptions): Promise<CheckRun
   const profile: Profile =
     opts.profile ?? (opts.device ? 'device' : (resolved?.product.spec?.profile ?? 'image'));
   const data = await loadSpecData(spec.dir, resolved?.repoRoot ?? dirname(spec.dir));
+  if (opts.build !== undefined && !opts.device && opts.view?.kind !== 'device')
+    throw new InputError('a build to compare with (--image) goes with --device', {
+      code: 'CHECK_USAGE',
+      hint: 'omie check --device <serial> --image <build folder | build-record.json>',
+    });
+  const build = typeof opts.build === 'string' ? await readBuildReference(opts.build) : opts.build;
   const view =
     opts.view ??
     (opts.device
@@ -86,6 +97,7 @@ export async function runCheckWithFiles(opts: RunCheckOptions): Promise<CheckRun
     report = await runChecks(spec, view, {
       profile,
       product,
+      build,
       waivers,
       data,
       now: opts.now,

@@ -130,17 +130,42 @@ export const reportSchema = z
       sha256: z
         .string()
         .regex(/^[0-9a-f]{64}$/)
-        .describe('digest of the spec files as loaded'),
+        .describe('digest of the spec files as loaded: SHA-256 over "<sha256>  <path>" lines of `files`'),
       dir: z.string(),
+      files: z
+        .array(z.strictObject({ path: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/) }))
+        .describe('every spec file the check read (spec.yaml, section files, data files) with its SHA-256'),
     }),
     target: z.strictObject({
       kind: profileName,
       input: z.string().describe('the image path or device serial checked'),
       description: z.string(),
       partitions: z.array(z.string()),
+      vbmetaDigest: z
+        .string()
+        .optional()
+        .describe(
+          'image: avbtool calculate_vbmeta_digest of its vbmeta; device: the ro.boot.vbmeta.digest it reports',
+        ),
+      verifiedBootState: z.string().optional().describe('device: ro.boot.verifiedbootstate'),
+      build: z
+        .strictObject({ source: z.string(), vbmetaDigest: z.string() })
+        .optional()
+        .describe('device: the build it was checked against (--image)'),
     }),
     profile: profileName,
-    product: z.strictObject({ name: z.string(), version: z.string(), file: z.string() }).optional(),
+    product: z
+      .strictObject({
+        name: z.string(),
+        version: z.string(),
+        file: z.string(),
+        deviceProfile: z.string().optional().describe("the product's device profile (device.yaml)"),
+      })
+      .optional(),
+    waivers: z
+      .array(z.strictObject({ ...waiverSchema.shape, source: z.string() }))
+      .optional()
+      .describe('every waiver in force (product and --waivers file), used or not'),
     startedAt: z.string().describe('ISO 8601 time'),
     durationMs: z.number().nonnegative(),
     summary: summarySchema,

@@ -5,11 +5,23 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { parse } from 'yaml';
 import type { z } from 'zod';
 import { InputError } from '../errors.ts';
 import { type Requirement, type SectionFile, sectionFileSchema, specSchema } from './spec-schema.ts';
+
+/** The spec shipped with the kit. */
+export const DEFAULT_SPEC_DIR = resolve(import.meta.dirname, '../../spec');
+
+export interface SpecFile {
+  /** Path relative to the spec folder, `/`-separated. */
+  path: string;
+  sha256: string;
+}
+
+/** Data files beside spec.yaml that checks consult (scripts/conformance/spec-data.ts) when present. */
+export const SPEC_DATA_FILES = ['trackers.yaml', 'known-signers.yaml'];
 
 export interface SpecSection {
   id: string;
@@ -24,8 +36,13 @@ export interface Spec {
   title: string;
   /** Absolute path of the spec folder. */
   dir: string;
-  /** SHA-256 over spec.yaml and every section file, in order: names the exact spec a report used. */
+  /**
+   * SHA-256 over the list of `files` (path and digest of each): names the exact spec a report
+   * used, its data files included.
+   */
   sha256: string;
+  /** Every file of the spec a check reads (spec.yaml, section files, data files), with its SHA-256. */
+  files: SpecFile[];
   sections: SpecSection[];
   /** Every requirement, in spec order. */
   requirements: Requirement[];
@@ -69,15 +86,17 @@ async function readYaml<T extends z.ZodType>(
 /** Reads and validates `<dir>/spec.yaml` and its section files. */
 export async function loadSpec(dir: string): Promise<Spec> {
   const abs = resolve(dir);
-  const hash = createHash('sha256');
+  const files: SpecFile[] = [];
+  const digest = (path: string, text: string | Buffer) =>
+    files.push({ path, sha256: createHash('sha256').update(text).digest('hex') });
   const top = await readYaml(join(abs, 'spec.yaml'), specSchema);
-  hash.update(top.text);
+  digest('spec.yaml', top.text);
   const sections: SpecSection[] = [];
   const seen = new Map<string, string>();
   for (const s of top.value.sections) {
     const file = join(abs, s.file);
     const { value, text } = await readYaml(file, sectionFileSchema);
-    hash.update(text);
+    digest(relative(abs, file).split(sep).join('/'), text);
     checkSection(file, s.id, value);
     for (const r of value.requirements) {
       const prior = seen.get(r.id);
@@ -96,14 +115,44 @@ export async function loadSpec(dir: string): Promise<Spec> {
       requirements: value.requirements,
     });
   }
+  for (const f of SPEC_DATA_FILES) {
+    const bytes = await readFile(join(abs, f)).catch(() => undefined);
+    if (bytes) digest(f, bytes);
+  }
   return {
     version: top.value.specVersion,
     title: top.value.title,
     dir: abs,
-    sha256: hash.digest('hex'),
+    sha256: specDigest(files),
+    files,
     sections,
     requirements: sections.flatMap((s) => s.requirements),
   };
+}
+
+/** One digest for a list of spec files: SHA-256 of `<sha256>  <path>\n` lines, sorted by path. */
+export function specDigest(files: SpecFile[]): string {
+  const lines = [...files]
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+    .map((f) => `${f.sha256}  ${f.path}\n`);
+  return createHash('sha256').update(lines.join('')).digest('hex');
+}
+
+/** Files that differ between two spec file lists: changed, missing from `b`, or only in `b`. */
+export function diffSpecFiles(
+  a: SpecFile[],
+  b: SpecFile[],
+): Array<{ path: string; change: 'changed' | 'missing' | 'added' }> {
+  const bm = new Map(b.map((f) => [f.path, f.sha256]));
+  const am = new Map(a.map((f) => [f.path, f.sha256]));
+  const out: Array<{ path: string; change: 'changed' | 'missing' | 'added' }> = [];
+  for (const f of a) {
+    const other = bm.get(f.path);
+    if (other === undefined) out.push({ path: f.path, change: 'missing' });
+    else if (other !== f.sha256) out.push({ path: f.path, change: 'changed' });
+  }
+  for (const f of b) if (!am.has(f.path)) out.push({ path: f.path, change: 'added' });
+  return out;
 }
 
 function checkSection(file: string, id: string, value: SectionFile): void {

@@ -3,6 +3,7 @@
  * (image-view.ts) or a live device over adb (device-view.ts). Checks only use this interface, so
  * the same requirement logic runs offline and online, and tests can use memory-view.ts.
  */
+import type { PartitionsVerification } from '../formats/avb/index.ts';
 import type { Profile } from './spec-schema.ts';
 
 export interface FileEntry {
@@ -159,6 +160,13 @@ export interface SystemView {
   kernelCmdline(): Promise<string | null>;
   /** vbmeta structures; null when the view has none (a device, or an image without vbmeta.img). */
   vbmeta(): Promise<VbmetaFacts[] | null>;
+  /**
+   * Every vbmeta, chained vbmeta, hash and hashtree descriptor verified against the partition
+   * bytes (scripts/formats/avb/partitions.ts); null when there is no vbmeta; absent on a device.
+   */
+  avbContents?(): Promise<PartitionsVerification | null>;
+  /** avbtool calculate_vbmeta_digest of the image's vbmeta (cheap: vbmeta blobs only); null without one. */
+  vbmetaDigest?(): Promise<string | null>;
   /** Runs a shell command on a device; absent on images. */
   shell?(cmd: string): Promise<string>;
   close(): Promise<void>;

@@ -19,7 +19,12 @@ import { OmieError } from '../errors.ts';
 import { ApexArchive } from '../formats/apex/index.ts';
 import { parseManifest } from '../formats/apk/manifest.ts';
 import { ZipArchive } from '../formats/apk/zip.ts';
-import { parseVbmetaHeader, VBMETA_HEADER_SIZE, vbmetaBlobSize } from '../formats/avb/vbmeta.ts';
+import {
+  parseVbmetaHeader,
+  VBMETA_FLAG_HASHTREE_DISABLED,
+  VBMETA_HEADER_SIZE,
+  vbmetaBlobSize,
+} from '../formats/avb/vbmeta.ts';
 import { extractErofs, isErofs } from '../fs/erofs.ts';
 import { Ext4Reader, isExt4 } from '../fs/ext4.ts';
 import type { DeviceJson, Slot } from './state.ts';
@@ -396,15 +401,20 @@ export class DeviceView {
     const p = info.partitions.vbmeta;
     if (!p) return {};
     let blob: Buffer;
+    let flags: number;
     try {
       const path = this.state.partitionPath('vbmeta', p.slotted ? info.currentSlot : null);
       const head = await readFile(path);
       const h = parseVbmetaHeader(head.subarray(0, VBMETA_HEADER_SIZE));
       blob = head.subarray(0, vbmetaBlobSize(h));
+      flags = h.flags;
     } catch {
       return {};
     }
     return {
+      // libavb's avb_slot_verify passes the dm-verity mode it set up: enforcing unless the vbmeta
+      // disables hashtrees.
+      'ro.boot.veritymode': flags & VBMETA_FLAG_HASHTREE_DISABLED ? 'disabled' : 'enforcing',
       'ro.boot.vbmeta.avb_version': '1.3',
       'ro.boot.vbmeta.hash_alg': 'sha256',
       'ro.boot.vbmeta.size': String(blob.length),

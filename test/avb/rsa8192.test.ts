@@ -8,7 +8,8 @@ import {
   makeVbmetaImage,
   verifyImage,
 } from '../../scripts/formats/avb/index.ts';
-import { avbtool, DIR, HAVE_AVBTOOL, testKey } from './fixtures.ts';
+import { AVBTOOL } from '../oracles.ts';
+import { avbtool, DIR, testKey } from './fixtures.ts';
 
 // Separate file: an 8192-bit key takes tens of seconds to generate once (then it is cached).
 const D = join(DIR, 'rsa8192');
@@ -20,29 +21,35 @@ beforeAll(async () => {
 
 describe('RSA-8192 algorithms', () => {
   for (const alg of ['SHA256_RSA8192', 'SHA512_RSA8192'] as AvbAlgorithmName[]) {
-    it(`${alg}: bytes equal avbtool's and both verify`, async () => {
-      const ours = join(D, `${alg}.img`);
+    const ours = join(D, `${alg}.img`);
+    it(`${alg}: signs and verifies with an 8192-bit key`, async () => {
       await makeVbmetaImage(ours, { algorithm: alg, key: k8192, rollbackIndex: 9, props: { a: 'b' } });
       const v = await verifyImage(ours, { expectedPublicKey: k8192 });
       expect(v.algorithm).toBe(alg);
-      if (!HAVE_AVBTOOL) return;
-      const ref = join(D, 'ref', `${alg}.img`);
-      await avbtool([
-        'make_vbmeta_image',
-        '--output',
-        ref,
-        '--algorithm',
-        alg,
-        '--key',
-        k8192,
-        '--rollback_index',
-        '9',
-        '--prop',
-        'a:b',
-      ]);
-      expect((await readFile(ours)).equals(await readFile(ref))).toBe(true);
-      expect(formatAvbInfo(await infoImage(ours))).toBe(await avbtool(['info_image', '--image', ours]));
-      await avbtool(['verify_image', '--image', ours, '--key', k8192]);
     });
+
+    it.skipIf(!AVBTOOL.present)(
+      `${alg}: bytes equal avbtool's, and avbtool verifies ours ${AVBTOOL.reason}`,
+      async () => {
+        await makeVbmetaImage(ours, { algorithm: alg, key: k8192, rollbackIndex: 9, props: { a: 'b' } });
+        const ref = join(D, 'ref', `${alg}.img`);
+        await avbtool([
+          'make_vbmeta_image',
+          '--output',
+          ref,
+          '--algorithm',
+          alg,
+          '--key',
+          k8192,
+          '--rollback_index',
+          '9',
+          '--prop',
+          'a:b',
+        ]);
+        expect((await readFile(ours)).equals(await readFile(ref))).toBe(true);
+        expect(formatAvbInfo(await infoImage(ours))).toBe(await avbtool(['info_image', '--image', ours]));
+        await avbtool(['verify_image', '--image', ours, '--key', k8192]);
+      },
+    );
   }
 });

@@ -15,11 +15,12 @@ import {
   verifyImage,
   verifyVbmeta,
 } from '../../scripts/formats/avb/index.ts';
-import { which } from '../../scripts/host/tools.ts';
 import { flipByte } from '../helpers.ts';
-import { avbtool, avbtoolStatus, DIR, HAVE_AVBTOOL, makeImage, testKey } from './fixtures.ts';
+import { AVBTOOL } from '../oracles.ts';
+import { avbtool, avbtoolStatus, DIR, makeImage, testKey } from './fixtures.ts';
 
 const D = join(DIR, 'sign');
+const withAvbtool = it.skipIf(!AVBTOOL.present);
 let k2048: string;
 let k4096: string;
 let k2048b: string;
@@ -29,9 +30,9 @@ beforeAll(async () => {
   [k2048, k4096, k2048b] = await Promise.all([testKey(2048), testKey(4096), testKey(2048, 'key2048-other')]);
 });
 
+/** Our `info_image` text equals avbtool's, field by field (the oracle tests only). */
 async function sameInfo(path: string): Promise<void> {
   const ours = formatAvbInfo(await infoImage(path));
-  if (!HAVE_AVBTOOL) return;
   const ref = await avbtool(['info_image', '--image', path]);
   // Field by field: same lines, in order.
   expect(ours.split('\n')).toEqual(ref.split('\n'));
@@ -56,10 +57,9 @@ describe('make_vbmeta_image per algorithm', () => {
     ['SHA512_RSA4096', () => k4096],
   ];
   for (const [alg, key] of algs) {
-    it(`${alg}: bytes equal avbtool's, info matches, signature verifies`, async () => {
-      const ours = join(D, `vbmeta-${alg}.img`);
-      const ref = join(D, 'ref', `vbmeta-${alg}.img`);
-      const res = await makeVbmetaImage(ours, {
+    const ours = join(D, `vbmeta-${alg}.img`);
+    const make = () =>
+      makeVbmetaImage(ours, {
         algorithm: alg,
         key: key(),
         rollbackIndex: 1700000000,
@@ -72,29 +72,40 @@ describe('make_vbmeta_image per algorithm', () => {
         kernelCmdlines: ['androidboot.omie=1', 'quiet'],
         paddingSize: 4096,
       });
+
+    it(`${alg}: the signature verifies with the key it was made with`, async () => {
+      const res = await make();
       expect(res.header.requiredLibavbVersionMinor).toBe(2);
       const v = verifyVbmeta((await readAvbImage(ours)).vbmeta);
       expect(v.algorithm).toBe(alg);
       expect(v.signed).toBe(alg !== 'NONE');
       if (key()) expect(v.publicKey.equals(readAvbPublicKey(key()!))).toBe(true);
-      await sameInfo(ours);
-      if (!HAVE_AVBTOOL) return;
-      const args = ['make_vbmeta_image', '--output', ref, '--algorithm', alg];
-      if (key()) args.push('--key', key()!);
-      args.push('--rollback_index', '1700000000', '--rollback_index_location', '3', '--flags', '2');
-      args.push('--prop', 'com.omie.build:eng "quoted" it\'s', '--prop', 'x:');
-      args.push(
-        '--kernel_cmdline',
-        'androidboot.omie=1',
-        '--kernel_cmdline',
-        'quiet',
-        '--padding_size',
-        '4096',
-      );
-      await avbtool(args);
-      expect((await readFile(ours)).equals(await readFile(ref))).toBe(true);
-      await avbtool(['verify_image', '--image', ours]);
+      expect(formatAvbInfo(await infoImage(ours))).toContain(`Algorithm:                ${alg}`);
     });
+
+    withAvbtool(
+      `${alg}: bytes equal avbtool's, info matches, avbtool verifies ours ${AVBTOOL.reason}`,
+      async () => {
+        await make();
+        const ref = join(D, 'ref', `vbmeta-${alg}.img`);
+        await sameInfo(ours);
+        const args = ['make_vbmeta_image', '--output', ref, '--algorithm', alg];
+        if (key()) args.push('--key', key()!);
+        args.push('--rollback_index', '1700000000', '--rollback_index_location', '3', '--flags', '2');
+        args.push('--prop', 'com.omie.build:eng "quoted" it\'s', '--prop', 'x:');
+        args.push(
+          '--kernel_cmdline',
+          'androidboot.omie=1',
+          '--kernel_cmdline',
+          'quiet',
+          '--padding_size',
+          '4096',
+        );
+        await avbtool(args);
+        expect((await readFile(ours)).equals(await readFile(ref))).toBe(true);
+        await avbtool(['verify_image', '--image', ours]);
+      },
+    );
   }
 });
 
@@ -138,7 +149,10 @@ describe('footers, chaining and verification', () => {
       ],
       props: { 'com.omie.vbmeta': 'yes' },
     });
-    if (!HAVE_AVBTOOL) return;
+  });
+
+  /** The same chain made by avbtool, from the same inputs (the oracle tests only). */
+  async function makeRefChain(): Promise<void> {
     const at = (f: string) => join(refChain, f);
     await avbtool([
       'add_hash_footer',
@@ -190,15 +204,18 @@ describe('footers, chaining and verification', () => {
       '--prop',
       'com.omie.vbmeta:yes',
     ]);
-  });
+  }
 
-  it('every image is byte-identical to avbtool output and info_image matches ours', async () => {
-    for (const f of ['boot.img', 'system.img', 'vbmeta.img']) {
-      await sameInfo(join(chain, f));
-      if (HAVE_AVBTOOL)
+  withAvbtool(
+    `every image is byte-identical to avbtool output and info_image matches ours ${AVBTOOL.reason}`,
+    async () => {
+      await makeRefChain();
+      for (const f of ['boot.img', 'system.img', 'vbmeta.img']) {
+        await sameInfo(join(chain, f));
         expect((await readFile(join(chain, f))).equals(await readFile(join(refChain, f)))).toBe(true);
-    }
-  });
+      }
+    },
+  );
 
   it('our verifyImage follows the chain and checks hash + hashtree contents', async () => {
     const r = await verifyImage(join(chain, 'vbmeta.img'), { expectedPublicKey: k4096 });
@@ -220,8 +237,7 @@ describe('footers, chaining and verification', () => {
     });
   });
 
-  it('avbtool verify_image accepts our chained setup', async () => {
-    if (!HAVE_AVBTOOL) return;
+  withAvbtool(`avbtool verify_image accepts our chained setup ${AVBTOOL.reason}`, async () => {
     const out = await avbtool([
       'verify_image',
       '--image',
@@ -248,53 +264,69 @@ describe('footers, chaining and verification', () => {
     return dir;
   }
 
-  it('a flipped byte in the system data → AVB_HASHTREE_ROOT_MISMATCH (avbtool fails too)', async () => {
+  /** Tampered copies of the chain; each call starts again from a fresh copy. */
+  async function systemDataFlipped(): Promise<string> {
     const dir = await tampered('system-data');
     await flipByte(join(dir, 'system.img'), 4096 * 5 + 17);
+    return dir;
+  }
+  async function systemTreeFlipped(): Promise<string> {
+    const dir = await tampered('system-tree');
+    await flipByte(join(dir, 'system.img'), 2 * 1024 * 1024 + 100);
+    return dir;
+  }
+  async function bootDataFlipped(): Promise<string> {
+    const dir = await tampered('boot-data');
+    await flipByte(join(dir, 'boot.img'), 1234);
+    return dir;
+  }
+  async function vbmetaFlipped(where: 'aux' | 'signature'): Promise<string> {
+    const dir = await tampered(`vbmeta-${where}`);
+    const h = (await readAvbImage(join(dir, 'vbmeta.img'))).vbmeta.header;
+    const auxStart = 256 + h.authenticationDataBlockSize;
+    // Inside the last property, or inside the signature.
+    const at = where === 'aux' ? auxStart + h.descriptorsSize - 20 : 256 + h.signatureOffset + 100;
+    await flipByte(join(dir, 'vbmeta.img'), at);
+    return dir;
+  }
+
+  it('a flipped byte in the system data → AVB_HASHTREE_ROOT_MISMATCH', async () => {
+    const dir = await systemDataFlipped();
     await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_HASHTREE_ROOT_MISMATCH');
-    if (HAVE_AVBTOOL)
-      expect(
-        await avbtoolStatus([
-          'verify_image',
-          '--image',
-          join(dir, 'vbmeta.img'),
-          '--follow_chain_partitions',
-        ]),
-      ).not.toBe(0);
   });
 
   it('a flipped byte in the stored hashtree → AVB_HASHTREE_DATA_MISMATCH', async () => {
-    const dir = await tampered('system-tree');
-    await flipByte(join(dir, 'system.img'), 2 * 1024 * 1024 + 100);
+    const dir = await systemTreeFlipped();
     await expectVerifyError(verifyImage(join(dir, 'system.img')), 'AVB_HASHTREE_DATA_MISMATCH');
-    if (HAVE_AVBTOOL)
-      expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'system.img')])).not.toBe(0);
   });
 
   it('a flipped byte in the boot data → AVB_HASH_DESCRIPTOR_MISMATCH', async () => {
-    const dir = await tampered('boot-data');
-    await flipByte(join(dir, 'boot.img'), 1234);
+    const dir = await bootDataFlipped();
     await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_HASH_DESCRIPTOR_MISMATCH');
     await expectVerifyError(verifyImage(join(dir, 'boot.img')), 'AVB_HASH_DESCRIPTOR_MISMATCH');
-    if (HAVE_AVBTOOL)
-      expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'boot.img')])).not.toBe(0);
   });
 
   it('a flipped byte in the vbmeta auxiliary block → AVB_HASH_MISMATCH; in the signature → AVB_SIGNATURE_INVALID', async () => {
-    const dir = await tampered('vbmeta');
-    const img = await readAvbImage(join(dir, 'vbmeta.img'));
-    const h = img.vbmeta.header;
-    const auxStart = 256 + h.authenticationDataBlockSize;
-    await flipByte(join(dir, 'vbmeta.img'), auxStart + h.descriptorsSize - 20); // inside the last property
-    await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_HASH_MISMATCH');
-    if (HAVE_AVBTOOL)
-      expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'vbmeta.img')])).not.toBe(0);
-    await flipByte(join(dir, 'vbmeta.img'), auxStart + h.descriptorsSize - 20); // undo
-    await verifyImage(join(dir, 'vbmeta.img'));
-    await flipByte(join(dir, 'vbmeta.img'), 256 + h.signatureOffset + 100);
-    await expectVerifyError(verifyImage(join(dir, 'vbmeta.img')), 'AVB_SIGNATURE_INVALID');
-    if (HAVE_AVBTOOL)
-      expect(await avbtoolStatus(['verify_image', '--image', join(dir, 'vbmeta.img')])).not.toBe(0);
+    const aux = await vbmetaFlipped('aux');
+    await expectVerifyError(verifyImage(join(aux, 'vbmeta.img')), 'AVB_HASH_MISMATCH');
+    await verifyImage(join(chain, 'vbmeta.img')); // the same bytes untouched verify
+    const sig = await vbmetaFlipped('signature');
+    await expectVerifyError(verifyImage(join(sig, 'vbmeta.img')), 'AVB_SIGNATURE_INVALID');
+  });
+
+  withAvbtool(`avbtool refuses each of the same tampered images ${AVBTOOL.reason}`, async () => {
+    // Following the chain, as a device does: without it avbtool stops at the chain descriptor.
+    const verifyChain = (dir: string) =>
+      avbtoolStatus(['verify_image', '--image', join(dir, 'vbmeta.img'), '--follow_chain_partitions']);
+    // The untouched chain passes, so each refusal below is about its flipped byte.
+    expect(await verifyChain(chain)).toBe(0);
+    expect(await verifyChain(await systemDataFlipped())).not.toBe(0);
+    const tree = await systemTreeFlipped();
+    expect(await avbtoolStatus(['verify_image', '--image', join(tree, 'system.img')])).not.toBe(0);
+    const boot = await bootDataFlipped();
+    expect(await avbtoolStatus(['verify_image', '--image', join(boot, 'boot.img')])).not.toBe(0);
+    expect(await verifyChain(await vbmetaFlipped('aux'))).not.toBe(0);
+    expect(await verifyChain(await vbmetaFlipped('signature'))).not.toBe(0);
   });
 
   it('wrong expected key → AVB_PUBLIC_KEY_MISMATCH; chained image signed by another key → AVB_CHAIN_KEY_MISMATCH', async () => {
@@ -322,22 +354,31 @@ describe('footers, chaining and verification', () => {
     );
   });
 
-  it('reads and verifies Android sparse images with a footer (img2simg output)', async () => {
-    if (!which('img2simg')) return;
+  /** The chain's system and boot images as img2simg writes them (a required host tool). */
+  async function sparseCopies(): Promise<string> {
     const dir = join(D, 'sparse');
     await mkdir(dir, { recursive: true });
     await execa('img2simg', [join(chain, 'system.img'), join(dir, 'system.img')]);
     await execa('img2simg', [join(chain, 'boot.img'), join(dir, 'boot.img')]);
+    return dir;
+  }
+
+  it('reads and verifies Android sparse images with a footer (img2simg output)', async () => {
+    const dir = await sparseCopies();
     const info = await infoImage(join(dir, 'system.img'));
     expect(info.sparse).toBe(true);
     expect(formatAvbInfo(info)).toContain('Minimum libavb version:   1.0 (Sparse)');
-    await sameInfo(join(dir, 'system.img'));
     const r = await verifyImage(join(dir, 'system.img'));
     expect(r.descriptors[0]).toMatchObject({ kind: 'hashtree', result: 'verified' });
     await verifyImage(join(dir, 'boot.img'));
     await expect(addHashFooter(join(dir, 'boot.img'), { partitionName: 'boot' })).rejects.toMatchObject({
       code: 'AVB_SPARSE_UNSUPPORTED',
     });
+  });
+
+  withAvbtool(`info of a sparse image with a footer matches avbtool's ${AVBTOOL.reason}`, async () => {
+    const dir = await sparseCopies();
+    await sameInfo(join(dir, 'system.img'));
   });
 
   it('re-running add_hash_footer replaces the footer (idempotent like avbtool)', async () => {
@@ -358,108 +399,111 @@ describe('footers, chaining and verification', () => {
 });
 
 describe('images made by avbtool', () => {
-  it('parses avbtool make_vbmeta_image / add_hash_footer / add_hashtree_footer outputs with every option', async () => {
-    if (!HAVE_AVBTOOL) return;
-    const dir = join(D, 'from-avbtool');
-    await mkdir(dir, { recursive: true });
-    const at = (f: string) => join(dir, f);
-    await writeFile(at('pkmd.bin'), Buffer.from('public key metadata \x00\x01\x02'));
-    await writeFile(at('blob.bin'), Buffer.from([0, 1, 2, 0x27, 0x22, 0x5c, 0xff, 10, 13, 9]));
-    await writeFile(at('big.bin'), Buffer.alloc(300, 0x41));
-    await writeFile(at('k.avbpubkey'), readAvbPublicKey(k2048));
-    await makeImage(at('boot.img'), 123_457, 21);
-    await makeImage(at('vendor.img'), 1024 * 1024, 22);
-    await avbtool([
-      'add_hash_footer',
-      '--image',
-      at('boot.img'),
-      '--partition_name',
-      'boot',
-      '--dynamic_partition_size',
-      '--use_persistent_digest',
-      '--do_not_use_ab',
-      '--hash_algorithm',
-      'sha512',
-      '--algorithm',
-      'SHA512_RSA4096',
-      '--key',
-      k4096,
-    ]);
-    await avbtool([
-      'add_hashtree_footer',
-      '--image',
-      at('vendor.img'),
-      '--partition_name',
-      'vendor',
-      '--partition_size',
-      String(4 * 1024 * 1024),
-      '--do_not_generate_fec',
-      '--check_at_most_once',
-      '--setup_as_rootfs_from_kernel',
-      '--hash_algorithm',
-      'sha1',
-    ]);
-    await avbtool([
-      'make_vbmeta_image',
-      '--output',
-      at('vbmeta.img'),
-      '--algorithm',
-      'SHA256_RSA2048',
-      '--key',
-      k2048,
-      '--public_key_metadata',
-      at('pkmd.bin'),
-      '--prop_from_file',
-      `blob:${at('blob.bin')}`,
-      '--prop_from_file',
-      `big:${at('big.bin')}`,
-      '--set_hashtree_disabled_flag',
-      '--append_to_release_string',
-      'omie',
-      '--include_descriptors_from_image',
-      at('boot.img'),
-      '--include_descriptors_from_image',
-      at('vendor.img'),
-      '--chain_partition_do_not_use_ab',
-      `vbmeta_system:2:${at('k.avbpubkey')}`,
-      '--rollback_index_location',
-      '1',
-      '--padding_size',
-      '1000',
-    ]);
-    for (const f of ['boot.img', 'vendor.img', 'vbmeta.img']) await sameInfo(at(f));
-    const vb = await readAvbImage(at('vbmeta.img'));
-    expect(vb.vbmeta.publicKeyMetadata.toString('latin1')).toBe('public key metadata \x00\x01\x02');
-    expect(vb.vbmeta.header.requiredLibavbVersionMinor).toBe(3);
-    // Verification of avbtool's images (vbmeta_system is not present: verify the footers directly).
-    await verifyImage(at('vendor.img'));
-    const boot = await verifyImage(at('boot.img'));
-    expect(boot.descriptors[0].result).toBe('persistent-digest-not-checked');
-    expect(verifyVbmeta(vb.vbmeta).algorithm).toBe('SHA256_RSA2048');
+  // avbtool makes these images: without it there is nothing to parse.
+  withAvbtool(
+    `parses avbtool make_vbmeta_image / add_hash_footer / add_hashtree_footer outputs with every option ${AVBTOOL.reason}`,
+    async () => {
+      const dir = join(D, 'from-avbtool');
+      await mkdir(dir, { recursive: true });
+      const at = (f: string) => join(dir, f);
+      await writeFile(at('pkmd.bin'), Buffer.from('public key metadata \x00\x01\x02'));
+      await writeFile(at('blob.bin'), Buffer.from([0, 1, 2, 0x27, 0x22, 0x5c, 0xff, 10, 13, 9]));
+      await writeFile(at('big.bin'), Buffer.alloc(300, 0x41));
+      await writeFile(at('k.avbpubkey'), readAvbPublicKey(k2048));
+      await makeImage(at('boot.img'), 123_457, 21);
+      await makeImage(at('vendor.img'), 1024 * 1024, 22);
+      await avbtool([
+        'add_hash_footer',
+        '--image',
+        at('boot.img'),
+        '--partition_name',
+        'boot',
+        '--dynamic_partition_size',
+        '--use_persistent_digest',
+        '--do_not_use_ab',
+        '--hash_algorithm',
+        'sha512',
+        '--algorithm',
+        'SHA512_RSA4096',
+        '--key',
+        k4096,
+      ]);
+      await avbtool([
+        'add_hashtree_footer',
+        '--image',
+        at('vendor.img'),
+        '--partition_name',
+        'vendor',
+        '--partition_size',
+        String(4 * 1024 * 1024),
+        '--do_not_generate_fec',
+        '--check_at_most_once',
+        '--setup_as_rootfs_from_kernel',
+        '--hash_algorithm',
+        'sha1',
+      ]);
+      await avbtool([
+        'make_vbmeta_image',
+        '--output',
+        at('vbmeta.img'),
+        '--algorithm',
+        'SHA256_RSA2048',
+        '--key',
+        k2048,
+        '--public_key_metadata',
+        at('pkmd.bin'),
+        '--prop_from_file',
+        `blob:${at('blob.bin')}`,
+        '--prop_from_file',
+        `big:${at('big.bin')}`,
+        '--set_hashtree_disabled_flag',
+        '--append_to_release_string',
+        'omie',
+        '--include_descriptors_from_image',
+        at('boot.img'),
+        '--include_descriptors_from_image',
+        at('vendor.img'),
+        '--chain_partition_do_not_use_ab',
+        `vbmeta_system:2:${at('k.avbpubkey')}`,
+        '--rollback_index_location',
+        '1',
+        '--padding_size',
+        '1000',
+      ]);
+      for (const f of ['boot.img', 'vendor.img', 'vbmeta.img']) await sameInfo(at(f));
+      const vb = await readAvbImage(at('vbmeta.img'));
+      expect(vb.vbmeta.publicKeyMetadata.toString('latin1')).toBe('public key metadata \x00\x01\x02');
+      expect(vb.vbmeta.header.requiredLibavbVersionMinor).toBe(3);
+      // Verification of avbtool's images (vbmeta_system is not present: verify the footers directly).
+      await verifyImage(at('vendor.img'));
+      const boot = await verifyImage(at('boot.img'));
+      expect(boot.descriptors[0].result).toBe('persistent-digest-not-checked');
+      expect(verifyVbmeta(vb.vbmeta).algorithm).toBe('SHA256_RSA2048');
 
-    // Our builder reproduces the same vbmeta from the same inputs.
-    await makeVbmetaImage(at('ours-vbmeta.img'), {
-      algorithm: 'SHA256_RSA2048',
-      key: k2048,
-      publicKeyMetadata: await readFile(at('pkmd.bin')),
-      props: [
-        ['blob', await readFile(at('blob.bin'))],
-        ['big', await readFile(at('big.bin'))],
-      ],
-      setHashtreeDisabledFlag: true,
-      appendToReleaseString: 'omie',
-      includeDescriptorsFromImages: [at('boot.img'), at('vendor.img')],
-      chainPartitions: [
-        {
-          partitionName: 'vbmeta_system',
-          rollbackIndexLocation: 2,
-          publicKeyPath: at('k.avbpubkey'),
-          doNotUseAb: true,
-        },
-      ],
-      rollbackIndexLocation: 1,
-      paddingSize: 1000,
-    });
-    expect((await readFile(at('ours-vbmeta.img'))).equals(await readFile(at('vbmeta.img')))).toBe(true);
-  });
+      // Our builder reproduces the same vbmeta from the same inputs.
+      await makeVbmetaImage(at('ours-vbmeta.img'), {
+        algorithm: 'SHA256_RSA2048',
+        key: k2048,
+        publicKeyMetadata: await readFile(at('pkmd.bin')),
+        props: [
+          ['blob', await readFile(at('blob.bin'))],
+          ['big', await readFile(at('big.bin'))],
+        ],
+        setHashtreeDisabledFlag: true,
+        appendToReleaseString: 'omie',
+        includeDescriptorsFromImages: [at('boot.img'), at('vendor.img')],
+        chainPartitions: [
+          {
+            partitionName: 'vbmeta_system',
+            rollbackIndexLocation: 2,
+            publicKeyPath: at('k.avbpubkey'),
+            doNotUseAb: true,
+          },
+        ],
+        rollbackIndexLocation: 1,
+        paddingSize: 1000,
+      });
+      expect((await readFile(at('ours-vbmeta.img'))).equals(await readFile(at('vbmeta.img')))).toBe(true);
+    },
+  );
 });

@@ -9,11 +9,13 @@ import { type BuildResult, build } from '../../scripts/build/pipeline.ts';
 import { DEFAULT_GOOGLE_PACKAGES, packageMatcher, readApkIdentity } from '../../scripts/build/plan.ts';
 import { sha256File } from '../../scripts/build/record.ts';
 import type { Report } from '../../scripts/conformance/spec-schema.ts';
+import { calculateVbmetaDigest } from '../../scripts/formats/avb/index.ts';
 import { writeOtaZip, writePayload } from '../../scripts/formats/payload/writer.ts';
 import { rawToSparse } from '../../scripts/formats/sparse.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
 import { certSha256, openKeys } from '../../scripts/keys/store.ts';
-import { ORACLES, omie, sampleFixture, workDir } from '../helpers.ts';
+import { omie, sampleFixture, workDir } from '../helpers.ts';
+import { AVBTOOL } from '../oracles.ts';
 
 const GOOGLE_RELEASE = 'f0fd6c5b410f25cb25c3b53346c8972fae30f8ee7411df910480ad6b2d60db83';
 const dir = workDir('build');
@@ -45,7 +47,7 @@ describe('omie build on the sample base', () => {
     first = await build({ product: fx.product, base: join(fx.base, 'factory.zip'), out: outA });
   }, 1_200_000);
 
-  it('packages images, a fastboot zip, the build record and the SBOM, and passes the conformance check', () => {
+  it('packages images, a fastboot zip, the build record and the SBOM, and passes the conformance check', async () => {
     const files = readdirSync(outA).sort();
     for (const f of [
       'android-info.txt',
@@ -77,6 +79,19 @@ describe('omie build on the sample base', () => {
       expect(o.sha256, o.path).toBe(createHash('sha256').update(bytes).digest('hex'));
       expect(o.size, o.path).toBe(bytes.length);
     }
+    // The vbmeta digest a device running this build reports (avbtool calculate_vbmeta_digest).
+    expect(record.avb.vbmetaDigest).toBe(await calculateVbmetaDigest(join(outA, 'vbmeta.img')));
+    // The check inside the build took the hashtree pass's data digests (same files, hard links)
+    // and still verified every stored tree up to its signed root.
+    const report = JSON.parse(readFileSync(join(outA, 'check', 'report.json'), 'utf8'));
+    const contents = report.results.find((r: { id: string }) => r.id === '6.3/C-0-5');
+    expect(contents.status).toBe('pass');
+    expect(
+      contents.evidence
+        .filter((e: { detail: string }) => e.detail.startsWith('trusted-data'))
+        .map((e: { partition: string }) => e.partition)
+        .sort(),
+    ).toEqual(['product', 'system', 'vendor']);
     // The fastboot zip's CRC-32s come from the hashtree pass (not recomputed while zipping):
     // Info-ZIP recomputes every one.
     const zip = recorded.find((o) => o.path.endsWith('-fastboot.zip'))!.path;
@@ -255,13 +270,13 @@ describe('omie build on the sample base', () => {
     }
   });
 
-  it.skipIf(!existsSync(join(ORACLES, 'avbtool')))(
-    'avbtool verify_image passes with the partner key',
+  it.skipIf(!AVBTOOL.present)(
+    `avbtool verify_image passes with the partner key ${AVBTOOL.reason}`,
     async () => {
       const key = openKeys('omie-sample-partner').avbPem;
       const r = await execa(
         'python3',
-        [join(ORACLES, 'avbtool'), 'verify_image', '--image', join(outA, 'vbmeta.img'), '--key', key],
+        [AVBTOOL.path, 'verify_image', '--image', join(outA, 'vbmeta.img'), '--key', key],
         { reject: false },
       );
       expect(r.exitCode, r.stderr + r.stdout).toBe(0);

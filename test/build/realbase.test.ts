@@ -2,8 +2,9 @@
  * `omie build` and `omie check` on a Pixel/GSI-shaped base (scripts/sample/realistic-base.ts):
  * system_ext/odm/vendor_dlkm, lz4hc product, footered logical images, boot/init_boot/vendor_boot/
  * dtbo hash footers, vbmeta chaining to vbmeta_system, two-group A/B super, APEX files.
- * Oracles: avbtool verify_image --follow_chain_partitions / info_image, dump.erofs, aapt via
- * readApkIdentity.
+ * Our AVB verifier and `info_image` text (byte-compared with avbtool's in test/avb/) check
+ * every output; avbtool verify_image --follow_chain_partitions checks them again where it is
+ * present (test/oracles.ts). Other oracles: dump.erofs, aapt via readApkIdentity.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,24 +13,56 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type BuildResult, build } from '../../scripts/build/pipeline.ts';
 import { readApkIdentity } from '../../scripts/build/plan.ts';
+import {
+  formatAvbInfo,
+  infoImage,
+  type VerifyImageResult,
+  verifyImage,
+} from '../../scripts/formats/avb/index.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
 import {
   generateRealisticBase,
   REALISTIC_ROLLBACK,
   type RealisticBase,
 } from '../../scripts/sample/realistic-base.ts';
-import { ORACLES, omie, onceInDir, sampleFixture, workDir } from '../helpers.ts';
+import { omie, onceInDir, sampleFixture, workDir } from '../helpers.ts';
+import { AVBTOOL } from '../oracles.ts';
 import { writeRealbaseTree } from './realbase-profile.ts';
 
 const dir = workDir('realbase');
-const AVBTOOL = join(ORACLES, 'avbtool');
 const baseDir = join(dir, 'base');
 let rb: RealisticBase;
 let product: string;
 let tree: string;
 
+const withAvbtool = it.skipIf(!AVBTOOL.present);
+
 async function avbtool(args: string[]) {
-  return execa('python3', [AVBTOOL, ...args], { reject: false });
+  return execa('python3', [AVBTOOL.path, ...args], { reject: false });
+}
+
+/** avbtool verify_image --follow_chain_partitions on a vbmeta.img: exit 0, and its stdout. */
+async function avbtoolVerifiesChain(vbmeta: string): Promise<string> {
+  const r = await avbtool(['verify_image', '--image', vbmeta, '--follow_chain_partitions']);
+  expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+  return r.stdout;
+}
+
+/** Our verifier on a vbmeta.img, following the chain: the partitions whose contents verified. */
+async function verifiedPartitions(vbmeta: string): Promise<string[]> {
+  const all = (r: VerifyImageResult): VerifyImageResult['descriptors'] => [
+    ...r.descriptors,
+    ...r.chained.flatMap(all),
+  ];
+  return all(await verifyImage(vbmeta))
+    .filter((d) => d.result === 'verified')
+    .map((d) => d.partitionName)
+    .sort();
+}
+
+/** `avbtool info_image` text, as our reader prints it (the same lines: test/avb/sign-verify.test.ts). */
+async function infoText(image: string): Promise<string> {
+  return formatAvbInfo(await infoImage(image));
 }
 
 async function apksIn(image: string, probe: string) {
@@ -50,15 +83,14 @@ async function apksIn(image: string, probe: string) {
 
 /** Partition names of the hash/hashtree descriptors and chain descriptors avbtool sees in a vbmeta image. */
 async function avbInfo(image: string) {
-  const r = await avbtool(['info_image', '--image', image]);
-  expect(r.exitCode, r.stderr).toBe(0);
+  const text = await infoText(image);
   const descs = [
-    ...r.stdout.matchAll(
+    ...text.matchAll(
       /^\s+(Hash|Hashtree|Chain Partition) descriptor:\n(?:.*\n)*?\s+Partition Name:\s+(\S+)/gm,
     ),
   ];
   return {
-    text: r.stdout,
+    text,
     hash: descs
       .filter((m) => m[1] === 'Hash')
       .map((m) => m[2])
@@ -94,25 +126,29 @@ beforeAll(async () => {
 }, 900_000);
 
 describe('the realistic base fixture', () => {
-  it('verifies with avbtool, following the chain to vbmeta_system', async () => {
-    const r = await avbtool(['verify_image', '--image', rb.vbmeta, '--follow_chain_partitions']);
-    expect(r.exitCode, r.stderr).toBe(0);
-    for (const p of [
-      'boot',
-      'init_boot',
-      'vendor_boot',
-      'dtbo',
-      'vendor',
-      'odm',
-      'vendor_dlkm',
-      'system',
-      'system_ext',
-      'product',
-    ])
-      expect(r.stdout).toMatch(new RegExp(`^${p}: Successfully verified`, 'm'));
+  const SIGNED = [
+    'boot',
+    'init_boot',
+    'vendor_boot',
+    'dtbo',
+    'vendor',
+    'odm',
+    'vendor_dlkm',
+    'system',
+    'system_ext',
+    'product',
+  ];
+
+  it('verifies, following the chain to vbmeta_system', async () => {
+    expect(await verifiedPartitions(rb.vbmeta)).toEqual([...SIGNED].sort());
     const top = await avbInfo(rb.vbmeta);
     expect(top.chain).toEqual(['vbmeta_system']);
     expect((await avbInfo(rb.vbmetaSystem)).hashtree).toEqual(['product', 'system', 'system_ext']);
+  });
+
+  withAvbtool(`verifies with avbtool, following the chain to vbmeta_system ${AVBTOOL.reason}`, async () => {
+    const stdout = await avbtoolVerifiesChain(rb.vbmeta);
+    for (const p of SIGNED) expect(stdout).toMatch(new RegExp(`^${p}: Successfully verified`, 'm'));
   });
 
   it('has a vendor ext4 with shared_blocks and one block really shared (dumpe2fs, debugfs, e2fsck -fn clean)', async () => {
@@ -185,14 +221,26 @@ describe('omie build on the realistic base', () => {
     expect(res.check && 'conforms' in res.check && res.check.conforms).toBe(true);
   });
 
-  it('re-signs the chain: avbtool verify_image --follow_chain_partitions passes on the output', async () => {
-    const r = await avbtool([
-      'verify_image',
-      '--image',
-      join(out, 'vbmeta.img'),
-      '--follow_chain_partitions',
+  withAvbtool(
+    `avbtool verify_image --follow_chain_partitions passes on the output ${AVBTOOL.reason}`,
+    async () => {
+      await avbtoolVerifiesChain(join(out, 'vbmeta.img'));
+    },
+  );
+
+  it('re-signs the chain with the partner key and the profile rollback index', async () => {
+    expect(await verifiedPartitions(join(out, 'vbmeta.img'))).toEqual([
+      'boot',
+      'dtbo',
+      'init_boot',
+      'odm',
+      'product',
+      'system',
+      'system_ext',
+      'vendor',
+      'vendor_boot',
+      'vendor_dlkm',
     ]);
-    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
     const top = await avbInfo(join(out, 'vbmeta.img'));
     expect(top.hash).toEqual(['boot', 'dtbo', 'init_boot', 'vendor_boot']);
     expect(top.hashtree).toEqual(['odm', 'vendor', 'vendor_dlkm']);
@@ -204,8 +252,7 @@ describe('omie build on the realistic base', () => {
     expect(sys.text).toMatch(new RegExp(`Rollback Index:\\s+${REALISTIC_ROLLBACK.vbmetaSystem}\\n`));
     expect(top.text).toMatch(new RegExp(`Rollback Index:\\s+${REALISTIC_ROLLBACK.vbmetaSystem}\\n`));
     // The partner key signs both: the chain descriptor's key is the one vbmeta_system is signed with.
-    const pk = await avbtool(['info_image', '--image', join(out, 'vbmeta_system.img')]);
-    expect(top.text).toContain(/Public key \(sha1\):\s+(\S+)/.exec(pk.stdout)![1]);
+    expect(top.text).toContain(/Public key \(sha1\):\s+(\S+)/.exec(sys.text)![1]);
   });
 
   it('removes Google apps from system_ext, product and product/overlay; re-signs the test-key app; keeps odm/vendor overlays', async () => {
@@ -239,10 +286,9 @@ describe('omie build on the realistic base', () => {
     } finally {
       await fs.close();
     }
-    // The filesystem bytes, up to avbtool's "Original image size" (the footer is re-made with our salt).
+    // The filesystem bytes, up to the footer's original image size (the footer is re-made with our salt).
     const fsBytes = async (img: string) => {
-      const info = await avbtool(['info_image', '--image', img]);
-      const size = Number(/Original image size:\s+(\d+) bytes/.exec(info.stdout)?.[1]);
+      const size = Number((await infoImage(img)).footer?.originalImageSize);
       expect(size).toBeGreaterThan(0);
       return createHash('sha256').update(readFileSync(img).subarray(0, size)).digest('hex');
     };
@@ -251,9 +297,7 @@ describe('omie build on the realistic base', () => {
 
   it('unshares the edited vendor (shared_blocks cleared, e2fsck -fn clean, both files intact)', async () => {
     const img = join(out, 'vendor.img');
-    const size = Number(
-      /Original image size:\s+(\d+) bytes/.exec((await avbtool(['info_image', '--image', img])).stdout)?.[1],
-    );
+    const size = Number((await infoImage(img)).footer?.originalImageSize);
     const plain = join(dir, 'vendor-fs.img');
     writeFileSync(plain, readFileSync(img).subarray(0, size));
     expect((await execa('dumpe2fs', ['-h', plain])).stdout).not.toMatch(/features:.*shared_blocks/);
@@ -287,50 +331,57 @@ describe('omie build on the realistic base', () => {
 });
 
 describe('omie build on the realistic factory zip (super_empty.img + separate logical images)', () => {
-  it('conforms and verifies with avbtool', async () => {
-    const out = join(dir, 'out-zip');
-    const res = await build({ product, base: join(baseDir, 'factory.zip'), out });
-    expect(res.check && 'conforms' in res.check && res.check.conforms).toBe(true);
-    const r = await avbtool([
-      'verify_image',
-      '--image',
-      join(out, 'vbmeta.img'),
-      '--follow_chain_partitions',
-    ]);
-    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(existsSync(join(out, 'init_boot.img'))).toBe(true);
+  const out = join(dir, 'out-zip');
+  let res: BuildResult;
+  beforeAll(async () => {
+    res = await build({ product, base: join(baseDir, 'factory.zip'), out });
   }, 900_000);
+
+  it('conforms, and its chain verifies', async () => {
+    expect(res.check && 'conforms' in res.check && res.check.conforms).toBe(true);
+    expect(existsSync(join(out, 'init_boot.img'))).toBe(true);
+    expect(await verifiedPartitions(join(out, 'vbmeta.img'))).toContain('init_boot');
+  });
+
+  withAvbtool(`verifies with avbtool ${AVBTOOL.reason}`, async () => {
+    await avbtoolVerifiesChain(join(out, 'vbmeta.img'));
+  });
 });
 
 describe('bases the device profile does not account for', () => {
-  it('carries over the base descriptors of partitions the profile does not re-sign (dtbo, vendor_boot)', async () => {
-    const t = join(dir, 'tree-carry');
-    rmSync(t, { recursive: true, force: true });
-    const p = writeRealbaseTree(tree, t, (d) =>
-      d.replace(/^ {4}- \{ partition: (dtbo|vendor_boot), type: hash.*\n/gm, ''),
-    );
+  describe('a profile that does not re-sign dtbo and vendor_boot', () => {
     const out = join(dir, 'out-carry');
-    const res = await build({ product: p, base: baseDir, out, noCheck: true });
-    expect(res.dryRun).toBe(false);
-    const r = await avbtool([
-      'verify_image',
-      '--image',
-      join(out, 'vbmeta.img'),
-      '--follow_chain_partitions',
-    ]);
-    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
-    const top = await avbInfo(join(out, 'vbmeta.img'));
-    expect(top.hash).toEqual(['boot', 'dtbo', 'init_boot', 'vendor_boot']);
-    // Carried as they are: the base's salt and digest, and the image passed through unchanged.
-    const digestOf = (text: string, part: string) =>
-      new RegExp(`Partition Name:\\s+${part}\\n\\s+Salt:\\s+(\\S+)\\n\\s+Digest:\\s+(\\S+)`)
-        .exec(text)
-        ?.slice(1);
-    const baseTop = await avbInfo(join(baseDir, 'vbmeta.img'));
-    expect(digestOf(top.text, 'dtbo')).toEqual(digestOf(baseTop.text, 'dtbo'));
-    expect(digestOf(top.text, 'dtbo')).toBeTruthy();
-    expect(readFileSync(join(out, 'dtbo.img')).equals(readFileSync(join(baseDir, 'dtbo.img')))).toBe(true);
-  }, 900_000);
+    beforeAll(async () => {
+      const t = join(dir, 'tree-carry');
+      rmSync(t, { recursive: true, force: true });
+      const p = writeRealbaseTree(tree, t, (d) =>
+        d.replace(/^ {4}- \{ partition: (dtbo|vendor_boot), type: hash.*\n/gm, ''),
+      );
+      const res = await build({ product: p, base: baseDir, out, noCheck: true });
+      expect(res.dryRun).toBe(false);
+    }, 900_000);
+
+    it('carries over the base descriptors of those partitions, and the chain verifies', async () => {
+      expect(await verifiedPartitions(join(out, 'vbmeta.img'))).toEqual(
+        expect.arrayContaining(['dtbo', 'vendor_boot']),
+      );
+      const top = await avbInfo(join(out, 'vbmeta.img'));
+      expect(top.hash).toEqual(['boot', 'dtbo', 'init_boot', 'vendor_boot']);
+      // Carried as they are: the base's salt and digest, and the image passed through unchanged.
+      const digestOf = (text: string, part: string) =>
+        new RegExp(`Partition Name:\\s+${part}\\n\\s+Salt:\\s+(\\S+)\\n\\s+Digest:\\s+(\\S+)`)
+          .exec(text)
+          ?.slice(1);
+      const baseTop = await avbInfo(join(baseDir, 'vbmeta.img'));
+      expect(digestOf(top.text, 'dtbo')).toEqual(digestOf(baseTop.text, 'dtbo'));
+      expect(digestOf(top.text, 'dtbo')).toBeTruthy();
+      expect(readFileSync(join(out, 'dtbo.img')).equals(readFileSync(join(baseDir, 'dtbo.img')))).toBe(true);
+    });
+
+    withAvbtool(`avbtool verifies the chain with the carried descriptors ${AVBTOOL.reason}`, async () => {
+      await avbtoolVerifiesChain(join(out, 'vbmeta.img'));
+    });
+  });
 
   it('refuses to carry a descriptor of a partition the build edits', async () => {
     const t = join(dir, 'tree-stale');

@@ -23,6 +23,7 @@ async function run(f: Fixture, profile: 'image' | 'device', only?: string[], wit
   return runChecks(spec, memoryView(f.sys), {
     profile,
     product: withProduct ? f.product : undefined,
+    build: f.build,
     data,
     only,
     now: new Date('2026-06-01T00:00:00Z'),
@@ -74,6 +75,7 @@ describe('clean Omie', () => {
     expect(r.results.filter((x) => x.status === 'not-applicable').map((x) => x.id)).toEqual([
       '6.4/C-1-1',
       '6.4/C-1-2',
+      '6.4/C-1-3',
     ]);
   });
 

@@ -2,12 +2,14 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { certSha256 } from '../../scripts/conformance/product.ts';
 import { runCheck } from '../../scripts/conformance/run.ts';
 import type { Report } from '../../scripts/conformance/spec-schema.ts';
+import { calculateVbmetaDigest, readAvbImage } from '../../scripts/formats/avb/index.ts';
 import { writeFastbootZip } from '../../scripts/formats/factory-zip.ts';
 import { buildSuper } from '../../scripts/formats/super/index.ts';
-import { omie, ROOT } from '../helpers.ts';
+import { flipByte, omie, ROOT } from '../helpers.ts';
 import { buildImages, E2E } from './image-fixture.ts';
 
 const repo = join(E2E, 'repo');
@@ -155,6 +157,102 @@ describe('omie check on real images', () => {
     expect(report.results.find((x) => x.id === '6.3/C-0-1')?.status).toBe('fail');
     // rebuild the signed clean image for any later test
     clean = await buildImages('clean');
+  });
+
+  it('one flipped byte deep inside the signed system.img fails 6.3/C-0-5, naming the partition and block', async () => {
+    const dir = join(E2E, 'flipped');
+    await rm(dir, { recursive: true, force: true });
+    await cp(clean, dir, { recursive: true });
+    const { descriptors } = (await readAvbImage(join(dir, 'vbmeta.img'))).vbmeta;
+    const d = descriptors.find((x) => x.kind === 'hashtree' && x.partitionName === 'system');
+    if (d?.kind !== 'hashtree') throw new Error('no system hashtree descriptor');
+    // The last data block: deep inside, past anything the filesystem readers look at.
+    const block = d.imageSize / d.dataBlockSize - 1;
+    await flipByte(join(dir, 'system.img'), block * d.dataBlockSize + 1000);
+    const r = await omie(['check', dir, '--spec', spec, '--json', '--format', 'json']);
+    expect(r.exitCode).toBe(1);
+    const report = JSON.parse(r.stdout) as Report;
+    const c = report.results.find((x) => x.id === '6.3/C-0-5');
+    expect(c?.status).toBe('fail');
+    expect(c?.evidence).toMatchObject([
+      {
+        partition: 'system',
+        file: 'system.img',
+        value: `data block ${block} (offset ${block * d.dataBlockSize})`,
+      },
+    ]);
+    expect(report.summary.conforms).toBe(false);
+  });
+
+  it('check --attest under a weakened spec: verify-attestation rejects it, naming the spec files that differ', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const kp = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const priv = join(E2E, 'lab.key.pem');
+    const pub = join(E2E, 'lab.pub.pem');
+    await writeFile(priv, kp.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    await writeFile(pub, kp.publicKey.export({ type: 'spki', format: 'pem' }));
+    // The repository beside the spec, with section 6.3 dropped and a tracker deleted.
+    const weakRepo = join(E2E, 'weak-repo');
+    await rm(weakRepo, { recursive: true, force: true });
+    await cp(repo, weakRepo, { recursive: true });
+    const sec = join(weakRepo, 'spec/requirements/security.yaml');
+    const doc = parseYaml(await readFile(sec, 'utf8'));
+    doc.requirements = doc.requirements.filter((r: { id: string }) => !r.id.startsWith('6.3/'));
+    await writeFile(sec, stringifyYaml(doc));
+    const tr = join(weakRepo, 'spec/trackers.yaml');
+    const trackers = parseYaml(await readFile(tr, 'utf8'));
+    (Array.isArray(trackers) ? trackers : trackers.trackers).splice(0, 1);
+    await writeFile(tr, stringifyYaml(trackers));
+    const att = join(E2E, 'weak.dsse.json');
+    const c = await omie([
+      'check',
+      clean,
+      '--spec',
+      join(weakRepo, 'spec'),
+      '--attest',
+      '--key',
+      priv,
+      '--attest-out',
+      att,
+    ]);
+    expect(c.exitCode, c.stdout + c.stderr).toBe(0);
+    const v = await omie(['verify-attestation', att, '--image', clean, '--trusted-key', pub, '--json']);
+    expect(v.exitCode).toBe(1);
+    expect(JSON.parse(v.stdout).reasons).toMatchObject([
+      { code: 'SPEC_MISMATCH', files: ['requirements/security.yaml', 'trackers.yaml'] },
+    ]);
+    // Made under the kit's own spec, the same image verifies; for another profile or a changed image it does not.
+    const good = join(E2E, 'good.dsse.json');
+    expect(
+      (await omie(['check', clean, '--spec', spec, '--attest', '--key', priv, '--attest-out', good]))
+        .exitCode,
+    ).toBe(0);
+    const ok = await omie(['verify-attestation', good, '--image', clean, '--trusted-key', pub, '--json']);
+    expect(ok.exitCode, ok.stdout).toBe(0);
+    expect(JSON.parse(ok.stdout).target.vbmetaDigest).toBe(
+      await calculateVbmetaDigest(join(clean, 'vbmeta.img')),
+    );
+    const dev = await omie([
+      'verify-attestation',
+      good,
+      '--image',
+      clean,
+      '--trusted-key',
+      pub,
+      '--profile',
+      'device',
+      '--json',
+    ]);
+    expect(JSON.parse(dev.stdout).reasons.map((r: { code: string }) => r.code)).toEqual(['PROFILE_MISMATCH']);
+    const changed = join(E2E, 'changed');
+    await rm(changed, { recursive: true, force: true });
+    await cp(clean, changed, { recursive: true });
+    await flipByte(join(changed, 'vbmeta.img'), 300);
+    const bad = await omie(['verify-attestation', good, '--image', changed, '--trusted-key', pub, '--json']);
+    expect(JSON.parse(bad.stdout).reasons.map((r: { code: string }) => r.code)).toEqual([
+      'SUBJECT_MISMATCH',
+      'VBMETA_MISMATCH',
+    ]);
   });
 
   it('reads the same image packed as a sparse super.img and as a fastboot zip', async () => {

@@ -2,6 +2,7 @@
  * A clean Omie system described in memory (it passes every requirement); violations.ts holds,
  * per requirement, a mutation that violates it. Shared by the unit tests and the image end-to-end tests.
  */
+import type { BuildReference } from '../../scripts/conformance/build-ref.ts';
 import { apexFacts, apkFacts, type MemorySystem } from '../../scripts/conformance/memory-view.ts';
 import type { ProductFacts } from '../../scripts/conformance/product.ts';
 import type { ApexFacts, ApkFacts, VbmetaFacts } from '../../scripts/conformance/view.ts';
@@ -80,6 +81,8 @@ export const PERSONAL_CLOUD_JSON = JSON.stringify({
 export interface Fixture {
   sys: MemorySystem;
   product: ProductFacts;
+  /** The build a device is checked against (`--image`). */
+  build?: BuildReference;
 }
 
 export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
@@ -243,10 +246,24 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
     ],
     cmdline: 'console=ttyS0 androidboot.hardware=omie',
     vbmeta,
+    avbContents: {
+      ok: true,
+      vbmetaDigest: 'ee'.repeat(32),
+      vbmetas: [{ partition: 'vbmeta', ok: true }],
+      descriptors: ['system', 'product', 'vendor', 'boot'].map((partition) => ({
+        partition,
+        kind: partition === 'boot' ? ('hash' as const) : ('hashtree' as const),
+        vbmeta: 'vbmeta',
+        result: 'verified' as const,
+        bytes: 1 << 20,
+      })),
+      problems: [],
+    },
     rawPartitions: ['boot', 'vbmeta'],
   };
   if (kind === 'device') {
     sys.vbmeta = null;
+    sys.avbContents = undefined;
     sys.cmdline = 'console=ttyS0 androidboot.hardware=omie androidboot.verifiedbootstate=green';
     sys.settings = {
       'global/captive_portal_https_url': 'https://captive.omie.example/generate_204',
@@ -318,7 +335,16 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
     },
     waivers: [],
   };
-  return { sys, product };
+  const build: BuildReference | undefined =
+    kind === 'device'
+      ? {
+          source: 'out/omie-tablet',
+          from: 'build-record',
+          vbmetaDigest: 'ee'.repeat(32),
+          avbPublicKeySha256: PARTNER_AVB,
+        }
+      : undefined;
+  return { sys, product, build };
 }
 
 /** The facts of the fixture's APK of `pkg` (to mutate in a violation). */

@@ -390,6 +390,27 @@ export const violations: Record<string, Violations> = {
       apply: (f) => deviceProp(f, 'ro.boot.veritymode', 'disabled'),
     },
   },
+  '6.3/C-0-5': {
+    image: {
+      what: 'a flipped byte in a data block of system.img',
+      apply: (f) => {
+        const c = f.sys.avbContents;
+        if (!c) throw new Error('the clean image fixture has verified partition contents');
+        c.ok = false;
+        c.descriptors[0].result = 'failed';
+        c.problems.push({
+          code: 'AVB_HASHTREE_ROOT_MISMATCH',
+          partition: 'system',
+          vbmeta: 'vbmeta',
+          file: '/images/system.img',
+          area: 'data',
+          firstBadBlock: 100,
+          offset: 409600,
+          message: 'data block 100 (offset 409600) of system.img does not match its digest',
+        });
+      },
+    },
+  },
   '6.4/C-1-1': {
     device: {
       what: 'orange boot state',
@@ -403,6 +424,12 @@ export const violations: Record<string, Violations> = {
         deviceProp(f, 'ro.boot.flash.locked', '0');
         deviceProp(f, 'ro.boot.vbmeta.device_state', 'unlocked');
       },
+    },
+  },
+  '6.4/C-1-3': {
+    device: {
+      what: 'the device booted another build',
+      apply: (f) => deviceProp(f, 'ro.boot.vbmeta.digest', 'ab'.repeat(32)),
     },
   },
   '7.1/C-0-1': both('base vendor brand kept', (f) => {

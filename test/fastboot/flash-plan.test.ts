@@ -1,18 +1,12 @@
-/**
- * The flash plan for real-world builds and devices: a Pixel-style fastboot zip's image set, the
- * `fastboot update` order, android-info.txt rules as fastboot's CheckRequirements, bootloader/radio
- * firmware before the version check, a virtual A/B snapshot cancelled first, an ABL-style
- * bootloader ("_a" slots, decimal sizes), and fastbootd's update-super keeping only the other slot.
- */
-import { existsSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuildInput, classifyImages, flashDevice, openBuild } from '../../scripts/device/flash.ts';
 import { OmieError } from '../../scripts/errors.ts';
 import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { workDir } from '../helpers.ts';
+import { AVBTOOL } from '../oracles.ts';
 import { makeSim, mixedImage, partitionHashes, type Sim, smallProfile, writeFileIn } from './fixtures.ts';
 
 const root = join(workDir('fastboot'), 'flash-plan');
@@ -41,8 +35,6 @@ async function makeBuild(name: string, info: string, images: string[], superEmpt
     );
   return dir;
 }
-
-const AVBTOOL = resolve('../shared/oracles/avbtool');
 
 const GOOD_INFO = 'require board=omie_tablet\nrequire version-bootloader=omie-bl-1.0\n';
 
@@ -268,15 +260,15 @@ describe('flash plan against real-device behaviours (sim)', () => {
     }
   });
 
-  it.skipIf(!existsSync(AVBTOOL))(
-    'a boot image with an AVB footer smaller than its partition gets the footer at the partition end (avbtool reads it)',
+  it.skipIf(!AVBTOOL.present)(
+    `a boot image with an AVB footer smaller than its partition gets the footer at the partition end (avbtool reads it) ${AVBTOOL.reason}`,
     async () => {
       const sim = await makeSim('plan-avb-footer');
       const dir = await makeBuild('avb-footer', GOOD_INFO, ['boot', 'vbmeta'], false);
       try {
         // A hash footer on a minimal image, as `avbtool add_hash_footer --dynamic_partition_size`.
         await execa('python3', [
-          AVBTOOL,
+          AVBTOOL.path,
           'add_hash_footer',
           '--image',
           join(dir, 'boot.img'),
@@ -294,7 +286,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
         }
         const onDevice = join(root, 'boot_b-from-device.img');
         await copyFile(join(sim.dir, 'partitions', 'boot_b.img'), onDevice);
-        const info = await execa('python3', [AVBTOOL, 'info_image', '--image', onDevice]);
+        const info = await execa('python3', [AVBTOOL.path, 'info_image', '--image', onDevice]);
         expect(info.stdout).toMatch(/Footer version:\s+1\.0/);
         expect(info.stdout).toMatch(new RegExp(`Image size:\\s+${4 * MiB} bytes`));
         expect(info.stdout).toMatch(/Partition Name:\s+boot/);
@@ -304,14 +296,14 @@ describe('flash plan against real-device behaviours (sim)', () => {
     },
   );
 
-  it.skipIf(!existsSync(AVBTOOL))(
-    '--disable-verity/--disable-verification set the vbmeta flags as fastboot does (avbtool reads Flags: 3)',
+  it.skipIf(!AVBTOOL.present)(
+    `--disable-verity/--disable-verification set the vbmeta flags as fastboot does (avbtool reads Flags: 3) ${AVBTOOL.reason}`,
     async () => {
       const sim = await makeSim('plan-vbmeta-flags');
       const dir = await makeBuild('vbmeta-flags', GOOD_INFO, ['boot', 'vbmeta'], false);
       try {
         await execa('python3', [
-          AVBTOOL,
+          AVBTOOL.path,
           'make_vbmeta_image',
           '--output',
           join(dir, 'vbmeta.img'),
@@ -331,10 +323,10 @@ describe('flash plan against real-device behaviours (sim)', () => {
         }
         const onDevice = join(root, 'vbmeta_b-from-device.img');
         await copyFile(join(sim.dir, 'partitions', 'vbmeta_b.img'), onDevice);
-        const info = await execa('python3', [AVBTOOL, 'info_image', '--image', onDevice]);
+        const info = await execa('python3', [AVBTOOL.path, 'info_image', '--image', onDevice]);
         expect(info.stdout).toMatch(/Flags:\s+3/);
         // The build's own image is untouched.
-        const own = await execa('python3', [AVBTOOL, 'info_image', '--image', join(dir, 'vbmeta.img')]);
+        const own = await execa('python3', [AVBTOOL.path, 'info_image', '--image', join(dir, 'vbmeta.img')]);
         expect(own.stdout).toMatch(/Flags:\s+0/);
       } finally {
         await closeSettled(sim);

@@ -1,8 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { syncSchemas } from '../../scripts/cli/json-schemas.ts';
 import { loadDevice, loadProduct, validateFile } from '../../scripts/model/index.ts';
-import { syncSchemas } from '../../scripts/model/json-schemas.ts';
 import { omie, ROOT, workDir } from '../helpers.ts';
 
 const DEVICE = join(ROOT, 'device/omie/tablet/device.yaml');

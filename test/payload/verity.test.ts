@@ -1,6 +1,6 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { VerificationError } from '../../scripts/errors.ts';
@@ -8,10 +8,10 @@ import { extractPayload } from '../../scripts/formats/payload/extract.ts';
 import { encodeFec, fecSize, RsEncoder, rsSyndromes } from '../../scripts/formats/payload/fec.ts';
 import { readPayload } from '../../scripts/formats/payload/reader.ts';
 import { writePayload } from '../../scripts/formats/payload/writer.ts';
-import { ORACLES, prng, workDir } from '../helpers.ts';
+import { prng, workDir } from '../helpers.ts';
+import { AVBTOOL } from '../oracles.ts';
 
 const W = workDir('payload/verity');
-const AVBTOOL = resolve(ORACLES, 'avbtool');
 const BS = 4096;
 
 function randomImage(seed: number, blocks: number): Buffer {
@@ -23,13 +23,13 @@ function randomImage(seed: number, blocks: number): Buffer {
 }
 
 describe('dm-verity regenerated like update_engine', () => {
-  it.skipIf(!existsSync(AVBTOOL)).each(['sha256', 'sha1'])(
-    '%s hash tree: ops skip it, extraction rebuilds avbtool’s tree byte for byte',
+  it.skipIf(!AVBTOOL.present).each(['sha256', 'sha1'])(
+    `%s hash tree: ops skip it, extraction rebuilds avbtool’s tree byte for byte ${AVBTOOL.reason}`,
     async (alg) => {
       const img = join(W, `verity-${alg}.img`);
       writeFileSync(img, randomImage(alg.length, 300));
       await execa('python3', [
-        AVBTOOL,
+        AVBTOOL.path,
         ...['add_hashtree_footer', '--image', img, '--partition_name', 'system'],
         ...[
           '--partition_size',

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -7,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readApkIdentity } from '../../scripts/build/plan.ts';
 import { getProp } from '../../scripts/build/props.ts';
 import { ZipArchive } from '../../scripts/formats/apk/zip.ts';
+import { infoImage } from '../../scripts/formats/avb/index.ts';
 import { readFactoryZip } from '../../scripts/formats/factory-zip.ts';
 import { extractPartition, readSuper } from '../../scripts/formats/super/index.ts';
 import { capabilityNames } from '../../scripts/fs/fs-config.ts';
@@ -14,7 +14,8 @@ import { openFilesystem } from '../../scripts/fs/index.ts';
 import type { FsReader } from '../../scripts/fs/types.ts';
 import { FRAMEWORK_RES } from '../../scripts/host/tools.ts';
 import { generateSampleBase, type SampleBase } from '../../scripts/sample/base.ts';
-import { ORACLES, workDir } from '../helpers.ts';
+import { workDir } from '../helpers.ts';
+import { AVBTOOL } from '../oracles.ts';
 import { SAMPLE_APK_CACHE, SAMPLE_KEYS, sampleBase } from './fixture.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -147,14 +148,19 @@ describe('omie sample-base', () => {
       expect(dex.includes(Buffer.from(c))).toBe(true);
   });
 
-  it('packages vbmeta (avbtool reads it), an A/B super.img and a fastboot zip holding the same images', async () => {
-    const avbtool = join(ORACLES, 'avbtool');
-    if (existsSync(avbtool)) {
-      const info = await execa('python3', [avbtool, 'info_image', '--image', base.vbmeta]);
-      expect(info.stdout).toContain('Algorithm:                SHA256_RSA4096');
-      for (const n of ['system', 'product', 'vendor'])
-        expect(info.stdout).toContain(`Partition Name:        ${n}`);
-    }
+  it.skipIf(!AVBTOOL.present)(`packages a vbmeta that avbtool reads ${AVBTOOL.reason}`, async () => {
+    const info = await execa('python3', [AVBTOOL.path, 'info_image', '--image', base.vbmeta]);
+    expect(info.stdout).toContain('Algorithm:                SHA256_RSA4096');
+    for (const n of ['system', 'product', 'vendor'])
+      expect(info.stdout).toContain(`Partition Name:        ${n}`);
+  });
+
+  it('packages vbmeta, an A/B super.img and a fastboot zip holding the same images', async () => {
+    const vbmeta = await infoImage(base.vbmeta);
+    expect(vbmeta.algorithm).toBe('SHA256_RSA4096');
+    expect(vbmeta.descriptors.map((d) => ('partitionName' in d ? d.partitionName : '')).sort()).toEqual(
+      expect.arrayContaining(['product', 'system', 'vendor']),
+    );
     const sup = await readSuper(base.superImg);
     expect(sup.partitions.map((p) => p.name).sort()).toEqual([
       'product_a',

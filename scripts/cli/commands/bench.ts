@@ -63,10 +63,11 @@ export function registerBench(program: Command): void {
             r.ours.toFixed(3),
             `${r.reference.toFixed(3)} (${r.referenceName})`,
             r.ratio.toFixed(2),
+            r.floorRatio === undefined ? '' : `${r.floorRatio.toFixed(2)}x`,
             r.goal,
             r.notes ?? '',
           ]),
-          ['area', 'benchmark', 'ours', 'reference', 'ratio', 'goal', 'notes'],
+          ['area', 'benchmark', 'ours', 'reference', 'ratio', 'vs floor', 'goal', 'notes'],
         ),
       );
     });

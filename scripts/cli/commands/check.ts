@@ -9,6 +9,7 @@ import { makeProgress } from '../progress.ts';
 
 interface CheckOpts {
   device?: string;
+  image?: string;
   spec?: string;
   profile?: string;
   product?: string;
@@ -64,6 +65,10 @@ export function registerCheck(program: Command): void {
     .description('check an image or a live device against the Omie conformance spec')
     .argument('[image]', 'image folder (*.img), super.img, sparse image, or fastboot/factory zip')
     .option('--device <serial>', 'check a live device over adb instead of an image')
+    .option(
+      '--image <path>',
+      'the build being certified: with --device, the build the device must run (image folder, build output folder, build-record.json, or an image/zip); without, same as the [image] argument',
+    )
     .option('--spec <dir>', "spec folder (default: the kit's spec/)")
     .option(
       '--profile <profile>',
@@ -82,7 +87,7 @@ export function registerCheck(program: Command): void {
     )
     .option(
       '--attest',
-      'also write a signed conformance certificate (in-toto Statement in a DSSE envelope) for the image',
+      'also write a signed conformance certificate (in-toto Statement in a DSSE envelope) for the image or device',
     )
     .option(
       '--key <pem>',
@@ -105,18 +110,28 @@ With --json, prints the report.json document on stdout.
 Examples:
   omie check out/omie-tablet/images --product device/omie/tablet/products/omie-tablet.yaml --report-dir out/check
   omie check factory.zip --format html,junit --report-dir reports
-  omie check --device 0123456789ABCDEF --product device/omie/tablet/products/omie-tablet.yaml`,
+  omie check --device 0123456789ABCDEF --image out/omie-tablet --product device/omie/tablet/products/omie-tablet.yaml
+  omie check out/omie-tablet --attest --key lab.pem --report-dir out/check`,
     )
-    .action(async (image: string | undefined, o: CheckOpts, cmd: Command) => {
+    .action(async (imageArg: string | undefined, o: CheckOpts, cmd: Command) => {
       const json = globalOpts(cmd).json;
       const out = makeOutput(json);
       if (o.profile && o.profile !== 'image' && o.profile !== 'device')
         throw new InputError(`--profile must be image or device, not ${o.profile}`, { code: 'CHECK_USAGE' });
-      if (o.attest && (!o.key || !image))
-        throw new InputError('--attest needs --key <pem> and an image (a certificate binds image digests)', {
-          code: 'CHECK_USAGE',
-          hint: 'verify it later with `omie verify-attestation <file> --image <dir> --trusted-key <public pem>`',
-        });
+      if (imageArg && o.image && imageArg !== o.image)
+        throw new InputError('give the image once: as the argument or as --image', { code: 'CHECK_USAGE' });
+      const given = imageArg ?? o.image;
+      // With --device, the image names the build the device must be running.
+      const image = o.device ? undefined : given;
+      const build = o.device ? given : undefined;
+      if (o.attest && (!o.key || (!image && !o.device)))
+        throw new InputError(
+          "--attest needs --key <pem> and an image or --device (a certificate binds image digests or a device's vbmeta digest)",
+          {
+            code: 'CHECK_USAGE',
+            hint: 'verify it later with `omie verify-attestation <file> --image <dir> --trusted-key <public pem>`',
+          },
+        );
       const formats = parseFormats(o.format);
       const { runCheckWithFiles } = await import('../../conformance/run.ts');
       const progress = makeProgress(json);
@@ -124,6 +139,7 @@ Examples:
         const { report, files } = await runCheckWithFiles({
           image,
           device: o.device,
+          build,
           spec: o.spec,
           profile: o.profile as 'image' | 'device' | undefined,
           product: o.product,
@@ -132,11 +148,11 @@ Examples:
           formats,
           onProgress: progress,
         });
-        if (o.attest && image && o.key) {
+        if (o.attest && o.key) {
           const { writeAttestation } = await import('../../attest/index.ts');
           const { join } = await import('node:path');
           const dest = o.attestOut ?? join(o.reportDir ?? '.', 'attestation.dsse.json');
-          await writeAttestation(report, image, o.key, dest);
+          await writeAttestation(report, { input: image, key: o.key, out: dest });
           files.attestation = dest;
         }
         progress.stop();

@@ -103,6 +103,8 @@ back). A dropped connection is retried per partition; re-running completes an in
             const { join } = await import('node:path');
             const { report } = await runCheckWithFiles({
               device: serial,
+              // The device must now run this very build (6.4/C-1-3: its vbmeta digest).
+              build: buildPath,
               product: o.product,
               reportDir: o.reportDir ? join(o.reportDir, serial.replace(/[^A-Za-z0-9._-]/g, '_')) : undefined,
             });

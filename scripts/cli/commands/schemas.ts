@@ -16,7 +16,7 @@ export function registerSchemas(program: Command): void {
     )
     .action(async (opts: { write?: boolean }, cmd: Command) => {
       const out = makeOutput(globalOpts(cmd).json);
-      const { syncSchemas } = await import('../../model/json-schemas.ts');
+      const { syncSchemas } = await import('../json-schemas.ts');
       const { findRepoRoot } = await import('../../model/index.ts');
       const status = await syncSchemas(findRepoRoot(process.cwd()), Boolean(opts.write));
       out.result(status, (s) =>

@@ -3,8 +3,8 @@
  * data syncs, and every customer-side app keeps its data in the personal cloud and says why it
  * needs the network.
  */
-import { personalCloudConfigSchema } from '../../build/personal-cloud.ts';
 import { DATA_STORE_META_DATA, manifestRole, PERSONAL_CLOUD_PERMISSION } from '../../model/app-roles.ts';
+import { personalCloudConfigSchema } from '../../model/personal-cloud.ts';
 import { apkWhere, type CheckContext, stringList } from '../context.ts';
 import {
   type CheckFamily,

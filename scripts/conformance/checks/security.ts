@@ -1,4 +1,5 @@
 /** Section 6: Security (build properties, su, SELinux, AVB, verified boot state). */
+import { basename } from 'node:path';
 import { PUBLIC_TEST_KEY_SHA256 } from '../../formats/avb/keys.ts';
 import type { CheckContext } from '../context.ts';
 import { stringList } from '../context.ts';
@@ -143,7 +144,16 @@ async function vbmetaSigned(ctx: CheckContext): Promise<CheckOutcome> {
           { prop: 'ro.boot.vbmeta.digest', value: d, detail: `AVB ${v}` },
         ])
       : fail('the bootloader reported no vbmeta verification', [
-          { prop: 'ro.boot.vbmeta.avb_version', value: v ?? '', detail: 'unset: boot did not use AVB' },
+          {
+            prop: 'ro.boot.vbmeta.avb_version',
+            value: v ?? '',
+            detail: v ? 'AVB version' : 'not set: boot did not use AVB',
+          },
+          {
+            prop: 'ro.boot.vbmeta.digest',
+            value: d ?? '',
+            detail: d ? 'vbmeta digest' : 'not set: no verified vbmeta',
+          },
         ]);
   }
   const vb = await vbmetaOrFail(ctx);
@@ -254,16 +264,28 @@ async function descriptorsCover(ctx: CheckContext): Promise<CheckOutcome> {
 
 async function rollbackAndFlags(ctx: CheckContext): Promise<CheckOutcome> {
   if (ctx.view.kind === 'device') {
-    const props = await ctx.facts.props();
-    const mode = props['ro.boot.veritymode'];
-    if (mode && mode !== 'enforcing' && mode !== 'eio')
-      return fail(`dm-verity is ${mode}`, [
-        { prop: 'ro.boot.veritymode', value: mode, detail: 'verification disabled' },
+    // libavb's avb_slot_verify always passes androidboot.veritymode: enforcing (restart or panic on
+    // corruption), eio (I/O errors only), logging, or disabled. Only enforcing stops a changed
+    // block from being used; an absent value means nothing is known.
+    const mode = (await ctx.facts.props())['ro.boot.veritymode'];
+    const ev = { prop: 'ro.boot.veritymode', value: mode ?? '' };
+    if (mode === undefined)
+      return fail('the bootloader reported no dm-verity mode (ro.boot.veritymode is not set)', [
+        { ...ev, detail: 'not set: verified boot state of the partitions unknown' },
       ]);
-    return pass(
-      'dm-verity is enforcing',
-      mode ? [{ prop: 'ro.boot.veritymode', value: mode, detail: 'verity mode' }] : [],
-    );
+    return mode === 'enforcing'
+      ? pass('dm-verity is enforcing', [{ ...ev, detail: 'verity mode' }])
+      : fail(`dm-verity is ${mode}, not enforcing`, [
+          {
+            ...ev,
+            detail:
+              mode === 'eio'
+                ? 'corrupt blocks only return I/O errors: the device keeps running a changed system'
+                : mode === 'logging'
+                  ? 'corruption is only logged'
+                  : 'verification is off',
+          },
+        ]);
   }
   const vb = await vbmetaOrFail(ctx);
   if (isOutcome(vb)) return vb;
@@ -298,6 +320,39 @@ async function rollbackAndFlags(ctx: CheckContext): Promise<CheckOutcome> {
   );
 }
 
+/** 6.3/C-0-5: the partition bytes, not only the descriptors, match what vbmeta signs. */
+async function contentsMatch(ctx: CheckContext): Promise<CheckOutcome> {
+  if (!ctx.view.avbContents)
+    return notApplicable(
+      'the partition bytes are not readable here; on a device see 6.3/C-0-1 (vbmeta digest)',
+    );
+  const v = await ctx.view.avbContents();
+  if (!v)
+    return fail('the image has no vbmeta: no partition is verified at boot', [
+      { detail: 'no vbmeta.img / vbmeta_*.img / AVB footer found' },
+    ]);
+  const ev: Evidence[] = v.problems.map((p) => ({
+    partition: p.partition,
+    file: p.file ? basename(p.file) : undefined,
+    value:
+      p.firstBadBlock !== undefined
+        ? `${p.area} block ${p.firstBadBlock} (offset ${p.offset})`
+        : `${p.area}${p.code ? ` ${p.code}` : ''}`,
+    detail: `${p.vbmeta === p.partition ? '' : `descriptor in ${p.vbmeta}: `}${p.message}`,
+  }));
+  const ok: Evidence[] = v.descriptors.map((d) => ({
+    partition: d.partition,
+    value: d.kind,
+    detail: `${d.result}${d.result === 'trusted-data' ? ' (data digests taken by the build from the same bytes; stored tree verified here)' : ''}${d.fec && d.fec !== 'absent' ? `, FEC ${d.fec}` : ''} (descriptor in ${d.vbmeta})`,
+  }));
+  return verdict(
+    ev,
+    `${v.descriptors.length} hash/hashtree descriptor(s) match the partition bytes${v.vbmetaDigest ? `; vbmeta digest ${v.vbmetaDigest}` : ''}`,
+    (k) => `${k} verified-boot mismatch(es): ${[...new Set(v.problems.map((p) => p.partition))].join(', ')}`,
+    ok,
+  );
+}
+
 async function verifiedBootState(ctx: CheckContext): Promise<CheckOutcome> {
   if (ctx.view.kind !== 'device') return notApplicable('a property of a booted device');
   const props = await ctx.facts.props();
@@ -310,22 +365,30 @@ async function verifiedBootState(ctx: CheckContext): Promise<CheckOutcome> {
   if (state === 'green') return pass('verified boot state is green', [ev]);
   if (state === 'yellow') {
     const digest = props['ro.boot.vbmeta.public_key_digest']?.toLowerCase();
-    const want = ctx.product?.avb?.publicKeySha256;
+    // The partner's key: the one the build being certified is signed with, else the product's.
+    const want = ctx.build?.avbPublicKeySha256 ?? ctx.product?.avb?.publicKeySha256;
+    const whose = ctx.build?.avbPublicKeySha256 ? `the build's (${ctx.build.source})` : "the product's";
     if (digest && want && digest === want)
-      return pass("yellow with the product's partner key", [
+      return pass(`yellow with ${whose} partner key`, [
         ev,
-        { prop: 'ro.boot.vbmeta.public_key_digest', value: digest, detail: 'matches the product key' },
+        { prop: 'ro.boot.vbmeta.public_key_digest', value: digest, detail: `matches ${whose} AVB key` },
       ]);
-    return fail("yellow, but the key is not shown to be the product's partner key", [
+    return fail("yellow, but the key is not shown to be the partner's", [
       ev,
       {
         prop: 'ro.boot.vbmeta.public_key_digest',
         value: digest ?? '',
-        detail: want ? `expected ${want}` : 'no product key to compare with (pass --product)',
+        detail: !digest
+          ? 'not set: the device does not say which key it booted with'
+          : want
+            ? `expected ${want}, ${whose} AVB key`
+            : 'no partner key to compare with (pass --image <build> or --product)',
       },
     ]);
   }
-  return fail(`verified boot state is ${state ?? 'unknown'}`, [ev]);
+  return fail(state ? `verified boot state is ${state}` : 'the bootloader reported no verified boot state', [
+    { ...ev, detail: state ? ev.detail : 'ro.boot.verifiedbootstate is not set' },
+  ]);
 }
 
 async function bootloaderLocked(ctx: CheckContext): Promise<CheckOutcome> {
@@ -334,12 +397,45 @@ async function bootloaderLocked(ctx: CheckContext): Promise<CheckOutcome> {
   const locked = props['ro.boot.flash.locked'];
   const state = props['ro.boot.vbmeta.device_state'];
   const ev: Evidence[] = [
-    { prop: 'ro.boot.flash.locked', value: locked ?? '', detail: 'flash lock' },
-    { prop: 'ro.boot.vbmeta.device_state', value: state ?? '', detail: 'device state' },
+    {
+      prop: 'ro.boot.flash.locked',
+      value: locked ?? '',
+      detail: locked === undefined ? 'not set' : 'flash lock',
+    },
+    {
+      prop: 'ro.boot.vbmeta.device_state',
+      value: state ?? '',
+      detail: state === undefined ? 'not set' : 'device state',
+    },
   ];
-  return locked === '1' && state === 'locked'
-    ? pass('bootloader locked', ev)
-    : fail('bootloader is not locked', ev);
+  if (locked === '1' && state === 'locked') return pass('bootloader locked', ev);
+  return fail(
+    locked === undefined || state === undefined
+      ? 'the bootloader does not report its lock state: not shown to be locked'
+      : 'bootloader is not locked',
+    ev,
+  );
+}
+
+/** 6.4/C-1-3: the device booted the very build being certified (its vbmeta digest). */
+async function runsTheBuild(ctx: CheckContext): Promise<CheckOutcome> {
+  if (ctx.view.kind !== 'device') return notApplicable('a property of a booted device');
+  if (!ctx.build)
+    return notApplicable('no build to compare with: pass the build as --image <folder | build-record.json>');
+  const d = (await ctx.facts.props())['ro.boot.vbmeta.digest']?.toLowerCase();
+  const want = ctx.build.vbmetaDigest;
+  const ev = { prop: 'ro.boot.vbmeta.digest', value: d ?? '' };
+  if (!d)
+    return fail('the bootloader reported no vbmeta digest: which build the device runs is unknown', [
+      { ...ev, detail: `not set; the build's is ${want}` },
+    ]);
+  return d === want
+    ? pass(`the device runs the build (vbmeta digest ${d})`, [
+        { ...ev, detail: `equals ${ctx.build.source}'s` },
+      ])
+    : fail('the device runs another build than the one being certified', [
+        { ...ev, detail: `the build's (${ctx.build.source}) is ${want}` },
+      ]);
 }
 
 export const securityChecks: CheckFamily = {
@@ -355,6 +451,8 @@ export const securityChecks: CheckFamily = {
   '6.3/C-0-2': vbmetaNotTestKey,
   '6.3/C-0-3': descriptorsCover,
   '6.3/C-0-4': rollbackAndFlags,
+  '6.3/C-0-5': contentsMatch,
   '6.4/C-1-1': verifiedBootState,
   '6.4/C-1-2': bootloaderLocked,
+  '6.4/C-1-3': runsTheBuild,
 };

@@ -220,7 +220,7 @@ export async function inspectApk(path: string, opts: InspectOptions = {}): Promi
     });
 
     progress({ stage: 'signatures', done: 1, total: 4, unit: 'items' });
-    const sig = await verifyApkSignatures(zip, { minSdk: m.minSdkVersion });
+    const sig = await verifyApkSignatures(zip, { minSdk: m.minSdkVersion, targetSdk: m.targetSdkVersion });
     const known = opts.knownSigners ?? defaultKnownSigners();
     const name = (sha: string): ApkSigner['known'] => {
       const k = known.lookup(sha);

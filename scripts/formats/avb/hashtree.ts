@@ -1,10 +1,10 @@
 import { createHash, getHashes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { FormatError, InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
 import { crc32Combine } from '../crc32.ts';
 import { joinUniformBlocks, type UniformBlocks } from '../uniform-blocks.ts';
+import { runWorkerJob } from '../worker-job.ts';
 import { hashBlocks } from './hashtree.worker.mjs';
 import { roundUp } from './vbmeta.ts';
 
@@ -203,7 +203,37 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
       );
   }
 
-  // Upper levels: small (level 0 / (blockSize/slot)), hashed in this thread from the tree itself.
+  const rootDigest = hashUpperLevels(tree, {
+    levelOffsets,
+    imageSize,
+    blockSize,
+    hashAlgorithm: alg,
+    salt,
+    slot,
+  });
+  return { rootDigest, tree, levelOffsets, treeSize, digestSize, digestPadding, dataCrc32, uniformBlocks };
+}
+
+/**
+ * Fills levels 1… of a tree whose level 0 (the data blocks' digests) is in place, as avbtool's
+ * generate_hash_tree does, and returns the root digest. Upper levels are small (level 0 divided by
+ * blockSize/slot per level), so they are hashed in this thread. Also used to check a stored tree
+ * without its data: fill a copy from the stored level 0 and compare.
+ */
+export function hashUpperLevels(
+  tree: Buffer,
+  o: {
+    levelOffsets: number[];
+    imageSize: number;
+    blockSize: number;
+    hashAlgorithm: string;
+    salt: Buffer;
+    slot: number;
+  },
+): Buffer {
+  const { levelOffsets, blockSize, salt, slot } = o;
+  const alg = o.hashAlgorithm.toLowerCase();
+  const numBlocks = Math.ceil(o.imageSize / blockSize);
   let level = 0;
   let srcSize = roundUp(numBlocks * slot, blockSize);
   while (srcSize > blockSize) {
@@ -222,11 +252,10 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
     srcSize = roundUp(n * slot, blockSize);
   }
   const top = levelOffsets[level];
-  const rootDigest = createHash(alg)
+  return createHash(alg)
     .update(salt)
     .update(tree.subarray(top, top + blockSize))
     .digest();
-  return { rootDigest, tree, levelOffsets, treeSize, digestSize, digestPadding, dataCrc32, uniformBlocks };
 }
 
 function shortRead(path: string, e: { message: string; offset?: number }): FormatError {
@@ -267,57 +296,27 @@ async function runHash(
   }
 }
 
-function runWorker(
+async function runWorker(
   path: string,
   job: Record<string, unknown>,
   tick: (n: number) => void,
 ): Promise<Level0Result> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(new URL('./hashtree.worker.mjs', import.meta.url), {
-      workerData: { avbHashtreeJob: job },
-      // Plain JS worker: no TypeScript loader needed, whatever the parent runs under.
-      execArgv: [],
-      // Only Buffers (outside the JS heap) pass through: a small young generation keeps the
-      // thread's footprint down (the build's peak RSS is measured).
-      resourceLimits: { maxYoungGenerationSizeMb: 2 },
-    });
-    let settled = false;
-    w.on(
-      'message',
-      (m: {
-        type: string;
-        bytes?: number;
-        crc?: number;
-        uniform?: number[];
-        message?: string;
-        code?: string;
-        offset?: number;
-      }) => {
-        if (m.bytes) tick(m.bytes);
-        if (m.type === 'done') {
-          settled = true;
-          resolve({ crc32: m.crc, uniform: m.uniform });
-          void w.terminate();
-        } else if (m.type === 'error') {
-          settled = true;
-          reject(
-            m.code === 'SHORT_READ'
-              ? shortRead(path, { message: m.message ?? '', offset: m.offset })
-              : new InputError(`hashing ${path} failed: ${m.message}`, {
-                  code: m.code ?? 'HASHTREE_FAILED',
-                  context: { file: path },
-                }),
-          );
-          void w.terminate();
-        }
+  const m = await runWorkerJob(
+    new URL('./hashtree.worker.mjs', import.meta.url),
+    { avbHashtreeJob: job },
+    {
+      name: 'hashtree',
+      onMessage: (x) => {
+        if (x.bytes) tick(x.bytes as number);
       },
-    );
-    w.on('error', (e) => {
-      if (!settled) reject(e);
-      settled = true;
-    });
-    w.on('exit', (code) => {
-      if (!settled) reject(new Error(`hashtree worker exited with code ${code}`));
-    });
-  });
+      fail: (x) =>
+        x.code === 'SHORT_READ'
+          ? shortRead(path, { message: x.message ?? '', offset: x.offset as number | undefined })
+          : new InputError(`hashing ${path} failed: ${x.message}`, {
+              code: x.code ?? 'HASHTREE_FAILED',
+              context: { file: path },
+            }),
+    },
+  );
+  return { crc32: m.crc as number | undefined, uniform: m.uniform as number[] | undefined };
 }

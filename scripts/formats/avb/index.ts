@@ -3,8 +3,16 @@
  * images and AVB footers. See each module for details; this file is the public surface.
  */
 export { AVB_ALGORITHMS, type AvbAlgorithm, type AvbAlgorithmName, algorithmByName } from './algorithms.ts';
+export type { AvbArea, ContentCheck, ContentProblem, ContentResult, TrustedHashtree } from './contents.ts';
+export { type FecMismatch, verifyFec } from './fec.ts';
 export { type AvbFooter, encodeFooter, FOOTER_SIZE, parseFooter, readFooter } from './footer.ts';
-export { calcHashLevelOffsets, generateHashtree, type Hashtree, type HashtreeOptions } from './hashtree.ts';
+export {
+  calcHashLevelOffsets,
+  generateHashtree,
+  type Hashtree,
+  type HashtreeOptions,
+  hashUpperLevels,
+} from './hashtree.ts';
 export { type AvbImage, readAvbImage } from './image.ts';
 export {
   avbPublicKeyFromBytes,
@@ -18,6 +26,15 @@ export {
   publicTestKeyName,
   readAvbPublicKey,
 } from './keys.ts';
+export {
+  type AvbProblem,
+  calculateVbmetaDigest,
+  type DescriptorVerification,
+  type PartitionsVerification,
+  type VbmetaCheck,
+  type VerifyPartitionsOptions,
+  verifyPartitions,
+} from './partitions.ts';
 export {
   type AddHashFooterOptions,
   type AddHashtreeFooterOptions,
@@ -38,6 +55,7 @@ export {
   formatAvbInfo,
   infoImage,
   type VbmetaVerification,
+  type VerifiedDescriptor,
   type VerifyImageOptions,
   type VerifyImageResult,
   verifyImage,

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { basename, dirname, extname, join } from 'node:path';
+import { dirname, extname, join } from 'node:path';
 import { FormatError, VerificationError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
+import type { ImageReader } from '../sparse.ts';
 import { type AvbAlgorithmName, algorithmByType, avbDigest, verifySignature } from './algorithms.ts';
+import { type ContentCheck, checkHash, checkHashtree } from './contents.ts';
 import { FOOTER_VERSION_MAJOR } from './footer.ts';
-import { generateHashtree } from './hashtree.ts';
-import { openReader, readAt, readAvbImage } from './image.ts';
+import { openReader, readAvbImage } from './image.ts';
 import { avbPublicKeySha1, avbPublicKeySha256, publicTestKeyName, readAvbPublicKey } from './keys.ts';
 import {
   AVB_VERSION_MAJOR,
@@ -228,142 +229,53 @@ export async function verifyImage(path: string, opts: VerifyImageOptions = {}): 
   return out;
 }
 
-async function verifyHash(
+/** Checks a hash descriptor against the first `imageSize` bytes of `file` (raw or sparse); throws the problem. */
+export async function verifyHash(
   d: HashDescriptor,
   file: string,
-  opts: VerifyImageOptions,
+  opts: Pick<VerifyImageOptions, 'onProgress'> = {},
 ): Promise<VerifiedDescriptor> {
-  const base = { kind: 'hash' as const, partitionName: d.partitionName, image: file };
-  let h: ReturnType<typeof createHash>;
-  try {
-    h = createHash(d.hashAlgorithm);
-  } catch {
-    throw new FormatError({
-      format: 'vbmeta-descriptor',
-      reason: 'unsupported hash algorithm',
-      field: 'hash_algorithm',
-      found: d.hashAlgorithm,
-    });
-  }
-  h.update(d.salt);
-  const r = await openReader(file);
-  try {
-    const buf = Buffer.alloc(4 * 1024 * 1024);
-    let pos = 0;
-    while (pos < d.imageSize) {
-      const want = Math.min(buf.length, d.imageSize - pos);
-      const n = await r.read(buf.subarray(0, want), pos);
-      if (n <= 0) break;
-      h.update(buf.subarray(0, n));
-      pos += n;
-      opts.onProgress?.({ stage: `verify ${basename(file)}`, done: pos, total: d.imageSize, unit: 'bytes' });
-    }
-    if (pos < d.imageSize)
-      vfail(
-        'AVB_IMAGE_TRUNCATED',
-        `${file} is ${pos} bytes, the hash descriptor for ${d.partitionName} covers ${d.imageSize}`,
-        {
-          partition: d.partitionName,
-          file,
-        },
-      );
-  } finally {
-    await r.close();
-  }
-  if (!d.digest.length) return { ...base, result: 'persistent-digest-not-checked' };
-  const digest = h.digest();
-  if (!digest.equals(d.digest))
-    vfail(
-      'AVB_HASH_DESCRIPTOR_MISMATCH',
-      `${d.hashAlgorithm} digest of ${file} does not match the hash descriptor for ${d.partitionName}`,
-      {
-        partition: d.partitionName,
-        file,
-        expected: d.digest.toString('hex'),
-        found: digest.toString('hex'),
-      },
-    );
-  return { ...base, result: 'verified' };
+  return verifyContent(d, file, (r) => checkHash(d, file, r, opts.onProgress));
 }
 
-async function verifyHashtree(
+/** Rebuilds the dm-verity tree of `file` (raw or sparse) and checks its root and the stored tree; throws the first problem. */
+export async function verifyHashtree(
   d: HashtreeDescriptor,
   file: string,
-  opts: VerifyImageOptions,
+  opts: Pick<VerifyImageOptions, 'onProgress' | 'acceptZeroedHashtree'> = {},
 ): Promise<VerifiedDescriptor> {
-  const base = { kind: 'hashtree' as const, partitionName: d.partitionName, image: file };
-  if (d.dataBlockSize !== d.hashBlockSize)
-    throw new FormatError({
-      format: 'vbmeta-descriptor',
-      reason: 'data and hash block sizes differ (unsupported)',
-      field: 'hash_block_size',
-      found: d.hashBlockSize,
-      expected: d.dataBlockSize,
-      file,
-    });
+  // avbtool verify_image checks the tree, never the FEC.
+  return verifyContent(d, file, (r) =>
+    checkHashtree(d, file, r, {
+      fec: false,
+      acceptZeroedHashtree: opts.acceptZeroedHashtree,
+      onProgress: opts.onProgress,
+    }),
+  );
+}
+
+/** Runs a content check and throws its first problem, as avbtool stops at the first failure. */
+async function verifyContent(
+  d: HashDescriptor | HashtreeDescriptor,
+  file: string,
+  check: (r: ImageReader) => Promise<ContentCheck>,
+): Promise<VerifiedDescriptor> {
   const r = await openReader(file);
-  let ht: Awaited<ReturnType<typeof generateHashtree>>;
-  let onDisk: Buffer;
+  let found: ContentCheck;
   try {
-    try {
-      ht = await generateHashtree(file, {
-        imageSize: d.imageSize,
-        blockSize: d.dataBlockSize,
-        hashAlgorithm: d.hashAlgorithm,
-        salt: d.salt,
-        onProgress: opts.onProgress,
-        // Raw files are hashed by worker threads straight from disk; sparse ones via the reader.
-        read: r.sparse ? (b, p) => r.read(b, p) : undefined,
-      });
-    } catch (e) {
-      if (e instanceof FormatError && e.format === 'avb-hashtree')
-        vfail(
-          'AVB_IMAGE_TRUNCATED',
-          `${file} is shorter than the hashtree descriptor for ${d.partitionName} says`,
-          {
-            partition: d.partitionName,
-            file,
-          },
-        );
-      throw e;
-    }
-    if (d.rootDigest.length && !ht.rootDigest.equals(d.rootDigest))
-      vfail(
-        'AVB_HASHTREE_ROOT_MISMATCH',
-        `hashtree root digest of ${file} does not match the descriptor for ${d.partitionName}`,
-        {
-          partition: d.partitionName,
-          file,
-          expected: d.rootDigest.toString('hex'),
-          found: ht.rootDigest.toString('hex'),
-        },
-      );
-    if (d.treeSize > ht.tree.length + 1024 * 1024)
-      throw new FormatError({
-        format: 'vbmeta-descriptor',
-        reason: 'tree size larger than the tree for image_size',
-        field: 'tree_size',
-        found: d.treeSize,
-        expected: ht.tree.length,
-        file,
-      });
-    onDisk = await readAt(r, d.treeOffset, d.treeSize);
+    found = await check(r);
   } finally {
     await r.close();
   }
-  const zeroed = d.treeSize === 0 || onDisk.subarray(0, 8).toString('latin1') === 'ZeRoHaSH';
-  if (zeroed && opts.acceptZeroedHashtree) return { ...base, result: 'zeroed-hashtree-accepted' };
-  if (!onDisk.equals(ht.tree))
-    vfail(
-      'AVB_HASHTREE_DATA_MISMATCH',
-      `hashtree stored in ${file} does not match its data for ${d.partitionName}`,
-      {
-        partition: d.partitionName,
-        file,
-        treeOffset: d.treeOffset,
-      },
-    );
-  return { ...base, result: 'verified' };
+  const p = found.problems[0];
+  if (p)
+    vfail(p.code, p.message, {
+      partition: d.partitionName,
+      file,
+      ...(p.firstBadBlock !== undefined ? { firstBadBlock: p.firstBadBlock, offset: p.offset } : {}),
+    });
+  const result = found.result === 'failed' || found.result === 'trusted-data' ? 'verified' : found.result;
+  return { kind: d.kind, partitionName: d.partitionName, image: file, result };
 }
 
 // ------------------------------------------------------------------ info_image

@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { writeAll } from '../io.ts';
+import { alphaTo, FEC_BLOCKSIZE, indexOf, modnn, NN, rsParity, rsTables } from '../reed-solomon.mjs';
 
 /**
  * dm-verity forward error correction as update_engine regenerates it after installing a
@@ -10,69 +11,17 @@ import { writeAll } from '../io.ts';
  * Full OTAs leave the FEC area out of their operations; the device (and we) recompute it.
  */
 
-const NN = 255;
-/** libfec's FEC_BLOCKSIZE: the interleave stride is fixed at 4096 whatever the fs block size. */
-const FEC_BLOCKSIZE = 4096;
-const A0 = NN; // log of zero
-
-const alphaTo = new Uint8Array(NN + 1);
-const indexOf = new Uint8Array(NN + 1);
-{
-  let sr = 1;
-  indexOf[0] = A0;
-  alphaTo[A0] = 0;
-  for (let i = 0; i < NN; i++) {
-    indexOf[sr] = i;
-    alphaTo[i] = sr;
-    sr <<= 1;
-    if (sr & 0x100) sr ^= 0x11d;
-    sr &= 0xff;
-  }
-}
-const modnn = (x: number) => {
-  while (x >= NN) {
-    x -= NN;
-    x = (x >> 8) + (x & NN);
-  }
-  return x;
-};
-
-/** Generator polynomial in index (log) form for `roots` parity symbols (fcr 0, prim 1). */
-function generator(roots: number): Uint8Array {
-  const g = new Uint8Array(roots + 1);
-  g[0] = 1;
-  for (let i = 0, root = 0; i < roots; i++, root += 1) {
-    g[i + 1] = 1;
-    for (let j = i; j > 0; j--) {
-      g[j] = g[j] !== 0 ? g[j - 1] ^ alphaTo[modnn(indexOf[g[j]] + root)] : g[j - 1];
-    }
-    g[0] = alphaTo[modnn(indexOf[g[0]] + root)];
-  }
-  for (let i = 0; i <= roots; i++) g[i] = indexOf[g[i]];
-  return g;
-}
-
 /** An RS encoder for one `roots` value: `encode(data[0..255-roots), parity[0..roots))`. */
 export class RsEncoder {
-  private readonly g: Uint8Array;
+  private readonly t: Uint8Array;
   readonly n: number;
   constructor(readonly roots: number) {
-    if (!Number.isInteger(roots) || roots < 1 || roots >= NN) throw new RangeError(`bad RS roots ${roots}`);
-    this.g = generator(roots);
+    this.t = rsTables(roots);
     this.n = NN - roots;
   }
 
   encode(data: Uint8Array, dOff: number, parity: Uint8Array, pOff: number): void {
-    const { roots, g, n } = this;
-    parity.fill(0, pOff, pOff + roots);
-    for (let i = 0; i < n; i++) {
-      const feedback = indexOf[data[dOff + i] ^ parity[pOff]];
-      if (feedback !== A0) {
-        for (let j = 1; j < roots; j++) parity[pOff + j] ^= alphaTo[modnn(feedback + g[roots - j])];
-      }
-      parity.copyWithin(pOff, pOff + 1, pOff + roots);
-      parity[pOff + roots - 1] = feedback !== A0 ? alphaTo[modnn(feedback + g[0])] : 0;
-    }
+    rsParity(this.t, this.roots, data, dOff, 1, this.n, parity, pOff);
   }
 }
 

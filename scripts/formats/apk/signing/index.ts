@@ -69,6 +69,12 @@ export interface VerifyOptions {
   /** The APK's minSdkVersion (decides whether v1 is required). */
   minSdk: number;
   /**
+   * The APK's targetSdkVersion (default: minSdk, as the platform defaults it). From 30 (Android
+   * 11) the platform refuses to install an APK without a v2 or later signature, and apksig's
+   * verifier reports it (ApkVerifier, MIN_SIG_SCHEME_FOR_TARGET_SDK_NOT_MET).
+   */
+  targetSdk?: number;
+  /**
    * Verify only the schemes the verdict consults: v1 is then skipped (reported present, not
    * verified) when minSdk >= 24 and a v2/v3 signature exists, as apksig skips it. Verifying v1
    * inflates and hashes every entry; a build reads every APK twice (plan, check) for the verdict
@@ -177,6 +183,17 @@ export async function verifyApkSignatures(zip: ZipArchive, opts: VerifyOptions):
     if (s.considered && !s.verified) problems.push(`${s.scheme} signature does not verify`);
   if (opts.minSdk < 24 && !schemes.v1.present && present.length)
     problems.push(`minSdkVersion ${opts.minSdk} < 24 requires a v1 (JAR) signature, which is missing`);
+  const targetSdk = opts.targetSdk ?? opts.minSdk;
+  if (
+    targetSdk >= 30 &&
+    present.length &&
+    !schemes.v2.verified &&
+    !schemes.v3.verified &&
+    !schemes['v3.1'].verified
+  )
+    problems.push(
+      `targetSdkVersion ${targetSdk} >= 30 requires an APK Signature Scheme v2 or later signature, which is missing`,
+    );
   // Signers must agree across schemes; with rotation, older schemes carry the lineage's first key.
   const lineageCerts = new Set((lineage as LineageNode[] | null)?.map((n) => n.certificate.sha256) ?? []);
   const sameSet = (a: string[] = [], b: string[] = []) =>

@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { statementSchema } from '../attest/statement.ts';
 import { auditReportSchema } from '../audit/schema.ts';
-import { personalCloudConfigSchema } from '../build/personal-cloud.ts';
 import { conformanceSchemas } from '../conformance/spec-schema.ts';
-import { modelSchemas } from './schemas.ts';
+import { personalCloudConfigSchema } from '../model/personal-cloud.ts';
+import { modelSchemas } from '../model/schemas.ts';
 
 /** Every JSON Schema the kit publishes in spec/schemas/, with the zod schema it comes from. */
 export function allSchemas(): Array<{ json: string; schema: z.ZodType }> {
