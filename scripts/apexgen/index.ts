@@ -20,11 +20,10 @@ import { ZipArchive } from '../formats/apk/zip.ts';
 import { encodeAvbPublicKey } from '../formats/avb/keys.ts';
 import { addHashtreeFooter } from '../formats/avb/sign.ts';
 import { writeStoredZip } from '../formats/zip-store.ts';
-import { buildErofs } from '../fs/erofs.ts';
+import { buildErofs, erofsMeta } from '../fs/erofs.ts';
 import { createExt4 } from '../fs/ext4.ts';
 import { FileContexts } from '../fs/selinux.ts';
 import { FRAMEWORK_RES, requireFile, runTool } from '../host/tools.ts';
-import { erofsMeta } from '../sample/base.ts';
 
 export interface ApexSpec {
   /** apex_manifest.pb name: the mount point /apex/<name>. */

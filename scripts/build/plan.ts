@@ -16,7 +16,7 @@ import { InputError, VerificationError } from '../errors.ts';
 import { readApexInfo } from '../formats/apex/index.ts';
 import { parseArsc } from '../formats/apk/arsc.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
-import { type ApkManifest, parseManifest } from '../formats/apk/manifest.ts';
+import { type ApkManifest, parseManifest, WEBVIEW_LIBRARY_META_DATA } from '../formats/apk/manifest.ts';
 import { verifyApkSignatures } from '../formats/apk/signing/index.ts';
 import { bufferSource, ZipArchive } from '../formats/apk/zip.ts';
 import { FileContexts } from '../fs/selinux.ts';
@@ -332,9 +332,6 @@ export async function readApkIdentity(path: string): Promise<ApkIdentity> {
     await zip.close();
   }
 }
-
-/** Meta-data every WebView provider declares: the native library WebViewFactory loads. */
-export const WEBVIEW_LIBRARY_META_DATA = 'com.android.webview.WebViewLibrary';
 
 /** Reads an APEX's identity (container and manifest; the payload is not opened). */
 export async function readApexIdentity(path: string): Promise<ApexIdentity> {

@@ -3,7 +3,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildApex } from '../apexgen/index.ts';
 import { type ApkSpec, buildApk } from '../apkgen/index.ts';
-import { WEBVIEW_LIBRARY_META_DATA } from '../build/plan.ts';
+import { WEBVIEW_LIBRARY_META_DATA } from '../formats/apk/manifest.ts';
 import { initKeys } from '../keys/store.ts';
 import { DATA_STORE_META_DATA, PERSONAL_CLOUD_PERMISSION, ROLE_META_DATA } from '../model/app-roles.ts';
 import type { ResolvedApp } from '../model/index.ts';

@@ -25,11 +25,9 @@ import { buildApk, generateSigningKey, type SigningKey, signApk } from '../apkge
 import { addHashtreeFooter, generateAvbKey, makeVbmetaImage } from '../formats/avb/index.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
 import { buildSuper, expandAbLayout } from '../formats/super/index.ts';
-import { buildErofs, type ErofsMetadata } from '../fs/erofs.ts';
+import { buildErofs, erofsMeta } from '../fs/erofs.ts';
 import { createExt4 } from '../fs/ext4.ts';
-import { capabilitiesXattr, type FsConfigRule, resolveFsConfig } from '../fs/fs-config.ts';
 import { FileContexts } from '../fs/selinux.ts';
-import { labelXattr } from '../fs/types.ts';
 import { FRAMEWORK_RES, requireFile } from '../host/tools.ts';
 import { certSha256, omieHome } from '../keys/store.ts';
 import type { ProgressFn } from '../progress.ts';
@@ -537,36 +535,4 @@ async function writePadding(path: string, bytes: number): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-/** Owners, modes and labels for every entry of an erofs source tree (root-owned, 0755/0644). */
-export async function erofsMeta(
-  root: string,
-  mountPoint: string,
-  fc: FileContexts,
-  rules: FsConfigRule[] = [],
-): Promise<ErofsMetadata> {
-  const { readdir, lstat } = await import('node:fs/promises');
-  const out: ErofsMetadata = [];
-  const add = (path: string, type: 'dir' | 'file' | 'symlink', hostMode: number) => {
-    const cfg = resolveFsConfig(rules, path);
-    const mode =
-      (cfg.mode ?? type === 'dir') ? 0o755 : type === 'symlink' ? 0o777 : hostMode & 0o111 ? 0o755 : 0o644;
-    const label = fc.lookup(path === '/' ? mountPoint : `${mountPoint}${path}`, type);
-    const xattrs: Record<string, string> = {};
-    if (label) xattrs['security.selinux'] = labelXattr(label).toString('hex');
-    if (cfg.capabilities) xattrs['security.capability'] = capabilitiesXattr(cfg.capabilities).toString('hex');
-    out.push({ path, mode, uid: cfg.uid, gid: cfg.gid, xattrs });
-  };
-  add('/', 'dir', 0o755);
-  const walk = async (dir: string, rel: string) => {
-    for (const name of (await readdir(dir)).sort()) {
-      const st = await lstat(join(dir, name));
-      const path = `${rel}/${name}`;
-      add(path, st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file', st.mode);
-      if (st.isDirectory()) await walk(join(dir, name), path);
-    }
-  };
-  await walk(root, '');
-  return out;
 }

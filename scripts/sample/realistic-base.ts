@@ -30,12 +30,12 @@ import { buildApk, generateSigningKey, type SigningKey, signApk } from '../apkge
 import { addHashFooter, addHashtreeFooter, generateAvbKey, makeVbmetaImage } from '../formats/avb/index.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
 import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '../formats/super/index.ts';
-import { buildErofs } from '../fs/erofs.ts';
+import { buildErofs, erofsMeta } from '../fs/erofs.ts';
 import { createExt4 } from '../fs/ext4.ts';
 import { FileContexts } from '../fs/selinux.ts';
 import { FRAMEWORK_RES, requireFile } from '../host/tools.ts';
 import { certSha256 } from '../keys/store.ts';
-import { defaultSampleKeysDir, erofsMeta, fakeJar, KEY_SUBJECTS, SAMPLE_EPOCH } from './base.ts';
+import { defaultSampleKeysDir, fakeJar, KEY_SUBJECTS, SAMPLE_EPOCH } from './base.ts';
 import {
   fakeElf,
   gpsConf,
