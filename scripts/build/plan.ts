@@ -744,10 +744,22 @@ export async function makePlan(
           hint: `set partition: to one of ${ctxs.map((x) => x.input.name).join(', ')} in prebuilt-apps/${app.name}/app.yaml`,
         },
       );
+    const sha256 = await verifyApp(app, opts.verifyApps !== false ? identify : null, opts.identifyApex);
+    /** The app's own file (APK or APEX) at `path`, as the product pinned it. */
+    const appFile = (path: string, reason: string): Omit<PlannedAddition, 'label'> => ({
+      path,
+      kind: 'file',
+      source: app.apkPath,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      package: app.package,
+      sha256,
+      reason,
+    });
     if (app.kind === 'apex') {
       // apexd activates the preinstalled APEXes of <partition>/apex/, by file; AOSP names the
       // file after the module.
-      const sha256 = await verifyApp(app, opts.verifyApps !== false ? identify : null, opts.identifyApex);
       // The base's own build of the module goes (two APEXes of one name and apexd activates neither).
       for (const f of apexFiles) {
         const planned = f.c.plan.apexes.find((x) => x.path === f.e.path);
@@ -762,21 +774,10 @@ export async function makePlan(
         });
       }
       const ext = app.apkPath.endsWith('.capex') ? 'capex' : 'apex';
-      addFile(c, {
-        path: `${c.prefix}/apex/${app.package}.${ext}`,
-        kind: 'file',
-        source: app.apkPath,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        package: app.package,
-        sha256,
-        reason: `APEX ${app.name}`,
-      });
+      addFile(c, appFile(`${c.prefix}/apex/${app.package}.${ext}`, `APEX ${app.name}`));
       added.push(app.package);
       continue;
     }
-    const sha256 = await verifyApp(app, opts.verifyApps !== false ? identify : null);
     const dir = `${c.prefix}/${app.privileged ? 'priv-app' : 'app'}/${app.name}`;
     if (c.byPath.has(dir) && !c.plan.removals.some((r) => r.path === dir))
       c.plan.removals.push({
@@ -785,17 +786,7 @@ export async function makePlan(
         reason: `replaced by ${app.name}`,
         package: app.package,
       });
-    addFile(c, {
-      path: `${dir}/${app.name}.apk`,
-      kind: 'file',
-      source: app.apkPath,
-      mode: 0o644,
-      uid: 0,
-      gid: 0,
-      package: app.package,
-      sha256,
-      reason: `app ${app.name}`,
-    });
+    addFile(c, appFile(`${dir}/${app.name}.apk`, `app ${app.name}`));
     if (app.privileged)
       addFile(c, {
         path: `${c.prefix}/etc/permissions/privapp-permissions-${app.package}.xml`,
