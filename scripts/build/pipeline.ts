@@ -410,6 +410,9 @@ async function frameworkRes(readers: Map<string, FsReader>, work: string): Promi
   });
 }
 
+/** The partner's AVB public key beside vbmeta.img (Pixel/GrapheneOS name it so). */
+export const AVB_PKMD = 'avb_pkmd.bin';
+
 function superLayout(device: DeviceProfile, images: Record<string, string>): SuperLayout {
   const s = device.super!;
   const layout: SuperLayout = {
@@ -871,6 +874,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       props: { 'com.omie.product': p.name, 'com.omie.version': p.version },
     });
     stage('avb footers', 1);
+    // The partner's AVB public key as `avbtool extract_public_key` writes it: what an owner
+    // enrolls in avb_custom_key (Pixel-style bootloaders) so the locked device boots this build.
+    const pkmd = encodeAvbPublicKey(createPrivateKey(await readFile(keys.avbPem)));
 
     // Package into the staging folder.
     await mkdir(staging, { recursive: true });
@@ -890,6 +896,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       await linkOrCopy(vbmeta, join(staging, 'vbmeta.img'));
       images.push({ name: 'vbmeta', path: join(staging, 'vbmeta.img') });
     }
+    await writeFile(join(staging, AVB_PKMD), pkmd);
     for (const part of logical) {
       if (!base.images[part.name]) continue;
       await linkOrCopy(base.images[part.name], join(staging, `${part.name}.img`));
@@ -1062,9 +1069,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         ),
       },
       keys: {
-        avbPublicKeySha256: createHash('sha256')
-          .update(encodeAvbPublicKey(createPrivateKey(await readFile(keys.avbPem))))
-          .digest('hex'),
+        avbPublicKeySha256: createHash('sha256').update(pkmd).digest('hex'),
+        // The same key as a file beside vbmeta.img, for `fastboot flash avb_custom_key`.
+        avbPkmd: AVB_PKMD,
         apkCertSha256: await certSha256(keys.apk.certPem),
         // The key each AOSP key role was re-signed with (signing.apkKeys, else signing.apkKey).
         apkRoleCertSha256: Object.fromEntries(Object.entries(keys.roles).map(([r, k]) => [r, k.certSha256])),

@@ -11,8 +11,14 @@
  *     wipe: the active slot's partitions stay), create/resize, flash;
  *  4. verify every write: partition-size, and a byte-for-byte read-back with `fetch:` where the
  *     device supports it;
- *  5. only then set_active to the target slot; optional wipe (erase userdata, metadata) and lock;
- *  6. reboot and wait for adb.
+ *  0. before any device is touched, the build is verified against its own vbmeta (signature,
+ *     chained vbmeta, every hash and hashtree descriptor): a tampered build is refused;
+ *  1b. with --lock, a build not signed by the device's OEM key needs the owner's key enrolled in
+ *     avb_custom_key (erased, flashed, read back) first; a device without one is refused here;
+ *  5. only then set_active to the target slot; optional wipe (as `fastboot -w`: erase and format
+ *     userdata, cache and metadata where the device has them) and lock;
+ *  6. reboot and wait for adb — unless the flash wiped the device: a user build then has USB
+ *     debugging off until its owner turns it on after setup (`ownerEnablesAdb` waits for that).
  * A dropped connection is retried at the partition level (reconnect, re-send that partition);
  * since only the inactive slot is written before set_active, the device always keeps a bootable
  * slot, and a re-run completes an interrupted flash.
@@ -20,10 +26,14 @@
 import { copyFile, mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { EnvironmentError, InputError, OmieError, VerificationError } from '../errors.ts';
+import { asOmieError, EnvironmentError, InputError, OmieError, VerificationError } from '../errors.ts';
 import { FOOTER_SIZE, hasFooterMagic } from '../formats/avb/footer.ts';
+import { verifyImageSet } from '../formats/avb/image-set.ts';
+import { avbPublicKeySha256 } from '../formats/avb/keys.ts';
 import { type AndroidInfo, openFactoryZip, parseAndroidInfo } from '../formats/factory-zip.ts';
+import { rawToSparse } from '../formats/sparse.ts';
 import { readSuper } from '../formats/super/index.ts';
+import { runTool } from '../host/tools.ts';
 import type { ProgressFn } from '../progress.ts';
 import { FastbootClient } from './fastboot/client.ts';
 import { FastbootFailError, TransportError } from './fastboot/protocol.ts';
@@ -39,6 +49,8 @@ export interface BuildInput {
   /** partition name → image path (super_empty.img excluded). */
   images: Map<string, string>;
   superEmpty?: string;
+  /** avb_pkmd.bin beside the images (`omie build` writes it), when present. */
+  pkmd?: string;
   close(): Promise<void>;
 }
 
@@ -99,7 +111,9 @@ export async function openBuild(path: string): Promise<BuildInput> {
     await cleanup();
     throw new InputError(`${path} has no partition images (*.img)`, { code: 'FLASH_INPUT' });
   }
-  return { dir, info, images, superEmpty, close: cleanup };
+  const pkmdPath = join(dir, 'avb_pkmd.bin');
+  const pkmd = (await stat(pkmdPath).catch(() => undefined)) ? pkmdPath : undefined;
+  return { dir, info, images, superEmpty, pkmd, close: cleanup };
 }
 
 /** Re-serialises parsed requirements (zip input: android-info.txt is re-read from the temp dir). */
@@ -110,6 +124,62 @@ function formatRequirements(info: AndroidInfo): string {
       return `${head} ${r.name}=${r.values.join('|')}`;
     })
     .join('\n')}\n`;
+}
+
+// ---- verification -----------------------------------------------------------------------------
+
+export interface BuildVerification {
+  /** androidboot.vbmeta.digest the device will report once it boots this build. */
+  vbmetaDigest: string;
+  /** The AVB public key vbmeta.img is signed with (avbtool extract_public_key's bytes). */
+  publicKey: Buffer;
+  publicKeySha256: string;
+}
+
+const verified = new WeakMap<BuildInput, Promise<BuildVerification | undefined>>();
+
+/**
+ * Verifies a build against its own vbmeta.img before anything is written: the signature, chained
+ * vbmeta images, every hash and hashtree descriptor against the build's images (as the device's
+ * bootloader and dm-verity will). A build without vbmeta.img has nothing to verify (undefined).
+ * Throws a VerificationError (exit 1) naming the first problem. Done once per build.
+ */
+export function verifyBuild(
+  build: BuildInput,
+  onProgress?: ProgressFn,
+): Promise<BuildVerification | undefined> {
+  let job = verified.get(build);
+  if (!job) {
+    job = verifyBuildOnce(build, onProgress);
+    verified.set(build, job);
+  }
+  return job;
+}
+
+async function verifyBuildOnce(
+  build: BuildInput,
+  onProgress?: ProgressFn,
+): Promise<BuildVerification | undefined> {
+  if (!build.images.has('vbmeta')) return undefined;
+  const r = await verifyImageSet({ partition: (name) => build.images.get(name), onProgress });
+  const first = r.problems[0];
+  if (first || !r.vbmetaDigest || !r.publicKey) {
+    const { message, context, ...where } = first ?? { message: 'no vbmeta' };
+    throw new VerificationError(
+      'flash',
+      `the build does not verify against its own vbmeta.img (${r.result}): ${message}`,
+      {
+        code: 'FLASH_BUILD_UNVERIFIED',
+        context: { build: build.dir, ...where, ...context, result: r.result },
+        hint: 'a tampered or damaged build: nothing was written; rebuild it or fetch it again',
+      },
+    );
+  }
+  return {
+    vbmetaDigest: r.vbmetaDigest,
+    publicKey: r.publicKey,
+    publicKeySha256: avbPublicKeySha256(r.publicKey),
+  };
 }
 
 // ---- plan -------------------------------------------------------------------------------------
@@ -179,6 +249,11 @@ export interface FlashTarget {
   fastboot: string;
   /** adb serial or "host:port", used to reboot to the bootloader when the device runs Android. */
   adb?: string;
+  /**
+   * The device's serial number (getvar serialno / ro.serialno) the two addresses were paired by:
+   * the device must answer it before anything is written.
+   */
+  serial?: string;
   /** Label for progress and reports (default: the fastboot address). */
   label?: string;
 }
@@ -204,6 +279,19 @@ export interface FlashOptions {
   log?: (line: string) => void;
   /** Runs after the device is back in Android (e.g. `omie check --device`). */
   afterFlash?: (serial: string) => Promise<void>;
+  /**
+   * The AVB public key (blob) the device's bootloader trusts, when known: a build signed with it
+   * boots green locked, and --lock needs no custom key. Unknown: --lock enrolls the build's key.
+   */
+  avbOemKey?: Buffer;
+  /**
+   * After a wipe (--wipe, or the one --lock does) the owner (or lab) sets the device up and turns
+   * USB debugging back on: wait for adb then (and run afterFlash). Without it a wiped device is
+   * not waited for, and afterFlash cannot run.
+   */
+  ownerEnablesAdb?: boolean;
+  /** Devices flashed at once (default: all). */
+  jobs?: number;
 }
 
 export interface FlashStep {
@@ -214,13 +302,43 @@ export interface FlashStep {
 
 export interface FlashReport {
   target: string;
+  /** The device's serial number (getvar serialno). */
+  serial?: string;
+  adb?: string;
   product?: string;
   slot: string | null;
   previousSlot: string | null;
   steps: FlashStep[];
-  flashed: Array<{ partition: string; bytes: number; verified: 'read-back' | 'size' }>;
+  flashed: Array<{
+    partition: string;
+    bytes: number;
+    verified: 'read-back' | 'size';
+    /** A partition without slots: both slots use it. */
+    shared?: boolean;
+  }>;
+  /** What the build's vbmeta says and what --lock needed. */
+  avb?: {
+    vbmetaDigest: string;
+    publicKeySha256: string;
+    customKey?: 'enrolled' | 'not-needed';
+  };
+  /** User data was wiped (--wipe, or locking). */
+  wiped: boolean;
+  locked: boolean;
+  /** After the final reboot: adb back, off after a wipe, or not waited for. */
+  adbAfter?: 'back' | 'off-after-wipe' | 'not-waited';
   dryRun: boolean;
 }
+
+/** One device's outcome: its report (as far as it got) and, when it failed, why. */
+export interface FlashOutcome {
+  target: FlashTarget;
+  report: FlashReport;
+  error?: OmieError;
+}
+
+const AVB_CUSTOM_KEY = 'avb_custom_key';
+const other = (s: 'a' | 'b'): 'a' | 'b' => (s === 'a' ? 'b' : 'a');
 
 /** Sleeps. */
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -237,7 +355,7 @@ async function adbConnect(host: Awaited<ReturnType<typeof adbHost>>, serial: str
   if (m) await host.connect(m[1], Number(m[2])).catch(() => {});
 }
 
-async function rebootFromAdb(adb: string, target: 'bootloader'): Promise<void> {
+export async function rebootFromAdb(adb: string, target: 'bootloader'): Promise<void> {
   const host = await adbHost();
   await adbConnect(host, adb);
   const state = await host.state(adb);
@@ -265,28 +383,52 @@ async function waitForAdb(adb: string, timeoutMs: number): Promise<void> {
   await host.waitForDevice(adb, 'device', 1000);
 }
 
-/** Flashes one build onto several devices in parallel; one report per target (errors rethrown after all finish). */
+/**
+ * Flashes one build onto several devices, at most `jobs` at once; every device gets its outcome
+ * (report, and error when it failed), whatever happens to the others. The build is verified once,
+ * before any device is touched: when it does not verify, that error is thrown and nothing is written.
+ */
+export async function flashAll(
+  build: BuildInput,
+  targets: FlashTarget[],
+  opts: FlashOptions = {},
+): Promise<FlashOutcome[]> {
+  await verifyBuild(build, opts.onProgress);
+  const outcomes: FlashOutcome[] = new Array(targets.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < targets.length; i = next++) {
+      const session = new FlashSession(build, targets[i], opts);
+      try {
+        outcomes[i] = { target: targets[i], report: await session.run() };
+      } catch (e) {
+        outcomes[i] = { target: targets[i], report: session.partialReport(), error: asOmieError(e) };
+      }
+    }
+  };
+  const jobs = Math.max(1, Math.min(opts.jobs ?? targets.length, targets.length));
+  await Promise.all(Array.from({ length: jobs }, worker));
+  return outcomes;
+}
+
+/** flashAll, throwing when any device failed (one device: its own error). */
 export async function flashDevices(
   build: BuildInput,
   targets: FlashTarget[],
   opts: FlashOptions = {},
 ): Promise<FlashReport[]> {
-  const results = await Promise.allSettled(targets.map((t) => flashDevice(build, t, opts)));
-  const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
-  if (failed && targets.length === 1) throw failed.reason;
-  if (failed) {
-    const errs = results.map((r, i) =>
-      r.status === 'rejected'
-        ? `${targets[i].label ?? targets[i].fastboot}: ${(r.reason as Error).message}`
-        : undefined,
-    );
-    throw new OmieError(`flash failed on ${errs.filter(Boolean).length} of ${targets.length} devices`, {
-      code: (failed.reason as OmieError).code ?? 'FLASH_FAILED',
-      exitCode: (failed.reason as OmieError).exitCode ?? 3,
-      context: { errors: errs.filter(Boolean) },
+  const outcomes = await flashAll(build, targets, opts);
+  const failed = outcomes.filter((o) => o.error);
+  if (failed.length && targets.length === 1) throw failed[0].error;
+  if (failed.length) {
+    const errs = failed.map((o) => `${o.target.label ?? o.target.fastboot}: ${o.error?.message}`);
+    throw new OmieError(`flash failed on ${failed.length} of ${targets.length} devices`, {
+      code: failed[0].error?.code ?? 'FLASH_FAILED',
+      exitCode: failed[0].error?.exitCode ?? 3,
+      context: { errors: errs },
     });
   }
-  return results.map((r) => (r as PromiseFulfilledResult<FlashReport>).value);
+  return outcomes.map((o) => o.report);
 }
 
 /** Flashes `build` onto one device. */
@@ -295,6 +437,7 @@ export async function flashDevice(
   target: FlashTarget,
   opts: FlashOptions = {},
 ): Promise<FlashReport> {
+  await verifyBuild(build, opts.onProgress);
   return new FlashSession(build, target, opts).run();
 }
 
@@ -315,12 +458,20 @@ class FlashSession {
     this.rebootTimeout = opts.rebootTimeoutMs ?? 60_000;
     this.report = {
       target: this.label,
+      ...(target.adb ? { adb: target.adb } : {}),
       slot: null,
       previousSlot: null,
       steps: [],
       flashed: [],
+      wiped: false,
+      locked: false,
       dryRun: !!opts.dryRun,
     };
+  }
+
+  /** The report as far as the session got (for a device that failed). */
+  partialReport(): FlashReport {
+    return this.report;
   }
 
   private log(line: string) {
@@ -476,6 +627,20 @@ class FlashSession {
     //    rebooting into the new bootloader: the product is still checked first.
     const deferVersions = images.firmware.length > 0;
     const isVersion = (n: string) => n === 'version-bootloader' || n === 'version-baseband';
+    const serialno = await c.tryGetvar('serialno');
+    this.report.serial = serialno;
+    if (this.target.serial) {
+      this.step('getvar serialno', `the device ${this.target.serial} was paired by its serial number`);
+      if (serialno !== this.target.serial)
+        throw new InputError(
+          `${this.label}: this is device ${serialno ?? '(no serial)'}, not ${this.target.serial}`,
+          {
+            code: 'FLASH_WRONG_DEVICE',
+            context: { expected: this.target.serial, found: serialno },
+            hint: 'nothing was written: check which device is at that address',
+          },
+        );
+    }
     await this.checkRequirements(c, deferVersions ? (n) => !isVersion(n) : undefined);
     const unlocked = await c.tryGetvar('unlocked');
     this.step('getvar unlocked', 'flashing needs an unlocked bootloader');
@@ -488,6 +653,12 @@ class FlashSession {
         },
       );
 
+    // 1b. locking: the build must boot on this device locked (its OEM key, or the custom key
+    //     enrolled now); a device that can take neither is refused before anything is written.
+    const avb = await verifyBuild(this.build);
+    if (avb) this.report.avb = { vbmetaDigest: avb.vbmetaDigest, publicKeySha256: avb.publicKeySha256 };
+    const enroll = this.opts.lock ? await this.customKeyNeeded(c, avb) : false;
+
     // 2. slots.
     const slot = await this.chooseSlot(c);
 
@@ -495,7 +666,12 @@ class FlashSession {
     const superNames = this.build.superEmpty ? await superEmptyNames(this.build.superEmpty) : undefined;
     const physical: string[] = [...images.bootCritical];
     const logical: string[] = [];
+    // fastboot update's secondary image: system_other.img goes to the *other* slot's system.
+    const secondary = images.os.includes('system_other') && slot ? other(slot) : undefined;
+    if (images.os.includes('system_other') && !slot)
+      this.log('system_other.img is for A/B devices: skipped (fastboot skips it too)');
     for (const name of images.os) {
+      if (name === 'system_other') continue;
       const slotted = slot ? `${name}_${slot}` : name;
       let isLogical: boolean;
       if (superNames) isLogical = superNames.has(slotted) || superNames.has(name);
@@ -511,6 +687,8 @@ class FlashSession {
     // 4. a virtual A/B update in flight: cancel it first, as fastboot's CancelSnapshotIfNeeded
     //    (fastbootd refuses to flash logical partitions of a snapshotted/merging update).
     c = await this.cancelSnapshotIfNeeded(c);
+
+    if (enroll) await this.enrollCustomKey(enroll);
 
     // 5. firmware (bootloader, radio) then boot-critical and other physical images, from the
     //    bootloader. New firmware must run before its version is checked.
@@ -564,32 +742,185 @@ class FlashSession {
       }
       for (const name of logical) await this.flashOne(name, slot, true);
     }
+    if (secondary) {
+      if (!this.client || !(await this.client.isUserspace()) || dry) await this.rebootTo('fastboot');
+      await this.flashOne('system_other', secondary, true, 'system');
+    }
 
     // 7. switch slot only after every write is verified (when fastbootd did not need it earlier).
     if (slot && !activated) await this.activate(slot, 'every write verified');
-    if (this.opts.wipe)
-      for (const p of ['userdata', 'metadata']) {
-        this.step(`erase ${p}`, '--wipe');
-        if (!dry) await this.withRetry(`erase ${p}`, (cl) => cl.erase(p));
-      }
+    if (this.opts.wipe) await this.wipe();
     if (this.opts.lock) {
       c = this.client ?? (await this.connect());
       if ((await c.isUserspace()) || dry) c = await this.rebootTo('bootloader');
-      this.step('flashing lock', '--lock');
+      this.step('flashing lock', '--lock (locking wipes user data)');
       if (!dry) await c.flashingLock();
+      this.report.locked = true;
+      this.report.wiped = true;
     }
     this.step('reboot');
     if (!dry) {
       c = this.client ?? (await this.connect());
       await c.reboot('system');
       this.client = undefined;
-      if (this.target.adb && !this.opts.noWaitAdb) {
-        this.log('waiting for Android (adb)');
-        await waitForAdb(this.target.adb, this.rebootTimeout);
-      }
-      if (this.opts.afterFlash) await this.opts.afterFlash(this.target.adb ?? this.target.fastboot);
+      await this.afterReboot();
     }
     return this.report;
+  }
+
+  /**
+   * Back in Android: wait for adb and run afterFlash. A wiped user build has USB debugging off
+   * until its owner turns it on after setup: without `ownerEnablesAdb` there is nothing to wait
+   * for, and a requested check cannot run — it says so at once.
+   */
+  private async afterReboot(): Promise<void> {
+    const adb = this.target.adb;
+    if (this.report.wiped && !this.opts.ownerEnablesAdb) {
+      this.report.adbAfter = 'off-after-wipe';
+      this.log('the device was wiped: USB debugging stays off until its owner turns it on after setup');
+      if (this.opts.afterFlash)
+        throw new EnvironmentError(
+          `${this.label}: flashed, but cannot be checked: the flash wiped it (${this.opts.wipe ? '--wipe' : '--lock wipes'}), and a user build starts with USB debugging off until its owner sets it up and turns it on`,
+          {
+            code: 'FLASH_CHECK_ADB_OFF',
+            context: { serial: this.report.serial, adb },
+            hint: `once USB debugging is on again, run \`omie check --device ${adb ?? this.report.serial ?? 'SERIAL'}\`; or pass --owner-enables-adb when the owner (or lab) turns it on after the flash`,
+          },
+        );
+      return;
+    }
+    if (!adb || this.opts.noWaitAdb) {
+      this.report.adbAfter = 'not-waited';
+      return;
+    }
+    this.log(
+      this.report.wiped
+        ? 'waiting for the owner to turn USB debugging on (adb)'
+        : 'waiting for Android (adb)',
+    );
+    await waitForAdb(adb, this.rebootTimeout);
+    this.report.adbAfter = 'back';
+    if (this.opts.afterFlash) await this.opts.afterFlash(adb);
+  }
+
+  /**
+   * With --lock: undefined when the build is signed by the device's OEM key (green), else the key
+   * to enroll in avb_custom_key (yellow). Refuses, before anything is written, a build without
+   * vbmeta and a device that cannot enroll a custom key.
+   */
+  private async customKeyNeeded(
+    c: FastbootClient,
+    avb: BuildVerification | undefined,
+  ): Promise<Buffer | false> {
+    if (!avb)
+      throw new InputError(
+        `${this.label}: --lock needs a build with vbmeta.img: locked, nothing else boots`,
+        {
+          code: 'FLASH_LOCK_UNVERIFIABLE',
+          hint: 'nothing was written; flash without --lock, or flash a complete (signed) build',
+        },
+      );
+    if (this.opts.avbOemKey?.equals(avb.publicKey)) {
+      this.report.avb = { ...this.report.avb!, customKey: 'not-needed' };
+      this.log("vbmeta is signed by the device's OEM key: it boots green locked");
+      return false;
+    }
+    this.step(
+      `getvar partition-type:${AVB_CUSTOM_KEY}`,
+      'vbmeta is not signed by the device OEM key: a custom key is needed to lock',
+    );
+    if ((await c.tryGetvar(`partition-type:${AVB_CUSTOM_KEY}`)) === undefined)
+      throw new EnvironmentError(
+        `${this.label}: cannot lock: vbmeta is signed by a key the device's bootloader does not trust (sha256 ${avb.publicKeySha256}), and the device cannot enroll a custom key (no ${AVB_CUSTOM_KEY} partition). Locked, it would not boot (red).`,
+        {
+          code: 'FLASH_NO_CUSTOM_KEY',
+          context: { publicKeySha256: avb.publicKeySha256 },
+          hint: this.opts.avbOemKey
+            ? 'nothing was written; flash without --lock'
+            : "nothing was written; flash without --lock, or pass --avb-oem-key if the device's bootloader trusts this key",
+        },
+      );
+    if (this.build.pkmd) {
+      const onDisk = await readFile(this.build.pkmd);
+      if (!onDisk.equals(avb.publicKey))
+        throw new InputError(`${this.label}: avb_pkmd.bin is not the key vbmeta.img is signed with`, {
+          code: 'FLASH_PKMD_MISMATCH',
+          context: { pkmd: this.build.pkmd, vbmetaKeySha256: avb.publicKeySha256 },
+          hint: 'nothing was written: the build folder mixes two builds',
+        });
+    }
+    return avb.publicKey;
+  }
+
+  /** erase, flash and read back avb_custom_key (Pixel's flow), while still unlocked. */
+  private async enrollCustomKey(key: Buffer): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), 'omie-pkmd-'));
+    const file = join(dir, 'avb_pkmd.bin');
+    try {
+      await writeFile(file, key);
+      this.step(`erase ${AVB_CUSTOM_KEY}`, '--lock: the build is not signed by the device OEM key');
+      this.step(
+        `flash ${AVB_CUSTOM_KEY} avb_pkmd.bin`,
+        'the key vbmeta.img is signed with: locked, it boots yellow',
+      );
+      this.report.avb = { ...this.report.avb!, customKey: 'enrolled' };
+      if (this.opts.dryRun) return;
+      await this.withRetry(`erase ${AVB_CUSTOM_KEY}`, (cl) => cl.command(`erase:${AVB_CUSTOM_KEY}`, 60_000));
+      await this.withRetry(`flash ${AVB_CUSTOM_KEY}`, (cl) =>
+        cl.flash(AVB_CUSTOM_KEY, file, { exactName: true }),
+      );
+      const how = await this.withRetry(`verify ${AVB_CUSTOM_KEY}`, (cl) =>
+        verifyPartition(cl, AVB_CUSTOM_KEY, file),
+      );
+      this.report.flashed.push({ partition: AVB_CUSTOM_KEY, bytes: key.length, verified: how, shared: true });
+      this.log(`${AVB_CUSTOM_KEY}: the build's key enrolled (${how})`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * --wipe as `fastboot -w`: for userdata, cache and metadata, where the device has the partition
+   * (getvar partition-type answers), erase it, then format it: a fresh filesystem of the partition's
+   * size and type (ext4), as fastboot's fb_perform_format does. Wipes user data.
+   */
+  private async wipe(): Promise<void> {
+    const dry = !!this.opts.dryRun;
+    for (const p of ['userdata', 'cache', 'metadata']) {
+      const c = this.client ?? (await this.connect());
+      const type = dry ? (p === 'cache' ? undefined : 'ext4') : await c.tryGetvar(`partition-type:${p}`);
+      if (!type) {
+        if (!dry) this.log(`--wipe: the device has no ${p} partition: skipped`);
+        continue;
+      }
+      this.step(`erase ${p}`, '--wipe');
+      if (!dry) await this.withRetry(`erase ${p}`, (cl) => cl.erase(p));
+      if (type !== 'ext4') {
+        this.log(`--wipe: ${p} is ${type}: erased, not formatted (as fastboot)`);
+        continue;
+      }
+      this.step(`format ${p}`, '--wipe: a new ext4 filesystem of the partition size, flashed');
+      if (dry) continue;
+      const size = await c.partitionSize(p);
+      if (!size) {
+        this.log(`--wipe: ${p} does not report its size: erased, not formatted`);
+        continue;
+      }
+      const dir = await mkdtemp(join(tmpdir(), 'omie-format-'));
+      try {
+        const raw = join(dir, `${p}.raw`);
+        const img = join(dir, `${p}.img`);
+        await writeFile(raw, '');
+        await truncate(raw, size);
+        await runTool('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '4096', '-L', p, raw], { reject: true });
+        await rawToSparse(raw, img);
+        await rm(raw);
+        await this.withRetry(`format ${p}`, (cl) => cl.flash(p, img, { exactName: true }));
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    this.report.wiped = true;
   }
 
   /**
@@ -662,19 +993,27 @@ class FlashSession {
     }
   }
 
-  private async flashOne(name: string, slot: 'a' | 'b' | null, logical: boolean): Promise<void> {
+  /** Writes `<name>.img` to partition `base` (default `name`) of `slot`, then verifies it. */
+  private async flashOne(name: string, slot: 'a' | 'b' | null, logical: boolean, base = name): Promise<void> {
     const path = this.build.images.get(name) as string;
     const c0 = this.client ?? (await this.connect());
-    const hasSlot = slot !== null && (logical || (await c0.tryGetvar(`has-slot:${name}`)) === 'yes');
-    const part = hasSlot ? `${name}_${slot}` : name;
-    if (slot && !hasSlot) this.log(`${name} has no slots: writing it in place`);
+    const hasSlot = slot !== null && (logical || (await c0.tryGetvar(`has-slot:${base}`)) === 'yes');
+    const part = hasSlot ? `${base}_${slot}` : base;
+    const shared = slot !== null && !hasSlot;
+    if (shared) this.log(`${base} has no slots: shared by both slots, written in place`);
     const vbmetaFlags = /vbmeta(_[ab])?$/.test(part)
       ? (this.opts.disableVerity ? 1 : 0) | (this.opts.disableVerification ? 2 : 0)
       : 0;
     const flagArgs = `${vbmetaFlags & 1 ? '--disable-verity ' : ''}${vbmetaFlags & 2 ? '--disable-verification ' : ''}`;
     this.step(
       `flash ${flagArgs}${part} ${basename(path)}`,
-      logical ? 'logical partition (fastbootd)' : undefined,
+      [
+        name !== base ? `fastboot update's secondary image: the other slot's ${base}` : undefined,
+        shared ? 'no slots: shared by both slots' : undefined,
+        logical ? 'logical partition (fastbootd)' : undefined,
+      ]
+        .filter(Boolean)
+        .join('; ') || undefined,
     );
     if (this.opts.dryRun) return;
     const stage = `${this.label} ${part}`;
@@ -706,7 +1045,12 @@ class FlashSession {
         }),
       );
       const how = await this.withRetry(`verify ${part}`, (cl) => verifyPartition(cl, part, image.path));
-      this.report.flashed.push({ partition: part, bytes: (await stat(path)).size, verified: how });
+      this.report.flashed.push({
+        partition: part,
+        bytes: (await stat(path)).size,
+        verified: how,
+        ...(shared ? { shared } : {}),
+      });
       this.log(`${part}: written and verified (${how})`);
     } finally {
       await image.close();

@@ -50,6 +50,7 @@ import {
   TOKEN_SIZE,
 } from './adb-packet.ts';
 import { runShell, type ShellContext } from './adb-shell.ts';
+import { usbDebuggingOn } from './settings.ts';
 import type { DeviceJson, DeviceMode } from './state.ts';
 import { DeviceView, readApkPackage, type ViewState } from './view.ts';
 
@@ -61,6 +62,11 @@ export interface AdbSimState extends ViewState {
 
 export interface AdbServerOptions {
   state: AdbSimState;
+  /**
+   * Starts Android after `adb reboot` (the bootloader's verified boot, scripts/sim/boot.ts): the
+   * device is "off" until it resolves. Absent: the device is back in Android at once.
+   */
+  boot?: () => Promise<unknown>;
   port?: number;
   host?: string;
   /** Called for protocol errors and other per-connection events (the server itself never throws). */
@@ -105,7 +111,12 @@ export async function startAdbServer(opts: AdbServerOptions): Promise<AdbServerH
         socket.destroy();
         return;
       }
-      new AdbConnection(socket, opts.state, view, log, () => dropAll());
+      // In Android, adbd runs only while USB debugging is on (a wiped user build has it off).
+      if (opts.state.info.mode === 'adb' && !(await usbDebuggingOn(opts.state.dir))) {
+        socket.destroy();
+        return;
+      }
+      new AdbConnection(socket, opts.state, view, log, reboot, dropAll);
     })();
   });
   // A rebooting device: pending packets go out (FIN after flush), then the link is gone.
@@ -113,6 +124,34 @@ export async function startAdbServer(opts: AdbServerOptions): Promise<AdbServerH
     for (const s of sockets) {
       s.end();
       setTimeout(() => s.destroy(), 200).unref();
+    }
+  };
+  /** Boots that outlive the connection that asked for them: close() waits for them. */
+  const pending = new Set<Promise<unknown>>();
+  /** Moves the device to its next mode and drops every connection shortly after (the device reboots). */
+  const reboot = async (target: string): Promise<void> => {
+    const modes: Record<string, DeviceMode> = {
+      '': 'adb',
+      bootloader: 'bootloader',
+      fastboot: 'fastbootd',
+      recovery: 'recovery',
+      sideload: 'sideload',
+      'sideload-auto-reboot': 'sideload',
+    };
+    const next = modes[target] ?? 'adb';
+    const boot = next === 'adb' ? opts.boot : undefined;
+    await opts.state.update((d) => {
+      d.mode = boot ? 'off' : next;
+    });
+    // The service's CLSE goes out first (dropAll ends sockets after flushing), as adbd acknowledges
+    // the request before the kernel reboots.
+    setImmediate(() => dropAll());
+    if (boot) {
+      const work = new Promise((r) => setTimeout(r, 200)).then(boot).catch((e: Error) => {
+        log(`boot failed: ${e.message}`);
+      });
+      pending.add(work);
+      void work.finally(() => pending.delete(work));
     }
   };
   await new Promise<void>((res, rej) => {
@@ -136,11 +175,13 @@ export async function startAdbServer(opts: AdbServerOptions): Promise<AdbServerH
   return {
     port,
     dropConnections: dropAll,
-    close: () =>
-      new Promise<void>((res) => {
+    close: async () => {
+      await new Promise<void>((res) => {
         for (const s of sockets) s.destroy();
         server.close(() => res());
-      }),
+      });
+      while (pending.size) await Promise.allSettled([...pending]);
+    },
   };
 }
 
@@ -159,6 +200,9 @@ class AdbConnection {
     readonly state: AdbSimState,
     readonly view: DeviceView,
     private readonly log: (line: string) => void,
+    /** Reboots the device (adb reboot, the shell's reboot). */
+    readonly reboot: (target: string) => Promise<void>,
+    /** Drops every connection (the device left this mode). */
     readonly dropAll: () => void,
   ) {
     socket.on('data', (chunk: Buffer) => {
@@ -314,7 +358,8 @@ class AdbConnection {
       }
       const info = this.state.info;
       const listed = (info.adbAuthorized ?? []).includes(key.fingerprint);
-      if (!listed && info.adbAuthRequired) {
+      // An owner who turns USB debugging on is there to answer "Allow USB debugging?" too.
+      if (!listed && info.adbAuthRequired && !info.ownerEnablesAdb) {
         this.log(`adb: key ${key.fingerprint} (${key.comment}) not authorized: device stays unauthorized`);
         return;
       }
@@ -395,25 +440,6 @@ class AdbConnection {
   private async rebootService(s: AdbStream, target: string): Promise<void> {
     await this.reboot(target);
     s.close();
-  }
-
-  /** Moves the device to its next mode and drops every connection shortly after (the device reboots). */
-  async reboot(target: string): Promise<void> {
-    const modes: Record<string, DeviceMode> = {
-      '': 'adb',
-      bootloader: 'bootloader',
-      fastboot: 'fastbootd',
-      recovery: 'recovery',
-      sideload: 'sideload',
-      'sideload-auto-reboot': 'sideload',
-    };
-    const next = modes[target] ?? 'adb';
-    await this.state.update((d) => {
-      d.mode = next;
-    });
-    // The service's CLSE goes out first (dropAll ends sockets after flushing), as adbd acknowledges
-    // the request before the kernel reboots.
-    setImmediate(() => this.dropAll());
   }
 }
 

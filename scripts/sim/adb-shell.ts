@@ -7,7 +7,8 @@
  */
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, posix } from 'node:path';
-import type { DeviceView, SettingsNamespace } from './view.ts';
+import type { SettingsNamespace } from './settings.ts';
+import type { DeviceView } from './view.ts';
 
 export interface ShellContext {
   view: DeviceView;

@@ -24,7 +24,21 @@ import { expandSparse, parseSparseHeader } from '../device/fastboot/sparse.ts';
 import { frameHeader, SocketReader, socketWrite } from '../device/fastboot/tcp.ts';
 import { OmieError } from '../errors.ts';
 import { readSuper } from '../formats/super/index.ts';
-import type { BootloaderStyle, DeviceJson, DeviceMode, SimFaults, SimState, Slot } from './state.ts';
+import { bootAndroid } from './boot.ts';
+import {
+  AVB_CUSTOM_KEY,
+  type BootloaderStyle,
+  type DeviceJson,
+  type DeviceMode,
+  MAX_RETRIES,
+  type PartitionInfo,
+  type SimFaults,
+  type SimState,
+  type Slot,
+  type SuperInfo,
+} from './state.ts';
+import { superLayoutProblem } from './super-layout.ts';
+import { customKeyFrom } from './verified-boot.ts';
 
 export interface FastbootServerOptions {
   state: SimState;
@@ -282,6 +296,8 @@ class Session {
       case 'flashing unlock':
       case 'oem unlock':
         return this.setLock(false, name);
+      case 'flashing unlock_critical':
+        return this.setLock(false, name, true);
       case 'flashing lock':
       case 'oem lock':
         return this.setLock(true, name);
@@ -392,6 +408,11 @@ class Session {
         const m = v === 'slot-successful' ? this.d.slotSuccessful : this.d.slotUnbootable;
         return m?.[s] ? 'yes' : 'no';
       }
+      case 'slot-retry-count': {
+        const s = p.replace(/^_/, '') as Slot;
+        if ((s !== 'a' && s !== 'b') || !this.d.currentSlot) throw new Fail('Invalid slot');
+        return String(this.d.slotRetryCount?.[s] ?? 0);
+      }
       default:
         throw new Fail('Unknown variable');
     }
@@ -416,6 +437,7 @@ class Session {
         for (const s of ['a', 'b']) {
           await line(`slot-successful:${s}`, this.partVar('slot-successful', s));
           await line(`slot-unbootable:${s}`, this.partVar('slot-unbootable', s));
+          await line(`slot-retry-count:${s}`, this.partVar('slot-retry-count', s));
         }
       return this.reply('OKAY');
     }
@@ -488,6 +510,7 @@ class Session {
     if (!dl) throw new Fail('No data downloaded');
     if (this.d.snapshotUpdateStatus === 'merging' && ['userdata', 'metadata', 'misc'].includes(r.name))
       throw new Fail(`Cannot flash ${r.name} while a snapshot update is in progress`);
+    if (r.name === AVB_CUSTOM_KEY) await this.checkCustomKey(dl.path, dl.size);
     const part = this.d.partitions[r.name];
     const dest = this.st.partitionPath(r.name, r.slot);
     const head = Buffer.alloc(28);
@@ -532,11 +555,28 @@ class Session {
       await src.close().catch(() => {});
       if (tmp && tmp !== this.download?.path) await rm(tmp, { force: true });
     }
+    // A new filesystem on userdata (fastboot -w formats it so) is a wiped device.
+    if (r.name === 'userdata') await this.st.wipeData();
     if (part.logical && this.d.snapshotUpdateStatus !== 'none' && this.d.snapshotUpdateStatus !== 'cancelled')
       await this.st.update((d) => {
         d.snapshotUpdateStatus = 'cancelled';
       });
     return this.reply('OKAY', this.userspace ? 'Flashing succeeded' : '');
+  }
+
+  /** The bootloader takes only an AVB public key blob (avbtool extract_public_key) as custom key. */
+  private async checkCustomKey(path: string, size: number): Promise<void> {
+    const limit = this.d.partitions[AVB_CUSTOM_KEY].size;
+    if (size > limit) throw new Fail('Partition is too small');
+    const fh = await open(path, 'r');
+    const buf = Buffer.alloc(limit);
+    try {
+      await fh.read(buf, 0, size, 0);
+    } finally {
+      await fh.close();
+    }
+    if (!customKeyFrom(buf))
+      throw new Fail('Invalid custom key: expected an AVB public key (avbtool extract_public_key)');
   }
 
   private async erase(arg: string): Promise<void> {
@@ -546,9 +586,8 @@ class Session {
     if (!r) throw new Fail(this.userspace ? "Partition doesn't exist" : `Partition ${arg} not found`);
     if (this.d.snapshotUpdateStatus === 'merging' && ['userdata', 'metadata', 'misc'].includes(r.name))
       throw new Fail(`Cannot erase ${r.name} while a snapshot update is in progress`);
-    const tmp = this.st.tempPath('erase');
-    await (await open(tmp, 'w')).close();
-    await this.st.commitPartition(r.name, r.slot, tmp);
+    if (r.name === 'userdata') await this.wipeUserdata();
+    else await this.st.erasePartition(r.name, r.slot);
     return this.reply('OKAY', this.userspace ? 'Erasing succeeded' : '');
   }
 
@@ -564,10 +603,12 @@ class Session {
       throw new Fail('Cannot change slots while a snapshot update is in progress');
     if (this.d.snapshotUpdateStatus === 'snapshotted')
       await this.reply('INFO', 'Changing the active slot with a snapshot applied may cancel the update.');
+    // boot_control setActiveBootSlot: the slot gets the highest priority and a fresh set of tries.
     await this.st.update((d) => {
       d.currentSlot = s;
       if (d.slotUnbootable) d.slotUnbootable[s] = false;
       if (d.slotSuccessful) d.slotSuccessful[s] = false;
+      d.slotRetryCount = { a: 0, b: 0, ...d.slotRetryCount, [s]: MAX_RETRIES };
     });
     return this.reply('OKAY');
   }
@@ -625,37 +666,48 @@ class Session {
     this.closing = true;
     const delay = this.opts.rebootDelayMs ?? 200;
     this.track(
-      new Promise((r) => setTimeout(r, delay)).then(() =>
-        this.st
-          .update((d) => {
-            d.mode = next;
-            // Booting the system marks the slot as having booted successfully, as update_verifier would.
-            if (next === 'adb' && d.currentSlot && d.slotSuccessful) d.slotSuccessful[d.currentSlot] = true;
-          })
-          .catch(() => {}),
-      ),
+      new Promise((r) => setTimeout(r, delay))
+        .then(() =>
+          // Android starts only through the bootloader's verified boot (which may end in the bootloader).
+          next === 'adb'
+            ? bootAndroid(this.st).then(() => {})
+            : this.st.update((d) => {
+                d.mode = next;
+              }),
+        )
+        .catch(() => {}),
     );
     this.sock.end();
   }
 
-  private async setLock(lock: boolean, name: string): Promise<void> {
+  /**
+   * flashing lock / unlock (and unlock_critical, which also opens the bootloader's own partitions).
+   * Locking succeeds whatever the slots hold, as on real devices: what does not verify with the OEM
+   * or the enrolled custom key is then red at the next boot. Either way user data is wiped.
+   */
+  private async setLock(lock: boolean, name: string, critical = false): Promise<void> {
     if (this.userspace) this.unknown(name);
     if (!lock && this.d.unlockAbility === false) throw new Fail('Flashing Unlock is not allowed');
-    if (this.d.unlocked === !lock) return this.reply('OKAY');
+    const same = lock ? !this.d.unlocked : this.d.unlocked && (!critical || this.d.criticalUnlocked === true);
+    if (same) return this.reply('OKAY');
     // Changing the lock state wipes user data on real devices.
     await this.reply(
       'INFO',
       lock ? 'Locking bootloader and erasing userdata' : 'Unlocking bootloader and erasing userdata',
     );
-    if (this.d.partitions.userdata) {
-      const tmp = this.st.tempPath('wipe');
-      await (await open(tmp, 'w')).close();
-      await this.st.commitPartition('userdata', null, tmp);
-    }
+    await this.wipeUserdata();
     await this.st.update((d) => {
       d.unlocked = !lock;
+      if (lock) delete d.criticalUnlocked;
+      else if (critical) d.criticalUnlocked = true;
     });
     return this.reply('OKAY');
+  }
+
+  /** userdata (and what lives on it) is gone. */
+  private async wipeUserdata(): Promise<void> {
+    if (this.d.partitions.userdata) await this.st.erasePartition('userdata', null);
+    await this.st.wipeData();
   }
 
   private async snapshotUpdate(arg: string): Promise<void> {
@@ -680,15 +732,9 @@ class Session {
 
   // ---- logical partitions ----------------------------------------------------------------------
 
-  private superFree(excluding?: string): number {
-    const total = this.d.superPartition?.size ?? 0;
-    let used = 0;
-    for (const [n, p] of Object.entries(this.d.partitions)) if (p.logical && n !== excluding) used += p.size;
-    return total - used;
-  }
-
   private async logical(name: string, args: string[]): Promise<void> {
-    if (!this.d.superPartition) throw new Fail('Could not open super partition');
+    const sp = this.d.superPartition;
+    if (!sp) throw new Fail('Could not open super partition');
     const [pname, sizeArg] = args;
     if (!pname) throw new Fail('Invalid partition name and size');
     const existing = this.d.partitions[pname];
@@ -698,6 +744,7 @@ class Session {
         await this.st.removePartitionFiles(pname);
         await this.st.update((d) => {
           delete d.partitions[pname];
+          if (d.superPartition?.partitionGroups) delete d.superPartition.partitionGroups[pname];
         });
       }
       return this.reply('OKAY', 'Partition deleted');
@@ -705,22 +752,23 @@ class Session {
     if (!sizeArg || !/^\d+$/.test(sizeArg)) throw new Fail('Invalid partition size');
     const size = Number(sizeArg);
     if (!Number.isSafeInteger(size)) throw new Fail('Invalid partition size');
-    if (name === 'create-logical-partition') {
-      if (existing) throw new Fail('Partition already exists');
-      if (size > this.superFree()) throw new Fail('Not enough space for partition');
-    } else {
-      if (!existing) throw new Fail('Partition does not exist');
-      if (size > this.superFree(pname)) throw new Fail('Not enough space to resize partition');
-    }
+    const create = name === 'create-logical-partition';
+    if (create && existing) throw new Fail('Partition already exists');
+    if (!create && !existing) throw new Fail('Partition does not exist');
+    // fastbootd's MetadataBuilder: a new partition goes to the "default" group; either way the
+    // whole table must still fit super (groups, alignment, metadata size) or nothing changes.
+    const next = { ...this.d.partitions, [pname]: { size, logical: true, slotted: false } };
+    const problem = await superLayoutProblem(this.d, next, sp);
+    if (problem)
+      throw new Fail(
+        `${create ? 'Not enough space for partition' : 'Not enough space to resize partition'}: ${problem}`,
+      );
     // Logical partitions are extents in super: resizing is a metadata change; new space reads as zeros.
     await this.st.update((d) => {
       d.partitions[pname] = { size, logical: true, slotted: false };
     });
     await this.st.ensurePartitionFile(pname, null);
-    return this.reply(
-      'OKAY',
-      name === 'create-logical-partition' ? 'Partition created' : 'Partition resized',
-    );
+    return this.reply('OKAY', create ? 'Partition created' : 'Partition resized');
   }
 
   private async updateSuper(args: string[]): Promise<void> {
@@ -743,31 +791,56 @@ class Session {
       await fh.close();
     }
     if (parseSparseHeader(head) !== undefined) throw new Fail('Super image must not be sparse');
-    let meta: LpSummary;
+    let info: Awaited<ReturnType<typeof readSuper>>;
     try {
-      const info = await readSuper(dl.path);
-      meta = {
-        superSize: info.blockDevices[0]?.size ?? 0,
-        partitions: info.partitions.map((p) => ({ name: p.name, size: p.size })),
-      };
+      info = await readSuper(dl.path);
     } catch (e) {
       throw new Fail(`Invalid super image: ${(e as Error).message}`.slice(0, 250));
     }
-    if (meta.superSize > this.d.superPartition.size)
+    const old = this.d.superPartition;
+    const superSize = info.blockDevices[0]?.size ?? 0;
+    if (superSize > old.size)
       throw new Fail(
-        `Super image block device is larger than the device's super (${meta.superSize} > ${this.d.superPartition.size})`,
+        `Super image block device is larger than the device's super (${superSize} > ${old.size})`,
       );
     const before = { ...this.d.partitions };
     // As fastbootd's UpdateSuper: with wipe the image's table replaces everything; otherwise the
     // image's table is taken and only the partitions of the *other* slot are imported from the old
-    // one (those of the current slot, and the unsuffixed ones on virtual A/B, are dropped).
+    // one (those of the current slot, and the unsuffixed ones on virtual A/B, are dropped), with
+    // their groups.
     const cur = this.d.currentSlot;
     const keep = (n: string) => !wipe && (!cur || !n.endsWith(`_${cur}`));
+    const kept = Object.entries(before).filter(([n, p]) => p.logical && keep(n));
+    const partitions: Record<string, PartitionInfo> = Object.fromEntries(
+      Object.entries(before).filter(([, p]) => !p.logical),
+    );
+    const partitionGroups: Record<string, string> = {};
+    const groups: Record<string, number> = {};
+    for (const g of info.groups) if (g.name !== 'default') groups[g.name] = g.maximumSize;
+    for (const p of info.partitions) {
+      partitions[p.name] = { size: p.size, logical: true, slotted: false };
+      partitionGroups[p.name] = p.group;
+    }
+    for (const [n, p] of kept) {
+      partitions[n] = p;
+      const g = old.partitionGroups?.[n] ?? 'default';
+      partitionGroups[n] = g;
+      if (g !== 'default' && groups[g] === undefined) groups[g] = old.groups?.[g] ?? 0;
+    }
+    const sp: SuperInfo = {
+      name: old.name,
+      size: old.size,
+      metadataMaxSize: info.geometry.metadataMaxSize,
+      metadataSlots: info.geometry.metadataSlotCount,
+      alignment: info.blockDevices[0]?.alignment || old.alignment,
+      groups,
+      partitionGroups,
+    };
+    const problem = await superLayoutProblem(this.d, partitions, sp);
+    if (problem) throw new Fail(`Unable to import partitions: ${problem}`.slice(0, 250));
     await this.st.update((d) => {
-      const kept = Object.entries(d.partitions).filter(([n, p]) => p.logical && keep(n));
-      for (const [n, p] of Object.entries(d.partitions)) if (p.logical) delete d.partitions[n];
-      for (const p of meta.partitions) d.partitions[p.name] = { size: p.size, logical: true, slotted: false };
-      for (const [n, p] of kept) d.partitions[n] = p;
+      d.partitions = partitions;
+      d.superPartition = sp;
     });
     // Dropped partitions lose their extents: their data is gone.
     for (const [n, p] of Object.entries(before))
@@ -779,9 +852,4 @@ class Session {
       if (p.logical) await this.st.ensurePartitionFile(n, null);
     return this.reply('OKAY', 'Super partition updated');
   }
-}
-
-interface LpSummary {
-  superSize: number;
-  partitions: Array<{ name: string; size: number }>;
 }

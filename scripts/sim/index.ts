@@ -8,8 +8,10 @@ import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { DeviceProfile } from '../model/index.ts';
 import { type AdbServerHandle, startAdbServer } from './adb-server.ts';
+import { bootAndroid } from './boot.ts';
 import { type FastbootServer, startFastbootServer } from './fastboot-server.ts';
 import { defaultSimProfile, type SimFaults, type SimProfile, SimState } from './state.ts';
+import { ensureAvb } from './verified-boot.ts';
 
 export interface StartSimOptions {
   stateDir: string;
@@ -22,7 +24,7 @@ export interface StartSimOptions {
   /** Extra system properties (ro.product.model, …) for a device with no flashed system yet. */
   props?: Record<string, string>;
   /** Overrides applied to an existing or new state (e.g. --locked, --auth require). */
-  overrides?: { unlocked?: boolean; adbAuthRequired?: boolean; serial?: string };
+  overrides?: { unlocked?: boolean; adbAuthRequired?: boolean; serial?: string; ownerEnablesAdb?: boolean };
   /** Fault injection for the fastboot link (tests). */
   faults?: SimFaults;
   log?: (line: string) => void;
@@ -49,18 +51,30 @@ export async function startSim(opts: StartSimOptions): Promise<SimHandle> {
     o.unlocked !== undefined ||
     o.adbAuthRequired !== undefined ||
     o.serial !== undefined ||
-    state.info.mode === 'off'
+    o.ownerEnablesAdb !== undefined
   )
     await state.update((d) => {
       if (o.unlocked !== undefined) d.unlocked = o.unlocked;
       if (o.adbAuthRequired !== undefined) d.adbAuthRequired = o.adbAuthRequired;
       if (o.serial !== undefined) d.serial = o.serial;
-      if (d.mode === 'off') d.mode = 'adb'; // powering on
+      if (o.ownerEnablesAdb !== undefined) d.ownerEnablesAdb = o.ownerEnablesAdb;
     });
   if (opts.props) await writeFile(join(dir, 'sim-props.json'), `${JSON.stringify(opts.props, null, 2)}\n`);
+  await ensureAvb(state);
+  // Powering on: a device that was off or running Android boots (verified boot); one left in the
+  // bootloader, fastbootd or recovery stays there.
+  const log = opts.log;
+  if (state.info.mode === 'adb' || state.info.mode === 'off')
+    await bootAndroid(state, { log: log && ((l) => log(`boot: ${l}`)) });
 
   const host = opts.host ?? '127.0.0.1';
-  const adb: AdbServerHandle = await startAdbServer({ state, port: opts.adbPort ?? 0, host, log: opts.log });
+  const adb: AdbServerHandle = await startAdbServer({
+    state,
+    port: opts.adbPort ?? 0,
+    host,
+    log: opts.log,
+    boot: () => bootAndroid(state, { log: log && ((l) => log(`boot: ${l}`)) }),
+  });
   let fastboot: FastbootServer;
   try {
     fastboot = await startFastbootServer({
@@ -92,9 +106,25 @@ const UNSLOTTED = new Set(['userdata', 'metadata', 'misc', 'persist', 'frp', 'ca
 /** A sim profile from a device.yaml profile (scripts/model). */
 export function simProfileFromDevice(
   device: DeviceProfile,
-  opts: { serial?: string; product?: string } = {},
+  opts: { serial?: string; product?: string; avb?: SimProfile['avb'] } = {},
 ): SimProfile {
-  const superSize = device.super?.blockDevices.reduce((a, b) => a + Number(b.size), 0);
+  const sup = device.super;
+  const superSize = sup?.blockDevices.reduce((a, b) => a + Number(b.size), 0);
+  // Groups and their partitions per slot, as the build's super_empty.img names them.
+  const suffixes = device.ab ? ['_a', '_b'] : [''];
+  const superLayout = sup && {
+    metadataMaxSize: Number(sup.metadataMaxSize),
+    metadataSlots: sup.metadataSlots,
+    alignment: Number(sup.blockDevices[0].alignment),
+    groups: Object.fromEntries(
+      sup.groups.flatMap((g) => suffixes.map((x) => [`${g.name}${x}`, Number(g.maxSize)])),
+    ),
+    partitionGroups: Object.fromEntries(
+      sup.groups.flatMap((g) =>
+        g.partitions.flatMap((p) => suffixes.map((x) => [`${p}${x}`, `${g.name}${x}`])),
+      ),
+    ),
+  };
   return {
     serial: opts.serial ?? 'OMIESIM0001',
     product: opts.product ?? device.fastboot.products[0],
@@ -111,10 +141,12 @@ export function simProfileFromDevice(
         : []),
     ],
     ...(superSize ? { superSize } : {}),
+    ...(superLayout ? { superLayout } : {}),
     ...(device.fastboot.maxDownloadSize ? { maxDownloadSize: Number(device.fastboot.maxDownloadSize) } : {}),
     ...(device.fastboot.bootloaderVersions[0]
       ? { versionBootloader: device.fastboot.bootloaderVersions[0] }
       : {}),
+    ...(opts.avb ? { avb: opts.avb } : {}),
   };
 }
 

@@ -13,8 +13,15 @@
  *   metadata, slot suffix included ("system_a", "system_b", each `logical: true, slotted: false`),
  *   because each slot has its own size there; `partitionPath("system", "a")` still finds
  *   partitions/system_a.img, so callers can use (base name, slot) for both kinds.
- *   Also `superPartition` when the device uses dynamic partitions, per-slot `slotSuccessful` /
- *   `slotUnbootable`, `snapshotUpdateStatus`, and optional `faults` for the fastboot server.
+ *   Also `superPartition` when the device uses dynamic partitions (with the layout fastbootd
+ *   enforces: groups, metadata size and slots, alignment), per-slot `slotSuccessful` /
+ *   `slotUnbootable` / `slotRetryCount` (the A/B boot control), `snapshotUpdateStatus`, `avb` (the
+ *   bootloader's verified boot state: its OEM key and stored rollback indexes), `boot` (what the
+ *   last boot verified and booted), `ownerEnablesAdb`, and optional `faults` for the fastboot server.
+ * - `DIR/avb/oem_key.avbpubkey` — the AVB public key the bootloader trusts (green), and
+ *   `DIR/avb/oem_key.pem` when the sim holds its private half (it signs the factory vbmeta).
+ * - `DIR/settings.json` — `settings put` values; a wipe resets it to a device not yet set up, with
+ *   USB debugging off.
  * - `DIR/partitions/<name>_<slot>.img` for slotted partitions, `DIR/partitions/<name>.img` otherwise,
  *   logical ones included (they are kept as plain files; their layout is recorded in device.json).
  *   Each file is exactly the partition's size (sparse on disk where the host filesystem allows).
@@ -29,6 +36,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
+import { resetSettingsAfterWipe } from './settings.ts';
+import { provisionAvb } from './verified-boot.ts';
 
 export type Slot = 'a' | 'b';
 export type DeviceMode = 'adb' | 'bootloader' | 'fastbootd' | 'recovery' | 'sideload' | 'off';
@@ -57,6 +66,37 @@ export interface SimFaults {
   times?: number;
 }
 
+/** The bootloader's AVB state (what a real one keeps in fuses and RPMB). */
+export interface AvbBootloaderState {
+  /** SHA-256 of the OEM key's AVB public key blob (DIR/avb/oem_key.avbpubkey). */
+  oemKeySha256: string;
+  /** Stored rollback indexes by location, as decimal strings; an absent location holds 0. */
+  rollbackIndexes?: Record<string, string>;
+}
+
+export type VerifiedBootState = 'green' | 'yellow' | 'orange';
+
+/** What the last boot did: the slot it booted and how it verified, and the slots that failed first. */
+export interface BootRecord {
+  /** False when no slot could boot: the device stayed in the bootloader. */
+  booted: boolean;
+  slot: Slot | null;
+  verifiedBootState?: VerifiedBootState;
+  /** androidboot.vbmeta.digest (sha256 over every vbmeta struct) and .size. */
+  vbmetaDigest?: string;
+  vbmetaSize?: number;
+  /** androidboot.vbmeta.public_key_digest: SHA-256 of the top-level vbmeta's AVB public key. */
+  publicKeyDigest?: string;
+  /**
+   * androidboot.veritymode as libavb's avb_append_options sets it from the top-level vbmeta's
+   * flags: disabled with HASHTREE_DISABLED, else enforcing (restart_on_corruption, Android's
+   * default error mode); absent with VERIFICATION_DISABLED (libavb then appends no options).
+   */
+  verityMode?: 'enforcing' | 'disabled';
+  /** Slots that did not verify on the way (red), with libavb's result and the first problem. */
+  failures: Array<{ slot: Slot | null; result: string; message: string }>;
+}
+
 export interface DeviceJson {
   serial: string;
   product: string;
@@ -66,6 +106,8 @@ export interface DeviceJson {
   unlocked: boolean;
   /** `flashing unlock` is refused when false (OEM unlocking disabled in settings). Absent: allowed. */
   unlockAbility?: boolean;
+  /** `flashing unlock_critical` was given: the bootloader's own partitions may be flashed too. */
+  criticalUnlocked?: boolean;
   secure: boolean;
   versionBootloader: string;
   versionBaseband?: string;
@@ -74,10 +116,16 @@ export interface DeviceJson {
   adbAuthorized: string[];
   adbAuthRequired: boolean;
   partitions: Record<string, PartitionInfo>;
-  superPartition?: { name: 'super'; size: number };
+  superPartition?: SuperInfo;
   slotSuccessful?: Record<Slot, boolean>;
   slotUnbootable?: Record<Slot, boolean>;
+  /** Boot attempts left for a slot that has not booted successfully (boot_control tries_remaining). */
+  slotRetryCount?: Record<Slot, number>;
   snapshotUpdateStatus: SnapshotUpdateStatus;
+  avb?: AvbBootloaderState;
+  boot?: BootRecord;
+  /** The owner (or lab) turns USB debugging back on after a wipe, once the device is set up again. */
+  ownerEnablesAdb?: boolean;
   faults?: SimFaults;
   /** How the bootloader (not fastbootd) formats its answers; absent: as fastbootd does. */
   bootloaderStyle?: BootloaderStyle;
@@ -99,6 +147,26 @@ export interface BootloaderStyle {
   getvarAll?: 'colon' | 'colon-space';
 }
 
+/**
+ * The super partition and the layout fastbootd enforces on it (liblp's MetadataBuilder): groups
+ * with their maximum sizes, the metadata area (slots × max size, primary and backup) and the
+ * alignment of partition extents. Partitions in no group live in the unlimited "default" group.
+ */
+export interface SuperInfo {
+  name: 'super';
+  size: number;
+  /** Bytes reserved for one copy of the metadata (lpmake --metadata-size). Default 65536. */
+  metadataMaxSize?: number;
+  /** Metadata slots (2 for A/B, 3 for virtual A/B). Default 2 on A/B devices. */
+  metadataSlots?: number;
+  /** Extent alignment (block device alignment). Default 1 MiB. */
+  alignment?: number;
+  /** Group name → maximum size in bytes (0: unlimited). */
+  groups?: Record<string, number>;
+  /** Logical partition name → its group ("default" when absent). */
+  partitionGroups?: Record<string, string>;
+}
+
 export interface SimProfile {
   serial: string;
   product: string;
@@ -111,9 +179,29 @@ export interface SimProfile {
   variant?: string;
   unlocked?: boolean;
   adbAuthRequired?: boolean;
+  /** The super layout beyond its size (groups, metadata, alignment), from a device profile. */
+  superLayout?: Omit<SuperInfo, 'name' | 'size'>;
+  /** Verified boot: the OEM key the bootloader trusts and whether it can enroll a custom key. */
+  avb?: SimAvbProfile;
+  ownerEnablesAdb?: boolean;
+}
+
+export interface SimAvbProfile {
+  /**
+   * PEM file of the key the bootloader trusts (private: the factory vbmeta is signed with it;
+   * public: the device ships without a bootable OS). Absent: the sim makes a key of its own.
+   */
+  oemKey?: string;
+  /** An `avb_custom_key` partition the owner can enroll a key into (default true). */
+  customKey?: boolean;
 }
 
 const MiB = 1024 * 1024;
+
+/** The partition an owner enrolls a custom AVB key into (Pixel's avb_custom_key). */
+export const AVB_CUSTOM_KEY = 'avb_custom_key';
+/** boot_control's tries for a slot that was just made active (libavb_ab AVB_AB_MAX_TRIES_REMAINING). */
+export const MAX_RETRIES = 7;
 
 /** A small A/B tablet with dynamic partitions, enough for the sample build and tests. */
 export function defaultSimProfile(overrides: Partial<SimProfile> = {}): SimProfile {
@@ -160,12 +248,18 @@ export class SimState {
     await mkdir(join(abs, 'partitions'), { recursive: true });
     const partitions: Record<string, PartitionInfo> = {};
     for (const p of profile.partitions) {
+      // A device profile's super comes as its factory super_empty.img leaves it: the layout, with
+      // every logical partition empty (their sizes there are maxima that need not fit together).
+      const size = p.logical && profile.superLayout ? 0 : p.size;
       if (p.logical && profile.ab && p.slotted) {
         // As in super's metadata: one entry per slot, so each slot has its own size.
-        for (const s of ['a', 'b'])
-          partitions[`${p.name}_${s}`] = { size: p.size, logical: true, slotted: false };
-      } else partitions[p.name] = { size: p.size, logical: p.logical, slotted: profile.ab && p.slotted };
+        for (const s of ['a', 'b']) partitions[`${p.name}_${s}`] = { size, logical: true, slotted: false };
+      } else if (p.logical) partitions[p.name] = { size, logical: true, slotted: false };
+      else partitions[p.name] = { size: p.size, logical: p.logical, slotted: profile.ab && p.slotted };
     }
+    // Pixel-style bootloaders let the owner enroll their own AVB key here (yellow boot state).
+    if (profile.avb?.customKey === false) delete partitions[AVB_CUSTOM_KEY];
+    else partitions[AVB_CUSTOM_KEY] ??= { size: 4096, logical: false, slotted: false };
     const info: DeviceJson = {
       serial: profile.serial,
       product: profile.product,
@@ -181,17 +275,25 @@ export class SimState {
       adbAuthorized: [],
       adbAuthRequired: profile.adbAuthRequired ?? false,
       partitions,
-      ...(profile.superSize ? { superPartition: { name: 'super' as const, size: profile.superSize } } : {}),
+      ...(profile.superSize
+        ? { superPartition: { name: 'super' as const, size: profile.superSize, ...profile.superLayout } }
+        : {}),
       ...(profile.ab
-        ? { slotSuccessful: { a: true, b: false }, slotUnbootable: { a: false, b: false } }
+        ? {
+            slotSuccessful: { a: true, b: false },
+            slotUnbootable: { a: false, b: false },
+            slotRetryCount: { a: MAX_RETRIES, b: MAX_RETRIES },
+          }
         : {}),
       snapshotUpdateStatus: 'none',
+      ...(profile.ownerEnablesAdb ? { ownerEnablesAdb: true } : {}),
     };
     const st = new SimState(abs, info);
     await st.writeJson(info);
     for (const name of Object.keys(partitions)) {
       for (const slot of st.slotsOf(name)) await st.ensurePartitionFile(name, slot);
     }
+    await provisionAvb(st, profile.avb);
     return st;
   }
 
@@ -305,6 +407,28 @@ export class SimState {
     } finally {
       await fh.close();
     }
+  }
+
+  /**
+   * What erasing or formatting userdata does to a device (and locking or unlocking, which wipe):
+   * /data is gone with everything on it — installed apps, pushed files, the adb keys the owner
+   * allowed — and the settings are those of a device not yet set up, with USB debugging off (a
+   * user build turns it on only when the owner does, after setup).
+   */
+  async wipeData(): Promise<void> {
+    await rm(join(this.dir, 'data'), { recursive: true, force: true });
+    await rm(join(this.dir, 'adb_keys'), { force: true });
+    await resetSettingsAfterWipe(this.dir);
+    await this.update((d) => {
+      d.adbAuthorized = [];
+    });
+  }
+
+  /** Zero-fills a partition (fastboot erase), atomically. */
+  async erasePartition(name: string, slot: Slot | null): Promise<void> {
+    const tmp = this.tempPath('erase');
+    await (await open(tmp, 'w')).close();
+    await this.commitPartition(name, slot, tmp);
   }
 
   /** Removes a partition's image files (delete-logical-partition). */

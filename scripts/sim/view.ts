@@ -19,14 +19,9 @@ import { OmieError } from '../errors.ts';
 import { ApexArchive } from '../formats/apex/index.ts';
 import { parseManifest } from '../formats/apk/manifest.ts';
 import { ZipArchive } from '../formats/apk/zip.ts';
-import {
-  parseVbmetaHeader,
-  VBMETA_FLAG_HASHTREE_DISABLED,
-  VBMETA_HEADER_SIZE,
-  vbmetaBlobSize,
-} from '../formats/avb/vbmeta.ts';
 import { extractErofs, isErofs } from '../fs/erofs.ts';
 import { Ext4Reader, isExt4 } from '../fs/ext4.ts';
+import { putSettings, readSettings, type Settings, type SettingsNamespace } from './settings.ts';
 import type { DeviceJson, Slot } from './state.ts';
 
 /** What the view needs from SimState. */
@@ -99,8 +94,6 @@ const DEFAULT_PACKAGES: PackageEntry[] = [
   { name: 'com.android.settings', path: '/system/priv-app/Settings/Settings.apk', system: true },
   { name: 'com.android.systemui', path: '/system_ext/priv-app/SystemUI/SystemUI.apk', system: true },
 ];
-
-export type SettingsNamespace = 'global' | 'secure' | 'system';
 
 export class DeviceView {
   private readonly state: ViewState;
@@ -320,19 +313,43 @@ export class DeviceView {
     return names.sort();
   }
 
-  /** The kernel command line the bootloader would pass (androidboot.* values). */
+  /**
+   * The kernel command line the bootloader passed (androidboot.* values): the slot it booted and
+   * what verified boot found (scripts/sim/boot.ts), never the lock flag alone.
+   */
   kernelCmdline(): string {
     const info = this.state.info;
     const locked = !info.unlocked;
     return [
       'console=ttyS0',
       `androidboot.serialno=${info.serial}`,
-      ...(info.currentSlot ? [`androidboot.slot_suffix=_${info.currentSlot}`] : []),
-      `androidboot.verifiedbootstate=${locked ? 'green' : 'orange'}`,
+      ...Object.entries(this.bootValues()).map(([k, v]) => `androidboot.${k}=${v}`),
       `androidboot.vbmeta.device_state=${locked ? 'locked' : 'unlocked'}`,
       `androidboot.flash.locked=${locked ? 1 : 0}`,
       `androidboot.bootloader=${info.versionBootloader}`,
     ].join(' ');
+  }
+
+  /** androidboot.* values from the last boot (slot_suffix, verifiedbootstate, veritymode, vbmeta.*). */
+  private bootValues(): Record<string, string> {
+    const b = this.state.info.boot;
+    if (!b?.booted) return {};
+    return {
+      ...(b.slot ? { slot_suffix: `_${b.slot}` } : {}),
+      ...(b.verifiedBootState ? { verifiedbootstate: b.verifiedBootState } : {}),
+      ...(b.verityMode ? { veritymode: b.verityMode } : {}),
+      ...(b.vbmetaDigest
+        ? {
+            // libavb's avb_append_options: the version of libavb, the digest over every vbmeta struct.
+            'vbmeta.avb_version': '1.3',
+            'vbmeta.hash_alg': 'sha256',
+            'vbmeta.size': String(b.vbmetaSize ?? 0),
+            'vbmeta.digest': b.vbmetaDigest,
+            'vbmeta.invalidate_on_error': 'yes',
+            ...(b.publicKeyDigest ? { 'vbmeta.public_key_digest': b.publicKeyDigest } : {}),
+          }
+        : {}),
+    };
   }
 
   /** Reads a small device file (build.prop, …); null when absent. */
@@ -379,47 +396,16 @@ export class DeviceView {
       'ro.bootloader': info.versionBootloader,
       'ro.boot.bootloader': info.versionBootloader,
       'ro.boot.flash.locked': locked ? '1' : '0',
-      'ro.boot.verifiedbootstate': locked ? 'green' : 'orange',
       'ro.boot.vbmeta.device_state': locked ? 'locked' : 'unlocked',
       'ro.boot.dynamic_partitions': info.superPartition ? 'true' : 'false',
-      'sys.boot_completed': '1',
       'init.svc.adbd': 'running',
     };
-    if (info.slotCount === 2 && info.currentSlot) boot['ro.boot.slot_suffix'] = `_${info.currentSlot}`;
-    Object.assign(boot, await this.vbmetaBootProps());
+    // What the bootloader verified and booted (init copies androidboot.* to ro.boot.*).
+    for (const [k, v] of Object.entries(this.bootValues())) boot[`ro.boot.${k}`] = v;
+    if (info.boot?.booted && info.mode === 'adb') boot['sys.boot_completed'] = '1';
     if (info.mode === 'recovery' || info.mode === 'sideload') boot['ro.bootmode'] = 'recovery';
     for (const [k, v] of Object.entries(boot)) props.set(k, v);
     return new Map([...props.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  }
-
-  /**
-   * What a bootloader passes after verifying vbmeta (libavb's androidboot.vbmeta.*): version,
-   * hash algorithm, size and digest of the flashed vbmeta struct. Nothing when none is flashed.
-   */
-  private async vbmetaBootProps(): Promise<Record<string, string>> {
-    const info = this.state.info;
-    const p = info.partitions.vbmeta;
-    if (!p) return {};
-    let blob: Buffer;
-    let flags: number;
-    try {
-      const path = this.state.partitionPath('vbmeta', p.slotted ? info.currentSlot : null);
-      const head = await readFile(path);
-      const h = parseVbmetaHeader(head.subarray(0, VBMETA_HEADER_SIZE));
-      blob = head.subarray(0, vbmetaBlobSize(h));
-      flags = h.flags;
-    } catch {
-      return {};
-    }
-    return {
-      // libavb's avb_slot_verify passes the dm-verity mode it set up: enforcing unless the vbmeta
-      // disables hashtrees.
-      'ro.boot.veritymode': flags & VBMETA_FLAG_HASHTREE_DISABLED ? 'disabled' : 'enforcing',
-      'ro.boot.vbmeta.avb_version': '1.3',
-      'ro.boot.vbmeta.hash_alg': 'sha256',
-      'ro.boot.vbmeta.size': String(blob.length),
-      'ro.boot.vbmeta.digest': createHash('sha256').update(blob).digest('hex'),
-    };
   }
 
   /** Defaults from the device profile (STATE/sim-props.json, written by `omie sim`) and device.json. */
@@ -526,38 +512,12 @@ export class DeviceView {
   }
 
   /** `settings get` store (STATE/settings.json), with the values a provisioned device has. */
-  async settings(): Promise<Record<SettingsNamespace, Record<string, string>>> {
-    const defaults: Record<SettingsNamespace, Record<string, string>> = {
-      global: { adb_enabled: '1', device_provisioned: '1', development_settings_enabled: '1' },
-      secure: {
-        user_setup_complete: '1',
-        android_id: createHash('sha256').update(this.state.info.serial).digest('hex').slice(0, 16),
-      },
-      system: {},
-    };
-    try {
-      const saved = JSON.parse(await readFile(join(this.state.dir, 'settings.json'), 'utf8')) as Partial<
-        Record<SettingsNamespace, Record<string, string>>
-      >;
-      for (const ns of ['global', 'secure', 'system'] as const) Object.assign(defaults[ns], saved[ns] ?? {});
-    } catch {
-      /* none saved */
-    }
-    return defaults;
+  settings(): Promise<Settings> {
+    return readSettings(this.state.dir, this.state.info.serial);
   }
 
-  async putSetting(ns: SettingsNamespace, key: string, value: string | null): Promise<void> {
-    const file = join(this.state.dir, 'settings.json');
-    let saved: Partial<Record<SettingsNamespace, Record<string, string | null>>> = {};
-    try {
-      saved = JSON.parse(await readFile(file, 'utf8'));
-    } catch {
-      /* first write */
-    }
-    saved[ns] = { ...(saved[ns] ?? {}) };
-    if (value === null) delete saved[ns][key];
-    else saved[ns][key] = value;
-    await writeFile(file, `${JSON.stringify(saved, null, 2)}\n`);
+  putSetting(ns: SettingsNamespace, key: string, value: string | null): Promise<void> {
+    return putSettings(this.state.dir, ns, { [key]: value });
   }
 }
 

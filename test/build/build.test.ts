@@ -51,6 +51,7 @@ describe('omie build on the sample base', () => {
     const files = readdirSync(outA).sort();
     for (const f of [
       'android-info.txt',
+      'avb_pkmd.bin',
       'build-record.json',
       'omie-tablet-1.0.0-fastboot.zip',
       'product.img',
@@ -73,7 +74,12 @@ describe('omie build on the sample base', () => {
     // Every output's digest, including those taken while writing (super.img, the fastboot zip),
     // is the digest of the file on disk.
     const recorded = record.outputs as Array<{ path: string; sha256: string; size: number }>;
-    expect(recorded.map((o) => o.path)).toEqual(expect.arrayContaining(['system.img', 'super.img']));
+    expect(recorded.map((o) => o.path)).toEqual(
+      expect.arrayContaining(['system.img', 'super.img', 'avb_pkmd.bin']),
+    );
+    // avb_pkmd.bin is the key vbmeta.img is signed with, recorded as such.
+    expect(record.keys.avbPkmd).toBe('avb_pkmd.bin');
+    expect(recorded.find((o) => o.path === 'avb_pkmd.bin')?.sha256).toBe(record.keys.avbPublicKeySha256);
     for (const o of recorded) {
       const bytes = readFileSync(join(outA, o.path));
       expect(o.sha256, o.path).toBe(createHash('sha256').update(bytes).digest('hex'));
@@ -283,6 +289,10 @@ describe('omie build on the sample base', () => {
       expect(r.stdout).toMatch(/vbmeta: Successfully verified SHA256_RSA4096 vbmeta struct/);
       for (const p of ['system', 'product', 'vendor'])
         expect(r.stdout).toMatch(new RegExp(`${p}: Successfully verified sha256 hashtree`));
+      // avb_pkmd.bin is exactly what avbtool extract_public_key writes for the partner key.
+      const ref = join(dir, 'avb_pkmd.ref');
+      await execa('python3', [AVBTOOL.path, 'extract_public_key', '--key', key, '--output', ref]);
+      expect(readFileSync(join(outA, 'avb_pkmd.bin')).equals(readFileSync(ref))).toBe(true);
     },
   );
 

@@ -15,6 +15,7 @@ import { runChecks } from '../../scripts/conformance/engine.ts';
 import { loadSpec } from '../../scripts/conformance/spec.ts';
 import { loadSpecData } from '../../scripts/conformance/spec-data.ts';
 import type { Report } from '../../scripts/conformance/spec-schema.ts';
+import { bootAndroid } from '../../scripts/sim/boot.ts';
 import { type SimHandle, startSim } from '../../scripts/sim/index.ts';
 import { defaultSimProfile } from '../../scripts/sim/state.ts';
 import { ROOT } from '../helpers.ts';
@@ -42,6 +43,9 @@ beforeAll(async () => {
     copyFileSync(join(images, 'vbmeta.img'), copy);
     await sim.state.commitPartition('vbmeta', vb.slotted ? sim.state.info.currentSlot : null, copy);
   }
+  // Power-cycled: the bootloader verifies what was just written, and the boot properties
+  // (ro.boot.vbmeta.digest, verifiedbootstate, veritymode) come from that boot.
+  expect(await bootAndroid(sim.state)).toMatchObject({ booted: true, verifiedBootState: 'orange' });
   const serial = `127.0.0.1:${sim.adbPort}`;
   await adb.run(['connect', serial]);
   await adb.waitState(serial, 'device');
@@ -109,6 +113,8 @@ describe('omie check --device against the virtual device', () => {
     expect(byId['6.4/C-1-3'].status, byId['6.4/C-1-3'].message).toBe('pass');
     expect(report.target).toMatchObject({ verifiedBootState: 'orange', build: { source: images } });
     expect(report.target.vbmetaDigest).toBe(report.target.build?.vbmetaDigest);
+    // dm-verity enforcing, as the booted vbmeta (no HASHTREE_DISABLED flag) set it.
+    expect(byId['6.3/C-0-4'].status, byId['6.3/C-0-4'].message).toBe('pass');
   });
 
   it('check --device --attest: the certificate carries the serial, vbmeta digest and boot state', async () => {

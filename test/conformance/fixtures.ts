@@ -249,7 +249,10 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
     avbContents: {
       ok: true,
       vbmetaDigest: 'ee'.repeat(32),
+      vbmetaSize: 4096,
       vbmetas: [{ partition: 'vbmeta', ok: true }],
+      flags: 0,
+      rollbackIndexes: new Map([[0, 0n]]),
       descriptors: ['system', 'product', 'vendor', 'boot'].map((partition) => ({
         partition,
         kind: partition === 'boot' ? ('hash' as const) : ('hashtree' as const),

@@ -5,10 +5,16 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { expect } from 'vitest';
+import {
+  addHashFooter,
+  addHashtreeFooter,
+  generateAvbKey,
+  makeVbmetaImage,
+} from '../../scripts/formats/avb/index.ts';
 import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { type FastbootServer, startFastbootServer } from '../../scripts/sim/fastboot-server.ts';
 import { type DeviceMode, defaultSimProfile, type SimProfile, SimState } from '../../scripts/sim/state.ts';
-import { prng, workDir } from '../helpers.ts';
+import { onceInDir, prng, workDir } from '../helpers.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -123,7 +129,8 @@ export interface BuildOptions {
 
 /**
  * A small A/B build in `dir` for {@link smallProfile}: two physical images, two logical ones (one
- * sparse), android-info.txt and super_empty.img.
+ * sparse), android-info.txt and super_empty.img, signed as `omie build` signs (omie flash verifies
+ * a build against its vbmeta before writing).
  */
 export async function makeTestBuild(dir: string, opts: BuildOptions = {}): Promise<string> {
   const k = opts.scale ?? 1;
@@ -135,22 +142,18 @@ export async function makeTestBuild(dir: string, opts: BuildOptions = {}): Promi
     ),
   );
   await writeFileIn(dir, 'boot.img', mixedImage(512 * 1024 * k, 11));
-  await writeFileIn(dir, 'vbmeta.img', mixedImage(8 * 1024, 12));
   const sys = await writeFileIn(dir, 'system.raw', mixedImage(3 * 1024 * 1024 * k, 13));
+  await writeFileIn(dir, 'vendor.img', mixedImage(1024 * 1024 * k + 4096, 14));
+  // boot.img fills its partition, footer at the end, as AOSP builds it (BOARD_BOOTIMAGE_PARTITION_SIZE):
+  // Debian's fastboot (29) predates copy_avb_footer, so only then does it write what omie writes.
+  await signImages(dir, [
+    { name: 'boot', kind: 'hash', partitionSize: 4 * MiB },
+    { name: 'system', kind: 'hashtree', file: sys },
+    { name: 'vendor', kind: 'hashtree' },
+  ]);
   if (HAVE_IMG2SIMG) await execa('img2simg', [sys, join(dir, 'system.img')]);
   else await writeFileIn(dir, 'system.img', await readFile(sys));
-  await writeFileIn(dir, 'vendor.img', mixedImage(1024 * 1024 * k + 4096, 14));
-  if (opts.superEmpty !== false)
-    await buildSuperEmpty(
-      {
-        blockDevices: [{ name: 'super', size: 64 * 1024 * 1024 }],
-        groups: [{ name: 'main', maxSize: 60 * 1024 * 1024 }],
-        partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
-        metadataSlots: 2,
-        metadataMaxSize: 65536,
-      },
-      join(dir, 'super_empty.img'),
-    );
+  if (opts.superEmpty !== false) await smallSuperEmpty(dir);
   return dir;
 }
 
@@ -163,4 +166,83 @@ export async function expectSlotMatchesBuild(sim: Pick<Sim, 'dir'>, slot: 'a' | 
   expect(sha256((await p(`system_${slot}.img`)).subarray(0, sys.length))).toBe(sha256(sys));
   const vendor = await readFile(join(dir, 'vendor.img'));
   expect((await p(`vendor_${slot}.img`)).equals(vendor)).toBe(true);
+}
+
+/** The test partner's AVB key (RSA-2048, made once per run): what `omie build` signs with. */
+export async function partnerKey(): Promise<string> {
+  const dir = join(workDir('fastboot'), 'partner-key');
+  await onceInDir(dir, async () => {
+    await mkdir(dir, { recursive: true });
+    await generateAvbKey(join(dir, 'partner.pem'), 2048);
+  });
+  return join(dir, 'partner.pem');
+}
+
+/**
+ * Signs a build folder's images as `omie build` does: an AVB hash footer (`hash`) or hashtree
+ * footer (`hashtree`) on each image, then vbmeta.img over all of them, signed with `key` (default:
+ * the test partner's). `file` is the image to sign when it is not <dir>/<name>.img (e.g. a raw
+ * image made sparse afterwards); `partitionSize` makes the image that size, footer at the end.
+ */
+export async function signImages(
+  dir: string,
+  images: Array<{ name: string; kind: 'hash' | 'hashtree'; file?: string; partitionSize?: number }>,
+  opts: { key?: string; rollbackIndex?: number } = {},
+): Promise<string> {
+  const key = opts.key ?? (await partnerKey());
+  const files: string[] = [];
+  for (const img of images) {
+    const file = img.file ?? join(dir, `${img.name}.img`);
+    const common = { partitionName: img.name, hashAlgorithm: 'sha256', partitionSize: img.partitionSize };
+    if (img.kind === 'hash') await addHashFooter(file, common);
+    else await addHashtreeFooter(file, common);
+    files.push(file);
+  }
+  await makeVbmetaImage(join(dir, 'vbmeta.img'), {
+    algorithm: 'SHA256_RSA2048',
+    key,
+    rollbackIndex: opts.rollbackIndex ?? 0,
+    includeDescriptorsFromImages: files,
+  });
+  return key;
+}
+
+/** super_empty.img for the small profile's super: system and vendor of both slots in one group. */
+export async function smallSuperEmpty(dir: string): Promise<string> {
+  const out = join(dir, 'super_empty.img');
+  await buildSuperEmpty(
+    {
+      blockDevices: [{ name: 'super', size: 64 * MiB }],
+      groups: [{ name: 'main', maxSize: 60 * MiB }],
+      partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
+      metadataSlots: 2,
+      metadataMaxSize: 65536,
+    },
+    out,
+  );
+  return out;
+}
+
+/**
+ * A small partner-signed A/B build in `dir` (made anew): boot, system, vendor and vbmeta for
+ * board omie_tablet, `extra` unsigned images, and super_empty.img unless told not to.
+ */
+export async function signedBuild(
+  dir: string,
+  opts: { seed?: number; superEmpty?: boolean; extra?: Record<string, Buffer> } = {},
+): Promise<string> {
+  const seed = opts.seed ?? 21;
+  await rm(dir, { recursive: true, force: true });
+  await writeFileIn(dir, 'android-info.txt', Buffer.from('require board=omie_tablet\n'));
+  await writeFileIn(dir, 'boot.img', mixedImage(64 * KiB, seed));
+  await writeFileIn(dir, 'system.img', mixedImage(512 * KiB, seed + 1));
+  await writeFileIn(dir, 'vendor.img', mixedImage(128 * KiB, seed + 2));
+  for (const [n, b] of Object.entries(opts.extra ?? {})) await writeFileIn(dir, `${n}.img`, b);
+  await signImages(dir, [
+    { name: 'boot', kind: 'hash' },
+    { name: 'system', kind: 'hashtree' },
+    { name: 'vendor', kind: 'hashtree' },
+  ]);
+  if (opts.superEmpty !== false) await smallSuperEmpty(dir);
+  return dir;
 }

@@ -4,36 +4,68 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuildInput, classifyImages, flashDevice, openBuild } from '../../scripts/device/flash.ts';
 import { OmieError } from '../../scripts/errors.ts';
-import { buildSuperEmpty } from '../../scripts/formats/super/index.ts';
 import { workDir } from '../helpers.ts';
 import { AVBTOOL } from '../oracles.ts';
-import { makeSim, mixedImage, partitionHashes, type Sim, smallProfile, writeFileIn } from './fixtures.ts';
+import {
+  makeSim,
+  mixedImage,
+  partitionHashes,
+  partnerKey,
+  type Sim,
+  signImages,
+  smallProfile,
+  smallSuperEmpty,
+  writeFileIn,
+} from './fixtures.ts';
 
 const root = join(workDir('fastboot'), 'flash-plan');
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** A build folder: android-info.txt plus the named images (small), optional super_empty.img. */
-async function makeBuild(name: string, info: string, images: string[], superEmpty = true): Promise<string> {
+/**
+ * A build folder: android-info.txt plus the named images (small), optional super_empty.img. With
+ * "vbmeta" among them, boot (hash), system and vendor (hashtree) are signed as `omie build` does
+ * and vbmeta.img covers them, unless `sign` is false (the test makes its own).
+ */
+async function makeBuild(
+  name: string,
+  info: string,
+  images: string[],
+  superEmpty = true,
+  sign = true,
+): Promise<string> {
   const dir = join(root, name);
   await writeFileIn(dir, 'android-info.txt', Buffer.from(info));
   let seed = 1;
   for (const img of images) {
+    if (img === 'vbmeta') continue;
     const size = img === 'system' ? 512 * KiB : img === 'vendor' ? 256 * KiB : 16 * KiB;
     await writeFileIn(dir, `${img}.img`, mixedImage(size, seed++));
   }
-  if (superEmpty)
-    await buildSuperEmpty(
-      {
-        blockDevices: [{ name: 'super', size: 64 * MiB }],
-        groups: [{ name: 'main', maxSize: 60 * MiB }],
-        partitions: ['system_a', 'system_b', 'vendor_a', 'vendor_b'].map((n) => ({ name: n, group: 'main' })),
-        metadataSlots: 2,
-        metadataMaxSize: 65536,
-      },
-      join(dir, 'super_empty.img'),
+  if (images.includes('vbmeta') && sign)
+    await signImages(
+      dir,
+      images
+        .filter((n) => ['boot', 'system', 'vendor'].includes(n))
+        .map((n) => ({ name: n, kind: n === 'boot' ? ('hash' as const) : ('hashtree' as const) })),
     );
+  if (superEmpty) await smallSuperEmpty(dir);
   return dir;
+}
+
+/** `avbtool make_vbmeta_image` in `dir`, signed with the partner key, over `images` of `dir`. */
+async function avbtoolVbmeta(dir: string, images: string[] = []) {
+  await execa('python3', [
+    AVBTOOL.path,
+    'make_vbmeta_image',
+    '--output',
+    join(dir, 'vbmeta.img'),
+    '--algorithm',
+    'SHA256_RSA2048',
+    '--key',
+    await partnerKey(),
+    ...images.flatMap((i) => ['--include_descriptors_from_image', join(dir, i)]),
+  ]);
 }
 
 const GOOD_INFO = 'require board=omie_tablet\nrequire version-bootloader=omie-bl-1.0\n';
@@ -264,9 +296,10 @@ describe('flash plan against real-device behaviours (sim)', () => {
     `a boot image with an AVB footer smaller than its partition gets the footer at the partition end (avbtool reads it) ${AVBTOOL.reason}`,
     async () => {
       const sim = await makeSim('plan-avb-footer');
-      const dir = await makeBuild('avb-footer', GOOD_INFO, ['boot', 'vbmeta'], false);
+      const dir = await makeBuild('avb-footer', GOOD_INFO, ['boot', 'vbmeta'], false, false);
       try {
-        // A hash footer on a minimal image, as `avbtool add_hash_footer --dynamic_partition_size`.
+        // A hash footer on a minimal image, as `avbtool add_hash_footer --dynamic_partition_size`,
+        // and a vbmeta over it signed with the partner key.
         await execa('python3', [
           AVBTOOL.path,
           'add_hash_footer',
@@ -278,6 +311,7 @@ describe('flash plan against real-device behaviours (sim)', () => {
           '--algorithm',
           'NONE',
         ]);
+        await avbtoolVbmeta(dir, ['boot.img']);
         const b = await openBuild(dir);
         try {
           await flashDevice(b, { fastboot: sim.addr }, { noWaitAdb: true });
@@ -300,16 +334,9 @@ describe('flash plan against real-device behaviours (sim)', () => {
     `--disable-verity/--disable-verification set the vbmeta flags as fastboot does (avbtool reads Flags: 3) ${AVBTOOL.reason}`,
     async () => {
       const sim = await makeSim('plan-vbmeta-flags');
-      const dir = await makeBuild('vbmeta-flags', GOOD_INFO, ['boot', 'vbmeta'], false);
+      const dir = await makeBuild('vbmeta-flags', GOOD_INFO, ['boot', 'vbmeta'], false, false);
       try {
-        await execa('python3', [
-          AVBTOOL.path,
-          'make_vbmeta_image',
-          '--output',
-          join(dir, 'vbmeta.img'),
-          '--algorithm',
-          'NONE',
-        ]);
+        await avbtoolVbmeta(dir);
         const b = await openBuild(dir);
         try {
           const r = await flashDevice(

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuildInput, flashDevice, flashDevices, openBuild } from '../../scripts/device/flash.ts';
 import { OmieError } from '../../scripts/errors.ts';
@@ -82,12 +83,28 @@ describe('omie flash against the sim', () => {
       try {
         const r = await flashDevice(b, { fastboot: sim.addr }, { slot: 'a', wipe: true, noWaitAdb: true });
         expect(r.slot).toBe('a');
+        // As fastboot -w: erase and format what the device has (no cache here: skipped).
+        const cmds = r.steps.map((st) => st.command.replace(/^fastboot -s \S+ /, ''));
+        expect(cmds.filter((c) => /^(erase|format) /.test(c))).toEqual([
+          'erase userdata',
+          'format userdata',
+          'erase metadata',
+          'format metadata',
+        ]);
+        expect(r.wiped).toBe(true);
+        expect(r.adbAfter).toBe('off-after-wipe');
       } finally {
         await b.close();
       }
       await expectSlotMatchesBuild(sim, 'a', buildDir);
+      // userdata and metadata hold fresh ext4 filesystems that e2fsck accepts; the old data is gone.
+      for (const p of ['userdata', 'metadata']) {
+        const img = join(sim.dir, 'partitions', `${p}.img`);
+        const fsck = await execa('e2fsck', ['-fn', img], { reject: false });
+        expect(fsck.exitCode, `${p}: ${fsck.stdout}`).toBe(0);
+      }
       const ud = await readFile(join(sim.dir, 'partitions', 'userdata.img'));
-      expect(ud.every((x) => x === 0)).toBe(true);
+      expect(ud.includes(Buffer.alloc(4096, 7))).toBe(false);
     } finally {
       await sim.close();
     }
@@ -237,8 +254,11 @@ describe('omie flash against the sim', () => {
           failures++;
           expect(first).toBeInstanceOf(OmieError);
         }
-        // Let a reboot the fault interrupted finish before "power-cycling" into the bootloader.
+        // Let a reboot the fault interrupted finish (the boot verifies the slot) before
+        // "power-cycling" into the bootloader.
         await new Promise((r) => setTimeout(r, 60));
+        for (let w = 0; w < 300 && (await sim.state.reload()).mode === 'off'; w++)
+          await new Promise((res) => setTimeout(res, 10));
         const mid = await partitionHashes(sim, slotFiles);
         for (const f of activeFiles) expect(mid[f], `run ${i}: ${f} changed`).toBe(hashes[f]);
         const now = await sim.state.reload();

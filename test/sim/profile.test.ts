@@ -19,12 +19,29 @@ describe('sim profile from device.yaml', () => {
     expect(byName.boot).toMatchObject({ logical: false, slotted: true });
     expect(byName.userdata).toMatchObject({ logical: false, slotted: false });
     expect(profile.superSize).toBe(3 * 1024 ** 3);
+    // The layout fastbootd enforces: the device's group per slot, as the build's super_empty names it.
+    expect(profile.superLayout).toEqual({
+      metadataMaxSize: 65536,
+      metadataSlots: 3,
+      alignment: 1024 * 1024,
+      groups: { omie_dynamic_partitions_a: 1500 * 1024 ** 2, omie_dynamic_partitions_b: 1500 * 1024 ** 2 },
+      partitionGroups: {
+        system_a: 'omie_dynamic_partitions_a',
+        system_b: 'omie_dynamic_partitions_b',
+        product_a: 'omie_dynamic_partitions_a',
+        product_b: 'omie_dynamic_partitions_b',
+        vendor_a: 'omie_dynamic_partitions_a',
+        vendor_b: 'omie_dynamic_partitions_b',
+      },
+    });
 
     const stateDir = join(workDir('sim'), `yaml-${process.pid}`);
     rmSync(stateDir, { recursive: true, force: true });
     const sim = await startSim({ stateDir, profile, props: simPropsFromDevice(device) });
     try {
-      expect(sim.state.info.partitions.system_a).toMatchObject({ logical: true });
+      // As the factory's super_empty.img leaves it: the partitions exist, empty.
+      expect(sim.state.info.partitions.system_a).toMatchObject({ logical: true, size: 0 });
+      expect(sim.state.info.partitions.avb_custom_key).toMatchObject({ logical: false, slotted: false });
       const view = new DeviceView(sim.state);
       const ctx = { view, reboot: async () => {} };
       const model = await runShell(

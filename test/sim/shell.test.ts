@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runShell, type ShellContext } from '../../scripts/sim/adb-shell.ts';
+import { bootAndroid } from '../../scripts/sim/boot.ts';
 import { defaultSimProfile, SimState } from '../../scripts/sim/state.ts';
 import { DeviceView } from '../../scripts/sim/view.ts';
 import { workDir } from '../helpers.ts';
@@ -17,6 +18,8 @@ beforeAll(async () => {
   const dir = join(workDir('sim'), `shell-${process.pid}`);
   rmSync(dir, { recursive: true, force: true });
   const state = await SimState.create(dir, defaultSimProfile({ serial: 'SHELL001', unlocked: false }));
+  // A locked device fresh from the factory: its own OEM key signed what it boots (green).
+  await bootAndroid(state);
   ctx = { view: new DeviceView(state), reboot: async () => {} };
 });
 

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { FlashTarget } from '../../device/flash.ts';
 import { EnvironmentError, ExitCode, InputError, OmieError } from '../../errors.ts';
@@ -31,14 +32,29 @@ export function registerFlash(program: Command): void {
     )
     .option(
       '--adb <serial>',
-      'adb serial or HOST:PORT of the device, to reboot it from Android to the bootloader (repeatable, paired in order)',
+      'adb serial or HOST:PORT of a device, to reboot it from Android to the bootloader and check it after (repeatable; paired with its fastboot address by serial number)',
       collect,
       [],
     )
     .option('--all', 'flash every USB device currently in fastboot')
     .option('--slot <slot>', 'slot to write: inactive (default), a, or b', 'inactive')
-    .option('--wipe', 'erase userdata and metadata after flashing')
-    .option('--lock', 'lock the bootloader after flashing')
+    .option(
+      '--wipe',
+      'as fastboot -w: erase and format userdata, cache and metadata (those the device has) after flashing',
+    )
+    .option(
+      '--lock',
+      "lock the bootloader after flashing; a build not signed by the device's OEM key has its key enrolled in avb_custom_key first",
+    )
+    .option(
+      '--avb-oem-key <file>',
+      "the AVB key the device's bootloader trusts (PEM or avb_pkmd.bin): a build signed with it needs no custom key to lock",
+    )
+    .option(
+      '--owner-enables-adb',
+      'after a wipe (--wipe, --lock) the owner or lab turns USB debugging back on: wait for adb (and --check)',
+    )
+    .option('--jobs <n>', 'devices flashed at once (default: all)')
     .option(
       '--disable-verity',
       'set the hashtree-disabled flag in vbmeta images as they are flashed (as fastboot)',
@@ -87,16 +103,25 @@ back). A dropped connection is retried per partition; re-running completes an in
           code: 'USAGE',
           hint: 'pass --serial SERIAL, --fastboot tcp:HOST:PORT, or --all',
         });
-      const targets: FlashTarget[] = addresses.map((a, i) => ({
-        fastboot: /^\d+\.\d+\.\d+\.\d+:\d+$|^localhost:\d+$/.test(a) ? `tcp:${a}` : a,
-        adb: o.adb[i],
-      }));
-      if (o.check && (o.waitAdb === false || o.dryRun || targets.some((t) => !t.adb)))
+      const jobs = o.jobs === undefined ? undefined : Number(o.jobs);
+      if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1))
+        throw new InputError(`--jobs must be a whole number of devices, 1 or more (got ${o.jobs})`, {
+          code: 'USAGE',
+        });
+      if (o.check && (o.waitAdb === false || o.dryRun || o.adb.length < addresses.length))
         throw new InputError(
           '--check runs over adb once the device is back: give --adb for every device, without --no-wait-adb or --dry-run',
           { code: 'USAGE' },
         );
-      const { flashDevices, openBuild } = await import('../../device/flash.ts');
+      const fastbootAddresses = addresses.map((a) =>
+        /^\d+\.\d+\.\d+\.\d+:\d+$|^localhost:\d+$/.test(a) ? `tcp:${a}` : a,
+      );
+      const log = json ? undefined : (l: string) => process.stderr.write(`${l}\n`);
+      const { flashAll, openBuild, verifyBuild } = await import('../../device/flash.ts');
+      const { avbPublicKeyFromBytes } = await import('../../formats/avb/keys.ts');
+      const avbOemKey = o.avbOemKey
+        ? avbPublicKeyFromBytes(await readFile(o.avbOemKey), o.avbOemKey)
+        : undefined;
       const afterFlash = o.check
         ? async (serial: string) => {
             const { runCheckWithFiles } = await import('../../conformance/run.ts');
@@ -130,7 +155,13 @@ back). A dropped connection is retried per partition; re-running completes an in
       const build = await openBuild(buildPath);
       const progress = makeProgress(json);
       try {
-        const reports = await flashDevices(build, targets, {
+        // The build first (nothing is touched when it does not verify), then the devices.
+        await verifyBuild(build, o.dryRun ? undefined : progress);
+        const { pairTargets } = await import('../../device/pair.ts');
+        const targets: FlashTarget[] = o.dryRun
+          ? fastbootAddresses.map((a) => ({ fastboot: a }))
+          : await pairTargets(fastbootAddresses, o.adb, { log });
+        const outcomes = await flashAll(build, targets, {
           slot: o.slot,
           wipe: !!o.wipe,
           lock: !!o.lock,
@@ -140,22 +171,57 @@ back). A dropped connection is retried per partition; re-running completes an in
           retries: Number(o.retries),
           noWaitAdb: o.waitAdb === false,
           onProgress: o.dryRun ? undefined : progress,
-          log: json ? undefined : (l) => process.stderr.write(`${l}\n`),
+          log,
           afterFlash,
+          avbOemKey,
+          ownerEnablesAdb: !!o.ownerEnablesAdb,
+          jobs,
         });
         progress.stop();
-        out.result({ ok: true, devices: reports }, (v) =>
-          v.devices
-            .map((r) =>
-              r.dryRun
-                ? [
-                    `# ${r.target} (${r.product ?? '?'}): slot ${r.previousSlot ?? '-'} → ${r.slot ?? '-'}`,
-                    ...r.steps.map((s) => (s.why ? `${s.command}    # ${s.why}` : s.command)),
-                  ].join('\n')
-                : `${r.target}: flashed ${r.flashed.length} partitions to slot ${r.slot ?? '-'} (was ${r.previousSlot ?? '-'}), all verified`,
-            )
+        const failed = outcomes.filter((x) => x.error);
+        const devices = outcomes.map((x) => ({
+          ...x.report,
+          ...(x.error ? { error: x.error.toJSON() } : {}),
+        }));
+        // `error` as every command reports a failure: the first device's, whose exit code is used.
+        const error = failed[0]?.error?.toJSON();
+        out.result({ ok: failed.length === 0, ...(error ? { error } : {}), devices }, () =>
+          outcomes
+            .map(({ report: r, error }) => {
+              if (error)
+                return `${r.target}: FAILED: ${error.message}${error.hint ? ` (${error.hint})` : ''}`;
+              if (r.dryRun)
+                return [
+                  `# ${r.target} (${r.product ?? '?'}): slot ${r.previousSlot ?? '-'} → ${r.slot ?? '-'}`,
+                  ...r.steps.map((s) => (s.why ? `${s.command}    # ${s.why}` : s.command)),
+                ].join('\n');
+              const extra = [
+                r.avb?.customKey === 'enrolled' ? 'custom AVB key enrolled' : undefined,
+                r.locked ? 'locked' : undefined,
+                r.adbAfter === 'off-after-wipe'
+                  ? 'wiped: USB debugging is off until the owner turns it on'
+                  : undefined,
+              ].filter(Boolean);
+              return `${r.target}${r.serial ? ` (${r.serial})` : ''}: flashed ${r.flashed.length} partitions to slot ${r.slot ?? '-'} (was ${r.previousSlot ?? '-'}), all verified${extra.length ? `; ${extra.join('; ')}` : ''}`;
+            })
             .join('\n'),
         );
+        if (failed.length) {
+          const first = failed[0].error as OmieError;
+          process.exitCode = first.exitCode;
+          if (json) return;
+          throw new OmieError(
+            failed.length === 1 && outcomes.length === 1
+              ? first.message
+              : `flash failed on ${failed.length} of ${outcomes.length} devices`,
+            {
+              code: first.code,
+              exitCode: first.exitCode,
+              context: first.context,
+              hint: failed.length === 1 ? first.hint : undefined,
+            },
+          );
+        }
       } finally {
         progress.stop();
         await build.close();

@@ -15,6 +15,7 @@ import { registerSampleBase } from './sample-base.ts';
 import { registerSchemas } from './schemas.ts';
 import { registerSim } from './sim.ts';
 import { registerSourceTree } from './source-tree.ts';
+import { registerUnlock } from './unlock.ts';
 import { registerValidate } from './validate.ts';
 import { registerVerifyAttestation } from './verify-attestation.ts';
 
@@ -38,4 +39,5 @@ export const commands: Array<(program: Command) => void> = [
   registerSim,
   registerDevices,
   registerFlash,
+  registerUnlock,
 ];

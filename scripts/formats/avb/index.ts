@@ -15,6 +15,15 @@ export {
 } from './hashtree.ts';
 export { type AvbImage, readAvbImage } from './image.ts';
 export {
+  type AvbSlotVerifyResult,
+  type ImageSetProblem,
+  type ImageSetVerification,
+  resultShouldContinue,
+  slotVerifyResult,
+  type VerifyImageSetOptions,
+  verifyImageSet,
+} from './image-set.ts';
+export {
   avbPublicKeyFromBytes,
   avbPublicKeySha1,
   avbPublicKeySha256,
@@ -27,6 +36,7 @@ export {
   readAvbPublicKey,
 } from './keys.ts';
 export {
+  AVB_ROLLBACK_LOCATIONS,
   type AvbProblem,
   calculateVbmetaDigest,
   type DescriptorVerification,
