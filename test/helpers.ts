@@ -108,7 +108,7 @@ export async function sampleFixture(): Promise<{
     for (const d of ['device', 'overlays']) cpSync(join(ROOT, d), join(tree, d), { recursive: true });
     cpSync(join(ROOT, 'prebuilt-apps'), join(tree, 'prebuilt-apps'), {
       recursive: true,
-      filter: (s) => !/\.apk(\.sha256)?$/.test(s),
+      filter: (s) => !/\.(apk|c?apex)(\.sha256)?$/.test(s),
     });
     const { generateSampleApps } = await import('../scripts/sample/apps.ts');
     const { initKeys } = await import('../scripts/keys/store.ts');

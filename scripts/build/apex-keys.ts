@@ -9,10 +9,8 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readApexInfo } from '../formats/apex/index.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
-import { verifyApkSignatures } from '../formats/apk/signing/index.ts';
-import { ZipArchive } from '../formats/apk/zip.ts';
-import { publicTestKeyName } from '../formats/avb/keys.ts';
 import type { FsReader } from '../fs/types.ts';
 import { type Plan, planFiles } from './plan.ts';
 
@@ -26,33 +24,23 @@ export interface TestKeyApex {
 
 /**
  * The public test keys one APEX file is signed with (container certificate, apex_pubkey), or
- * none. A file that is not a readable zip is not judged here (apexd would not activate it).
+ * none. A file that is not a readable APEX is not judged here (apexd would not activate it).
  */
 export async function apexTestKeys(file: string): Promise<string[]> {
-  let zip: ZipArchive;
+  let info: Awaited<ReturnType<typeof readApexInfo>>;
   try {
-    zip = await ZipArchive.openFile(file);
+    info = await readApexInfo(file);
   } catch {
     return [];
   }
-  try {
-    const keys: string[] = [];
-    const known = defaultKnownSigners();
-    // apexer's container declares minSdkVersion 29: apksigner consults v2/v3 then.
-    const sig = await verifyApkSignatures(zip, { minSdk: 29, consultedOnly: true });
-    for (const s of sig.signers) {
-      const k = known.lookup(s.sha256);
-      if (k?.kind === 'public-test-key') keys.push(`container: ${k.name}`);
-    }
-    const pub = zip.entry('apex_pubkey');
-    const name = pub ? publicTestKeyName(await zip.read(pub, 64 * 1024)) : undefined;
-    if (name) keys.push(`payload: AVB ${name}`);
-    return keys;
-  } catch {
-    return [];
-  } finally {
-    await zip.close();
+  const known = defaultKnownSigners();
+  const keys: string[] = [];
+  for (const s of info.container.signers) {
+    const k = known.lookup(s);
+    if (k?.kind === 'public-test-key') keys.push(`container: ${k.name}`);
   }
+  if (info.publicTestKey) keys.push(`payload: AVB ${info.publicTestKey}`);
+  return keys;
 }
 
 /** Every APEX (.apex, .capex) of the planned partitions that a public test key signs. */

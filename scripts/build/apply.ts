@@ -103,7 +103,8 @@ export async function partitionEdits(part: PartitionPlan, fs: FsReader, work: st
   for (const x of part.xmlEdits) {
     if (isGone(x.path)) continue;
     const text = (await fs.readFile(x.path)).toString('utf8');
-    const r = removePackageReferences(text, packageMatcher(x.packages), x.path);
+    const cut = packageMatcher(x.packages);
+    const r = removePackageReferences(text, cut, x.path, cut);
     await replaceKeepingMeta(x.path, r.text);
   }
   for (const p of part.props) {

@@ -16,9 +16,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import type { SigningKey } from '../apkgen/index.ts';
 import { imageView } from '../conformance/image-view.ts';
+import { loadMainlineModules, MAINLINE_REQUIREMENT, type MainlineModule } from '../conformance/mainline.ts';
 import { REPORT_FILES } from '../conformance/reporters/index.ts';
 import { failingResults, failureDigest } from '../conformance/reporters/text.ts';
-import { runCheckWithFiles } from '../conformance/run.ts';
+import { DEFAULT_SPEC_DIR, runCheckWithFiles } from '../conformance/run.ts';
+import { loadSpec } from '../conformance/spec.ts';
+import { isExpired } from '../conformance/waivers.ts';
 import { EnvironmentError, ExitCode, InputError, OmieError } from '../errors.ts';
 import { type ApkKeyRole, defaultKnownSigners } from '../formats/apk/known-signers.ts';
 import type { TrustedHashtree } from '../formats/avb/contents.ts';
@@ -51,7 +54,7 @@ import {
 } from './key-roles.ts';
 import { type OpenedBase, openBase } from './open-base.ts';
 import { otaTrustFiles, PAYLOAD_KEY_PATH } from './otacerts.ts';
-import { buildOverlay, overlayPath } from './overlays.ts';
+import { buildOverlay, overlayPath, webviewOverlay } from './overlays.ts';
 import { PERSONAL_CLOUD_CONFIG_PATH, personalCloudConfig } from './personal-cloud.ts';
 import {
   type ApkIdentity,
@@ -63,6 +66,7 @@ import {
   type PartitionPlan,
   type Plan,
   planFiles,
+  readApexIdentity,
   readApkIdentity,
 } from './plan.ts';
 import { apksTheCheckRefuses } from './preflight.ts';
@@ -185,6 +189,29 @@ async function resolveKeys(
   }
   if (!release) log('warning: signing with public test keys; the image is marked non-release');
   return { avbPem, apk, roles, release };
+}
+
+/**
+ * The plan's Mainline policy from the spec the build checks against (2.5/C-0-1 and
+ * spec/mainline-modules.yaml): none when the spec lacks the requirement; Google's modules kept
+ * (never removed without their replacement) when the product waives it.
+ */
+async function mainlinePolicy(
+  p: ResolvedProduct,
+  now: Date,
+): Promise<{ mainline?: MainlineModule[]; googleApexPatterns?: string[]; keepGoogleMainline?: boolean }> {
+  const spec = await loadSpec(DEFAULT_SPEC_DIR);
+  const rule = spec.requirements.find((r) => r.id === MAINLINE_REQUIREMENT);
+  if (!rule) return {};
+  const waived = (p.product.waivers ?? []).some((w) => w.id === MAINLINE_REQUIREMENT && !isExpired(w, now));
+  const patterns = Array.isArray(rule.params.googleApexPatterns)
+    ? rule.params.googleApexPatterns.filter((x): x is string => typeof x === 'string')
+    : undefined;
+  return {
+    mainline: await loadMainlineModules(DEFAULT_SPEC_DIR),
+    googleApexPatterns: patterns,
+    ...(waived ? { keepGoogleMainline: true } : {}),
+  };
 }
 
 /** Digest-derived salt: reproducible, yet different per product, version and partition. */
@@ -432,7 +459,7 @@ async function linkOrCopy(src: string, dest: string): Promise<void> {
  */
 type IdentityCache = Map<string, ApkIdentity>;
 
-/** Every APK in the final partitions, for the SBOM and the record. */
+/** Every APK and APEX in the final partitions, for the SBOM and the record. */
 async function bundledApps(
   images: Record<string, string>,
   plan: Plan,
@@ -442,15 +469,33 @@ async function bundledApps(
   const added = new Map<string, 'product' | 'overlay'>();
   for (const part of plan.partitions) {
     for (const a of part.additions)
-      if (a.package && a.path.endsWith('.apk'))
+      if (a.package && /\.(apk|c?apex)$/.test(a.path))
         added.set(`${part.partition}:${a.path}`, a.path.includes('/overlay/') ? 'overlay' : 'product');
   }
   const out: BundledApp[] = [];
   for (const part of plan.partitions) {
     const fs = await openFilesystem(images[part.partition]);
+    const apexDir = `${part.prefix}/apex/`;
     try {
       for (const e of await fs.list()) {
-        if (e.type !== 'file' || !e.path.endsWith('.apk')) continue;
+        if (e.type !== 'file') continue;
+        if (e.path.startsWith(apexDir) && /\.c?apex$/.test(e.path)) {
+          const tmp = join(work, 'sbom.apex');
+          await fs.copyOut(e.path, tmp);
+          const id = await readApexIdentity(tmp);
+          out.push({
+            partition: part.partition,
+            path: e.path.replace(/^\//, ''),
+            package: id.package,
+            apexName: id.name,
+            versionCode: id.version,
+            sha256: await sha256File(tmp),
+            signerSha256: id.signers,
+            source: added.get(`${part.partition}:${e.path}`) ?? 'base',
+          });
+          continue;
+        }
+        if (!e.path.endsWith('.apk')) continue;
         const tmp = join(work, 'sbom.apk');
         await fs.copyOut(e.path, tmp);
         const sha256 = await sha256File(tmp);
@@ -567,16 +612,19 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       const fw = await frameworkRes(readers, work);
       await mkdir(join(work, 'overlays'), { recursive: true });
       let built = 0;
-      stage('overlays', 0, resolved.overlays.length);
-      const apks = resolved.overlays.map((ov) => join(work, 'overlays', `${ov.name}.apk`));
+      // The product's overlays, and the one naming its WebView providers (role: webview).
+      const webview = webviewOverlay(resolved);
+      const overlays = webview ? [...resolved.overlays, webview] : resolved.overlays;
+      stage('overlays', 0, overlays.length);
+      const apks = overlays.map((ov) => join(work, 'overlays', `${ov.name}.apk`));
       overlaysBuilt = Promise.all(
-        resolved.overlays.map(async (ov, i) => {
+        overlays.map(async (ov, i) => {
           await buildOverlay(ov, p, fw, keys.apk, apks[i]);
-          stage('overlays', ++built, resolved.overlays.length);
+          stage('overlays', ++built, overlays.length);
         }),
       );
       overlaysBuilt.catch(() => {}); // awaited before the plan is applied
-      for (const [i, ov] of resolved.overlays.entries()) {
+      for (const [i, ov] of overlays.entries()) {
         extraFiles.push({
           partition: ov.partition,
           path: overlayPath(ov),
@@ -649,6 +697,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     const early = new Map<string, Promise<string>>();
     const apkIdentities = new Map<string, ApkIdentity>();
     const planOpts = {
+      ...(await mainlinePolicy(resolved, new Date(sourceDateEpoch() * 1000))),
       googleSigners: sample.google,
       identify: async (apk: string) => {
         const [id, sha256] = await Promise.all([readApkIdentity(apk), sha256File(apk)]);
@@ -717,6 +766,21 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     await Promise.allSettled(early.values());
     for (const r of readers.values()) await r.close();
     readers.clear();
+    // Google's Mainline modules, WebView or setup wizard removed with nothing in their place
+    // would leave a device that does not work: refuse (a dry run warns).
+    if (plan.refusals.length) {
+      const message = [
+        `the plan removes ${plan.refusals.length} platform component(s) nothing replaces:`,
+        ...plan.refusals.map((r) => `  - ${r.message}`),
+      ].join('\n');
+      if (o.dryRun) log(`warning: ${message}`);
+      else
+        throw new InputError(message, {
+          code: 'BUILD_REFUSED',
+          context: { refusals: plan.refusals, product: resolved.file },
+          hint: `add the missing replacements to prebuilt-apps/ and to apps: in ${resolved.file} (see the messages), or keep Google's with removals.keep and a waiver`,
+        });
+    }
     // The check at the end would refuse Google apps the plan keeps: say so now, not after
     // minutes of repacking (a dry run warns).
     const refused = o.noCheck

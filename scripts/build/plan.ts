@@ -11,10 +11,12 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { googleMainlineModule, type MainlineModule } from '../conformance/mainline.ts';
 import { InputError, VerificationError } from '../errors.ts';
+import { readApexInfo } from '../formats/apex/index.ts';
 import { parseArsc } from '../formats/apk/arsc.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
-import { type ApkManifest, parseManifest } from '../formats/apk/manifest.ts';
+import { type ApkManifest, parseManifest, WEBVIEW_LIBRARY_META_DATA } from '../formats/apk/manifest.ts';
 import { verifyApkSignatures } from '../formats/apk/signing/index.ts';
 import { bufferSource, ZipArchive } from '../formats/apk/zip.ts';
 import { FileContexts } from '../fs/selinux.ts';
@@ -135,6 +137,47 @@ export interface ApkIdentity {
   verified: boolean;
   /** android:sharedUserId (members of one shared UID must share a signer). */
   sharedUserId?: string | null;
+  /** A WebView provider: its manifest names the library WebViewFactory loads (com.android.webview.WebViewLibrary). */
+  webviewProvider?: boolean;
+}
+
+/** An APEX's identity: apex_manifest.pb's name and version, the container's package and signers. */
+export interface ApexIdentity {
+  /** The APEX name (mount point /apex/<name>). */
+  name: string;
+  /** The container's package, what PackageManager lists (the name when the container has none). */
+  package: string;
+  version: number;
+  signers: string[];
+  verified: boolean;
+  /** SHA-256 of apex_pubkey (the payload key), null without one. */
+  payloadKeySha256: string | null;
+}
+
+export interface PlannedApex {
+  path: string;
+  name: string;
+  package: string;
+  version: number;
+  signers: string[];
+  payloadKeySha256: string | null;
+  action: 'remove' | 'keep';
+  reason: string;
+}
+
+/**
+ * What the plan cannot do for the product as it stands: a Google Mainline module whose AOSP
+ * module the product does not provide, a WebView or setup wizard removed with nothing to take its
+ * place. The build refuses a plan that has any (a dry run prints them).
+ */
+export interface PlanRefusal {
+  kind: 'mainline' | 'webview' | 'setup';
+  /** The package removed, and where (`partition:path`). */
+  package?: string;
+  where?: string;
+  /** Mainline: the AOSP module that must replace it. */
+  replacement?: string;
+  message: string;
 }
 
 export interface PlannedApk {
@@ -148,7 +191,7 @@ export interface PlannedApk {
 
 export interface PlannedRemoval {
   path: string;
-  kind: 'apk-dir' | 'apk' | 'xml' | 'library' | 'file';
+  kind: 'apk-dir' | 'apk' | 'apex' | 'xml' | 'library' | 'file';
   reason: string;
   package?: string;
 }
@@ -190,6 +233,7 @@ export interface PartitionPlan {
   /** Path of the partition's content inside the image ("/system" for system-as-root, else ""). */
   prefix: string;
   apks: PlannedApk[];
+  apexes: PlannedApex[];
   removals: PlannedRemoval[];
   xmlEdits: PlannedXmlEdit[];
   additions: PlannedAddition[];
@@ -200,9 +244,12 @@ export interface Plan {
   schema: 'omie.plan/1';
   product: { name: string; version: string };
   partitions: PartitionPlan[];
+  /** Packages removed, kept and added: APKs and APEXes (by the container's package). */
   removedPackages: string[];
   keptPackages: string[];
   addedPackages: string[];
+  /** Why the build must not go ahead with this plan (empty when it can). */
+  refusals: PlanRefusal[];
 }
 
 /** An extra file to place (e.g. a compiled overlay): the plan fills in label and parent dirs. */
@@ -224,6 +271,14 @@ export interface PlanOptions {
   googleSigners?: string[];
   /** Reads an APK's identity; default: manifest + signatures via scripts/formats/apk. */
   identify?: (apkHostPath: string) => Promise<ApkIdentity>;
+  /** Reads an APEX's identity; default: readApexIdentity. */
+  identifyApex?: (apexHostPath: string) => Promise<ApexIdentity>;
+  /** Google's Mainline modules and their AOSP replacements (spec/mainline-modules.yaml); none: no Mainline policy. */
+  mainline?: readonly MainlineModule[];
+  /** APEX packages that are Google's builds of Mainline modules (2.5/C-0-1's googleApexPatterns). */
+  googleApexPatterns?: readonly string[];
+  /** Keep Google's Mainline modules (2.5/C-0-1 waived) instead of replacing them. */
+  keepGoogleMainline?: boolean;
   /**
    * Identities already read, by "partition:path" (filled as APKs are read): a second plan of the
    * same partitions (after re-signing) then reads no APK twice.
@@ -263,6 +318,7 @@ export async function readApkIdentity(path: string): Promise<ApkIdentity> {
       targetSdk: manifest.targetSdkVersion,
       consultedOnly: true,
     });
+    const webview = manifest.metaData.some((m) => m.name === WEBVIEW_LIBRARY_META_DATA);
     return {
       package: manifest.package,
       versionCode: manifest.versionCode,
@@ -270,11 +326,32 @@ export async function readApkIdentity(path: string): Promise<ApkIdentity> {
       signers: sig.signers.map((s) => s.sha256.toLowerCase()),
       verified: sig.verified,
       sharedUserId: manifest.sharedUserId,
+      ...(webview ? { webviewProvider: true } : {}),
     };
   } finally {
     await zip.close();
   }
 }
+
+/** Reads an APEX's identity (container and manifest; the payload is not opened). */
+export async function readApexIdentity(path: string): Promise<ApexIdentity> {
+  const info = await readApexInfo(path);
+  return {
+    name: info.name,
+    package: info.packageName ?? info.name,
+    version: info.version,
+    signers: info.container.signers,
+    verified: info.container.verified,
+    payloadKeySha256: info.publicKeySha256,
+  };
+}
+
+/** Google's setup wizards (GMS, Pixel), whose removal needs another way to finish setup. */
+const SETUP_WIZARD = /^com\.google\.android\.(pixel\.)?setupwizard$/;
+/** Google's feature flags in sysconfig XMLs (the check calls any com.google.* name Google's). */
+const GOOGLE_FEATURE = /^com\.google\./;
+/** The SettingsProvider defaults that start a device provisioned, with nothing to run at first boot. */
+export const PROVISIONED_DEFAULTS = ['def_device_provisioned', 'def_user_setup_complete'] as const;
 
 /** The default set of Google signer digests (spec/known-signers.yaml entries of Google) plus extras. */
 export function googleSignerSet(extra: string[] = []): Set<string> {
@@ -361,6 +438,7 @@ export async function makePlan(
         mountPoint,
         prefix,
         apks: [],
+        apexes: [],
         removals: [],
         xmlEdits: [],
         additions: [],
@@ -376,13 +454,20 @@ export async function makePlan(
     c.contexts = list.length ? FileContexts.concat(...list) : null;
   }
 
-  // 1. APKs, identified by manifest and signer.
+  // 1. APKs and APEXes, identified by manifest and signer: all of them first, as whether a
+  //    Google Mainline module can go depends on the whole image (and the product).
   const tmp = await mkdtemp(join(tmpdir(), 'omie-plan-'));
-  const identifyIn = async (c: PartCtx, path: string, host: string): Promise<ApkIdentity> => {
+  const identifyIn = async <T>(
+    c: PartCtx,
+    path: string,
+    host: string,
+    read: (host: string) => Promise<T>,
+    what: string,
+  ): Promise<T> => {
     await c.input.fs.copyOut(path, host);
-    const id = await identify(host).catch((err: unknown) => {
+    const id = await read(host).catch((err: unknown) => {
       throw new InputError(
-        `${c.input.name}:${path}: cannot read the APK's identity: ${(err as Error).message}`,
+        `${c.input.name}:${path}: cannot read the ${what}'s identity: ${(err as Error).message}`,
         {
           code: 'PLAN_APK_UNREADABLE',
           context: { partition: c.input.name, path },
@@ -393,10 +478,10 @@ export async function makePlan(
     await rm(host, { force: true });
     return id;
   };
-  const removedPkgs = new Set<string>();
-  const keptPkgs = new Set<string>();
+  const identifyApex = opts.identifyApex ?? readApexIdentity;
+  const apkFiles: Array<{ c: PartCtx; e: FsEntry; id: ApkIdentity }> = [];
+  const apexFiles: Array<{ c: PartCtx; e: FsEntry; id: ApexIdentity }> = [];
   try {
-    let n = 0;
     const allApks = ctxs.flatMap((c) =>
       c.entries
         .filter(
@@ -404,62 +489,189 @@ export async function makePlan(
         )
         .map((e) => ({ c, e })),
     );
+    const allApexes = ctxs.flatMap((c) =>
+      c.entries
+        .filter(
+          (e) =>
+            e.type === 'file' &&
+            /\.c?apex$/.test(e.path) &&
+            e.path.slice(0, e.path.lastIndexOf('/')) === `${rootOf(c, e.path).root}/apex`,
+        )
+        .map((e) => ({ c, e })),
+    );
+    const total = allApks.length + allApexes.length;
+    let n = 0;
     for (const { c, e } of allApks) {
       n++;
       const cacheKey = `${c.input.name}:${e.path}`;
-      const id = opts.apkIdentities?.get(cacheKey) ?? (await identifyIn(c, e.path, join(tmp, `apk${n}.apk`)));
+      const id =
+        opts.apkIdentities?.get(cacheKey) ??
+        (await identifyIn(c, e.path, join(tmp, `apk${n}.apk`), identify, 'APK'));
       opts.apkIdentities?.set(cacheKey, id);
-      let action: 'remove' | 'keep' = 'keep';
-      let reason = 'not a Google package';
-      if (keep.has(id.package)) reason = 'kept by product removals.keep';
-      else if (isListed(id.package)) {
-        action = 'remove';
-        reason =
-          removals.defaults && packageMatcher(DEFAULT_GOOGLE_PACKAGES)(id.package)
-            ? 'default Google package set'
-            : 'product removals';
-      } else if (id.signers.some((s) => googleSigners.has(s))) {
-        action = 'remove';
-        reason = "signed with Google's release certificate";
-      }
-      c.plan.apks.push({
-        path: e.path,
-        package: id.package,
-        versionName: id.versionName,
-        signers: id.signers,
-        action,
-        reason,
+      apkFiles.push({ c, e, id });
+      opts.onProgress?.({ stage: 'plan apks', done: n, total, unit: 'items' });
+    }
+    for (const { c, e } of allApexes) {
+      n++;
+      apexFiles.push({
+        c,
+        e,
+        id: await identifyIn(c, e.path, join(tmp, `apex${n}.apex`), identifyApex, 'APEX'),
       });
-      (action === 'remove' ? removedPkgs : keptPkgs).add(id.package);
-      if (action === 'remove') {
-        const dir = e.path.slice(0, e.path.lastIndexOf('/'));
-        const isAppDir = new RegExp(`^${escapeRe(rootOf(c, dir).root)}/(priv-app|app)/[^/]+$`).test(dir);
-        // An app folder holds one APK (plus oat/, lib/): remove the folder, unless others APKs share it.
-        const siblings = c.entries.filter(
-          (x) => x.path.startsWith(`${dir}/`) && x.path.endsWith('.apk') && x.path !== e.path,
-        );
-        if (isAppDir && siblings.length === 0)
-          c.plan.removals.push({
-            path: dir,
-            kind: 'apk-dir',
-            reason: `${id.package}: ${reason}`,
-            package: id.package,
-          });
-        else
-          c.plan.removals.push({
-            path: e.path,
-            kind: 'apk',
-            reason: `${id.package}: ${reason}`,
-            package: id.package,
-          });
-      }
-      opts.onProgress?.({ stage: 'plan apks', done: n, total: allApks.length, unit: 'items' });
+      opts.onProgress?.({ stage: 'plan apks', done: n, total, unit: 'items' });
     }
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+
+  const refusals: PlanRefusal[] = [];
+  const productPackages = new Set(product.apps.map((a) => a.package));
+  const basePackages = new Set([...apkFiles.map((f) => f.id.package), ...apexFiles.map((f) => f.id.package)]);
+  const mainline = opts.mainline ?? [];
+  /** The verdict on one package: remove or keep, and why. */
+  const decide = (
+    pkg: string,
+    kind: 'apk' | 'apex',
+    signers: string[],
+    where: string,
+    apexName?: string,
+  ): { action: 'remove' | 'keep'; reason: string } => {
+    if (keep.has(pkg)) return { action: 'keep', reason: 'kept by product removals.keep' };
+    const googleSigned = signers.some((s) => googleSigners.has(s));
+    const module =
+      googleMainlineModule(pkg, kind, mainline, opts.googleApexPatterns) ??
+      // A Google-signed APEX is Google's build of the module its manifest names.
+      (kind === 'apex' && googleSigned && apexName ? { google: pkg, aosp: apexName } : null);
+    if (module && mainline.length) {
+      if (opts.keepGoogleMainline)
+        return { action: 'keep', reason: 'Google Mainline module, kept: the product waives 2.5/C-0-1' };
+      if (!module.aosp)
+        return { action: 'remove', reason: 'Google Mainline module the platform does not need' };
+      if (productPackages.has(module.aosp))
+        return {
+          action: 'remove',
+          reason: `Google Mainline module, replaced by the AOSP module ${module.aosp}`,
+        };
+      if (module.aosp !== pkg && basePackages.has(module.aosp))
+        return {
+          action: 'remove',
+          reason: `Google Mainline module; the base has the AOSP module ${module.aosp}`,
+        };
+      refusals.push({
+        kind: 'mainline',
+        package: pkg,
+        where,
+        replacement: module.aosp,
+        message:
+          module.aosp === pkg
+            ? `${pkg} (${where}) is signed by Google: provide a build of ${module.aosp} the partner signed in prebuilt-apps/ and the product's apps`
+            : `${pkg} (${where}) is Google's build of a Mainline module: provide the AOSP module ${module.aosp} in prebuilt-apps/ and the product's apps`,
+      });
+      return {
+        action: 'remove',
+        reason: `Google Mainline module; its AOSP module ${module.aosp} is not provided`,
+      };
+    }
+    if (isListed(pkg))
+      return {
+        action: 'remove',
+        reason:
+          removals.defaults && packageMatcher(DEFAULT_GOOGLE_PACKAGES)(pkg)
+            ? 'default Google package set'
+            : 'product removals',
+      };
+    if (googleSigned) return { action: 'remove', reason: "signed with Google's release certificate" };
+    return { action: 'keep', reason: kind === 'apex' ? 'not a Google APEX' : 'not a Google package' };
+  };
+
+  const removedPkgs = new Set<string>();
+  const keptPkgs = new Set<string>();
+  for (const { c, e, id } of apkFiles) {
+    const { action, reason } = decide(id.package, 'apk', id.signers, `${c.input.name}:${e.path}`);
+    c.plan.apks.push({
+      path: e.path,
+      package: id.package,
+      versionName: id.versionName,
+      signers: id.signers,
+      action,
+      reason,
+    });
+    (action === 'remove' ? removedPkgs : keptPkgs).add(id.package);
+    if (action === 'remove') {
+      const dir = e.path.slice(0, e.path.lastIndexOf('/'));
+      const isAppDir = new RegExp(`^${escapeRe(rootOf(c, dir).root)}/(priv-app|app)/[^/]+$`).test(dir);
+      // An app folder holds one APK (plus oat/, lib/): remove the folder, unless others APKs share it.
+      const siblings = c.entries.filter(
+        (x) => x.path.startsWith(`${dir}/`) && x.path.endsWith('.apk') && x.path !== e.path,
+      );
+      c.plan.removals.push({
+        path: isAppDir && siblings.length === 0 ? dir : e.path,
+        kind: isAppDir && siblings.length === 0 ? 'apk-dir' : 'apk',
+        reason: `${id.package}: ${reason}`,
+        package: id.package,
+      });
+    }
+  }
+  for (const { c, e, id } of apexFiles) {
+    const { action, reason } = decide(id.package, 'apex', id.signers, `${c.input.name}:${e.path}`, id.name);
+    c.plan.apexes.push({
+      path: e.path,
+      name: id.name,
+      package: id.package,
+      version: id.version,
+      signers: id.signers,
+      payloadKeySha256: id.payloadKeySha256,
+      action,
+      reason,
+    });
+    (action === 'remove' ? removedPkgs : keptPkgs).add(id.package);
+    if (action === 'remove')
+      c.plan.removals.push({
+        path: e.path,
+        kind: 'apex',
+        reason: `${id.package}: ${reason}`,
+        package: id.package,
+      });
+  }
   for (const pkg of removedPkgs) keptPkgs.delete(pkg);
   const isRemoved = (pkg: string) => removedPkgs.has(pkg) || (isListed(pkg) && !keep.has(pkg));
+  // Google's feature flags (<feature name="com.google.android.feature.…">) go with Google's apps.
+  const isRemovedFeature = (name: string) => removals.defaults && GOOGLE_FEATURE.test(name);
+
+  // A WebView and a way through first-boot setup must remain when Google's go.
+  const roles = new Set(product.apps.map((a) => a.role));
+  const kept = apkFiles.filter((f) => !removedPkgs.has(f.id.package));
+  const where = (f: { c: PartCtx; e: FsEntry }) => `${f.c.input.name}:${f.e.path}`;
+  const goneWebview = apkFiles.filter((f) => f.id.webviewProvider && removedPkgs.has(f.id.package));
+  if (goneWebview.length && !roles.has('webview') && !kept.some((f) => f.id.webviewProvider))
+    for (const f of goneWebview)
+      refusals.push({
+        kind: 'webview',
+        package: f.id.package,
+        where: where(f),
+        message: `${f.id.package} (${where(f)}) is the WebView provider and is removed: add a WebView provider (a prebuilt app with role: webview) to the product's apps`,
+      });
+  const goneSetup = apkFiles.filter((f) => SETUP_WIZARD.test(f.id.package) && removedPkgs.has(f.id.package));
+  const provisioned = product.overlays.some(
+    (o) =>
+      o.target === 'com.android.providers.settings' &&
+      PROVISIONED_DEFAULTS.every((name) =>
+        o.values.some((v) => v.name === name && (v.value === true || v.value === 'true')),
+      ),
+  );
+  if (
+    goneSetup.length &&
+    !roles.has('setup') &&
+    !provisioned &&
+    !kept.some((f) => f.id.package === 'com.android.provision')
+  )
+    for (const f of goneSetup)
+      refusals.push({
+        kind: 'setup',
+        package: f.id.package,
+        where: where(f),
+        message: `${f.id.package} (${where(f)}) finishes first-boot setup and is removed: add AOSP's Provision (com.android.provision), an app with role: setup, or an overlay of com.android.providers.settings setting def_device_provisioned and def_user_setup_complete to true`,
+      });
 
   // 2. Google libraries and configuration XMLs; references to removed packages in the others.
   for (const c of ctxs) {
@@ -482,7 +694,7 @@ export async function makePlan(
         });
         continue;
       }
-      const r = removePackageReferences(text, isRemoved, e.path);
+      const r = removePackageReferences(text, isRemoved, e.path, isRemovedFeature);
       if (r.removed.length === 0) continue;
       if (r.remainingChildren === 0)
         c.plan.removals.push({ path: e.path, kind: 'xml', reason: 'only referenced removed packages' });
@@ -532,7 +744,40 @@ export async function makePlan(
           hint: `set partition: to one of ${ctxs.map((x) => x.input.name).join(', ')} in prebuilt-apps/${app.name}/app.yaml`,
         },
       );
-    const sha256 = await verifyApp(app, opts.verifyApps !== false ? identify : null);
+    const sha256 = await verifyApp(app, opts.verifyApps !== false ? identify : null, opts.identifyApex);
+    /** The app's own file (APK or APEX) at `path`, as the product pinned it. */
+    const appFile = (path: string, reason: string): Omit<PlannedAddition, 'label'> => ({
+      path,
+      kind: 'file',
+      source: app.apkPath,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      package: app.package,
+      sha256,
+      reason,
+    });
+    if (app.kind === 'apex') {
+      // apexd activates the preinstalled APEXes of <partition>/apex/, by file; AOSP names the
+      // file after the module.
+      // The base's own build of the module goes (two APEXes of one name and apexd activates neither).
+      for (const f of apexFiles) {
+        const planned = f.c.plan.apexes.find((x) => x.path === f.e.path);
+        if (f.id.package !== app.package || planned?.action !== 'keep') continue;
+        planned.action = 'remove';
+        planned.reason = `replaced by the product's ${app.name}`;
+        f.c.plan.removals.push({
+          path: f.e.path,
+          kind: 'apex',
+          reason: `${app.package}: ${planned.reason}`,
+          package: app.package,
+        });
+      }
+      const ext = app.apkPath.endsWith('.capex') ? 'capex' : 'apex';
+      addFile(c, appFile(`${c.prefix}/apex/${app.package}.${ext}`, `APEX ${app.name}`));
+      added.push(app.package);
+      continue;
+    }
     const dir = `${c.prefix}/${app.privileged ? 'priv-app' : 'app'}/${app.name}`;
     if (c.byPath.has(dir) && !c.plan.removals.some((r) => r.path === dir))
       c.plan.removals.push({
@@ -541,17 +786,7 @@ export async function makePlan(
         reason: `replaced by ${app.name}`,
         package: app.package,
       });
-    addFile(c, {
-      path: `${dir}/${app.name}.apk`,
-      kind: 'file',
-      source: app.apkPath,
-      mode: 0o644,
-      uid: 0,
-      gid: 0,
-      package: app.package,
-      sha256,
-      reason: `app ${app.name}`,
-    });
+    addFile(c, appFile(`${dir}/${app.name}.apk`, `app ${app.name}`));
     if (app.privileged)
       addFile(c, {
         path: `${c.prefix}/etc/permissions/privapp-permissions-${app.package}.xml`,
@@ -621,6 +856,7 @@ export async function makePlan(
     removedPackages: [...removedPkgs].sort(),
     keptPackages: [...keptPkgs].sort(),
     addedPackages: [...new Set(added)].sort(),
+    refusals,
   };
 }
 
@@ -696,6 +932,7 @@ function labelFor(c: PartCtx, path: string, type: 'file' | 'dir'): string | null
 export async function verifyApp(
   app: ResolvedApp,
   identify: ((p: string) => Promise<ApkIdentity>) | null,
+  identifyApex: (p: string) => Promise<ApexIdentity> = readApexIdentity,
 ): Promise<string> {
   const bytes = await readFile(app.apkPath).catch(() => {
     throw new InputError(`APK of ${app.name} not found: ${app.apkPath}`, {
@@ -722,7 +959,15 @@ export async function verifyApp(
         hint: 'regenerate the APK or update the pin in app.yaml',
       },
     );
-  const id = await identify(app.apkPath);
+  // An APEX's package is its container's; its signer the container's.
+  const id =
+    app.kind === 'apex'
+      ? await identifyApex(app.apkPath).then((x) => ({
+          package: x.package,
+          signers: x.signers,
+          verified: x.verified,
+        }))
+      : await identify(app.apkPath);
   if (id.package !== app.package)
     throw new VerificationError(
       'apk-identity',
@@ -1006,6 +1251,13 @@ export function renderPlan(plan: Plan): string {
       for (const a of p.apks)
         out.push(`  ${pad(a.action.toUpperCase(), 7)}${pad(a.package, 44)}${pad(a.path, 60)}${a.reason}`);
     }
+    if (p.apexes.length) {
+      out.push('APEXes:');
+      for (const a of p.apexes)
+        out.push(
+          `  ${pad(a.action.toUpperCase(), 7)}${pad(`${a.package} (${a.name} ${a.version})`, 44)}${pad(a.path, 60)}${a.reason}`,
+        );
+    }
     if (p.removals.length) {
       out.push('Remove:');
       for (const r of p.removals) out.push(`  - ${pad(r.kind, 8)}${pad(r.path, 72)}${r.reason}`);
@@ -1041,5 +1293,9 @@ export function renderPlan(plan: Plan): string {
   out.push('', `Removed packages (${plan.removedPackages.length}): ${plan.removedPackages.join(', ')}`);
   out.push(`Kept packages (${plan.keptPackages.length}): ${plan.keptPackages.join(', ')}`);
   out.push(`Added packages (${plan.addedPackages.length}): ${plan.addedPackages.join(', ')}`);
+  if (plan.refusals.length) {
+    out.push('', `The build refuses this plan (${plan.refusals.length}):`);
+    for (const r of plan.refusals) out.push(`  ! ${r.message}`);
+  }
   return out.join('\n');
 }

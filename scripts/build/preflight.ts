@@ -66,6 +66,14 @@ export async function apksTheCheckRefuses(
       const signer = apk.signers.find((s) => googleSigners.has(s));
       if (signer) out.push({ requirement: NO_GOOGLE_SIGNER, package: apk.package, where, because: signer });
     }
+  for (const part of plan.partitions)
+    for (const apex of part.apexes ?? []) {
+      if (apex.action !== 'keep') continue;
+      const where = `${part.partition}:${apex.path}`;
+      byName(apex.package, where);
+      const signer = apex.signers.find((s) => googleSigners.has(s));
+      if (signer) out.push({ requirement: NO_GOOGLE_SIGNER, package: apex.package, where, because: signer });
+    }
   for (const pkg of plan.addedPackages) byName(pkg);
   return out;
 }

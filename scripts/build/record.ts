@@ -79,9 +79,11 @@ export interface BundledApp {
   sha256: string;
   signerSha256: string[];
   source: 'base' | 'product' | 'overlay';
+  /** An APEX (a platform module; `package` is its container's, `apexName` its apex_manifest.pb name). */
+  apexName?: string;
 }
 
-/** CycloneDX 1.5 SBOM of every APK in the image. */
+/** CycloneDX 1.5 SBOM of every APK and APEX in the image. */
 export function makeSbom(opts: {
   product: string;
   version: string;
@@ -122,6 +124,7 @@ export function makeSbom(opts: {
         { name: 'omie:partition', value: a.partition },
         { name: 'omie:path', value: a.path },
         { name: 'omie:source', value: a.source },
+        ...(a.apexName ? [{ name: 'android:apexName', value: a.apexName }] : []),
         { name: 'android:versionCode', value: String(a.versionCode ?? '') },
         ...a.signerSha256.map((s) => ({ name: 'android:signer:sha256', value: s })),
       ],

@@ -111,17 +111,30 @@ function decodeEntities(s: string): string {
     .replace(/&amp;/g, '&');
 }
 
-/** Removes every element that references a package for which `isRemoved` is true. */
+/** Elements that declare a feature by name (SystemConfig: available and unavailable features). */
+const FEATURE_TAGS = new Set(['feature', 'unavailable-feature']);
+
+/**
+ * Removes every element that references a package for which `isRemoved` is true, and every
+ * `<feature>` / `<unavailable-feature>` whose name `isRemovedFeature` is true for (reported with
+ * the feature name as its package).
+ */
 export function removePackageReferences(
   xml: string,
   isRemoved: (pkg: string) => boolean,
   file?: string,
+  isRemovedFeature: (name: string) => boolean = () => false,
 ): XmlRefEditResult {
   const stack: Array<{ tag: Tag; ref: XmlReference | null }> = [];
   const cuts: Array<[number, number]> = [];
   const removed: XmlReference[] = [];
   const lineAt = (pos: number) => xml.slice(0, pos).split('\n').length;
   const refOf = (t: Tag): XmlReference | null => {
+    if (FEATURE_TAGS.has(t.name)) {
+      const name = t.attrs.find(([a]) => a === 'name')?.[1];
+      if (name && isRemovedFeature(name))
+        return { tag: t.name, attribute: 'name', value: name, package: name, line: lineAt(t.start) };
+    }
     for (const [attr, value] of t.attrs) {
       const pkg = referencedPackage(attr, value);
       if (pkg && isRemoved(pkg))

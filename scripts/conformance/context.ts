@@ -5,15 +5,23 @@
 import { basename } from 'node:path';
 import { asOmieError } from '../errors.ts';
 import type { BuildReference } from './build-ref.ts';
+import type { MainlineModule } from './mainline.ts';
 import type { ProductFacts, RepoApp } from './product.ts';
 import type { Profile, Requirement } from './spec-schema.ts';
-import type { ApkFacts, ApkRef, SystemView } from './view.ts';
+import type { ApexFacts, ApexRef, ApkFacts, ApkRef, SystemView } from './view.ts';
 import { allElements, parseXml, type XmlElement } from './xml.ts';
 
 export interface AppInfo {
   ref: ApkRef;
   facts?: ApkFacts;
   /** Why the APK could not be read (it is then evidence of its own). */
+  error?: string;
+}
+
+export interface ApexInfo {
+  ref: ApexRef;
+  facts?: ApexFacts;
+  /** Why the APEX could not be read (it is then evidence of its own). */
   error?: string;
 }
 
@@ -42,6 +50,8 @@ export interface SpecData {
   knownSigners: Map<string, { name: string; kind: string }>;
   /** Pins declared in prebuilt-apps/ of the repository: package → signer digests. */
   repoPins: Map<string, string[]>;
+  /** Google's Mainline modules and their AOSP replacements (spec/mainline-modules.yaml). */
+  mainline?: MainlineModule[];
   /** Apps declared in prebuilt-apps/ of the repository (role, internet reason), by package. */
   repoApps?: Map<string, RepoApp>;
   /** Signers the repository's products vouch for (APK key, trust.baseSigners), with the product file. */
@@ -99,6 +109,21 @@ export class Facts {
   /** APKs whose facts were read. */
   async readableApps(): Promise<Array<{ ref: ApkRef; facts: ApkFacts }>> {
     return (await this.apps()).filter((a): a is { ref: ApkRef; facts: ApkFacts } => Boolean(a.facts));
+  }
+
+  /** Every APEX with its facts (or the error reading it). */
+  apexes(): Promise<ApexInfo[]> {
+    return this.once('apexes', async () => {
+      const out: ApexInfo[] = [];
+      for (const ref of await this.view.apexes()) {
+        try {
+          out.push({ ref, facts: await this.view.apexFacts(ref) });
+        } catch (e) {
+          out.push({ ref, error: asOmieError(e).message });
+        }
+      }
+      return out;
+    });
   }
 
   /**

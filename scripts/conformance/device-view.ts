@@ -10,8 +10,10 @@ import { dirname, join } from 'node:path';
 import { AdbHost, type AdbOptions } from '../device/adb.ts';
 import { parseGetprop, parsePmList } from '../device/adb-output.ts';
 import { EnvironmentError, InputError } from '../errors.ts';
+import { type OpenedApex, openApex } from '../fs/apex.ts';
+import { readApexFacts } from './apex-facts.ts';
 import { readApkFacts } from './apk-facts.ts';
-import type { ApkFacts, ApkRef, FileEntry, SystemView } from './view.ts';
+import type { ApexFacts, ApexRef, ApkFacts, ApkRef, FileEntry, SystemView } from './view.ts';
 
 /** What the device view needs from a transport. */
 export interface AdbShell {
@@ -88,6 +90,14 @@ export async function deviceView(
   let apkCache: Promise<ApkRef[]> | undefined;
   let propCache: Promise<Record<string, string>> | undefined;
   const facts = new Map<string, Promise<ApkFacts>>();
+  let apexCache: Promise<ApexRef[]> | undefined;
+  const apexFacts = new Map<string, Promise<ApexFacts>>();
+  const opened: Array<Promise<OpenedApex>> = [];
+  /** Where a ref's file is on the device. */
+  const remotePath = (ref: { partition: string; path: string }) =>
+    PARTITION_ROOTS[ref.partition]
+      ? `${PARTITION_ROOTS[ref.partition]}/${ref.path}`
+      : `/${ref.partition === 'apex' ? 'apex/' : ref.partition === 'data' ? 'data/' : ''}${ref.path}`;
   const view: SystemView = {
     kind: 'device',
     input: adb.serial,
@@ -159,13 +169,44 @@ export async function deviceView(
       if (!p) {
         p = (async () => {
           await mkdir(dirname(ref.localPath), { recursive: true });
-          const remote = PARTITION_ROOTS[ref.partition]
-            ? `${PARTITION_ROOTS[ref.partition]}/${ref.path}`
-            : `/${ref.partition === 'apex' ? 'apex/' : ''}${ref.path}`;
-          await adb.pull(remote, ref.localPath);
+          await adb.pull(remotePath(ref), ref.localPath);
           return readApkFacts(ref.localPath);
         })();
         facts.set(key, p);
+      }
+      return p;
+    },
+    apexes() {
+      apexCache ??= (async () => {
+        // The active APEXes (a module updated from /data/apex/active included), with their files.
+        const out = await run('pm list packages -f --apex-only');
+        const refs: ApexRef[] = [];
+        for (const p of parsePmList(out)) {
+          if (!/\.c?apex$/.test(p.path)) continue;
+          const { partition, rel } = partitionOfPath(p.path);
+          refs.push({
+            partition,
+            path: rel,
+            localPath: join(work, 'apexes', partition, rel),
+            packageHint: p.name,
+          });
+        }
+        return refs;
+      })();
+      return apexCache;
+    },
+    apexFacts(ref) {
+      const key = `${ref.partition}/${ref.path}`;
+      let p = apexFacts.get(key);
+      if (!p) {
+        const o = (async () => {
+          await mkdir(dirname(ref.localPath), { recursive: true });
+          await adb.pull(remotePath(ref), ref.localPath);
+          return openApex(ref.localPath, join(work, 'apex-payloads', String(opened.length)));
+        })();
+        opened.push(o);
+        p = o.then(readApexFacts);
+        apexFacts.set(key, p);
       }
       return p;
     },
@@ -182,6 +223,7 @@ export async function deviceView(
     },
     shell: run,
     async close() {
+      for (const o of opened) await (await o.catch(() => null))?.close();
       if (ownWork) await rm(work, { recursive: true, force: true });
     },
   };

@@ -20,11 +20,15 @@ import {
 } from '../formats/avb/index.ts';
 import { publicTestKeyName } from '../formats/avb/keys.ts';
 import { readBootImage } from '../formats/bootimg.ts';
+import { type OpenedApex, openApex } from '../fs/apex.ts';
 import { detectFilesystem, type FsEntry, type FsReader, openFilesystem } from '../fs/index.ts';
 import type { ProgressFn } from '../progress.ts';
+import { readApexFacts } from './apex-facts.ts';
 import { readApkFacts } from './apk-facts.ts';
 import { openInput } from './open-input.ts';
 import {
+  type ApexFacts,
+  type ApexRef,
   type ApkFacts,
   type ApkRef,
   CMDLINE_PARTITIONS,
@@ -133,8 +137,29 @@ function makeView(
   ownWork: boolean,
   opts: ImageViewOptions,
 ): SystemView {
-  let apkCache: ApkRef[] | undefined;
+  let apkCache: Promise<ApkRef[]> | undefined;
+  let apexCache: ApexRef[] | undefined;
   const factsCache = new Map<string, Promise<ApkFacts>>();
+  /** Each APEX opened once (its payload extracted), by `<partition>/<path>`; closed with the view. */
+  const opened = new Map<string, Promise<OpenedApex>>();
+  const apexFactsCache = new Map<string, Promise<ApexFacts>>();
+  const openApexRef = (ref: ApexRef) => {
+    const key = `${ref.partition}/${ref.path}`;
+    let p = opened.get(key);
+    if (!p) {
+      p = (async () => {
+        const m = mounted.get(ref.partition);
+        if (!m) throw new InputError(`no partition ${ref.partition}`);
+        if (!existsSync(ref.localPath)) {
+          await mkdir(dirname(ref.localPath), { recursive: true });
+          await m.fs.copyOut(abs(m, ref.path), ref.localPath);
+        }
+        return openApex(ref.localPath, join(work, 'apex-payloads', String(opened.size)));
+      })();
+      opened.set(key, p);
+    }
+    return p;
+  };
   let vbCache: Promise<VbmetaFacts[] | null> | undefined;
   let contentsCache: Promise<PartitionsVerification | null> | undefined;
   const view: SystemView = {
@@ -174,37 +199,81 @@ function makeView(
     async props() {
       return mergedBuildProps(view, [...mounted.keys()]);
     },
-    async apks() {
-      if (apkCache) return apkCache;
-      const out: ApkRef[] = [];
-      for (const [partition, m] of mounted) {
-        for (const list of m.children.values()) {
-          for (const e of list) {
-            if (e.type !== 'file' || !e.path.endsWith('.apk') || !e.path.startsWith(`${m.root}/`)) continue;
-            if (excluded(m, e.path)) continue;
-            const rel = e.path.slice(m.root.length + 1);
-            out.push({ partition, path: rel, localPath: join(work, 'apks', partition, rel) });
+    apks() {
+      apkCache ??= (async () => {
+        const out: ApkRef[] = [];
+        for (const [partition, m] of mounted) {
+          for (const list of m.children.values()) {
+            for (const e of list) {
+              if (e.type !== 'file' || !e.path.endsWith('.apk') || !e.path.startsWith(`${m.root}/`)) continue;
+              if (excluded(m, e.path)) continue;
+              const rel = e.path.slice(m.root.length + 1);
+              out.push({ partition, path: rel, localPath: join(work, 'apks', partition, rel) });
+            }
           }
         }
-      }
-      out.sort((a, b) => `${a.partition}/${a.path}`.localeCompare(`${b.partition}/${b.path}`));
-      apkCache = out;
-      return out;
+        // APKs inside APEXes, where a device mounts them: /apex/<name>/<path in the payload>.
+        for (const [i, ref] of (await view.apexes()).entries()) {
+          const facts = await view.apexFacts(ref).catch(() => null);
+          for (const inner of facts?.apks ?? []) {
+            const path = `${facts!.name}/${inner}`;
+            out.push({
+              partition: 'apex',
+              path,
+              localPath: join(work, 'apks', 'apex', String(i), inner),
+              apex: `${ref.partition}/${ref.path}`,
+            });
+          }
+        }
+        out.sort((a, b) => `${a.partition}/${a.path}`.localeCompare(`${b.partition}/${b.path}`));
+        return out;
+      })();
+      return apkCache;
     },
     apkFacts(ref) {
-      const key = `${ref.partition}/${ref.path}`;
+      const key = `${ref.apex ?? ''}|${ref.partition}/${ref.path}`;
       let p = factsCache.get(key);
       if (!p) {
         p = (async () => {
-          const m = mounted.get(ref.partition);
-          if (!m) throw new InputError(`no partition ${ref.partition}`);
           if (!existsSync(ref.localPath)) {
             await mkdir(dirname(ref.localPath), { recursive: true });
-            await m.fs.copyOut(abs(m, ref.path), ref.localPath);
+            if (ref.apex) {
+              const apex = (await view.apexes()).find((a) => `${a.partition}/${a.path}` === ref.apex);
+              const o = apex && (await openApexRef(apex));
+              if (!o?.fs) throw new InputError(`${ref.apex}: the APEX payload is not readable`);
+              await o.fs.copyOut(`/${ref.path.slice(ref.path.indexOf('/') + 1)}`, ref.localPath);
+            } else {
+              const m = mounted.get(ref.partition);
+              if (!m) throw new InputError(`no partition ${ref.partition}`);
+              await m.fs.copyOut(abs(m, ref.path), ref.localPath);
+            }
           }
           return readApkFacts(ref.localPath);
         })();
         factsCache.set(key, p);
+      }
+      return p;
+    },
+    async apexes() {
+      if (apexCache) return apexCache;
+      const out: ApexRef[] = [];
+      for (const [partition, m] of mounted) {
+        for (const e of m.children.get(abs(m, 'apex')) ?? []) {
+          if (e.type !== 'file' || !/\.c?apex$/.test(e.path) || excluded(m, e.path)) continue;
+          const rel = e.path.slice(m.root.length + 1);
+          out.push({ partition, path: rel, localPath: join(work, 'apexes', partition, rel) });
+        }
+      }
+      out.sort((a, b) => `${a.partition}/${a.path}`.localeCompare(`${b.partition}/${b.path}`));
+      apexCache = out;
+      return out;
+    },
+    apexFacts(ref) {
+      const key = `${ref.partition}/${ref.path}`;
+      let p = apexFactsCache.get(key);
+      if (!p) {
+        p = openApexRef(ref).then(readApexFacts);
+        apexFactsCache.set(key, p);
       }
       return p;
     },
@@ -245,6 +314,7 @@ function makeView(
       return contentsCache;
     },
     async close() {
+      for (const o of opened.values()) await (await o.catch(() => null))?.close();
       for (const fs of new Set([...mounted.values()].map((m) => m.fs))) await fs.close().catch(() => {});
       if (ownWork) await rm(work, { recursive: true, force: true });
     },

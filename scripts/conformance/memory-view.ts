@@ -5,6 +5,7 @@
 import type { PartitionsVerification } from '../formats/avb/index.ts';
 import type { Profile } from './spec-schema.ts';
 import {
+  type ApexFacts,
   type ApkFacts,
   type ApkRef,
   type FileEntry,
@@ -18,6 +19,7 @@ export interface MemorySystem {
   /** partition → path → content. Directories are implied by paths. */
   files: Record<string, Record<string, string | Buffer>>;
   apks: Array<{ partition: string; path: string; facts: ApkFacts | Error }>;
+  apexes?: Array<{ partition: string; path: string; facts: ApexFacts | Error }>;
   /** `global/key` → value. Absent map = an image (no settings). */
   settings?: Record<string, string | null>;
   cmdline?: string | null;
@@ -80,6 +82,19 @@ export function memoryView(sys: MemorySystem, input = 'memory'): SystemView {
       if (a.facts instanceof Error) throw a.facts;
       return a.facts;
     },
+    async apexes() {
+      return (sys.apexes ?? []).map((a) => ({
+        partition: a.partition,
+        path: a.path,
+        localPath: `/nonexistent/${a.partition}/${a.path}`,
+      }));
+    },
+    async apexFacts(ref) {
+      const a = sys.apexes?.find((x) => x.partition === ref.partition && x.path === ref.path);
+      if (!a) throw new Error(`no APEX ${ref.partition}/${ref.path}`);
+      if (a.facts instanceof Error) throw a.facts;
+      return a.facts;
+    },
     async settings(ns, key) {
       if (!sys.settings) return undefined;
       return sys.settings[`${ns}/${key}`] ?? null;
@@ -119,6 +134,24 @@ export function apkFacts(pkg: string, over: Partial<ApkFacts> = {}): ApkFacts {
     signing: { verified: true, schemes: [2, 3], signerSha256: [] },
     classes: [],
     resources: {},
+    ...over,
+  };
+}
+
+/** ApexFacts with safe defaults (a sound AOSP-style module), for building fixtures. */
+export function apexFacts(name: string, over: Partial<ApexFacts> = {}): ApexFacts {
+  return {
+    name,
+    package: name,
+    version: 1,
+    versionName: '',
+    compressed: false,
+    payloadKeySha256: 'aa'.repeat(32),
+    signing: { verified: true, signerSha256: [] },
+    payloadProblems: [],
+    payloadFs: 'ext4',
+    apks: [],
+    jars: [],
     ...over,
   };
 }

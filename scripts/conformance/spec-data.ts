@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { InputError } from '../errors.ts';
 import type { SpecData, TrackerSignature } from './context.ts';
+import { loadMainlineModules } from './mainline.ts';
 import { repoApps, repoProductSigners, repoSignerPins } from './product.ts';
 
 /**
@@ -134,6 +135,7 @@ export async function loadSpecData(specDir: string, repoRoot?: string): Promise<
     trackers: await loadTrackers(specDir),
     knownSigners: await loadKnownSigners(specDir),
     repoPins: repoRoot ? repoSignerPins(repoRoot) : new Map(),
+    mainline: await loadMainlineModules(specDir),
     repoApps: repoRoot ? repoApps(repoRoot) : new Map(),
     repoProductSigners: repoRoot ? repoProductSigners(repoRoot) : [],
   };

@@ -25,6 +25,43 @@ export interface ApkRef {
   localPath: string;
   /** Package name when the source already knows it (e.g. `pm list packages -f`). */
   packageHint?: string;
+  /** For an APK inside an APEX (partition `apex`, path `<apex name>/…`): `<partition>/<path>` of the APEX file. */
+  apex?: string;
+}
+
+/** An APEX file (.apex or .capex) on a partition, or a device's active APEX. */
+export interface ApexRef {
+  partition: string;
+  /** Path from the partition root, e.g. `apex/com.android.tzdata.apex`. */
+  path: string;
+  /** A local file holding the APEX bytes (extracted or pulled). */
+  localPath: string;
+  /** Package name when the source already knows it (`pm list packages --apex-only`). */
+  packageHint?: string;
+}
+
+/** The facts the checks need about one APEX. */
+export interface ApexFacts {
+  /** apex_manifest.pb name (the mount point /apex/<name>). */
+  name: string;
+  /** The container's package (what PackageManager lists); the name when the container has none. */
+  package: string;
+  version: number;
+  versionName: string;
+  compressed: boolean;
+  /** SHA-256 of apex_pubkey, the AVB key the payload must be signed with; null without one. */
+  payloadKeySha256: string | null;
+  /** Name of the AVB public test key the payload key is, if it is one. */
+  payloadTestKey?: string;
+  /** The container's APK signature. */
+  signing: { verified: boolean; signerSha256: string[]; error?: string };
+  /** What apexd would refuse in the payload (wrong key, no hashtree, unreadable…); empty when sound. */
+  payloadProblems: string[];
+  payloadFs?: 'ext4' | 'erofs';
+  /** APKs inside the payload (paths in it, no leading slash). */
+  apks: string[];
+  /** Java libraries inside the payload, with their DEX classes. */
+  jars: Array<{ path: string; classes: string[]; error?: string }>;
 }
 
 export interface ApkComponent {
@@ -111,9 +148,12 @@ export interface SystemView {
   readFile(partition: string, path: string): Promise<Buffer | null>;
   /** Merged build.prop of system, system_ext, product, vendor, odm (later wins), plus getprop on a device. */
   props(): Promise<Record<string, string>>;
-  /** Every APK on every partition. */
+  /** Every APK on every partition, and inside every APEX (partition `apex`, as a device mounts them). */
   apks(): Promise<ApkRef[]>;
   apkFacts(apk: ApkRef): Promise<ApkFacts>;
+  /** Every APEX: `<partition>/apex/*.apex|*.capex` of an image, `pm list packages --apex-only -f` of a device. */
+  apexes(): Promise<ApexRef[]>;
+  apexFacts(apex: ApexRef): Promise<ApexFacts>;
   /** `settings get <ns> <key>`; undefined when the view has no settings (an image). */
   settings(ns: 'global' | 'secure' | 'system', key: string): Promise<string | null | undefined>;
   /** Kernel command line (boot image + vbmeta cmdline descriptors, or /proc/cmdline); null when unknown. */

@@ -36,6 +36,8 @@ import { lz4DecompressBlock } from '../formats/lz4.ts';
 import { runTool, which } from '../host/tools.ts';
 import type { ProgressFn } from '../progress.ts';
 import { alignUp, ZMap } from './erofs-zmap.ts';
+import { capabilitiesXattr, type FsConfigRule, resolveFsConfig } from './fs-config.ts';
+import type { FileContexts } from './selinux.ts';
 import {
   type FileDataRanges,
   type FsEdit,
@@ -1149,4 +1151,36 @@ export async function applyErofsEdits(
     await reader.close();
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** Owners, modes and labels for every entry of an erofs source tree (root-owned, 0755/0644). */
+export async function erofsMeta(
+  root: string,
+  mountPoint: string,
+  fc: FileContexts,
+  rules: FsConfigRule[] = [],
+): Promise<ErofsMetadata> {
+  const { readdir, lstat } = await import('node:fs/promises');
+  const out: ErofsMetadata = [];
+  const add = (path: string, type: 'dir' | 'file' | 'symlink', hostMode: number) => {
+    const cfg = resolveFsConfig(rules, path);
+    const mode =
+      (cfg.mode ?? type === 'dir') ? 0o755 : type === 'symlink' ? 0o777 : hostMode & 0o111 ? 0o755 : 0o644;
+    const label = fc.lookup(path === '/' ? mountPoint : `${mountPoint}${path}`, type);
+    const xattrs: Record<string, string> = {};
+    if (label) xattrs['security.selinux'] = labelXattr(label).toString('hex');
+    if (cfg.capabilities) xattrs['security.capability'] = capabilitiesXattr(cfg.capabilities).toString('hex');
+    out.push({ path, mode, uid: cfg.uid, gid: cfg.gid, xattrs });
+  };
+  add('/', 'dir', 0o755);
+  const walk = async (dir: string, rel: string) => {
+    for (const name of (await readdir(dir)).sort()) {
+      const st = await lstat(join(dir, name));
+      const path = `${rel}/${name}`;
+      add(path, st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file', st.mode);
+      if (st.isDirectory()) await walk(join(dir, name), path);
+    }
+  };
+  await walk(root, '');
+  return out;
 }

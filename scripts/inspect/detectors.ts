@@ -1,3 +1,4 @@
+import { apexDetector } from './apex.ts';
 import { apkDetector } from './apk.ts';
 import { avbFooterDetector } from './avb-footer.ts';
 import { bootImageDetector } from './bootimg.ts';
@@ -16,6 +17,7 @@ import { vbmetaDetector } from './vbmeta.ts';
  * each; the `inspect` command only walks this list.
  */
 export const detectors: Detector[] = [
+  apexDetector, // an APEX container is an APK too
   apkDetector,
   vbmetaDetector,
   // before ext4/erofs: a filesystem image with an AVB footer is reported as avb-footer

@@ -40,6 +40,16 @@ export const APP_ROLES = {
     summary: 'a platform app the partner bundles (no owner data of its own)',
     ownerSide: false,
   },
+  webview: {
+    summary:
+      "the WebView provider: renders the web content of every app; the build lists it in config_webview_packages in place of Google's WebView",
+    ownerSide: true,
+  },
+  setup: {
+    summary:
+      "first-boot setup in place of Google's setup wizard: marks the device provisioned and setup complete (spec 2.6)",
+    ownerSide: true,
+  },
 } as const satisfies Record<string, RoleInfo>;
 
 export type AppRole = keyof typeof APP_ROLES;

@@ -16,7 +16,15 @@ interface Located {
 
 export type DeviceProfile = DeviceYaml & Located;
 export type ResolvedApp = AppYaml &
-  Located & { /** folder name under prebuilt-apps/ */ name: string; apkPath: string };
+  Located & {
+    /** folder name under prebuilt-apps/ */ name: string;
+    apkPath: string;
+    /** An APK, or an APEX (a platform module: `apk.file` is a .apex or .capex). */
+    kind?: 'apk' | 'apex';
+  };
+
+/** Whether an app's file is an APEX (.apex, or a compressed .capex) rather than an APK. */
+export const isApexFile = (file: string) => /\.c?apex$/.test(file);
 export type ResolvedOverlay = OverlayYaml & Located & { name: string };
 export interface ResolvedProduct extends Located {
   product: ProductYaml;
@@ -141,6 +149,14 @@ export function appIssues(src: SourcedYaml, a: AppYaml): ValidationIssue[] {
   if (!('generated' in a.apk) && !existsSync(apk)) {
     issues.push(issueAt(src, ['apk', 'file'], `APK not found: ${apk}`, 'an existing file', 'missing'));
   }
+  if (isApexFile(a.apk.file)) {
+    // An APEX is mounted by apexd, not installed as an app: no priv-app, allowlist or grants.
+    if (a.privileged) issues.push(issueAt(src, ['privileged'], 'an APEX is not a priv-app', 'false', 'true'));
+    for (const f of ['privilegedPermissions', 'defaultPermissions'] as const)
+      if (a[f].length) issues.push(issueAt(src, [f], `an APEX has no ${f}`, 'none', a[f].join(', ')));
+    if (a.role !== 'system')
+      issues.push(issueAt(src, ['role'], 'an APEX is a platform module', 'system', a.role));
+  }
   return issues;
 }
 
@@ -149,13 +165,34 @@ export async function loadApp(path: string): Promise<ResolvedApp> {
   const { value } = parseAs('app', src);
   throwIf(appIssues(src, value));
   const loc = located(src.file);
-  return { ...value, ...loc, name: loc.dir.split('/').pop()!, apkPath: resolve(loc.dir, value.apk.file) };
+  return {
+    ...value,
+    ...loc,
+    name: loc.dir.split('/').pop()!,
+    apkPath: resolve(loc.dir, value.apk.file),
+    kind: isApexFile(value.apk.file) ? 'apex' : 'apk',
+  };
 }
 
 export async function loadOverlay(path: string): Promise<ResolvedOverlay> {
   const src = await loadYaml(path);
   const { value } = parseAs('overlay', src);
   const loc = located(src.file);
+  throwIf(
+    value.xml.flatMap((x, i) =>
+      existsSync(resolve(loc.dir, x.file))
+        ? []
+        : [
+            issueAt(
+              src,
+              ['xml', i, 'file'],
+              `XML resource not found: ${resolve(loc.dir, x.file)}`,
+              'an existing file',
+              'missing',
+            ),
+          ],
+    ),
+  );
   return { ...value, ...loc, name: loc.dir.split('/').pop()! };
 }
 

@@ -295,13 +295,17 @@ export const appSchema = z
         key: z.string().min(1).describe('a named local key whose certificate digest is the pin'),
       }),
     ]),
-    apk: z.union([
-      z.strictObject({ file: z.string().min(1), sha256 }),
-      z.strictObject({
-        file: z.string().min(1),
-        generated: z.literal(true).describe('built by `omie sample-apps`, pinned at generation'),
-      }),
-    ]),
+    apk: z
+      .union([
+        z.strictObject({ file: z.string().min(1), sha256 }),
+        z.strictObject({
+          file: z.string().min(1),
+          generated: z.literal(true).describe('built by `omie sample-apps`, pinned at generation'),
+        }),
+      ])
+      .describe(
+        'the APK, or a .apex / .capex for a platform module (an APEX, e.g. the AOSP build of a Mainline module: role system, not privileged)',
+      ),
     internet: z
       .strictObject({ reason: z.string().min(10) })
       .optional()
@@ -332,7 +336,21 @@ export const overlaySchema = z
           value: z.union([z.string(), z.boolean(), z.number(), z.array(z.string())]),
         }),
       )
-      .min(1),
+      .default([]),
+    /** XML resources (res/xml/<name>.xml), e.g. config_webview_packages; {{…}} templates are filled. */
+    xml: z
+      .array(
+        z.strictObject({
+          name: z.string().regex(/^[a-z0-9_]+$/, 'a resource name like config_webview_packages'),
+          file: z.string().min(1).describe('the XML source, relative to the overlay folder'),
+        }),
+      )
+      .default([])
+      .describe('XML resources compiled into res/xml/ (aapt, against the base framework-res)'),
+  })
+  .refine((o) => o.values.length + o.xml.length > 0, {
+    message: 'an overlay needs values: or xml: resources',
+    path: ['values'],
   })
   .describe('overlays/<name>/overlay.yaml: a runtime resource overlay');
 

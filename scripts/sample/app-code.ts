@@ -61,6 +61,49 @@ export function mainActivity(pkg: string): SmaliSource {
   );
 }
 
+/**
+ * First-boot setup, as AOSP's Provision DefaultActivity does it: mark the device provisioned
+ * (Settings.Global.DEVICE_PROVISIONED) and the user's setup complete
+ * (Settings.Secure.USER_SETUP_COMPLETE), disable this HOME activity so the launcher takes over,
+ * and finish. Needs WRITE_SECURE_SETTINGS (a privileged permission) and runs as a priv-app.
+ */
+export function setupActivity(pkg: string): SmaliSource {
+  const me = cls(pkg, 'SetupActivity');
+  return source(
+    pkg,
+    'SetupActivity',
+    'Landroid/app/Activity;',
+    `
+.method public constructor <init>()V
+    .locals 0
+    invoke-direct {p0}, Landroid/app/Activity;-><init>()V
+    return-void
+.end method
+
+.method protected onCreate(Landroid/os/Bundle;)V
+    .locals 4
+    invoke-super {p0, p1}, Landroid/app/Activity;->onCreate(Landroid/os/Bundle;)V
+    invoke-virtual {p0}, ${me}->getContentResolver()Landroid/content/ContentResolver;
+    move-result-object v0
+    const-string v1, "device_provisioned"
+    const/4 v2, 0x1
+    invoke-static {v0, v1, v2}, Landroid/provider/Settings$Global;->putInt(Landroid/content/ContentResolver;Ljava/lang/String;I)Z
+    const-string v1, "user_setup_complete"
+    invoke-static {v0, v1, v2}, Landroid/provider/Settings$Secure;->putInt(Landroid/content/ContentResolver;Ljava/lang/String;I)Z
+    invoke-virtual {p0}, ${me}->getPackageManager()Landroid/content/pm/PackageManager;
+    move-result-object v0
+    new-instance v1, Landroid/content/ComponentName;
+    const-class v3, ${me}
+    invoke-direct {v1, p0, v3}, Landroid/content/ComponentName;-><init>(Landroid/content/Context;Ljava/lang/Class;)V
+    const/4 v3, 0x2
+    invoke-virtual {v0, v1, v3, v2}, Landroid/content/pm/PackageManager;->setComponentEnabledSetting(Landroid/content/ComponentName;II)V
+    invoke-virtual {p0}, ${me}->finish()V
+    return-void
+.end method
+`,
+  );
+}
+
 export interface PersonalCloudNames {
   package: string;
   /** Authority of the data-store provider. */

@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { buildApex } from '../apexgen/index.ts';
 import { type ApkSpec, buildApk } from '../apkgen/index.ts';
+import { WEBVIEW_LIBRARY_META_DATA } from '../formats/apk/manifest.ts';
 import { initKeys } from '../keys/store.ts';
 import { DATA_STORE_META_DATA, PERSONAL_CLOUD_PERMISSION, ROLE_META_DATA } from '../model/app-roles.ts';
 import type { ResolvedApp } from '../model/index.ts';
 import { loadApp } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
-import { mainActivity, personalCloudCode, personalCloudXml } from './app-code.ts';
+import { mainActivity, personalCloudCode, personalCloudXml, setupActivity } from './app-code.ts';
 
 /** Meta-data a customer-side app carries to say its data lives in the owner's personal cloud. */
 export const PERSONAL_CLOUD_META = DATA_STORE_META_DATA;
@@ -47,6 +49,39 @@ function specFor(app: ResolvedApp): ApkSpec {
     metaData: [{ name: ROLE_META_DATA, value: app.role }],
     code: [mainActivity(app.package)],
   };
+  if (app.role === 'webview') {
+    // A WebView provider: WebViewFactory loads the library its meta-data names. Its launcher
+    // activity plays the part of WebView's DevTools entry.
+    return {
+      ...base,
+      metaData: [
+        ...(base.metaData ?? []),
+        { name: WEBVIEW_LIBRARY_META_DATA, value: 'libwebviewchromium.so' },
+      ],
+    };
+  }
+  if (app.role === 'setup') {
+    // First-boot setup, as AOSP's Provision: a HOME activity that runs once, sets
+    // device_provisioned / user_setup_complete (WRITE_SECURE_SETTINGS) and disables itself.
+    return {
+      ...base,
+      usesPermissions: [...(base.usesPermissions ?? []), ...app.privilegedPermissions],
+      components: [
+        {
+          type: 'activity',
+          name: '.SetupActivity',
+          exported: true,
+          intentFilters: [
+            {
+              actions: ['android.intent.action.MAIN'],
+              categories: ['android.intent.category.HOME', 'android.intent.category.DEFAULT'],
+            },
+          ],
+        },
+      ],
+      code: [setupActivity(app.package)],
+    };
+  }
   if (app.role === 'personal-cloud') {
     const names = {
       package: app.package,
@@ -148,7 +183,20 @@ export async function generateSampleApps(
     const app = await loadApp(join(repoRoot, 'prebuilt-apps', name, 'app.yaml'));
     if (!('generated' in app.apk)) continue;
     const tmp = `${app.apkPath}.tmp`;
-    await buildApk(specFor(app), { key: keys.apk, v1: true, v2: true, v3: true }, tmp);
+    if (app.kind === 'apex')
+      // A platform module: the AOSP-style APEX of that name, payload signed with the sample AVB key.
+      await buildApex(
+        {
+          name: app.package,
+          version: 1,
+          versionName: '1.0.0',
+          files: { 'etc/omie-sample-module.txt': `${app.label}: a sample APEX made by omie sample-apps\n` },
+        },
+        { payloadKey: keys.avbPem, containerKey: keys.apk },
+        tmp,
+        { compressed: app.apkPath.endsWith('.capex') },
+      );
+    else await buildApk(specFor(app), { key: keys.apk, v1: true, v2: true, v3: true }, tmp);
     await rename(tmp, app.apkPath);
     const sha256 = createHash('sha256')
       .update(await readFile(app.apkPath))

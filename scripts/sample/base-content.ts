@@ -4,6 +4,7 @@
  * fs_config rules. Modelled on a Pixel GSI (Android 14) with GMS and an OEM layer; everything is
  * made up here except the file layout and formats, which follow AOSP.
  */
+import type { ApexSpec } from '../apexgen/index.ts';
 import type { ApkSpec } from '../apkgen/index.ts';
 import type { FsConfigRule } from '../fs/fs-config.ts';
 
@@ -17,9 +18,58 @@ export interface SampleApp {
   privileged: boolean;
   signer: SampleSigner;
   /** What the default Omie removal rules do with it (checked by tests). */
-  expect: 'removed-by-package' | 'removed-by-signer' | 'removed-by-product-pattern' | 'kept';
+  expect:
+    | 'removed-by-package'
+    | 'removed-by-signer'
+    | 'removed-by-product-pattern'
+    | 'replaced-by-aosp-module'
+    | 'kept';
   spec: ApkSpec;
 }
+
+/** An APEX of the sample base, in <partition>/apex/. */
+export interface SampleApex {
+  /** File name in the apex/ folder (Google's builds are named after their container package). */
+  file: string;
+  partition: 'system';
+  /** Container key; the payload is signed with that signer's stand-in AVB key. */
+  signer: SampleSigner;
+  expect: 'replaced-by-aosp-module' | 'kept';
+  spec: Omit<ApexSpec, 'apps'>;
+}
+
+/**
+ * A GMS base's APEXes: Google's build of the time zone module (the AOSP name in apex_manifest.pb,
+ * com.google.android.tzdata6 as the container's package, Google's keys), and an AOSP module the
+ * OEM built (kept).
+ */
+export const SAMPLE_APEXES: SampleApex[] = [
+  {
+    file: 'com.google.android.tzdata6.apex',
+    partition: 'system',
+    signer: 'google',
+    expect: 'replaced-by-aosp-module',
+    spec: {
+      name: 'com.android.tzdata',
+      packageName: 'com.google.android.tzdata6',
+      version: 339990000,
+      versionName: '2024a',
+      files: { 'etc/tz/tzdata': 'tzdata2024a (sample)\n', 'etc/tz/tz_version': '007.001|2024a|001\n' },
+    },
+  },
+  {
+    file: 'com.android.i18n.apex',
+    partition: 'system',
+    signer: 'platform',
+    expect: 'kept',
+    spec: {
+      name: 'com.android.i18n',
+      version: 1,
+      files: { 'etc/icu/icu_sample.dat': 'ICU data (sample)\n' },
+      jars: [{ path: 'javalib/core-icu4j.jar', classes: ['android.icu.util.TimeZone'] }],
+    },
+  },
+];
 
 const launcher = (name = '.MainActivity') => ({
   type: 'activity' as const,
@@ -112,6 +162,11 @@ export const SAMPLE_APPS: SampleApp[] = [
   }),
   g('GoogleBackupTransport', 'system', true, 'com.google.android.backuptransport', 'Google Backup Transport'),
   g('GoogleFeedback', 'system', true, 'com.google.android.feedback', 'Market Feedback Agent'),
+  {
+    // Google's build of a Mainline module: replaced by the AOSP one, never just removed.
+    ...g('ModuleMetadataGoogle', 'system', false, 'com.google.android.modulemetadata', 'Module Metadata'),
+    expect: 'replaced-by-aosp-module',
+  },
   {
     dir: 'Settings',
     partition: 'system',
@@ -604,6 +659,16 @@ ${privapp('com.google.android.gms', ['android.permission.BACKUP'])}${privapp('co
         <permission name="android.permission.READ_EXTERNAL_STORAGE" fixed="false"/>
     </exception>
 </exceptions>
+`,
+    },
+    {
+      // Pixel-style features: the Google ones go, the file stays for the rest.
+      path: '/etc/sysconfig/pixel_experience_2023.xml',
+      content: `${HEADER}<config>
+    <feature name="com.google.android.feature.PIXEL_2023_EXPERIENCE" />
+    <feature name="com.google.android.feature.PIXEL_EXPERIENCE" />
+    <feature name="android.software.ipsec_tunnels" />
+</config>
 `,
     },
     {

@@ -20,15 +20,14 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { buildApex } from '../apexgen/index.ts';
 import { buildApk, generateSigningKey, type SigningKey, signApk } from '../apkgen/index.ts';
 import { addHashtreeFooter, generateAvbKey, makeVbmetaImage } from '../formats/avb/index.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
 import { buildSuper, expandAbLayout } from '../formats/super/index.ts';
-import { buildErofs, type ErofsMetadata } from '../fs/erofs.ts';
+import { buildErofs, erofsMeta } from '../fs/erofs.ts';
 import { createExt4 } from '../fs/ext4.ts';
-import { capabilitiesXattr, type FsConfigRule, resolveFsConfig } from '../fs/fs-config.ts';
 import { FileContexts } from '../fs/selinux.ts';
-import { labelXattr } from '../fs/types.ts';
 import { FRAMEWORK_RES, requireFile } from '../host/tools.ts';
 import { certSha256, omieHome } from '../keys/store.ts';
 import type { ProgressFn } from '../progress.ts';
@@ -40,7 +39,9 @@ import {
   productFileContexts,
   productXmls,
   propDefault,
+  SAMPLE_APEXES,
   SAMPLE_APPS,
+  type SampleApex,
   type SampleApp,
   type SampleSigner,
   SYSTEM_FS_CONFIG,
@@ -51,7 +52,13 @@ import {
   vendorFileContexts,
 } from './base-content.ts';
 
-export { SAMPLE_APPS, type SampleApp, type SampleSigner } from './base-content.ts';
+export {
+  SAMPLE_APEXES,
+  SAMPLE_APPS,
+  type SampleApex,
+  type SampleApp,
+  type SampleSigner,
+} from './base-content.ts';
 
 /** Fixed build time of the sample (2024-02-05, the props' ro.build.date.utc). */
 export const SAMPLE_EPOCH = 1707134400;
@@ -98,6 +105,15 @@ export interface SampleBaseApp extends SampleApp {
   signerSha256: string;
 }
 
+export interface SampleBaseApex extends SampleApex {
+  /** Path of the APEX inside its partition image. */
+  imagePath: string;
+  /** The container's package (what PackageManager lists). */
+  package: string;
+  sha256: string;
+  signerSha256: string;
+}
+
 export interface SampleBase {
   dir: string;
   /** Raw partition images without AVB footers (the build adds its own). */
@@ -113,6 +129,7 @@ export interface SampleBase {
   /** Digests to treat as "Google's release certificate" when planning removals on this base. */
   googleSigners: string[];
   apps: SampleBaseApp[];
+  apexes: SampleBaseApex[];
   /** Written as sample-base.json next to the images. */
   manifestPath: string;
 }
@@ -180,6 +197,26 @@ export async function generateSampleBase(opts: SampleBaseOptions): Promise<Sampl
     }),
   );
   apps.sort((a, b) => (a.partition + a.imagePath < b.partition + b.imagePath ? -1 : 1));
+
+  // --- APEXes: container and payload signed by the signer's stand-in keys.
+  const apexes: SampleBaseApex[] = [];
+  for (const x of SAMPLE_APEXES) {
+    const imagePath = `/system/apex/${x.file}`;
+    const dest = join(roots[x.partition], imagePath);
+    await mkdir(dirname(dest), { recursive: true });
+    const payloadKey = join(keysDir, `${x.signer}-apex-payload.pem`);
+    if (!existsSync(payloadKey)) await generateAvbKey(payloadKey, 4096);
+    await buildApex(x.spec, { payloadKey, containerKey: keys[x.signer] }, dest);
+    apexes.push({
+      ...x,
+      imagePath,
+      package: x.spec.packageName ?? x.spec.name,
+      sha256: createHash('sha256')
+        .update(await readFile(dest))
+        .digest('hex'),
+      signerSha256: signers[x.signer],
+    });
+  }
 
   // --- system (system-as-root)
   const sys = roots.system;
@@ -337,6 +374,7 @@ export async function generateSampleBase(opts: SampleBaseOptions): Promise<Sampl
     signers,
     googleSigners,
     apps,
+    apexes,
     manifestPath,
   };
   const rel = (p: string) => p.slice(outDir.length + 1);
@@ -349,6 +387,7 @@ export async function generateSampleBase(opts: SampleBaseOptions): Promise<Sampl
     signers,
     googleSigners,
     apps,
+    apexes,
   };
   await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
   return result;
@@ -496,36 +535,4 @@ async function writePadding(path: string, bytes: number): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-/** Owners, modes and labels for every entry of an erofs source tree (root-owned, 0755/0644). */
-export async function erofsMeta(
-  root: string,
-  mountPoint: string,
-  fc: FileContexts,
-  rules: FsConfigRule[] = [],
-): Promise<ErofsMetadata> {
-  const { readdir, lstat } = await import('node:fs/promises');
-  const out: ErofsMetadata = [];
-  const add = (path: string, type: 'dir' | 'file' | 'symlink', hostMode: number) => {
-    const cfg = resolveFsConfig(rules, path);
-    const mode =
-      (cfg.mode ?? type === 'dir') ? 0o755 : type === 'symlink' ? 0o777 : hostMode & 0o111 ? 0o755 : 0o644;
-    const label = fc.lookup(path === '/' ? mountPoint : `${mountPoint}${path}`, type);
-    const xattrs: Record<string, string> = {};
-    if (label) xattrs['security.selinux'] = labelXattr(label).toString('hex');
-    if (cfg.capabilities) xattrs['security.capability'] = capabilitiesXattr(cfg.capabilities).toString('hex');
-    out.push({ path, mode, uid: cfg.uid, gid: cfg.gid, xattrs });
-  };
-  add('/', 'dir', 0o755);
-  const walk = async (dir: string, rel: string) => {
-    for (const name of (await readdir(dir)).sort()) {
-      const st = await lstat(join(dir, name));
-      const path = `${rel}/${name}`;
-      add(path, st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file', st.mode);
-      if (st.isDirectory()) await walk(join(dir, name), path);
-    }
-  };
-  await walk(root, '');
-  return out;
 }

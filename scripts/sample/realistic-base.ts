@@ -7,7 +7,8 @@
  *   build.prop where AOSP puts it (`/etc/build.prop`; vendor's at `/build.prop`);
  * - Google apps in system_ext/priv-app, product/app, product/priv-app and product/overlay besides
  *   system, privapp-permissions in system_ext/etc/permissions and product/etc/permissions, an
- *   app signed with the (stand-in) AOSP test key in system_ext, APEX/CAPEX files in /system/apex;
+ *   app signed with the (stand-in) AOSP test key in system_ext, real APEX (ext4) and CAPEX
+ *   (erofs) modules in /system/apex;
  * - vendor ext4 with the shared_blocks feature and one really shared block (e2fsdroid -s);
  * - every logical image carries its own hashtree footer (algorithm NONE), as in a factory zip;
  * - boot/init_boot/vendor_boot/dtbo with hash footers whose descriptors are in vbmeta.img, and
@@ -22,17 +23,19 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
+import type { ApexSpec } from '../apexgen/index.ts';
+import { buildApex } from '../apexgen/index.ts';
 import type { ApkSpec } from '../apkgen/index.ts';
 import { buildApk, generateSigningKey, type SigningKey, signApk } from '../apkgen/index.ts';
 import { addHashFooter, addHashtreeFooter, generateAvbKey, makeVbmetaImage } from '../formats/avb/index.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
 import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '../formats/super/index.ts';
-import { buildErofs } from '../fs/erofs.ts';
+import { buildErofs, erofsMeta } from '../fs/erofs.ts';
 import { createExt4 } from '../fs/ext4.ts';
 import { FileContexts } from '../fs/selinux.ts';
 import { FRAMEWORK_RES, requireFile } from '../host/tools.ts';
 import { certSha256 } from '../keys/store.ts';
-import { defaultSampleKeysDir, erofsMeta, fakeJar, KEY_SUBJECTS, SAMPLE_EPOCH } from './base.ts';
+import { defaultSampleKeysDir, fakeJar, KEY_SUBJECTS, SAMPLE_EPOCH } from './base.ts';
 import {
   fakeElf,
   gpsConf,
@@ -152,6 +155,24 @@ export const REALISTIC_APPS: RealisticApp[] = [
   },
 ];
 
+/** APEX files of /system/apex and their content. */
+export const REALISTIC_APEXES: Array<[string, ApexSpec]> = [
+  [
+    'com.android.tzdata.apex',
+    { name: 'com.android.tzdata', version: 340090000, files: { 'etc/tz/tzdata': 'tzdata2024a (sample)\n' } },
+  ],
+  [
+    'com.android.art.capex',
+    {
+      name: 'com.android.art',
+      version: 340090000,
+      payloadFs: 'erofs',
+      files: { 'bin/dalvikvm': 'ELF (sample)\n' },
+      jars: [{ path: 'javalib/core-oj.jar', classes: ['java.lang.Object2', 'libcore.util.Sample'] }],
+    },
+  ],
+];
+
 const HEADER = '<?xml version="1.0" encoding="utf-8"?>\n';
 const privapp = (pkg: string, perms: string[]) =>
   `    <privapp-permissions package="${pkg}">\n${perms.map((p) => `        <permission name="${p}"/>\n`).join('')}    </privapp-permissions>\n`;
@@ -198,9 +219,6 @@ function partitionFiles(): Record<Logical, Array<{ path: string; content: string
         }),
       ),
       { path: '/system/lib64/libc.so', content: fakeElf('libc.so') },
-      // APEXes are reported, never unpacked: a zip with the apex_manifest and a payload stand-in.
-      { path: '/system/apex/com.android.tzdata.apex', content: fakeJar('com.android.tzdata') },
-      { path: '/system/apex/com.android.art.capex', content: fakeJar('com.android.art') },
     ],
     system_ext: [
       { path: '/etc/build.prop', content: partitionProps('system_ext') },
@@ -305,6 +323,16 @@ export async function generateRealisticBase(opts: {
     const dest = join(root(a.partition), a.path);
     await mkdir(dirname(dest), { recursive: true });
     await buildApk(a.spec, { key: keys[a.signer], v1: true, v2: true, v3: false }, dest);
+  }
+  // AOSP modules the OEM built and signed (an ext4 .apex, an erofs .capex with a java library).
+  const payloadKey = join(keysDir, 'oem-apex-payload.pem');
+  if (!existsSync(payloadKey)) await generateAvbKey(payloadKey, 4096);
+  for (const [file, spec] of REALISTIC_APEXES) {
+    const dest = join(root('system'), '/system/apex', file);
+    await mkdir(dirname(dest), { recursive: true });
+    await buildApex(spec, { payloadKey, containerKey: keys.platform }, dest, {
+      compressed: file.endsWith('.capex'),
+    });
   }
 
   const plat = FileContexts.parse(platFileContexts(), 'plat_file_contexts');

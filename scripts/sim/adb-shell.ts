@@ -857,6 +857,13 @@ async function pm(args: string[], o: Out, e: Out, ctx: ShellContext): Promise<nu
     const onlyThird = opts.includes('-3');
     const showUid = opts.includes('-U');
     const filter = opts.find((a) => !a.startsWith('-'));
+    if (opts.includes('--apex-only')) {
+      // PackageManagerShellCommand: APEX packages only, their file as the source dir.
+      for (const a of await ctx.view.activeApexes())
+        if (!filter || a.package.includes(filter))
+          o.write(`package:${showPath ? `${a.path}=` : ''}${a.package}\n`);
+      return 0;
+    }
     // Apps get uids from FIRST_APPLICATION_UID (10000) in install order, as a fresh device would.
     let uid = 10_000;
     for (const p of await ctx.view.packages()) {

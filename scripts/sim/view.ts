@@ -16,6 +16,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { OmieError } from '../errors.ts';
+import { ApexArchive } from '../formats/apex/index.ts';
 import { parseManifest } from '../formats/apk/manifest.ts';
 import { ZipArchive } from '../formats/apk/zip.ts';
 import { extractErofs, isErofs } from '../fs/erofs.ts';
@@ -36,6 +37,18 @@ export interface PackageEntry {
   path: string;
   /** On a read-only partition (pm list packages -s) rather than /data (-3). */
   system: boolean;
+}
+
+/** An APEX apexd activated: its file, names, and the extracted payload mounted at /apex/<name>. */
+export interface ActiveApex {
+  /** apex_manifest.pb name: the mount point /apex/<name>. */
+  name: string;
+  /** The container's package (`pm list packages --apex-only`). */
+  package: string;
+  /** Device path of the APEX file, e.g. /system/apex/com.android.tzdata.apex. */
+  path: string;
+  /** Host directory of the payload's files. */
+  root: string;
 }
 
 export type ResolvedPath =
@@ -86,6 +99,7 @@ export class DeviceView {
   private readonly state: ViewState;
   private readonly extracting = new Map<string, Promise<string | null>>();
   private readonly apkNames = new Map<string, string | null>();
+  private readonly apexJobs = new Map<string, Promise<ActiveApex | null>>();
   private readonly identities = new Map<
     string,
     { statKey: string; fs: 'ext4' | 'erofs' | null; identity: string }
@@ -169,6 +183,70 @@ export class DeviceView {
     return m;
   }
 
+  /**
+   * The APEXes apexd would activate: every <partition>/apex/*.apex|*.capex of the mounted
+   * partitions, the first of each name (apexd refuses duplicates), each payload extracted once
+   * into STATE/.cache/apex. An APEX that cannot be read is not activated (apexd skips it too).
+   */
+  async activeApexes(): Promise<ActiveApex[]> {
+    const out: ActiveApex[] = [];
+    for (const [part, root] of await this.mounts()) {
+      let files: string[];
+      try {
+        files = (await readdir(join(root, 'apex'))).filter((f) => /\.c?apex$/.test(f)).sort();
+      } catch {
+        continue;
+      }
+      for (const f of files) {
+        const a = await this.activateApex(join(root, 'apex', f), `/${part}/apex/${f}`);
+        if (a && !out.some((x) => x.name === a.name)) out.push(a);
+      }
+    }
+    return out;
+  }
+
+  private async activateApex(host: string, devicePath: string): Promise<ActiveApex | null> {
+    const st = await stat(host).catch(() => null);
+    if (!st) return null;
+    const id = createHash('sha256')
+      .update(`${host}:${st.ino}:${st.size}:${st.mtimeMs}`)
+      .digest('hex')
+      .slice(0, 24);
+    let job = this.apexJobs.get(id);
+    if (!job) {
+      job = (async () => {
+        const base = join(this.state.dir, '.cache', 'apex', id);
+        let archive: ApexArchive;
+        try {
+          archive = await ApexArchive.open(host);
+        } catch (e) {
+          if (e instanceof OmieError) return null;
+          throw e;
+        }
+        try {
+          const img = join(base, 'payload.img');
+          if (!existsSync(img)) {
+            await mkdir(base, { recursive: true });
+            await archive.extractPayload(`${img}.tmp`);
+            await rename(`${img}.tmp`, img);
+          }
+          const fs = detectFs(await readHead(img, 4096));
+          const root = fs && (await extract(fs, img, join(base, 'tree'), join(base, 'tree', 'payload')));
+          if (!root) return null;
+          const { name, packageName } = archive.info;
+          return { name, package: packageName ?? name, path: devicePath, root };
+        } catch (e) {
+          if (e instanceof OmieError) return null;
+          throw e;
+        } finally {
+          await archive.close();
+        }
+      })();
+      this.apexJobs.set(id, job);
+    }
+    return job;
+  }
+
   /** True when the current slot carries a system image the device can "boot". */
   async hasSystem(): Promise<boolean> {
     return (await this.partitionRoot('system')) !== null;
@@ -185,9 +263,15 @@ export class DeviceView {
     if (parts.length === 0)
       return {
         kind: 'virtual-dir',
-        entries: [...mounts.keys(), 'data', 'dev', 'proc', 'sdcard', 'storage'].sort(),
+        entries: [...mounts.keys(), 'apex', 'data', 'dev', 'proc', 'sdcard', 'storage'].sort(),
       };
     const [top, ...rest] = parts;
+    if (top === 'apex') {
+      const active = await this.activeApexes();
+      if (rest.length === 0) return { kind: 'virtual-dir', entries: active.map((a) => a.name) };
+      const a = active.find((x) => x.name === rest[0]);
+      return a ? { kind: 'host', hostPath: join(a.root, ...rest.slice(1)), writable: false } : null;
+    }
     if (top === 'proc') {
       if (rest.length === 0) return { kind: 'virtual-dir', entries: ['cmdline'] };
       if (rest.join('/') === 'cmdline')
@@ -369,7 +453,11 @@ export class DeviceView {
     };
     if (!(await this.hasSystem())) for (const p of DEFAULT_PACKAGES) add(p);
     else {
-      for (const [dir, depth] of APK_DIRS)
+      const apexDirs: Array<[string, number]> = (await this.activeApexes()).flatMap((a) => [
+        [`/apex/${a.name}/app`, 2],
+        [`/apex/${a.name}/priv-app`, 2],
+      ]);
+      for (const [dir, depth] of [...APK_DIRS, ...apexDirs])
         for (const apk of await this.findApks(dir, depth)) {
           const name = await this.apkPackage(apk.hostPath);
           if (name) add({ name, path: apk.devicePath, system: true });

@@ -9,7 +9,12 @@
  */
 import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { overlayManifestXml, overlayValuesXml } from '../build/overlays.ts';
+import {
+  overlayManifestXml,
+  overlayValuesXml,
+  overlayXmlResources,
+  webviewOverlay,
+} from '../build/overlays.ts';
 import { PERSONAL_CLOUD_CONFIG_PATH, personalCloudConfig } from '../build/personal-cloud.ts';
 import {
   defaultPermissionsXml,
@@ -99,8 +104,23 @@ export async function generateSourceTree(
 
   try {
     for (const app of product.apps) {
-      // The same pins as the remaster: sha256 and signer are checked before the APK is copied.
+      // The same pins as the remaster: sha256 and signer are checked before the file is copied.
       await verifyApp(app, readApkIdentity);
+      if (app.kind === 'apex') {
+        // A platform module: apexd activates it from <partition>/apex/<package>.apex.
+        const ext = app.apkPath.endsWith('.capex') ? 'capex' : 'apex';
+        const file = `apexes/${app.name}/${app.package}.${ext}`;
+        await mkdir(join(tmp, dirname(file)), { recursive: true });
+        await copyFile(app.apkPath, join(tmp, file));
+        files.push({ path: file, what: `${app.package} APEX (pinned)` });
+        add('prebuilt_apex', {
+          name: app.package,
+          src: file,
+          filename: `${app.package}.${ext}`,
+          ...partitionProps(app.partition),
+        });
+        continue;
+      }
       const apk = `apps/${app.name}/${app.name}.apk`;
       await mkdir(join(tmp, dirname(apk)), { recursive: true });
       await copyFile(app.apkPath, join(tmp, apk));
@@ -141,10 +161,14 @@ export async function generateSourceTree(
       });
     }
 
-    for (const o of product.overlays) {
+    const webview = webviewOverlay(product);
+    for (const o of webview ? [...product.overlays, webview] : product.overlays) {
       const dir = `overlays/${o.name}`;
       await write(`${dir}/AndroidManifest.xml`, overlayManifestXml(o), `overlay for ${o.target}`);
-      await write(`${dir}/res/values/values.xml`, overlayValuesXml(o, product.product), 'overlay values');
+      if (o.values.length)
+        await write(`${dir}/res/values/values.xml`, overlayValuesXml(o, product.product), 'overlay values');
+      for (const [name, text] of Object.entries(await overlayXmlResources(o, product.product)))
+        await write(`${dir}/res/xml/${name}.xml`, text, `overlay XML resource ${name}`);
       add('runtime_resource_overlay', {
         name: o.name,
         manifest: `${dir}/AndroidManifest.xml`,

@@ -140,11 +140,16 @@ describe('build plan on the sample base', () => {
       'product removals',
     );
     expect(plan.keptPackages).toEqual(
-      base.apps
-        .filter((a) => a.expect === 'kept')
-        .map((a) => a.spec.package)
-        .sort(),
+      [
+        ...base.apps.filter((a) => a.expect === 'kept').map((a) => a.spec.package),
+        ...base.apexes.filter((a) => a.expect === 'kept').map((a) => a.package),
+      ].sort(),
     );
+    // Without a Mainline policy (no spec given), Google's modules go by signer like other apps.
+    expect(part('system').apexes.map((a) => [a.package, a.name, a.action])).toEqual([
+      ['com.android.i18n', 'com.android.i18n', 'keep'],
+      ['com.google.android.tzdata6', 'com.android.tzdata', 'remove'],
+    ]);
   });
 
   it('removes by signer only for digests in the Google set (data-driven, extendable)', async () => {
@@ -181,7 +186,13 @@ describe('build plan on the sample base', () => {
       'com.google.android.setupwizard',
     ]);
     expect(part('product').xmlEdits.map((x) => x.path)).toEqual([
+      '/etc/sysconfig/pixel_experience_2023.xml',
       '/etc/sysconfig/preinstalled-packages-product.xml',
+    ]);
+    // Google's feature flags go; the platform's stay.
+    expect(part('product').xmlEdits[0].removed.map((r) => `${r.tag}:${r.value}`)).toEqual([
+      'feature:com.google.android.feature.PIXEL_2023_EXPERIENCE',
+      'feature:com.google.android.feature.PIXEL_EXPERIENCE',
     ]);
   });
 
@@ -263,6 +274,7 @@ describe('build plan on the sample base', () => {
       expect((await execa('e2fsck', ['-fn', img], { reject: false })).exitCode).toBe(0);
     expect((await execa('fsck.erofs', [out.product], { reject: false })).exitCode).toBe(0);
     const after = await inputs(base, out);
+    const [sys, prod] = after;
     const google = new Set(base.googleSigners);
     const found: string[] = [];
     for (const p of after) {
@@ -280,8 +292,13 @@ describe('build plan on the sample base', () => {
         expect([e.path, e.label]).not.toEqual([e.path, undefined]);
       }
     }
-    expect(found.sort()).toEqual([...plan.keptPackages, ...plan.addedPackages].sort());
-    const [sys, prod] = after;
+    const apexPackages = new Set(plan.partitions.flatMap((p) => p.apexes.map((a) => a.package)));
+    expect(found.sort()).toEqual(
+      [...plan.keptPackages, ...plan.addedPackages].filter((p) => !apexPackages.has(p)).sort(),
+    );
+    const features = (await prod.fs.readFile('/etc/sysconfig/pixel_experience_2023.xml')).toString();
+    expect(features).not.toContain('com.google.android.feature');
+    expect(features).toContain('<feature name="android.software.ipsec_tunnels" />');
     const pc = (await prod.fs.stat('/priv-app/PersonalCloud/PersonalCloud.apk'))!;
     expect(pc).toMatchObject({ mode: 0o644, uid: 0, gid: 0, label: 'u:object_r:system_file:s0' });
     expect(await prod.fs.exists('/priv-app/GmsCore')).toBe(false);

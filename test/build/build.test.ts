@@ -174,6 +174,77 @@ describe('omie build on the sample base', () => {
     }
   });
 
+  it("Google's Mainline modules, WebView and setup wizard are replaced by the product's, and the check says so", async () => {
+    const system = await apksIn(join(outA, 'system.img'));
+    const product = await apksIn(join(outA, 'product.img'));
+    const pkgs = [...system, ...product].map((a) => a.package);
+    expect(pkgs).toEqual(
+      expect.arrayContaining(['com.android.modulemetadata', 'org.omie.webview', 'org.omie.setup']),
+    );
+    for (const gone of [
+      'com.google.android.modulemetadata',
+      'com.google.android.webview',
+      'com.google.android.setupwizard',
+    ])
+      expect(pkgs).not.toContain(gone);
+    const sys = await openFilesystem(join(outA, 'system.img'));
+    const apex = join(dir, 'tzdata.apex');
+    try {
+      const apexes = (await sys.list()).filter((e) => e.path.startsWith('/system/apex/')).map((e) => e.path);
+      expect(apexes.sort()).toEqual([
+        '/system/apex/com.android.i18n.apex',
+        '/system/apex/com.android.tzdata.apex',
+      ]);
+      await sys.copyOut('/system/apex/com.android.tzdata.apex', apex);
+    } finally {
+      await sys.close();
+    }
+    expect((await execa('apksigner', ['verify', '--print-certs', apex])).stdout).toContain(
+      (await certSha256(openKeys('omie-sample-apps').apk.certPem)).toLowerCase(),
+    );
+    // The overlay naming the WebView provider: an XML resource compiled against the base framework.
+    const prod = await openFilesystem(join(outA, 'product.img'));
+    const overlay = join(dir, 'webview-overlay.apk');
+    try {
+      await prod.copyOut('/overlay/omie-webview-providers/omie-webview-providers.apk', overlay);
+      const features = (await prod.readFile('/etc/sysconfig/pixel_experience_2023.xml')).toString();
+      expect(features).not.toMatch(/com\.google/);
+    } finally {
+      await prod.close();
+    }
+    const tree = (await execa('aapt', ['dump', 'xmltree', overlay, 'res/xml/config_webview_packages.xml']))
+      .stdout;
+    expect(tree).toMatch(/E: webviewprovider/);
+    expect(tree).toMatch(/A: packageName="org\.omie\.webview"/);
+    // WebViewUpdateService reads it with getAttributeBooleanValue: aapt stores a typed boolean.
+    expect(tree).toMatch(/A: availableByDefault=\(type 0x12\)0xffffffff \(Raw: "true"\)/);
+    expect((await execa('aapt', ['dump', 'xmltree', overlay, 'AndroidManifest.xml'])).stdout).toMatch(
+      /A: android:targetPackage\(0x[0-9a-f]+\)="android"/,
+    );
+    // The SBOM lists the APEX modules too, with their APEX name.
+    const sbom = JSON.parse(readFileSync(join(outA, 'sbom.cdx.json'), 'utf8'));
+    const tz = sbom.components.find((c: { name: string }) => c.name === 'com.android.tzdata');
+    expect(tz.properties).toEqual(
+      expect.arrayContaining([
+        { name: 'omie:path', value: 'system/apex/com.android.tzdata.apex' },
+        { name: 'omie:source', value: 'product' },
+        { name: 'android:apexName', value: 'com.android.tzdata' },
+      ]),
+    );
+    const report = JSON.parse(readFileSync(join(outA, 'check', 'report.json'), 'utf8'));
+    const byId = Object.fromEntries(report.results.map((r: { id: string }) => [r.id, r]));
+    for (const id of ['2.4/C-0-6', '2.5/C-0-1', '2.6/C-0-1', '5.3/C-0-1'])
+      expect([id, byId[id].status]).toEqual([id, 'pass']);
+    expect(byId['2.4/C-0-6'].evidence).toContainEqual(
+      expect.objectContaining({ package: 'org.omie.webview' }),
+    );
+    expect(byId['2.6/C-0-1'].evidence).toContainEqual(expect.objectContaining({ package: 'org.omie.setup' }));
+    expect(byId['5.3/C-0-1'].evidence.map((e: { file: string }) => e.file).sort()).toEqual([
+      'apex/com.android.i18n.apex',
+      'apex/com.android.tzdata.apex',
+    ]);
+  });
+
   it('properties are set and Google props removed', async () => {
     const fs = await openFilesystem(join(outA, 'system.img'));
     try {
@@ -340,6 +411,42 @@ describe('omie build on the sample base', () => {
     expect(ok.stderr).not.toMatch(/check would fail/);
   });
 
+  it('without the AOSP modules, a WebView and a setup app, the build refuses, naming each and its replacement', async () => {
+    const env = { OMIE_HOME: fx.home };
+    const file = join(fx.product, '..', 'no-replacements.yaml');
+    writeFileSync(
+      file,
+      readFileSync(fx.product, 'utf8').replace(', OmieWebView, OmieSetup, ModuleMetadata, Tzdata]', ']'),
+    );
+    const out = join(dir, 'no-replacements');
+    const r = await omie(['--json', 'build', file, '--base', join(fx.base, 'factory.zip'), '--out', out], {
+      env,
+    });
+    expect(r.exitCode, r.stderr).toBe(2);
+    const err = JSON.parse(r.stdout).error;
+    expect(err.code).toBe('BUILD_REFUSED');
+    expect(
+      err.context.refusals.map((x: { kind: string; package: string; replacement?: string }) => [
+        x.kind,
+        x.package,
+        x.replacement ?? null,
+      ]),
+    ).toEqual([
+      ['mainline', 'com.google.android.modulemetadata', 'com.android.modulemetadata'],
+      ['mainline', 'com.google.android.tzdata6', 'com.android.tzdata'],
+      ['webview', 'com.google.android.webview', null],
+      ['setup', 'com.google.android.setupwizard', null],
+    ]);
+    expect(err.message).toMatch(/provide the AOSP module com\.android\.tzdata/);
+    expect(err.message).toMatch(/role: webview/);
+    expect(err.message).toMatch(/com\.android\.provision/);
+    expect(existsSync(out)).toBe(false);
+    const dry = await omie(['build', file, '--base', join(fx.base, 'factory.zip'), '--dry-run'], { env });
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/The build refuses this plan \(4\):/);
+    expect(dry.stderr).toMatch(/warning: the plan removes 4 platform component\(s\) nothing replaces/);
+  });
+
   it('the sample passes its own spec with and without --product (omie check on the fastboot zip)', async () => {
     const env = { OMIE_HOME: fx.home };
     const zip = join(outA, 'omie-tablet-1.0.0-fastboot.zip');
@@ -350,15 +457,20 @@ describe('omie build on the sample base', () => {
       expect(bad.map((b) => `${b.id}: ${b.message} ${JSON.stringify(b.evidence.slice(0, 3))}`)).toEqual([]);
       expect(r.exitCode, args.join(' ')).toBe(0);
       const byId = Object.fromEntries(report.results.map((x) => [x.id, x]));
-      // Read from the apps themselves: the personal cloud and the five customer-side apps.
+      // The apps that work with the owner's data: the personal cloud, the five customer-side
+      // apps, the WebView provider and the setup app (and, without --product, every app whose
+      // manifest declares a role: the AOSP module metadata's is `system`).
       expect(byId['4.1/C-0-1'].message).toBe('one personal cloud: org.omie.personalcloud');
       expect(byId['4.2/C-0-1'].evidence.map((e) => e.package).sort()).toEqual([
+        ...(args.length ? [] : ['com.android.modulemetadata']),
         'org.omie.intentcasting',
         'org.omie.mysuppliers',
         'org.omie.mytransactions',
         'org.omie.personalcloud',
+        'org.omie.setup',
         'org.omie.smartcart',
         'org.omie.wallet',
+        'org.omie.webview',
       ]);
       expect(byId['4.3/C-0-2'].status).toBe('pass');
       expect(byId['4.3/C-0-3'].status).toBe('pass');

@@ -33,6 +33,7 @@ function plan(apks: Array<Partial<PlannedApk>>, added: string[] = []): Plan {
         mountPoint: '/',
         prefix: '/system',
         apks: full,
+        apexes: [],
         removals: [],
         xmlEdits: [],
         additions: [],
@@ -42,6 +43,7 @@ function plan(apks: Array<Partial<PlannedApk>>, added: string[] = []): Plan {
     removedPackages: [],
     keptPackages: full.filter((a) => a.action === 'keep').map((a) => a.package),
     addedPackages: added,
+    refusals: [],
   };
 }
 

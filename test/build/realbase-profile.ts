@@ -78,7 +78,11 @@ export function writeRealbaseTree(
   const product = join(dir, 'products/realtab.yaml');
   writeFileSync(
     product,
-    sample.replace(/^name: omie-tablet$/m, 'name: omie-realtab').replace(/^base:\n( {2}.*\n)+/m, ''),
+    sample
+      .replace(/^name: omie-tablet$/m, 'name: omie-realtab')
+      .replace(/^base:\n( {2}.*\n)+/m, '')
+      // The realistic base ships AOSP's own modules (no Google build of them to replace).
+      .replace(', ModuleMetadata, Tzdata]', ']'),
   );
   return product;
 }

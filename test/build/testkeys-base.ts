@@ -21,11 +21,11 @@ import yazl from 'yazl';
 import type { ApkSpec, SigningKey } from '../../scripts/apkgen/index.ts';
 import { buildApk, generateSigningKey, signApk } from '../../scripts/apkgen/index.ts';
 import { encodeAvbPublicKey, generateAvbKey } from '../../scripts/formats/avb/keys.ts';
-import { buildErofs } from '../../scripts/fs/erofs.ts';
+import { buildErofs, erofsMeta } from '../../scripts/fs/erofs.ts';
 import { createExt4 } from '../../scripts/fs/ext4.ts';
 import { FileContexts } from '../../scripts/fs/selinux.ts';
 import { FRAMEWORK_RES, requireFile } from '../../scripts/host/tools.ts';
-import { erofsMeta, SAMPLE_EPOCH } from '../../scripts/sample/base.ts';
+import { SAMPLE_EPOCH } from '../../scripts/sample/base.ts';
 import {
   platFileContexts,
   propDefault,

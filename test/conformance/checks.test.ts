@@ -3,11 +3,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { allChecks, checkFamilies } from '../../scripts/conformance/checks/index.ts';
 import type { SpecData } from '../../scripts/conformance/context.ts';
 import { runChecks } from '../../scripts/conformance/engine.ts';
-import { type MemorySystem, memoryView } from '../../scripts/conformance/memory-view.ts';
+import { apkFacts, type MemorySystem, memoryView } from '../../scripts/conformance/memory-view.ts';
 import { loadSpec, type Spec } from '../../scripts/conformance/spec.ts';
 import { loadSpecData } from '../../scripts/conformance/spec-data.ts';
+import type { ApexFacts } from '../../scripts/conformance/view.ts';
 import { ROOT } from '../helpers.ts';
-import { cleanFixture, type Fixture } from './fixtures.ts';
+import { AOSP_TESTKEY, cleanFixture, type Fixture, GOOGLE, PARTNER_AVB } from './fixtures.ts';
 import { violations } from './violations.ts';
 
 let spec: Spec;
@@ -250,5 +251,167 @@ describe('waivers', () => {
         waivers: [{ id: '9.9/C-0-1', reason: 'x', expires: '2030-01-01', source: 'w.yaml' }],
       }),
     ).rejects.toMatchObject({ code: 'WAIVER_UNKNOWN_ID', exitCode: 2 });
+  });
+});
+
+describe('APEXes, Mainline modules and provisioning', () => {
+  const tz = (f: Fixture) =>
+    f.sys.apexes!.find((a) => a.path === 'apex/com.android.tzdata.capex')!.facts as ApexFacts;
+
+  it('2.1: a Google APEX package and a Google-signed APEX container fail', async () => {
+    const f = cleanFixture();
+    Object.assign(tz(f), { package: 'com.google.android.tzdata6' });
+    const byName = await run(f, 'image', ['2.1/C-0-1']);
+    expect(byName.results[0].status).toBe('fail');
+    expect(byName.results[0].evidence[0]).toMatchObject({ package: 'com.google.android.tzdata6' });
+    const g = cleanFixture();
+    tz(g).signing.signerSha256 = [GOOGLE];
+    const bySigner = await run(g, 'image', ['2.1/C-0-2']);
+    expect(bySigner.results[0].status).toBe('fail');
+    expect(bySigner.results[0].evidence[0].detail).toMatch(/APEX container signed by Google/);
+  });
+
+  it('2.5: each Google module is named with its AOSP replacement; passing evidence lists the APEXes', async () => {
+    const ok = await run(cleanFixture(), 'image', ['2.5/C-0-1']);
+    expect(ok.results[0].status).toBe('pass');
+    expect(ok.results[0].evidence.map((e) => e.detail)).toEqual([
+      `APEX com.android.permission version 340090000, payload key ${PARTNER_AVB}`,
+      `APEX com.android.tzdata version 340090000, payload key ${PARTNER_AVB}`,
+    ]);
+    const f = cleanFixture();
+    violations['2.5/C-0-1'].image!.apply(f);
+    f.sys.apks.push(
+      {
+        partition: 'product',
+        path: 'priv-app/GooglePermissionController/GooglePermissionController.apk',
+        facts: apkFacts('com.google.android.permissioncontroller'),
+      },
+      {
+        partition: 'system',
+        path: 'app/Telemetry/Telemetry.apk',
+        facts: apkFacts('com.google.mainline.telemetry'),
+      },
+    );
+    // Signed by Google, whatever its name: the APEX it builds is named from the manifest.
+    Object.assign(
+      f.sys.apexes!.find((a) => a.path === 'apex/com.android.permission.apex')!.facts as ApexFacts,
+      {
+        signing: { verified: true, signerSha256: [GOOGLE] },
+      },
+    );
+    const r = (await run(f, 'image', ['2.5/C-0-1'])).results[0];
+    expect(r.status).toBe('fail');
+    const found = Object.fromEntries(r.evidence.map((e) => [e.package, e.value ?? null]));
+    expect(found).toEqual({
+      'com.google.android.permissioncontroller': 'com.android.permissioncontroller',
+      'com.google.mainline.telemetry': null,
+      'com.google.android.tzdata6': 'com.android.tzdata',
+      'com.android.permission': 'com.android.permission',
+    });
+    expect(r.evidence.find((e) => e.package === 'com.google.mainline.telemetry')?.detail).toMatch(
+      /remove it/,
+    );
+  });
+
+  it('2.6: an overlay starting provisioned, or an app with role setup, finishes setup', async () => {
+    const base = () => {
+      const f = cleanFixture();
+      violations['2.6/C-0-1'].image!.apply(f);
+      return f;
+    };
+    const fail = (await run(base(), 'image', ['2.6/C-0-1'])).results[0];
+    expect(fail.status).toBe('fail');
+    expect(fail.evidence[0]).toMatchObject({ package: 'com.google.android.setupwizard' });
+
+    const overlay = base();
+    overlay.sys.apks.push({
+      partition: 'product',
+      path: 'overlay/OmieProvisioned/OmieProvisioned.apk',
+      facts: apkFacts('org.omie.overlay.provisioned', {
+        overlayTarget: 'com.android.providers.settings',
+        resources: { def_device_provisioned: 'true', def_user_setup_complete: 'true' },
+      }),
+    });
+    expect((await run(overlay, 'image', ['2.6/C-0-1'])).results[0].status).toBe('pass');
+    const half = base();
+    half.sys.apks.push({
+      partition: 'product',
+      path: 'overlay/Half/Half.apk',
+      facts: apkFacts('org.omie.overlay.half', {
+        overlayTarget: 'com.android.providers.settings',
+        resources: { def_device_provisioned: 'true', def_user_setup_complete: 'false' },
+      }),
+    });
+    expect((await run(half, 'image', ['2.6/C-0-1'])).results[0].status).toBe('fail');
+
+    const byMeta = base();
+    byMeta.sys.apks.push({
+      partition: 'product',
+      path: 'priv-app/OmieSetup/OmieSetup.apk',
+      facts: apkFacts('org.omie.setup', { appMetaData: { 'org.omie.role': 'setup' } }),
+    });
+    expect((await run(byMeta, 'image', ['2.6/C-0-1'])).results[0].status).toBe('pass');
+    const byProduct = base();
+    byProduct.sys.apks.push({
+      partition: 'product',
+      path: 'priv-app/S/S.apk',
+      facts: apkFacts('org.omie.setup'),
+    });
+    byProduct.product.apps.push({
+      ...byProduct.product.apps[1],
+      name: 'OmieSetup',
+      package: 'org.omie.setup',
+      role: 'setup',
+    });
+    expect((await run(byProduct, 'image', ['2.6/C-0-1'])).results[0].status).toBe('pass');
+    expect((await run(byProduct, 'image', ['2.6/C-0-1'], false)).results[0].status).toBe('fail');
+
+    const device = cleanFixture('device');
+    violations['2.6/C-0-1'].device!.apply(device);
+    device.sys.settings!['global/device_provisioned'] = '1';
+    device.sys.settings!['secure/user_setup_complete'] = '1';
+    expect((await run(device, 'device', ['2.6/C-0-1'])).results[0].status).toBe('pass');
+  });
+
+  it('3.1: a tracker SDK in an APEX java library fails', async () => {
+    const f = cleanFixture();
+    tz(f).jars.push({ path: 'javalib/framework-tz.jar', classes: ['com.appsflyer.AppsFlyerLib'] });
+    const r = (await run(f, 'image', ['3.1/C-0-1'])).results[0];
+    expect(r.status).toBe('fail');
+    expect(r.evidence[0]).toMatchObject({
+      file: 'apex/com.android.tzdata.capex!javalib/framework-tz.jar',
+      value: 'com.appsflyer.AppsFlyerLib',
+    });
+  });
+
+  it('2.5 and 5.3 do not pass on nothing: without APKs and APEXes they are not applicable', async () => {
+    const f = cleanFixture();
+    f.sys.apexes = [];
+    expect((await run(f, 'image', ['5.3/C-0-1'])).results[0].status).toBe('not-applicable');
+    f.sys.apks = [];
+    expect((await run(f, 'image', ['2.5/C-0-1'])).results[0].status).toBe('not-applicable');
+  });
+
+  it('5.3: test-key containers, payload problems and unreadable APEXes fail; a sound APEX is reported', async () => {
+    const ok = (await run(cleanFixture(), 'image', ['5.3/C-0-1'])).results[0];
+    expect(ok.status).toBe('pass');
+    expect(ok.evidence[1].detail).toBe(
+      `com.android.tzdata version 340090000 (compressed), payload key ${PARTNER_AVB}`,
+    );
+    const f = cleanFixture();
+    tz(f).signing.signerSha256 = [AOSP_TESTKEY];
+    tz(f).payloadProblems = ['the payload is signed with another key than apex_pubkey'];
+    f.sys.apexes!.push({
+      partition: 'vendor',
+      path: 'apex/com.oem.broken.apex',
+      facts: new Error('apex: not a zip'),
+    });
+    const r = (await run(f, 'image', ['5.3/C-0-1'])).results[0];
+    expect(r.status).toBe('fail');
+    expect(r.evidence.map((e) => e.detail)).toEqual([
+      expect.stringMatching(/^container signed with AOSP test key/),
+      'payload: the payload is signed with another key than apex_pubkey',
+      'unreadable APEX: internal error: apex: not a zip',
+    ]);
   });
 });

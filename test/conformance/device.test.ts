@@ -25,6 +25,7 @@ import { buildImages, E2E } from './image-fixture.ts';
 let adb: RealAdb;
 let sim: SimHandle;
 let report: Report;
+let apks: Array<{ partition: string; path: string }>;
 let images: string;
 
 beforeAll(async () => {
@@ -56,6 +57,7 @@ beforeAll(async () => {
       data: await loadSpecData(spec.dir),
       build: await readBuildReference(images),
     });
+    apks = (await view.apks()).map((a) => ({ partition: a.partition, path: a.path }));
   } finally {
     await view.close();
   }
@@ -77,6 +79,25 @@ describe('omie check --device against the virtual device', () => {
     // Files are listed over adb (the su check first makes sure `ls` answers at all).
     expect(byId['6.2/C-0-1'], byId['6.2/C-0-1'].message).toMatchObject({ status: 'pass' });
     expect(['pass', 'fail']).toContain(byId['6.2/C-0-2'].status);
+  });
+
+  it('lists the APEXes (pm list packages -f --apex-only) and the APKs under /apex, and checks them', () => {
+    const byId = Object.fromEntries(report.results.map((r) => [r.id, r]));
+    expect(apks).toContainEqual({
+      partition: 'apex',
+      path: 'com.android.tzdata/app/TzUpdater/TzUpdater.apk',
+    });
+    expect(byId['5.3/C-0-1'].status).toBe('pass');
+    expect(byId['5.3/C-0-1'].evidence).toEqual([
+      expect.objectContaining({
+        partition: 'system',
+        file: 'apex/com.android.tzdata.apex',
+        package: 'com.android.tzdata',
+        detail: expect.stringMatching(/^com\.android\.tzdata version 340090000, payload key [0-9a-f]{64}$/),
+      }),
+    ]);
+    expect(byId['2.5/C-0-1'].status).toBe('pass');
+    expect(byId['3.1/C-0-1'].message).toMatch(/and 1 APEX jar\(s\)/);
   });
 
   it('fails the device-only requirements on an unlocked, orange device', () => {

@@ -64,7 +64,16 @@ describe('omie check on real images', () => {
       'org.omie.mysuppliers',
       'org.omie.personalcloud',
     ]);
-    expect(byId['5.1/C-0-1'].message).toBe('all 4 APK(s) verify');
+    // The TzUpdater inside the APEX counts too, read from the APEX's ext4 payload.
+    expect(byId['5.1/C-0-1'].message).toBe('all 6 APK(s) verify');
+    expect(byId['5.3/C-0-1'].evidence).toEqual([
+      expect.objectContaining({
+        partition: 'system',
+        file: 'apex/com.android.tzdata.apex',
+        detail: expect.stringMatching(/^com\.android\.tzdata version 340090000, payload key [0-9a-f]{64}$/),
+      }),
+    ]);
+    expect(byId['2.6/C-0-1'].evidence[0]).toMatchObject({ package: 'com.android.provision' });
   });
 
   it('an image that violates requirements fails them (exit 1) with evidence', async () => {
@@ -85,6 +94,20 @@ describe('omie check on real images', () => {
       partition: 'product',
       file: 'priv-app/GmsCore/GmsCore.apk',
     });
+    // Google's build of the tzdata APEX, named with its AOSP module; its jar's tracker SDK.
+    expect(byId['2.5/C-0-1'].evidence).toEqual([
+      expect.objectContaining({
+        file: 'apex/com.google.android.tzdata6.apex',
+        package: 'com.google.android.tzdata6',
+        value: 'com.android.tzdata',
+      }),
+    ]);
+    expect(byId['3.1/C-0-1'].evidence).toContainEqual(
+      expect.objectContaining({
+        file: 'apex/com.google.android.tzdata6.apex!javalib/framework-tz.jar',
+        value: 'com.appsflyer.AppsFlyerLib',
+      }),
+    );
     expect(report.summary.conforms).toBe(false);
   });
 
@@ -97,7 +120,11 @@ describe('omie check on real images', () => {
       '6.2/C-0-1 [MUST] No su binary: 1 su binar(ies) found\n    - system/xbin/su: su file present',
     );
     expect(fix).toContain(
-      '2.1/C-0-1 [MUST] No Google package on any partition: 1 Google package(s) present\n    - product/priv-app/GmsCore/GmsCore.apk: package com.google.android.gms',
+      '2.1/C-0-1 [MUST] No Google package on any partition: 2 Google package(s) present\n    - product/priv-app/GmsCore/GmsCore.apk: package com.google.android.gms',
+    );
+    // Google's time zone APEX: its package, and the AOSP module that replaces it.
+    expect(fix).toContain(
+      "    - system/apex/com.google.android.tzdata6.apex: package com.google.android.tzdata6, value com.android.tzdata: Google's build of the Mainline APEX com.android.tzdata: replace it with the AOSP module com.android.tzdata",
     );
     expect(fix).toContain(
       `Every offender and why each requirement protects the owner: ${join(reports, 'report.html')}`,

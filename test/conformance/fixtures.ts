@@ -3,9 +3,9 @@
  * per requirement, a mutation that violates it. Shared by the unit tests and the image end-to-end tests.
  */
 import type { BuildReference } from '../../scripts/conformance/build-ref.ts';
-import { apkFacts, type MemorySystem } from '../../scripts/conformance/memory-view.ts';
+import { apexFacts, apkFacts, type MemorySystem } from '../../scripts/conformance/memory-view.ts';
 import type { ProductFacts } from '../../scripts/conformance/product.ts';
-import type { ApkFacts, VbmetaFacts } from '../../scripts/conformance/view.ts';
+import type { ApexFacts, ApkFacts, VbmetaFacts } from '../../scripts/conformance/view.ts';
 import {
   DATA_STORE_META_DATA,
   PERSONAL_CLOUD_PERMISSION,
@@ -132,6 +132,20 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
       ),
       apk(
         'system',
+        'priv-app/Provision/Provision.apk',
+        apkFacts('com.android.provision', {
+          signing: { verified: true, schemes: [2], signerSha256: [PLATFORM] },
+        }),
+      ),
+      apk(
+        'apex',
+        'com.android.permission/priv-app/PermissionController/PermissionController.apk',
+        apkFacts('com.android.permissioncontroller', {
+          signing: { verified: true, schemes: [2], signerSha256: [PLATFORM] },
+        }),
+      ),
+      apk(
+        'system',
         'priv-app/SettingsProvider/SettingsProvider.apk',
         apkFacts('com.android.providers.settings', {
           signing: { verified: true, schemes: [2], signerSha256: [PLATFORM] },
@@ -203,6 +217,32 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
           classes: ['org.omie.mysuppliers.Main'],
         }),
       ),
+    ],
+    apexes: [
+      {
+        partition: 'system',
+        path: 'apex/com.android.permission.apex',
+        facts: apexFacts('com.android.permission', {
+          version: 340090000,
+          signing: { verified: true, signerSha256: [PLATFORM] },
+          payloadKeySha256: PARTNER_AVB,
+          apks: ['priv-app/PermissionController/PermissionController.apk'],
+          jars: [
+            { path: 'javalib/framework-permission.jar', classes: ['android.permission.PermissionManager'] },
+          ],
+        }),
+      },
+      {
+        partition: 'system',
+        path: 'apex/com.android.tzdata.capex',
+        facts: apexFacts('com.android.tzdata', {
+          version: 340090000,
+          compressed: true,
+          signing: { verified: true, signerSha256: [PLATFORM] },
+          payloadKeySha256: PARTNER_AVB,
+          payloadFs: 'erofs',
+        }),
+      },
     ],
     cmdline: 'console=ttyS0 androidboot.hardware=omie',
     vbmeta,
@@ -311,6 +351,12 @@ export function cleanFixture(kind: 'image' | 'device' = 'image'): Fixture {
 }
 
 /** The facts of the fixture's APK of `pkg` (to mutate in a violation). */
+export function apexOf(f: Fixture, name: string): ApexFacts {
+  const a = f.sys.apexes?.find((x) => !(x.facts instanceof Error) && x.facts.name === name);
+  if (!a || a.facts instanceof Error) throw new Error(`fixture has no APEX ${name}`);
+  return a.facts;
+}
+
 export function app(f: Fixture, pkg: string): ApkFacts {
   const a = f.sys.apks.find((x) => !(x.facts instanceof Error) && x.facts.package === pkg);
   if (!a || a.facts instanceof Error) throw new Error(`fixture has no ${pkg}`);

@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { buildApex } from '../../scripts/apexgen/index.ts';
 import { type ApkSpec, buildApk, generateSigningKey, type SigningKey } from '../../scripts/apkgen/index.ts';
 import { addHashtreeFooter, generateAvbKey, makeVbmetaImage } from '../../scripts/formats/avb/index.ts';
 import { runTool } from '../../scripts/host/tools.ts';
@@ -32,6 +33,8 @@ export interface Keys {
   platform: SigningKey;
   omie: SigningKey;
   avb: string;
+  /** Payload key of the APEXes. */
+  apexPayload: string;
 }
 
 async function keys(root: string): Promise<Keys> {
@@ -39,10 +42,13 @@ async function keys(root: string): Promise<Keys> {
   await mkdir(dir, { recursive: true });
   const avb = join(dir, 'avb.pem');
   if (!existsSync(avb)) await generateAvbKey(avb, 2048);
+  const apexPayload = join(dir, 'apex-payload.pem');
+  if (!existsSync(apexPayload)) await generateAvbKey(apexPayload, 4096);
   return {
     platform: await generateSigningKey(dir, 'platform'),
     omie: await generateSigningKey(dir, 'omie'),
     avb,
+    apexPayload,
   };
 }
 
@@ -72,6 +78,10 @@ function apkSpecs(variant: 'clean' | 'bad'): Record<string, { spec: ApkSpec; key
           config_default_dns_server: '9.9.9.9',
         },
       },
+    },
+    'system/system/priv-app/Provision/Provision.apk': {
+      key: 'platform',
+      spec: { package: 'com.android.provision', targetSdk: 34, minSdk: 29 },
     },
     'product/priv-app/PersonalCloud/PersonalCloud.apk': {
       key: 'omie',
@@ -166,6 +176,35 @@ export async function buildImages(
     await mkdir(dirname(join(trees, path)), { recursive: true });
     await cp(cached, join(trees, path));
   }
+  // A time zone APEX: the AOSP module (clean), or Google's build of it with a tracker in its jar (bad).
+  const apexFile = variant === 'clean' ? 'com.android.tzdata.apex' : 'com.google.android.tzdata6.apex';
+  const apex = join(apkCache, 'apex', apexFile);
+  if (!existsSync(apex))
+    await buildApex(
+      {
+        name: 'com.android.tzdata',
+        packageName: variant === 'clean' ? 'com.android.tzdata' : 'com.google.android.tzdata6',
+        version: 340090000,
+        files: { 'etc/tz/tzdata': 'tzdata2024a\n' },
+        apps: [
+          {
+            path: 'app/TzUpdater/TzUpdater.apk',
+            spec: { package: 'com.android.tzupdater', targetSdk: 34, minSdk: 29 },
+            key: k.platform,
+          },
+        ],
+        jars: [
+          {
+            path: 'javalib/framework-tz.jar',
+            classes: ['com.android.tz.TzData', ...(variant === 'bad' ? ['com.appsflyer.AppsFlyerLib'] : [])],
+          },
+        ],
+      },
+      { payloadKey: k.apexPayload, containerKey: k.platform },
+      apex,
+    );
+  await mkdir(join(trees, 'system/system/apex'), { recursive: true });
+  await cp(apex, join(trees, 'system/system/apex', apexFile));
   const systemProps =
     variant === 'bad' ? SYSTEM_PROPS.replace('ro.build.type=user', 'ro.build.type=userdebug') : SYSTEM_PROPS;
   await writeTree(join(trees, 'system'), {

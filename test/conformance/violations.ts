@@ -6,10 +6,11 @@
  * added to spec/ without an entry here fails the test suite.
  */
 
-import { apkFacts } from '../../scripts/conformance/memory-view.ts';
+import { apexFacts, apkFacts } from '../../scripts/conformance/memory-view.ts';
 import { DATA_STORE_META_DATA, ROLE_META_DATA } from '../../scripts/model/app-roles.ts';
 import {
   AOSP_TESTKEY,
+  apexOf,
   apk,
   app,
   BACKUP_SYSCONFIG,
@@ -156,6 +157,30 @@ export const violations: Record<string, Violations> = {
       },
     },
   },
+  '2.5/C-0-1': both("Google's build of the time zone APEX", (f) => {
+    f.sys.apexes = f.sys.apexes?.filter((a) => a.path !== 'apex/com.android.tzdata.capex');
+    f.sys.apexes?.push({
+      partition: 'system',
+      path: 'apex/com.google.android.tzdata6.apex',
+      facts: apexFacts('com.android.tzdata', {
+        package: 'com.google.android.tzdata6',
+        version: 339990000,
+        signing: { verified: true, signerSha256: [STRANGER] },
+      }),
+    });
+  }),
+  '2.6/C-0-1': both("Provision replaced by Google's setup wizard", (f) => {
+    f.sys.apks = f.sys.apks.filter((a) => a.path !== 'priv-app/Provision/Provision.apk');
+    f.sys.apks.push(
+      apk(
+        'system',
+        'priv-app/SetupWizard/SetupWizard.apk',
+        apkFacts('com.google.android.setupwizard', {
+          signing: { verified: true, schemes: [2], signerSha256: [STRANGER] },
+        }),
+      ),
+    );
+  }),
   '3.1/C-0-1': both('Firebase Analytics in the personal cloud', (f) => {
     app(f, 'org.omie.personalcloud').classes.push('com.google.firebase.analytics.FirebaseAnalytics');
   }),
@@ -274,6 +299,11 @@ export const violations: Record<string, Violations> = {
   }),
   '5.2/C-0-1': both('priv-app with a privileged permission not allowlisted', (f) => {
     app(f, 'com.android.providers.settings').usesPermissions.push(`${P}WRITE_SECURE_SETTINGS`);
+  }),
+  '5.3/C-0-1': both('an APEX payload signed with the AVB public test key', (f) => {
+    const a = apexOf(f, 'com.android.tzdata');
+    a.payloadTestKey = 'testkey_rsa4096';
+    a.payloadKeySha256 = '7728e30f50bfa5cea165f473175a08803f6a8346642b5aa10913e9d9e6defef6';
   }),
   '6.1/C-0-1': both('userdebug build', (f) => setProp(f, 'ro.build.type', 'userdebug')),
   '6.1/C-0-2': both('ro.debuggable=1', (f) => setProp(f, 'ro.debuggable', '1')),

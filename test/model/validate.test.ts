@@ -116,19 +116,38 @@ describe('YAML model', () => {
     expect(p.issues.find((i) => i.path === 'apps.0')?.message).toMatch(/no prebuilt-apps\/Nope\/app.yaml/);
   });
 
-  it('loadProduct resolves device, six apps with exactly one personal cloud, overlays', async () => {
+  it('loadProduct resolves device, apps with exactly one personal cloud, overlays', async () => {
     const p = await loadProduct(PRODUCT);
     expect(p.device.codename).toBe('tablet');
-    expect(p.apps.map((a) => a.name)).toEqual([
-      'PersonalCloud',
-      'MySuppliers',
-      'MyTransactions',
-      'Intentcasting',
-      'Wallet',
-      'SmartCart',
+    expect(p.apps.map((a) => [a.name, a.role, a.kind])).toEqual([
+      ['PersonalCloud', 'personal-cloud', 'apk'],
+      ['MySuppliers', 'customer-app', 'apk'],
+      ['MyTransactions', 'customer-app', 'apk'],
+      ['Intentcasting', 'customer-app', 'apk'],
+      ['Wallet', 'customer-app', 'apk'],
+      ['SmartCart', 'customer-app', 'apk'],
+      ['OmieWebView', 'webview', 'apk'],
+      ['OmieSetup', 'setup', 'apk'],
+      ['ModuleMetadata', 'system', 'apk'],
+      ['Tzdata', 'system', 'apex'],
     ]);
     expect(p.apps.filter((a) => a.role === 'personal-cloud')).toHaveLength(1);
     expect(p.overlays.map((o) => o.package)).toContain('org.omie.overlay.endpoints');
+  });
+
+  it('an APEX app (.apex/.capex) is a system module: not privileged, no permissions', async () => {
+    const dir = workDir('model/apex-app');
+    const f = join(dir, 'app.yaml');
+    writeFileSync(
+      f,
+      'package: com.android.tzdata\nlabel: Tz\nrole: customer-app\npartition: system\nprivileged: true\nprivilegedPermissions: [android.permission.BACKUP]\nsigner: { key: k }\napk: { file: com.android.tzdata.apex, generated: true }\n',
+    );
+    const { issues } = await validateFile(f);
+    expect(issues.map((i) => `${i.path}: ${i.message}`)).toEqual([
+      'privileged: an APEX is not a priv-app',
+      'privilegedPermissions: an APEX has no privilegedPermissions',
+      'role: an APEX is a platform module',
+    ]);
   });
 
   it('checked-in JSON Schemas are up to date with the schema definitions', async () => {

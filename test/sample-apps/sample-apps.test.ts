@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApk, smaliClass } from '../../scripts/apkgen/index.ts';
+import { ApexArchive, inspectApexPayload } from '../../scripts/formats/apex/index.ts';
 import {
   DATA_STORE_META_DATA,
   PERSONAL_CLOUD_PERMISSION,
@@ -26,14 +27,25 @@ beforeAll(async () => {
   for (const d of ['device', 'overlays']) cpSync(join(ROOT, d), join(tree, d), { recursive: true });
   cpSync(join(ROOT, 'prebuilt-apps'), join(tree, 'prebuilt-apps'), {
     recursive: true,
-    filter: (s) => !/\.apk(\.sha256)?$/.test(s),
+    filter: (s) => !/\.(apk|c?apex)(\.sha256)?$/.test(s),
   });
   const r = await omie(['sample-apps', '--json'], { cwd: tree, env: { OMIE_HOME: home } });
   expect(r.exitCode, r.stderr).toBe(0);
 }, 300_000);
 
+/** The sample apps that are APKs (the others are APEX modules, checked below). */
+const apkApps = () =>
+  readdirSync(join(ROOT, 'prebuilt-apps'))
+    .filter(
+      (n) =>
+        !/^apk: \{ file: \S+\.c?apex,/m.test(
+          readFileSync(join(ROOT, 'prebuilt-apps', n, 'app.yaml'), 'utf8'),
+        ),
+    )
+    .sort();
+
 describe('omie sample-apps', () => {
-  const names = readdirSync(join(ROOT, 'prebuilt-apps')).sort();
+  const names = apkApps();
 
   it.each(names)('%s: apksigner verifies it and aapt shows the declared package', async (name) => {
     const app = await loadApp(join(tree, 'prebuilt-apps', name, 'app.yaml'));
@@ -59,6 +71,31 @@ describe('omie sample-apps', () => {
         a.warnings.map((w) => `${a.package}: ${w.id}`),
     );
     expect(warnings).toEqual([]);
+  });
+
+  it('APEX modules: apksigner verifies the container, the manifest names the module, apexd would mount the payload', async () => {
+    const apexes = readdirSync(join(ROOT, 'prebuilt-apps')).filter((n) => !names.includes(n));
+    expect(apexes).toEqual(['Tzdata']);
+    for (const name of apexes) {
+      const app = await loadApp(join(tree, 'prebuilt-apps', name, 'app.yaml'));
+      expect(app.kind).toBe('apex');
+      const v = await execa('apksigner', ['verify', app.apkPath], { reject: false });
+      expect(v.exitCode, v.stderr).toBe(0);
+      const a = await ApexArchive.open(app.apkPath);
+      const img = join(dir, `${name}.payload.img`);
+      try {
+        expect(a.info).toMatchObject({
+          name: app.package,
+          packageName: app.package,
+          container: { verified: true },
+        });
+        await a.extractPayload(img);
+        expect((await inspectApexPayload(img, a.info, { verifyHashtree: true })).problems).toEqual([]);
+      } finally {
+        await a.close();
+      }
+      expect(readFileSync(`${app.apkPath}.sha256`, 'utf8').trim()).toMatch(/^[0-9a-f]{64}$/);
+    }
   });
 
   it('the sample key lives outside the tree with 0600 files', () => {
@@ -163,7 +200,7 @@ function unimplemented(classes: Map<string, SmaliClassInfo>): string[] {
 }
 
 describe('the sample apps would run', () => {
-  const names = readdirSync(join(ROOT, 'prebuilt-apps')).sort();
+  const names = apkApps();
   const apkOf = (name: string) => join(tree, 'prebuilt-apps', name, `${name}.apk`);
 
   async function dexClasses(name: string) {

@@ -51,7 +51,7 @@ describe('device shell', () => {
   });
 
   it('ls -1ap marks directories, /dev/block/by-name lists physical partitions and super', async () => {
-    expect((await run('ls -1ap /')).out).toBe('./\n../\ndata/\ndev/\nproc/\nsdcard/\nstorage/\n');
+    expect((await run('ls -1ap /')).out).toBe('./\n../\napex/\ndata/\ndev/\nproc/\nsdcard/\nstorage/\n');
     const byName = (await run('ls /dev/block/by-name/')).out.split('\n');
     expect(byName).toContain('boot_a');
     expect(byName).toContain('super');

@@ -91,16 +91,29 @@ describe('omie source-tree', () => {
     const byName = new Map(mods.map((m) => [m.props.name as string, m]));
     const apps = readdirSync(join(fx.tree, 'prebuilt-apps')).sort();
     for (const app of apps) {
+      const yaml = readFileSync(join(fx.tree, 'prebuilt-apps', app, 'app.yaml'), 'utf8');
+      const file = /^apk: \{ file: (\S+),/m.exec(yaml)![1];
+      const pin = readFileSync(join(fx.tree, 'prebuilt-apps', app, `${file}.sha256`), 'utf8').trim();
+      const onProduct = /^partition: product$/m.test(yaml);
+      if (file.endsWith('.apex')) {
+        // An APEX module, by its package: the remaster's /system/apex/<package>.apex.
+        const m = mods.find((x) => x.type === 'prebuilt_apex' && x.props.filename === file);
+        expect(m, app).toBeDefined();
+        expect(
+          createHash('sha256')
+            .update(readFileSync(join(out, m?.props.src as string)))
+            .digest('hex'),
+        ).toBe(pin);
+        continue;
+      }
       const m = byName.get(app);
       expect(m?.type, app).toBe('android_app_import');
       expect(m?.props.presigned).toBe(true);
-      expect(m?.props.product_specific).toBe(true);
+      expect(m?.props.product_specific).toBe(onProduct || undefined);
       for (const req of (m?.props.required as string[] | undefined) ?? [])
         expect(byName.has(req), req).toBe(true);
       const apk = join(out, m?.props.apk as string);
-      expect(createHash('sha256').update(readFileSync(apk)).digest('hex')).toBe(
-        readFileSync(join(fx.tree, 'prebuilt-apps', app, `${app}.apk.sha256`), 'utf8').trim(),
-      );
+      expect(createHash('sha256').update(readFileSync(apk)).digest('hex')).toBe(pin);
     }
     expect(byName.get('PersonalCloud')?.props.privileged).toBe(true);
     expect(byName.get('PersonalCloud')?.props.required).toContain(
@@ -111,7 +124,15 @@ describe('omie source-tree', () => {
       filename: 'personal-cloud.json',
     });
     const overlays = mods.filter((m) => m.type === 'runtime_resource_overlay').map((m) => m.props.name);
-    expect(overlays.sort()).toEqual(readdirSync(join(fx.tree, 'overlays')).sort());
+    // The product's overlays, and the one naming its WebView provider.
+    expect(overlays.sort()).toEqual(
+      [...readdirSync(join(fx.tree, 'overlays')), 'omie-webview-providers'].sort(),
+    );
+    expect(
+      readFileSync(join(out, 'overlays/omie-webview-providers/res/xml/config_webview_packages.xml'), 'utf8'),
+    ).toMatch(
+      /<webviewprovider description="Omie WebView" packageName="org\.omie\.webview" availableByDefault="true">/,
+    );
     for (const m of mods)
       if (m.type === 'prebuilt_etc') expect(existsSync(join(out, m.props.src as string))).toBe(true);
   });

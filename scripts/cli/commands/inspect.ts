@@ -7,7 +7,7 @@ export function registerInspect(program: Command): void {
   program
     .command('inspect')
     .description(
-      'identify an artifact by its content (APK, sparse, super, vbmeta, payload, boot image, zip, ext4, erofs…) and summarise it',
+      'identify an artifact by its content (APEX, APK, sparse, super, vbmeta, payload, boot image, zip, ext4, erofs…) and summarise it',
     )
     .argument('<file>', 'the artifact to inspect')
     .addHelpText(

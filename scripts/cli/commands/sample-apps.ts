@@ -9,12 +9,12 @@ export function registerSampleApps(program: Command): void {
   program
     .command('sample-apps')
     .description(
-      'generate the Omie sample apps (real APKs: aapt + smali + apksigner) declared `generated: true` in prebuilt-apps/',
+      'generate the Omie sample apps (real APKs: aapt + smali + apksigner; real APEXes for .apex modules) declared `generated: true` in prebuilt-apps/',
     )
     .argument('[names...]', 'app folders (default: every generated app)')
     .addHelpText(
       'after',
-      '\nThe signing key is created on first run in $OMIE_HOME/keys/omie-sample-apps (default ~/.omie), never in the repo.',
+      '\nThe signing key (and the AVB key of the APEX payloads) is created on first run in $OMIE_HOME/keys/omie-sample-apps (default ~/.omie), never in the repo.',
     )
     .action(async (names: string[], _o, cmd: Command) => {
       const { json } = globalOpts(cmd);

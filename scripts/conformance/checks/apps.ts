@@ -76,13 +76,19 @@ async function signersKnown(ctx: CheckContext): Promise<CheckOutcome> {
   );
 }
 
+/** Public test-key certificate digests → name: 5.1/C-0-3's `publicTestKeySha256` and spec/known-signers.yaml. */
+function testKeyCertificates(ctx: CheckContext): Map<string, string> {
+  const test = new Map<string, string>();
+  for (const d of stringList(ctx.paramsOf('5.1/C-0-3').publicTestKeySha256))
+    test.set(d.toLowerCase(), 'AOSP public test key');
+  for (const [d, k] of ctx.facts.data.knownSigners) if (/test/.test(k.kind)) test.set(d, k.name);
+  return test;
+}
+
 async function noTestKeys(ctx: CheckContext): Promise<CheckOutcome> {
   const missing = await ctx.facts.missing('apks');
   if (missing) return notApplicable(missing);
-  const test = new Map<string, string>();
-  for (const d of stringList(ctx.params.publicTestKeySha256))
-    test.set(d.toLowerCase(), 'AOSP public test key');
-  for (const [d, k] of ctx.facts.data.knownSigners) if (/test/.test(k.kind)) test.set(d, k.name);
+  const test = testKeyCertificates(ctx);
   const ev: Evidence[] = [];
   for (const a of await ctx.facts.readableApps()) {
     for (const s of a.facts.signing.signerSha256) {
@@ -143,10 +149,65 @@ async function privappAllowlistsComplete(ctx: CheckContext): Promise<CheckOutcom
   );
 }
 
+/**
+ * 5.3/C-0-1: every APEX is one apexd accepts (container signature, payload signed by
+ * apex_pubkey, one hashtree named after it), and neither its container certificate nor its
+ * payload key is a public test key. Passing evidence reports each APEX's name, version and key.
+ */
+async function apexesSound(ctx: CheckContext): Promise<CheckOutcome> {
+  const test = testKeyCertificates(ctx);
+  const ev: Evidence[] = [];
+  const ok: Evidence[] = [];
+  const apexes = await ctx.facts.apexes();
+  // Nothing to verify is not a pass (an AOSP base before Android 10, a partial image).
+  if (!apexes.length) return notApplicable('no APEX on the image or device');
+  for (const x of apexes) {
+    const where = { partition: x.ref.partition, file: x.ref.path };
+    if (!x.facts) {
+      ev.push({ ...where, package: x.ref.packageHint, detail: `unreadable APEX: ${x.error}` });
+      continue;
+    }
+    const f = x.facts;
+    const id = { ...where, package: f.package };
+    const before = ev.length;
+    if (!f.signing.verified)
+      ev.push({
+        ...id,
+        detail: `container signature does not verify${f.signing.error ? `: ${f.signing.error}` : ''}`,
+      });
+    for (const s of f.signing.signerSha256) {
+      const name = test.get(s);
+      if (name) ev.push({ ...id, value: s, detail: `container signed with ${name}` });
+    }
+    if (f.payloadTestKey)
+      ev.push({
+        ...id,
+        value: f.payloadKeySha256 ?? undefined,
+        detail: `payload signed with the AVB public test key ${f.payloadTestKey}`,
+      });
+    for (const p of f.payloadProblems) ev.push({ ...id, detail: `payload: ${p}` });
+    if (ev.length === before)
+      ok.push({
+        ...id,
+        value: f.payloadKeySha256 ?? undefined,
+        detail: `${f.name} version ${f.version}${f.compressed ? ' (compressed)' : ''}, payload key ${f.payloadKeySha256}`,
+      });
+  }
+  return verdict(
+    ev,
+    apexes.length
+      ? `all ${apexes.length} APEX(es) verify, none with a public test key`
+      : 'no APEX on the image',
+    (k) => `${k} APEX problem(s)`,
+    ok,
+  );
+}
+
 export const appsChecks: CheckFamily = {
   '5.1/C-0-1': allVerify,
   '5.1/C-0-2': signersKnown,
   '5.1/C-0-3': noTestKeys,
   '5.1/C-0-4': noDebuggable,
   '5.2/C-0-1': privappAllowlistsComplete,
+  '5.3/C-0-1': apexesSound,
 };

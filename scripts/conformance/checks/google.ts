@@ -1,6 +1,9 @@
 /** Section 2: No Google dependency. */
+
+import { manifestRole } from '../../model/app-roles.ts';
 import { apkWhere, type CheckContext, matchesAny, stringList } from '../context.ts';
 import { googleHostsIn, isGoogleHost } from '../endpoints.ts';
+import { DEFAULT_GOOGLE_APEX_PATTERNS, googleMainlineModule } from '../mainline.ts';
 import {
   type CheckFamily,
   type CheckOutcome,
@@ -40,15 +43,30 @@ async function noGooglePackages(ctx: CheckContext): Promise<CheckOutcome> {
     const m = matchesAny(pkg, patterns);
     if (m) ev.push({ ...apkWhere(a.ref), package: pkg, detail: `package ${pkg} matches ${m}` });
   }
-  const n = (await ctx.facts.apps()).length;
+  const apexes = await ctx.facts.apexes();
+  for (const x of apexes) {
+    const pkg = x.facts?.package ?? x.ref.packageHint;
+    if (!pkg) continue;
+    const m = matchesAny(pkg, patterns);
+    if (m) ev.push({ ...apkWhere(x.ref), package: pkg, detail: `APEX package ${pkg} matches ${m}` });
+  }
+  const n = (await ctx.facts.apps()).length + apexes.length;
   return verdict(ev, `none of ${n} packages is Google's`, (k) => `${k} Google package(s) present`);
+}
+
+/** Google's signer digests: 2.1/C-0-2's `googleSignerSha256` and the Google entries of spec/known-signers.yaml. */
+export function googleSignerDigests(ctx: CheckContext): Set<string> {
+  const digests = new Set(
+    stringList(ctx.paramsOf('2.1/C-0-2').googleSignerSha256).map((s) => s.toLowerCase()),
+  );
+  for (const [d, k] of ctx.facts.data.knownSigners) if (k.kind === 'google') digests.add(d);
+  return digests;
 }
 
 async function noGoogleSigners(ctx: CheckContext): Promise<CheckOutcome> {
   const missing = await ctx.facts.missing('apks');
   if (missing) return notApplicable(missing);
-  const digests = new Set(stringList(ctx.params.googleSignerSha256).map((s) => s.toLowerCase()));
-  for (const [d, k] of ctx.facts.data.knownSigners) if (k.kind === 'google') digests.add(d);
+  const digests = googleSignerDigests(ctx);
   const ev: Evidence[] = [];
   for (const a of await ctx.facts.readableApps()) {
     for (const s of a.facts.signing.signerSha256) {
@@ -63,7 +81,76 @@ async function noGoogleSigners(ctx: CheckContext): Promise<CheckOutcome> {
       }
     }
   }
-  return verdict(ev, 'no APK is signed by a Google release key', (k) => `${k} APK(s) signed by Google`);
+  for (const x of await ctx.facts.apexes()) {
+    const s = x.facts?.signing.signerSha256.find((d) => digests.has(d));
+    if (s)
+      ev.push({
+        ...apkWhere(x.ref),
+        package: x.facts?.package,
+        value: s,
+        detail: `APEX container signed by Google${ctx.facts.data.knownSigners.get(s) ? ` (${ctx.facts.data.knownSigners.get(s)?.name})` : ''}`,
+      });
+  }
+  return verdict(
+    ev,
+    'no APK or APEX is signed by a Google release key',
+    (k) => `${k} APK(s)/APEX(es) signed by Google`,
+  );
+}
+
+/**
+ * 2.5/C-0-1: no Google build of a Mainline module, APK or APEX; each finding names the AOSP
+ * module that replaces it (spec/mainline-modules.yaml). Passing evidence lists every APEX.
+ */
+async function mainlineIsAosp(ctx: CheckContext): Promise<CheckOutcome> {
+  const modules = ctx.facts.data.mainline ?? [];
+  const own = stringList(ctx.params.googleApexPatterns);
+  const apexPatterns = own.length ? own : DEFAULT_GOOGLE_APEX_PATTERNS;
+  const googleSigners = googleSignerDigests(ctx);
+  const fix = (aosp: string | null) =>
+    aosp ? `replace it with the AOSP module ${aosp}` : 'remove it (the platform needs no AOSP counterpart)';
+  const ev: Evidence[] = [];
+  const ok: Evidence[] = [];
+  const apps = await ctx.facts.readableApps();
+  const apexes = await ctx.facts.apexes();
+  if (!apps.length && !apexes.length) return notApplicable('no APK or APEX to read');
+  for (const a of apps) {
+    const m = googleMainlineModule(a.facts.package, 'apk', modules, apexPatterns);
+    if (m)
+      ev.push({
+        ...apkWhere(a.ref),
+        package: a.facts.package,
+        value: m.aosp ?? undefined,
+        detail: `Google's build of a Mainline module: ${fix(m.aosp)}`,
+      });
+  }
+  for (const x of apexes) {
+    if (!x.facts) continue;
+    const f = x.facts;
+    const byName = googleMainlineModule(f.package, 'apex', modules, apexPatterns);
+    const bySigner = f.signing.signerSha256.some((d) => googleSigners.has(d));
+    if (byName || bySigner) {
+      const aosp = byName ? byName.aosp : f.name;
+      ev.push({
+        ...apkWhere(x.ref),
+        package: f.package,
+        value: aosp ?? undefined,
+        detail: `Google's build of the Mainline APEX ${f.name}${bySigner && !byName ? ' (signed by Google)' : ''}: ${fix(aosp)}`,
+      });
+    } else
+      ok.push({
+        ...apkWhere(x.ref),
+        package: f.package,
+        value: f.payloadKeySha256 ?? undefined,
+        detail: `APEX ${f.name} version ${f.version}${f.versionName ? ` (${f.versionName})` : ''}, payload key ${f.payloadKeySha256 ?? 'none'}`,
+      });
+  }
+  return verdict(
+    ev,
+    `no Google Mainline module (${apexes.length} APEX(es) checked)`,
+    (k) => `${k} Google Mainline module(s): each needs its AOSP module`,
+    ok,
+  );
 }
 
 async function noGoogleXmls(ctx: CheckContext): Promise<CheckOutcome> {
@@ -341,6 +428,48 @@ async function webview(ctx: CheckContext): Promise<CheckOutcome> {
   );
 }
 
+/**
+ * 2.6/C-0-1: something sets DEVICE_PROVISIONED / USER_SETUP_COMPLETE without Google: AOSP's
+ * Provision app, an app with role `setup`, or SettingsProvider defaults that start provisioned.
+ */
+async function provisionedWithoutGoogle(ctx: CheckContext): Promise<CheckOutcome> {
+  const own = stringList(ctx.params.provisionPackages);
+  const provision = new Set(own.length ? own : ['com.android.provision']);
+  const setupApps = new Set(
+    (ctx.product?.apps ?? []).filter((a) => a.role === 'setup').map((a) => a.package),
+  );
+  const ok: Evidence[] = [];
+  const google: Evidence[] = [];
+  for (const a of await ctx.facts.readableApps()) {
+    const pkg = a.facts.package;
+    if (provision.has(pkg)) ok.push({ ...apkWhere(a.ref), package: pkg, detail: "AOSP's Provision app" });
+    else if (setupApps.has(pkg) || manifestRole(a.facts.appMetaData) === 'setup')
+      ok.push({ ...apkWhere(a.ref), package: pkg, detail: 'an app with role setup' });
+    else if (/^com\.google\.android\.setupwizard/.test(pkg))
+      google.push({ ...apkWhere(a.ref), package: pkg, detail: "Google's setup wizard (does not count)" });
+  }
+  const isTrue = (v: string | string[] | undefined) => v === 'true' || v === '1';
+  const provisioned = await ctx.facts.effectiveResource('def_device_provisioned');
+  const setupDone = await ctx.facts.effectiveResource('def_user_setup_complete');
+  if (provisioned && setupDone && isTrue(provisioned.value) && isTrue(setupDone.value))
+    ok.push({
+      ...apkWhere(provisioned.source),
+      detail: `SettingsProvider defaults def_device_provisioned and def_user_setup_complete are true${provisioned.overlay ? ' (overlay)' : ''}`,
+    });
+  const dp = await ctx.view.settings('global', 'device_provisioned');
+  const usc = await ctx.view.settings('secure', 'user_setup_complete');
+  if (dp === '1' && usc === '1')
+    ok.push({ detail: 'settings global device_provisioned and secure user_setup_complete are 1' });
+  if (ok.length) return pass(`provisioned without Google: ${ok[0].detail}`, ok);
+  return fail('nothing but Google could finish the first-boot setup', [
+    ...google,
+    {
+      detail:
+        'none of: com.android.provision, an app with role setup, a SettingsProvider overlay setting def_device_provisioned and def_user_setup_complete to true',
+    },
+  ]);
+}
+
 export const googleChecks: CheckFamily = {
   '2.1/C-0-1': noGooglePackages,
   '2.1/C-0-2': noGoogleSigners,
@@ -352,4 +481,6 @@ export const googleChecks: CheckFamily = {
   '2.4/C-0-4': dns,
   '2.4/C-0-5': locationProviders,
   '2.4/C-0-6': webview,
+  '2.5/C-0-1': mainlineIsAosp,
+  '2.6/C-0-1': provisionedWithoutGoogle,
 };

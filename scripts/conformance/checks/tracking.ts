@@ -30,9 +30,23 @@ async function noTrackerSdks(ctx: CheckContext): Promise<CheckOutcome> {
       });
     }
   }
+  let jars = 0;
+  for (const x of await ctx.facts.apexes()) {
+    for (const j of x.facts?.jars ?? []) {
+      jars++;
+      for (const t of findTrackers(j.classes, ctx.facts.data.trackers))
+        ev.push({
+          partition: x.ref.partition,
+          file: `${x.ref.path}!${j.path}`,
+          package: x.facts?.package,
+          value: t.className,
+          detail: `tracker SDK ${t.name}${t.category ? ` (${t.category})` : ''} in an APEX java library`,
+        });
+    }
+  }
   return verdict(
     ev,
-    `no tracker SDK in ${apps.length} APK(s) (${ctx.facts.data.trackers.length} signatures)`,
+    `no tracker SDK in ${apps.length} APK(s) and ${jars} APEX jar(s) (${ctx.facts.data.trackers.length} signatures)`,
     (k) => `${k} tracker SDK(s) found`,
   );
 }

@@ -52,6 +52,12 @@ const ATTR_IDS: Record<string, number> = {
   compileSdkVersionCodename: 0x01010573,
 };
 
+/**
+ * Application meta-data every WebView provider declares (frameworks/base WebViewFactory): the
+ * native library it loads from the provider.
+ */
+export const WEBVIEW_LIBRARY_META_DATA = 'com.android.webview.WebViewLibrary';
+
 /** PermissionInfo protection level bits (android.content.pm.PermissionInfo). */
 const PROTECTION_BASE = ['normal', 'dangerous', 'signature', 'signatureOrSystem', 'internal'];
 const PROTECTION_FLAGS: Array<[number, string]> = [
