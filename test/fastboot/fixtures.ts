@@ -170,7 +170,7 @@ export async function expectSlotMatchesBuild(sim: Pick<Sim, 'dir'>, slot: 'a' | 
 /** The test partner's AVB key (RSA-2048, made once per run): what `omie build` signs with. */
 export async function partnerKey(): Promise<string> {
   const dir = join(workDir('fastboot'), 'partner-key');
-  await onceInDir(dir, async () => {
+  await onceInDir(dir, ['scripts/formats/avb/keys.ts'], async () => {
     await mkdir(dir, { recursive: true });
     await generateAvbKey(join(dir, 'partner.pem'), 2048);
   });
