@@ -5,17 +5,17 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
+import { AVBTOOL, benchVerify } from './avb/verify.ts';
 import type { BenchOptions, BenchResult } from './types.ts';
 
 /**
  * Hashtree of an image: ours (addHashtreeFooter, worker threads) vs the reference
  * `avbtool add_hashtree_footer --do_not_generate_fec` (goal: >= 3x faster) and vs the throughput
  * of `openssl dgst -sha256` over the same file (goal: >= 70%). Ours runs in a child process so
- * its peak RSS can be reported (goal: < 300 MiB). All runs read the file from the page cache
- * (it is read once before timing).
+ * its peak RSS can be reported (goal: < 300 MiB). Then the verification of that image (ours vs
+ * `avbtool verify_image`, see avb/verify.ts): random data, so no block is spared hashing. All runs
+ * read the file from the page cache (it is read once before timing).
  */
-
-const AVBTOOL = resolve(import.meta.dirname, '../../../shared/oracles/avbtool');
 const SALT = '0f'.repeat(32);
 
 async function writeImage(path: string, sizeMiB: number): Promise<void> {
@@ -124,6 +124,8 @@ export async function bench(opts: BenchOptions): Promise<BenchResult[]> {
       // CPU seconds too: on a loaded host, wall time mostly measures the share of cores we got.
       notes: `ours ${mibps(ours.secs)} (CPU ${ours.cpu.toFixed(2)} s), openssl ${mibps(tOpenssl)} (CPU ${opensslCpu.toFixed(2)} s); ${rssNote}`,
     });
+    if (Number.isFinite(tAvbtool))
+      results.push(...(await benchVerify(img, `a ${sizeMiB} MiB image of random data`, opts)));
   } finally {
     await rm(img, { force: true });
   }

@@ -1,11 +1,10 @@
 import { existsSync, statSync } from 'node:fs';
 import { copyFile, readdir, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
 import { sha256File } from '../build/record.ts';
+import { AVBTOOL, benchVerify } from './avb/verify.ts';
 import type { BenchOptions, BenchResult } from './types.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -190,7 +189,9 @@ export async function bench(o: BenchOptions): Promise<BenchResult[]> {
         },
       ]
     : [];
-  const verifyRow = await benchVerify(out, o);
+  const vbmeta = join(out, 'vbmeta.img');
+  const verifyRows = existsSync(AVBTOOL) ? await benchVerify(vbmeta, 'the build', o) : [];
+  if (!verifyRows.length) o.log('build: verify rows skipped (no avbtool beside the repository)');
   return [
     ...runs.map((x) => ({
       name: `remaster ${o.sizeMiB} MiB sample base (from ${x.form})`,
@@ -203,70 +204,6 @@ export async function bench(o: BenchOptions): Promise<BenchResult[]> {
       notes: `peak RSS ${(rss / 1024).toFixed(0)} MiB (goal <= 300); ${availableParallelism()} cores, load ${loadavg()[0].toFixed(1)}; fastest run's stages: ${x.stages}`,
     })),
     ...floorRow,
-    ...verifyRow,
-  ];
-}
-
-const AVBTOOL = resolve(ROOT, '../shared/oracles/avbtool');
-
-/**
- * The check's content verification (6.3/C-0-5: vbmeta, every hashtree and hash descriptor against
- * the partition bytes) on a build's output, vs `avbtool verify_image --follow_chain_partitions`
- * on the same files. Both read from the page cache (one warm-up read first). Goal >= 3x faster.
- */
-async function benchVerify(out: string, o: BenchOptions): Promise<BenchResult[]> {
-  const vbmeta = join(out, 'vbmeta.img');
-  if (!existsSync(AVBTOOL) || !existsSync(vbmeta)) {
-    o.log('build: verify row skipped (no avbtool beside the repository, or no build output)');
-    return [];
-  }
-  const tsx = pathToFileURL(
-    join(createRequire(import.meta.url).resolve('tsx/package.json'), '..', 'dist/loader.mjs'),
-  ).href;
-  const lib = pathToFileURL(resolve(ROOT, 'scripts/formats/avb/partitions.ts')).href;
-  const code = `
-    const { verifyPartitions } = await import(${JSON.stringify(lib)});
-    const t = performance.now();
-    const v = await verifyPartitions(${JSON.stringify(vbmeta)});
-    console.log(JSON.stringify({ secs: (performance.now() - t) / 1000, ok: v.ok, n: v.descriptors.length }));`;
-  const ours = async () => {
-    const c = await execa(process.execPath, ['--import', tsx, '--input-type=module', '-e', code]);
-    return JSON.parse(String(c.stdout).trim().split('\n').pop() ?? '{}') as {
-      secs: number;
-      ok: boolean;
-      n: number;
-    };
-  };
-  const theirs = async () => {
-    const t = performance.now();
-    await execa('python3', [AVBTOOL, 'verify_image', '--image', vbmeta, '--follow_chain_partitions']);
-    return (performance.now() - t) / 1000;
-  };
-  await ours(); // warm the page cache
-  const oursRuns: number[] = [];
-  const refRuns: number[] = [];
-  let n = 0;
-  for (let i = 0; i < 2; i++) {
-    const x = await ours();
-    if (!x.ok) throw new Error(`verifyPartitions found problems in the bench's own build ${out}`);
-    n = x.n;
-    oursRuns.push(x.secs);
-    refRuns.push(await theirs());
-  }
-  const a = Math.min(...oursRuns);
-  const b = Math.min(...refRuns);
-  o.log(
-    `build: verify ${n} descriptors: ours ${oursRuns.map((x) => x.toFixed(2)).join(' / ')} s, avbtool ${refRuns.map((x) => x.toFixed(2)).join(' / ')} s`,
-  );
-  return [
-    {
-      name: `verify the build against its vbmeta (${n} descriptors, 6.3/C-0-5)`,
-      ours: a,
-      reference: b,
-      referenceName: 'avbtool verify_image --follow_chain_partitions',
-      ratio: b / a,
-      goal: '>= 3x faster (ratio = avbtool time / ours)',
-      notes: `${availableParallelism()} cores, load ${loadavg()[0].toFixed(1)}; alternating runs, best of 2 each`,
-    },
+    ...verifyRows,
   ];
 }

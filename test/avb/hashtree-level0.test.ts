@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { FormatError } from '../../scripts/errors.ts';
 import { generateHashtree } from '../../scripts/formats/avb/hashtree.ts';
@@ -80,6 +81,60 @@ describe('hashtree level 0', () => {
       expect(Buffer.from(part.subarray(from * slot)).equals(want.subarray(from * slot))).toBe(true);
     });
   }
+
+  it('uniform blocks (digest reused per word) and threads sharing one claim counter give the per-block hashes', async () => {
+    await mkdir(dir, { recursive: true });
+    const bs = 4096;
+    // 700 blocks (2 MiB chunks: 2 of 512 blocks): zeros, fill words, blocks that repeat a word
+    // but one that differs in its middle, 100 distinct fill words, data, and a short last block
+    // that is zero (its padded block equals a zero block).
+    const blocks: Buffer[] = [];
+    const fill = (w: number) => Buffer.alloc(bs, Buffer.from(Uint32Array.of(w).buffer));
+    for (let i = 0; i < 700; i++) {
+      if (i % 7 === 0) blocks.push(Buffer.alloc(bs));
+      else if (i % 7 === 1) blocks.push(fill(0x01010101 * (i % 3)));
+      else if (i % 7 === 2) blocks.push(fill(0x1000 + i));
+      else if (i % 7 === 3) {
+        const b = fill(0xdeadbeef);
+        b[bs / 2] ^= 1;
+        blocks.push(b);
+      } else if (i % 7 === 4) blocks.push(fill(0xdeadbeef));
+      else blocks.push(randomData(bs, i));
+    }
+    blocks.push(Buffer.alloc(1000));
+    const data = Buffer.concat(blocks);
+    const path = join(dir, 'uniform.img');
+    await writeFile(path, data);
+    const salt = randomData(32, 11);
+    const numBlocks = blocks.length;
+    const want = expectedDigests(data, bs, 'sha256', salt, 32);
+    const job = {
+      path,
+      imageSize: data.length,
+      blockSize: bs,
+      hashAlgorithm: 'sha256',
+      salt,
+      startBlock: 0,
+      endBlock: numBlocks,
+      slot: 32,
+      outOffset: 0,
+      crc32: true,
+    };
+    const alone = new Uint8Array(numBlocks * 32);
+    await hashBlocks({ ...job, out: alone });
+    expect(Buffer.from(alone).equals(want)).toBe(true);
+    // Three callers on one counter: every chunk hashed exactly once, each digest in its place.
+    const shared = new Uint8Array(numBlocks * 32);
+    const claim = new Int32Array(new SharedArrayBuffer(4));
+    const results = await Promise.all([0, 1, 2].map(() => hashBlocks({ ...job, out: shared, claim })));
+    expect(Buffer.from(shared).equals(want)).toBe(true);
+    const chunks = results.flatMap((r) => r.chunks).sort((a, b) => a.firstBlock - b.firstBlock);
+    expect(chunks.map((c) => [c.firstBlock, c.blocks])).toEqual([
+      [0, 512],
+      [512, numBlocks - 512],
+    ]);
+    expect(chunks[1].crc32).toBe(crc32(data.subarray(512 * bs)));
+  });
 
   it('readvFully resumes a partial readv inside a view and across views', async () => {
     const data = randomData(10_000, 9);

@@ -6,7 +6,7 @@ import { crc32 } from 'node:zlib';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError, InputError, OmieError } from '../../scripts/errors.ts';
-import { crc32Combine } from '../../scripts/formats/crc32.ts';
+import { crc32Combine, crc32Join } from '../../scripts/formats/crc32.ts';
 import {
   CHUNK_CRC32,
   CHUNK_DONT_CARE,
@@ -540,7 +540,7 @@ describe('omie inspect', () => {
   });
 });
 
-describe('crc32Combine', () => {
+describe('crc32Combine, crc32Join', () => {
   it('joins the CRC-32s of two pieces into the CRC-32 of their concatenation (as zlib)', () => {
     const data = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7919) & 0xff));
     for (const cut of [0, 1, 4095, 4096, 33_333, 69_999, 70_000]) {
@@ -548,5 +548,21 @@ describe('crc32Combine', () => {
       const b = data.subarray(cut);
       expect(crc32Combine(crc32(a), crc32(b), b.length)).toBe(crc32(data));
     }
+  });
+
+  it('joins many pieces in order, equal-length runs (matrix operator) and odd ones alike', () => {
+    const data = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 7919 + (i >> 9)) & 0xff));
+    // 40 pieces of 4096 bytes (more than the 32 that switch to a precomputed operator), then
+    // pieces of assorted lengths, one empty.
+    const lengths = [...Array(40).fill(4096), 1, 0, 12_345, 4096, 200_000 - 40 * 4096 - 1 - 12_345 - 4096];
+    const pieces: Array<{ crc32: number; length: number }> = [];
+    let at = 0;
+    for (const length of lengths) {
+      pieces.push({ crc32: crc32(data.subarray(at, at + length)), length });
+      at += length;
+    }
+    expect(at).toBe(data.length);
+    expect(crc32Join(pieces)).toBe(crc32(data));
+    expect(crc32Join([])).toBe(0);
   });
 });

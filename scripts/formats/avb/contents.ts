@@ -243,7 +243,7 @@ export async function checkHashtree(
       hashAlgorithm: d.hashAlgorithm,
       salt: d.salt,
       onProgress: opts.onProgress,
-      // Raw files are hashed by worker threads straight from disk; sparse ones through the reader.
+      // Raw files are hashed on every core straight from disk; sparse ones through the reader.
       read: r.sparse ? (b, p) => r.read(b, p) : undefined,
     });
   } catch (e) {

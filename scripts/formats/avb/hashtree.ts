@@ -2,7 +2,7 @@ import { createHash, getHashes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { FormatError, InputError } from '../../errors.ts';
 import type { ProgressFn } from '../../progress.ts';
-import { crc32Combine } from '../crc32.ts';
+import { crc32Join } from '../crc32.ts';
 import { joinUniformBlocks, type UniformBlocks } from '../uniform-blocks.ts';
 import { runWorkerJob } from '../worker-job.ts';
 import { hashBlocks } from './hashtree.worker.mjs';
@@ -13,8 +13,9 @@ import { roundUp } from './vbmeta.ts';
  * generate_hash_tree): every level hashes `salt || block` per block, digests are padded with
  * zeros to the next power of two, each level is padded to a whole block, and levels are stored
  * top-down (the root-most level first, the data-block level last). The root digest is the salted
- * hash of the single top block. Level 0 (which reads the whole image) is spread across worker
- * threads; the tree itself (~1/128 of the image for sha256/4 KiB) is kept in memory.
+ * hash of the single top block. Level 0 (which reads the whole image) is spread across this
+ * thread and worker threads; the tree itself (~1/128 of the image for sha256/4 KiB) is kept in
+ * memory.
  */
 
 export interface HashtreeOptions {
@@ -25,7 +26,7 @@ export interface HashtreeOptions {
   /** 'sha1' | 'sha256' | 'sha512' … (node:crypto names, as avbtool's hashlib names). */
   hashAlgorithm: string;
   salt: Buffer;
-  /** Worker threads for level 0; default: available cores, 1 for small images. */
+  /** Threads hashing level 0 (this one included); default: available cores, 1 for small images. */
   workers?: number;
   /** Read through this (e.g. an Android sparse image reader) instead of the file; single-threaded. */
   read?: (buf: Buffer, position: number) => Promise<number>;
@@ -49,7 +50,8 @@ export interface Hashtree {
   uniformBlocks?: UniformBlocks;
 }
 
-type Level0Result = { crc32?: number; uniform?: number[] };
+/** What level-0 hashing found in one chunk of consecutive blocks (see hashBlocks). */
+type Level0Chunk = { firstBlock: number; blocks: number; crc32?: number; uniform?: number[] };
 
 export function calcHashLevelOffsets(
   imageSize: number,
@@ -121,7 +123,7 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
   // avbtool: a single-block image has an empty tree and the root is that block's hash.
   if (imageSize === blockSize) {
     const one = new Uint8Array(slot);
-    const r = await runHash(path, o, alg, 0, 1, slot, one, 0);
+    const chunks = await runHash(path, o, alg, 1, slot, one, 0);
     return {
       rootDigest: Buffer.from(one.subarray(0, digestSize)),
       tree: Buffer.alloc(0),
@@ -129,10 +131,7 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
       treeSize,
       digestSize,
       digestPadding,
-      dataCrc32: r.crc32,
-      uniformBlocks: o.uniformBlocks
-        ? joinUniformBlocks(blockSize, [{ blocks: 1, runs: r.uniform ?? [] }])
-        : undefined,
+      ...joinChunks(chunks, o),
     };
   }
 
@@ -151,57 +150,36 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
     done += n;
     o.onProgress?.({ stage, done, total: imageSize, unit: 'bytes' });
   };
-  let dataCrc32: number | undefined;
-  let uniformBlocks: UniformBlocks | undefined;
-  const fullBlocks = Math.floor(imageSize / blockSize);
+  const out = new Uint8Array(shared);
+  let chunks: Level0Chunk[];
   if (workers === 1) {
-    const r = await runHash(path, o, alg, 0, numBlocks, slot, new Uint8Array(shared), levelOffsets[0], tick);
-    dataCrc32 = r.crc32;
-    if (o.uniformBlocks)
-      uniformBlocks = joinUniformBlocks(blockSize, [{ blocks: fullBlocks, runs: r.uniform ?? [] }]);
+    chunks = await runHash(path, o, alg, numBlocks, slot, out, levelOffsets[0], tick);
   } else {
-    const per = Math.ceil(numBlocks / workers);
-    const jobs: Promise<Level0Result>[] = [];
-    const ranges: number[] = [];
-    for (let w = 0; w < workers; w++) {
-      const startBlock = w * per;
-      const endBlock = Math.min(numBlocks, startBlock + per);
-      if (startBlock >= endBlock) break;
-      jobs.push(
-        runWorker(
-          path,
-          {
-            path,
-            imageSize,
-            blockSize,
-            hashAlgorithm: alg,
-            salt: Uint8Array.from(salt),
-            startBlock,
-            endBlock,
-            slot,
-            outOffset: levelOffsets[0] + startBlock * slot,
-            shared,
-            crc32: o.crc32 === true,
-            uniform: o.uniformBlocks === true,
-          },
-          tick,
-        ),
-      );
-      ranges.push(Math.min(imageSize, endBlock * blockSize) - startBlock * blockSize);
-    }
-    const results = await Promise.all(jobs);
-    // Each worker checksummed (and mapped) its own range: join them in image order.
-    if (o.crc32)
-      dataCrc32 = results.reduce((acc: number, r, i) => crc32Combine(acc, r.crc32 ?? 0, ranges[i]), 0);
-    if (o.uniformBlocks)
-      uniformBlocks = joinUniformBlocks(
-        blockSize,
-        results.map((r, i) => ({
-          blocks: Math.min(fullBlocks, (i + 1) * per) - Math.min(fullBlocks, i * per),
-          runs: r.uniform ?? [],
-        })),
-      );
+    // This thread and workers - 1 worker threads take chunks of the image from one shared counter
+    // (see hashBlocks): this one starts at once, each worker as soon as it is up.
+    const claim = new SharedArrayBuffer(4);
+    const job = {
+      path,
+      imageSize,
+      blockSize,
+      hashAlgorithm: alg,
+      salt: Uint8Array.from(salt),
+      startBlock: 0,
+      endBlock: numBlocks,
+      slot,
+      outOffset: levelOffsets[0],
+      shared,
+      claim,
+      crc32: o.crc32 === true,
+      uniform: o.uniformBlocks === true,
+    };
+    const results = await Promise.all([
+      runHash(path, o, alg, numBlocks, slot, out, levelOffsets[0], tick, new Int32Array(claim)),
+      ...Array.from({ length: workers - 1 }, () => runWorker(path, job, tick)),
+    ]);
+    chunks = results.flat();
   }
+  const { dataCrc32, uniformBlocks } = joinChunks(chunks, o);
 
   const rootDigest = hashUpperLevels(tree, {
     levelOffsets,
@@ -212,6 +190,35 @@ export async function generateHashtree(path: string, o: HashtreeOptions): Promis
     slot,
   });
   return { rootDigest, tree, levelOffsets, treeSize, digestSize, digestPadding, dataCrc32, uniformBlocks };
+}
+
+/** The image-wide CRC-32 and uniform-block map, asked for in `o`, from the chunks level 0 hashed. */
+function joinChunks(
+  chunks: Level0Chunk[],
+  o: HashtreeOptions,
+): { dataCrc32?: number; uniformBlocks?: UniformBlocks } {
+  const { imageSize, blockSize } = o;
+  const fullBlocks = Math.floor(imageSize / blockSize);
+  const inOrder = [...chunks].sort((a, b) => a.firstBlock - b.firstBlock);
+  return {
+    dataCrc32: o.crc32
+      ? crc32Join(
+          inOrder.map((c) => ({
+            crc32: c.crc32 ?? 0,
+            length: Math.min(imageSize, (c.firstBlock + c.blocks) * blockSize) - c.firstBlock * blockSize,
+          })),
+        )
+      : undefined,
+    uniformBlocks: o.uniformBlocks
+      ? joinUniformBlocks(
+          blockSize,
+          inOrder.map((c) => ({
+            blocks: Math.min(fullBlocks, c.firstBlock + c.blocks) - Math.min(fullBlocks, c.firstBlock),
+            runs: c.uniform ?? [],
+          })),
+        )
+      : undefined,
+  };
 }
 
 /**
@@ -262,34 +269,37 @@ function shortRead(path: string, e: { message: string; offset?: number }): Forma
   return new FormatError({ format: 'avb-hashtree', reason: e.message, offset: e.offset, file: path });
 }
 
+/** Level 0 of blocks [0, endBlock) hashed in this thread (the chunks it claims, with `claim`). */
 async function runHash(
   path: string,
   o: HashtreeOptions,
   alg: string,
-  startBlock: number,
   endBlock: number,
   slot: number,
   out: Uint8Array,
   outOffset: number,
   onBytes?: (n: number) => void,
-): Promise<Level0Result> {
+  claim?: Int32Array,
+): Promise<Level0Chunk[]> {
   try {
-    return await hashBlocks({
+    const r = await hashBlocks({
       path,
       imageSize: o.imageSize,
       blockSize: o.blockSize,
       hashAlgorithm: alg,
       salt: o.salt,
-      startBlock,
+      startBlock: 0,
       endBlock,
       slot,
       out,
       outOffset,
+      claim,
       onBytes,
       read: o.read,
       crc32: o.crc32 === true,
       uniform: o.uniformBlocks === true,
     });
+    return r.chunks;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'SHORT_READ') throw shortRead(path, e as Error);
     throw e;
@@ -300,7 +310,7 @@ async function runWorker(
   path: string,
   job: Record<string, unknown>,
   tick: (n: number) => void,
-): Promise<Level0Result> {
+): Promise<Level0Chunk[]> {
   const m = await runWorkerJob(
     new URL('./hashtree.worker.mjs', import.meta.url),
     { avbHashtreeJob: job },
@@ -318,5 +328,5 @@ async function runWorker(
             }),
     },
   );
-  return { crc32: m.crc as number | undefined, uniform: m.uniform as number[] | undefined };
+  return m.chunks as Level0Chunk[];
 }

@@ -41,9 +41,10 @@ import { type VbmetaVerification, verifyVbmeta } from './verify.ts';
  * to stop) is what verifyImageSet (image-set.ts) asks for; the checks are these.
  *
  * The vbmeta structs are read first (top-level, then chained ones in descriptor order: the order
- * of the vbmeta digest), then the descriptors are checked, several at once. Streamed: each image's
- * data is read once (level 0 of the tree by one worker thread per core,
- * scripts/formats/avb/hashtree.ts); the tree (≈ 1/128 of the data) and the FEC pass read the rest.
+ * of the vbmeta digest), then the descriptors are checked, several at once. Streamed: each
+ * image's data is read once for its tree (level 0 on one thread per core,
+ * scripts/formats/avb/hashtree.ts), then the stored tree (≈ 1/128 of the data); where there is
+ * FEC, its check reads data and tree once more (in RS-interleaved order).
  */
 
 /** AVB_MAX_NUMBER_OF_ROLLBACK_INDEX_LOCATIONS. */
