@@ -1,7 +1,8 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { execa } from 'execa';
+import { type FixtureInput, inputName, inputsDigest } from './fixture-inputs.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -56,15 +57,29 @@ export function mutate(buf: Buffer, rnd: () => number): Buffer {
 
 /**
  * Runs `make` once per test run across vitest workers: the first caller creates `dir` under a
- * lock folder; the others wait for its `.done` marker.
+ * lock folder; the others wait for its `.done` marker. The marker records the digest of `inputs`
+ * (test/fixture-inputs.ts: the files and generator code the fixture is made from), so a fixture
+ * cached under test/.work by an earlier run is made again when what it is made from changed.
  */
-export async function onceInDir(dir: string, make: () => Promise<void>, timeoutMs = 900_000): Promise<void> {
-  const { existsSync, mkdirSync, rmSync, writeFileSync } = await import('node:fs');
+export async function onceInDir(
+  dir: string,
+  inputs: readonly FixtureInput[],
+  make: () => Promise<void>,
+  timeoutMs = 900_000,
+): Promise<void> {
   const done = `${dir}.done`;
   const lock = `${dir}.lock`;
+  const digest = inputsDigest(inputs);
+  const current = () => {
+    try {
+      return (JSON.parse(readFileSync(done, 'utf8')) as { digest?: string }).digest === digest;
+    } catch {
+      return false; // no marker, or one from before markers held a digest
+    }
+  };
   const t0 = Date.now();
   for (;;) {
-    if (existsSync(done)) return;
+    if (current()) return;
     try {
       mkdirSync(lock, { recursive: false });
     } catch {
@@ -73,10 +88,12 @@ export async function onceInDir(dir: string, make: () => Promise<void>, timeoutM
       continue;
     }
     try {
-      if (!existsSync(done)) {
+      if (!current()) {
+        rmSync(done, { force: true });
         rmSync(dir, { recursive: true, force: true });
         await make();
-        writeFileSync(done, new Date().toISOString());
+        const record = { digest, inputs: inputs.map(inputName), made: new Date().toISOString() };
+        writeFileSync(done, `${JSON.stringify(record, null, 2)}\n`);
       }
       return;
     } finally {
@@ -84,6 +101,18 @@ export async function onceInDir(dir: string, make: () => Promise<void>, timeoutM
     }
   }
 }
+
+/** What the sample tree fixture is made from: the kit's tree (its APKs are made again) and the app generator. */
+const SAMPLE_TREE_INPUTS: FixtureInput[] = [
+  'device',
+  'overlays',
+  { path: 'prebuilt-apps', skip: /\.apk(\.sha256)?$/ },
+  'scripts/sample/apps.ts',
+  'scripts/keys/store.ts',
+];
+
+/** What scripts/sample/realistic-base.ts makes its base from: its own code (it follows its imports). */
+export const REALISTIC_BASE_INPUTS: FixtureInput[] = ['scripts/sample/realistic-base.ts'];
 
 /** Environment for the sample product in tests: its own OMIE_HOME (keys) under test/.work. */
 export const SAMPLE_HOME = resolve(ROOT, 'test/.work/omie-home');
@@ -103,7 +132,7 @@ export async function sampleFixture(): Promise<{
   const tree = resolve(ROOT, 'test/.work/sample-tree');
   const base = resolve(ROOT, 'test/.work/product-base');
   process.env.OMIE_HOME = SAMPLE_HOME;
-  await onceInDir(tree, async () => {
+  await onceInDir(tree, SAMPLE_TREE_INPUTS, async () => {
     mkdirSync(tree, { recursive: true });
     for (const d of ['device', 'overlays']) cpSync(join(ROOT, d), join(tree, d), { recursive: true });
     cpSync(join(ROOT, 'prebuilt-apps'), join(tree, 'prebuilt-apps'), {
@@ -116,7 +145,7 @@ export async function sampleFixture(): Promise<{
     await generateSampleApps(tree, readdirSync(join(tree, 'prebuilt-apps')).sort());
     await initKeys('omie-sample-partner');
   });
-  await onceInDir(base, async () => {
+  await onceInDir(base, ['scripts/sample/base.ts'], async () => {
     const { generateSampleBase } = await import('../scripts/sample/base.ts');
     await generateSampleBase({ outDir: base });
   });

@@ -7,7 +7,7 @@ import { ROOT } from './helpers.ts';
  * real third-party fixtures (AOSP test keys, update_engine samples). They sit beside the
  * repository in `../shared` on CI; a clone without them skips the tests that need them, visibly
  * (`it.skipIf(!X.present)`), and a run with `CI=true` fails instead, so CI never counts a
- * cross-check that did not run as passed.
+ * cross-check that did not run as passed. Host tools follow the same rule (test/host-tools.ts).
  */
 export interface Oracle {
   /** Absolute path of the tool or fixture folder. */
@@ -17,14 +17,26 @@ export interface Oracle {
   reason: string;
 }
 
+/**
+ * The one rule for whatever a test needs from outside the repository: when it is missing, the
+ * tests that need it skip with `why` in their names, and under `CI=true` importing the module
+ * that asks for it fails, saying `why` and how to get it (`fix`).
+ */
+export function needed(path: string, present: boolean, why: string, fix: string): Oracle {
+  if (!present && process.env.CI === 'true') throw new Error(`missing on CI: ${why} (${fix})`);
+  return { path, present, reason: present ? '' : `(skipped: ${why})` };
+}
+
 export const SHARED = resolve(ROOT, '../shared');
 
 function oracle(rel: string): Oracle {
   const path = resolve(SHARED, rel);
-  const present = existsSync(path);
-  if (!present && process.env.CI === 'true')
-    throw new Error(`oracle missing on CI: ${path} (CI must run beside ../shared; see docs/testing.md)`);
-  return { path, present, reason: present ? '' : `(skipped: ${rel} not found beside the repository)` };
+  return needed(
+    path,
+    existsSync(path),
+    `${rel} not found beside the repository`,
+    'CI must run beside ../shared; see docs/testing.md',
+  );
 }
 
 export const AVBTOOL = oracle('oracles/avbtool');

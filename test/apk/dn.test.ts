@@ -7,8 +7,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { javaDistinguishedName } from '../../scripts/formats/apk/signing/common.ts';
-import { runTool, which } from '../../scripts/host/tools.ts';
+import { runTool } from '../../scripts/host/tools.ts';
 import { workDir } from '../helpers.ts';
+import { hostTool } from '../host-tools.ts';
+
+const KEYTOOL = hostTool('keytool');
 
 const SUBJECTS = [
   '/C=US/ST=California/L=Mountain View/O=Android/OU=Android/CN=Android/emailAddress=android@android.com',
@@ -17,8 +20,8 @@ const SUBJECTS = [
 ];
 
 describe('javaDistinguishedName', () => {
-  it.skipIf(!which('keytool'))(
-    'equals keytool -printcert Owner/Issuer for tricky DNs',
+  it.skipIf(!KEYTOOL.present)(
+    `equals keytool -printcert Owner/Issuer for tricky DNs ${KEYTOOL.reason}`,
     async () => {
       const dir = workDir('apk');
       for (const [i, subj] of SUBJECTS.entries()) {

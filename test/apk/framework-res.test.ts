@@ -13,11 +13,12 @@ import { inspectApk } from '../../scripts/formats/apk/inspect.ts';
 import { ZipArchive } from '../../scripts/formats/apk/zip.ts';
 import { FRAMEWORK_RES, runTool } from '../../scripts/host/tools.ts';
 import { workDir } from '../helpers.ts';
+import { hostFile } from '../host-tools.ts';
 import { apksignerVerify, parseBadging } from './oracles.ts';
 
-const have = existsSync(FRAMEWORK_RES);
+const FRAMEWORK = hostFile(FRAMEWORK_RES);
 
-describe.skipIf(!have)('framework-res.apk (third-party realism)', () => {
+describe.skipIf(!FRAMEWORK.present)(`framework-res.apk (third-party realism) ${FRAMEWORK.reason}`, () => {
   it('manifest facts equal aapt dump badging; declared permissions equal aapt dump permissions', async () => {
     const b = parseBadging((await runTool('aapt', ['dump', 'badging', FRAMEWORK_RES])).stdout);
     const r = await inspectApk(FRAMEWORK_RES);

@@ -10,10 +10,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseDexClasses } from '../../scripts/formats/apk/dex.ts';
 import { inspectApk } from '../../scripts/formats/apk/inspect.ts';
 import { ZipArchive } from '../../scripts/formats/apk/zip.ts';
-import { runTool, which } from '../../scripts/host/tools.ts';
+import { runTool } from '../../scripts/host/tools.ts';
 import { workDir } from '../helpers.ts';
+import { hostTool } from '../host-tools.ts';
 import { ensureFixtures, FIXTURES, TRACKER_CLASSES } from './fixtures.ts';
 import { expectSameAsApksigner, expectSameAsBadging } from './oracles.ts';
+
+const BAKSMALI = hostTool('baksmali');
 
 let paths: Record<string, string>;
 beforeAll(async () => {
@@ -65,8 +68,8 @@ describe('APK fixtures vs apksigner verify --print-certs -v', () => {
 });
 
 describe('DEX scan', () => {
-  it.skipIf(!which('baksmali'))(
-    'class lists equal baksmali list classes, for every dex of a multidex APK',
+  it.skipIf(!BAKSMALI.present)(
+    `class lists equal baksmali list classes, for every dex of a multidex APK ${BAKSMALI.reason}`,
     async () => {
       const z = await ZipArchive.openFile(paths['trackers-multidex']!);
       const dexes = z.entries.filter((e) => /^classes\d*\.dex$/.test(e.name));

@@ -7,11 +7,13 @@ import { basename, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dexEntryNames, parseDexClasses } from '../../scripts/formats/apk/dex.ts';
 import { ZipArchive } from '../../scripts/formats/apk/zip.ts';
-import { runTool, which } from '../../scripts/host/tools.ts';
+import { runTool } from '../../scripts/host/tools.ts';
 import { workDir } from '../helpers.ts';
+import { hostTool } from '../host-tools.ts';
 import { expectSameAsApksigner, expectSameAsBadging } from './oracles.ts';
 import { ensureRealApks, REAL_APK_PACKAGES } from './real-apks.ts';
 
+const BAKSMALI = hostTool('baksmali');
 const names = REAL_APK_PACKAGES.flatMap((p) => p.apks.map((a) => basename(a)));
 let paths: Record<string, string> = {};
 beforeAll(async () => {
@@ -29,8 +31,8 @@ describe('real APKs from the npm registry', () => {
       expect(want.signers.length).toBeGreaterThan(0);
     }, 60_000);
 
-    it.skipIf(!which('baksmali'))(
-      `${name}: class list of every dex equals baksmali list classes`,
+    it.skipIf(!BAKSMALI.present)(
+      `${name}: class list of every dex equals baksmali list classes ${BAKSMALI.reason}`,
       async () => {
         const z = await ZipArchive.openFile(paths[name]!);
         const dexes = dexEntryNames(z.entries.map((e) => e.name));

@@ -54,7 +54,7 @@ async function fetchPackage(p: RealApkPackage, dir: string): Promise<void> {
 /** Fetches (once per run, cached across runs) and returns the absolute paths of the real APKs. */
 export async function ensureRealApks(): Promise<string[]> {
   const dir = join(workDir('apk'), 'real');
-  await onceInDir(dir, async () => {
+  await onceInDir(dir, ['test/apk/real-apks.ts'], async () => {
     mkdirSync(dir, { recursive: true });
     for (const p of REAL_APK_PACKAGES) await fetchPackage(p, dir);
   });

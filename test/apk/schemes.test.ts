@@ -44,7 +44,7 @@ const VARIANTS: Variant[] = [
 
 beforeAll(async () => {
   const unsigned = (await ensureFixtures()).unsigned!;
-  await onceInDir(DIR, async () => {
+  await onceInDir(DIR, ['test/apk/schemes.test.ts', 'scripts/apkgen', 'scripts/formats/apk'], async () => {
     const k = join(DIR, 'keys');
     const made = {
       rsa: await generateSigningKey(k, 'rsa', { subject: '/C=US/O=Omie Kit Tests/CN=Schemes RSA' }),

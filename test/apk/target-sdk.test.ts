@@ -14,7 +14,7 @@ const DIR = join(workDir('apk'), 'target-sdk');
 const apk = (name: string) => join(DIR, `${name}.apk`);
 
 beforeAll(async () => {
-  await onceInDir(DIR, async () => {
+  await onceInDir(DIR, ['test/apk/target-sdk.test.ts', 'scripts/apkgen'], async () => {
     const key = await generateSigningKey(join(DIR, 'keys'), 'v1only');
     const spec = (pkg: string, targetSdk: number) => ({
       package: pkg,

@@ -67,43 +67,47 @@ async function descriptorOf(partition: string): Promise<HashtreeDescriptor> {
 beforeAll(async () => {
   const [key, bootKey] = await Promise.all([testKey(2048), testKey(2048, 'key2048-other')]);
   await mkdir(D, { recursive: true });
-  await onceInDir(PRISTINE, async () => {
-    await mkdir(PRISTINE, { recursive: true });
-    let seed = 40;
-    for (const [name, size] of Object.entries(SIZES)) {
-      const img = join(PRISTINE, `${name}.img`);
-      await makeImage(img, size, seed++);
-      await addHashtreeFooter(img, {
-        partitionName: name,
-        hashAlgorithm: 'sha256',
+  await onceInDir(
+    PRISTINE,
+    ['test/avb/partitions.test.ts', 'test/avb/fixtures.ts', 'scripts/formats/avb'],
+    async () => {
+      await mkdir(PRISTINE, { recursive: true });
+      let seed = 40;
+      for (const [name, size] of Object.entries(SIZES)) {
+        const img = join(PRISTINE, `${name}.img`);
+        await makeImage(img, size, seed++);
+        await addHashtreeFooter(img, {
+          partitionName: name,
+          hashAlgorithm: 'sha256',
+          algorithm: 'SHA256_RSA2048',
+          key,
+        });
+      }
+      const boot = join(PRISTINE, 'boot.img');
+      await makeImage(boot, 1 << 20, seed++);
+      await addHashFooter(boot, {
+        partitionName: 'boot',
+        partitionSize: 2 << 20,
+        algorithm: 'SHA256_RSA2048',
+        key: bootKey,
+      });
+      await makeVbmetaImage(join(PRISTINE, 'vbmeta_system.img'), {
         algorithm: 'SHA256_RSA2048',
         key,
+        rollbackIndexLocation: 1,
+        includeDescriptorsFromImages: ['system', 'product'].map((p) => join(PRISTINE, `${p}.img`)),
       });
-    }
-    const boot = join(PRISTINE, 'boot.img');
-    await makeImage(boot, 1 << 20, seed++);
-    await addHashFooter(boot, {
-      partitionName: 'boot',
-      partitionSize: 2 << 20,
-      algorithm: 'SHA256_RSA2048',
-      key: bootKey,
-    });
-    await makeVbmetaImage(join(PRISTINE, 'vbmeta_system.img'), {
-      algorithm: 'SHA256_RSA2048',
-      key,
-      rollbackIndexLocation: 1,
-      includeDescriptorsFromImages: ['system', 'product'].map((p) => join(PRISTINE, `${p}.img`)),
-    });
-    await makeVbmetaImage(join(PRISTINE, 'vbmeta.img'), {
-      algorithm: 'SHA256_RSA2048',
-      key,
-      includeDescriptorsFromImages: [join(PRISTINE, 'vendor.img')],
-      chainPartitions: [
-        { partitionName: 'vbmeta_system', rollbackIndexLocation: 1, publicKeyPath: key },
-        { partitionName: 'boot', rollbackIndexLocation: 2, publicKeyPath: bootKey },
-      ],
-    });
-  });
+      await makeVbmetaImage(join(PRISTINE, 'vbmeta.img'), {
+        algorithm: 'SHA256_RSA2048',
+        key,
+        includeDescriptorsFromImages: [join(PRISTINE, 'vendor.img')],
+        chainPartitions: [
+          { partitionName: 'vbmeta_system', rollbackIndexLocation: 1, publicKeyPath: key },
+          { partitionName: 'boot', rollbackIndexLocation: 2, publicKeyPath: bootKey },
+        ],
+      });
+    },
+  );
 }, 300_000);
 
 describe('verifyPartitions: a build against its vbmeta', () => {

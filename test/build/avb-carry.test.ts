@@ -14,7 +14,7 @@ import {
   REALISTIC_LOGICAL,
   REALISTIC_ROLLBACK,
 } from '../../scripts/sample/realistic-base.ts';
-import { mutate, onceInDir, prng, sampleFixture, workDir } from '../helpers.ts';
+import { mutate, onceInDir, prng, REALISTIC_BASE_INPUTS, sampleFixture, workDir } from '../helpers.ts';
 
 const dir = workDir('avb-carry');
 const baseDir = join(workDir('realbase'), 'base');
@@ -38,7 +38,7 @@ function device(footers: string[]): DeviceProfile {
 
 beforeAll(async () => {
   await sampleFixture();
-  await onceInDir(baseDir, async () => {
+  await onceInDir(baseDir, REALISTIC_BASE_INPUTS, async () => {
     await generateRealisticBase({ outDir: baseDir });
   });
 }, 900_000);

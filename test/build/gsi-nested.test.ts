@@ -15,7 +15,7 @@ import { FileContexts } from '../../scripts/fs/selinux.ts';
 import { loadProduct } from '../../scripts/model/index.ts';
 import { platFileContexts, systemBuildProp } from '../../scripts/sample/base-content.ts';
 import { generateRealisticBase } from '../../scripts/sample/realistic-base.ts';
-import { onceInDir, sampleFixture, workDir } from '../helpers.ts';
+import { onceInDir, REALISTIC_BASE_INPUTS, sampleFixture, workDir } from '../helpers.ts';
 
 const dir = workDir('gsi-nested');
 const images = join(dir, 'images');
@@ -26,7 +26,7 @@ beforeAll(async () => {
   product = fx.product;
   // The realistic base's APKs, placed as a GSI places them.
   const baseDir = join(workDir('realbase'), 'base');
-  await onceInDir(baseDir, async () => {
+  await onceInDir(baseDir, REALISTIC_BASE_INPUTS, async () => {
     await generateRealisticBase({ outDir: baseDir });
   });
   const tree = join(dir, 'tree');

@@ -25,7 +25,7 @@ import {
   REALISTIC_ROLLBACK,
   type RealisticBase,
 } from '../../scripts/sample/realistic-base.ts';
-import { omie, onceInDir, sampleFixture, workDir } from '../helpers.ts';
+import { omie, onceInDir, REALISTIC_BASE_INPUTS, sampleFixture, workDir } from '../helpers.ts';
 import { AVBTOOL } from '../oracles.ts';
 import { writeRealbaseTree } from './realbase-profile.ts';
 
@@ -109,7 +109,7 @@ async function avbInfo(image: string) {
 beforeAll(async () => {
   const fx = await sampleFixture();
   tree = fx.tree;
-  await onceInDir(baseDir, async () => {
+  await onceInDir(baseDir, REALISTIC_BASE_INPUTS, async () => {
     await generateRealisticBase({ outDir: baseDir });
   });
   rb = {

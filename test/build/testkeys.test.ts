@@ -19,6 +19,9 @@ import { omie, onceInDir, SAMPLE_HOME, sampleFixture, workDir } from '../helpers
 import { AOSP_TESTKEYS } from '../oracles.ts';
 import { EXTRA_APEX, generateTestKeysBase, TESTKEYS_APPS, type TestKey } from './testkeys-base.ts';
 
+/** The test-keys base is made by testkeys-base.ts from the AOSP test keys in ../shared. */
+const TESTKEYS_BASE_INPUTS = ['test/build/testkeys-base.ts', AOSP_TESTKEYS.path];
+
 const dir = workDir('testkeys');
 const baseDir = join(dir, 'base');
 const extrasDir = join(dir, 'base-extras');
@@ -112,7 +115,7 @@ beforeAll(async () => {
   if (!AOSP_TESTKEYS.present) return;
   const fx = await sampleFixture();
   tree = fx.tree;
-  await onceInDir(baseDir, async () => {
+  await onceInDir(baseDir, TESTKEYS_BASE_INPUTS, async () => {
     await generateTestKeysBase({ outDir: baseDir, testKeysDir: AOSP_TESTKEYS.path });
   });
   // The partner's key set, made as a user makes it.
@@ -398,7 +401,7 @@ describe.skipIf(!AOSP_TESTKEYS.present)(
 
     describe('a base with a test-key APEX and an OEM app in android.uid.system', () => {
       beforeAll(async () => {
-        await onceInDir(extrasDir, async () => {
+        await onceInDir(extrasDir, TESTKEYS_BASE_INPUTS, async () => {
           await generateTestKeysBase({ outDir: extrasDir, testKeysDir: AOSP_TESTKEYS.path, extras: true });
         });
       }, 900_000);

@@ -15,13 +15,17 @@ import { markdownSummary } from '../../scripts/conformance/reporters/markdown.ts
 import { loadSpec } from '../../scripts/conformance/spec.ts';
 import { loadSpecData } from '../../scripts/conformance/spec-data.ts';
 import { conformanceSchemas, type Report, reportSchema } from '../../scripts/conformance/spec-schema.ts';
-import { which } from '../../scripts/host/tools.ts';
 import { ROOT, workDir } from '../helpers.ts';
+import { hostTool } from '../host-tools.ts';
 import { cleanFixture } from './fixtures.ts';
 import { JUNIT_XSD } from './junit-xsd.ts';
 import { violations } from './violations.ts';
 
 const dir = join(workDir('conformance'), 'reporters');
+const XMLLINT = hostTool('xmllint');
+const CHROMIUM = hostTool('chromium');
+const withXmllint = it.skipIf(!XMLLINT.present);
+const withChromium = it.skipIf(!CHROMIUM.present);
 let report: Report;
 let files: Record<string, string>;
 
@@ -107,9 +111,8 @@ describe('report.json', () => {
 });
 
 describe('JUnit XML', () => {
-  it('validates against the JUnit XSD with xmllint', async () => {
-    const xmllint = which('xmllint');
-    if (!xmllint) return expect.fail('xmllint missing: apt-get install libxml2-utils');
+  withXmllint(`validates against the JUnit XSD with xmllint ${XMLLINT.reason}`, async () => {
+    const xmllint = XMLLINT.path;
     const xsd = join(dir, 'junit.xsd');
     await writeFile(xsd, JUNIT_XSD);
     const ok = await execa(xmllint, ['--noout', '--schema', xsd, files.junit], { reject: false });
@@ -195,11 +198,9 @@ describe('HTML', () => {
     expect(na.slice(0, 900)).toContain('no kernel command line');
   });
 
-  it('shows the summary counts when rendered by headless Chromium', async () => {
-    const chromium = which('chromium') ?? which('chromium-browser');
-    if (!chromium) return expect.fail('chromium missing: apt-get install chromium');
+  withChromium(`shows the summary counts when rendered by headless Chromium ${CHROMIUM.reason}`, async () => {
     const r = await execa(
-      chromium,
+      CHROMIUM.path,
       [
         '--headless',
         '--no-sandbox',

@@ -14,7 +14,7 @@ import { type SimHandle, simProfileFromDevice, startSim } from '../../scripts/si
 import { omie, ROOT, workDir } from '../helpers.ts';
 import { type RealAdb, startRealAdb } from '../sim/real-adb.ts';
 import {
-  HAVE_FASTBOOT,
+  FASTBOOT,
   makeSim,
   mixedImage,
   realFastboot,
@@ -131,7 +131,7 @@ describe('flash flows on the sim', () => {
   }, 120_000);
 });
 
-describe.skipIf(!HAVE_FASTBOOT)('adb and fastboot together (real adb)', () => {
+describe.skipIf(!FASTBOOT.present)(`adb and fastboot together (real adb) ${FASTBOOT.reason}`, () => {
   let adb: RealAdb;
   const sims: SimHandle[] = [];
   beforeAll(async () => {
@@ -207,7 +207,7 @@ describe.skipIf(!HAVE_FASTBOOT)('adb and fastboot together (real adb)', () => {
   }, 180_000);
 });
 
-describe.skipIf(!HAVE_FASTBOOT)('omie unlock', () => {
+describe.skipIf(!FASTBOOT.present)(`omie unlock ${FASTBOOT.reason}`, () => {
   it('asks (or needs --yes), wipes, unlocks; unlock_critical where the device profile says so', async () => {
     const sim = await makeSim('flows-unlock', { profile: { unlocked: false } });
     try {

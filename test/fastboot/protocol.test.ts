@@ -23,9 +23,10 @@ import {
 import { type BulkPipes, USB_MAX_TRANSFER, UsbTransport } from '../../scripts/device/fastboot/usb.ts';
 import { OmieError } from '../../scripts/errors.ts';
 import { mutate, prng, workDir } from '../helpers.ts';
-import { HAVE_IMG2SIMG, makeSim, mixedImage, type Sim, writeFileIn } from './fixtures.ts';
+import { IMG2SIMG, makeSim, mixedImage, type Sim, writeFileIn } from './fixtures.ts';
 
 const dir = join(workDir('fastboot'), 'protocol');
+const withImg2simg = it.skipIf(!IMG2SIMG.present);
 
 /** A scripted device: answers each packet the host writes with the queued responses. */
 class FakeTransport implements FastbootTransport {
@@ -132,7 +133,7 @@ describe('USB transport framing (fake bulk endpoints)', () => {
 });
 
 describe('sparse import/split/expand', () => {
-  it.skipIf(!HAVE_IMG2SIMG)('imports img2simg output and expands it like simg2img', async () => {
+  withImg2simg(`imports img2simg output and expands it like simg2img ${IMG2SIMG.reason}`, async () => {
     const raw = await writeFileIn(dir, 'a.raw', mixedImage(2 * 1024 * 1024 + 4096 * 3, 21));
     const sp = join(dir, 'a.simg');
     await execa('img2simg', [raw, sp]);
@@ -146,7 +147,7 @@ describe('sparse import/split/expand', () => {
     expect((await readFile(out)).equals(await readFile(raw))).toBe(true);
   });
 
-  it.skipIf(!HAVE_IMG2SIMG)('split pieces are valid sparse files that simg2img reassembles', async () => {
+  withImg2simg(`split pieces are valid sparse files simg2img reassembles ${IMG2SIMG.reason}`, async () => {
     const img = mixedImage(3 * 1024 * 1024, 22);
     const raw = await writeFileIn(dir, 'b.raw', img);
     const fh = await open(raw, 'r');

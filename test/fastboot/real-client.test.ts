@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FastbootClient } from '../../scripts/device/fastboot/client.ts';
 import { workDir } from '../helpers.ts';
 import {
-  HAVE_FASTBOOT,
-  HAVE_IMG2SIMG,
+  FASTBOOT,
+  IMG2SIMG,
   makeSim,
   mixedImage,
   realFastboot,
@@ -21,7 +21,7 @@ import {
 
 const dir = join(workDir('fastboot'), 'real-client');
 
-describe.skipIf(!HAVE_FASTBOOT)('real fastboot client against the sim', () => {
+describe.skipIf(!FASTBOOT.present)(`real fastboot client against the sim ${FASTBOOT.reason}`, () => {
   let sim: Sim;
   beforeAll(async () => {
     sim = await makeSim('real');
@@ -60,8 +60,8 @@ describe.skipIf(!HAVE_FASTBOOT)('real fastboot client against the sim', () => {
     expect((await part('boot_a.img')).subarray(0, img.length).equals(img)).toBe(true);
   });
 
-  it.skipIf(!HAVE_IMG2SIMG)(
-    'flashes a sparse image (img2simg) and the device expands it like simg2img',
+  it.skipIf(!IMG2SIMG.present)(
+    `flashes a sparse image (img2simg) and the device expands it like simg2img ${IMG2SIMG.reason}`,
     async () => {
       const img = mixedImage(1024 * 1024, 2);
       const raw = await writeFileIn(dir, 'boot2.raw', img);

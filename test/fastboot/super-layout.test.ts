@@ -4,7 +4,7 @@
  * and the metadata's own maximum size. What does not fit is refused and nothing changes.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { HAVE_FASTBOOT, makeSim, realFastboot, type Sim } from './fixtures.ts';
+import { FASTBOOT, makeSim, realFastboot, type Sim } from './fixtures.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -20,7 +20,9 @@ const groups = {
   partitionGroups: { system_a: 'main_a', system_b: 'main_b', vendor_a: 'main_a', vendor_b: 'main_b' },
 };
 
-describe.skipIf(!HAVE_FASTBOOT)('fastbootd enforces the super layout (real fastboot)', () => {
+const withFastboot = describe.skipIf(!FASTBOOT.present);
+
+withFastboot(`fastbootd enforces the super layout (real fastboot) ${FASTBOOT.reason}`, () => {
   it('a partition may not push its group past the group maximum size', async () => {
     sim = await makeSim('layout-group', {
       mode: 'fastbootd',

@@ -13,12 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flashDevice, openBuild } from '../../scripts/device/flash.ts';
 import { readAvbPublicKey } from '../../scripts/formats/avb/index.ts';
 import { type SimHandle, startSim } from '../../scripts/sim/index.ts';
-import { HAVE_FASTBOOT, signedBuild, smallProfile, writeFileIn } from '../fastboot/fixtures.ts';
+import { FASTBOOT, signedBuild, smallProfile, writeFileIn } from '../fastboot/fixtures.ts';
 import { flipByte, workDir } from '../helpers.ts';
 import { AVBTOOL } from '../oracles.ts';
 import { type RealAdb, startRealAdb } from './real-adb.ts';
 
 const dir = workDir('sim-avb');
+const withFastboot = describe.skipIf(!FASTBOOT.present);
 let adb: RealAdb;
 
 async function avbtoolDigest(image: string): Promise<string> {
@@ -84,7 +85,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => adb?.stop());
 
-describe.skipIf(!HAVE_FASTBOOT)('verified boot on the sim (real fastboot and adb)', () => {
+withFastboot(`verified boot on the sim (real fastboot and adb) ${FASTBOOT.reason}`, () => {
   let sim: SimHandle;
   let build: string;
   let pkmd: string;
@@ -187,7 +188,7 @@ describe.skipIf(!HAVE_FASTBOOT)('verified boot on the sim (real fastboot and adb
   }, 120_000);
 });
 
-describe.skipIf(!HAVE_FASTBOOT)('ro.boot.veritymode from the vbmeta that booted', () => {
+withFastboot(`ro.boot.veritymode from the vbmeta that booted ${FASTBOOT.reason}`, () => {
   it('flashed with --disable-verity, the unlocked device boots orange with dm-verity disabled', async () => {
     const sim = await startTestSim('verity');
     const build = await signedBuild(join(dir, 'verity-build'), { seed: 41 });
@@ -215,7 +216,7 @@ describe.skipIf(!HAVE_FASTBOOT)('ro.boot.veritymode from the vbmeta that booted'
   }, 120_000);
 });
 
-describe.skipIf(!HAVE_FASTBOOT)('a bootloader without avb_custom_key', () => {
+withFastboot(`a bootloader without avb_custom_key ${FASTBOOT.reason}`, () => {
   it('has no such partition to erase or flash', async () => {
     const sim = await startTestSim('nocustom', { avb: { customKey: false } });
     try {

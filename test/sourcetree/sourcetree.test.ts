@@ -3,10 +3,12 @@ import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { FRAMEWORK_RES } from '../../scripts/host/tools.ts';
 import { omie, sampleFixture, workDir } from '../helpers.ts';
+import { hostFile } from '../host-tools.ts';
 
 const dir = workDir('sourcetree');
-const FRAMEWORK_RES = '/usr/share/android-framework-res/framework-res.apk';
+const FRAMEWORK = hostFile(FRAMEWORK_RES);
 let fx: Awaited<ReturnType<typeof sampleFixture>>;
 
 /** A small reader of Blueprint files, independent of the writer: `type { key: value, ... }` modules. */
@@ -149,8 +151,8 @@ describe('omie source-tree', () => {
     }
   });
 
-  it.skipIf(!existsSync(FRAMEWORK_RES))(
-    'overlay sources compile with aapt against a real framework-res',
+  it.skipIf(!FRAMEWORK.present)(
+    `overlay sources compile with aapt against a real framework-res ${FRAMEWORK.reason}`,
     async () => {
       for (const o of readdirSync(join(out, 'overlays'))) {
         if (o !== 'omie-branding' && o !== 'omie-endpoints') continue; // these two target the framework

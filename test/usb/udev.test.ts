@@ -2,7 +2,7 @@
  * The udev rule evaluator behind `omie doctor`'s USB checks: Debian's own 51-android.rules (the
  * file the doctor recommends) as the real input, and small rule sets for the language's corners.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -13,21 +13,18 @@ import {
   rulesGrantAccess,
 } from '../../scripts/host/udev.ts';
 import { workDir } from '../helpers.ts';
+import { hostFile } from '../host-tools.ts';
 
 const DEBIAN_RULES = '/lib/udev/rules.d/51-android.rules';
-const HAVE_DEBIAN_RULES = existsSync(DEBIAN_RULES);
-if (!HAVE_DEBIAN_RULES && process.env.CI === 'true')
-  throw new Error(
-    `${DEBIAN_RULES} missing on CI (bash scripts/setup.sh installs android-sdk-platform-tools-common)`,
-  );
+const RULES = hostFile(DEBIAN_RULES);
 
 const rules = (text: string, path = '/etc/udev/rules.d/99-test.rules'): RulesFile[] => [{ path, text }];
 const google = { idVendor: '18d1', idProduct: '4ee0' };
 const user = (groups: string[] = []) => ({ name: 'alice', uid: 1000, groups });
 
 describe('udev rules', () => {
-  it.skipIf(!HAVE_DEBIAN_RULES)(
-    `Debian's 51-android.rules: group plugdev and uaccess for listed vendors and products only ${HAVE_DEBIAN_RULES ? '' : '(skipped: android-sdk-platform-tools-common not installed)'}`,
+  it.skipIf(!RULES.present)(
+    `Debian's 51-android.rules: group plugdev and uaccess for listed vendors and products only ${RULES.reason}`,
     () => {
       const debian = rules(readFileSync(DEBIAN_RULES, 'utf8'), DEBIAN_RULES);
       const g = evaluateUdevRules(debian, google);

@@ -10,22 +10,29 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFastbootZip } from '../../scripts/formats/factory-zip.ts';
+import { hostFiles, installHint } from '../../scripts/host/tools.ts';
 import {
   expectSlotMatchesBuild,
-  HAVE_FASTBOOT,
+  FASTBOOT,
   makeSim,
   makeTestBuild,
   partitionHashes,
   type Sim,
 } from '../fastboot/fixtures.ts';
 import { omie, ROOT, workDir } from '../helpers.ts';
+import { needed } from '../oracles.ts';
 import { startUsbGadget, type UsbGadget, umockdevStatus } from './gadget.ts';
 
 const root = workDir('usb');
 
-/** Emulated USB needs umockdev: skipped visibly without it, and a failure on CI (setup installs it). */
-const UMOCKDEV = umockdevStatus();
-if (!UMOCKDEV.present && process.env.CI === 'true') throw new Error(`CI: ${UMOCKDEV.reason}`);
+/** Emulated USB needs umockdev, whose packages tools.json lists (`files`) and setup installs. */
+const umockdev = umockdevStatus();
+const UMOCKDEV = needed(
+  'umockdev',
+  umockdev.present,
+  umockdev.reason,
+  installHint(hostFiles.filter((f) => f.purpose.includes('umockdev')).map((f) => f.debianPackage)),
+);
 
 interface DevicesJson {
   devices: Array<Record<string, unknown>>;
@@ -33,7 +40,7 @@ interface DevicesJson {
 }
 
 describe.skipIf(!UMOCKDEV.present)(
-  `fastboot over emulated USB${UMOCKDEV.present ? '' : ` (skipped: ${UMOCKDEV.reason})`}`,
+  `fastboot over emulated USB${UMOCKDEV.present ? '' : ` ${UMOCKDEV.reason}`}`,
   () => {
     let buildDir: string;
     const sims: Sim[] = [];
@@ -85,7 +92,7 @@ describe.skipIf(!UMOCKDEV.present)(
           locked: false,
         },
       ]);
-      if (HAVE_FASTBOOT)
+      if (FASTBOOT.present)
         expect((await realFastboot(gadget, ['devices'])).stdout).toBe('OMIEUSB0001\tfastboot');
 
       // A reboot into fastbootd is a new USB device with the same serial and fastbootd's descriptors.
@@ -102,11 +109,11 @@ describe.skipIf(!UMOCKDEV.present)(
       await sim.setMode('adb');
       await gadget.waitFor((e) => e.event === 'attached' && e.mode === 'adb', { from });
       expect((await devices(gadget)).devices).toEqual([]);
-      if (HAVE_FASTBOOT) expect((await realFastboot(gadget, ['devices'])).stdout).toBe('');
+      if (FASTBOOT.present) expect((await realFastboot(gadget, ['devices'])).stdout).toBe('');
     });
 
-    it.skipIf(!HAVE_FASTBOOT)(
-      'omie flash --serial writes what Debian fastboot update writes, through the reboots into fastbootd',
+    it.skipIf(!FASTBOOT.present)(
+      `omie flash --serial writes what Debian fastboot update writes, through the reboots into fastbootd ${FASTBOOT.reason}`,
       async () => {
         const {
           sims: [sim],
