@@ -68,7 +68,7 @@ export async function apexFixtures(): Promise<ApexFixtures> {
     capex: join(dir, 'com.google.android.tzdata.capex'),
     rootDigests: { apex: '', capex: '' },
   };
-  await onceInDir(dir, async () => {
+  await onceInDir(dir, ['test/apex/fixtures.ts', 'scripts/apexgen'], async () => {
     const { mkdirSync, writeFileSync, existsSync } = await import('node:fs');
     mkdirSync(dir, { recursive: true });
     if (!existsSync(f.payloadKey)) await generateAvbKey(f.payloadKey, 4096);

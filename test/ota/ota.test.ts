@@ -135,7 +135,12 @@ let full: Record<string, unknown>;
 let incr: Record<string, unknown>;
 
 beforeAll(async () => {
-  await onceInDir(FIX, makeBuilds);
+  // The two builds come from the whole kit (its build pipeline, sample tree and generators).
+  await onceInDir(
+    FIX,
+    ['test/ota/ota.test.ts', 'scripts', 'device', 'overlays', 'prebuilt-apps'],
+    makeBuilds,
+  );
   const f = await omie(['--json', 'ota', B1, '--out', FULL]);
   expect(f.exitCode, f.stderr).toBe(0);
   full = JSON.parse(f.stdout);

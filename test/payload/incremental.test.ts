@@ -17,7 +17,10 @@ import { payloadProtos } from '../../scripts/formats/payload/proto.ts';
 import { listPayload, readPayload } from '../../scripts/formats/payload/reader.ts';
 import { writeRawPayload } from '../../scripts/formats/payload/writer.ts';
 import { mutate, omie, prng, ROOT, workDir } from '../helpers.ts';
+import { hostFile } from '../host-tools.ts';
 import { UPDATE_ENGINE_SAMPLES } from '../oracles.ts';
+
+const BROTLI = hostFile('/usr/lib/python3/dist-packages/brotli.py');
 
 const W = workDir('payload-incremental');
 const at = (...p: string[]) => join(W, ...p);
@@ -181,8 +184,8 @@ describe('bsdiff patches (oracles: Debian bsdiff / bspatch)', () => {
     expect(bsdf2.length).toBeLessThan(next.length / 2);
   });
 
-  it.skipIf(!existsSync('/usr/lib/python3/dist-packages/brotli.py'))(
-    'our BSDF2 patches, unwrapped to BSDIFF40, apply with the real bspatch',
+  it.skipIf(!BROTLI.present)(
+    `our BSDF2 patches, unwrapped to BSDIFF40, apply with the real bspatch ${BROTLI.reason}`,
     async () => {
       writeFileSync(at('bs-old'), old);
       writeFileSync(at('bs-new'), Buffer.alloc(next.length));
