@@ -124,6 +124,8 @@ export const SIDELOAD = {
   phablet: at('full-phablet.zip'),
   /** Full OTA of a build that trusts another OTA key, signed by it. */
   stranger: at('full-stranger.zip'),
+  /** Full OTA of 1.0.3 whose vbmeta is signed by another AVB key than the partner's: a locked tablet does not boot it. */
+  otherAvb: at('full-other-avb.zip'),
   strangerKey: at('stranger'),
 };
 
@@ -137,13 +139,22 @@ async function makeSideloadFixture(): Promise<void> {
       .replace(/^version: .*$/m, 'version: 1.0.2')
       .replace(/ro\.omie\.version: .*$/m, "ro.omie.version: 1.0.2\n    ro.build.date.utc: '1707220800'"),
   );
-  const phablet = await variantBuild(at('b-phablet'), (y) => y.replace(/^( {2}device:) tablet$/m, '$1 phablet'));
+  const phablet = await variantBuild(at('b-phablet'), (y) =>
+    y.replace(/^( {2}device:) tablet$/m, '$1 phablet'),
+  );
   await makeOta({ build: phablet, out: SIDELOAD.phablet });
   await makeKey(SIDELOAD.strangerKey, 'Stranger OTA');
   const stranger = await variantBuild(at('b-stranger'), (y) =>
     y.replace(/^( {2}otaKey:) .*$/m, `$1 { file: ${SIDELOAD.strangerKey}.x509.pem }`),
   );
   await makeOta({ build: stranger, out: SIDELOAD.stranger });
+  const otherAvb = await variantBuild(at('b-other-avb'), (y) =>
+    y
+      .replace(/^version: .*$/m, 'version: 1.0.3')
+      .replace(/ro\.omie\.version: .*$/m, 'ro.omie.version: 1.0.3')
+      .replace(/^( {2}avbKey:) .*$/m, '$1 { name: omie-sample-apps }'),
+  );
+  await makeOta({ build: otherAvb, out: SIDELOAD.otherAvb });
 }
 
 /** The sideload suite's packages and builds (made once per run, after b1 and b2). */

@@ -20,7 +20,7 @@ import {
   simPropsFromDevice,
   startSim,
 } from '../../scripts/sim/index.ts';
-import { omie, workDir } from '../helpers.ts';
+import { omie, SAMPLE_HOME, workDir } from '../helpers.ts';
 import { AVBTOOL } from '../oracles.ts';
 import { type RealAdb, startRealAdb } from '../sim/real-adb.ts';
 import { B1, B2, PRODUCT, SIDELOAD, sideloadFixture, TREE1, TREE2 } from './fixtures.ts';
@@ -36,14 +36,19 @@ async function tabletSim(
   name: string,
   serial: string,
   build: string,
+  opts: { locked?: boolean } = {},
 ): Promise<{ sim: SimHandle; id: string }> {
   const stateDir = join(dir, `${name}-${process.pid}`);
   rmSync(stateDir, { recursive: true, force: true });
   const sim = await startSim({
     stateDir,
-    profile: simProfileFromDevice(device, { serial }),
+    // A locked tablet's bootloader trusts the partner's AVB key (green), as one the partner made.
+    profile: simProfileFromDevice(device, {
+      serial,
+      ...(opts.locked ? { avb: { oemKey: join(SAMPLE_HOME, 'keys/omie-sample-partner/avb.pem') } } : {}),
+    }),
     props: simPropsFromDevice(device),
-    overrides: { unlocked: true },
+    overrides: { unlocked: !opts.locked },
   });
   sims.push(sim);
   const st = sim.state;
@@ -61,7 +66,11 @@ async function tabletSim(
   const tmp = st.tempPath('test');
   copyFileSync(join(build, 'vbmeta.img'), tmp);
   await st.commitPartition('vbmeta', 'a', tmp);
-  expect(await bootAndroid(st)).toMatchObject({ booted: true, slot: 'a' });
+  expect(await bootAndroid(st)).toMatchObject({
+    booted: true,
+    slot: 'a',
+    verifiedBootState: opts.locked ? 'green' : 'orange',
+  });
   const id = `127.0.0.1:${sim.adbPort}`;
   await adb.run(['connect', id]);
   await adb.waitState(id, 'device');
@@ -200,6 +209,39 @@ describe('omie flash --sideload', () => {
     expect(d).toMatchObject({ currentSlot: 'b', slotSuccessful: { a: true, b: true }, mode: 'adb' });
     // Progress went to stderr, as JSON events with --json.
     expect(r.stderr).toMatch(/"event":"progress","stage":"sideload /);
+  }, 300_000);
+
+  it('serves a device already in sideload mode (it alone checks), reboots it from recovery and sees slot b boot', async () => {
+    const { sim, id } = await tabletSim('in-sideload', 'OMIESL04', B1);
+    expect((await adb.run(['-s', id, 'reboot', 'sideload'])).exitCode).toBe(0);
+    await adb.reconnect(id, 'sideload');
+    const r = await flashSideload(SIDELOAD.full2, id);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      preflight: 'device',
+      package: { kind: 'full', version: '1.0.1' },
+      after: { slot: 'b', version: '1.0.1', vbmetaDigest: await vbmetaDigest(B2) },
+    });
+    expect((await sim.state.reload()).currentSlot).toBe('b');
+  }, 300_000);
+
+  it('a new slot verified boot turns down (vbmeta by a key the bootloader does not trust) is tried, then the old one boots: SIDELOAD_FELL_BACK', async () => {
+    const { sim, id } = await tabletSim('fallback', 'OMIESL05', B1, { locked: true });
+    const r = await flashSideload(SIDELOAD.otherAvb, id);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(1);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.error.code).toBe('SIDELOAD_FELL_BACK');
+    expect(doc.error.context.after).toMatchObject({
+      slot: 'a',
+      version: '1.0.0',
+      verifiedBootState: 'green',
+    });
+    const d = await sim.state.reload();
+    expect(d.boot?.failures).toEqual([
+      expect.objectContaining({ slot: 'b', result: 'ERROR_PUBLIC_KEY_REJECTED' }),
+    ]);
+    expect(d).toMatchObject({ currentSlot: 'a', slotUnbootable: { a: false, b: true } });
+    expect(await getprop(id, 'ro.omie.version')).toBe('1.0.0');
   }, 300_000);
 });
 
