@@ -204,19 +204,18 @@ async function findDevice(
     return { serial, state };
   }
   const usable = (await host.devices()).filter((d) => ['device', 'recovery', 'sideload'].includes(d.state));
-  if (usable.length !== 1)
-    throw new InputError(
-      usable.length
-        ? `${usable.length} devices are connected: say which one`
-        : 'no device in Android, recovery or sideload mode',
-      {
-        code: usable.length ? 'USAGE' : 'SIDELOAD_NO_DEVICE',
-        context: { devices: usable },
-        hint: usable.length
-          ? 'pass --serial SERIAL'
-          : 'connect the device with USB debugging on, or put it in sideload mode',
-      },
-    );
+  if (!usable.length)
+    throw new EnvironmentError('no device in Android, recovery or sideload mode', {
+      code: 'SIDELOAD_NO_DEVICE',
+      context: { devices: await host.devices().catch(() => []) },
+      hint: 'connect the device with USB debugging on, or put it in sideload mode',
+    });
+  if (usable.length > 1)
+    throw new InputError(`${usable.length} devices are connected: say which one`, {
+      code: 'USAGE',
+      context: { devices: usable },
+      hint: 'pass --serial SERIAL',
+    });
   return usable[0];
 }
 
@@ -362,7 +361,7 @@ export async function sideloadOta(path: string, opts: SideloadOptions = {}): Pro
       report.after.version !== summary.version);
   if (fellBack)
     throw new OmieError(
-      `${serial} installed the package to slot ${before?.slot === 'a' ? 'b' : 'a'} but booted slot ${report.after.slot ?? '?'} (${report.after.version ?? report.after.fingerprint ?? 'its old build'}) again: the new slot did not pass verified boot`,
+      `${serial} installed the package${before?.slot ? ` to slot ${before.slot === 'a' ? 'b' : 'a'}` : ''} but booted slot ${report.after.slot ?? '?'} (${report.after.version ?? report.after.fingerprint ?? 'its old build'}) again: the new slot did not pass verified boot`,
       {
         code: 'SIDELOAD_FELL_BACK',
         exitCode: ExitCode.checkFailed,
