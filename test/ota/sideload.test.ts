@@ -6,12 +6,16 @@
  * downgrade, an incremental made from another build) leave both slots and the props as they were.
  * Oracles: the real adb client and server, avbtool (the vbmeta digest), `omie check --device`.
  */
-import { createHash } from 'node:crypto';
-import { copyFileSync, createReadStream, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
+import { copyFileSync, createReadStream, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bufferSource } from '../../scripts/formats/apk/zip.ts';
+import { refusalFromLog } from '../../scripts/formats/ota/install-checks.ts';
+import { wholeFileSigner } from '../../scripts/formats/ota/whole-file.ts';
+import { readPayload } from '../../scripts/formats/payload/reader.ts';
 import { loadDevice } from '../../scripts/model/index.ts';
 import { bootAndroid } from '../../scripts/sim/boot.ts';
 import {
@@ -20,16 +24,40 @@ import {
   simPropsFromDevice,
   startSim,
 } from '../../scripts/sim/index.ts';
-import { omie, SAMPLE_HOME, workDir } from '../helpers.ts';
+import { installSideloaded } from '../../scripts/sim/recovery.ts';
+import { SimState } from '../../scripts/sim/state.ts';
+import { mutate, omie, prng, SAMPLE_HOME, workDir } from '../helpers.ts';
 import { AVBTOOL } from '../oracles.ts';
 import { type RealAdb, startRealAdb } from '../sim/real-adb.ts';
-import { B1, B2, PRODUCT, SIDELOAD, sideloadFixture, TREE1, TREE2 } from './fixtures.ts';
+import { B1, B2, KEY, PRODUCT, SIDELOAD, sideloadFixture, TREE1, TREE2 } from './fixtures.ts';
 
 const dir = workDir('sideload');
 let adb: RealAdb;
 let device: Awaited<ReturnType<typeof loadDevice>>;
 const sims: SimHandle[] = [];
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** What `omie flash` leaves on slot a, written straight into a sim's state, and booted. */
+async function installBuild(st: SimState, build: string, locked = false): Promise<void> {
+  for (const p of ['system', 'product', 'vendor']) {
+    const img = join(build, `${p}.img`);
+    await st.update((d) => {
+      d.partitions[`${p}_a`].size = statSync(img).size;
+    });
+    await st.reload();
+    const tmp = st.tempPath('test');
+    copyFileSync(img, tmp);
+    await st.commitPartition(`${p}_a`, null, tmp);
+  }
+  const tmp = st.tempPath('test');
+  copyFileSync(join(build, 'vbmeta.img'), tmp);
+  await st.commitPartition('vbmeta', 'a', tmp);
+  expect(await bootAndroid(st)).toMatchObject({
+    booted: true,
+    slot: 'a',
+    verifiedBootState: locked ? 'green' : 'orange',
+  });
+}
 
 /** A tablet sim running `build` from slot a, connected to the test's adb server, in Android. */
 async function tabletSim(
@@ -51,26 +79,7 @@ async function tabletSim(
     overrides: { unlocked: !opts.locked },
   });
   sims.push(sim);
-  const st = sim.state;
-  // What `omie flash` leaves on slot a, written straight into the state.
-  for (const p of ['system', 'product', 'vendor']) {
-    const img = join(build, `${p}.img`);
-    await st.update((d) => {
-      d.partitions[`${p}_a`].size = readFileSync(img).length;
-    });
-    await st.reload();
-    const tmp = st.tempPath('test');
-    copyFileSync(img, tmp);
-    await st.commitPartition(`${p}_a`, null, tmp);
-  }
-  const tmp = st.tempPath('test');
-  copyFileSync(join(build, 'vbmeta.img'), tmp);
-  await st.commitPartition('vbmeta', 'a', tmp);
-  expect(await bootAndroid(st)).toMatchObject({
-    booted: true,
-    slot: 'a',
-    verifiedBootState: opts.locked ? 'green' : 'orange',
-  });
+  await installBuild(sim.state, build, opts.locked);
   const id = `127.0.0.1:${sim.adbPort}`;
   await adb.run(['connect', id]);
   await adb.waitState(id, 'device');
@@ -308,4 +317,92 @@ describe('refused packages leave the device as it was', () => {
     expect((await sim.state.reload()).mode).toBe('adb');
     expect(await snapshot(sim, id)).toEqual(before);
   }, 300_000);
+});
+
+/** The package signed again, whole-file (signapk -w), with `key`: its payload's own signature kept. */
+function resign(zip: Buffer, key: string): Buffer {
+  const commentSize = zip.readUInt16LE(zip.length - 2);
+  const signed = zip.subarray(0, zip.length - commentSize - 2);
+  const signer = wholeFileSigner(
+    createPrivateKey(readFileSync(`${key}.pem`)),
+    new X509Certificate(readFileSync(`${key}.x509.pem`)),
+  );
+  signer.update(signed);
+  const comment = signer.comment();
+  const size = Buffer.alloc(2);
+  size.writeUInt16LE(comment.length);
+  return Buffer.concat([signed, size, comment]);
+}
+
+describe("the device's recovery on damaged packages", () => {
+  let st: SimState;
+  const files = () =>
+    readdirSync(join(st.dir, 'partitions'))
+      .sort()
+      .map((f) => {
+        const s = statSync(join(st.dir, 'partitions', f));
+        return [f, s.ino, s.size, s.mtimeMs];
+      });
+
+  beforeAll(async () => {
+    const stateDir = join(dir, `recovery-${process.pid}`);
+    rmSync(stateDir, { recursive: true, force: true });
+    st = await SimState.create(stateDir, simProfileFromDevice(device, { serial: 'OMIESLF1' }));
+    await installBuild(st, B1);
+  }, 120_000);
+
+  it('a payload changed after signing, the package signed again by the trusted key: update_engine refuses it', async () => {
+    const pkg = readFileSync(SIDELOAD.incr12);
+    const payload = await readPayload(SIDELOAD.incr12);
+    const bad = Buffer.from(pkg);
+    bad[payload.blobsOffset + 100] ^= 0x20;
+    const before = files();
+    const r = await installSideloaded(st, bufferSource(resign(bad, KEY), '/sideload/package.zip'));
+    expect(r.ok).toBe(false);
+    const log = r.log.join('\n');
+    expect(log).toMatch(/Update package verification took [\d.]+ s \(result 0\)/);
+    expect(log).toMatch(
+      /E:update_engine_sideload: ErrorCode::kDownloadPayloadPubKeyVerificationError \(18\)/,
+    );
+    expect(refusalFromLog(log)?.code).toBe('PAYLOAD_SIGNATURE_INVALID');
+    expect(files()).toEqual(before);
+    expect((await st.reload()).currentSlot).toBe('a');
+  });
+
+  it('fuzz: a mutated package is refused with an error line and nothing written, unless only unsigned bytes changed', async () => {
+    const pkg = readFileSync(SIDELOAD.incr12);
+    // What signapk -w signs: everything before the archive comment's length.
+    const signed = pkg.length - pkg.readUInt16LE(pkg.length - 2) - 2;
+    const rnd = prng(21);
+    let refused = 0;
+    for (let i = 0; i < 24; i++) {
+      // Half the cases mutate the tail only: the zip directory and the signature block.
+      const tail = pkg.length - 4096;
+      const m =
+        i % 2 ? Buffer.concat([pkg.subarray(0, tail), mutate(pkg.subarray(tail), rnd)]) : mutate(pkg, rnd);
+      if (m.equals(pkg)) continue;
+      const before = files();
+      const r = await installSideloaded(st, bufferSource(m, '/sideload/package.zip'));
+      if (r.ok) {
+        // recovery checks the signature with its own keys, not the certificate in the block: a
+        // change the signature does not cover (that certificate's other fields) installs the
+        // genuine package. Back to slot a for the next case.
+        expect(m.subarray(0, signed).equals(pkg.subarray(0, signed)), `case ${i}`).toBe(true);
+        await st.update((d) => {
+          d.currentSlot = 'a';
+        });
+        continue;
+      }
+      refused++;
+      expect(
+        r.log.some((l) => l.startsWith('E:')),
+        `case ${i}`,
+      ).toBe(true);
+      expect(files(), `case ${i}`).toEqual(before);
+      expect((await st.reload()).currentSlot).toBe('a');
+    }
+    expect(refused).toBeGreaterThan(18);
+    const lastInstall = readFileSync(join(st.dir, 'data/misc/recovery/last_install'), 'utf8').split('\n');
+    expect(lastInstall[0]).toBe('/sideload/package.zip');
+  }, 120_000);
 });
