@@ -283,13 +283,13 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
     ),
   );
   try {
-    let payload: yauzl.Entry | undefined;
+    let found: yauzl.Entry | undefined;
     let props: yauzl.Entry | undefined;
     let meta: yauzl.Entry | undefined;
     let metaPb: yauzl.Entry | undefined;
     await new Promise<void>((res, rej) => {
       zip.on('entry', (e: yauzl.Entry) => {
-        if (e.fileName === 'payload.bin') payload = e;
+        if (e.fileName === 'payload.bin') found = e;
         else if (e.fileName === 'payload_properties.txt') props = e;
         else if (e.fileName === 'META-INF/com/android/metadata') meta = e;
         else if (e.fileName === 'META-INF/com/android/metadata.pb') metaPb = e;
@@ -299,21 +299,7 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
       zip.on('error', (err) => rej(zipError(path, err)));
       zip.readEntry();
     });
-    if (!payload)
-      throw new FormatError({
-        format: 'ota-zip',
-        reason: 'no payload.bin entry (not an A/B OTA zip)',
-        file: path,
-      });
-    if (payload.compressionMethod !== 0)
-      throw new FormatError({
-        format: 'ota-zip',
-        reason: 'payload.bin is compressed; A/B OTA zips store it uncompressed',
-        field: 'payload.bin compression method',
-        file: path,
-        expected: 0,
-        found: payload.compressionMethod,
-      });
+    const payload = storedPayload(found, (e) => e.compressionMethod, path);
     // The data starts after the local header, whose name/extra lengths may differ from the
     // central directory's, so read them from the local header itself.
     const fh = await openFile(path);
@@ -414,6 +400,27 @@ async function readProperties(
   return parseKeyValues((await readEntry(zip, e, path, MAX_PROPERTIES_SIZE)).toString('utf8'));
 }
 
+/** An OTA zip's payload.bin entry, which must be stored: update_engine streams it by offset. */
+function storedPayload<T>(entry: T | undefined, methodOf: (e: T) => number, path: string): T {
+  if (entry === undefined)
+    throw new FormatError({
+      format: 'ota-zip',
+      reason: 'no payload.bin entry (not an A/B OTA zip)',
+      file: path,
+    });
+  const method = methodOf(entry);
+  if (method !== 0)
+    throw new FormatError({
+      format: 'ota-zip',
+      reason: 'payload.bin is compressed; A/B OTA zips store it uncompressed',
+      field: 'payload.bin compression method',
+      file: path,
+      expected: 0,
+      found: method,
+    });
+  return entry;
+}
+
 /** `key=value` lines (payload_properties.txt, META-INF/com/android/metadata). */
 export function parseKeyValues(text: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -431,22 +438,7 @@ export function parseKeyValues(text: string): Record<string, string> {
  */
 export async function locateInArchive(zip: ZipArchive): Promise<PayloadLocation> {
   const path = zip.name;
-  const payload = zip.entry('payload.bin');
-  if (!payload)
-    throw new FormatError({
-      format: 'ota-zip',
-      reason: 'no payload.bin entry (not an A/B OTA zip)',
-      file: path,
-    });
-  if (payload.method !== 0)
-    throw new FormatError({
-      format: 'ota-zip',
-      reason: 'payload.bin is compressed; A/B OTA zips store it uncompressed',
-      field: 'payload.bin compression method',
-      file: path,
-      expected: 0,
-      found: payload.method,
-    });
+  const payload = storedPayload(zip.entry('payload.bin'), (e) => e.method, path);
   const offset = await zip.dataOffset(payload);
   const text = async (name: string, max: number) => {
     const e = zip.entry(name);
