@@ -11,7 +11,7 @@ import {
   extractErofs,
 } from '../../scripts/fs/erofs.ts';
 import { capabilitiesXattr } from '../../scripts/fs/fs-config.ts';
-import { labelXattr } from '../../scripts/fs/types.ts';
+import { type FsEdit, labelXattr } from '../../scripts/fs/types.ts';
 import { mutate, prng, workDir } from '../helpers.ts';
 
 const W = workDir('fs-erofs');
@@ -99,34 +99,30 @@ describe.each([false, true])('erofs (compressed: %s)', (compress) => {
   it('rebuilds after edits keeping owners, modes, labels and capabilities; labels added files', async () => {
     const out = join(W, `edited-${compress}.img`);
     await writeFile(join(W, 'new.apk'), 'NEWAPK');
-    await applyErofsEdits(
-      image,
-      out,
-      [
-        { op: 'remove', path: '/priv-app/Gms' },
-        { op: 'mkdir', path: '/app', mode: 0o755, uid: 0, gid: 0, label: LABEL },
-        { op: 'mkdir', path: '/app/New', mode: 0o755, uid: 0, gid: 0, label: LABEL },
-        {
-          op: 'write',
-          path: '/app/New/New.apk',
-          source: join(W, 'new.apk'),
-          mode: 0o644,
-          uid: 0,
-          gid: 0,
-          label: LABEL,
-        },
-        {
-          op: 'write',
-          path: '/etc/f001.xml',
-          source: join(W, 'new.apk'),
-          mode: 0o600,
-          uid: 1000,
-          gid: 1000,
-          label: LONG_LABEL,
-        },
-      ],
-      { epoch: 1707134400 },
-    );
+    const edits: FsEdit[] = [
+      { op: 'remove', path: '/priv-app/Gms' },
+      { op: 'mkdir', path: '/app', mode: 0o755, uid: 0, gid: 0, label: LABEL },
+      { op: 'mkdir', path: '/app/New', mode: 0o755, uid: 0, gid: 0, label: LABEL },
+      {
+        op: 'write',
+        path: '/app/New/New.apk',
+        source: join(W, 'new.apk'),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        label: LABEL,
+      },
+      {
+        op: 'write',
+        path: '/etc/f001.xml',
+        source: join(W, 'new.apk'),
+        mode: 0o600,
+        uid: 1000,
+        gid: 1000,
+        label: LONG_LABEL,
+      },
+    ];
+    await applyErofsEdits(image, out, edits, { epoch: 1707134400 });
     expect((await execa('fsck.erofs', [out], { reject: false })).exitCode).toBe(0);
     const r = new ErofsReader(out);
     const list = await r.list();
@@ -150,34 +146,7 @@ describe.each([false, true])('erofs (compressed: %s)', (compress) => {
     await r.close();
     // Reproducible: the same edit again gives the same bytes.
     const again = join(W, `edited2-${compress}.img`);
-    await applyErofsEdits(
-      image,
-      again,
-      [
-        { op: 'remove', path: '/priv-app/Gms' },
-        { op: 'mkdir', path: '/app', mode: 0o755, uid: 0, gid: 0, label: LABEL },
-        { op: 'mkdir', path: '/app/New', mode: 0o755, uid: 0, gid: 0, label: LABEL },
-        {
-          op: 'write',
-          path: '/app/New/New.apk',
-          source: join(W, 'new.apk'),
-          mode: 0o644,
-          uid: 0,
-          gid: 0,
-          label: LABEL,
-        },
-        {
-          op: 'write',
-          path: '/etc/f001.xml',
-          source: join(W, 'new.apk'),
-          mode: 0o600,
-          uid: 1000,
-          gid: 1000,
-          label: LONG_LABEL,
-        },
-      ],
-      { epoch: 1707134400 },
-    );
+    await applyErofsEdits(image, again, edits, { epoch: 1707134400 });
     expect((await readFile(again)).equals(await readFile(out))).toBe(true);
   });
 });
