@@ -7,7 +7,15 @@
  * Oracles: the real adb client and server, avbtool (the vbmeta digest), `omie check --device`.
  */
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
-import { copyFileSync, createReadStream, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  copyFileSync,
+  createReadStream,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
@@ -192,8 +200,34 @@ const flashSideload = (pkg: string, id: string, extra: string[] = []) =>
   omie(['--json', 'flash', '--sideload', pkg, '--serial', id, ...extra], { env: adb.env });
 
 describe('omie flash --sideload', () => {
+  it('takes one device and no flashing options; a flash needs a build or a package', async () => {
+    for (const args of [
+      ['--sideload', SIDELOAD.full2, '--lock'],
+      ['--sideload', SIDELOAD.full2, B2],
+      ['--sideload', SIDELOAD.full2, '--serial', 'A', '--serial', 'B'],
+      [],
+    ]) {
+      const r = await omie(['--json', 'flash', ...args]);
+      expect(r.exitCode, args.join(' ')).toBe(2);
+      expect(JSON.parse(r.stdout).error.code).toBe('USAGE');
+    }
+    // A package whose whole-file signature does not verify is never sent anywhere.
+    const damaged = join(dir, 'damaged.zip');
+    const bytes = readFileSync(SIDELOAD.full2);
+    bytes[1000] ^= 1;
+    writeFileSync(damaged, bytes);
+    const r = await omie(['--json', 'flash', '--sideload', damaged, '--serial', '127.0.0.1:1']);
+    expect(r.exitCode).toBe(1);
+    expect(JSON.parse(r.stdout).error.code).toBe('OTA_SIGNATURE_INVALID');
+  });
+
   it('installs an incremental over the build it was made from: slot b boots 1.0.1 with its vbmeta digest', async () => {
     const { sim, id } = await tabletSim('incr', 'OMIESL02', B1);
+    // --dry-run: checked against the running system, and nothing else.
+    const dry = await flashSideload(SIDELOAD.incr12, id, ['--dry-run']);
+    expect(dry.exitCode, dry.stdout + dry.stderr).toBe(0);
+    expect(JSON.parse(dry.stdout)).toMatchObject({ ok: true, dryRun: true, preflight: 'passed' });
+    expect(await sim.state.reload()).toMatchObject({ mode: 'adb', currentSlot: 'a' });
     const r = await flashSideload(SIDELOAD.incr12, id);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
