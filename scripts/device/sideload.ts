@@ -124,8 +124,8 @@ export async function readOtaPackage(
   const zip = await ZipArchive.openFile(path);
   try {
     const e = zip.entry(RELEASE_ENTRY);
-    if (e)
-      version = (JSON.parse((await zip.read(e, 65536)).toString('utf8')) as { version?: string }).version;
+    const v: unknown = e && JSON.parse((await zip.read(e, 65536)).toString('utf8')).version;
+    if (typeof v === 'string') version = v;
   } catch {
     // not made by omie ota, or an unreadable release entry: the version stays unknown
   } finally {
