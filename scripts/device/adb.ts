@@ -5,7 +5,8 @@
  * - `shell,v2,raw:<cmd>` (shell protocol v2, AOSP shell_protocol.h) so that a command's exit status
  *   and stderr come back separately; devices without the shell_v2 feature fall back to v1 with an
  *   echoed `<<omie-exit:$?>>` marker;
- * - `reboot:<target>` (bootloader, fastboot, recovery, sideload), since adbkit's reboot() has none.
+ * - `reboot:<target>` (bootloader, fastboot, recovery, sideload), since adbkit's reboot() has none;
+ * - `sideload-host:<size>:<block>` (`adb sideload`), which adbkit lacks.
  */
 
 import { type EventEmitter, once } from 'node:events';
@@ -85,6 +86,9 @@ export interface AdbOptions {
   shellProtocol?: 'auto' | 'v1';
 }
 
+/** adb's SIDELOAD_HOST_BLOCK_SIZE: the block size `adb sideload` offers. */
+export const SIDELOAD_BLOCK = 65536;
+
 export class AdbError extends EnvironmentError {
   constructor(
     message: string,
@@ -122,7 +126,12 @@ export class AdbHost {
   }
 
   /** Awaits an adbkit (Bluebird) promise with a timeout, turning failures into AdbError. */
-  private async wrap<T>(what: string, serial: string | undefined, p: unknown): Promise<T> {
+  private async wrap<T>(
+    what: string,
+    serial: string | undefined,
+    p: unknown,
+    timeoutMs = this.timeoutMs,
+  ): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     try {
       return await Promise.race([
@@ -131,12 +140,12 @@ export class AdbHost {
           timer = setTimeout(
             () =>
               rej(
-                new AdbError(`adb ${what} timed out after ${this.timeoutMs} ms`, {
+                new AdbError(`adb ${what} timed out after ${timeoutMs} ms`, {
                   serial,
                   code: 'ADB_TIMEOUT',
                 }),
               ),
-            this.timeoutMs,
+            timeoutMs,
           );
         }),
       ]);
@@ -210,6 +219,31 @@ export class AdbHost {
         serial,
         code: 'ADB_WAIT_TIMEOUT',
       },
+    );
+  }
+
+  /**
+   * Waits until `serial` is listed in one of `states` and returns it. A network device ("host:port")
+   * drops off the adb server while it reboots: the server keeps its old connection as "offline"
+   * or forgets it, so it is disconnected and connected again until it answers.
+   */
+  async waitForStates(serial: string, states: AdbDeviceState[], timeoutMs = 60_000): Promise<AdbDeviceState> {
+    const end = Date.now() + timeoutMs;
+    const tcp = /^(.+):(\d+)$/.exec(serial);
+    let last: AdbDeviceState | null = null;
+    for (;;) {
+      last = await this.state(serial).catch(() => null);
+      if (last && states.includes(last)) return last;
+      if (Date.now() > end) break;
+      if (tcp) {
+        if (last === 'offline') await this.disconnect(tcp[1], Number(tcp[2])).catch(() => {});
+        if (last === null || last === 'offline') await this.connect(tcp[1], Number(tcp[2])).catch(() => {});
+      }
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    throw new AdbError(
+      `${serial} did not reach adb state ${states.map((x) => `"${x}"`).join(' or ')} within ${timeoutMs} ms (last: ${last ?? 'absent'})`,
+      { serial, code: 'ADB_WAIT_TIMEOUT' },
     );
   }
 
@@ -401,6 +435,65 @@ export class AdbHost {
       if (!(e instanceof AdbError) || /unauthorized|not found/i.test(e.message)) throw e;
     }
     this.features.delete(serial);
+  }
+
+  /**
+   * `adb sideload`: serves `file` to a device in sideload mode over `sideload-host:<size>:<block>`
+   * (adb's adb_sideload_install, minadbd's side in scripts/sim/host-blocks.ts): the device asks for
+   * blocks by writing their number as 8 ASCII digits, each is answered with that block (the last
+   * one short), until it writes DONEDONE (installed) or FAILFAIL (refused). It reads the package
+   * about twice (signature, then install): `onServed` gets the bytes served so far. A device may
+   * think for a while between requests (it applies what it read): `idleTimeoutMs` (default 10
+   * min) is how long a silence may last.
+   */
+  async sideload(
+    serial: string,
+    file: string,
+    opts: { onServed?: (bytes: number, size: number) => void; idleTimeoutMs?: number } = {},
+  ): Promise<{ installed: boolean; served: number; size: number }> {
+    const fh = await open(file, 'r').catch((e: NodeJS.ErrnoException) => {
+      throw new InputError(`cannot open ${file}: ${e.code ?? e.message}`, {
+        code: e.code ?? 'OPEN_FAILED',
+        context: { file },
+      });
+    });
+    const conn = await this.wrap<AdbkitConnection>('transport', serial, this.device(serial).transport());
+    const idle = opts.idleTimeoutMs ?? 600_000;
+    try {
+      const size = (await fh.stat()).size;
+      const service = `sideload-host:${size}:${SIDELOAD_BLOCK}`;
+      conn.write(encodeRequest(service));
+      const reply = await this.wrap<string>(service, serial, conn.parser.readAscii(4));
+      if (reply !== 'OKAY') await this.wrap(service, serial, conn.parser.readError());
+      const buf = Buffer.allocUnsafe(SIDELOAD_BLOCK);
+      let served = 0;
+      for (;;) {
+        const ask = (await this.wrap<Buffer>('sideload', serial, conn.parser.readBytes(8), idle)).toString(
+          'latin1',
+        );
+        if (ask === 'DONEDONE' || ask === 'FAILFAIL') return { installed: ask === 'DONEDONE', served, size };
+        const block = /^\d{8}$/.test(ask) ? Number(ask) : Number.NaN;
+        const offset = block * SIDELOAD_BLOCK;
+        if (!(offset >= 0 && offset < size))
+          throw new AdbError(`adb sideload: the device asked for ${JSON.stringify(ask)}, past the package`, {
+            serial,
+            code: 'SIDELOAD_PROTOCOL',
+          });
+        const len = Math.min(SIDELOAD_BLOCK, size - offset);
+        const { bytesRead } = await fh.read(buf, 0, len, offset);
+        if (bytesRead !== len)
+          throw new InputError(`${file} changed size while it was being sideloaded`, {
+            code: 'SIDELOAD_FILE_CHANGED',
+            context: { file, offset },
+          });
+        conn.write(Buffer.from(buf.subarray(0, len)));
+        served += len;
+        opts.onServed?.(served, size);
+      }
+    } finally {
+      conn.end();
+      await fh.close();
+    }
   }
 
   /** Stops the adb server this client talks to. */

@@ -368,19 +368,7 @@ export async function rebootFromAdb(adb: string, target: 'bootloader'): Promise<
 }
 
 async function waitForAdb(adb: string, timeoutMs: number): Promise<void> {
-  const host = await adbHost();
-  const end = Date.now() + timeoutMs;
-  // A network device drops off the adb server while it reboots: reconnect until it is back.
-  while (Date.now() < end) {
-    const st = await host.state(adb).catch(() => null);
-    if (st === 'device') return;
-    const m = /^(.+):(\d+)$/.exec(adb);
-    // The server keeps the pre-reboot connection as "offline": drop it so it reconnects.
-    if (m && st === 'offline') await host.disconnect(m[1], Number(m[2])).catch(() => {});
-    await adbConnect(host, adb);
-    await delay(250);
-  }
-  await host.waitForDevice(adb, 'device', 1000);
+  await (await adbHost()).waitForStates(adb, ['device'], timeoutMs);
 }
 
 /**

@@ -1,11 +1,10 @@
-import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { getProp } from '../build/props.ts';
 import { InputError } from '../errors.ts';
-import { bufferSource, ZipArchive } from '../formats/apk/zip.ts';
 import type { BuildState } from '../formats/ota/metadata.ts';
+import { readOtaCertificates } from '../formats/ota/otacerts.ts';
 import { openFilesystem } from '../fs/index.ts';
 
 /**
@@ -127,7 +126,7 @@ export async function readBuildOutput(out: BuildOutput, partitions: string[]): P
       if (name === 'system')
         for (const p of ['/system/etc/security/otacerts.zip', '/etc/security/otacerts.zip'])
           if (await fs.exists(p)) {
-            out.trustedOtaCerts = await certificatesIn(await fs.readFile(p));
+            out.trustedOtaCerts = (await readOtaCertificates(await fs.readFile(p))).map((c) => c.sha256);
             break;
           }
     } finally {
@@ -135,22 +134,6 @@ export async function readBuildOutput(out: BuildOutput, partitions: string[]): P
     }
   }
   out.state = buildState(out);
-  return out;
-}
-
-/** SHA-256 of every *.x509.pem certificate in an otacerts.zip, as update_engine loads them. */
-async function certificatesIn(zip: Buffer): Promise<string[]> {
-  const z = await ZipArchive.open(bufferSource(zip, 'otacerts.zip'));
-  const out: string[] = [];
-  for (const e of z.entries) {
-    if (!e.name.endsWith('x509.pem')) continue;
-    try {
-      const cert = new X509Certificate(await z.read(e, 65536));
-      out.push(createHash('sha256').update(cert.raw).digest('hex'));
-    } catch {
-      // not a certificate: update_engine skips it too
-    }
-  }
   return out;
 }
 

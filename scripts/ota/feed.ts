@@ -6,13 +6,13 @@ import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
 import { type DsseEnvelope, signEnvelope, verifyEnvelope } from '../attest/dsse.ts';
 import { InputError, VerificationError } from '../errors.ts';
+import { RELEASE_ENTRY, type ReleaseInfo } from '../formats/ota/metadata.ts';
 import { readWholeFileSignature } from '../formats/ota/whole-file.ts';
 import { readPayload } from '../formats/payload/reader.ts';
 import { assertPayloadSigned, loadPayloadSigningKey } from '../formats/payload/signature.ts';
 import { otaSigningKey } from '../keys/store.ts';
 import { loadProduct } from '../model/index.ts';
 import type { ProgressFn } from '../progress.ts';
-import { RELEASE_ENTRY, type ReleaseInfo } from './make.ts';
 
 /**
  * An update feed any static web server can host, for OTA packages made by `omie ota`:

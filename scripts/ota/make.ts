@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { EnvironmentError, InputError, OmieError } from '../errors.ts';
 import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
 import { readAvbImage } from '../formats/avb/image.ts';
-import { encodeCareMap } from '../formats/ota/metadata.ts';
+import { encodeCareMap, RELEASE_ENTRY, type ReleaseInfo } from '../formats/ota/metadata.ts';
 import { writeOtaPackage } from '../formats/ota/package.ts';
 import type { ReplaceType } from '../formats/payload/compress.ts';
 import { type DeltaFile, deltaOperations } from '../formats/payload/delta.ts';
@@ -82,21 +82,6 @@ export interface MadeOta {
 
 const BLOCK = 4096;
 
-/**
- * What the package says of itself for Omie's own tools (`omie ota publish`): the product, its
- * version (the update feeds' "version"), and where the product file was when it was made.
- */
-export const RELEASE_ENTRY = 'META-INF/com/omie/release.json';
-
-export interface ReleaseInfo {
-  schema: 'omie.ota-release/1';
-  product: string;
-  version: string;
-  kind: 'full' | 'incremental';
-  /** The build an incremental applies to. */
-  from?: { version: string; fingerprint: string };
-  productFile: string;
-}
 /** delta_generator's minor version for Android 10+ deltas (hash tree and FEC computed on device). */
 const DELTA_MINOR_VERSION = 6;
 

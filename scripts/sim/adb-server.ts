@@ -50,8 +50,10 @@ import {
   TOKEN_SIZE,
 } from './adb-packet.ts';
 import { runShell, type ShellContext } from './adb-shell.ts';
+import { HostBlocks } from './host-blocks.ts';
+import { installSideloaded, type SideloadOutcome } from './recovery.ts';
 import { usbDebuggingOn } from './settings.ts';
-import type { DeviceJson, DeviceMode } from './state.ts';
+import { type DeviceJson, type DeviceMode, SimState } from './state.ts';
 import { DeviceView, readApkPackage, type ViewState } from './view.ts';
 
 /** What the adb server needs from SimState. */
@@ -71,6 +73,11 @@ export interface AdbServerOptions {
   host?: string;
   /** Called for protocol errors and other per-connection events (the server itself never throws). */
   log?: (line: string) => void;
+  /**
+   * Installs a package sideloaded in sideload mode (recovery.ts), read block by block from the
+   * host. Absent: the state's own recovery when it is a SimState, else every package is refused.
+   */
+  sideload?: (pkg: HostBlocks) => Promise<SideloadOutcome>;
 }
 
 export interface AdbServerHandle {
@@ -95,6 +102,10 @@ const ADB_MODES: DeviceMode[] = ['adb', 'recovery', 'sideload'];
 export async function startAdbServer(opts: AdbServerOptions): Promise<AdbServerHandle> {
   const view = new DeviceView(opts.state);
   const log = opts.log ?? (() => {});
+  const state = opts.state;
+  const sideload =
+    opts.sideload ??
+    (state instanceof SimState ? (pkg: HostBlocks) => installSideloaded(state, pkg, { log }) : undefined);
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
     sockets.add(socket);
@@ -116,7 +127,7 @@ export async function startAdbServer(opts: AdbServerOptions): Promise<AdbServerH
         socket.destroy();
         return;
       }
-      new AdbConnection(socket, opts.state, view, log, reboot, dropAll);
+      new AdbConnection(socket, opts.state, view, log, reboot, dropAll, sideload);
     })();
   });
   // A rebooting device: pending packets go out (FIN after flush), then the link is gone.
@@ -142,6 +153,8 @@ export async function startAdbServer(opts: AdbServerOptions): Promise<AdbServerH
     const boot = next === 'adb' ? opts.boot : undefined;
     await opts.state.update((d) => {
       d.mode = boot ? 'off' : next;
+      // recovery --sideload_auto_reboot: back to Android once the package is installed (or refused).
+      if (next === 'sideload') d.sideloadAutoReboot = target === 'sideload-auto-reboot';
     });
     // The service's CLSE goes out first (dropAll ends sockets after flushing), as adbd acknowledges
     // the request before the kernel reboots.
@@ -204,6 +217,8 @@ class AdbConnection {
     readonly reboot: (target: string) => Promise<void>,
     /** Drops every connection (the device left this mode). */
     readonly dropAll: () => void,
+    /** Installs a sideloaded package (recovery). */
+    readonly sideload?: (pkg: HostBlocks) => Promise<SideloadOutcome>,
   ) {
     socket.on('data', (chunk: Buffer) => {
       let packets: AdbPacket[];
@@ -1029,35 +1044,37 @@ async function installService(s: AdbStream, view: DeviceView, size: number): Pro
 
 // ---------------------------------------------------------------------------------------------
 // sideload-host:SIZE:BLOCK (minadbd): the device asks for blocks by writing their number as 8
-// ASCII digits; the host answers each with that block; "DONEDONE" ends it.
+// ASCII digits; the host answers each with that block; "DONEDONE" (installed) or "FAILFAIL"
+// (refused) ends it. The package is never stored: recovery reads it from the host as it goes
+// (host-blocks.ts), verifies and installs it (recovery.ts). Then minadbd exits: the device is back
+// in recovery, or, after `adb reboot sideload-auto-reboot`, boots Android (whichever slot the
+// bootloader picks).
+
+/** Largest package minadbd takes (fuse_sideload's file size is a 64-bit offset; this is plenty). */
+const MAX_SIDELOAD = 64 * 1024 * 1024 * 1024;
 
 async function sideloadService(s: AdbStream, size: number, block: number): Promise<void> {
-  if (!(block > 0) || block > MAX_PAYLOAD || !(size > 0)) {
-    await s.write(Buffer.from('DONEDONE'));
-    return;
-  }
   const conn = s.conn;
-  const dir = conn.state.dir;
-  const file = join(dir, 'sideload.zip');
-  const fh = await open(`${file}.part`, 'w');
-  try {
-    const blocks = Math.ceil(size / block);
-    for (let i = 0; i < blocks; i++) {
-      await s.write(Buffer.from(String(i).padStart(8, '0')));
-      const want = Math.min(block, size - i * block);
-      const data = await s.readExactly(want);
-      if (!data) return;
-      await fh.write(data, 0, data.length, i * block);
-    }
-  } finally {
-    await fh.close();
+  let ok = false;
+  if (block > 0 && block <= MAX_PAYLOAD && size > 0 && size <= MAX_SIDELOAD && conn.sideload) {
+    const pkg = new HostBlocks(
+      async (b, length) => {
+        await s.write(Buffer.from(String(b).padStart(8, '0'), 'latin1'));
+        return s.readExactly(length);
+      },
+      size,
+      block,
+    );
+    ok = (await conn.sideload(pkg)).ok;
   }
-  await rename(`${file}.part`, file);
-  // minadbd exits after the transfer and recovery takes over (with adbd in recovery mode).
-  await conn.state.update((d) => {
-    d.mode = 'recovery';
-  });
-  await s.write(Buffer.from('DONEDONE'));
+  await s.write(Buffer.from(ok ? 'DONEDONE' : 'FAILFAIL', 'latin1'));
   s.close();
-  setImmediate(() => conn.dropAll());
+  await conn.state.reload?.();
+  if (conn.state.info.sideloadAutoReboot) await conn.reboot('');
+  else {
+    await conn.state.update((d) => {
+      d.mode = 'recovery';
+    });
+    setImmediate(() => conn.dropAll());
+  }
 }

@@ -126,6 +126,8 @@ export interface DeviceJson {
   boot?: BootRecord;
   /** The owner (or lab) turns USB debugging back on after a wipe, once the device is set up again. */
   ownerEnablesAdb?: boolean;
+  /** In sideload mode: reached with `adb reboot sideload-auto-reboot`, so Android boots after the install. */
+  sideloadAutoReboot?: boolean;
   faults?: SimFaults;
   /** How the bootloader (not fastbootd) formats its answers; absent: as fastbootd does. */
   bootloaderStyle?: BootloaderStyle;

@@ -11,7 +11,7 @@
  *
  * The sim's own OEM key is an RSA-2048 key made when the state is created: never the partner's.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -111,9 +111,11 @@ async function writeFactoryVbmeta(st: SimState, keyPath: string): Promise<void> 
       flags: 0,
     });
   }
+  // The algorithm its key's size calls for (an OEM's RSA-4096 key signs SHA256_RSA4096).
+  const bits = createPrivateKey(await readFile(keyPath)).asymmetricKeyDetails?.modulusLength ?? 2048;
   const { blob } = await generateVbmetaBlob(
     {
-      algorithm: 'SHA256_RSA2048',
+      algorithm: bits === 4096 ? 'SHA256_RSA4096' : bits === 8192 ? 'SHA256_RSA8192' : 'SHA256_RSA2048',
       key: keyPath,
       props: { 'com.omie.sim.factory': 'true' },
     },

@@ -286,6 +286,19 @@ export class DeviceView {
       return null;
     }
     if (top === 'data') return { kind: 'host', hostPath: join(this.dataDir, ...rest), writable: true };
+    // Recovery's own log of the current session (recovery.ts writes it where recovery-persist
+    // keeps it for after the reboot: /data/misc/recovery/last_log).
+    const mode = this.state.info.mode;
+    if (top === 'tmp' && (mode === 'recovery' || mode === 'sideload')) {
+      if (rest.length === 0) return { kind: 'virtual-dir', entries: ['recovery.log'] };
+      if (rest.join('/') === 'recovery.log')
+        return {
+          kind: 'host',
+          hostPath: join(this.dataDir, 'misc', 'recovery', 'last_log'),
+          writable: false,
+        };
+      return null;
+    }
     if (top === 'sdcard')
       return { kind: 'host', hostPath: join(this.dataDir, 'media', '0', ...rest), writable: true };
     if (top === 'storage') {

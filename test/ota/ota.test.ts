@@ -10,82 +10,18 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } fr
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { build } from '../../scripts/build/pipeline.ts';
 import { getProp } from '../../scripts/build/props.ts';
 import { payloadProtos } from '../../scripts/formats/payload/proto.ts';
 import { locatePayload, readPayload } from '../../scripts/formats/payload/reader.ts';
 import { openFilesystem } from '../../scripts/fs/index.ts';
-import { generateSampleApps } from '../../scripts/sample/apps.ts';
-import { omie, onceInDir, ROOT, SAMPLE_HOME, sampleFixture, workDir } from '../helpers.ts';
+import { omie, ROOT } from '../helpers.ts';
 import { AOSP_TESTKEYS, AVBTOOL, PAYCHECK } from '../oracles.ts';
+import { B1, B2, FIX, KEY, OTA_WORK, openssl, otaBuilds, PRODUCT } from './fixtures.ts';
 
-// The sample partner's keys (the APK key signs OTAs where no otaKey is set), as sampleFixture sets.
-process.env.OMIE_HOME = SAMPLE_HOME;
-const W = workDir('ota');
+const W = OTA_WORK;
 const at = (...p: string[]) => join(W, ...p);
-const FIX = at('fixture');
-const KEY = join(FIX, 'keys', 'ota');
-const B1 = join(FIX, 'b1');
-const B2 = join(FIX, 'b2');
-const PRODUCT = (tree: string) => join(tree, 'device/omie/tablet/products/omie-tablet.yaml');
 const PARTS = ['vbmeta', 'system', 'product', 'vendor'];
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-async function openssl(args: string[], input?: Buffer) {
-  return execa('openssl', args, { input, encoding: 'buffer', reject: false });
-}
-
-/**
- * Two builds of the sample product signed for OTAs with an RSA-2048 key (AOSP's paycheck checks
- * 256-byte signatures only): 1.0.0, and 1.0.1 whose Wallet app was rebuilt with a new label.
- */
-async function makeBuilds(): Promise<void> {
-  const fx = await sampleFixture();
-  mkdirSync(join(FIX, 'keys'), { recursive: true });
-  await openssl(['genrsa', '-out', `${KEY}.pem`, '2048']);
-  await openssl([
-    'pkcs8',
-    '-topk8',
-    '-nocrypt',
-    '-outform',
-    'DER',
-    '-in',
-    `${KEY}.pem`,
-    '-out',
-    `${KEY}.pk8`,
-  ]);
-  await openssl([
-    'req',
-    '-new',
-    '-x509',
-    '-sha256',
-    '-key',
-    `${KEY}.pem`,
-    '-out',
-    `${KEY}.x509.pem`,
-    '-days',
-    '3650',
-    '-subj',
-    '/O=Omie test/CN=OTA',
-  ]);
-  for (const [tree, version] of [
-    [join(FIX, 'tree1'), '1.0.0'],
-    [join(FIX, 'tree2'), '1.0.1'],
-  ]) {
-    cpSync(fx.tree, tree, { recursive: true });
-    const yaml = readFileSync(PRODUCT(tree), 'utf8')
-      .replace(/^version: .*$/m, `version: ${version}`)
-      .replace(/ro\.omie\.version: .*$/m, `ro.omie.version: ${version}`)
-      .replace(/^( {2}apkKey: .*)$/m, `$1\n  otaKey: { file: ${KEY}.x509.pem }`)
-      .replace('../../../../.omie/sample-base/factory.zip', join(fx.base, 'factory.zip'));
-    writeFileSync(PRODUCT(tree), yaml);
-  }
-  const wallet = join(FIX, 'tree2/prebuilt-apps/Wallet/app.yaml');
-  writeFileSync(wallet, readFileSync(wallet, 'utf8').replace(/^label: .*$/m, 'label: Wallet Plus'));
-  await generateSampleApps(join(FIX, 'tree2'), ['Wallet']);
-  await build({ product: PRODUCT(join(FIX, 'tree1')), out: B1 });
-  await build({ product: PRODUCT(join(FIX, 'tree2')), out: B2 });
-}
 
 /** openssl cms checks the package's detached PKCS#7 (sig.p7) over `content`. */
 const cmsVerify = (content: string) =>
@@ -135,12 +71,7 @@ let full: Record<string, unknown>;
 let incr: Record<string, unknown>;
 
 beforeAll(async () => {
-  // The two builds come from the whole kit (its build pipeline, sample tree and generators).
-  await onceInDir(
-    FIX,
-    ['test/ota/ota.test.ts', 'scripts', 'device', 'overlays', 'prebuilt-apps'],
-    makeBuilds,
-  );
+  await otaBuilds();
   const f = await omie(['--json', 'ota', B1, '--out', FULL]);
   expect(f.exitCode, f.stderr).toBe(0);
   full = JSON.parse(f.stdout);

@@ -245,19 +245,23 @@ describe('adbd wire protocol', () => {
     c.close();
   });
 
-  it('sideload-host: fetches every block, stores the package, and returns to recovery', async () => {
-    await state.update((d) => {
-      d.mode = 'sideload';
-    });
-    const c = await WireClient.open(server.port);
+  /**
+   * Serves `pkg` over sideload-host on `port` as adb's client does (`change` alters what a block
+   * holds the n-th time it is asked for); the blocks asked for and how the device ended it.
+   */
+  async function serveSideload(
+    port: number,
+    pkg: Buffer,
+    change?: (block: number, nth: number) => Buffer | undefined,
+  ) {
+    const c = await WireClient.open(port);
     const banner = await c.handshake();
     expect(banner?.data.toString()).toMatch(/^sideload::/);
-    const pkg = Buffer.alloc(10_000);
-    for (let i = 0; i < pkg.length; i++) pkg[i] = i % 251;
     c.send(A_OPEN, 3, 0, `sideload-host:${pkg.length}:4096\0`);
     const ok = await c.next();
     expect(ok?.command).toBe(A_OKAY);
     const remote = ok?.arg0 ?? 0;
+    const asked: number[] = [];
     let finished = '';
     for (;;) {
       const p = await c.next();
@@ -265,21 +269,85 @@ describe('adbd wire protocol', () => {
       if (p.command !== A_WRTE) continue;
       c.send(A_OKAY, 3, remote);
       const text = p.data.toString();
-      if (text === 'DONEDONE') {
+      if (text === 'DONEDONE' || text === 'FAILFAIL') {
         finished = text;
         continue;
       }
+      expect(text).toMatch(/^\d{8}$/);
       const block = Number(text);
-      c.send(A_WRTE, 3, remote, pkg.subarray(block * 4096, (block + 1) * 4096));
+      const block4k = pkg.subarray(block * 4096, (block + 1) * 4096);
+      const nth = asked.filter((b) => b === block).length;
+      asked.push(block);
+      c.send(A_WRTE, 3, remote, change?.(block, nth) ?? block4k);
     }
-    expect(finished).toBe('DONEDONE');
-    expect(readFileSync(join(state.dir, 'sideload.zip')).equals(pkg)).toBe(true);
-    await state.reload();
-    expect(state.info.mode).toBe('recovery');
+    c.close();
+    return { asked, finished };
+  }
+
+  /** minadbd exits after its answer: the device is back in recovery a moment later. */
+  async function waitMode(mode: string) {
+    for (let i = 0; i < 100 && (await state.reload()).mode !== mode; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    return state.info.mode;
+  }
+
+  it('sideload-host: the device pulls the blocks it reads, twice, and refuses a block that changed (FAILFAIL)', async () => {
+    await state.update((d) => {
+      d.mode = 'sideload';
+      d.sideloadAutoReboot = false;
+    });
+    // 21 blocks: more than the device keeps, so the second pass asks for each one again.
+    const pkg = Buffer.alloc(20 * 4096 + 100);
+    for (let i = 0; i < pkg.length; i++) pkg[i] = i % 251;
+    let seen: Buffer[] = [];
+    // A recovery that reads the package twice (signature, then install), as the real one does.
+    const reader = await startAdbServer({
+      state,
+      port: 0,
+      sideload: async (blocks) => {
+        seen = [];
+        try {
+          seen.push(await blocks.read(0, blocks.size), await blocks.read(0, blocks.size));
+          return { ok: true, log: [] };
+        } catch {
+          return { ok: false, log: [] };
+        }
+      },
+    });
+    try {
+      const good = await serveSideload(reader.port, pkg);
+      expect(good.finished).toBe('DONEDONE');
+      expect(seen[0].equals(pkg)).toBe(true);
+      expect(seen[1].equals(pkg)).toBe(true);
+      const all = [...Array(21).keys()];
+      expect(good.asked).toEqual([...all, ...all.slice(0)]);
+      expect(await waitMode('recovery')).toBe('recovery');
+
+      await state.update((d) => {
+        d.mode = 'sideload';
+      });
+      const evil = await serveSideload(reader.port, pkg, (block, nth) =>
+        block === 5 && nth === 1 ? Buffer.alloc(4096, 0x41) : undefined,
+      );
+      expect(evil.finished).toBe('FAILFAIL');
+    } finally {
+      await reader.close();
+    }
+  });
+
+  it('sideload-host: a device whose system trusts no OTA key refuses without reading, back to recovery', async () => {
+    await state.update((d) => {
+      d.mode = 'sideload';
+    });
+    const r = await serveSideload(server.port, Buffer.alloc(10_000, 1));
+    expect(r).toEqual({ asked: [], finished: 'FAILFAIL' });
+    expect(await waitMode('recovery')).toBe('recovery');
+    const lastInstall = readFileSync(join(state.dir, 'data/misc/recovery/last_install'), 'utf8').split('\n');
+    expect(lastInstall.slice(0, 2)).toEqual(['/sideload/package.zip', '0']);
+    expect(lastInstall).toContain('error: 21');
     await state.update((d) => {
       d.mode = 'adb';
     });
-    c.close();
   });
 
   it('AUTH: unknown key is left waiting; a listed key is accepted and then signs in by signature', async () => {

@@ -4,7 +4,7 @@
  * client then sees the flashed build.prop and APKs. Also `adb sideload` through sideload-host.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,18 +84,28 @@ describe('real fastboot flash, then real adb reads the flashed image', () => {
     expect(readFileSync(back).equals(readFileSync(join(tree, 'system/app/Weather/Weather.apk')))).toBe(true);
   }, 120_000);
 
-  it('adb sideload (real client) streams the package through sideload-host', async () => {
+  it('adb sideload (real client): a system that trusts no OTA key refuses the package (FAILFAIL), back in recovery', async () => {
     expect((await adb.run(['-s', id, 'reboot', 'sideload'])).exitCode).toBe(0);
     await sim.state.reload();
     expect(sim.state.info.mode).toBe('sideload');
     await reconnect('sideload');
+    // Nothing written: every image is the same file, untouched (a write renames a new one in).
+    const files = () =>
+      readdirSync(join(sim.stateDir, 'partitions')).map((f) => {
+        const st = statSync(join(sim.stateDir, 'partitions', f));
+        return [f, st.ino, st.size, st.mtimeMs];
+      });
+    const before = files();
     const pkg = join(dir, 'ota.zip');
-    const data = randomBytes(200_000);
-    writeFileSync(pkg, data);
+    writeFileSync(pkg, randomBytes(200_000));
     const r = await adb.run(['-s', id, 'sideload', pkg], 60_000);
-    expect(r.exitCode, r.stderr + r.stdout).toBe(0);
-    expect(readFileSync(join(sim.stateDir, 'sideload.zip')).equals(data)).toBe(true);
-    await sim.state.reload();
-    expect(sim.state.info.mode).toBe('recovery');
+    // recovery loads its keys first: with none, nothing is read and adb exits 1 on FAILFAIL.
+    expect(r.exitCode, r.stderr + r.stdout).toBe(1);
+    expect(r.stdout).toMatch(/Total xfer: 0\.00x/);
+    await reconnect('recovery');
+    expect((await adb.run(['-s', id, 'shell', 'cat /tmp/recovery.log'])).stdout).toMatch(
+      /E:Failed to load keys\nE:Signature verification failed/,
+    );
+    expect(files()).toEqual(before);
   }, 90_000);
 });

@@ -15,8 +15,12 @@ export function registerFlash(program: Command): void {
       'flash a build (output directory or fastboot zip) safely, in fastboot update order: identity check first, never the slot that last booted, fastbootd for logical partitions, every write verified',
     )
     .argument(
-      '<build>',
+      '[build]',
       'build output directory or fastboot zip (android-info.txt + <partition>.img, optional super_empty.img)',
+    )
+    .option(
+      '--sideload <ota.zip>',
+      'instead of a build: install a signed A/B OTA package (omie ota) through adb, as `adb sideload` does, and see the device boot it',
     )
     .option(
       '-s, --serial <serial>',
@@ -70,7 +74,7 @@ export function registerFlash(program: Command): void {
     .option('--report-dir <dir>', 'where --check writes its reports (one sub-folder per device)')
     .option(
       '--dry-run',
-      'print the fastboot command sequence without writing anything (the device must be in fastboot)',
+      'print the fastboot command sequence without writing anything (the device must be in fastboot); with --sideload, check the package against the device and stop',
     )
     .addHelpText(
       'after',
@@ -80,11 +84,29 @@ bootloader is unlocked. The order is fastboot update's: firmware, boot-critical 
 images to the target slot (default: the one that did not boot last), then - when the build has
 logical partitions - set_active, fastbootd, update-super and the logical images; otherwise the slot
 is switched after every write has been read back (or size-checked where the device cannot read
-back). A dropped connection is retried per partition; re-running completes an interrupted flash. With --json, prints {"ok": true, "devices": [report…]}.`,
+back). A dropped connection is retried per partition; re-running completes an interrupted flash. With --json, prints {"ok": true, "devices": [report…]}.
+
+With --sideload <ota.zip> (one device: --serial or --adb, or the only one adb lists) the package's
+whole-file signature is checked first; a device in Android is checked before it is rebooted (its
+otacerts.zip must hold the signer, and the package must be for its device, not older than its build,
+and - for an incremental - made from the build it runs), then rebooted with
+\`adb reboot sideload-auto-reboot\`; the package is served as the device reads it (about twice its
+size: signature, then install) and the device is waited for back in Android, on its new slot. A device
+already in sideload mode is served at once. A refusal (here or by the device, read from its recovery
+log) is an error naming the reason: OTA_SIGNER_UNTRUSTED (exit 1), OTA_WRONG_DEVICE, OTA_DOWNGRADE,
+OTA_WRONG_SOURCE_BUILD, PAYLOAD_SOURCE_HASH_MISMATCH (exit 2); SIDELOAD_FELL_BACK (exit 1) when the new
+slot did not pass verified boot and the device booted its old one. With --json, prints
+{"ok": true, "serial", "package", "before", "after", "served"}.`,
     )
-    .action(async (buildPath: string, o, cmd: Command) => {
+    .action(async (buildPath: string | undefined, o, cmd: Command) => {
       const json = globalOpts(cmd).json;
       const out = makeOutput(json);
+      if (o.sideload) return sideload(o, buildPath, json);
+      if (!buildPath)
+        throw new InputError('omie flash needs a build (or --sideload <ota.zip>)', {
+          code: 'USAGE',
+          hint: 'omie flash <build-dir> --serial SERIAL, or omie flash --sideload ota.zip',
+        });
       if (!['inactive', 'a', 'b'].includes(o.slot))
         throw new InputError(`--slot must be inactive, a or b (got ${o.slot})`, { code: 'USAGE' });
       const addresses: string[] = [...o.fastboot, ...o.serial];
@@ -227,4 +249,54 @@ back). A dropped connection is retried per partition; re-running completes an in
         await build.close();
       }
     });
+}
+
+/** `omie flash --sideload <ota.zip>`: one device, through adb (scripts/device/sideload.ts). */
+async function sideload(
+  o: Record<string, unknown>,
+  buildPath: string | undefined,
+  json: boolean,
+): Promise<void> {
+  const out = makeOutput(json);
+  const serials = [...(o.serial as string[]), ...(o.adb as string[])];
+  const conflicting = [
+    buildPath !== undefined && '<build>',
+    (o.fastboot as string[]).length && '--fastboot',
+    o.all && '--all',
+    o.wipe && '--wipe',
+    o.lock && '--lock',
+    o.check && '--check',
+    o.disableVerity && '--disable-verity',
+    o.disableVerification && '--disable-verification',
+    o.slot !== 'inactive' && '--slot',
+  ].filter(Boolean);
+  if (conflicting.length)
+    throw new InputError(`--sideload installs an OTA package alone: drop ${conflicting.join(', ')}`, {
+      code: 'USAGE',
+      hint: 'an OTA goes to the inactive slot and the device switches to it by itself',
+    });
+  if (serials.length > 1)
+    throw new InputError('--sideload takes one device', {
+      code: 'USAGE',
+      context: { serials },
+      hint: 'run it once per device',
+    });
+  const { sideloadOta } = await import('../../device/sideload.ts');
+  const progress = makeProgress(json);
+  try {
+    const r = await sideloadOta(o.sideload as string, {
+      serial: serials[0],
+      dryRun: Boolean(o.dryRun),
+      log: json ? undefined : (l) => process.stderr.write(`${l}\n`),
+      onProgress: progress,
+    });
+    progress.stop();
+    out.result({ ok: true, ...r }, (v) =>
+      v.dryRun
+        ? `${v.serial}: would take ${v.package.kind} OTA ${v.package.version ?? v.package.postBuild} (checked against the build it runs)`
+        : `${v.serial}: installed ${v.package.kind} OTA ${v.package.version ?? v.package.postBuild}: slot ${v.before?.slot ?? '?'} → ${v.after?.slot ?? '?'}, ${v.after?.verifiedBootState ?? '?'}, vbmeta digest ${v.after?.vbmetaDigest ?? '?'}`,
+    );
+  } finally {
+    progress.stop();
+  }
 }

@@ -5,6 +5,22 @@ import { payloadProtos } from '../payload/proto.ts';
  * (GetPackageMetadata, UpdateDeviceState, BuildLegacyOtaMetadata, PropertyFiles).
  */
 
+/**
+ * What the package says of itself for Omie's own tools (`omie ota publish`): the product, its
+ * version (the update feeds' "version"), and where the product file was when it was made.
+ */
+export const RELEASE_ENTRY = 'META-INF/com/omie/release.json';
+
+export interface ReleaseInfo {
+  schema: 'omie.ota-release/1';
+  product: string;
+  version: string;
+  kind: 'full' | 'incremental';
+  /** The build an incremental applies to. */
+  from?: { version: string; fingerprint: string };
+  productFile: string;
+}
+
 /** What the package says of one build (ota_metadata.proto DeviceState). */
 export interface BuildState {
   /** ro.product.device values. */

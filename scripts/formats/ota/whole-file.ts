@@ -1,9 +1,9 @@
 import { createHash, createSign, createVerify, type KeyObject, X509Certificate } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { FormatError, VerificationError } from '../../errors.ts';
 import { parsePkcs7Fast, parsePkcs7WithPkijs } from '../apk/signing/pkcs7.ts';
+import { type ByteSource, openFileSource } from '../apk/zip.ts';
 
 /**
  * The whole-file signature of an OTA package, as AOSP's `signapk -w` writes it (SignApk.java
@@ -23,6 +23,8 @@ const MESSAGE = Buffer.from('signed by SignApk\0', 'latin1');
 const FOOTER_SIZE = 6;
 const EOCD_SIZE = 22;
 const EOCD_MAGIC = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
+/** Bytes digested per read. */
+const SIGNED_CHUNK = 4 << 20;
 
 const OID = {
   data: '1.2.840.113549.1.7.1',
@@ -149,89 +151,97 @@ function fail(
  * Reads and checks the whole-file signature of an OTA package the way verify_file does. Throws a
  * FormatError when the footer, the comment or the PKCS#7 block is malformed; `valid` says whether
  * the signature verifies with the certificate in it (whether that certificate is trusted is the
- * caller's question: compare certificateSha256).
+ * caller's question: compare certificateSha256). The package is a path or any ByteSource (a
+ * device reads a sideloaded one block by block); every signed byte is read once, in order, and
+ * `onSignedData` sees each chunk of them (with its offset) so that other digests (the payload's)
+ * can be taken in the same pass.
  */
-export async function readWholeFileSignature(file: string): Promise<WholeFileSignature> {
-  const fh = await open(file, 'r');
+export async function readWholeFileSignature(
+  file: string | ByteSource,
+  opts: { onSignedData?: (chunk: Buffer, offset: number) => void } = {},
+): Promise<WholeFileSignature> {
+  const src = typeof file === 'string' ? await openFileSource(file) : file;
   try {
-    const length = (await fh.stat()).size;
-    const readAt = async (pos: number, len: number) => {
-      const b = Buffer.alloc(len);
-      await fh.read(b, 0, len, pos);
-      return b;
-    };
-    if (length < FOOTER_SIZE + EOCD_SIZE) throw fail(file, 'too small to be a signed zip', { found: length });
-    const footer = await readAt(length - FOOTER_SIZE, FOOTER_SIZE);
-    if (footer[2] !== 0xff || footer[3] !== 0xff)
-      throw fail(file, 'no whole-file signature footer (not signed with signapk -w)', {
-        offset: length - 4,
-        expected: 'ffff',
-        found: footer.subarray(2, 4).toString('hex'),
-      });
-    const commentSize = footer.readUInt16LE(4);
-    const signatureStart = footer.readUInt16LE(0);
-    if (signatureStart > commentSize || signatureStart <= FOOTER_SIZE)
-      throw fail(file, 'signature start is outside the comment', {
-        expected: `${FOOTER_SIZE + 1}..${commentSize}`,
-        found: signatureStart,
-      });
-    const eocdSize = commentSize + EOCD_SIZE;
-    if (length < eocdSize) throw fail(file, 'comment larger than the file', { found: commentSize });
-    const eocd = await readAt(length - eocdSize, eocdSize);
-    if (!eocd.subarray(0, 4).equals(EOCD_MAGIC))
-      throw fail(file, 'the comment size does not lead to the end-of-central-directory record', {
-        offset: length - eocdSize,
-      });
-    if (eocd.indexOf(EOCD_MAGIC, 4) >= 0)
-      throw fail(file, 'an end-of-central-directory marker follows the real one');
-    const signedLength = length - eocdSize + EOCD_SIZE - 2;
-    const block = eocd.subarray(eocdSize - signatureStart, eocdSize - FOOTER_SIZE);
-    let sd: ReturnType<typeof parsePkcs7Fast>;
-    try {
-      sd = parsePkcs7Fast(block) ?? parsePkcs7WithPkijs(block).sd;
-    } catch (e) {
-      throw fail(file, `the signature block is not PKCS#7: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    const si = sd?.signerInfos[0];
-    const ci = si ? si.findCertificate() : -1;
-    if (!sd || !si || ci < 0) throw fail(file, 'the PKCS#7 block has no signer with its certificate');
-    if (si.signedAttrs)
-      throw fail(file, 'the signer has signed attributes (recovery verifies only a direct signature)');
-    const certificate = sd.certificates[ci];
-    let x509: X509Certificate;
-    try {
-      x509 = new X509Certificate(certificate);
-    } catch (e) {
-      throw fail(
-        file,
-        `the signer's certificate does not parse: ${e instanceof Error ? e.message : String(e)}`,
-      );
-    }
-    const digest = wholeFileDigest(x509);
-    const v = createVerify(digest);
-    const buf = Buffer.allocUnsafe(4 << 20);
-    for (let pos = 0; pos < signedLength; ) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, signedLength - pos), pos);
-      if (bytesRead === 0) break;
-      v.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
-    let valid = false;
-    try {
-      valid = v.verify(x509.publicKey, si.signature());
-    } catch {
-      valid = false;
-    }
-    return {
-      signedLength,
-      certificate,
-      certificateSha256: createHash('sha256').update(certificate).digest('hex'),
-      digest,
-      valid,
-    };
+    return await verifyWholeFile(src, opts.onSignedData);
   } finally {
-    await fh.close();
+    if (typeof file === 'string') await src.close();
   }
+}
+
+async function verifyWholeFile(
+  src: ByteSource,
+  onSignedData?: (chunk: Buffer, offset: number) => void,
+): Promise<WholeFileSignature> {
+  const file = src.name;
+  const length = src.size;
+  if (length < FOOTER_SIZE + EOCD_SIZE) throw fail(file, 'too small to be a signed zip', { found: length });
+  const footer = await src.read(length - FOOTER_SIZE, FOOTER_SIZE);
+  if (footer[2] !== 0xff || footer[3] !== 0xff)
+    throw fail(file, 'no whole-file signature footer (not signed with signapk -w)', {
+      offset: length - 4,
+      expected: 'ffff',
+      found: footer.subarray(2, 4).toString('hex'),
+    });
+  const commentSize = footer.readUInt16LE(4);
+  const signatureStart = footer.readUInt16LE(0);
+  if (signatureStart > commentSize || signatureStart <= FOOTER_SIZE)
+    throw fail(file, 'signature start is outside the comment', {
+      expected: `${FOOTER_SIZE + 1}..${commentSize}`,
+      found: signatureStart,
+    });
+  const eocdSize = commentSize + EOCD_SIZE;
+  if (length < eocdSize) throw fail(file, 'comment larger than the file', { found: commentSize });
+  const eocd = await src.read(length - eocdSize, eocdSize);
+  if (!eocd.subarray(0, 4).equals(EOCD_MAGIC))
+    throw fail(file, 'the comment size does not lead to the end-of-central-directory record', {
+      offset: length - eocdSize,
+    });
+  if (eocd.indexOf(EOCD_MAGIC, 4) >= 0)
+    throw fail(file, 'an end-of-central-directory marker follows the real one');
+  const signedLength = length - eocdSize + EOCD_SIZE - 2;
+  const block = eocd.subarray(eocdSize - signatureStart, eocdSize - FOOTER_SIZE);
+  let sd: ReturnType<typeof parsePkcs7Fast>;
+  try {
+    sd = parsePkcs7Fast(block) ?? parsePkcs7WithPkijs(block).sd;
+  } catch (e) {
+    throw fail(file, `the signature block is not PKCS#7: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const si = sd?.signerInfos[0];
+  const ci = si ? si.findCertificate() : -1;
+  if (!sd || !si || ci < 0) throw fail(file, 'the PKCS#7 block has no signer with its certificate');
+  if (si.signedAttrs)
+    throw fail(file, 'the signer has signed attributes (recovery verifies only a direct signature)');
+  const certificate = sd.certificates[ci];
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(certificate);
+  } catch (e) {
+    throw fail(
+      file,
+      `the signer's certificate does not parse: ${e instanceof Error ? e.message : String(e)}`,
+    );
+  }
+  const digest = wholeFileDigest(x509);
+  const v = createVerify(digest);
+  for (let pos = 0; pos < signedLength; ) {
+    const chunk = await src.read(pos, Math.min(SIGNED_CHUNK, signedLength - pos));
+    v.update(chunk);
+    onSignedData?.(chunk, pos);
+    pos += chunk.length;
+  }
+  let valid = false;
+  try {
+    valid = v.verify(x509.publicKey, si.signature());
+  } catch {
+    valid = false;
+  }
+  return {
+    signedLength,
+    certificate,
+    certificateSha256: createHash('sha256').update(certificate).digest('hex'),
+    digest,
+    valid,
+  };
 }
 
 /** Throws unless the package is signed whole-file by the certificate with this SHA-256. */

@@ -3,6 +3,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import Bunzip from 'seek-bzip';
 import { FormatError, InputError, VerificationError } from '../../errors.ts';
+import type { ByteSource } from '../apk/zip.ts';
 import { generateHashtree } from '../avb/hashtree.ts';
 import { writeAll } from '../io.ts';
 import { bspatch } from './bsdiff.ts';
@@ -134,11 +135,28 @@ class ExtentWriter {
   }
 }
 
-async function readData(fh: FileHandle, pos: number, len: number, job: PartitionJob, op: PayloadOperation) {
+/** Where operation data is read from: the payload file, or a ByteSource standing for it. */
+type PayloadBytes = { fh: FileHandle } | { bytes: ByteSource };
+
+async function readData(
+  from: PayloadBytes,
+  pos: number,
+  len: number,
+  job: PartitionJob,
+  op: PayloadOperation,
+) {
+  if ('bytes' in from) {
+    if (pos + len > from.bytes.size)
+      throw opError(job, op, 'payload truncated', {
+        expected: `${len} bytes`,
+        found: Math.max(0, from.bytes.size - pos),
+      });
+    return from.bytes.read(pos, len);
+  }
   const buf = Buffer.alloc(len);
   let got = 0;
   while (got < len) {
-    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
+    const { bytesRead } = await from.fh.read(buf, got, len - got, pos + got);
     if (bytesRead === 0)
       throw opError(job, op, 'payload truncated', { expected: `${len} bytes`, found: got });
     got += bytesRead;
@@ -241,16 +259,21 @@ function checkExtents(job: PartitionJob, op: PayloadOperation): void {
   }
 }
 
-/** Applies every operation of one partition into `job.outPath` and verifies it. */
+/**
+ * Applies every operation of one partition into `job.outPath` and verifies it. Operation data is
+ * read from `job.file`, or from `packageBytes` when given (whose offsets are those of `job.file`:
+ * a device applying a sideloaded package reads it block by block from the host).
+ */
 export async function applyPartition(
   job: PartitionJob,
   onBytes: (done: number, total: number) => void = () => {},
+  packageBytes?: ByteSource,
 ): Promise<PartitionResult> {
   const verify = job.verify !== false;
   const { partition: part } = job;
-  const src = await open(job.file, 'r');
+  const src: PayloadBytes = packageBytes ? { bytes: packageBytes } : { fh: await open(job.file, 'r') };
   const out = await open(job.outPath, 'w+');
-  let source: FileHandle | undefined;
+  let sourceFh: FileHandle | undefined;
   try {
     // A fresh, truncated file reads as zeros: ZERO and DISCARD need no writes and stay sparse.
     await out.truncate(part.size);
@@ -261,8 +284,8 @@ export async function applyPartition(
     for (const op of part.operations) {
       checkExtents(job, op);
       const w = new ExtentWriter(out, op, job.blockSize, job);
-      if (op.srcExtents.length && !source && !UNSUPPORTED_OPERATIONS[op.type])
-        source = await openSource(job, op);
+      if (op.srcExtents.length && !sourceFh && !UNSUPPORTED_OPERATIONS[op.type])
+        sourceFh = await openSource(job, op);
       if (op.type === 'ZERO' || op.type === 'DISCARD') {
         // nothing to write (see above)
       } else if (op.type.startsWith('REPLACE')) {
@@ -276,10 +299,10 @@ export async function applyPartition(
         else throw opError(job, op, 'unknown operation type');
         await w.padWithZeros();
       } else if (op.type === 'SOURCE_COPY') {
-        await w.write(await sourceData(job, op, verify, source!));
+        await w.write(await sourceData(job, op, verify, sourceFh!));
       } else if (op.type === 'SOURCE_BSDIFF' || op.type === 'BROTLI_BSDIFF') {
         const patch = await operationData(src, job, op, verify);
-        let old = await sourceData(job, op, verify, source!);
+        let old = await sourceData(job, op, verify, sourceFh!);
         if (op.srcLength !== undefined) old = old.subarray(0, op.srcLength);
         let result: Buffer;
         try {
@@ -340,14 +363,14 @@ export async function applyPartition(
       operations: part.operations.length,
     };
   } finally {
-    await source?.close();
+    await sourceFh?.close();
     await out.close();
-    await src.close();
+    if ('fh' in src) await src.fh.close();
   }
 }
 
 /** An operation's data blob, its data_sha256_hash checked. */
-async function operationData(src: FileHandle, job: PartitionJob, op: PayloadOperation, verify: boolean) {
+async function operationData(src: PayloadBytes, job: PartitionJob, op: PayloadOperation, verify: boolean) {
   if (op.dataLength > MAX_OPERATION_DATA)
     throw opError(job, op, 'data_length too large', {
       expected: `<= ${MAX_OPERATION_DATA}`,

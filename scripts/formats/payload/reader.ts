@@ -2,6 +2,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import type { Type } from 'protobufjs';
 import yauzl from 'yauzl';
 import { FormatError, InputError } from '../../errors.ts';
+import type { ByteSource, ZipArchive } from '../apk/zip.ts';
 import { checkBound } from '../binary.ts';
 import { payloadProtos } from './proto.ts';
 
@@ -282,13 +283,13 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
     ),
   );
   try {
-    let payload: yauzl.Entry | undefined;
+    let found: yauzl.Entry | undefined;
     let props: yauzl.Entry | undefined;
     let meta: yauzl.Entry | undefined;
     let metaPb: yauzl.Entry | undefined;
     await new Promise<void>((res, rej) => {
       zip.on('entry', (e: yauzl.Entry) => {
-        if (e.fileName === 'payload.bin') payload = e;
+        if (e.fileName === 'payload.bin') found = e;
         else if (e.fileName === 'payload_properties.txt') props = e;
         else if (e.fileName === 'META-INF/com/android/metadata') meta = e;
         else if (e.fileName === 'META-INF/com/android/metadata.pb') metaPb = e;
@@ -298,21 +299,7 @@ export async function locateInZip(path: string): Promise<PayloadLocation> {
       zip.on('error', (err) => rej(zipError(path, err)));
       zip.readEntry();
     });
-    if (!payload)
-      throw new FormatError({
-        format: 'ota-zip',
-        reason: 'no payload.bin entry (not an A/B OTA zip)',
-        file: path,
-      });
-    if (payload.compressionMethod !== 0)
-      throw new FormatError({
-        format: 'ota-zip',
-        reason: 'payload.bin is compressed; A/B OTA zips store it uncompressed',
-        field: 'payload.bin compression method',
-        file: path,
-        expected: 0,
-        found: payload.compressionMethod,
-      });
+    const payload = storedPayload(found, (e) => e.compressionMethod, path);
     // The data starts after the local header, whose name/extra lengths may differ from the
     // central directory's, so read them from the local header itself.
     const fh = await openFile(path);
@@ -410,13 +397,74 @@ async function readProperties(
   e: yauzl.Entry,
   path: string,
 ): Promise<Record<string, string>> {
-  const text = (await readEntry(zip, e, path, MAX_PROPERTIES_SIZE)).toString('utf8');
+  return parseKeyValues((await readEntry(zip, e, path, MAX_PROPERTIES_SIZE)).toString('utf8'));
+}
+
+/** An OTA zip's payload.bin entry, which must be stored: update_engine streams it by offset. */
+function storedPayload<T>(entry: T | undefined, methodOf: (e: T) => number, path: string): T {
+  if (entry === undefined)
+    throw new FormatError({
+      format: 'ota-zip',
+      reason: 'no payload.bin entry (not an A/B OTA zip)',
+      file: path,
+    });
+  const method = methodOf(entry);
+  if (method !== 0)
+    throw new FormatError({
+      format: 'ota-zip',
+      reason: 'payload.bin is compressed; A/B OTA zips store it uncompressed',
+      field: 'payload.bin compression method',
+      file: path,
+      expected: 0,
+      found: method,
+    });
+  return entry;
+}
+
+/** `key=value` lines (payload_properties.txt, META-INF/com/android/metadata). */
+export function parseKeyValues(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of text.split('\n')) {
     const i = line.indexOf('=');
     if (i > 0) out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
   }
   return out;
+}
+
+/**
+ * locateInZip for an archive read through the kit's own zip reader, whatever its ByteSource:
+ * what a device does with a package it reads block by block (sideload). Offsets are those of the
+ * source.
+ */
+export async function locateInArchive(zip: ZipArchive): Promise<PayloadLocation> {
+  const path = zip.name;
+  const payload = storedPayload(zip.entry('payload.bin'), (e) => e.method, path);
+  const offset = await zip.dataOffset(payload);
+  const text = async (name: string, max: number) => {
+    const e = zip.entry(name);
+    return e ? (await zip.read(e, max, { verifyCrc: true })).toString('utf8') : undefined;
+  };
+  const props = await text('payload_properties.txt', MAX_PROPERTIES_SIZE);
+  const meta = await text('META-INF/com/android/metadata', MAX_PROPERTIES_SIZE);
+  const metaPbEntry = zip.entry('META-INF/com/android/metadata.pb');
+  const otaMetadata = meta === undefined ? undefined : parseKeyValues(meta);
+  const otaMetadataPb = metaPbEntry
+    ? parseOtaMetadata(await zip.read(metaPbEntry, MAX_METADATA_PB_SIZE, { verifyCrc: true }), path)
+    : undefined;
+  return {
+    file: path,
+    offset,
+    size: payload.compressedSize,
+    container: 'ota-zip',
+    properties: props === undefined ? undefined : parseKeyValues(props),
+    otaMetadata,
+    otaMetadataPb,
+    propertyFilesMismatch: checkPropertyFiles(
+      { ...otaMetadata, ...otaMetadataPb?.propertyFiles },
+      offset,
+      payload.compressedSize,
+    ),
+  };
 }
 
 /** Decodes META-INF/com/android/metadata.pb (OtaMetadata) into plain values. */
@@ -498,6 +546,21 @@ export async function isOtaZip(path: string): Promise<boolean> {
 /** Reads header, manifest and signatures of a payload.bin or OTA zip. */
 export async function readPayload(path: string): Promise<Payload> {
   return readPayloadAt(await locatePayload(path));
+}
+
+/** readPayloadAt over any ByteSource whose offsets `loc` gives (a package read block by block). */
+export async function readPayloadFrom(src: ByteSource, loc: PayloadLocation): Promise<Payload> {
+  const read = async (len: number, pos: number, field: string) => {
+    if (pos + len > loc.size || loc.offset + pos + len > src.size)
+      throw fail(loc, 'truncated', {
+        field,
+        offset: loc.offset + pos,
+        expected: `${len} bytes`,
+        found: Math.max(0, Math.min(loc.size, src.size - loc.offset) - pos),
+      });
+    return src.read(loc.offset + pos, len);
+  };
+  return parsePayloadMetadata(await read(PAYLOAD_HEADER_SIZE, 0, 'header'), loc, read);
 }
 
 export async function readPayloadAt(loc: PayloadLocation): Promise<Payload> {

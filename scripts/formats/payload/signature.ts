@@ -8,7 +8,7 @@ import {
   X509Certificate,
 } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
-import { InputError, VerificationError } from '../../errors.ts';
+import { FormatError, InputError, VerificationError } from '../../errors.ts';
 import { payloadProtos } from './proto.ts';
 import { PAYLOAD_HEADER_SIZE, type Payload, type PayloadSignature } from './reader.ts';
 
@@ -28,9 +28,17 @@ import { PAYLOAD_HEADER_SIZE, type Payload, type PayloadSignature } from './read
 
 export type SignatureStatus = 'absent' | 'present' | 'valid' | 'invalid';
 
+export interface SignatureVerdict {
+  status: SignatureStatus;
+  count: number;
+  sizes: number[];
+  /** Index of the key (among those given) that verified a signature. */
+  key?: number;
+}
+
 export interface PayloadSignatureReport {
-  metadataSignature: { status: SignatureStatus; count: number; sizes: number[] };
-  payloadSignature: { status: SignatureStatus; count: number; sizes: number[] };
+  metadataSignature: SignatureVerdict;
+  payloadSignature: SignatureVerdict;
   /** Only for properties that payload_properties.txt gives. */
   properties: {
     [key in 'FILE_HASH' | 'FILE_SIZE' | 'METADATA_HASH' | 'METADATA_SIZE']?: 'match' | 'mismatch';
@@ -82,6 +90,110 @@ function signatureBytes(s: PayloadSignature): Buffer {
 }
 
 /**
+ * Takes the payload's digests from its bytes fed in order (`feed(chunk, offset)`, offsets from the
+ * start of the payload) and checks both signature messages against each of `keys` (a device
+ * trusts every certificate of its otacerts.zip) and payload_properties.txt. `end` is how many
+ * bytes it needs: the whole payload when FILE_HASH is to be checked, else the signed part, or just
+ * the metadata with no key. Lets a caller digest the payload while it reads the bytes for
+ * something else (a device verifying a package's whole-file signature reads the payload too).
+ */
+export interface PayloadDigester {
+  readonly end: number;
+  feed(chunk: Buffer, offset: number): void;
+  /** The report; `payloadSignature.key` / `metadataSignature.key` name the key that verified. */
+  finish(): PayloadSignatureReport;
+}
+
+export function payloadDigester(
+  p: Payload,
+  opts: { keys?: KeyObject[]; fileHash?: boolean } = {},
+): PayloadDigester {
+  const keys = opts.keys ?? [];
+  const props = p.location.properties ?? {};
+  const metadataSize = PAYLOAD_HEADER_SIZE + p.manifestSize;
+  const metaSigEnd = metadataSize + p.metadataSignatureSize;
+  const blobsStart = metaSigEnd;
+  const signedEnd =
+    blobsStart + (p.manifest.signaturesSize ? (p.manifest.signaturesOffset ?? 0) : p.blobsSize);
+  // FILE_HASH covers the whole payload; without it we stop where the signed part ends.
+  // Without a key and FILE_HASH, only the (small) metadata needs reading.
+  const wantFile = props.FILE_HASH !== undefined && opts.fileHash !== false;
+  const end = wantFile ? p.location.size : keys.length || opts.fileHash !== false ? signedEnd : metadataSize;
+
+  const metaHash = createHash('sha256');
+  const signedHash = createHash('sha256');
+  const fileHash = createHash('sha256');
+  // One verifier per (key, signature) pair: EC signatures cannot be checked against a digest.
+  const verifiers = (sigs: PayloadSignature[]) =>
+    keys.map(() => sigs.slice(0, MAX_TRIED).map(() => createVerify('sha256')));
+  const metaVerifiers = verifiers(p.metadataSignatures);
+  const payloadVerifiers = verifiers(p.payloadSignatures);
+  let fed = 0;
+  const feed = (chunk: Buffer, pos: number) => {
+    if (pos !== fed) throw new Error(`payload digester fed out of order: ${pos} after ${fed} bytes`);
+    fed += chunk.length;
+    if (pos >= end) return;
+    if (pos + chunk.length > end) chunk = chunk.subarray(0, end - pos);
+    const slice = (from: number, to: number) =>
+      chunk.subarray(Math.max(0, from - pos), Math.max(0, Math.min(chunk.length, to - pos)));
+    const meta = slice(0, metadataSize);
+    metaHash.update(meta);
+    for (const vs of metaVerifiers) for (const v of vs) v.update(meta);
+    const signed = Buffer.concat([meta, slice(metaSigEnd, signedEnd)]);
+    signedHash.update(signed);
+    for (const vs of payloadVerifiers) for (const v of vs) v.update(signed);
+    if (wantFile) fileHash.update(chunk);
+  };
+
+  const verdict = (sigs: PayloadSignature[], vs: Verify[][]) => {
+    if (!sigs.length) return { status: 'absent' as SignatureStatus };
+    if (!keys.length) return { status: 'present' as SignatureStatus };
+    for (const [k, perKey] of vs.entries())
+      for (const [i, v] of perKey.entries()) {
+        try {
+          if (v.verify(keys[k], signatureBytes(sigs[i])))
+            return { status: 'valid' as SignatureStatus, key: k };
+        } catch {
+          // a malformed signature for this key type: try the next
+        }
+      }
+    return { status: 'invalid' as SignatureStatus };
+  };
+  return {
+    end,
+    feed,
+    finish() {
+      if (fed < end) throw new Error(`payload digester finished after ${fed} of the ${end} bytes it needs`);
+      const metadataSha = metaHash.digest();
+      const properties: PayloadSignatureReport['properties'] = {};
+      const same = (k: keyof PayloadSignatureReport['properties'], v: string) => {
+        if (props[k] !== undefined) properties[k] = props[k] === v ? 'match' : 'mismatch';
+      };
+      if (wantFile) same('FILE_HASH', fileHash.digest('base64'));
+      same('FILE_SIZE', String(p.location.size));
+      same('METADATA_HASH', metadataSha.toString('base64'));
+      same('METADATA_SIZE', String(metadataSize));
+      const sizes = (sigs: PayloadSignature[]) => sigs.map((s) => signatureBytes(s).length);
+      return {
+        metadataSignature: {
+          ...verdict(p.metadataSignatures, metaVerifiers),
+          count: p.metadataSignatures.length,
+          sizes: sizes(p.metadataSignatures),
+        },
+        payloadSignature: {
+          ...verdict(p.payloadSignatures, payloadVerifiers),
+          count: p.payloadSignatures.length,
+          sizes: sizes(p.payloadSignatures),
+        },
+        properties,
+        metadataSha256: metadataSha.toString('hex'),
+        signedPayloadSha256: end >= signedEnd ? signedHash.digest('hex') : undefined,
+      };
+    },
+  };
+}
+
+/**
  * Hashes the payload once (streamed) and checks both signature messages against `key` (when
  * given) and payload_properties.txt (when the OTA zip has one). Reports, never throws on a bad
  * signature; see assertPayloadSigned for the throwing form.
@@ -94,85 +206,32 @@ export async function checkPayloadSignatures(
   } = {},
 ): Promise<PayloadSignatureReport> {
   const key = opts.key !== undefined ? await loadPayloadKey(opts.key) : undefined;
-  const props = p.location.properties ?? {};
-  const metadataSize = PAYLOAD_HEADER_SIZE + p.manifestSize;
-  const metaSigEnd = metadataSize + p.metadataSignatureSize;
-  const blobsStart = metaSigEnd;
-  const signedEnd =
-    blobsStart + (p.manifest.signaturesSize ? (p.manifest.signaturesOffset ?? 0) : p.blobsSize);
-  // FILE_HASH covers the whole payload; without it we stop where the signed part ends.
-  // Without a key and FILE_HASH, only the (small) metadata needs reading.
-  const wantFile = props.FILE_HASH !== undefined && opts.fileHash !== false;
-  const end = wantFile ? p.location.size : key || opts.fileHash !== false ? signedEnd : metadataSize;
-
-  const metaHash = createHash('sha256');
-  const signedHash = createHash('sha256');
-  const fileHash = createHash('sha256');
-  const verifiers = (sigs: PayloadSignature[]) =>
-    key ? sigs.slice(0, MAX_TRIED).map(() => createVerify('sha256')) : [];
-  const metaVerifiers = verifiers(p.metadataSignatures);
-  const payloadVerifiers = verifiers(p.payloadSignatures);
-  const feed = (chunk: Buffer, pos: number) => {
-    const slice = (from: number, to: number) =>
-      chunk.subarray(Math.max(0, from - pos), Math.max(0, Math.min(chunk.length, to - pos)));
-    const meta = slice(0, metadataSize);
-    metaHash.update(meta);
-    for (const v of metaVerifiers) v.update(meta);
-    const signed = Buffer.concat([meta, slice(metaSigEnd, signedEnd)]);
-    signedHash.update(signed);
-    for (const v of payloadVerifiers) v.update(signed);
-    if (wantFile) fileHash.update(chunk);
-  };
+  const d = payloadDigester(p, { keys: key ? [key] : [], fileHash: opts.fileHash });
   const fh = await open(p.location.file, 'r');
   try {
     const buf = Buffer.alloc(CHUNK);
-    for (let pos = 0; pos < end; ) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, end - pos), p.location.offset + pos);
-      if (bytesRead === 0) break;
-      feed(buf.subarray(0, bytesRead), pos);
+    for (let pos = 0; pos < d.end; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, d.end - pos), p.location.offset + pos);
+      if (bytesRead === 0)
+        throw new FormatError({
+          format: 'payload',
+          reason: 'truncated',
+          file: p.location.file,
+          offset: p.location.offset + pos,
+          expected: `${d.end} bytes of payload`,
+          found: pos,
+        });
+      d.feed(buf.subarray(0, bytesRead), pos);
       pos += bytesRead;
     }
   } finally {
     await fh.close();
   }
-
-  const status = (sigs: PayloadSignature[], vs: Verify[]): SignatureStatus => {
-    if (!sigs.length) return 'absent';
-    if (!key) return 'present';
-    return vs.some((v, i) => {
-      try {
-        return v.verify(key, signatureBytes(sigs[i]));
-      } catch {
-        return false;
-      }
-    })
-      ? 'valid'
-      : 'invalid';
-  };
-  const metadataSha = metaHash.digest();
-  const properties: PayloadSignatureReport['properties'] = {};
-  const same = (k: keyof PayloadSignatureReport['properties'], v: string) => {
-    if (props[k] !== undefined) properties[k] = props[k] === v ? 'match' : 'mismatch';
-  };
-  if (wantFile) same('FILE_HASH', fileHash.digest('base64'));
-  same('FILE_SIZE', String(p.location.size));
-  same('METADATA_HASH', metadataSha.toString('base64'));
-  same('METADATA_SIZE', String(metadataSize));
-  return {
-    metadataSignature: {
-      status: status(p.metadataSignatures, metaVerifiers),
-      count: p.metadataSignatures.length,
-      sizes: p.metadataSignatures.map((s) => signatureBytes(s).length),
-    },
-    payloadSignature: {
-      status: status(p.payloadSignatures, payloadVerifiers),
-      count: p.payloadSignatures.length,
-      sizes: p.payloadSignatures.map((s) => signatureBytes(s).length),
-    },
-    properties,
-    metadataSha256: metadataSha.toString('hex'),
-    signedPayloadSha256: end >= signedEnd ? signedHash.digest('hex') : undefined,
-  };
+  // One key given: which one verified says nothing.
+  const { metadataSignature: m, payloadSignature: s, ...rest } = d.finish();
+  const { key: _m, ...metadataSignature } = m;
+  const { key: _p, ...payloadSignature } = s;
+  return { ...rest, metadataSignature, payloadSignature };
 }
 
 /**
