@@ -86,6 +86,23 @@ export const KEY_SUBJECTS: Record<SampleSigner, { name: string; subject: string 
   },
 };
 
+/**
+ * The stand-in signers of the sample bases, made in `keysDir` on first use (kept after): each
+ * key and its certificate's SHA-256, which the bases record so the checks know who is who.
+ */
+export async function sampleSigningKeys(keysDir: string): Promise<{
+  keys: Record<SampleSigner, SigningKey>;
+  signers: Record<SampleSigner, string>;
+}> {
+  const keys = {} as Record<SampleSigner, SigningKey>;
+  const signers = {} as Record<SampleSigner, string>;
+  for (const s of Object.keys(KEY_SUBJECTS) as SampleSigner[]) {
+    keys[s] = await generateSigningKey(keysDir, KEY_SUBJECTS[s].name, { subject: KEY_SUBJECTS[s].subject });
+    signers[s] = await certSha256(keys[s].certPem);
+  }
+  return { keys, signers };
+}
+
 export interface SampleBaseOptions {
   /** Output folder: system.img, product.img, vendor.img (+ vbmeta.img, super.img, factory zip when available). */
   outDir: string;
@@ -149,12 +166,7 @@ export async function generateSampleBase(opts: SampleBaseOptions): Promise<Sampl
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
 
-  const keys = {} as Record<SampleSigner, SigningKey>;
-  const signers = {} as Record<SampleSigner, string>;
-  for (const s of Object.keys(KEY_SUBJECTS) as SampleSigner[]) {
-    keys[s] = await generateSigningKey(keysDir, KEY_SUBJECTS[s].name, { subject: KEY_SUBJECTS[s].subject });
-    signers[s] = await certSha256(keys[s].certPem);
-  }
+  const { keys, signers } = await sampleSigningKeys(keysDir);
 
   // Trees on the host, one per partition image.
   const roots = {

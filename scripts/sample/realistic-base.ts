@@ -26,7 +26,7 @@ import { execa } from 'execa';
 import type { ApexSpec } from '../apexgen/index.ts';
 import { buildApex } from '../apexgen/index.ts';
 import type { ApkSpec } from '../apkgen/index.ts';
-import { buildApk, generateSigningKey, type SigningKey, signApk } from '../apkgen/index.ts';
+import { buildApk, signApk } from '../apkgen/index.ts';
 import { addHashFooter, addHashtreeFooter, generateAvbKey, makeVbmetaImage } from '../formats/avb/index.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
 import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '../formats/super/index.ts';
@@ -34,8 +34,7 @@ import { buildErofs, erofsMeta } from '../fs/erofs.ts';
 import { createExt4 } from '../fs/ext4.ts';
 import { FileContexts } from '../fs/selinux.ts';
 import { FRAMEWORK_RES, requireFile } from '../host/tools.ts';
-import { certSha256 } from '../keys/store.ts';
-import { defaultSampleKeysDir, fakeJar, KEY_SUBJECTS, SAMPLE_EPOCH } from './base.ts';
+import { defaultSampleKeysDir, fakeJar, SAMPLE_EPOCH, sampleSigningKeys } from './base.ts';
 import {
   fakeElf,
   gpsConf,
@@ -203,6 +202,17 @@ export function contextsFor(partition: string, extra = ''): string {
 ${extra}`;
 }
 
+/**
+ * The SELinux labels of one partition's files as the build reads them: the platform's contexts,
+ * with the partition's own after them (system and vendor_dlkm have only the platform's).
+ */
+export function partitionFileContexts(partition: string): FileContexts {
+  const plat = FileContexts.parse(platFileContexts(), 'plat_file_contexts');
+  if (partition === 'system' || partition === 'vendor_dlkm') return plat;
+  const own = partition === 'vendor' ? vendorFileContexts() : contextsFor(partition);
+  return FileContexts.concat(plat, FileContexts.parse(own, `${partition}_file_contexts`));
+}
+
 /** Files per partition (paths inside the partition image). */
 function partitionFiles(): Record<Logical, Array<{ path: string; content: string | Buffer }>> {
   return {
@@ -296,12 +306,7 @@ export async function generateRealisticBase(opts: {
   const work = join(outDir, '.work');
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
-  const keys = {} as Record<SampleSigner, SigningKey>;
-  const signers = {} as Record<SampleSigner, string>;
-  for (const s of Object.keys(KEY_SUBJECTS) as SampleSigner[]) {
-    keys[s] = await generateSigningKey(keysDir, KEY_SUBJECTS[s].name, { subject: KEY_SUBJECTS[s].subject });
-    signers[s] = await certSha256(keys[s].certPem);
-  }
+  const { keys, signers } = await sampleSigningKeys(keysDir);
   const put = async (path: string, content: string | Buffer) => {
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, content);
@@ -335,14 +340,7 @@ export async function generateRealisticBase(opts: {
     });
   }
 
-  const plat = FileContexts.parse(platFileContexts(), 'plat_file_contexts');
-  const own = (p: Logical) =>
-    p === 'system' || p === 'vendor_dlkm'
-      ? plat
-      : FileContexts.concat(
-          plat,
-          FileContexts.parse(p === 'vendor' ? vendorFileContexts() : contextsFor(p), `${p}_file_contexts`),
-        );
+  const own = partitionFileContexts;
   const uuid = (i: number) => `5a6d2c1e-0000-4000-8000-0000000001${String(i).padStart(2, '0')}`;
   const images: Record<string, string> = {};
   for (const [i, p] of REALISTIC_LOGICAL.entries()) {

@@ -23,7 +23,6 @@ import { buildApk, generateSigningKey, signApk } from '../../scripts/apkgen/inde
 import { encodeAvbPublicKey, generateAvbKey } from '../../scripts/formats/avb/keys.ts';
 import { buildErofs, erofsMeta } from '../../scripts/fs/erofs.ts';
 import { createExt4 } from '../../scripts/fs/ext4.ts';
-import { FileContexts } from '../../scripts/fs/selinux.ts';
 import { FRAMEWORK_RES, requireFile } from '../../scripts/host/tools.ts';
 import { SAMPLE_EPOCH } from '../../scripts/sample/base.ts';
 import {
@@ -33,7 +32,7 @@ import {
   VENDOR_FS_CONFIG,
   vendorFileContexts,
 } from '../../scripts/sample/base-content.ts';
-import { contextsFor } from '../../scripts/sample/realistic-base.ts';
+import { contextsFor, partitionFileContexts } from '../../scripts/sample/realistic-base.ts';
 
 /** Key roles of AOSP's build/make/target/product/security that the base signs with. */
 export type TestKey = 'testkey' | 'platform' | 'shared' | 'media' | 'networkstack' | 'bluetooth';
@@ -325,14 +324,7 @@ export async function generateTestKeysBase(opts: {
     };
   }
 
-  const plat = FileContexts.parse(platFileContexts(), 'plat_file_contexts');
-  const own = (p: Part) =>
-    p === 'system' || p === 'vendor_dlkm'
-      ? plat
-      : FileContexts.concat(
-          plat,
-          FileContexts.parse(p === 'vendor' ? vendorFileContexts() : contextsFor(p), `${p}_file_contexts`),
-        );
+  const own = partitionFileContexts;
   const images = {} as Record<Part, string>;
   for (const [i, p] of TESTKEYS_PARTITIONS.entries()) {
     images[p] = join(outDir, `${p}.img`);
