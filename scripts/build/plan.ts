@@ -34,6 +34,7 @@ import {
   propPatternMatches,
   releaseTags,
 } from './props.ts';
+import { releaseDate } from './record.ts';
 import { declaredLibraries, removePackageReferences, type XmlReference, xmlAttr } from './xml-edits.ts';
 
 /**
@@ -1125,6 +1126,7 @@ async function planProps(
       propEditsFor(f.text, f.part, id, removePatterns, sets, isRemoved, fallback, {
         complete: own.get(f.part) === f,
         main: main === f,
+        release: { version: p.version, dateUtc: releaseDate() },
       }),
     );
   }
@@ -1143,6 +1145,33 @@ async function planProps(
     const edits = byFile.get(`${f.c.input.name}:${f.path}`)!;
     if (edits.length) f.c.plan.props.push({ path: f.path, edits });
   }
+}
+
+/** What stamps a build as one Omie release: the product version, and its date when given. */
+export interface OmieRelease {
+  version: string;
+  /** ro.build.date.utc of the release (seconds); undefined keeps the base's. */
+  dateUtc?: number;
+}
+
+/**
+ * The build's ro.build.version.incremental: the base's, then the product version, so that each
+ * release has a fingerprint of its own (an OTA's pre-build names the one it updates).
+ * Characters a fingerprint cannot hold become `_`.
+ */
+export function omieIncremental(base: string, version: string): string {
+  return `${base}.omie-${version}`.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+/** ro.build.date as the build system writes it (`date -d @<utc>`, in UTC): "Mon Feb  5 12:00:00 UTC 2024". */
+export function buildDate(utc: number): string {
+  const d = new Date(utc * 1000);
+  const day = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'][d.getUTCDay()];
+  const month = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'][
+    d.getUTCMonth()
+  ];
+  const time = d.toISOString().slice(11, 19);
+  return `${day} ${month} ${String(d.getUTCDate()).padStart(2, ' ')} ${time} UTC ${d.getUTCFullYear()}`;
 }
 
 /** The identity fields of every partition namespace (ro.product.<partition>.<field>). */
@@ -1167,7 +1196,7 @@ export function propEditsFor(
   sets: Readonly<Record<string, string>>,
   isRemovedPackage: (pkg: string) => boolean,
   fallback: { release: string; buildId: string; incremental: string },
-  opts: { complete?: boolean; main?: boolean } = {},
+  opts: { complete?: boolean; main?: boolean; release?: OmieRelease } = {},
 ): PropEdit[] {
   const props = parseProps(text);
   const edits: PropEdit[] = [];
@@ -1189,10 +1218,11 @@ export function propEditsFor(
   const release =
     value(`ro.${part}.build.version.release`) ?? value('ro.build.version.release') ?? fallback.release;
   const buildId = value(`ro.${part}.build.id`) ?? value('ro.build.id') ?? fallback.buildId;
-  const incremental =
+  const baseIncremental =
     value(`ro.${part}.build.version.incremental`) ??
     value('ro.build.version.incremental') ??
     fallback.incremental;
+  const incremental = opts.release ? omieIncremental(baseIncremental, opts.release.version) : baseIncremental;
   const fp = buildFingerprint(id, release, buildId, incremental);
   const identity = IDENTITY_NAMESPACES.includes(part);
   const required = new Set<string>();
@@ -1218,6 +1248,12 @@ export function propEditsFor(
       set(k, releaseTags(value(k) ?? '', '/'), 'release build');
     else if (/^ro\.(?:[a-z0-9_]+\.)?build\.tags$/.test(k)) set(k, 'release-keys', `release build${added(k)}`);
     else if (identity && /^ro\.(?:[a-z0-9_]+\.)?build\.type$/.test(k)) set(k, 'user', 'release build');
+    else if (opts.release && /^ro\.(?:[a-z0-9_]+\.)?build\.version\.incremental$/.test(k))
+      set(k, incremental, 'the Omie release: its fingerprint differs from every other release');
+    else if (opts.release?.dateUtc !== undefined && /^ro\.(?:[a-z0-9_]+\.)?build\.date\.utc$/.test(k))
+      set(k, String(opts.release.dateUtc), 'the release date (SOURCE_DATE_EPOCH)');
+    else if (opts.release?.dateUtc !== undefined && /^ro\.(?:[a-z0-9_]+\.)?build\.date$/.test(k))
+      set(k, buildDate(opts.release.dateUtc), 'the release date (SOURCE_DATE_EPOCH)');
   }
   if (keys.includes('ro.build.description'))
     set(

@@ -65,9 +65,17 @@ export async function digestFile(path: string, label = path): Promise<FileDigest
 
 /** Build time: SOURCE_DATE_EPOCH when set (reproducible builds), else a fixed epoch of the release. */
 export function sourceDateEpoch(): number {
+  return releaseDate() ?? 1_700_000_000;
+}
+
+/**
+ * The release's date when the builder gives one (SOURCE_DATE_EPOCH, seconds since 1970): it
+ * becomes the image's ro.build.date.utc, which OTAs and updaters compare. Without it the
+ * base's date stays, so two builds of one base have the same date.
+ */
+export function releaseDate(): number | undefined {
   const v = process.env.SOURCE_DATE_EPOCH;
-  if (v && /^\d+$/.test(v)) return Number(v);
-  return 1_700_000_000;
+  return v && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
 export interface BundledApp {

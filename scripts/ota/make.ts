@@ -239,6 +239,10 @@ export async function makeOta(o: MakeOtaOptions): Promise<MadeOta> {
         `${o.from} (ro.build.date.utc ${source.state.timestamp}) is newer than ${o.build} (${target.state.timestamp}): a downgrade`,
         { code: 'OTA_DOWNGRADE' },
       );
+    if (source.state.timestamp === target.state.timestamp)
+      log(
+        `warning: both builds have the date ro.build.date.utc=${target.state.timestamp}: an updater offers only a later build (build each release with SOURCE_DATE_EPOCH set to its date)`,
+      );
     if (source.state.build[0] === target.state.build[0])
       log(
         `warning: both builds have the fingerprint ${target.state.build[0]}: the OTA's precondition cannot tell them apart`,

@@ -236,7 +236,7 @@ describe('build plan on the sample base', () => {
       ]),
     );
     expect(set('ro.build.fingerprint')).toBe(
-      'Omie/omie_test/tablet:14/UQ1A.240205.004/11269751:user/release-keys',
+      'Omie/omie_test/tablet:14/UQ1A.240205.004/11269751.omie-2.3.4:user/release-keys',
     );
     expect(set('ro.build.type')).toBe('user');
     expect(set('ro.build.tags')).toBe('release-keys');

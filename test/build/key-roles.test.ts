@@ -19,7 +19,7 @@ import {
   roleOfSigners,
   testKeyRoles,
 } from '../../scripts/build/key-roles.ts';
-import { otacertsTestKeys, propEditsFor } from '../../scripts/build/plan.ts';
+import { buildDate, type OmieRelease, otacertsTestKeys, propEditsFor } from '../../scripts/build/plan.ts';
 import { parseProps, releaseTags } from '../../scripts/build/props.ts';
 import { APK_KEY_ROLES, type ApkKeyRole } from '../../scripts/formats/apk/known-signers.ts';
 import { omie, workDir } from '../helpers.ts';
@@ -201,7 +201,7 @@ describe('release tags and identity properties', () => {
   const edited = (
     text: string,
     part: 'system' | 'system_ext' | 'vendor' | 'vendor_dlkm',
-    opts: { complete?: boolean; main?: boolean },
+    opts: { complete?: boolean; main?: boolean; release?: OmieRelease },
   ) => {
     const edits = propEditsFor(text, part, id, [], {}, () => false, fallback, opts);
     const out: Record<string, string> = Object.fromEntries(parseProps(text).map((p) => [p.key, p.value]));
@@ -234,6 +234,34 @@ describe('release tags and identity properties', () => {
     expect(out['ro.build.tags']).toBe('release-keys');
     expect(out['ro.system.build.tags']).toBe('release-keys');
     expect(out['ro.build.thumbprint']).toBe('14/UQ1A/1:userdebug/release-keys');
+  });
+
+  it('stamps each Omie release: its version in every incremental and fingerprint, its date where given', () => {
+    const text =
+      'ro.build.version.incremental=11269751\nro.system.build.version.incremental=11269751\n' +
+      'ro.build.date.utc=1707134400\nro.system.build.date.utc=1707134400\nro.build.date=Mon Feb  5 12:00:00 UTC 2024\n' +
+      'ro.build.description=x\n';
+    const v1 = edited(text, 'system', { complete: true, main: true, release: { version: '1.0.0' } }).out;
+    const v2 = edited(text, 'system', { complete: true, main: true, release: { version: '1.0.1+beta' } }).out;
+    expect(v1['ro.build.version.incremental']).toBe('11269751.omie-1.0.0');
+    expect(v1['ro.system.build.version.incremental']).toBe('11269751.omie-1.0.0');
+    expect(v1['ro.build.fingerprint']).toBe(
+      'Omie/omie_tablet/tablet:14/UQ1A/11269751.omie-1.0.0:user/release-keys',
+    );
+    expect(v1['ro.system.build.fingerprint']).toBe(v1['ro.build.fingerprint']);
+    expect(v1['ro.build.description']).toBe('omie_tablet-user 14 UQ1A 11269751.omie-1.0.0 release-keys');
+    // A character a fingerprint cannot hold is replaced; two releases never share a fingerprint.
+    expect(v2['ro.build.fingerprint']).toContain('/11269751.omie-1.0.1_beta:');
+    // Without a release date the base's stays; with one, every date key has it.
+    expect(v1['ro.build.date.utc']).toBe('1707134400');
+    const dated = edited(text, 'system', {
+      main: true,
+      release: { version: '1.0.1', dateUtc: 1733616000 },
+    }).out;
+    expect(dated['ro.build.date.utc']).toBe('1733616000');
+    expect(dated['ro.system.build.date.utc']).toBe('1733616000');
+    expect(dated['ro.build.date']).toBe('Sun Dec  8 00:00:00 UTC 2024');
+    expect(buildDate(1707134400)).toBe('Mon Feb  5 12:00:00 UTC 2024');
   });
 
   it('gives a kernel-module partition release-keys tags and nothing else (as sign_target_files_apks)', () => {

@@ -127,6 +127,8 @@ export const SIDELOAD = {
   /** Full OTA of 1.0.3 whose vbmeta is signed by another AVB key than the partner's: a locked tablet does not boot it. */
   otherAvb: at('full-other-avb.zip'),
   strangerKey: at('stranger'),
+  /** 1.0.0 built again with one more property: b1's fingerprint, other bytes. */
+  b1Rebuilt: at('b1-rebuilt'),
 };
 
 async function makeSideloadFixture(): Promise<void> {
@@ -138,6 +140,9 @@ async function makeSideloadFixture(): Promise<void> {
     y
       .replace(/^version: .*$/m, 'version: 1.0.2')
       .replace(/ro\.omie\.version: .*$/m, "ro.omie.version: 1.0.2\n    ro.build.date.utc: '1707220800'"),
+  );
+  await variantBuild(SIDELOAD.b1Rebuilt, (y) =>
+    y.replace(/ro\.omie\.version: .*$/m, "ro.omie.version: 1.0.0\n    ro.omie.rebuild: '2'"),
   );
   const phablet = await variantBuild(at('b-phablet'), (y) =>
     y.replace(/^( {2}device:) tablet$/m, '$1 phablet'),

@@ -337,9 +337,20 @@ describe('refused packages leave the device as it was', () => {
       expect(await snapshot(sim, id)).toEqual(before);
     }, 300_000);
 
-  it('an incremental over another build: the device finds its source changed before writing, omie says so', async () => {
-    // b2 has the fingerprint b1 has (same base): only the partitions' hashes tell them apart.
-    const { sim, id } = await tabletSim('incr-other', 'OMIESL03', B2);
+  it('an incremental over another release: refused on its fingerprint before the device reboots', async () => {
+    // Each release has a fingerprint of its own (the product version is in its incremental).
+    const { sim, id } = await tabletSim('incr-b2', 'OMIESL09', B2);
+    const before = await snapshot(sim, id);
+    const r = await flashSideload(SIDELOAD.incr12, id);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(2);
+    expect(JSON.parse(r.stdout).error.code).toBe('OTA_WRONG_SOURCE_BUILD');
+    expect((await sim.state.reload()).mode).toBe('adb');
+    expect(await snapshot(sim, id)).toEqual(before);
+  }, 300_000);
+
+  it('an incremental over a rebuild of its source: the device finds its source changed before writing, omie says so', async () => {
+    // The rebuilt 1.0.0 has b1's fingerprint: only the partitions' hashes tell them apart.
+    const { sim, id } = await tabletSim('incr-other', 'OMIESL03', SIDELOAD.b1Rebuilt);
     const before = await snapshot(sim, id);
     const r = await flashSideload(SIDELOAD.incr12, id);
     expect(r.exitCode, r.stdout + r.stderr).toBe(2);
