@@ -90,7 +90,10 @@ describe('stored zip writer', () => {
         ['empty.img', 0, 0, 0, 0o100644],
       ]);
       expect(l.entries[1].time).toEqual([2009, 1, 1, 0, 0, 0]);
-      const x = await execa('unzip', ['-p', zip, 'dir/b.img'], { encoding: 'buffer' });
+      const x = await execa('unzip', ['-p', zip, 'dir/b.img'], {
+        encoding: 'buffer',
+        stripFinalNewline: false,
+      });
       expect(Buffer.from(x.stdout).equals(files[1].data)).toBe(true);
       if (forceZip64) {
         const raw = readFileSync(zip);
@@ -120,7 +123,11 @@ describe('stored zip writer', () => {
     // Four whole 4 MiB copy chunks are zeros (three in the middle, one near the end): not written.
     expect(st.blocks * 512).toBeLessThanOrEqual(st.size - 16 * mib + 64 * 1024); // + extent blocks
     expect(String((await execa('unzip', ['-t', zip])).stdout)).toMatch(/No errors detected/);
-    const x = await execa('unzip', ['-p', zip, 'holes.img'], { encoding: 'buffer', maxBuffer: 64 * mib });
+    const x = await execa('unzip', ['-p', zip, 'holes.img'], {
+      encoding: 'buffer',
+      stripFinalNewline: false,
+      maxBuffer: 64 * mib,
+    });
     expect(Buffer.from(x.stdout).equals(data)).toBe(true);
   });
 

@@ -35,7 +35,7 @@ export const BUILD_INPUTS: FixtureInput[] = [
 ];
 
 export async function openssl(args: string[], input?: Buffer) {
-  return execa('openssl', args, { input, encoding: 'buffer', reject: false });
+  return execa('openssl', args, { input, encoding: 'buffer', stripFinalNewline: false, reject: false });
 }
 
 /** An RSA-2048 key as signapk takes it: KEY.pem, KEY.pk8 (DER PKCS#8) and KEY.x509.pem. */

@@ -248,9 +248,7 @@ describe('omie ota: full package', () => {
           'import sys,zipfile;sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("care_map.pb"))',
           FULL,
         ],
-        {
-          encoding: 'buffer',
-        },
+        { encoding: 'buffer', stripFinalNewline: false },
       );
       const { CareMapMessage } = payloadProtos();
       const care = CareMapMessage.toObject(CareMapMessage.decode(Buffer.from(py.stdout as Uint8Array))) as {

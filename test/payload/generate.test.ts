@@ -40,7 +40,7 @@ const text = (n: number, tag: string) => {
 };
 
 async function openssl(args: string[], input?: Buffer): Promise<Buffer> {
-  const r = await execa('openssl', args, { input, encoding: 'buffer' });
+  const r = await execa('openssl', args, { input, encoding: 'buffer', stripFinalNewline: false });
   return Buffer.from(r.stdout as Uint8Array);
 }
 
@@ -216,7 +216,7 @@ describe('full payloads', () => {
     expect(xzBcjFilter(elf)).toEqual(['--x86']);
     let n = 0;
     for await (const c of xzChunks(at('chunks.img'), 0, data.length, { chunkSize: CHUNK })) {
-      const d = await execa('xz', ['-dc'], { input: c.stream, encoding: 'buffer' });
+      const d = await execa('xz', ['-dc'], { input: c.stream, encoding: 'buffer', stripFinalNewline: false });
       expect(
         Buffer.from(d.stdout as Uint8Array).equals(data.subarray(c.index * CHUNK, c.index * CHUNK + c.size)),
       ).toBe(true);

@@ -21,7 +21,7 @@ const W = workDir('payload-signature');
 const at = (f: string) => join(W, f);
 
 async function openssl(args: string[], input?: Buffer): Promise<Buffer> {
-  const r = await execa('openssl', args, { input, encoding: 'buffer' });
+  const r = await execa('openssl', args, { input, encoding: 'buffer', stripFinalNewline: false });
   return Buffer.from(r.stdout as Uint8Array);
 }
 

@@ -19,7 +19,9 @@ const tree = join(dir, 'tree');
 
 /** One entry of an APK, as Info-ZIP's unzip extracts it. */
 async function unzipEntry(apk: string, entry: string): Promise<Buffer> {
-  return Buffer.from((await execa('unzip', ['-p', apk, entry], { encoding: 'buffer' })).stdout);
+  return Buffer.from(
+    (await execa('unzip', ['-p', apk, entry], { encoding: 'buffer', stripFinalNewline: false })).stdout,
+  );
 }
 
 beforeAll(async () => {
