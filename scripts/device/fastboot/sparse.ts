@@ -329,7 +329,8 @@ export async function writeSparse(
 
 /**
  * Sequential reads through a large window: images with many short DATA runs would otherwise cost
- * one small read per run. Returned buffers are fresh (the sink may hold them until flushed).
+ * one small read per run. Returned buffers stay valid after later calls (the sink may hold them
+ * until flushed): each window is a buffer of its own, never refilled.
  */
 export class ReadWindow {
   private buf = Buffer.alloc(0);
@@ -348,7 +349,8 @@ export class ReadWindow {
       this.at = offset;
       if (bytesRead < n) throw fmtErr('source file shrank while sending', { offset: offset + bytesRead });
     }
-    return Buffer.from(this.buf.subarray(offset - this.at, offset - this.at + n));
+    // A view, not a copy: copying cost a memcpy of every byte sent or expanded.
+    return this.buf.subarray(offset - this.at, offset - this.at + n);
   }
 
   private async direct(offset: number, n: number): Promise<Buffer> {
