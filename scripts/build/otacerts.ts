@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { OTACERTS_PATH } from '../formats/ota/otacerts.ts';
 import { writeStoredZip } from '../formats/zip-store.ts';
 import type { ExtraFile } from './plan.ts';
 
@@ -13,7 +14,6 @@ import type { ExtraFile } from './plan.ts';
  * the base's with the partner's OTA certificate, so the device accepts the partner's OTAs and
  * no longer the base vendor's.
  */
-export const OTACERTS_PATH = 'etc/security/otacerts.zip';
 export const PAYLOAD_KEY_PATH = 'etc/update_engine/update-payload-key.pub.pem';
 
 /** otacerts.zip: the certificate as its only entry, stored, with a fixed time (reproducible). */

@@ -29,6 +29,7 @@ import { encodeAvbPublicKey, isPublicTestKey, publicTestKeyName } from '../forma
 import { calculateVbmetaDigest } from '../formats/avb/partitions.ts';
 import { addHashFooter, addHashtreeFooter, makeVbmetaImage } from '../formats/avb/sign.ts';
 import { formatAndroidInfo, writeFastbootZip } from '../formats/factory-zip.ts';
+import { OTACERTS_PATH } from '../formats/ota/otacerts.ts';
 import { buildSuper, buildSuperEmpty, expandAbLayout, type SuperLayout } from '../formats/super/index.ts';
 import type { UniformBlocks } from '../formats/uniform-blocks.ts';
 import { type FsReader, openFilesystem } from '../fs/index.ts';
@@ -60,7 +61,6 @@ import {
   type ApkIdentity,
   type ExtraFile,
   makePlan,
-  OTACERTS,
   type PartitionInput,
   type PartitionName,
   type PartitionPlan,
@@ -723,7 +723,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     let plan = await makePlan(parts, resolved, planOpts);
     for (const part of plan.partitions)
       for (const r of part.removals)
-        if (r.path.endsWith(`/${OTACERTS}`))
+        if (r.path.endsWith(`/${OTACERTS_PATH}`))
           log(`warning: removing ${part.partition}:${r.path}: ${r.reason}`);
     const apexes = await testKeyApexes(plan, readers, work);
     if (apexes.length) {

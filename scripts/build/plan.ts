@@ -19,6 +19,7 @@ import { defaultKnownSigners } from '../formats/apk/known-signers.ts';
 import { type ApkManifest, parseManifest, WEBVIEW_LIBRARY_META_DATA } from '../formats/apk/manifest.ts';
 import { verifyApkSignatures } from '../formats/apk/signing/index.ts';
 import { bufferSource, ZipArchive } from '../formats/apk/zip.ts';
+import { OTACERTS_PATH } from '../formats/ota/otacerts.ts';
 import { FileContexts } from '../fs/selinux.ts';
 import type { FsEntry, FsReader } from '../fs/types.ts';
 import { certSha256, certSha256Of, openKeys } from '../keys/store.ts';
@@ -711,7 +712,7 @@ export async function makePlan(
   // 2b. OTA certificates that are public test keys (a test-keys build's otacerts.zip).
   for (const c of ctxs)
     for (const r of [{ root: c.prefix }, ...nestedRoots(c)]) {
-      const path = `${r.root}/${OTACERTS}`;
+      const path = `${r.root}/${OTACERTS_PATH}`;
       if (c.byPath.get(path)?.type !== 'file') continue;
       const keys = await otacertsTestKeys(await c.input.fs.readFile(path), `${c.input.name}:${path}`);
       if (keys.length)
@@ -1042,9 +1043,6 @@ export async function* planFiles(
         yield { part, fs, path: e.path };
   }
 }
-
-/** Where recovery and update_engine read the certificates an OTA must be signed with. */
-export const OTACERTS = 'etc/security/otacerts.zip';
 
 /**
  * Names of the public test keys among the certificates of an otacerts.zip (PEM or DER entries,

@@ -37,7 +37,7 @@ import {
   runningBuild,
 } from '../formats/ota/install-checks.ts';
 import { RELEASE_ENTRY } from '../formats/ota/metadata.ts';
-import { readOtaCertificates } from '../formats/ota/otacerts.ts';
+import { SYSTEM_OTACERTS as OTACERTS, readOtaCertificates } from '../formats/ota/otacerts.ts';
 import { readWholeFileSignature } from '../formats/ota/whole-file.ts';
 import { locatePayload, readPayloadAt } from '../formats/payload/reader.ts';
 import type { ProgressFn } from '../progress.ts';
@@ -93,8 +93,6 @@ export interface SideloadReport {
   /** Bytes served to the device (it reads the package about twice: signature, then install). */
   served?: number;
 }
-
-const OTACERTS = '/system/etc/security/otacerts.zip';
 
 /** Reads what the package says of itself; its whole-file signature must verify. */
 export async function readOtaPackage(

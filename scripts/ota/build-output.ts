@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { getProp } from '../build/props.ts';
 import { InputError } from '../errors.ts';
 import type { BuildState } from '../formats/ota/metadata.ts';
-import { readOtaCertificates } from '../formats/ota/otacerts.ts';
+import { OTACERTS_PATH, readOtaCertificates, SYSTEM_OTACERTS } from '../formats/ota/otacerts.ts';
 import { openFilesystem } from '../fs/index.ts';
 
 /**
@@ -124,7 +124,7 @@ export async function readBuildOutput(out: BuildOutput, partitions: string[]): P
           break;
         }
       if (name === 'system')
-        for (const p of ['/system/etc/security/otacerts.zip', '/etc/security/otacerts.zip'])
+        for (const p of [SYSTEM_OTACERTS, `/${OTACERTS_PATH}`])
           if (await fs.exists(p)) {
             out.trustedOtaCerts = (await readOtaCertificates(await fs.readFile(p))).map((c) => c.sha256);
             break;

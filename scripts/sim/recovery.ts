@@ -35,7 +35,11 @@ import {
   type PackageRefusal,
   runningBuild,
 } from '../formats/ota/install-checks.ts';
-import { type OtaCertificate, readOtaCertificates } from '../formats/ota/otacerts.ts';
+import {
+  SYSTEM_OTACERTS as OTACERTS,
+  type OtaCertificate,
+  readOtaCertificates,
+} from '../formats/ota/otacerts.ts';
 import { readWholeFileSignature } from '../formats/ota/whole-file.ts';
 import { applyPartition } from '../formats/payload/apply.ts';
 import {
@@ -51,7 +55,6 @@ import { superLayoutProblem } from './super-layout.ts';
 import { DeviceView } from './view.ts';
 
 const PACKAGE = '/sideload/package.zip';
-const OTACERTS = '/system/etc/security/otacerts.zip';
 
 /** recovery's ErrorCode values written to last_install (install/include/install/error_code.h). */
 const kZipVerificationFailure = 21;

@@ -7,6 +7,11 @@ import { bufferSource, ZipArchive } from '../apk/zip.ts';
  * /system/etc/security/otacerts.zip. An entry that is not a certificate is skipped, as they skip it.
  */
 
+/** Where a partition holds otacerts.zip, relative to the partition's root. */
+export const OTACERTS_PATH = 'etc/security/otacerts.zip';
+/** Where the running system holds it: the one recovery and update_engine read. */
+export const SYSTEM_OTACERTS = `/system/${OTACERTS_PATH}`;
+
 export interface OtaCertificate {
   name: string;
   certificate: X509Certificate;
