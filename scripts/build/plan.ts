@@ -1220,9 +1220,12 @@ export function propEditsFor(
     value(`ro.${part}.build.version.incremental`) ??
     value('ro.build.version.incremental') ??
     fallback.incremental;
-  const incremental = opts.release ? omieIncremental(baseIncremental, opts.release.version) : baseIncremental;
-  const fp = buildFingerprint(id, release, buildId, incremental);
   const identity = IDENTITY_NAMESPACES.includes(part);
+  // Only the namespaces that carry the product's identity are stamped as the Omie release: a
+  // kernel-module partition keeps its own fingerprint, incremental and date (tags aside).
+  const stamp = identity ? opts.release : undefined;
+  const incremental = stamp ? omieIncremental(baseIncremental, stamp.version) : baseIncremental;
+  const fp = buildFingerprint(id, release, buildId, incremental);
   const required = new Set<string>();
   if (opts.complete && identity) {
     for (const field of IDENTITY_FIELDS) required.add(`ro.product.${part}.${field}`);
@@ -1246,12 +1249,12 @@ export function propEditsFor(
       set(k, releaseTags(value(k) ?? '', '/'), 'release build');
     else if (/^ro\.(?:[a-z0-9_]+\.)?build\.tags$/.test(k)) set(k, 'release-keys', `release build${added(k)}`);
     else if (identity && /^ro\.(?:[a-z0-9_]+\.)?build\.type$/.test(k)) set(k, 'user', 'release build');
-    else if (opts.release && /^ro\.(?:[a-z0-9_]+\.)?build\.version\.incremental$/.test(k))
+    else if (stamp && /^ro\.(?:[a-z0-9_]+\.)?build\.version\.incremental$/.test(k))
       set(k, incremental, 'the Omie release: its fingerprint differs from every other release');
-    else if (opts.release?.dateUtc !== undefined && /^ro\.(?:[a-z0-9_]+\.)?build\.date\.utc$/.test(k))
-      set(k, String(opts.release.dateUtc), 'the release date (SOURCE_DATE_EPOCH)');
-    else if (opts.release?.dateUtc !== undefined && /^ro\.(?:[a-z0-9_]+\.)?build\.date$/.test(k))
-      set(k, buildDate(opts.release.dateUtc), 'the release date (SOURCE_DATE_EPOCH)');
+    else if (stamp?.dateUtc !== undefined && /^ro\.(?:[a-z0-9_]+\.)?build\.date\.utc$/.test(k))
+      set(k, String(stamp.dateUtc), 'the release date (SOURCE_DATE_EPOCH)');
+    else if (stamp?.dateUtc !== undefined && /^ro\.(?:[a-z0-9_]+\.)?build\.date$/.test(k))
+      set(k, buildDate(stamp.dateUtc), 'the release date (SOURCE_DATE_EPOCH)');
   }
   if (keys.includes('ro.build.description'))
     set(

@@ -267,7 +267,18 @@ describe('release tags and identity properties', () => {
   it('gives a kernel-module partition release-keys tags and nothing else (as sign_target_files_apks)', () => {
     const text =
       'ro.vendor_dlkm.build.fingerprint=oem/x/y:14/A/1:userdebug/test-keys\nro.vendor_dlkm.build.tags=test-keys\nro.vendor_dlkm.build.type=userdebug\nro.product.vendor_dlkm.brand=oem\n';
+    // Not stamped as the Omie release either: its incremental and date are the module build's.
+    const stamped =
+      text + 'ro.vendor_dlkm.build.version.incremental=7\nro.vendor_dlkm.build.date.utc=1707134400\n';
     const { out } = edited(text, 'vendor_dlkm', { complete: true });
+    expect(
+      edited(stamped, 'vendor_dlkm', { complete: true, release: { version: '1.0.1', dateUtc: 1733616000 } })
+        .out,
+    ).toEqual({
+      ...out,
+      'ro.vendor_dlkm.build.version.incremental': '7',
+      'ro.vendor_dlkm.build.date.utc': '1707134400',
+    });
     expect(out).toEqual({
       'ro.vendor_dlkm.build.fingerprint': 'oem/x/y:14/A/1:userdebug/release-keys',
       'ro.vendor_dlkm.build.tags': 'release-keys',
